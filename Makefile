@@ -1,0 +1,48 @@
+# Two promises (see README): `make run` sets up a fresh Debian machine and runs the main job on
+# embedded defaults; `make test` sets up and runs the whole test suite with lint and type checks.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEBS := sip-tester baresip baresip-core espeak-ng
+STAMP := $(VENV)/.installed
+
+.PHONY: setup system-deps run test lint typecheck pytest bench clean
+
+# Debian packages the real-peer tests and <Say> need. Installs only what is missing; needs root
+# (or sudo) the first time.
+system-deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: system-deps $(STAMP)
+
+run: setup
+	$(BIN)/python examples/run_demo.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+test: setup lint typecheck pytest
+
+bench: setup
+	$(BIN)/python bench/srtp_relay.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Helpers for testing call flows offline (the simulator's Python API and pytest fixture)."""

@@ -1,0 +1,1 @@
+"""pytest plugin registered by the ``callxml`` package (entry point ``pytest11``)."""
