@@ -12,7 +12,7 @@ webhook becomes a fallback request.
     ├── MarkupError                  a document that cannot run (code, line, column)
     ├── ProtocolError                a protocol rule was broken
     │   ├── LocalProtocolError       ...by us (a bug or a misuse of the API)
-    │   └── RemoteProtocolError      ...by the peer; carries a SIP ``status_hint`` (400, 505, 416...)
+    │   └── RemoteProtocolError      ...by the peer; carries a SIP ``status_hint`` (400, 505, 416)
     ├── TransactionError             a SIP transaction failed (timeout, transport error)
     ├── TransportError               a socket or TLS connection failed (incl. certificate checks)
     ├── MediaError                   SDP / crypto negotiation or RTP/SRTP failures
