@@ -1,0 +1,162 @@
+"""Where to send a SIP request: from a URI to a transport, an address and a port.
+
+This module owns target resolution (RFC 3263 §4, simplified): which transport a URI asks for,
+which port to use, and how a host name becomes addresses. DNS itself sits behind the small
+:class:`HostResolver` seam so tests can map names like ``sip.example.test`` to loopback without
+touching the system resolver. It knows nothing about sockets or messages.
+
+Rules (RFC 3263 §4.1 / §4.2 without NAPTR and SRV):
+
+* transport: ``sips:`` or ``;secure=true`` → TLS; else the ``transport`` parameter; else UDP;
+* host: the ``maddr`` parameter when present (RFC 3261 §19.1.1), else the URI host;
+* port: the explicit port, else 5061 for TLS and 5060 for UDP/TCP;
+* IPv4 and IPv6 literals are used as they are; names go through the resolver (A/AAAA).
+
+The TLS identity we check later (RFC 5922 §7.2) is always the URI's own host, never the
+``maddr`` or the resolved address: :attr:`Target.server_name`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from callxml.errors import TransportError
+from callxml.sip.uri import SipUri, parse_uri
+
+__all__ = [
+    "DEFAULT_PORTS",
+    "Destination",
+    "HostResolver",
+    "StaticResolver",
+    "SystemResolver",
+    "Target",
+    "is_ip_literal",
+    "resolve_target",
+    "target_for_uri",
+]
+
+#: RFC 3261 §19.1.2: 5060 for sip over UDP/TCP, 5061 for TLS.
+DEFAULT_PORTS: Mapping[str, int] = {"udp": 5060, "tcp": 5060, "tls": 5061}
+_TRANSPORTS = frozenset(DEFAULT_PORTS)
+#: At most this many addresses are tried for one name (a bound, not an RFC rule).
+MAX_ADDRESSES = 8
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a URI asks for, before DNS: ``host`` is a name or a bare IP literal (no brackets)."""
+
+    transport: str
+    host: str
+    port: int
+    server_name: str
+
+    def __post_init__(self) -> None:
+        if self.transport not in _TRANSPORTS:
+            raise TransportError(f"unsupported SIP transport {self.transport!r}")
+        if not 0 < self.port < 65536:
+            raise TransportError(f"port {self.port} out of range")
+
+
+@dataclass(frozen=True)
+class Destination:
+    """One concrete address to send to: ``host`` is an IP literal (no brackets)."""
+
+    transport: str
+    host: str
+    port: int
+    server_name: str
+
+
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def target_for_uri(uri: SipUri | str, *, transport: str | None = None) -> Target:
+    """The transport, host and port a URI asks for (RFC 3263 §4.1/§4.2, no SRV).
+
+    ``transport`` overrides the URI's choice (e.g. an outbound proxy configured for TCP), but a
+    secure URI always stays on TLS.
+    """
+    if isinstance(uri, str):
+        uri = parse_uri(uri)
+    chosen = uri.transport
+    if transport is not None and not uri.secure:
+        chosen = transport.lower()
+    maddr = uri.param("maddr")
+    host = (maddr or uri.host).strip("[]")
+    port = uri.port if uri.port is not None else DEFAULT_PORTS.get(chosen, 5060)
+    return Target(chosen, host, port, server_name=uri.host.strip("[]"))
+
+
+class HostResolver(Protocol):
+    """The DNS seam: names to IP literals (A/AAAA), in preference order."""
+
+    async def lookup(self, host: str, port: int, transport: str) -> list[str]: ...
+
+
+class SystemResolver:
+    """Uses the event loop's ``getaddrinfo`` (the system resolver, /etc/hosts included)."""
+
+    async def lookup(self, host: str, port: int, transport: str) -> list[str]:
+        kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=kind)
+        except (OSError, UnicodeError) as exc:
+            raise TransportError(f"cannot resolve {host!r}: {exc}") from exc
+        out: list[str] = []
+        for _family, _type, _proto, _canon, sockaddr in infos:
+            address = str(sockaddr[0])
+            if address not in out:
+                out.append(address)
+        return out
+
+
+class StaticResolver:
+    """A fixed name → addresses table, for tests and for static peer configuration.
+
+    Names not in the table fall through to ``fallback`` when given, else fail.
+    """
+
+    def __init__(
+        self,
+        table: Mapping[str, str | Sequence[str]],
+        fallback: HostResolver | None = None,
+    ) -> None:
+        self._table = {
+            name.lower(): [value] if isinstance(value, str) else list(value)
+            for name, value in table.items()
+        }
+        self._fallback = fallback
+
+    async def lookup(self, host: str, port: int, transport: str) -> list[str]:
+        found = self._table.get(host.lower().rstrip("."))
+        if found is not None:
+            return list(found)
+        if self._fallback is not None:
+            return await self._fallback.lookup(host, port, transport)
+        raise TransportError(f"cannot resolve {host!r}: not in the static table")
+
+
+async def resolve_target(target: Target, resolver: HostResolver) -> list[Destination]:
+    """The addresses to try for ``target``, in order; raises TransportError when there are none."""
+    if is_ip_literal(target.host):
+        host = str(ipaddress.ip_address(target.host.strip("[]")))
+        return [Destination(target.transport, host, target.port, target.server_name)]
+    addresses = await resolver.lookup(target.host, target.port, target.transport)
+    if not addresses:
+        raise TransportError(f"cannot resolve {target.host!r}: no addresses")
+    return [
+        Destination(target.transport, address, target.port, target.server_name)
+        for address in addresses[:MAX_ADDRESSES]
+    ]
