@@ -1,0 +1,392 @@
+"""Durable call records: calls, their events, and recordings.
+
+Owns the ``Store`` seam (style.md #10) and its embedded implementation on SQLite. The rule it
+exists for: *no call record is lost*. Every state change is its own committed transaction, the
+database runs in WAL mode with ``synchronous=FULL``, so a ``kill -9`` at any moment leaves every
+committed call readable after restart, and nothing half-written.
+
+It must not know about SIP, media or HTTP: it stores plain records. A PostgreSQL store for
+several engine nodes implements the same Protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = [
+    "CallEvent",
+    "CallRecord",
+    "RecordingRecord",
+    "SqliteStore",
+    "Store",
+]
+
+#: Statuses of Twilio's Calls resource; the terminal ones end a call for good.
+CALL_STATUSES = (
+    "queued",
+    "initiated",
+    "ringing",
+    "in-progress",
+    "completed",
+    "busy",
+    "failed",
+    "no-answer",
+    "canceled",
+)
+TERMINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One call leg, as Twilio's Calls resource describes it (times are Unix seconds)."""
+
+    sid: str
+    account_sid: str
+    direction: str  # inbound | outbound-api | outbound-dial
+    from_: str
+    to: str
+    status: str = "queued"
+    parent_call_sid: str | None = None
+    date_created: float = 0.0
+    date_updated: float = 0.0
+    start_time: float | None = None
+    end_time: float | None = None
+    duration: int | None = None
+    sip_response_code: int | None = None
+    sip_call_id: str | None = None
+    answered_by: str | None = None
+    caller_name: str | None = None
+    error: str | None = None
+    node: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """Something that happened on a call: a webhook exchange, a verb, a warning, a SIP step."""
+
+    call_sid: str
+    kind: str  # webhook | verb | warning | error | sip | status-callback
+    at: float
+    data: Mapping[str, Any] = field(default_factory=dict)
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingRecord:
+    sid: str
+    call_sid: str
+    account_sid: str
+    path: str
+    duration: int
+    date_created: float
+    status: str = "completed"
+    channels: int = 1
+
+
+class Store(Protocol):
+    """Where call records live. Each write is durable when the method returns."""
+
+    def create_call(self, record: CallRecord) -> None: ...
+
+    def update_call(self, sid: str, **changes: Any) -> CallRecord: ...
+
+    def get_call(self, sid: str) -> CallRecord | None: ...
+
+    def list_calls(
+        self,
+        account_sid: str,
+        *,
+        status: str | None = None,
+        to: str | None = None,
+        from_: str | None = None,
+        parent_call_sid: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[CallRecord]: ...
+
+    def count_calls(
+        self,
+        account_sid: str,
+        *,
+        status: str | None = None,
+        to: str | None = None,
+        from_: str | None = None,
+        parent_call_sid: str | None = None,
+    ) -> int: ...
+
+    def add_event(self, event: CallEvent) -> CallEvent: ...
+
+    def list_events(self, call_sid: str, *, kind: str | None = None) -> list[CallEvent]: ...
+
+    def add_recording(self, recording: RecordingRecord) -> None: ...
+
+    def get_recording(self, sid: str) -> RecordingRecord | None: ...
+
+    def list_recordings(self, call_sid: str) -> list[RecordingRecord]: ...
+
+    def unfinished_calls(self) -> list[CallRecord]: ...
+
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    sid TEXT PRIMARY KEY,
+    account_sid TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    from_ TEXT NOT NULL,
+    "to" TEXT NOT NULL,
+    status TEXT NOT NULL,
+    parent_call_sid TEXT,
+    date_created REAL NOT NULL,
+    date_updated REAL NOT NULL,
+    start_time REAL,
+    end_time REAL,
+    duration INTEGER,
+    sip_response_code INTEGER,
+    sip_call_id TEXT,
+    answered_by TEXT,
+    caller_name TEXT,
+    error TEXT,
+    node TEXT
+);
+CREATE INDEX IF NOT EXISTS calls_account ON calls (account_sid, date_created);
+CREATE INDEX IF NOT EXISTS calls_parent ON calls (parent_call_sid);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_sid TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    at REAL NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_call ON events (call_sid, seq);
+CREATE TABLE IF NOT EXISTS recordings (
+    sid TEXT PRIMARY KEY,
+    call_sid TEXT NOT NULL,
+    account_sid TEXT NOT NULL,
+    path TEXT NOT NULL,
+    duration INTEGER NOT NULL,
+    date_created REAL NOT NULL,
+    status TEXT NOT NULL,
+    channels INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recordings_call ON recordings (call_sid);
+"""
+
+_CALL_COLUMNS = tuple(f.name for f in fields(CallRecord))
+_RECORDING_COLUMNS = tuple(f.name for f in fields(RecordingRecord))
+
+
+def _quoted(column: str) -> str:
+    return f'"{column}"'
+
+
+class SqliteStore:
+    """The embedded store: one SQLite file in WAL mode, every write its own durable commit.
+
+    Safe to call from several threads (the engine runs writes off the event loop); a lock
+    serialises access to the one connection, which is simpler and, for a single node, as fast as
+    a pool because SQLite serialises writers anyway.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    def create_call(self, record: CallRecord) -> None:
+        values = asdict(record)
+        columns = ", ".join(_quoted(c) for c in _CALL_COLUMNS)
+        marks = ", ".join("?" for _ in _CALL_COLUMNS)
+        with self._transaction() as db:
+            db.execute(
+                f"INSERT INTO calls ({columns}) VALUES ({marks})",
+                [values[c] for c in _CALL_COLUMNS],
+            )
+
+    def update_call(self, sid: str, **changes: Any) -> CallRecord:
+        unknown = set(changes) - set(_CALL_COLUMNS) - {"sid"}
+        if unknown or "sid" in changes:
+            raise ValueError(f"cannot update call fields {sorted(unknown or {'sid'})}")
+        with self._transaction() as db:
+            row = db.execute("SELECT * FROM calls WHERE sid = ?", (sid,)).fetchone()
+            if row is None:
+                raise KeyError(sid)
+            record = replace(_call_from_row(row), **changes)
+            assignments = ", ".join(f"{_quoted(c)} = ?" for c in changes)
+            if assignments:
+                db.execute(
+                    f"UPDATE calls SET {assignments} WHERE sid = ?",
+                    [*changes.values(), sid],
+                )
+        return record
+
+    def get_call(self, sid: str) -> CallRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM calls WHERE sid = ?", (sid,)).fetchone()
+        return None if row is None else _call_from_row(row)
+
+    def _filters(
+        self,
+        account_sid: str,
+        status: str | None,
+        to: str | None,
+        from_: str | None,
+        parent_call_sid: str | None,
+    ) -> tuple[str, list[Any]]:
+        clauses = ["account_sid = ?"]
+        args: list[Any] = [account_sid]
+        for column, value in (
+            ("status", status),
+            ("to", to),
+            ("from_", from_),
+            ("parent_call_sid", parent_call_sid),
+        ):
+            if value is not None:
+                clauses.append(f"{_quoted(column)} = ?")
+                args.append(value)
+        return " AND ".join(clauses), args
+
+    def list_calls(
+        self,
+        account_sid: str,
+        *,
+        status: str | None = None,
+        to: str | None = None,
+        from_: str | None = None,
+        parent_call_sid: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[CallRecord]:
+        where, args = self._filters(account_sid, status, to, from_, parent_call_sid)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM calls WHERE {where} "
+                "ORDER BY date_created DESC, sid DESC LIMIT ? OFFSET ?",
+                [*args, max(0, min(limit, 1000)), max(0, offset)],
+            ).fetchall()
+        return [_call_from_row(row) for row in rows]
+
+    def count_calls(
+        self,
+        account_sid: str,
+        *,
+        status: str | None = None,
+        to: str | None = None,
+        from_: str | None = None,
+        parent_call_sid: str | None = None,
+    ) -> int:
+        where, args = self._filters(account_sid, status, to, from_, parent_call_sid)
+        with self._lock:
+            row = self._db.execute(f"SELECT COUNT(*) FROM calls WHERE {where}", args).fetchone()
+        return int(row[0])
+
+    def unfinished_calls(self) -> list[CallRecord]:
+        """Calls not in a terminal state: after a crash, the engine marks these failed."""
+        marks = ", ".join("?" for _ in TERMINAL_STATUSES)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM calls WHERE status NOT IN ({marks})", sorted(TERMINAL_STATUSES)
+            ).fetchall()
+        return [_call_from_row(row) for row in rows]
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def add_event(self, event: CallEvent) -> CallEvent:
+        payload = json.dumps(dict(event.data), default=str, separators=(",", ":"))
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO events (call_sid, kind, at, data) VALUES (?, ?, ?, ?)",
+                (event.call_sid, event.kind, event.at, payload),
+            )
+            seq = cursor.lastrowid or 0
+        return replace(event, seq=seq)
+
+    def list_events(self, call_sid: str, *, kind: str | None = None) -> list[CallEvent]:
+        query = "SELECT * FROM events WHERE call_sid = ?"
+        args: list[Any] = [call_sid]
+        if kind is not None:
+            query += " AND kind = ?"
+            args.append(kind)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY seq", args).fetchall()
+        return [
+            CallEvent(
+                call_sid=row["call_sid"],
+                kind=row["kind"],
+                at=row["at"],
+                data=json.loads(row["data"]),
+                seq=row["seq"],
+            )
+            for row in rows
+        ]
+
+    # -- recordings -----------------------------------------------------------------------------
+
+    def add_recording(self, recording: RecordingRecord) -> None:
+        values = asdict(recording)
+        columns = ", ".join(_RECORDING_COLUMNS)
+        marks = ", ".join("?" for _ in _RECORDING_COLUMNS)
+        with self._transaction() as db:
+            db.execute(
+                f"INSERT INTO recordings ({columns}) VALUES ({marks})",
+                [values[c] for c in _RECORDING_COLUMNS],
+            )
+
+    def get_recording(self, sid: str) -> RecordingRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM recordings WHERE sid = ?", (sid,)).fetchone()
+        return None if row is None else _recording_from_row(row)
+
+    def list_recordings(self, call_sid: str) -> list[RecordingRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM recordings WHERE call_sid = ? ORDER BY date_created", (call_sid,)
+            ).fetchall()
+        return [_recording_from_row(row) for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _call_from_row(row: sqlite3.Row) -> CallRecord:
+    return CallRecord(**{c: row[c] for c in _CALL_COLUMNS})
+
+
+def _recording_from_row(row: sqlite3.Row) -> RecordingRecord:
+    return RecordingRecord(**{c: row[c] for c in _RECORDING_COLUMNS})
+
+
+def record_fields() -> Sequence[str]:
+    """Column names of a call record, for API serialisers and tests."""
+    return _CALL_COLUMNS

@@ -1,0 +1,144 @@
+"""Engine configuration: embedded defaults, a full TOML file, and one clear line per mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from callxml.engine.config import (
+    DEMO_ACCOUNT_SID,
+    DEMO_DOMAIN,
+    Listener,
+    default_config,
+    load_config,
+    parse_config,
+)
+from callxml.errors import ConfigError
+
+ACCOUNT = {"sid": "AC" + "a" * 32, "auth_token": "0123456789abcdef0123"}
+
+
+def test_defaults_run_on_loopback_with_a_demo_domain() -> None:
+    cfg = default_config()
+    assert cfg.listeners == (
+        Listener("udp", "127.0.0.1", 5060),
+        Listener("tcp", "127.0.0.1", 5060),
+        Listener("tls", "127.0.0.1", 5061),
+    )
+    assert (cfg.http_host, cfg.http_port) == ("127.0.0.1", 8080)
+    assert cfg.database == Path("callxml.db")
+    assert cfg.accounts[0].sid == DEMO_ACCOUNT_SID
+    demo = cfg.domain(DEMO_DOMAIN.upper())
+    assert demo is not None and demo.secure_media is False
+    assert cfg.base_url == "http://127.0.0.1:8080"
+
+
+def test_full_file(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("x")
+    (tmp_path / "callxml.toml").write_text(
+        f"""
+[sip]
+listen = ["udp:0.0.0.0:5070", "tls:[::1]:5071"]
+trunk_uri_template = "sip:{{number}}@trunk.example.com;secure=true"
+[http]
+port = 9000
+public_url = "https://calls.example.com/"
+[tls]
+ca_bundle = "ca.pem"
+[store]
+path = "db/calls.db"
+[media]
+port_min = 30000
+port_max = 30100
+[webhooks]
+timeout = 5
+[[accounts]]
+sid = "{ACCOUNT["sid"]}"
+auth_token = "{ACCOUNT["auth_token"]}"
+[[domains]]
+name = "Secure.Example.com"
+account = "{ACCOUNT["sid"]}"
+voice_url = "https://app.example.com/voice"
+fallback_url = "https://app.example.com/fallback"
+secure_media = true
+allowed_ips = ["10.0.0.0/8"]
+credentials = [{{ username = "alice", password = "s3cret" }}]
+"""
+    )
+    cfg = load_config(tmp_path / "callxml.toml")
+    assert cfg.listeners == (Listener("udp", "0.0.0.0", 5070), Listener("tls", "::1", 5071))
+    assert cfg.http_port == 9000 and cfg.base_url == "https://calls.example.com"
+    assert cfg.tls_ca_bundle == tmp_path / "ca.pem"
+    assert cfg.database == tmp_path / "db/calls.db"
+    assert cfg.webhook_timeout == 5.0
+    domain = cfg.domain("secure.example.com")
+    assert domain is not None and domain.secure_media and domain.needs_auth
+    assert "s3cret" not in repr(domain)
+    assert ACCOUNT["auth_token"] not in repr(cfg.accounts)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"http": {"port": 70000}}, "http.port: port out of range"),
+        ({"http": {"port": "80"}}, "http.port: must be int"),
+        ({"http": {"host": "localhost"}}, "http.host: must be an IP address"),
+        ({"sip": {"listen": ["sctp:127.0.0.1:5060"]}}, "sip.listen[0]"),
+        ({"sip": {"trunk_uri_template": "sip:x@y"}}, "sip.trunk_uri_template"),
+        ({"media": {"port_min": 10, "port_max": 11}}, "media.port_max"),
+        ({"webhooks": {"timeout": 0}}, "webhooks.timeout"),
+        ({"tls": {"cert": "/nonexistent.pem", "key": "/nonexistent.key"}}, "tls.cert: file"),
+        ({"tls": {"cert": "/x.pem"}}, "tls.key: cert and key"),
+        ({"bogus": 1}, "bogus: unknown key"),
+        ({"http": {"prot": 1}}, "http.prot: unknown key"),
+        ({"accounts": [{"sid": "AC12", "auth_token": "x" * 20}]}, "accounts[0].sid"),
+        ({"accounts": [{"sid": ACCOUNT["sid"], "auth_token": "short"}]}, "accounts[0].auth_token"),
+        (
+            {"accounts": [ACCOUNT], "domains": [{"name": "d", "account": ACCOUNT["sid"]}]},
+            "domains[0].voice_url: required",
+        ),
+        (
+            {
+                "accounts": [ACCOUNT],
+                "domains": [{"name": "d", "account": ACCOUNT["sid"], "voice_url": "ftp://x/"}],
+            },
+            "domains[0].voice_url: must be an http(s) URL",
+        ),
+        (
+            {
+                "accounts": [ACCOUNT],
+                "domains": [{"name": "d", "account": "AC" + "b" * 32, "voice_url": "http://x/"}],
+            },
+            "domains[0].account: no account",
+        ),
+        (
+            {
+                "accounts": [ACCOUNT],
+                "domains": [
+                    {
+                        "name": "d",
+                        "account": ACCOUNT["sid"],
+                        "voice_url": "http://x/",
+                        "secure_media": "yes",
+                    }
+                ],
+            },
+            "domains[0].secure_media: must be bool",
+        ),
+    ],
+)
+def test_bad_config_names_the_key(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert str(info.value).startswith(message), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[http\nport=1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml")
