@@ -1,0 +1,464 @@
+"""The REST API: a wire-compatible subset of Twilio's 2010-04-01 Calls resource.
+
+Owns HTTP routing, Basic authentication, request validation and the JSON shapes, so existing
+Twilio SDKs work with only the base URL changed. Starting, redirecting and ending live calls is
+delegated to a :class:`CallControl` (the runtime), which keeps this module free of SIP and media;
+records come from the :class:`~callxml.engine.store.Store`.
+
+Errors are JSON ``{"code", "message", "more_info", "status"}`` with Twilio's error codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import email.utils
+import hmac
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlencode, urlsplit
+
+from aiohttp import web
+
+from callxml.engine.config import AccountConfig, EngineConfig
+from callxml.engine.store import CALL_STATUSES, CallRecord, RecordingRecord, Store
+
+__all__ = ["API_VERSION", "ApiError", "CallControl", "OutboundCall", "build_app"]
+
+API_VERSION = "2010-04-01"
+MAX_PAGE_SIZE = 1000
+MAX_FORM_BYTES = 64 * 1024
+
+
+class ApiError(Exception):
+    """An error the API reports as Twilio does: HTTP status plus a Twilio error code."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundCall:
+    """A validated ``POST …/Calls.json`` request."""
+
+    to: str
+    from_: str
+    url: str | None
+    twiml: str | None
+    method: str = "POST"
+    fallback_url: str | None = None
+    fallback_method: str = "POST"
+    status_callback: str | None = None
+    status_callback_event: tuple[str, ...] = ("completed",)
+    status_callback_method: str = "POST"
+    timeout: int = 60
+    sip_auth_username: str | None = None
+    sip_auth_password: str | None = None
+    time_limit: int = 14400
+
+
+class CallControl(Protocol):
+    """What the API needs from the runtime to act on live calls."""
+
+    async def create_call(self, account: AccountConfig, call: OutboundCall) -> CallRecord: ...
+
+    async def update_call(
+        self,
+        account: AccountConfig,
+        sid: str,
+        *,
+        url: str | None,
+        method: str,
+        twiml: str | None,
+        status: str | None,
+    ) -> CallRecord: ...
+
+
+def _date(ts: float | None) -> str | None:
+    return (
+        None if ts is None else email.utils.formatdate(ts, usegmt=False).replace("-0000", "+0000")
+    )
+
+
+def call_uri(account_sid: str, sid: str) -> str:
+    return f"/{API_VERSION}/Accounts/{account_sid}/Calls/{sid}.json"
+
+
+def call_json(record: CallRecord) -> dict[str, Any]:
+    """A call record in the exact shape of Twilio's Call resource."""
+    base = f"/{API_VERSION}/Accounts/{record.account_sid}/Calls/{record.sid}"
+    return {
+        "account_sid": record.account_sid,
+        "annotation": None,
+        "answered_by": record.answered_by,
+        "api_version": API_VERSION,
+        "caller_name": record.caller_name,
+        "date_created": _date(record.date_created),
+        "date_updated": _date(record.date_updated),
+        "direction": record.direction,
+        "duration": None if record.duration is None else str(record.duration),
+        "end_time": _date(record.end_time),
+        "forwarded_from": None,
+        "from": record.from_,
+        "from_formatted": record.from_,
+        "group_sid": None,
+        "parent_call_sid": record.parent_call_sid,
+        "phone_number_sid": None,
+        "price": None,
+        "price_unit": "USD",
+        "queue_time": "0",
+        "sid": record.sid,
+        "start_time": _date(record.start_time),
+        "status": record.status,
+        "subresource_uris": {
+            "events": f"{base}/Events.json",
+            "notifications": f"{base}/Notifications.json",
+            "recordings": f"{base}/Recordings.json",
+            "payments": f"{base}/Payments.json",
+            "siprec": f"{base}/Siprec.json",
+            "streams": f"{base}/Streams.json",
+            "user_defined_message_subscriptions": f"{base}/UserDefinedMessageSubscriptions.json",
+            "user_defined_messages": f"{base}/UserDefinedMessages.json",
+        },
+        "to": record.to,
+        "to_formatted": record.to,
+        "trunk_sid": None,
+        "uri": f"{base}.json",
+        # callxml extensions (Twilio SDKs ignore unknown keys)
+        "sip_response_code": record.sip_response_code,
+        "sip_call_id": record.sip_call_id,
+    }
+
+
+def recording_json(rec: RecordingRecord, base_url: str) -> dict[str, Any]:
+    uri = f"/{API_VERSION}/Accounts/{rec.account_sid}/Recordings/{rec.sid}"
+    return {
+        "account_sid": rec.account_sid,
+        "api_version": API_VERSION,
+        "call_sid": rec.call_sid,
+        "channels": rec.channels,
+        "date_created": _date(rec.date_created),
+        "date_updated": _date(rec.date_created),
+        "start_time": _date(rec.date_created),
+        "duration": str(rec.duration),
+        "sid": rec.sid,
+        "source": "RecordVerb",
+        "status": rec.status,
+        "uri": f"{uri}.json",
+        "media_url": f"{base_url}{uri}",
+    }
+
+
+def _error_response(status: int, code: int, message: str) -> web.Response:
+    return web.json_response(
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
+        status=status,
+    )
+
+
+@web.middleware
+async def _errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return _error_response(exc.status, exc.code, exc.message)
+    except web.HTTPNotFound:
+        return _error_response(404, 20404, f"The requested resource {request.path} was not found")
+    except web.HTTPMethodNotAllowed:
+        return _error_response(405, 20004, "Method not allowed")
+    except web.HTTPRequestEntityTooLarge:
+        return _error_response(413, 21617, "Request entity too large")
+
+
+class _Api:
+    def __init__(self, config: EngineConfig, store: Store, control: CallControl) -> None:
+        self.config = config
+        self.store = store
+        self.control = control
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def authenticate(self, request: web.Request) -> AccountConfig:
+        """HTTP Basic with AccountSid:AuthToken, and the path's account must be that account."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, encoded = header.partition(" ")
+        username = password = ""
+        if scheme.lower() == "basic":
+            try:
+                username, _, password = base64.b64decode(encoded).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                pass
+        account = self.config.account(username)
+        ok = account is not None and hmac.compare_digest(
+            account.auth_token.encode(), password.encode()
+        )
+        if not ok or account is None:
+            raise ApiError(401, 20003, "Authenticate")
+        if request.match_info.get("account") not in (None, account.sid):
+            raise ApiError(404, 20404, f"The requested resource {request.path} was not found")
+        return account
+
+    async def form(self, request: web.Request) -> Mapping[str, str]:
+        if request.content_length and request.content_length > MAX_FORM_BYTES:
+            raise ApiError(413, 21617, "Request entity too large")
+        data = await request.post()
+        return {k: v for k, v in data.items() if isinstance(v, str)}
+
+    def record_or_404(self, account: AccountConfig, sid: str, path: str) -> CallRecord:
+        record = self.store.get_call(sid)
+        if record is None or record.account_sid != account.sid:
+            raise ApiError(404, 20404, f"The requested resource {path} was not found")
+        return record
+
+    async def in_thread(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kw)
+
+    # -- handlers -------------------------------------------------------------------------------
+
+    async def create_call(self, request: web.Request) -> web.Response:
+        account = self.authenticate(request)
+        form = await self.form(request)
+        call = parse_create_form(form)
+        record = await self.control.create_call(account, call)
+        return web.json_response(call_json(record), status=201)
+
+    async def list_calls(self, request: web.Request) -> web.Response:
+        account = self.authenticate(request)
+        query = request.query
+        page_size = _int(query.get("PageSize", "50"), "PageSize", 1, MAX_PAGE_SIZE)
+        page = _int(query.get("Page", "0"), "Page", 0, 10**6)
+        status = query.get("Status")
+        if status is not None and status not in CALL_STATUSES:
+            raise ApiError(400, 20001, f"Invalid Status {status!r}")
+        filters = {
+            "status": status,
+            "to": query.get("To"),
+            "from_": query.get("From"),
+            "parent_call_sid": query.get("ParentCallSid"),
+        }
+        total = await self.in_thread(self.store.count_calls, account.sid, **filters)
+        records = await self.in_thread(
+            self.store.list_calls, account.sid, limit=page_size, offset=page * page_size, **filters
+        )
+        path = f"/{API_VERSION}/Accounts/{account.sid}/Calls.json"
+        kept = {k: v for k, v in query.items() if k in ("Status", "To", "From", "ParentCallSid")}
+
+        def page_uri(number: int) -> str:
+            return path + "?" + urlencode({**kept, "PageSize": page_size, "Page": number})
+
+        last_page = max(0, math.ceil(total / page_size) - 1)
+        start = page * page_size
+        return web.json_response(
+            {
+                "calls": [call_json(r) for r in records],
+                "end": start + len(records) - 1 if records else start,
+                "first_page_uri": page_uri(0),
+                "next_page_uri": page_uri(page + 1) if page < last_page else None,
+                "page": page,
+                "page_size": page_size,
+                "previous_page_uri": page_uri(page - 1) if page > 0 else None,
+                "start": start,
+                "uri": page_uri(page),
+            }
+        )
+
+    async def get_call(self, request: web.Request) -> web.Response:
+        account = self.authenticate(request)
+        record = self.record_or_404(account, request.match_info["sid"], request.path)
+        return web.json_response(call_json(record))
+
+    async def update_call(self, request: web.Request) -> web.Response:
+        account = self.authenticate(request)
+        sid = request.match_info["sid"]
+        self.record_or_404(account, sid, request.path)
+        form = await self.form(request)
+        url = form.get("Url") or None
+        twiml = form.get("Twiml") or None
+        status = form.get("Status") or None
+        method = _method(form.get("Method"), "Method")
+        if status is not None and status not in ("completed", "canceled"):
+            raise ApiError(400, 21218, "Status must be 'completed' or 'canceled'")
+        if url is not None:
+            _check_url(url, "Url")
+        if url is None and twiml is None and status is None:
+            raise ApiError(400, 21205, "Url, Twiml or Status is required")
+        record = await self.control.update_call(
+            account, sid, url=url, method=method, twiml=twiml, status=status
+        )
+        return web.json_response(call_json(record))
+
+    async def call_events(self, request: web.Request) -> web.Response:
+        account = self.authenticate(request)
+        sid = request.match_info["sid"]
+        self.record_or_404(account, sid, request.path)
+        events = await self.in_thread(self.store.list_events, sid, kind="webhook")
+        items = []
+        for event in events:
+            data = event.data
+            items.append(
+                {
+                    "request": {
+                        "method": data.get("method"),
+                        "url": data.get("url"),
+                        "parameters": data.get("parameters", {}),
+                    },
+                    "response": {
+                        "request_duration": data.get("duration_ms"),
+                        "response_code": data.get("status"),
+                        "response_body": data.get("body"),
+                        "content_type": data.get("content_type"),
+                        "error": data.get("error"),
+                    },
+                }
+            )
+        path = f"/{API_VERSION}/Accounts/{account.sid}/Calls/{sid}/Events.json"
+        return web.json_response(
+            {
+                "events": items,
+                "meta": {
+                    "first_page_url": path,
+                    "key": "events",
+                    "next_page_url": None,
+                    "page": 0,
+                    "page_size": len(items),
+                    "previous_page_url": None,
+                    "url": path,
+                },
+            }
+        )
+
+    async def call_recordings(self, request: web.Request) -> web.Response:
+        account = self.authenticate(request)
+        sid = request.match_info["sid"]
+        self.record_or_404(account, sid, request.path)
+        recordings = await self.in_thread(self.store.list_recordings, sid)
+        return web.json_response(
+            {"recordings": [recording_json(r, self.config.base_url) for r in recordings]}
+        )
+
+    async def get_recording(self, request: web.Request) -> web.StreamResponse:
+        account = self.authenticate(request)
+        sid = request.match_info["sid"]
+        ext = request.match_info.get("ext") or ""
+        rec = await self.in_thread(self.store.get_recording, sid)
+        if rec is None or rec.account_sid != account.sid:
+            raise ApiError(404, 20404, f"The requested resource {request.path} was not found")
+        if ext == ".json":
+            return web.json_response(recording_json(rec, self.config.base_url))
+        path = Path(rec.path)
+        if not path.is_file():
+            raise ApiError(404, 20404, f"The recording {sid} has no media")
+        return web.FileResponse(path, headers={"Content-Type": "audio/x-wav"})
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        text = resources.files("callxml").joinpath("schemas/openapi.yaml").read_text()
+        return web.Response(text=text, content_type="application/yaml")
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+
+def _int(value: str, name: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ApiError(400, 20001, f"{name} must be an integer") from None
+    if not low <= number <= high:
+        raise ApiError(400, 20001, f"{name} must be between {low} and {high}")
+    return number
+
+
+def _method(value: str | None, name: str) -> str:
+    method = (value or "POST").upper()
+    if method not in ("GET", "POST"):
+        raise ApiError(400, 21207, f"{name} must be GET or POST")
+    return method
+
+
+def _check_url(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ApiError(400, 21205, f"{name} is not a valid URL: {url}")
+    return url
+
+
+def parse_create_form(form: Mapping[str, str]) -> OutboundCall:
+    """Validate a create-call form as Twilio does, with Twilio's error codes."""
+    to = form.get("To", "").strip()
+    if not to:
+        raise ApiError(400, 21201, "No 'To' number is specified")
+    from_ = form.get("From", "").strip()
+    if not from_:
+        raise ApiError(400, 21603, "A 'From' phone number is required.")
+    url = form.get("Url") or None
+    twiml = form.get("Twiml") or None
+    if url is None and twiml is None:
+        raise ApiError(400, 21205, "Url parameter is required.")
+    if url is not None:
+        _check_url(url, "Url")
+    fallback = form.get("FallbackUrl") or None
+    if fallback is not None:
+        _check_url(fallback, "FallbackUrl")
+    callback = form.get("StatusCallback") or None
+    if callback is not None:
+        _check_url(callback, "StatusCallback")
+    events = tuple(
+        e
+        for raw in form.get("StatusCallbackEvent", "completed").replace(",", " ").split()
+        if (e := raw.strip().lower())
+    )
+    for event in events:
+        if event not in ("initiated", "ringing", "answered", "completed"):
+            raise ApiError(400, 21626, f"Invalid StatusCallbackEvent {event!r}")
+    timeout = _int(form.get("Timeout", "60"), "Timeout", 1, 600)
+    time_limit = _int(form.get("TimeLimit", "14400"), "TimeLimit", 1, 86400)
+    return OutboundCall(
+        to=to,
+        from_=from_,
+        url=url,
+        twiml=twiml,
+        method=_method(form.get("Method"), "Method"),
+        fallback_url=fallback,
+        fallback_method=_method(form.get("FallbackMethod"), "FallbackMethod"),
+        status_callback=callback,
+        status_callback_event=events or ("completed",),
+        status_callback_method=_method(form.get("StatusCallbackMethod"), "StatusCallbackMethod"),
+        timeout=timeout,
+        sip_auth_username=form.get("SipAuthUsername") or None,
+        sip_auth_password=form.get("SipAuthPassword") or None,
+        time_limit=time_limit,
+    )
+
+
+def build_app(config: EngineConfig, store: Store, control: CallControl) -> web.Application:
+    """The aiohttp application serving the REST API, recordings and the OpenAPI document."""
+    api = _Api(config, store, control)
+    app = web.Application(middlewares=[_errors], client_max_size=MAX_FORM_BYTES)
+    prefix = f"/{API_VERSION}/Accounts/{{account}}"
+    app.router.add_post(f"{prefix}/Calls.json", api.create_call)
+    app.router.add_get(f"{prefix}/Calls.json", api.list_calls)
+    app.router.add_get(f"{prefix}/Calls/{{sid}}.json", api.get_call)
+    app.router.add_post(f"{prefix}/Calls/{{sid}}.json", api.update_call)
+    app.router.add_get(f"{prefix}/Calls/{{sid}}/Events.json", api.call_events)
+    app.router.add_get(f"{prefix}/Calls/{{sid}}/Recordings.json", api.call_recordings)
+    app.router.add_get(
+        f"{prefix}/Recordings/{{sid:RE[0-9a-f]{{32}}}}{{ext:(\\.json|\\.wav)?}}", api.get_recording
+    )
+    app.router.add_get("/openapi.yaml", api.openapi)
+    app.router.add_get("/healthz", api.health)
+    return app
