@@ -1,0 +1,913 @@
+"""Parse a callxml (TwiML-like) document into the frozen verbs of :mod:`callxml.markup.verbs`.
+
+This module owns the markup's spelling (``finishOnKey``, ``actionOnEmptyResult``...), the hardened
+XML parser and the mapping of schema errors to :class:`~callxml.errors.MarkupError`. It knows
+nothing about calls: it turns bytes into a :class:`~callxml.markup.verbs.Document` or says, with a
+line and a column, why it cannot.
+
+Pipeline, cheapest refusal first:
+
+1. size cap (:data:`MAX_DOCUMENT_BYTES`), then an explicit refusal of any ``<!DOCTYPE`` — so
+   entity declarations (billion laughs, external ``SYSTEM`` entities) never reach a parser;
+2. lxml with no DTD loading, no entity resolution, no network and no huge-tree mode;
+3. XSD validation (``callxml/schemas/callxml.xsd``) decides structure: unknown verbs, wrong
+   nesting and bare text are errors;
+4. a walk through :data:`VERB_PARSERS` builds the dataclasses. Attribute values are checked here:
+   as in Twilio, an unknown attribute or a bad value is a *warning* and the default applies.
+
+Positions: lxml keeps no columns, so a small tokenizer maps every element (in document order) to
+the offset of its ``<`` in the source text; lines and columns are 1-based, counted in characters.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, TypeAlias
+
+from lxml import etree
+
+from callxml.errors import MarkupError
+from callxml.markup.verbs import (
+    LOOP_FOREVER,
+    Application,
+    Client,
+    Conference,
+    Dial,
+    DialNoun,
+    Document,
+    Enqueue,
+    Gather,
+    GatherChild,
+    Hangup,
+    Leave,
+    MarkupWarning,
+    Number,
+    Pause,
+    Play,
+    Queue,
+    Record,
+    Redirect,
+    Refer,
+    Reject,
+    Response,
+    Say,
+    Sim,
+    Sip,
+    Unsupported,
+    Verb,
+)
+from callxml.sip.uri import InvalidUri, SipUri, parse_uri
+
+__all__ = ["MAX_DOCUMENT_BYTES", "VERB_PARSERS", "parse_document"]
+
+#: Documents larger than this (in UTF-8 bytes) are refused before parsing.
+MAX_DOCUMENT_BYTES = 64 * 1024
+
+#: Verbs that are recognised but not run; the interpreter skips them with a warning.
+UNSUPPORTED_VERBS = frozenset(
+    {"Connect", "Start", "Stop", "Stream", "Siprec", "Pay", "Echo", "Sms", "Parameter"}
+)
+
+Element: TypeAlias = etree._Element
+
+
+# ------------------------------------------------------------------------ attribute converters
+#
+# A converter takes the attribute's text and returns the Python value, or raises ValueError whose
+# message explains the problem; the caller turns that into a ``bad-value`` warning and keeps the
+# dataclass default.
+
+Converter: TypeAlias = Callable[[str], Any]
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _url(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("empty URL")
+    return value
+
+
+def _method(value: str) -> str:
+    method = value.strip().upper()
+    if method not in ("GET", "POST"):
+        raise ValueError("expected GET or POST")
+    return method
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered == "true":
+        return True
+    if lowered == "false":
+        return False
+    raise ValueError("expected true or false")
+
+
+def _int(low: int, high: int) -> Converter:
+    def convert(value: str) -> int:
+        text = value.strip()
+        if not text.isdigit() or len(text) > 9:
+            raise ValueError(f"expected a whole number from {low} to {high}")
+        number = int(text)
+        if not low <= number <= high:
+            raise ValueError(f"expected a whole number from {low} to {high}")
+        return number
+
+    return convert
+
+
+def _loop(value: str) -> int:
+    """Twilio: ``loop="0"`` repeats (up to) 1000 times; we store the effective count."""
+    count: int = _int(0, LOOP_FOREVER)(value)
+    return count or LOOP_FOREVER
+
+
+def _enum(*choices: str) -> Converter:
+    def convert(value: str) -> str:
+        if value not in choices:
+            raise ValueError("expected one of " + ", ".join(choices))
+        return value
+
+    return convert
+
+
+def _tokens(*choices: str) -> Converter:
+    """A space- (or comma-) separated list, e.g. ``statusCallbackEvent="initiated answered"``."""
+
+    def convert(value: str) -> tuple[str, ...]:
+        items = tuple(value.replace(",", " ").split())
+        bad = [item for item in items if item not in choices]
+        if bad or not items:
+            raise ValueError("expected a space-separated list of " + ", ".join(choices))
+        return items
+
+    return convert
+
+
+def _keys(*, single: bool) -> Converter:
+    """DTMF keys that end input: one key (or none) for Gather, any set for Record."""
+
+    def convert(value: str) -> str:
+        if any(char not in "0123456789*#" for char in value) or (single and len(value) > 1):
+            expected = "a single key" if single else "keys"
+            raise ValueError(f"expected {expected} from 0-9, * and #, or empty")
+        return value
+
+    return convert
+
+
+def _play_digits(value: str) -> str:
+    if not value or any(char not in "0123456789*#wW" for char in value):
+        raise ValueError("expected DTMF digits 0-9, *, # and w (half-second pause)")
+    return value
+
+
+def _speech_timeout(value: str) -> str:
+    if value.strip() == "auto":
+        return "auto"
+    return str(_int(0, 60)(value))
+
+
+_CALL_EVENTS = _tokens("initiated", "ringing", "answered", "completed")
+_RECORDING_EVENTS = _tokens("in-progress", "completed", "absent")
+_CONFERENCE_EVENTS = _tokens(
+    "start", "end", "join", "leave", "mute", "hold", "modify", "speaker", "announcement"
+)
+
+AttributeTable: TypeAlias = dict[str, tuple[str, Converter]]
+
+_ACTION: AttributeTable = {"action": ("action", _url), "method": ("method", _method)}
+_STATUS_CALLBACK: AttributeTable = {
+    "statusCallback": ("status_callback", _url),
+    "statusCallbackEvent": ("status_callback_event", _CALL_EVENTS),
+    "statusCallbackMethod": ("status_callback_method", _method),
+}
+_RECORDING_CALLBACK: AttributeTable = {
+    "recordingStatusCallback": ("recording_status_callback", _url),
+    "recordingStatusCallbackMethod": ("recording_status_callback_method", _method),
+    "recordingStatusCallbackEvent": ("recording_status_callback_event", _RECORDING_EVENTS),
+}
+
+#: Markup attribute name -> (dataclass field, converter), per element. Twilio's defaults live in
+#: the dataclasses; an attribute missing here is unknown (a warning).
+ATTRIBUTES: dict[str, AttributeTable] = {
+    "Response": {},
+    "Say": {"voice": ("voice", _text), "language": ("language", _text), "loop": ("loop", _loop)},
+    "Play": {"loop": ("loop", _loop), "digits": ("digits", _play_digits)},
+    "Pause": {"length": ("length", _int(0, 3600))},
+    "Gather": {
+        **_ACTION,
+        "input": ("input", _tokens("dtmf", "speech")),
+        "timeout": ("timeout", _int(0, 600)),
+        "finishOnKey": ("finish_on_key", _keys(single=True)),
+        "numDigits": ("num_digits", _int(1, 1000)),
+        "actionOnEmptyResult": ("action_on_empty_result", _bool),
+        "speechTimeout": ("speech_timeout", _speech_timeout),
+        "language": ("language", _text),
+        "hints": ("hints", _text),
+        "profanityFilter": ("profanity_filter", _bool),
+        "speechModel": ("speech_model", _text),
+        "enhanced": ("enhanced", _bool),
+        "partialResultCallback": ("partial_result_callback", _url),
+        "partialResultCallbackMethod": ("partial_result_callback_method", _method),
+    },
+    "Dial": {
+        **_ACTION,
+        **_RECORDING_CALLBACK,
+        "timeout": ("timeout", _int(1, 600)),
+        "timeLimit": ("time_limit", _int(1, 86400)),
+        "hangupOnStar": ("hangup_on_star", _bool),
+        "answerOnBridge": ("answer_on_bridge", _bool),
+        "callerId": ("caller_id", _url),
+        "record": (
+            "record",
+            _enum(
+                "do-not-record",
+                "record-from-answer",
+                "record-from-ringing",
+                "record-from-answer-dual",
+                "record-from-ringing-dual",
+            ),
+        ),
+        "trim": ("trim", _enum("trim-silence", "do-not-trim")),
+        "recordingTrack": ("recording_track", _enum("both", "inbound", "outbound")),
+        "ringTone": ("ring_tone", _url),
+        "sequential": ("sequential", _bool),
+        "callReason": ("call_reason", _text),
+        "referUrl": ("refer_url", _url),
+        "referMethod": ("refer_method", _method),
+    },
+    "Number": {
+        **_STATUS_CALLBACK,
+        "sendDigits": ("send_digits", _play_digits),
+        "url": ("url", _url),
+        "method": ("method", _method),
+        "byoc": ("byoc", _text),
+    },
+    "Sip": {
+        **_STATUS_CALLBACK,
+        "username": ("username", _text),
+        "password": ("password", _text),
+        "url": ("url", _url),
+        "method": ("method", _method),
+    },
+    "Client": {**_STATUS_CALLBACK, "url": ("url", _url), "method": ("method", _method)},
+    "Conference": {
+        **_RECORDING_CALLBACK,
+        "statusCallback": ("status_callback", _url),
+        "statusCallbackEvent": ("status_callback_event", _CONFERENCE_EVENTS),
+        "statusCallbackMethod": ("status_callback_method", _method),
+        "muted": ("muted", _bool),
+        "beep": ("beep", _enum("true", "false", "onEnter", "onExit")),
+        "startConferenceOnEnter": ("start_conference_on_enter", _bool),
+        "endConferenceOnExit": ("end_conference_on_exit", _bool),
+        "waitUrl": ("wait_url", _text),  # empty means "no hold music"
+        "waitMethod": ("wait_method", _method),
+        "maxParticipants": ("max_participants", _int(2, 250)),
+        "record": ("record", _enum("do-not-record", "record-from-start")),
+        "trim": ("trim", _enum("trim-silence", "do-not-trim")),
+        "coach": ("coach", _text),
+        "region": ("region", _text),
+        "participantLabel": ("participant_label", _text),
+        "jitterBufferSize": ("jitter_buffer_size", _enum("large", "medium", "small", "off")),
+        "eventCallbackUrl": ("event_callback_url", _url),
+    },
+    "Queue": {
+        "url": ("url", _url),
+        "method": ("method", _method),
+        "reservationSid": ("reservation_sid", _text),
+        "postWorkActivitySid": ("post_work_activity_sid", _text),
+    },
+    "Sim": {},
+    "Application": {
+        **_STATUS_CALLBACK,
+        "url": ("url", _url),
+        "method": ("method", _method),
+        "customerId": ("customer_id", _text),
+        "copyParentTo": ("copy_parent_to", _bool),
+    },
+    "Record": {
+        **_ACTION,
+        **_RECORDING_CALLBACK,
+        "timeout": ("timeout", _int(0, 3600)),
+        "finishOnKey": ("finish_on_key", _keys(single=False)),
+        "maxLength": ("max_length", _int(1, 86400)),
+        "playBeep": ("play_beep", _bool),
+        "trim": ("trim", _enum("trim-silence", "do-not-trim")),
+        "transcribe": ("transcribe", _bool),
+        "transcribeCallback": ("transcribe_callback", _url),
+    },
+    "Redirect": {"method": ("method", _method)},
+    "Reject": {"reason": ("reason", _enum("rejected", "busy"))},
+    "Hangup": {},
+    "Leave": {},
+    "Enqueue": {
+        **_ACTION,
+        "waitUrl": ("wait_url", _url),
+        "waitUrlMethod": ("wait_url_method", _method),
+        "workflowSid": ("workflow_sid", _text),
+        "maxQueueSize": ("max_queue_size", _int(1, 5000)),
+    },
+    "Refer": dict(_ACTION),
+    "Refer/Sip": {},
+    "Identity": {},
+    "ApplicationSid": {},
+    "Parameter": {"name": ("name", _text), "value": ("value", _text)},
+    "Task": {"priority": ("priority", _text), "timeout": ("timeout", _text)},
+}
+
+
+# ------------------------------------------------------------------------------- positions
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    """Offsets of one element in the source text."""
+
+    start: int  # the "<" of the start tag
+    content: int  # just after the start tag's ">"
+    close: int  # the "<" of the end tag (== content for <x/>)
+    end: int  # just after the end tag's ">"
+
+
+# Valid only on well-formed input (lxml has accepted it): then "<" starts exactly one of these.
+_TOKEN = re.compile(
+    r"""<!--.*?-->
+      | <!\[CDATA\[.*?\]\]>
+      | <\?.*?\?>
+      | </[^>]*>
+      | <[^\s/>!?]+(?:\s+[^\s=/>]+\s*=\s*(?:"[^"]*"|'[^']*'))*\s*(/?)>""",
+    re.DOTALL | re.VERBOSE,
+)
+
+
+class _Source:
+    """The document text with line/column lookup and element spans in document order."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+    def position(self, offset: int) -> tuple[int, int]:
+        index = bisect.bisect_right(self._line_starts, offset) - 1
+        return index + 1, offset - self._line_starts[index] + 1
+
+    def spans(self) -> list[_Span]:
+        spans: list[_Span | None] = []
+        stack: list[tuple[int, int, int]] = []  # (index in spans, start, content)
+        for match in _TOKEN.finditer(self.text):
+            token = match.group()
+            if token.startswith(("<!", "<?")):
+                continue
+            if token.startswith("</"):
+                if stack:
+                    index, start, content = stack.pop()
+                    spans[index] = _Span(start, content, match.start(), match.end())
+                continue
+            if match.group(1):  # <x/>
+                spans.append(_Span(match.start(), match.end(), match.end(), match.end()))
+            else:
+                stack.append((len(spans), match.start(), match.end()))
+                spans.append(None)
+        return [span for span in spans if span is not None]
+
+
+# ---------------------------------------------------------------------------- the XML parser
+
+# lxml parser and schema objects must not be shared between threads (the schema's error_log is
+# per object), so each thread builds its own on first use.
+_local = threading.local()
+
+
+def _xml_parser(*, force_utf8: bool) -> etree.XMLParser:
+    key = "utf8" if force_utf8 else "auto"
+    parser: etree.XMLParser | None = getattr(_local, key, None)
+    if parser is None:
+        parser = etree.XMLParser(
+            encoding="utf-8" if force_utf8 else None,
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            dtd_validation=False,
+            huge_tree=False,
+            remove_comments=True,
+            remove_pis=True,
+            collect_ids=False,
+        )
+        setattr(_local, key, parser)
+    return parser
+
+
+def _get_schema() -> etree.XMLSchema:
+    schema: etree.XMLSchema | None = getattr(_local, "schema", None)
+    if schema is None:
+        source = resources.files("callxml").joinpath("schemas/callxml.xsd").read_bytes()
+        schema = etree.XMLSchema(etree.fromstring(source, _xml_parser(force_utf8=False)))
+        _local.schema = schema
+    return schema
+
+
+_DOCTYPE = re.compile(r"<!DOCTYPE|<!ENTITY", re.IGNORECASE)
+_ROOT_TAG = re.compile(rb"<Response(?=[\s/>])")
+# libxml2's XML_NS_ERR_UNDEFINED_NAMESPACE: Twilio documents use SSML's <amazon:effect> without
+# declaring the prefix; we declare it for them (see _parse_xml).
+_NS_ERR_UNDEFINED_NAMESPACE = 201
+_AMAZON_NS = b' xmlns:amazon="urn:x-callxml:amazon-ssml"'
+
+
+def _decode(data: bytes) -> str:
+    for encoding in ("utf-8-sig", "latin-1"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("latin-1 decodes anything")  # pragma: no cover
+
+
+def _parse_xml(raw: bytes, *, force_utf8: bool) -> Element:
+    parser = _xml_parser(force_utf8=force_utf8)
+    try:
+        return etree.fromstring(raw, parser)
+    except etree.XMLSyntaxError as exc:
+        root_tag = _ROOT_TAG.search(raw)
+        if (
+            getattr(exc, "code", None) == _NS_ERR_UNDEFINED_NAMESPACE
+            and "amazon" in str(exc.msg)
+            and root_tag is not None
+            and b"xmlns:amazon" not in raw
+        ):
+            patched = raw[: root_tag.end()] + _AMAZON_NS + raw[root_tag.end() :]
+            try:
+                return etree.fromstring(patched, parser)
+            except etree.XMLSyntaxError:
+                pass  # report the original error below
+        line, column = exc.position
+        raise MarkupError(
+            f"document is not well-formed XML: {exc.msg}",
+            code="not-well-formed",
+            line=line,
+            column=column,
+        ) from None
+
+
+# ---------------------------------------------------------------------------- the walk
+
+
+class _Context:
+    """One parse: the source, element positions and the warnings collected so far."""
+
+    def __init__(self, source: _Source, root: Element) -> None:
+        self.source = source
+        self.warnings: list[MarkupWarning] = []
+        elements = list(root.iter(etree.Element))
+        spans = source.spans()
+        # Same count unless the tokenizer and lxml disagree (e.g. an undecodable encoding): then
+        # positions degrade to lxml's line numbers with column 0 rather than lying.
+        self._spans: dict[Element, _Span] = (
+            dict(zip(elements, spans, strict=True)) if len(spans) == len(elements) else {}
+        )
+        self._elements = elements  # keep the proxies (the dict keys) alive
+
+    def where(self, element: Element) -> tuple[int, int]:
+        span = self._spans.get(element)
+        if span is None:
+            line = element.sourceline
+            return (line if isinstance(line, int) else 0), 0
+        return self.source.position(span.start)
+
+    def attribute_position(self, element: Element, name: str) -> tuple[int, int]:
+        span = self._spans.get(element)
+        if span is None:
+            return self.where(element)
+        tag = self.source.text[span.start : span.content]
+        match = re.search(rf"\s{re.escape(name)}\s*=", tag)
+        offset = span.start + (match.start() + 1 if match else 0)
+        return self.source.position(offset)
+
+    def text_position(self, element: Element) -> tuple[int, int]:
+        """Where the first non-whitespace character data directly inside ``element`` starts."""
+        span = self._spans.get(element)
+        if span is None:
+            return self.where(element)
+        if (element.text or "").strip():
+            begin = span.content
+        else:
+            begin = next(
+                (
+                    self._spans[child].end
+                    for child in element
+                    if (child.tail or "").strip() and child in self._spans
+                ),
+                span.content,
+            )
+        stripped = len(self.source.text) - len(self.source.text[begin:].lstrip())
+        return self.source.position(stripped)
+
+    def raw_content(self, element: Element) -> str:
+        span = self._spans.get(element)
+        if span is None:
+            return _inner_text(element)
+        return self.source.text[span.content : span.close]
+
+    def warn(self, code: str, message: str, position: tuple[int, int]) -> None:
+        self.warnings.append(
+            MarkupWarning(code=code, message=message, line=position[0], column=position[1])
+        )
+
+    def error(self, code: str, message: str, element: Element) -> MarkupError:
+        line, column = self.where(element)
+        return MarkupError(message, code=code, line=line, column=column)
+
+    def fields(self, element: Element, table_name: str | None = None) -> dict[str, Any]:
+        """Convert the element's attributes through its table; unknown or bad ones → warnings."""
+        name = _name(element)
+        table = ATTRIBUTES[table_name or name]
+        values: dict[str, Any] = {}
+        for key, raw_value in element.attrib.items():
+            attribute, value = str(key), str(raw_value)
+            spec = table.get(attribute)
+            if spec is None:
+                self.warn(
+                    "unknown-attribute",
+                    f"<{name}> has no attribute {attribute!r}; ignored",
+                    self.attribute_position(element, attribute),
+                )
+                continue
+            field_name, convert = spec
+            try:
+                values[field_name] = convert(value)
+            except ValueError as exc:
+                self.warn(
+                    "bad-value",
+                    f"<{name} {attribute}={value!r}>: {exc}; using the default",
+                    self.attribute_position(element, attribute),
+                )
+        line, column = self.where(element)
+        values["line"] = line
+        values["column"] = column
+        return values
+
+
+def _name(element: Element) -> str:
+    return etree.QName(element).localname
+
+
+def _inner_text(element: Element) -> str:
+    """All character data inside ``element`` (SSML tags dropped), whitespace collapsed."""
+    return " ".join("".join(str(part) for part in element.itertext()).split())
+
+
+def _own_text(element: Element) -> str:
+    """Character data directly inside ``element`` (not in its children), stripped."""
+    parts = [element.text or ""] + [child.tail or "" for child in element]
+    return "".join(parts).strip()
+
+
+# ------------------------------------------------------------------------------- verb parsers
+
+
+def _parse_say(ctx: _Context, element: Element) -> Say:
+    fields = ctx.fields(element)
+    text = _inner_text(element)
+    ssml = ctx.raw_content(element).strip() if len(element) else None
+    if not text:
+        ctx.warn("empty-say", "<Say> has nothing to say", ctx.where(element))
+    return Say(text=text, ssml=ssml, **fields)
+
+
+def _parse_play(ctx: _Context, element: Element) -> Play:
+    fields = ctx.fields(element)
+    url = (element.text or "").strip() or None
+    if url is None and "digits" not in fields:
+        raise ctx.error("missing-url", "<Play> needs an audio URL or a digits attribute", element)
+    if url is not None and "digits" in fields:
+        ctx.warn("ignored-url", "<Play digits> ignores its URL text", ctx.where(element))
+        url = None
+    return Play(url=url, **fields)
+
+
+def _parse_pause(ctx: _Context, element: Element) -> Pause:
+    return Pause(**ctx.fields(element))
+
+
+def _parse_gather(ctx: _Context, element: Element) -> Gather:
+    fields = ctx.fields(element)
+    children: list[GatherChild] = []
+    for child in element:
+        parse = GATHER_CHILD_PARSERS[_name(child)]
+        children.append(parse(ctx, child))
+    if "speech" in fields.get("input", ()):
+        ctx.warn(
+            "speech-input",
+            "<Gather input> includes speech; callxml collects DTMF only",
+            ctx.attribute_position(element, "input"),
+        )
+    return Gather(children=tuple(children), **fields)
+
+
+def _parse_sip_target(ctx: _Context, element: Element, text: str) -> SipUri:
+    if not text:
+        raise ctx.error("missing-target", "<Sip> needs a SIP URI", element)
+    try:
+        target = parse_uri(text)
+    except InvalidUri as exc:
+        message = f"<Sip> URI {text[:80]!r} is invalid: {exc}"
+        raise ctx.error("invalid-sip-uri", message, element) from None
+    for message in target.warnings:
+        ctx.warn("sip-uri", f"<Sip> {message}", ctx.where(element))
+    return target
+
+
+def _noun_text(ctx: _Context, element: Element) -> str:
+    text = (element.text or "").strip()
+    if not text:
+        raise ctx.error("missing-target", f"<{_name(element)}> is empty", element)
+    return text
+
+
+def _parse_number(ctx: _Context, element: Element) -> Number:
+    return Number(number=_noun_text(ctx, element), **ctx.fields(element))
+
+
+def _parse_sip(ctx: _Context, element: Element) -> Sip:
+    uri = (element.text or "").strip()
+    target = _parse_sip_target(ctx, element, uri)
+    return Sip(uri=uri, target=target, **ctx.fields(element))
+
+
+def _parameters(ctx: _Context, element: Element) -> tuple[tuple[str, str], ...]:
+    params = []
+    for child in element:
+        if _name(child) == "Parameter":
+            fields = ctx.fields(child)
+            params.append((fields.get("name", ""), fields.get("value", "")))
+    return tuple(params)
+
+
+def _child_text(element: Element, name: str) -> str:
+    for child in element:
+        if _name(child) == name:
+            return (child.text or "").strip()
+    return ""
+
+
+def _parse_client(ctx: _Context, element: Element) -> Client:
+    fields = ctx.fields(element)
+    identity = _child_text(element, "Identity") or _own_text(element)
+    if not identity:
+        raise ctx.error("missing-target", "<Client> needs an identity", element)
+    return Client(identity=identity, parameters=_parameters(ctx, element), **fields)
+
+
+def _parse_conference(ctx: _Context, element: Element) -> Conference:
+    return Conference(name=_noun_text(ctx, element), **ctx.fields(element))
+
+
+def _parse_queue(ctx: _Context, element: Element) -> Queue:
+    return Queue(name=_noun_text(ctx, element), **ctx.fields(element))
+
+
+def _parse_sim(ctx: _Context, element: Element) -> Sim:
+    return Sim(sid=_noun_text(ctx, element), **ctx.fields(element))
+
+
+def _parse_application(ctx: _Context, element: Element) -> Application:
+    fields = ctx.fields(element)
+    sid = _child_text(element, "ApplicationSid") or _own_text(element)
+    if not sid:
+        raise ctx.error("missing-target", "<Application> needs an application SID", element)
+    return Application(sid=sid, parameters=_parameters(ctx, element), **fields)
+
+
+def _parse_dial(ctx: _Context, element: Element) -> Dial:
+    fields = ctx.fields(element)
+    targets: list[DialNoun] = [NOUN_PARSERS[_name(child)](ctx, child) for child in element]
+    bare = _own_text(element)
+    if bare and targets:
+        line, column = ctx.text_position(element)
+        raise MarkupError(
+            "<Dial> has both a bare number and nouns; put the number in a <Number>",
+            code="bare-text",
+            line=line,
+            column=column,
+        )
+    if bare:
+        targets.append(Number(number=bare, line=fields["line"], column=fields["column"]))
+    if not targets:
+        raise ctx.error("missing-target", "<Dial> has nothing to dial", element)
+    return Dial(targets=tuple(targets), **fields)
+
+
+def _parse_record(ctx: _Context, element: Element) -> Record:
+    return Record(**ctx.fields(element))
+
+
+def _parse_redirect(ctx: _Context, element: Element) -> Redirect:
+    url = (element.text or "").strip()
+    if not url:
+        raise ctx.error("missing-url", "<Redirect> needs a URL", element)
+    return Redirect(url=url, **ctx.fields(element))
+
+
+def _parse_reject(ctx: _Context, element: Element) -> Reject:
+    return Reject(**ctx.fields(element))
+
+
+def _parse_hangup(ctx: _Context, element: Element) -> Hangup:
+    return Hangup(**ctx.fields(element))
+
+
+def _parse_leave(ctx: _Context, element: Element) -> Leave:
+    return Leave(**ctx.fields(element))
+
+
+def _parse_enqueue(ctx: _Context, element: Element) -> Enqueue:
+    fields = ctx.fields(element)
+    task = None
+    for child in element:
+        ctx.fields(child)  # warn about unknown Task attributes
+        task = (child.text or "").strip() or None
+    name = _own_text(element) or None
+    if name is None and task is None:
+        raise ctx.error("missing-target", "<Enqueue> needs a queue name or a <Task>", element)
+    return Enqueue(name=name, task=task, **fields)
+
+
+def _parse_refer(ctx: _Context, element: Element) -> Refer:
+    fields = ctx.fields(element)
+    sip = element[0]  # the schema requires exactly one <Sip>
+    ctx.fields(sip, "Refer/Sip")
+    uri = (sip.text or "").strip()
+    target = _parse_sip_target(ctx, sip, uri)
+    return Refer(target_uri=uri, target=target, **fields)
+
+
+def _parse_unsupported(ctx: _Context, element: Element) -> Unsupported:
+    name = _name(element)
+    ctx.warn(
+        "unsupported-verb",
+        f"<{name}> is recognised but not supported by callxml; it will be skipped",
+        ctx.where(element),
+    )
+    line, column = ctx.where(element)
+    attributes = tuple((str(key), str(value)) for key, value in element.attrib.items())
+    return Unsupported(name=name, attributes=attributes, line=line, column=column)
+
+
+#: Top-level verb name -> parser (style.md #7: the wire format as a table).
+VERB_PARSERS: dict[str, Callable[[_Context, Element], Verb]] = {
+    "Say": _parse_say,
+    "Play": _parse_play,
+    "Pause": _parse_pause,
+    "Gather": _parse_gather,
+    "Dial": _parse_dial,
+    "Record": _parse_record,
+    "Redirect": _parse_redirect,
+    "Reject": _parse_reject,
+    "Hangup": _parse_hangup,
+    "Leave": _parse_leave,
+    "Enqueue": _parse_enqueue,
+    "Refer": _parse_refer,
+    **dict.fromkeys(sorted(UNSUPPORTED_VERBS), _parse_unsupported),
+}
+
+GATHER_CHILD_PARSERS: dict[str, Callable[[_Context, Element], GatherChild]] = {
+    "Say": _parse_say,
+    "Play": _parse_play,
+    "Pause": _parse_pause,
+}
+
+NOUN_PARSERS: dict[str, Callable[[_Context, Element], DialNoun]] = {
+    "Number": _parse_number,
+    "Sip": _parse_sip,
+    "Client": _parse_client,
+    "Conference": _parse_conference,
+    "Queue": _parse_queue,
+    "Sim": _parse_sim,
+    "Application": _parse_application,
+}
+
+
+#: Where each element may appear (for error messages; the XSD is what enforces it).
+ALLOWED_CHILDREN: dict[str, tuple[str, ...]] = {
+    "Response": tuple(VERB_PARSERS),
+    "Gather": tuple(GATHER_CHILD_PARSERS),
+    "Dial": tuple(NOUN_PARSERS),
+    "Client": ("Identity", "Parameter"),
+    "Application": ("ApplicationSid", "Parameter"),
+    "Enqueue": ("Task",),
+    "Refer": ("Sip",),
+}
+KNOWN_ELEMENTS = frozenset({"Response"}.union(*ALLOWED_CHILDREN.values()))
+
+
+# ----------------------------------------------------------------------------- schema errors
+
+
+def _schema_error(ctx: _Context, root: Element, entry: Any) -> MarkupError:
+    """Turn the first XSD error into a MarkupError that names the element and its position."""
+    found: Any = root.getroottree().xpath(entry.path) if entry.path else []
+    element: Element = found[0] if found and isinstance(found[0], etree._Element) else root
+    name = _name(element)
+    parent = element.getparent()
+    parent_name = _name(parent) if parent is not None else ""
+    line, column = ctx.where(element)
+    message = str(entry.message)
+    kind = str(entry.type_name)
+
+    def error(code: str, text: str, position: tuple[int, int] = (line, column)) -> MarkupError:
+        return MarkupError(text, code=code, line=position[0], column=position[1])
+
+    if kind == "SCHEMAV_CVC_ELT_1":
+        return error("not-response", f"the document element must be <Response>, not <{name}>")
+    if kind == "SCHEMAV_ELEMENT_CONTENT" and "not expected" in message:
+        allowed = ", ".join(ALLOWED_CHILDREN.get(parent_name, ()))
+        if name not in KNOWN_ELEMENTS or element.prefix is not None:
+            what = "verb" if parent_name == "Response" else "element"
+            return error(
+                f"unknown-{what}",
+                f"unknown {what} <{element.tag}> inside <{parent_name}> (allowed: {allowed})",
+            )
+        return error(
+            "wrong-nesting", f"<{name}> is not allowed inside <{parent_name}> (allowed: {allowed})"
+        )
+    if kind == "SCHEMAV_ELEMENT_CONTENT":
+        return error("missing-element", f"<{name}> is incomplete: {message}")
+    if kind == "SCHEMAV_CVC_COMPLEX_TYPE_2_3":
+        return error(
+            "bare-text",
+            f"text is not allowed directly inside <{name}>",
+            ctx.text_position(element),
+        )
+    if kind in ("SCHEMAV_CVC_COMPLEX_TYPE_2_1", "SCHEMAV_CVC_COMPLEX_TYPE_2_2"):
+        if len(element):
+            child = element[0]
+            return error(
+                "wrong-nesting",
+                f"<{_name(child)}> is not allowed inside <{name}>",
+                ctx.where(child),
+            )
+        return error("unexpected-text", f"<{name}> must be empty", ctx.text_position(element))
+    return error("invalid", message)
+
+
+# ------------------------------------------------------------------------------- entry point
+
+
+def parse_document(data: bytes | str) -> Document:
+    """Parse and validate a document; raise :class:`MarkupError` if it cannot run.
+
+    ``data`` is the HTTP body (bytes, any encoding its XML declaration names) or text. Errors
+    carry a ``code`` (``too-large``, ``doctype``, ``not-well-formed``, ``not-response``,
+    ``unknown-verb``, ``wrong-nesting``, ``bare-text``, ``missing-url``, ``invalid-sip-uri``...)
+    and a 1-based line and column. Tolerated problems come back as ``Document.warnings``.
+    """
+    force_utf8 = isinstance(data, str)
+    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    text = data if isinstance(data, str) else _decode(raw[: MAX_DOCUMENT_BYTES + 1])
+    source = _Source(text)
+
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        line, column = source.position(len(raw[:MAX_DOCUMENT_BYTES].decode("utf-8", "ignore")))
+        raise MarkupError(
+            f"document is larger than {MAX_DOCUMENT_BYTES} bytes",
+            code="too-large",
+            line=line,
+            column=column,
+        )
+    doctype = _DOCTYPE.search(text)
+    if doctype is not None:
+        line, column = source.position(doctype.start())
+        raise MarkupError(
+            "DOCTYPE and entity declarations are not allowed",
+            code="doctype",
+            line=line,
+            column=column,
+        )
+
+    root = _parse_xml(raw, force_utf8=force_utf8)
+    docinfo: Any = root.getroottree().docinfo
+    if (
+        docinfo.doctype or docinfo.internalDTD is not None
+    ):  # e.g. a UTF-16 document the text scan cannot read
+        raise MarkupError("DOCTYPE declarations are not allowed", code="doctype", line=1, column=1)
+
+    ctx = _Context(source, root)
+    schema = _get_schema()
+    if not schema.validate(root):
+        log: Any = schema.error_log
+        raise _schema_error(ctx, root, next(iter(log)))
+
+    fields = ctx.fields(root)
+    verbs = tuple(VERB_PARSERS[_name(child)](ctx, child) for child in root)
+    response = Response(verbs=verbs, **fields)
+    return Document(response=response, warnings=tuple(ctx.warnings))
