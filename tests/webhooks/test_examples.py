@@ -1,0 +1,209 @@
+"""The example IVR app (examples/ivr_app.py) and its static twin (examples/flows/*.xml)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from types import ModuleType
+
+import aiohttp
+import pytest
+from aiohttp import web
+from lxml import etree
+
+from callxml.errors import WebhookError
+from callxml.signature import HEADER, sign
+from callxml.webhooks import (
+    RETRIEVAL_FAILURE,
+    FileFetcher,
+    WebhookClient,
+    WebhookRequest,
+    resolve_url,
+)
+
+Serve = Callable[[web.Application], Awaitable[str]]  # the ``serve`` fixture in conftest.py
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+FLOWS = EXAMPLES / "flows"
+TOKEN = "example-test-token"
+JACK = "sip:jack@example.com;secure=true"
+CALL = (
+    ("CallSid", "CA" + "ab" * 16),
+    ("AccountSid", "AC" + "cd" * 16),
+    ("From", "+15005550006"),
+    ("To", "+15005550001"),
+    ("CallStatus", "in-progress"),
+    ("Direction", "inbound"),
+)
+
+
+def load_example() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "callxml_example_ivr_app", EXAMPLES / "ivr_app.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+ivr_app = load_example()
+
+
+@pytest.fixture
+async def app_url(serve: Serve) -> str:
+    return await serve(ivr_app.make_app(TOKEN))
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[WebhookClient]:
+    async with WebhookClient(auth_token=TOKEN, timeout=5.0) as c:
+        yield c
+
+
+async def fetch_doc(
+    client: WebhookClient, url: str, method: str = "POST", **extra: str
+) -> etree._Element:
+    resp = await client.fetch(WebhookRequest(url, method, CALL + tuple(extra.items())))
+    assert resp.content_type == "text/xml"
+    root = etree.fromstring(resp.body)
+    assert root.tag == "Response"
+    return root
+
+
+def verbs(root: etree._Element) -> list[str]:
+    return [str(child.tag) for child in root]
+
+
+async def test_menu(app_url: str, client: WebhookClient) -> None:
+    root = await fetch_doc(client, f"{app_url}/ivr")
+    assert verbs(root) == ["Gather", "Say", "Hangup"]
+    gather = root[0]
+    assert gather.get("numDigits") == "1"
+    assert gather.get("action") == "/ivr/menu"
+    assert "press 1" in (gather.findtext("Say") or "")
+
+
+async def test_press_1_dials_jack_securely(app_url: str, client: WebhookClient) -> None:
+    root = await fetch_doc(client, f"{app_url}/ivr/menu", Digits="1")
+    assert verbs(root) == ["Say", "Dial"]
+    dial = root[1]
+    assert dial.get("action") == "/ivr/dial-status"
+    assert [(str(n.tag), n.text) for n in dial] == [("Sip", JACK)]
+
+
+async def test_press_2_records(app_url: str, client: WebhookClient) -> None:
+    root = await fetch_doc(client, f"{app_url}/ivr/menu", Digits="2")
+    assert verbs(root) == ["Say", "Record", "Say"]
+    assert root[1].get("action") == "/ivr/recorded"
+    done = await fetch_doc(client, f"{app_url}/ivr/recorded", RecordingDuration="7")
+    assert verbs(done) == ["Say", "Hangup"]
+    assert "7 seconds" in (done[0].text or "")
+
+
+@pytest.mark.parametrize("digits", ["3", "*", ""])
+async def test_other_keys_repeat_menu(app_url: str, client: WebhookClient, digits: str) -> None:
+    root = await fetch_doc(client, f"{app_url}/ivr/menu", Digits=digits)
+    assert verbs(root) == ["Say", "Redirect"]
+    assert root[1].text == "/ivr"
+
+
+async def test_dial_status(app_url: str, client: WebhookClient) -> None:
+    ok = await fetch_doc(client, f"{app_url}/ivr/dial-status", DialCallStatus="completed")
+    busy = await fetch_doc(client, f"{app_url}/ivr/dial-status", DialCallStatus="busy")
+    assert "Goodbye" in (ok[0].text or "")
+    assert "(busy)" in (busy[0].text or "")
+
+
+async def test_get_requests_are_validated_too(app_url: str, client: WebhookClient) -> None:
+    root = await fetch_doc(client, f"{app_url}/ivr/menu", "GET", Digits="1")
+    assert root[1][0].text == JACK
+
+
+async def test_unsigned_request_rejected(app_url: str) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{app_url}/ivr/menu", data={"Digits": "1"}) as resp,
+    ):
+        assert resp.status == 403
+        assert "Signature" in await resp.text()
+
+
+async def test_wrong_token_rejected(app_url: str) -> None:
+    async with WebhookClient(auth_token="not-the-token") as other:
+        with pytest.raises(WebhookError) as info:
+            await other.fetch(WebhookRequest(f"{app_url}/ivr", "POST", CALL))
+    assert info.value.error_code == RETRIEVAL_FAILURE
+    assert "403" in str(info.value)
+
+
+async def test_tampered_form_rejected(app_url: str) -> None:
+    url = f"{app_url}/ivr/menu"
+    signature = sign(TOKEN, url, {"Digits": "2"})
+    async with aiohttp.ClientSession() as session:
+        headers = {HEADER: signature}
+        async with session.post(url, data={"Digits": "2"}, headers=headers) as resp:
+            assert resp.status == 200  # control: the genuine form passes
+        async with session.post(url, data={"Digits": "1"}, headers=headers) as resp:
+            assert resp.status == 403
+
+
+async def test_public_url_behind_proxy(serve: Serve) -> None:
+    base = await serve(ivr_app.make_app(TOKEN, public_url="https://ivr.example.com"))
+    signature = sign(TOKEN, "https://ivr.example.com/ivr/menu", {"Digits": "1"})
+    async with aiohttp.ClientSession() as session:
+        for sig, expected in ((signature, 200), (sign(TOKEN, f"{base}/ivr/menu", {}), 403)):
+            async with session.post(
+                f"{base}/ivr/menu", data={"Digits": "1"}, headers={HEADER: sig}
+            ) as resp:
+                assert resp.status == expected
+
+
+# ---------------------------------------------------------------------- static flows (files)
+
+
+def flow_files() -> list[Path]:
+    return sorted(FLOWS.glob("*.xml"))
+
+
+def test_flows_are_well_formed() -> None:
+    names = {p.name for p in flow_files()}
+    assert {"ivr.xml", "menu-1.xml", "menu-2.xml", "menu-default.xml"} <= names
+    for path in flow_files():
+        assert etree.parse(str(path)).getroot().tag == "Response", path
+
+
+def test_every_relative_url_in_flows_resolves() -> None:
+    for path in flow_files():
+        root = etree.parse(str(path)).getroot()
+        targets = [el.get("action") for el in root.iter() if el.get("action")]
+        targets += [el.text for el in root.iter("Redirect")]
+        for target in targets:
+            assert target is not None
+            resolved = FLOWS / target.replace("{{Digits}}", "default").replace(
+                "{{DialCallStatus}}", "default"
+            )
+            assert resolved.is_file(), f"{path.name}: {target}"
+
+
+@pytest.mark.parametrize(
+    ("digits", "first_verbs"),
+    [("1", ["Say", "Dial"]), ("2", ["Say", "Record", "Say"]), ("5", ["Say", "Redirect"])],
+)
+async def test_flow_branches_like_the_app(
+    app_url: str, client: WebhookClient, digits: str, first_verbs: list[str]
+) -> None:
+    files = FileFetcher(FLOWS)
+    menu = await files.fetch(WebhookRequest("ivr.xml", "POST", CALL))
+    action = etree.fromstring(menu.body).find("Gather").get("action")  # type: ignore[union-attr]
+    assert action is not None
+    url = resolve_url(menu.url, action)
+    chosen = await files.fetch(WebhookRequest(url, "POST", (*CALL, ("Digits", digits))))
+    static_root = etree.fromstring(chosen.body)
+    live_root = await fetch_doc(client, f"{app_url}/ivr/menu", Digits=digits)
+    assert verbs(static_root) == verbs(live_root) == first_verbs
+    if digits == "1":
+        assert static_root.findtext("Dial/Sip") == live_root.findtext("Dial/Sip") == JACK
