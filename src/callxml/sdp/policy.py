@@ -1,0 +1,189 @@
+"""The secure-media policy: which SRTP offers and answers callxml accepts (design.md's table).
+
+Owns the rules, as plain functions over parsed SDP, so every row of the policy table is a unit test:
+
+* outbound ``secure=true``: offer ``RTP/SAVP`` with exactly one ``a=crypto`` line,
+  ``AES_CM_128_HMAC_SHA1_80``, a fresh 30-byte key+salt, no lifetime, no MKI
+  (:func:`new_outbound_crypto`);
+* the answer to that offer must be ``RTP/SAVP`` with one crypto line of our suite and no MKI -- a
+  renumbered tag is fine when the suite matches (:func:`check_outbound_answer`);
+* inbound, domain secure media enabled: the INVITE arrived over TLS and offers ``RTP/SAVP``; the
+  first line in the offer's order whose suite is ``AES_CM_128_HMAC_SHA1_80`` or ``_32`` and has no
+  MKI wins (:func:`check_inbound`, :func:`choose_inbound_crypto`);
+* inbound, secure media disabled (the default): ``RTP/AVP`` only.
+
+A refusal raises :class:`~callxml.errors.SecureMediaError` whose ``reason`` is fit for a SIP
+``Warning`` header (:func:`warning_header`), ``DialCallStatus=failed`` and the call log: it names
+suites, tags and protocols, never key material.
+
+It must not know about codecs, sockets or SIP transactions: the caller says whether the request
+came over TLS and whether the domain enables secure media (a bool -- ``secure=maybe`` is already
+false by the time it gets here, see :mod:`callxml.sip.uri`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+
+from callxml.errors import SecureMediaError
+
+from .crypto import (
+    AES_CM_128_HMAC_SHA1_32,
+    AES_CM_128_HMAC_SHA1_80,
+    CryptoAttribute,
+    InvalidCrypto,
+    find_suite,
+    new_crypto,
+    parse_crypto,
+)
+from .session import MediaDescription
+
+__all__ = [
+    "INBOUND_SUITES",
+    "MIN_LIFETIME",
+    "OUTBOUND_SUITE",
+    "RTP_AVP",
+    "RTP_SAVP",
+    "check_inbound",
+    "check_outbound_answer",
+    "choose_inbound_crypto",
+    "new_outbound_crypto",
+    "warning_header",
+]
+
+RTP_AVP = "RTP/AVP"  # RFC 3551
+RTP_SAVP = "RTP/SAVP"  # RFC 3711 §12
+#: Suites we accept from an inbound offer, by RFC 4568 name.
+INBOUND_SUITES = (AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32)
+#: The one suite we offer outbound.
+OUTBOUND_SUITE = AES_CM_128_HMAC_SHA1_80
+#: Shortest key lifetime (packets) we accept: we never re-key, and 2^20 packets is 5.8 h at 50 pps.
+MIN_LIFETIME = 2**20
+#: Most skipped lines we list in a refusal reason.
+_MAX_LISTED = 6
+
+
+def warning_header(reason: str, *, code: int = 399, agent: str = "callxml") -> str:
+    """A SIP ``Warning`` header value (RFC 3261 §20.43) carrying ``reason``.
+
+    >>> warning_header("Secure media required: offer is RTP/AVP")
+    '399 callxml "Secure media required: offer is RTP/AVP"'
+    """
+    text = "".join(c if c.isprintable() else " " for c in reason)[:200]
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{code} {agent} "{text}"'
+
+
+def new_outbound_crypto(
+    *, random_bytes: Callable[[int], bytes] = secrets.token_bytes
+) -> CryptoAttribute:
+    """Our offer's only crypto line: tag 1, AES_CM_128_HMAC_SHA1_80, fresh key, nothing else."""
+    return new_crypto(1, OUTBOUND_SUITE, random_bytes=random_bytes)
+
+
+def _inbound_problem(crypto: CryptoAttribute) -> str | None:
+    """Why an offered line is not acceptable to us, or None if it is."""
+    suite = find_suite(crypto.suite)
+    if suite is None or suite.name not in INBOUND_SUITES:
+        return "suite not supported"
+    if crypto.has_mki:
+        return "MKI not supported"  # the seed: "MKI parameter is not supported"
+    if len(crypto.key_params) != 1:
+        return "several keys"  # RFC 4568 §6.1: several keys need MKIs anyway
+    if crypto.session_params:
+        # RFC 4568 §6.3.7: a line whose session parameters we cannot honour is not acceptable.
+        return "session parameters not supported"
+    lifetime = crypto.key_params[0].lifetime_packets
+    if lifetime is not None and lifetime < MIN_LIFETIME:
+        return "key lifetime too short"
+    return None
+
+
+def choose_inbound_crypto(media: MediaDescription) -> CryptoAttribute:
+    """The first acceptable ``a=crypto`` of a stream, in the offer's order (RFC 4568 §7.1.2).
+
+    Acceptable: suite in :data:`INBOUND_SUITES`, one key, no MKI, no session parameters, a
+    lifetime of at least :data:`MIN_LIFETIME` if any. Malformed lines are skipped too.
+    """
+    skipped: list[str] = []
+    for value in media.attributes_named("crypto"):
+        try:
+            crypto = parse_crypto(value)
+        except InvalidCrypto as exc:
+            skipped.append(f"malformed line ({exc})")
+            continue
+        problem = _inbound_problem(crypto)
+        if problem is None:
+            return crypto
+        skipped.append(f"tag {crypto.tag} {crypto.suite} ({problem})")
+    if not skipped:
+        raise SecureMediaError("Secure media required: RTP/SAVP offer has no a=crypto line")
+    listed = "; ".join(skipped[:_MAX_LISTED]) + ("; ..." if len(skipped) > _MAX_LISTED else "")
+    raise SecureMediaError(
+        "Secure media required: no acceptable a=crypto (need AES_CM_128_HMAC_SHA1_80 or "
+        f"AES_CM_128_HMAC_SHA1_32 without MKI); skipped: {listed}"
+    )
+
+
+def check_inbound(
+    media: MediaDescription, *, secure_media_enabled: bool, arrived_over_tls: bool
+) -> CryptoAttribute | None:
+    """Apply the inbound rows of the policy to one offered audio stream.
+
+    Returns the offerer's chosen crypto line when secure media is enabled, None when it is not;
+    raises :class:`SecureMediaError` (→ 488 with a ``Warning``) when the stream is unacceptable.
+    """
+    if secure_media_enabled:
+        if not arrived_over_tls:
+            raise SecureMediaError("Secure media required: request did not arrive over TLS")
+        if media.proto != RTP_SAVP:
+            raise SecureMediaError(f"Secure media required: offer is {media.proto}")
+        return choose_inbound_crypto(media)
+    if media.proto != RTP_AVP:
+        raise SecureMediaError(f"Secure media disabled for this domain: offer is {media.proto}")
+    # a=crypto is only defined for SRTP transports (RFC 4568 §5); on RTP/AVP we ignore it.
+    return None
+
+
+def check_outbound_answer(
+    our_crypto: CryptoAttribute | None, media: MediaDescription
+) -> CryptoAttribute | None:
+    """Check the answered audio stream against what we offered; return the answerer's crypto.
+
+    ``our_crypto`` None means we offered plain ``RTP/AVP``. Any violation raises
+    :class:`SecureMediaError`: the leg fails (ACK then BYE, ``DialCallStatus=failed``).
+    """
+    crypto_lines = media.attributes_named("crypto")
+    if our_crypto is None:
+        if media.proto != RTP_AVP:
+            raise SecureMediaError(f"Media answer is {media.proto} but we offered RTP/AVP")
+        if crypto_lines:
+            raise SecureMediaError("Media answer has a=crypto but we did not offer SRTP")
+        return None
+    if media.proto != RTP_SAVP:
+        raise SecureMediaError(f"Secure media answer refused: answer is {media.proto}")
+    if len(crypto_lines) != 1:
+        raise SecureMediaError(
+            f"Secure media answer refused: {len(crypto_lines)} a=crypto lines, expected 1"
+        )
+    try:
+        theirs = parse_crypto(crypto_lines[0])
+    except InvalidCrypto as exc:
+        raise SecureMediaError(f"Secure media answer refused: malformed a=crypto ({exc})") from None
+    suite = find_suite(theirs.suite)
+    if suite is None or suite.name != OUTBOUND_SUITE:
+        raise SecureMediaError(
+            f"Secure media answer refused: suite {theirs.suite}, expected {OUTBOUND_SUITE}"
+        )
+    # RFC 4568 §7.1.3 wants our tag back; peers renumber, and the suite matching is what counts.
+    if theirs.has_mki:
+        raise SecureMediaError("Secure media answer refused: MKI not supported")
+    if len(theirs.key_params) != 1 or theirs.session_params:
+        raise SecureMediaError("Secure media answer refused: extra keys or session parameters")
+    lifetime = theirs.key_params[0].lifetime_packets
+    if lifetime is not None and lifetime < MIN_LIFETIME:
+        raise SecureMediaError("Secure media answer refused: key lifetime too short")
+    if theirs.keying_material() == our_crypto.keying_material():
+        raise SecureMediaError("Secure media answer refused: answer reuses our key")
+    return theirs
