@@ -13,7 +13,7 @@ Rules (RFC 3263 §4.1 / §4.2 without NAPTR and SRV):
 * IPv4 and IPv6 literals are used as they are; names go through the resolver (A/AAAA).
 
 The TLS identity we check later (RFC 5922 §7.2) is always the URI's own host, never the
-``maddr`` or the resolved address: :attr:`Target.server_name`.
+``maddr`` or the resolved address: :attr:`Address.server_name`.
 """
 
 from __future__ import annotations
@@ -22,19 +22,17 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from callxml.errors import TransportError
+from callxml.sip.events import Address
 from callxml.sip.uri import SipUri, parse_uri
 
 __all__ = [
     "DEFAULT_PORTS",
-    "Destination",
     "HostResolver",
     "StaticResolver",
     "SystemResolver",
-    "Target",
     "is_ip_literal",
     "resolve_target",
     "target_for_uri",
@@ -47,32 +45,6 @@ _TRANSPORTS = frozenset(DEFAULT_PORTS)
 MAX_ADDRESSES = 8
 
 
-@dataclass(frozen=True)
-class Target:
-    """What a URI asks for, before DNS: ``host`` is a name or a bare IP literal (no brackets)."""
-
-    transport: str
-    host: str
-    port: int
-    server_name: str
-
-    def __post_init__(self) -> None:
-        if self.transport not in _TRANSPORTS:
-            raise TransportError(f"unsupported SIP transport {self.transport!r}")
-        if not 0 < self.port < 65536:
-            raise TransportError(f"port {self.port} out of range")
-
-
-@dataclass(frozen=True)
-class Destination:
-    """One concrete address to send to: ``host`` is an IP literal (no brackets)."""
-
-    transport: str
-    host: str
-    port: int
-    server_name: str
-
-
 def is_ip_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))
@@ -81,11 +53,12 @@ def is_ip_literal(host: str) -> bool:
     return True
 
 
-def target_for_uri(uri: SipUri | str, *, transport: str | None = None) -> Target:
+def target_for_uri(uri: SipUri | str, *, transport: str | None = None) -> Address:
     """The transport, host and port a URI asks for (RFC 3263 §4.1/§4.2, no SRV).
 
-    ``transport`` overrides the URI's choice (e.g. an outbound proxy configured for TCP), but a
-    secure URI always stays on TLS.
+    The host is a name or a bare IP literal (no brackets); ``server_name`` is the URI's own
+    host, the identity TLS must prove. ``transport`` overrides the URI's choice (e.g. an outbound
+    proxy configured for TCP), but a secure URI always stays on TLS.
     """
     if isinstance(uri, str):
         uri = parse_uri(uri)
@@ -94,8 +67,10 @@ def target_for_uri(uri: SipUri | str, *, transport: str | None = None) -> Target
         chosen = transport.lower()
     maddr = uri.param("maddr")
     host = (maddr or uri.host).strip("[]")
-    port = uri.port if uri.port is not None else DEFAULT_PORTS.get(chosen, 5060)
-    return Target(chosen, host, port, server_name=uri.host.strip("[]"))
+    if chosen not in _TRANSPORTS:
+        raise TransportError(f"unsupported SIP transport {chosen!r}")
+    port = uri.port if uri.port is not None else DEFAULT_PORTS[chosen]
+    return Address(chosen, host, port, server_name=uri.host.strip("[]"))
 
 
 class HostResolver(Protocol):
@@ -148,15 +123,24 @@ class StaticResolver:
         raise TransportError(f"cannot resolve {host!r}: not in the static table")
 
 
-async def resolve_target(target: Target, resolver: HostResolver) -> list[Destination]:
-    """The addresses to try for ``target``, in order; raises TransportError when there are none."""
+async def resolve_target(target: Address, resolver: HostResolver) -> list[Address]:
+    """The IP-literal addresses to try for ``target``, in order.
+
+    Each keeps ``server_name`` (defaulting to the target's host name), so the TLS identity check
+    sees the name, not the address. Raises TransportError when there are none.
+    """
+    if target.transport not in _TRANSPORTS:
+        raise TransportError(f"unsupported SIP transport {target.transport!r}")
+    if not 0 < target.port < 65536:
+        raise TransportError(f"port {target.port} out of range")
+    name = target.server_name or target.host.strip("[]")
     if is_ip_literal(target.host):
         host = str(ipaddress.ip_address(target.host.strip("[]")))
-        return [Destination(target.transport, host, target.port, target.server_name)]
+        return [Address(target.transport, host, target.port, name)]
     addresses = await resolver.lookup(target.host, target.port, target.transport)
     if not addresses:
         raise TransportError(f"cannot resolve {target.host!r}: no addresses")
     return [
-        Destination(target.transport, address, target.port, target.server_name)
+        Address(target.transport, address, target.port, name)
         for address in addresses[:MAX_ADDRESSES]
     ]
