@@ -14,6 +14,7 @@ from aiohttp import web
 from lxml import etree
 
 from callxml.errors import WebhookError
+from callxml.markup.parser import parse_document
 from callxml.signature import HEADER, sign
 from callxml.webhooks import (
     RETRIEVAL_FAILURE,
@@ -69,6 +70,7 @@ async def fetch_doc(
 ) -> etree._Element:
     resp = await client.fetch(WebhookRequest(url, method, CALL + tuple(extra.items())))
     assert resp.content_type == "text/xml"
+    assert not parse_document(resp.body).warnings  # valid callxml markup, not just XML
     root = etree.fromstring(resp.body)
     assert root.tag == "Response"
     return root
@@ -174,6 +176,7 @@ def test_flows_are_well_formed() -> None:
     assert {"ivr.xml", "menu-1.xml", "menu-2.xml", "menu-default.xml"} <= names
     for path in flow_files():
         assert etree.parse(str(path)).getroot().tag == "Response", path
+        assert not parse_document(path.read_bytes()).warnings, path
 
 
 def test_every_relative_url_in_flows_resolves() -> None:

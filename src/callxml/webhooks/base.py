@@ -64,7 +64,7 @@ class WebhookResponse:
     status: int
     body: bytes
     content_type: str
-    url: str  # final URL after redirects; resolve relative action URLs against this
+    url: str  # the document's URL: after redirects the final one, else request.url (sans fragment)
     elapsed: float  # seconds, for the transcript only
 
 

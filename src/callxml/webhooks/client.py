@@ -164,10 +164,13 @@ class WebhookClient:
     async def _follow(self, request: WebhookRequest, url: str) -> tuple[int, bytes, str, str]:
         method = request.method
         params = request.params if method == "POST" else ()
-        for _ in range(self._max_redirects + 1):
+        for hop in range(self._max_redirects + 1):
             status, location, body, content_type = await self._send(method, url, params)
             if location is None:
-                return status, body, content_type, url
+                # Without a redirect the document's URL is the one asked for, *without* the GET
+                # parameters we appended: relative URLs and a missing ``action`` resolve against
+                # it, and re-sending the parameters must not duplicate them.
+                return status, body, content_type, url if hop else check_url(request.url)
             # RFC 9110 §15.4: 303 always re-fetches with GET; for 301/302 user agents change
             # POST to GET (as browsers and Twilio do); 307/308 repeat the method and body.
             if status in (301, 302, 303):
