@@ -188,7 +188,7 @@ class _Stream(asyncio.Protocol):
         if isinstance(ssl_object, ssl.SSLObject):
             self.certificate = ssl_object.getpeercert(binary_form=True)
         if not self.layer._register(self):
-            transport.abort()
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         assert self.peer is not None
