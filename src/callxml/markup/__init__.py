@@ -7,6 +7,7 @@ stay inside :mod:`callxml.markup.parser`.
 
 from __future__ import annotations
 
+from callxml.markup.parser import MAX_DOCUMENT_BYTES, VERB_PARSERS, parse_document
 from callxml.markup.verbs import (
     Application,
     Client,
@@ -37,6 +38,8 @@ from callxml.markup.verbs import (
 )
 
 __all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "VERB_PARSERS",
     "Application",
     "Client",
     "Conference",
@@ -63,4 +66,5 @@ __all__ = [
     "Sip",
     "Unsupported",
     "Verb",
+    "parse_document",
 ]

@@ -421,6 +421,7 @@ _ROOT_TAG = re.compile(rb"<Response(?=[\s/>])")
 # libxml2's XML_NS_ERR_UNDEFINED_NAMESPACE: Twilio documents use SSML's <amazon:effect> without
 # declaring the prefix; we declare it for them (see _parse_xml).
 _NS_ERR_UNDEFINED_NAMESPACE = 201
+_LIBXML_WHERE = re.compile(r", line \d+, column \d+$")
 _AMAZON_NS = b' xmlns:amazon="urn:x-callxml:amazon-ssml"'
 
 
@@ -451,8 +452,9 @@ def _parse_xml(raw: bytes, *, force_utf8: bool) -> Element:
             except etree.XMLSyntaxError:
                 pass  # report the original error below
         line, column = exc.position
+        reason = _LIBXML_WHERE.sub("", str(exc.msg))
         raise MarkupError(
-            f"document is not well-formed XML: {exc.msg}",
+            f"document is not well-formed XML: {reason}",
             code="not-well-formed",
             line=line,
             column=column,
