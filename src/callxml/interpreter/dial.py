@@ -1,0 +1,81 @@
+"""``<Dial>``: call other parties, bridge the first to answer, report how it went.
+
+Owns the rules around the dial (the driver owns SIP and media): targets callxml cannot dial
+(``<Sim>``, ``<Application>``) are skipped with a warning; ``callerId`` defaults to the caller's
+number; with ``answerOnBridge`` the caller's leg is not answered first. When the dial ends the
+session requests ``action`` with ``DialCallStatus``, ``DialCallSid``, ``DialCallDuration`` (and
+``DialSipCallId``/``DialSipResponseCode`` for ``<Sip>`` targets); without ``action`` the next verb
+runs. If the caller hangs up, the request is still made and its document is not run.
+"""
+
+from __future__ import annotations
+
+from callxml.interpreter import actions as act
+from callxml.interpreter.events import DIAL_STATUSES, DialFinished, Event
+from callxml.interpreter.tasks import Context, Continue, Navigate, Step, Task
+from callxml.markup.verbs import Application, Dial, DialNoun, Sim
+
+__all__ = ["DialTask"]
+
+
+class DialTask(Task):
+    def __init__(self, verb: Dial, ctx: Context) -> None:
+        self._verb = verb
+        self._ctx = ctx
+        self.needs_answer = not verb.answer_on_bridge
+
+    def start(self, now: float) -> Step:
+        verb = self._verb
+        actions: list[act.Action] = []
+        targets: list[DialNoun] = []
+        for noun in verb.targets:
+            if isinstance(noun, Sim | Application):
+                kind = type(noun).__name__
+                actions.append(act.Log("warning", f"Dial: <{kind}> cannot be dialled; skipped"))
+                continue
+            targets.append(noun)
+        if not targets:
+            actions.append(act.Log("warning", "Dial: nothing to dial"))
+            step = self._finished(DialFinished(status="failed"))
+            step.actions[:0] = actions
+            return step
+        actions.append(
+            act.StartDial(
+                targets=tuple(targets),
+                timeout=verb.timeout,
+                time_limit=verb.time_limit,
+                caller_id=verb.caller_id or self._ctx.call.from_,
+                answer_on_bridge=verb.answer_on_bridge,
+                hangup_on_star=verb.hangup_on_star,
+                record=verb.record,
+                ring_tone=verb.ring_tone,
+                sequential=verb.sequential,
+            )
+        )
+        return Step(actions)
+
+    def receive(self, event: Event, now: float) -> Step:
+        if isinstance(event, DialFinished):
+            return self._finished(event)
+        return Step()
+
+    def _finished(self, event: DialFinished) -> Step:
+        actions: list[act.Action] = []
+        status = event.status
+        if status not in DIAL_STATUSES:
+            actions.append(act.Log("warning", f"Dial: unknown outcome {status!r}, taken as failed"))
+            status = "failed"
+        if self._verb.action is None:
+            return Step(actions, Continue())
+        params: list[tuple[str, str]] = [("DialCallStatus", status)]
+        if event.call_sid:
+            params.append(("DialCallSid", event.call_sid))
+        params.append(("DialCallDuration", str(max(0, event.duration))))
+        if event.sip_call_id is not None:
+            params.append(("DialSipCallId", event.sip_call_id))
+        if event.sip_response_code is not None:
+            params.append(("DialSipResponseCode", str(event.sip_response_code)))
+        return Step(actions, Navigate(self._verb.action, self._verb.method, tuple(params)))
+
+    def hang_up(self, now: float) -> Step:
+        return Step([act.StopDial()])
