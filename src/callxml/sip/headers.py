@@ -35,10 +35,13 @@ __all__ = [
     "new_call_id",
     "new_tag",
     "parse_cseq",
+    "parse_digits",
     "parse_name_addr",
     "parse_params",
     "parse_via",
+    "quote_string",
     "split_list",
+    "unquote_string",
 ]
 
 #: The RFC 3261 §17.1.1.1 magic cookie that starts every branch we (and RFC 3261 peers) make.
@@ -189,9 +192,29 @@ def unquote_string(quoted: str) -> str:
     return "".join(out)
 
 
+_NEEDS_ESCAPE = re.compile(r'[\x00-\x08\x0b\x0c\x0e-\x1f\x7f"\\]')
+
+
 def quote_string(text: str) -> str:
-    """Format ``text`` as a quoted-string, escaping ``"`` and ``\\``."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """Format ``text`` as a quoted-string: ``"``, ``\\`` and control characters become
+    quoted-pairs (§25.1). CR and LF cannot be represented and are left for the header check to
+    refuse."""
+    return '"' + _NEEDS_ESCAPE.sub(lambda m: "\\" + m.group(), text) + '"'
+
+
+def parse_digits(text: str, maximum: int) -> int | None:
+    """``1*DIGIT`` as an int no larger than ``maximum``; None if not digits or too large.
+
+    Leading zeros are fine (RFC 4475 §3.1.1.1); the length is checked before converting, so a
+    huge digit string costs nothing (and never trips Python's int-conversion limit).
+    """
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    significant = text.lstrip("0") or "0"
+    if len(significant) > len(str(maximum)):
+        return None
+    value = int(significant)
+    return value if value <= maximum else None
 
 
 def _parse_params(scanner: _Scanner) -> Params:
@@ -282,7 +305,7 @@ class Via:
         value = self.param("rport")
         if value is None:
             return True
-        return int(value) if _DIGITS.fullmatch(value) and len(value) <= 5 else None
+        return parse_digits(value, 65535)
 
     @property
     def sent_by(self) -> str:
@@ -299,9 +322,10 @@ def _parse_host(scanner: _Scanner) -> str:
 
 
 def _parse_port(text: str) -> int:
-    if len(text) > 5 or int(text) > 65535:
+    port = parse_digits(text, 65535)
+    if port is None:
         raise _error(f"port out of range: {text}")
-    return int(text)
+    return port
 
 
 def parse_via(value: str) -> Via:
@@ -441,14 +465,15 @@ def parse_cseq(value: str) -> CSeq:
     """Parse a CSeq value; leading zeros are fine (RFC 4475 §3.1.1.1), over 2**32-1 is not."""
     s = _Scanner(value.strip(_WS))
     digits = s.match(_DIGITS, "a CSeq number")
-    if len(digits.lstrip("0")) > 10 or int(digits) > MAX_CSEQ:
-        raise _error(f"CSeq number out of range: {digits}")
+    seq = parse_digits(digits, MAX_CSEQ)
+    if seq is None:
+        raise _error(f"CSeq number out of range: {digits[:40]}")
     if not s.skip_ws():
         raise _error(f"expected whitespace in CSeq: {value!r}")
     method = s.match(_TOKEN, "a method")
     if not s.at_end():
         raise _error(f"trailing characters in CSeq: {value!r}")
-    return CSeq(int(digits), method)
+    return CSeq(seq, method)
 
 
 def new_branch() -> str:

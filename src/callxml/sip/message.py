@@ -35,6 +35,7 @@ from callxml.sip.headers import (
     Via,
     is_token,
     parse_cseq,
+    parse_digits,
     parse_name_addr,
     parse_via,
     split_list,
@@ -212,6 +213,7 @@ _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
 
 _WS = " \t"
 _VERSION = re.compile(r"SIP/([0-9]+)\.([0-9]+)", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _STATUS = re.compile(r"[0-9]{3}")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 _REQUEST_URI = re.compile(r"[!#-;=?-~]+")  # printable ASCII without SP, '"', '<', '>'
@@ -482,10 +484,11 @@ SipMessage = SipRequest | SipResponse
 
 
 def _parse_max_forwards(value: str) -> int:
-    text = value.strip(_WS)
-    if not text.isascii() or not text.isdigit() or len(text.lstrip("0")) > 3 or int(text) > 255:
-        raise RemoteProtocolError(f"bad Max-Forwards: {value!r}", status_hint=400)
-    return int(text)
+    """Max-Forwards (§20.22): 1*DIGIT, at most 255 (RFC 4475 §3.1.2.4)."""
+    hops = parse_digits(value.strip(_WS), 255)
+    if hops is None:
+        raise RemoteProtocolError(f"bad Max-Forwards: {value[:40]!r}", status_hint=400)
+    return hops
 
 
 def _parse_content_length(values: list[str]) -> int | None:
@@ -496,10 +499,11 @@ def _parse_content_length(values: list[str]) -> int | None:
         raise BadMessage("more than one Content-Length header")
     text = values[0].strip(_WS)
     if not text.isascii() or not text.isdigit():
-        raise BadMessage(f"bad Content-Length: {values[0]!r}")
-    if len(text.lstrip("0")) > 6:
-        raise BadMessage(f"Content-Length too large: {text}", status_hint=513)
-    return int(text)
+        raise BadMessage(f"bad Content-Length: {values[0][:40]!r}")
+    length = parse_digits(text, MAX_MESSAGE_SIZE)
+    if length is None:
+        raise BadMessage(f"Content-Length too large: {text[:40]}", status_hint=513)
+    return length
 
 
 # -- parsing ------------------------------------------------------------------------------
@@ -515,6 +519,8 @@ def _split_head(head: bytes) -> tuple[str, list[tuple[str, str]]]:
     start_line = lines[0]
     if len(start_line) > MAX_LINE_LENGTH:
         raise BadMessage("start line too long", status_hint=414)
+    if _CONTROL.search(start_line):
+        raise BadMessage("control character in the start line")
     fields: list[tuple[str, str]] = []
     current: list[str] = []  # [name, value parts...] of the field being unfolded
     length = 0
@@ -553,11 +559,10 @@ def _split_head(head: bytes) -> tuple[str, list[tuple[str, str]]]:
 
 def _check_version(version: str) -> tuple[str, bool]:
     """``(normalised version, is 2.0)``; raise for something that is not a SIP version."""
-    m = _VERSION.fullmatch(version)
-    if m is None:
+    if _VERSION.fullmatch(version) is None:
         raise BadMessage(f"not a SIP version: {version[:40]!r}")
-    ok = int(m.group(1)) == 2 and int(m.group(2)) == 0 and len(version) < 16
-    return version.upper(), ok
+    version = version.upper()
+    return version, version == "SIP/2.0"
 
 
 def _check_request_uri(uri: str) -> None:
@@ -687,11 +692,12 @@ class StreamParser:
     is mandatory. Two ways to fail:
 
     - the framing is lost (garbage, no Content-Length, oversize): :meth:`feed` raises
-      :class:`BadMessage` and :attr:`broken` becomes True; every later call raises again. Close the
-      connection.
+      :class:`BadMessage` and :attr:`broken` becomes True. Close the connection.
     - one framed message is invalid: :meth:`feed` raises its :class:`BadMessage` (with
-      ``partial``) but the stream stays in sync; messages framed before it in the same call
-      are kept, and the next ``feed(b"")`` returns them and carries on.
+      ``partial``) but the stream stays in sync and parsing carries on with the next call.
+
+    Either way, messages completed before the error in the same call are not lost: the next
+    ``feed(b"")`` returns them (and, once a broken parser has nothing left, raises again).
 
     ``keepalives`` counts CRLFCRLF pings seen between messages (RFC 5626 §4.4.1: answer each
     with a CRLF pong).
@@ -702,6 +708,7 @@ class StreamParser:
         self.keepalives = 0
         self._buffer = bytearray()
         self._scan_from = 0  # where to resume the search for the end of the header section
+        self._frame_size: int | None = None  # size of the message being received, once known
         self._ready: list[SipMessage] = []
         self._error: BadMessage | None = None
 
@@ -720,48 +727,63 @@ class StreamParser:
         return self._error
 
     def feed(self, data: bytes) -> list[SipMessage]:
+        """Add received bytes; return the messages they complete (oldest first)."""
         if self._error is not None:
+            if self._ready:
+                ready, self._ready = self._ready, []
+                return ready
             raise BadMessage(f"stream already failed: {self._error}", status_hint=400)
         self._buffer += data
+        while self._next_message():
+            pass
+        ready, self._ready = self._ready, []
+        return ready
+
+    def _skip_keepalives(self) -> bool:
+        """Drop CRLFs between messages (RFC 5626 §4.4.1, RFC 3261 §7.5); False to wait."""
         buf = self._buffer
-        while True:
-            # Skip keep-alives between messages (RFC 5626 §4.4.1; RFC 3261 §7.5).
-            while buf.startswith(b"\r\n"):
-                if buf.startswith(b"\r\n\r\n"):
-                    self.keepalives += 1
-                    del buf[:4]
-                elif len(buf) == 2:
-                    break  # maybe half of a ping: wait
-                else:
-                    del buf[:2]
-                self._scan_from = 0
-            if buf.startswith(b"\r\n"):
+        while buf[:1] == b"\r":
+            if buf.startswith(b"\r\n\r\n"):
+                self.keepalives += 1
+                del buf[:4]
+            elif b"\r\n\r\n".startswith(buf):
+                return False  # maybe the first half of a ping
+            elif buf.startswith(b"\r\n"):
+                del buf[:2]  # a pong, or a stray CRLF before a start line
+            else:
                 break
+        return True
+
+    def _next_message(self) -> bool:
+        """Frame and parse one message from the buffer; False when more bytes are needed."""
+        buf = self._buffer
+        if self._frame_size is None:
+            if not self._skip_keepalives():
+                return False
             end = buf.find(b"\r\n\r\n", self._scan_from)
             if end < 0:
                 if len(buf) > self.max_message_size:
                     raise self._fail("header section larger than the message size limit", 513)
                 self._scan_from = max(0, len(buf) - 3)
-                break
+                return False
             try:
                 _, fields = _split_head(bytes(buf[:end]))
-                lengths = [v for k, v in fields if k == "Content-Length"]
-                length = _parse_content_length(lengths)
+                length = _parse_content_length([v for k, v in fields if k == "Content-Length"])
             except BadMessage as exc:
                 raise self._fail(f"cannot frame message: {exc}", exc.status_hint) from None
             if length is None:
                 raise self._fail("no Content-Length on a stream transport (§18.3)")
-            total = end + 4 + length
-            if total > self.max_message_size:
-                raise self._fail(f"message of {total} bytes is too large", 513)
-            if len(buf) < total:
-                break
-            chunk = bytes(buf[:total])
-            del buf[:total]
+            self._frame_size = end + 4 + length
             self._scan_from = 0
-            self._ready.append(parse_message(chunk))  # a bad one raises; the stream is in sync
-        ready, self._ready = self._ready, []
-        return ready
+            if self._frame_size > self.max_message_size:
+                raise self._fail(f"message of {self._frame_size} bytes is too large", 513)
+        if len(buf) < self._frame_size:
+            return False
+        chunk = bytes(buf[: self._frame_size])
+        del buf[: self._frame_size]
+        self._frame_size = None
+        self._ready.append(parse_message(chunk))  # a bad one raises; the stream stays in sync
+        return True
 
 
 # -- responses ----------------------------------------------------------------------------
