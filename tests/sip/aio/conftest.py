@@ -1,8 +1,12 @@
-"""Fixtures for the asyncio SIP tests: TLS certificates made per session with trustme."""
+"""Fixtures for the asyncio SIP tests: TLS certificates (trustme) and a SIPp runner."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextlib
+import shutil
+import socket
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,3 +49,144 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
         client=_write(ca, directory, "client", "alice.example.test"),
         untrusted_ca_pem=trustme.CA().cert_pem.bytes().decode(),
     )
+
+
+# -- SIPp ---------------------------------------------------------------------------------------
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "sipp"
+SIPP = shutil.which("sipp")
+#: SIPp quits (and the test fails) after this long whatever happens; no test can hang CI.
+SIPP_TIMEOUT = 20
+
+
+def free_port(transport: str) -> int:
+    """A port free on 127.0.0.1 for ``udp`` or ``tcp`` right now (SIPp binds it right after)."""
+    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _bound(port: int, transport: str) -> bool:
+    """Is something listening on ``port`` (read from /proc, no packet sent)?"""
+    table = Path("/proc/net/udp" if transport == "udp" else "/proc/net/tcp")
+    try:
+        lines = table.read_text().splitlines()[1:]
+    except OSError:
+        return True  # cannot tell: assume yes, the scenario will say if not
+    for line in lines:
+        fields = line.split()
+        local, state = fields[1], fields[3]
+        if int(local.split(":")[1], 16) == port and (transport == "udp" or state == "0A"):
+            return True
+    return False
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    output: str
+    errors: str
+    stats: dict[str, str]
+
+    def counter(self, name: str) -> int:
+        """A cumulative counter of SIPp's statistics file, e.g. ``SuccessfulCall``."""
+        return int(self.stats.get(f"{name}(C)", "0") or 0)
+
+    def explain(self) -> str:
+        return (
+            f"sipp exit {self.returncode}\n--- errors ---\n{self.errors}\n"
+            f"--- output ---\n{self.output[-3000:]}"
+        )
+
+
+class SippRun:
+    """One SIPp process running a scenario from tests/sip/sipp."""
+
+    def __init__(self, process: asyncio.subprocess.Process, port: int, workdir: Path) -> None:
+        self.process = process
+        self.port = port
+        self.workdir = workdir
+
+    async def result(self, timeout: float = SIPP_TIMEOUT + 5) -> SippResult:
+        try:
+            out, _ = await asyncio.wait_for(self.process.communicate(), timeout)
+        except TimeoutError:
+            self.process.kill()
+            out, _ = await self.process.communicate()
+        stats: dict[str, str] = {}
+        for path in self.workdir.glob("stats*.csv"):
+            rows = [line.split(";") for line in path.read_text().splitlines() if line]
+            if len(rows) >= 2:
+                stats = dict(zip(rows[0], rows[-1], strict=False))
+        errors = "".join(p.read_text(errors="replace") for p in self.workdir.glob("errors*"))
+        returncode = self.process.returncode if self.process.returncode is not None else -1
+        return SippResult(returncode, out.decode(errors="replace"), errors, stats)
+
+    def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+
+
+class Sipp:
+    """Starts SIPp on loopback: ``await sipp.uas(...)`` or ``await sipp.uac(...)``."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.runs: list[SippRun] = []
+
+    async def _start(self, scenario: str, transport: str, args: list[str]) -> SippRun:
+        if SIPP is None:
+            pytest.fail("sipp (Debian package sip-tester) is not installed")
+        port = free_port(transport)
+        workdir = self.workdir / f"{scenario}-{len(self.runs)}"
+        workdir.mkdir()
+        command = [
+            SIPP,
+            "-sf", str(SCENARIOS / f"{scenario}.xml"),
+            "-i", "127.0.0.1",
+            "-p", str(port),
+            "-t", "u1" if transport == "udp" else "t1",
+            "-m", "1",
+            "-nostdin",
+            "-timeout", f"{SIPP_TIMEOUT}s",
+            "-timeout_error",
+            "-trace_err", "-error_file", str(workdir / "errors.log"),
+            "-trace_stat", "-stf", str(workdir / "stats.csv"),
+            *args,
+        ]  # fmt: skip
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            cwd=workdir,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        run = SippRun(process, port, workdir)
+        self.runs.append(run)
+        return run
+
+    async def uas(self, scenario: str, transport: str) -> SippRun:
+        """Start a SIPp server and wait until its socket is bound."""
+        run = await self._start(scenario, transport, [])
+        for _ in range(200):
+            if _bound(run.port, transport) or run.process.returncode is not None:
+                break
+            await asyncio.sleep(0.02)
+        return run
+
+    async def uac(self, scenario: str, transport: str, target: str, user: str) -> SippRun:
+        """Start a SIPp client calling ``user`` at ``target`` (``host:port``)."""
+        return await self._start(scenario, transport, [target, "-s", user])
+
+
+@pytest.fixture
+async def sipp(tmp_path: Path) -> AsyncIterator[Sipp]:
+    runner = Sipp(tmp_path)
+    try:
+        yield runner
+    finally:
+        for run in runner.runs:
+            run.kill()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(run.process.wait(), 5)

@@ -444,14 +444,17 @@ class TransportLayer:
         """Send ``request`` to ``destination``; returns the IP-literal address it went to.
 
         A host name is resolved first (A/AAAA through the resolver seam; for TCP/TLS each
-        address is tried in turn). The top Via's transport and sent-by are rewritten to ours and
-        a bare ``rport`` added (§18.1.1, RFC 3581 §3); branch and other parameters are kept. A
+        address is tried in turn). On a copy, the top Via's transport and sent-by are set to
+        ours and a bare ``rport`` added (§18.1.1, RFC 3581 §3); branch and other parameters are
+        kept (give requests our sent-by already, see :meth:`local_address`, so keys agree). A
         TCP/TLS connection to the same address is reused, else opened (and, for TLS, verified
         against ``server_name``, RFC 5922). Raises TransportError.
         """
         via = _top_via(request)
         if via is None:
             raise TransportError("request has no usable top Via")
+        # Stamp a copy: the transaction keeps the request it made (and retransmits it through us).
+        request = replace(request, headers=request.headers.copy())
         candidates = await resolve_target(destination, self._resolver)
         if destination.transport == "udp":
             target = candidates[0]
