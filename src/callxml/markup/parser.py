@@ -817,7 +817,11 @@ KNOWN_ELEMENTS = frozenset({"Response"}.union(*ALLOWED_CHILDREN.values()))
 
 def _schema_error(ctx: _Context, root: Element, entry: Any) -> MarkupError:
     """Turn the first XSD error into a MarkupError that names the element and its position."""
-    found: Any = root.getroottree().xpath(entry.path) if entry.path else []
+    prefixes = {k: v for el in root.iter(etree.Element) for k, v in el.nsmap.items() if k}
+    try:
+        found: Any = root.getroottree().xpath(entry.path, namespaces=prefixes)
+    except etree.XPathError:
+        found = []
     element: Element = found[0] if found and isinstance(found[0], etree._Element) else root
     name = _name(element)
     parent = element.getparent()
