@@ -13,9 +13,9 @@ import pytest
 from callxml.errors import TransportError
 from callxml.sip.aio.resolver import StaticResolver
 from callxml.sip.aio.tls import TlsConfig
-from callxml.sip.aio.transport import ListenerConfig, TransportLayer
+from callxml.sip.aio.transport import ListenerConfig, TransportLayer, _stamp_received
 from callxml.sip.events import Address
-from callxml.sip.headers import new_branch
+from callxml.sip.headers import new_branch, parse_via
 from callxml.sip.message import SipMessage, SipRequest, SipResponse, make_response
 
 TIMEOUT = 5.0
@@ -272,3 +272,41 @@ async def test_ipv6_loopback_udp() -> None:
     finally:
         await a.close()
         await b.close()
+
+
+def test_received_and_rport_rules() -> None:
+    source = Address("udp", "192.0.2.5", 40000)
+    # RFC 3581 §4: bare rport is filled in and received added even when the host matches.
+    via = _stamp_received(parse_via("SIP/2.0/UDP 192.0.2.5:5060;rport;branch=z9hG4bK1"), source)
+    assert via.rport == 40000 and via.received == "192.0.2.5"
+    assert str(via) == "SIP/2.0/UDP 192.0.2.5:5060;rport=40000;branch=z9hG4bK1;received=192.0.2.5"
+    # §18.2.1: no rport, same address: untouched; a name or another address: received added.
+    plain = parse_via("SIP/2.0/UDP 192.0.2.5:5060;branch=z9hG4bK1")
+    assert _stamp_received(plain, source) == plain
+    named = _stamp_received(parse_via("SIP/2.0/UDP pc.example.test;branch=z9hG4bK1"), source)
+    assert named.received == "192.0.2.5" and named.rport is None
+
+
+async def test_udp_response_without_route_follows_received_and_rport() -> None:
+    layer = TransportLayer(Inbox())
+    try:
+        await layer.listen(ListenerConfig("udp"))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(TIMEOUT)
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+            response = SipResponse(200, "OK")
+            # sent-by names a port nobody listens on; rport + received win (RFC 3581 §4).
+            response.headers.add(
+                "Via", f"SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx;received=127.0.0.1;rport={port}"
+            )
+            for name, value in (("From", "<sip:a@x>;tag=1"), ("To", "<sip:b@x>;tag=2")):
+                response.headers.add(name, value)
+            response.headers.add("Call-ID", "c")
+            response.headers.add("CSeq", "1 OPTIONS")
+            sent = await layer.send_response(response)
+            assert (sent.host, sent.port) == ("127.0.0.1", port)
+            data = await asyncio.get_running_loop().run_in_executor(None, sock.recv, 65535)
+        assert data.startswith(b"SIP/2.0 200 OK\r\n")
+    finally:
+        await layer.close()
