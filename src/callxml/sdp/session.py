@@ -352,15 +352,16 @@ class MediaDescription(_Attributes):
     def with_direction(self, direction: Direction) -> MediaDescription:
         """This section with its direction attribute replaced in place (or added at the end)."""
         attrs: list[Attribute] = []
+        pending: Direction | None = direction
         for attr in self.attributes:
             if attr.name in DIRECTIONS and attr.value is None:
-                if direction is not None:
-                    attrs.append(Attribute(direction))
-                direction = None  # type: ignore[assignment]
+                if pending is not None:
+                    attrs.append(Attribute(pending))
+                pending = None
             else:
                 attrs.append(attr)
-        if direction is not None:
-            attrs.append(Attribute(direction))
+        if pending is not None:
+            attrs.append(Attribute(pending))
         return self.with_attributes(attrs)
 
 

@@ -1,0 +1,352 @@
+"""The secure-media policy table (design.md), one test per row at least, plus the edge cases."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from callxml.errors import MediaError, SecureMediaError
+from callxml.sdp.crypto import parse_crypto
+from callxml.sdp.negotiate import Offer, answer_offer, build_offer, check_answer
+from callxml.sdp.policy import (
+    check_inbound,
+    check_outbound_answer,
+    choose_inbound_crypto,
+    warning_header,
+)
+from callxml.sdp.session import Attribute, MediaDescription, SessionDescription
+from callxml.sip.uri import parse_uri
+
+FIXTURES = Path(__file__).parent / "fixtures"
+KEY_A = base64.b64encode(bytes(range(30))).decode()
+KEY_B = base64.b64encode(bytes(range(100, 130))).decode()
+KEY_256 = base64.b64encode(bytes(range(46))).decode()
+
+
+def load(name: str) -> SessionDescription:
+    return SessionDescription.parse((FIXTURES / name).read_bytes())
+
+
+def savp(*crypto_lines: str, proto: str = "RTP/SAVP") -> SessionDescription:
+    lines = "".join(f"a=crypto:{c}\r\n" for c in crypto_lines)
+    return SessionDescription.parse(
+        "v=0\r\no=- 5 5 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n"
+        f"m=audio 4000 {proto} 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n{lines}"
+    )
+
+
+def answer(offer: SessionDescription, *, enabled: bool = True, tls: bool = True):  # type: ignore[no-untyped-def]
+    return answer_offer(
+        offer, address="198.51.100.1", port=6000, secure_media_enabled=enabled, arrived_over_tls=tls
+    )
+
+
+def refusal(offer: SessionDescription, *, enabled: bool = True, tls: bool = True) -> str:
+    with pytest.raises(SecureMediaError) as info:
+        answer(offer, enabled=enabled, tls=tls)
+    assert info.value.status == 488
+    return info.value.reason
+
+
+# -- row: outbound <Sip> URI with ;secure=true ---------------------------------------------------
+
+
+def test_row_outbound_secure_offer_has_exactly_one_fresh_crypto_line() -> None:
+    offers = [build_offer(address="192.0.2.1", port=4000, secure=True) for _ in range(2)]
+    for offer in offers:
+        (audio,) = offer.sdp.media
+        assert audio.proto == "RTP/SAVP"
+        (line,) = audio.attributes_named("crypto")
+        tag, suite, key = line.split(" ")
+        assert (tag, suite) == ("1", "AES_CM_128_HMAC_SHA1_80")
+        assert key.startswith("inline:") and len(key) == len("inline:") + 40  # no |lifetime|MKI
+        assert len(base64.b64decode(key[7:])) == 30
+        assert offer.our_crypto is not None and str(offer.our_crypto) == line
+    assert offers[0].our_crypto != offers[1].our_crypto  # fresh per call
+
+
+# -- row: outbound answer ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def secure_offer() -> Offer:
+    return build_offer(
+        address="192.0.2.1", port=4000, secure=True, random_bytes=lambda n: bytes(range(n))
+    )
+
+
+def answer_with(*crypto: str, proto: str = "RTP/SAVP") -> SessionDescription:
+    return savp(*crypto, proto=proto)
+
+
+def test_row_outbound_answer_accepted(secure_offer: Offer) -> None:
+    media = check_answer(secure_offer, answer_with(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_B}"))
+    assert media.their_crypto is not None
+    assert media.their_crypto.keying_material() == bytes(range(100, 130))
+    assert media.our_crypto == secure_offer.our_crypto
+    assert media.srtp_profile == 1
+
+
+def test_outbound_answer_renumbered_tag_is_accepted_when_the_suite_matches(
+    secure_offer: Offer,
+) -> None:
+    # The carrier seed's 183 answers with tag 5 -- peers renumber; the suite is what counts.
+    media = check_answer(secure_offer, load("carrier_answer_183.sdp"))
+    assert media.their_crypto is not None and media.their_crypto.tag == 5
+    assert (media.their_address, media.their_port) == ("192.0.2.77", 29078)
+    assert media.dtmf_payload_type == 101
+
+
+@pytest.mark.parametrize(
+    ("sdp", "reason"),
+    [
+        (answer_with(proto="RTP/AVP"), "answer is RTP/AVP"),
+        (answer_with(), "0 a=crypto lines, expected 1"),
+        (
+            answer_with(
+                f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_B}",
+                f"2 AES_CM_128_HMAC_SHA1_32 inline:{KEY_B}",
+            ),
+            "2 a=crypto lines",
+        ),
+        (answer_with(f"1 AES_CM_128_HMAC_SHA1_32 inline:{KEY_B}"), "suite AES_CM_128_HMAC_SHA1_32"),
+        (answer_with(f"1 AES_256_CM_HMAC_SHA1_80 inline:{KEY_256}"), "suite AES_256"),
+        (answer_with(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_B}|1:4"), "MKI"),
+        (answer_with(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_B}|2^10"), "lifetime"),
+        (answer_with(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_B} KDR=1"), "session parameters"),
+        (answer_with("1 AES_CM_128_HMAC_SHA1_80 inline:AAAA"), "malformed"),
+        (answer_with(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_A}"), "reuses our key"),
+    ],
+)
+def test_row_outbound_bad_answer_fails_the_leg(
+    secure_offer: Offer, sdp: SessionDescription, reason: str
+) -> None:
+    with pytest.raises(SecureMediaError, match=reason) as info:
+        check_answer(secure_offer, sdp)
+    assert KEY_B not in info.value.reason and KEY_A not in info.value.reason
+
+
+def test_outbound_answer_with_lifetime_is_accepted(secure_offer: Offer) -> None:
+    media = check_answer(
+        secure_offer, answer_with(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_B}|2^31")
+    )
+    assert media.their_crypto is not None
+
+
+def test_plain_offer_refuses_an_srtp_answer() -> None:
+    plain = build_offer(address="192.0.2.1", port=4000, secure=False)
+    with pytest.raises(SecureMediaError, match="answer is RTP/SAVP but we offered RTP/AVP"):
+        check_answer(plain, answer_with(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_B}"))
+    with pytest.raises(SecureMediaError, match="did not offer SRTP"):
+        check_answer(
+            plain, answer_with(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_B}", proto="RTP/AVP")
+        )
+    assert check_answer(plain, answer_with(proto="RTP/AVP")).their_crypto is None
+
+
+# -- row: secure other than true/false -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "secure"),
+    [
+        ("sip:jack@example.com;secure=true", True),
+        ("sip:jack@example.com;secure=false", False),
+        ("sip:jack@example.com;secure=maybe", False),
+        ("sip:jack@example.com", False),
+    ],
+)
+def test_row_secure_maybe_is_treated_as_false(uri: str, secure: bool) -> None:
+    offer = build_offer(address="192.0.2.1", port=4000, secure=parse_uri(uri).secure)
+    assert offer.sdp.media[0].proto == ("RTP/SAVP" if secure else "RTP/AVP")
+    assert bool(offer.sdp.media[0].attributes_named("crypto")) is secure
+    assert offer.secure is secure
+
+
+# -- row: inbound, domain secure media enabled ---------------------------------------------------
+
+
+def test_row_inbound_enabled_accepts_tls_savp_with_acceptable_crypto() -> None:
+    offer = load("asterisk_savp.sdp")
+    media = answer(offer)
+    their = parse_crypto(offer.media[0].attributes_named("crypto")[0])
+    assert media.their_crypto == their
+    (line,) = media.local_sdp.media[0].attributes_named("crypto")
+    assert media.local_sdp.media[0].proto == "RTP/SAVP"
+    assert line.startswith("1 AES_CM_128_HMAC_SHA1_80 inline:")
+    assert media.our_crypto is not None
+    assert media.our_crypto.keying_material() != their.keying_material()
+
+
+def test_inbound_enabled_refuses_request_not_over_tls() -> None:
+    reason = refusal(load("asterisk_savp.sdp"), tls=False)
+    assert reason == "Secure media required: request did not arrive over TLS"
+    with pytest.raises(SecureMediaError):
+        check_inbound(
+            load("asterisk_savp.sdp").media[0], secure_media_enabled=True, arrived_over_tls=False
+        )
+
+
+def test_inbound_enabled_refuses_plain_rtp() -> None:
+    assert refusal(load("freeswitch_avp.sdp")) == "Secure media required: offer is RTP/AVP"
+
+
+def test_inbound_enabled_refuses_the_seed_offer_as_printed_on_rtp_avp() -> None:
+    # The carrier article prints its 9-suite offer on RTP/AVP: a=crypto means nothing there.
+    assert refusal(load("carrier_offer_9_suites.sdp")) == "Secure media required: offer is RTP/AVP"
+
+
+def test_seed_nine_suite_offer_on_savp_picks_tag_5() -> None:
+    offer = load("carrier_offer_9_suites.sdp")
+    audio = replace(offer.media[0], proto="RTP/SAVP")
+    media = answer(offer.with_media([audio]))
+    assert media.their_crypto is not None and media.their_crypto.tag == 5
+    assert (
+        media.local_sdp.media[0]
+        .attributes_named("crypto")[0]
+        .startswith("5 AES_CM_128_HMAC_SHA1_80 inline:")
+    )
+
+
+def test_aead_null_auth_192_256_are_skipped() -> None:
+    offer = load("carrier_offer_9_suites.sdp")
+    lines = [v for v in offer.media[0].attributes_named("crypto") if "AES_CM_128_HMAC" not in v]
+    assert len(lines) == 7
+    reason = refusal(savp(*lines))
+    for suite in ("AEAD_AES_256_GCM_8", "AES_192_CM_HMAC_SHA1_80", "AES_256_CM_HMAC_SHA1_80"):
+        assert f"{suite} (suite not supported)" in reason
+    assert reason.endswith("; ...")  # seven skipped lines, six listed
+    assert "inline" not in reason
+
+
+def test_fs_spelling_of_256_is_skipped_then_128_80_chosen() -> None:
+    media = answer(load("freeswitch_savp.sdp"))
+    assert media.their_crypto is not None
+    assert (media.their_crypto.tag, media.their_crypto.suite) == (5, "AES_CM_128_HMAC_SHA1_80")
+
+
+def test_32_is_chosen_when_first() -> None:
+    media = answer(load("baresip_savp.sdp"))  # baresip lists AES_CM_128_HMAC_SHA1_32 first
+    assert media.their_crypto is not None
+    assert (media.their_crypto.tag, media.their_crypto.suite) == (1, "AES_CM_128_HMAC_SHA1_32")
+    (line,) = media.local_sdp.media[0].attributes_named("crypto")
+    assert line.startswith("1 AES_CM_128_HMAC_SHA1_32 inline:")
+    assert media.srtp_profile == 2
+
+
+def test_mki_lines_are_skipped() -> None:
+    media = answer(load("linphone_savp.sdp"))  # tag 1 carries |2^31|1:1
+    assert media.their_crypto is not None and media.their_crypto.tag == 2
+    reason = refusal(savp(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_A}|2^31|1:1"))
+    assert "tag 1 AES_CM_128_HMAC_SHA1_80 (MKI not supported)" in reason
+
+
+def test_savp_offer_with_no_acceptable_line_is_refused() -> None:
+    reason = refusal(savp(f"1 AES_256_CM_HMAC_SHA1_80 inline:{KEY_256}"))
+    assert reason.startswith("Secure media required: no acceptable a=crypto")
+    assert refusal(savp()) == "Secure media required: RTP/SAVP offer has no a=crypto line"
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_A};inline:{KEY_B}", "several keys"),
+        (f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_A} UNENCRYPTED_SRTP", "session parameters"),
+        (f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_A}|2^10", "lifetime too short"),
+        ("1 AES_CM_128_HMAC_SHA1_80 inline:AAAA", "malformed line"),
+    ],
+)
+def test_other_unacceptable_lines_are_skipped(line: str, problem: str) -> None:
+    assert problem in refusal(savp(line))
+    good = f"2 AES_CM_128_HMAC_SHA1_32 inline:{KEY_B}"
+    assert choose_inbound_crypto(savp(line, good).media[0]).tag == 2
+
+
+def test_acceptable_lifetime_is_fine() -> None:
+    assert choose_inbound_crypto(savp(f"3 AES_CM_128_HMAC_SHA1_80 inline:{KEY_A}|2^31").media[0])
+
+
+# -- row: inbound, domain secure media disabled (default) ----------------------------------------
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_row_inbound_disabled_answers_plain_rtp_over_any_transport(tls: bool) -> None:
+    media = answer(load("asterisk_pjsip_avp.sdp"), enabled=False, tls=tls)
+    assert media.local_sdp.media[0].proto == "RTP/AVP"
+    assert media.our_crypto is None and media.their_crypto is None
+    assert media.local_sdp.media[0].attributes_named("crypto") == ()
+
+
+def test_default_is_disabled() -> None:
+    media = answer_offer(load("freeswitch_avp.sdp"), address="198.51.100.1", port=6000)
+    assert not media.secure
+    with pytest.raises(SecureMediaError, match="disabled"):
+        answer_offer(load("asterisk_savp.sdp"), address="198.51.100.1", port=6000)
+
+
+def test_inbound_disabled_refuses_srtp_offer() -> None:
+    reason = refusal(load("asterisk_savp.sdp"), enabled=False)
+    assert reason == "Secure media disabled for this domain: offer is RTP/SAVP"
+
+
+def test_inbound_disabled_ignores_crypto_on_rtp_avp() -> None:
+    media = answer(load("carrier_offer_9_suites.sdp"), enabled=False, tls=False)
+    assert media.local_sdp.media[0].proto == "RTP/AVP"
+    assert media.local_sdp.media[0].attributes_named("crypto") == ()
+
+
+def test_dtls_webrtc_offer_is_refused_either_way() -> None:
+    for enabled in (False, True):
+        assert "offer is UDP/TLS/RTP/SAVPF" in refusal(load("webrtc_chrome.sdp"), enabled=enabled)
+
+
+# -- row: the answer we send ---------------------------------------------------------------------
+
+
+def test_row_our_answer_never_echoes_their_key_and_keeps_their_tag() -> None:
+    offer = savp(f"42 AES_CM_128_HMAC_SHA1_80 inline:{KEY_A}")
+    keys = set()
+    for _ in range(3):
+        media = answer(offer)
+        assert media.our_crypto is not None
+        assert media.our_crypto.tag == 42
+        assert media.our_crypto.keying_material() != bytes(range(30))
+        keys.add(media.our_crypto.keying_material())
+    assert len(keys) == 3  # fresh per call
+
+
+def test_keys_do_not_leak_into_reprs_or_reasons() -> None:
+    media = answer(savp(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_A}"))
+    assert KEY_A not in repr(media)
+    assert media.our_crypto is not None
+    ours = str(media.our_crypto).split("inline:")[1]
+    assert ours not in repr(media)
+
+
+# -- Warning header ------------------------------------------------------------------------------
+
+
+def test_warning_header() -> None:
+    assert (
+        warning_header("Secure media required: offer is RTP/AVP")
+        == '399 callxml "Secure media required: offer is RTP/AVP"'
+    )
+    assert warning_header('a "quoted"\r\nthing', code=305) == '305 callxml "a \\"quoted\\"  thing"'
+    assert len(warning_header("x" * 1000)) < 230
+
+
+def test_check_functions_directly() -> None:
+    audio = MediaDescription(
+        "audio",
+        1,
+        "RTP/SAVP",
+        ("0",),
+        attributes=(Attribute("crypto", f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_A}"),),
+    )
+    assert check_inbound(audio, secure_media_enabled=True, arrived_over_tls=True) is not None
+    assert check_outbound_answer(None, replace(audio, proto="RTP/AVP", attributes=())) is None
+    with pytest.raises(MediaError):
+        check_inbound(audio, secure_media_enabled=False, arrived_over_tls=True)
