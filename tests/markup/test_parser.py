@@ -508,5 +508,6 @@ def test_comments_and_cdata_do_not_shift_positions() -> None:
 
 def test_verbs_are_frozen() -> None:
     say = only_verb("<Say>x</Say>")
+    assert isinstance(say, Say)
     with pytest.raises(dataclasses.FrozenInstanceError):
         say.text = "y"  # type: ignore[misc]

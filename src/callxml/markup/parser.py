@@ -350,8 +350,13 @@ _TOKEN = re.compile(
 )
 
 
+# Only a start tag's "<" is followed by a name character; comments, CDATA and PIs are skipped
+# whole. ("<" cannot appear in attribute values or text of a well-formed document.)
+_START_TAG = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>|<(?=[^/!?])", re.DOTALL)
+
+
 class _Source:
-    """The document text with line/column lookup and element spans in document order."""
+    """The document text with line/column lookup and element offsets in document order."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -361,7 +366,12 @@ class _Source:
         index = bisect.bisect_right(self._line_starts, offset) - 1
         return index + 1, offset - self._line_starts[index] + 1
 
+    def starts(self) -> list[int]:
+        """Offsets of every start tag's "<" (the hot path: one regex scan)."""
+        return [m.start() for m in _START_TAG.finditer(self.text) if m.end() - m.start() == 1]
+
     def spans(self) -> list[_Span]:
+        """Full spans of every element (slower; only for errors, warnings and SSML)."""
         spans: list[_Span | None] = []
         stack: list[tuple[int, int, int]] = []  # (index in spans, start, content)
         for match in _TOKEN.finditer(self.text):
@@ -470,21 +480,34 @@ class _Context:
     def __init__(self, source: _Source, root: Element) -> None:
         self.source = source
         self.warnings: list[MarkupWarning] = []
-        elements = list(root.iter(etree.Element))
-        spans = source.spans()
-        # Same count unless the tokenizer and lxml disagree (e.g. an undecodable encoding): then
+        self._elements = list(root.iter(etree.Element))  # keeps the proxies (dict keys) alive
+        starts = source.starts()
+        # Same count unless the scan and lxml disagree (e.g. an undecodable encoding): then
         # positions degrade to lxml's line numbers with column 0 rather than lying.
-        self._spans: dict[Element, _Span] = (
-            dict(zip(elements, spans, strict=True)) if len(spans) == len(elements) else {}
+        self._starts: dict[Element, int] = (
+            dict(zip(self._elements, starts, strict=True))
+            if len(starts) == len(self._elements)
+            else {}
         )
-        self._elements = elements  # keep the proxies (the dict keys) alive
+        self._span_cache: dict[Element, _Span] | None = None
 
     def where(self, element: Element) -> tuple[int, int]:
-        span = self._spans.get(element)
-        if span is None:
+        start = self._starts.get(element)
+        if start is None:
             line = element.sourceline
             return (line if isinstance(line, int) else 0), 0
-        return self.source.position(span.start)
+        return self.source.position(start)
+
+    @property
+    def _spans(self) -> dict[Element, _Span]:
+        if self._span_cache is None:
+            spans = self.source.spans()
+            self._span_cache = (
+                dict(zip(self._elements, spans, strict=True))
+                if self._starts and len(spans) == len(self._elements)
+                else {}
+            )
+        return self._span_cache
 
     def attribute_position(self, element: Element, name: str) -> tuple[int, int]:
         span = self._spans.get(element)
@@ -560,7 +583,8 @@ class _Context:
 
 
 def _name(element: Element) -> str:
-    return etree.QName(element).localname
+    tag = element.tag
+    return etree.QName(element).localname if tag.startswith("{") else tag
 
 
 def _inner_text(element: Element) -> str:
