@@ -23,6 +23,7 @@ __all__ = [
     "Action",
     "Answer",
     "CollectDigits",
+    "DigitsCollected",
     "Fetch",
     "Hangup",
     "Log",
@@ -119,6 +120,17 @@ class CollectDigits:
 
 
 @dataclass(frozen=True, slots=True)
+class DigitsCollected:
+    """Notice: the ``<Gather>`` ended with ``digits`` (empty: no input); stop forwarding keys.
+
+    ``finished_on_key`` is the key that ended it, if one did.
+    """
+
+    digits: str
+    finished_on_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class StartRecording:
     """Record the caller; answer with ``RecordingFinished``.
 
@@ -203,6 +215,7 @@ Action: TypeAlias = (
     | StopPlayback
     | Pause
     | CollectDigits
+    | DigitsCollected
     | StartRecording
     | StopRecording
     | StartDial

@@ -90,13 +90,13 @@ class GatherTask(Task):
                 actions.append(act.StopPlayback(self._playing))
             self._stop_prompting(now)
         if self._verb.finish_on_key and digit in self._verb.finish_on_key:
-            return Step(actions, self._finish(finished_on_key=digit))
+            return self._finish(actions, finished_on_key=digit)
         if len(self._digits) >= self._ctx.limits.digits_per_gather:
             actions.append(act.Log("warning", "Gather: too many digits; input ends here"))
-            return Step(actions, self._finish())
+            return self._finish(actions)
         self._digits.append(digit)
         if self._verb.num_digits is not None and len(self._digits) >= self._verb.num_digits:
-            return Step(actions, self._finish())
+            return self._finish(actions)
         self._deadline = now + max(0, self._verb.timeout)
         return Step(actions)
 
@@ -110,16 +110,17 @@ class GatherTask(Task):
                 return Step(self._next_prompt(now))
             return Step()
         if self._deadline is not None and now >= self._deadline:
-            return Step(outcome=self._finish())
+            return self._finish([])
         return Step()
 
-    def _finish(self, finished_on_key: str = "") -> Continue | Navigate:
+    def _finish(self, actions: list[act.Action], finished_on_key: str = "") -> Step:
         self._deadline = None
         digits = "".join(self._digits)
+        actions.append(act.DigitsCollected(digits, finished_on_key))
         if not digits and not self._verb.action_on_empty_result:
-            return Continue()
+            return Step(actions, Continue())
         params = (("Digits", digits), ("FinishedOnKey", finished_on_key))
-        return Navigate(self._verb.action, self._verb.method, params)
+        return Step(actions, Navigate(self._verb.action, self._verb.method, params))
 
     def hang_up(self, now: float) -> Step:
         return Step(outcome=Continue())

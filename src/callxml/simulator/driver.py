@@ -1,0 +1,470 @@
+"""The simulated call: drives a :class:`~callxml.interpreter.CallSession` on a virtual clock.
+
+Owns everything media-specific that the engine would do with SIP and RTP, replaced by a scripted
+caller and scripted far ends: how long a prompt lasts (estimated from the text; a nominal length
+for audio URLs, which are never fetched), when the caller presses keys, how long a recording is,
+how a ``<Dial>`` target answers. Time is virtual: the loop jumps to the next timer or scheduled
+event, so ``<Pause length="30">`` costs nothing. Webhook requests are real (HTTP or files) and
+cost no simulated time.
+
+The caller script: ``digits`` holds one entry per ``<Gather>``/``<Record>``, in turn. For a
+``<Gather>`` the keys are pressed one by one after the prompts (``"1234#"``); for a
+``<Record>`` the caller speaks for a few seconds and then presses the first key of the entry that
+ends the recording (``""``: the caller stays silent, an empty recording). With no entry left,
+``prompt`` (if given) is asked; otherwise the caller stays silent (a ``<Gather>`` times out, a
+``<Record>`` records a few seconds of speech then silence).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from callxml.errors import CallXmlError, WebhookError
+from callxml.interpreter import CallSession
+from callxml.interpreter import actions as act
+from callxml.interpreter import events as ev
+from callxml.markup import verbs as v
+from callxml.simulator.result import DialRecord, RecordingRecord, RequestRecord, SimulationResult
+from callxml.simulator.transcript import Transcript
+from callxml.webhooks.base import Fetcher
+
+__all__ = ["DIAL_OUTCOMES", "SimulatedCall", "estimate_speech"]
+
+#: Outcomes a scripted far end may have (``--dial-outcome URI=...``).
+DIAL_OUTCOMES = ("answered", "busy", "no-answer", "failed")
+
+SECURE_SUITE = "AES_CM_128_HMAC_SHA1_80"
+PLAY_SECONDS = 5.0  # nominal length of an audio URL
+SPEECH_CHARS_PER_SECOND = 15.0  # ~150 words a minute
+KEY_GAP = 0.5  # between the caller's key presses
+FIRST_KEY_DELAY = 1.0  # from the end of the prompts to the first key
+RECORD_SPEECH = 5.0  # how long the scripted caller speaks into a <Record>
+RING_TIME = 2.0  # before a scripted far end answers or says busy
+TALK_TIME = 10.0  # how long an answered far end stays on the line
+MAX_STEPS = 100_000
+MAX_DURATION = 24 * 3600.0  # simulated seconds
+
+
+def estimate_speech(text: str) -> float:
+    """Seconds text-to-speech takes to say ``text`` (at least half a second)."""
+    return max(0.5, round(len(text) / SPEECH_CHARS_PER_SECOND, 2))
+
+
+def _dtmf_seconds(digits: str) -> float:
+    return sum(0.5 if d in "wW" else 0.2 for d in digits)
+
+
+@dataclass
+class _Dial:
+    answer_at: float | None
+    finish_at: float
+    event: ev.DialFinished
+    answer_on_bridge: bool
+
+
+class SimulatedCall:
+    """One simulated call. ``await run()`` returns the :class:`SimulationResult`."""
+
+    def __init__(
+        self,
+        session: CallSession,
+        fetcher: Fetcher,
+        *,
+        digits: Sequence[str] = (),
+        dial_outcomes: Mapping[str, str] | None = None,
+        hangup_after: float | None = None,
+        prompt: Callable[[str], str] | None = None,
+        echo: Callable[[str], object] | None = None,
+    ) -> None:
+        outcomes = dict(dial_outcomes or {})
+        for target, outcome in outcomes.items():
+            if outcome not in DIAL_OUTCOMES:
+                raise ValueError(
+                    f"dial outcome for {target!r} must be one of {', '.join(DIAL_OUTCOMES)}, "
+                    f"not {outcome!r}"
+                )
+        if hangup_after is not None and hangup_after < 0:
+            raise ValueError("hangup_after must not be negative")
+        self._session = session
+        self._fetcher = fetcher
+        self._script = list(digits)
+        self._outcomes = outcomes
+        self._hangup_after = hangup_after
+        self._prompt = prompt
+        self._transcript = Transcript(echo)
+        self.result = SimulationResult(call_sid=session.call.call_sid)
+
+        self._now = 0.0
+        self._queue: list[tuple[float, int, ev.Event]] = []
+        self._seq = itertools.count()
+        self._playing: dict[int, float] = {}  # playback id -> when it ends
+        self._pause_until = 0.0
+        self._gather: act.CollectDigits | None = None  # a <Gather> waiting for the caller's keys
+        self._recording: tuple[float, act.StartRecording] | None = None
+        self._dial: _Dial | None = None
+
+    # ----------------------------------------------------------------------------- the loop
+
+    async def run(self) -> SimulationResult:
+        session = self._session
+        if self._hangup_after is not None:
+            self._schedule(self._hangup_after, ev.CallerHungUp())
+        await self._carry_out(session.start(self._now))
+        steps = 0
+        while not session.finished:
+            steps += 1
+            timer = session.next_timer()
+            queued = self._queue[0][0] if self._queue else None
+            if timer is None and queued is None:
+                self._broken("the call is stuck: nothing is scheduled (driver bug)")
+                break
+            if steps > MAX_STEPS or min(t for t in (timer, queued) if t is not None) > MAX_DURATION:
+                self._broken(f"the simulation exceeded {MAX_STEPS} steps or {MAX_DURATION:.0f} s")
+                break
+            if queued is not None and (timer is None or queued <= timer):
+                at, _, event = heapq.heappop(self._queue)
+                self._now = max(self._now, at)
+                actions = self._deliver(event)
+            else:
+                assert timer is not None
+                self._now = max(self._now, timer)
+                actions = session.handle_timer(self._now)
+            await self._carry_out(actions)
+            self._caller_acts()
+        return self._finish()
+
+    def _finish(self) -> SimulationResult:
+        result = self.result
+        session = self._session
+        result.status = session.status
+        result.answered = session.answered
+        result.duration = self._now
+        if session.error is not None and result.error is None:
+            result.error = str(session.error)
+        self._transcript.add(
+            self._now,
+            f"call ended: {result.status}" + (f" (error: {result.error})" if result.error else ""),
+        )
+        result.transcript = self._transcript.lines
+        return result
+
+    def _broken(self, message: str) -> None:
+        self.result.error = message
+        self._transcript.add(self._now, f"simulation stopped: {message}")
+
+    def _schedule(self, at: float, event: ev.Event) -> None:
+        heapq.heappush(self._queue, (at, next(self._seq), event))
+
+    def _deliver(self, event: ev.Event) -> list[act.Action]:
+        match event:
+            case ev.PlaybackFinished(id=id):
+                if self._playing.pop(id, None) is None:
+                    return []  # stopped by barge-in
+            case ev.DigitReceived(digit=digit):
+                self._transcript.add(self._now, f"caller presses {digit}")
+            case ev.CallerHungUp():
+                if self._session.finished:
+                    return []
+                self._transcript.add(self._now, "caller hangs up")
+            case ev.RecordingFinished():
+                if self._recording is None:
+                    return []
+                self._recording = None
+                self._recorded(event)
+            case ev.DialFinished():
+                if self._dial is None or self._dial.event is not event:
+                    return []
+                self._dial = None
+                self._transcript.add(
+                    self._now,
+                    f"dial ended: {event.status}, {event.duration} s bridged"
+                    + (f", SIP {event.sip_response_code}" if event.sip_response_code else ""),
+                )
+            case ev.Answered():
+                self._transcript.add(self._now, "far end answered: caller's leg answered on bridge")
+        self.result.events.append((self._now, event))
+        return self._session.receive(event, self._now)
+
+    # ------------------------------------------------------------------------- the actions
+
+    async def _carry_out(self, actions: list[act.Action]) -> None:
+        queue = list(actions)
+        while queue:
+            action = queue.pop(0)
+            self.result.actions.append((self._now, action))
+            event = await self._do(action)
+            if event is not None:
+                self.result.events.append((self._now, event))
+                queue += self._session.receive(event, self._now)
+
+    async def _do(self, action: act.Action) -> ev.Event | None:
+        now, say = self._now, self._transcript.add
+        match action:
+            case act.Fetch(request=request, final=final):
+                self._transcript.request(now, request)
+                try:
+                    response = await self._fetcher.fetch(request)
+                except WebhookError as exc:
+                    self.result.requests.append(RequestRecord(request, None, str(exc)))
+                    say(now, f"✗ {exc} (error {exc.error_code})")
+                    return ev.FetchFailed(exc)
+                except CallXmlError as exc:  # a fetcher that broke its contract
+                    error = WebhookError(str(exc), url=request.url)
+                    self.result.requests.append(RequestRecord(request, None, str(error)))
+                    say(now, f"✗ {error}")
+                    return ev.FetchFailed(error)
+                self.result.requests.append(RequestRecord(request, response))
+                self._transcript.response(now, response)
+                if final:
+                    say(now, "(the call is over: this document is not run)")
+                return ev.DocumentFetched(response)
+            case act.Answer():
+                say(now, "call answered")
+                return ev.Answered()
+            case act.Speak(id=id, text=text, loop=loop):
+                self.result.said.append(text)
+                times = f" x{loop}" if loop > 1 else ""
+                say(now, f'Say{times}: "{text}"' + (f" [{action.voice}]" if action.voice else ""))
+                self._play(id, estimate_speech(text) * loop)
+            case act.Play(id=id, url=url, loop=loop):
+                self.result.played.append(url)
+                say(now, f"Play{f' x{loop}' if loop > 1 else ''}: {url}")
+                self._play(id, PLAY_SECONDS * loop)
+            case act.SendDigits(id=id, digits=digits):
+                say(now, f"Play digits: {digits}")
+                self._play(id, _dtmf_seconds(digits))
+            case act.StopPlayback(id=id):
+                if self._playing.pop(id, None) is not None:
+                    say(now, "(prompt interrupted by a key press)")
+            case act.Pause(length=length):
+                say(now, f"Pause {length:g} s")
+                self._pause_until = now + length
+            case act.CollectDigits():
+                finish = action.finish_on_key or "none"
+                limit = f", numDigits {action.num_digits}" if action.num_digits else ""
+                say(now, f"Gather: timeout {action.timeout:g} s, finishOnKey {finish}{limit}")
+                self._gather = action
+            case act.DigitsCollected(digits=digits, finished_on_key=key):
+                self._gather = None
+                self.result.gathered.append(digits)
+                how = f", ended with {key}" if key else ""
+                say(now, f"Gather collected {digits!r}{how}" if digits else "Gather: no input")
+            case act.StartRecording():
+                self._start_recording(action)
+            case act.StopRecording():
+                if self._recording is not None:
+                    self._stop_recording("hangup")
+            case act.StartDial():
+                self._start_dial(action)
+            case act.StopDial():
+                self._stop_dial()
+            case act.Reject(status=status, reason=reason):
+                say(now, f"Reject: {reason} (SIP {status})")
+            case act.Hangup(reason=reason):
+                say(now, f"Hangup ({reason})")
+            case act.Log(level=level, message=message, code=code):
+                line = f"{level}: {message}" + (f" [{code}]" if code else "")
+                self.result.log.append(line)
+                say(now, line)
+        return None
+
+    def _play(self, id: int, seconds: float) -> None:
+        self._playing[id] = self._now + seconds
+        self._schedule(self._now + seconds, ev.PlaybackFinished(id))
+
+    # -------------------------------------------------------------------------- the caller
+
+    def _next_entry(self, what: str) -> str | None:
+        if self._script:
+            return self._script.pop(0)
+        if self._prompt is not None:
+            return self._prompt(what).strip()
+        return None
+
+    def _caller_acts(self) -> None:
+        """Once a <Gather>'s prompts are over, the caller answers it."""
+        gather = self._gather
+        if gather is None or self._playing or self._now < self._pause_until:
+            return
+        self._gather = None
+        entry = self._next_entry("digits for <Gather>")
+        if not entry:
+            return
+        at = self._now + FIRST_KEY_DELAY
+        for key in entry[: self._session.limits.digits_per_gather * 2]:
+            self._schedule(at, ev.DigitReceived(key))
+            at += KEY_GAP
+
+    def _start_recording(self, action: act.StartRecording) -> None:
+        beep = 0.5 if action.play_beep else 0.0
+        say = self._transcript.add
+        say(
+            self._now,
+            f"Record: maxLength {action.max_length:g} s, timeout {action.timeout:g} s, "
+            f"finishOnKey {action.finish_on_key or 'none'}"
+            + (" (beep)" if action.play_beep else ""),
+        )
+        self._recording = (self._now + beep, action)
+        entry = self._next_entry("keys to end <Record> (empty: silence)") if self._script else None
+        if entry == "":  # silence from the start: nothing is recorded
+            at = self._now + beep + action.timeout
+            self._schedule(at, ev.RecordingFinished(url="", duration=0))
+            return
+        speech = min(RECORD_SPEECH, action.max_length)
+        key = next((k for k in entry or "" if k in action.finish_on_key), "")
+        if key:
+            at, digits = self._now + beep + speech, key
+        elif speech >= action.max_length:
+            at, digits = self._now + beep + action.max_length, ""
+        else:
+            at, digits = self._now + beep + speech + action.timeout, ""
+        sid = "RE" + secrets.token_hex(16)
+        url = f"https://simulator.callxml.invalid/Recordings/{sid}"
+        self._schedule(
+            at, ev.RecordingFinished(url=url, duration=round(speech), digits=digits, sid=sid)
+        )
+
+    def _stop_recording(self, digits: str) -> None:
+        assert self._recording is not None
+        started, _ = self._recording
+        duration = max(0, round(min(self._now - started, RECORD_SPEECH)))
+        sid = "RE" + secrets.token_hex(16)
+        url = f"https://simulator.callxml.invalid/Recordings/{sid}" if duration else ""
+        self._queue = [q for q in self._queue if not isinstance(q[2], ev.RecordingFinished)]
+        heapq.heapify(self._queue)
+        self._schedule(self._now, ev.RecordingFinished(url, duration, digits, sid))
+
+    def _recorded(self, event: ev.RecordingFinished) -> None:
+        if event.duration <= 0:
+            self._transcript.add(self._now, "recording ended: nothing recorded")
+            return
+        self.result.recordings.append(RecordingRecord(event.url, event.duration, event.digits))
+        how = f", ended with {event.digits}" if event.digits else ""
+        self._transcript.add(self._now, f"recording ended: {event.duration} s{how}, {event.url}")
+
+    # ---------------------------------------------------------------------------- far ends
+
+    def _resolve(self, noun: v.DialNoun) -> DialRecord:
+        outcome = "answered"
+        match noun:
+            case v.Number(number=number):
+                return DialRecord(number, "number", None, None, None, outcome)
+            case v.Sip(uri=uri):
+                target = noun.target
+                if target is None:
+                    from callxml.sip.uri import parse_uri
+
+                    try:
+                        target = parse_uri(uri)
+                    except CallXmlError as exc:
+                        return DialRecord(
+                            uri, "sip", None, None, None, "failed", False, (str(exc),)
+                        )
+                suite = SECURE_SUITE if target.secure else None
+                return DialRecord(
+                    uri,
+                    "sip",
+                    target.transport,
+                    target.effective_port,
+                    suite,
+                    outcome,
+                    warnings=target.warnings,
+                )
+            case v.Client(identity=identity):
+                return DialRecord(identity, "client", None, None, None, outcome)
+            case v.Conference(name=name):
+                return DialRecord(name, "conference", None, None, None, outcome)
+            case v.Queue(name=name):
+                return DialRecord(name, "queue", None, None, None, outcome)
+            case _:
+                return DialRecord(str(noun), "other", None, None, None, "failed")
+
+    def _outcome_for(self, record: DialRecord) -> str:
+        if record.outcome == "failed":
+            return "failed"
+        for key in (record.target, f"{record.kind}:{record.target}", "*"):
+            if key in self._outcomes:
+                return self._outcomes[key]
+        return "answered"
+
+    def _start_dial(self, action: act.StartDial) -> None:
+        now, say = self._now, self._transcript.add
+        records = [self._resolve(noun) for noun in action.targets]
+        outcomes = [self._outcome_for(r) for r in records]
+        say(now, f"Dial: timeout {action.timeout:g} s, callerId {action.caller_id or '-'}")
+        for record in records:
+            if record.kind == "sip":
+                security = f", SRTP {record.srtp_suite}" if record.srtp_suite else ", RTP (no SRTP)"
+                where = (
+                    f"{(record.transport or '?').upper()} port {record.port}{security}"
+                    if record.port
+                    else "invalid URI"
+                )
+                say(now, f"  → sip {record.target}: {where}")
+            else:
+                say(now, f"  → {record.kind} {record.target}")
+        winner = outcomes.index("answered") if "answered" in outcomes else None
+        ring = min(RING_TIME, action.timeout)
+        first_sip = next((r for r in records if r.kind == "sip"), None)
+        call_sid = "CA" + secrets.token_hex(16)
+        sip_call_id = f"{secrets.token_hex(8)}@simulator.callxml.invalid" if first_sip else None
+        answer_at: float | None = None
+        if winner is not None:
+            status = "completed"
+            answer_at = now + ring
+            talk = min(TALK_TIME, action.time_limit)
+            finish_at, duration, code = answer_at + talk, round(talk), 200
+        elif "no-answer" in outcomes:
+            status, finish_at, duration, code = "no-answer", now + action.timeout, 0, 487
+        elif "busy" in outcomes:
+            status, finish_at, duration, code = "busy", now + ring, 0, 486
+        else:
+            status, finish_at, duration, code = "failed", now, 0, 503
+        for i, record in enumerate(records):
+            self.result.dials.append(
+                DialRecord(
+                    record.target,
+                    record.kind,
+                    record.transport,
+                    record.port,
+                    record.srtp_suite,
+                    status,
+                    answered=i == winner,
+                    warnings=record.warnings,
+                )
+            )
+        event = ev.DialFinished(
+            status=status,
+            call_sid=call_sid,
+            duration=duration,
+            sip_call_id=sip_call_id,
+            sip_response_code=code if first_sip else None,
+        )
+        self._dial = _Dial(answer_at, finish_at, event, action.answer_on_bridge)
+        if answer_at is not None:
+            say(now, f"  far end answers after {ring:g} s and talks {duration} s")
+            if action.answer_on_bridge and not self._session.answered:
+                self._schedule(answer_at, ev.Answered())
+        self._schedule(finish_at, event)
+
+    def _stop_dial(self) -> None:
+        dial = self._dial
+        if dial is None:
+            return
+        bridged = dial.answer_at is not None and self._now >= dial.answer_at
+        duration = round(self._now - dial.answer_at) if bridged and dial.answer_at else 0
+        status = "completed" if bridged else "canceled"
+        code = dial.event.sip_response_code
+        event = ev.DialFinished(
+            status,
+            dial.event.call_sid,
+            duration,
+            dial.event.sip_call_id,
+            (200 if bridged else 487) if code is not None else None,
+        )
+        dial.event = event
+        self._schedule(self._now, event)
