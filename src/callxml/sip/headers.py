@@ -22,7 +22,7 @@ import re
 import secrets
 from dataclasses import dataclass, replace
 
-from callxml.errors import RemoteProtocolError
+from callxml.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "CSeq",
@@ -244,6 +244,17 @@ def format_params(params: Params) -> str:
     return "".join(f";{name}" if value is None else f";{name}={value}" for name, value in params)
 
 
+def _valid_param_value(value: str) -> bool:
+    if value.startswith('"'):
+        scanner = _Scanner(value)
+        try:
+            scanner.quoted_string()
+        except RemoteProtocolError:
+            return False
+        return scanner.at_end() and "\r" not in value and "\n" not in value
+    return _PARAM_VALUE.fullmatch(value) is not None
+
+
 def _get_param(params: Params, name: str) -> str | None:
     lname = name.lower()
     for key, value in params:
@@ -258,9 +269,20 @@ def _has_param(params: Params, name: str) -> bool:
 
 
 def _with_param(params: Params, name: str, value: str | None) -> Params:
+    """Set ``name`` where it was (dropping any repeats), or append it."""
+    if not is_token(name) or not (value is None or _valid_param_value(value)):
+        raise LocalProtocolError(f"not a valid parameter: {name!r}={value!r}")
     lname = name.lower()
-    out = [(k, v) for k, v in params if k.lower() != lname]
-    out.append((name, value))
+    out: list[tuple[str, str | None]] = []
+    placed = False
+    for key, old in params:
+        if key.lower() != lname:
+            out.append((key, old))
+        elif not placed:
+            out.append((key, value))
+            placed = True
+    if not placed:
+        out.append((name, value))
     return tuple(out)
 
 
