@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import given, settings
@@ -94,6 +95,36 @@ def test_arbitrary_bytes_never_crash(data: bytes) -> None:
         parse_document(data)
     except MarkupError as exc:
         assert exc.code
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=200))
+def test_arbitrary_text_never_crashes(data: str) -> None:
+    try:
+        parse_document(data)
+    except MarkupError as exc:
+        assert exc.code
+
+
+def test_lone_surrogate_is_an_error_with_position() -> None:
+    with pytest.raises(MarkupError) as info:
+        parse_document("<Response>\n<Say>a\ud800</Say></Response>")
+    assert (info.value.code, info.value.line, info.value.column) == ("not-well-formed", 2, 7)
+
+
+def test_parsing_from_several_threads_at_once() -> None:
+    good = "<Response><Say>hi</Say><Dial><Sip>sip:a@b.example</Sip></Dial></Response>"
+    bad = "<Response><Dial><Say>x</Say></Dial></Response>"
+
+    def work(i: int) -> str:
+        try:
+            return type(parse_document(good if i % 2 else bad).response.verbs[1]).__name__
+        except MarkupError as exc:
+            return exc.code
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(work, range(200)))
+    assert results == ["wrong-nesting", "Dial"] * 100
 
 
 verb_text = st.sampled_from(

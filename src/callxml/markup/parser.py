@@ -115,7 +115,7 @@ def _bool(value: str) -> bool:
 def _int(low: int, high: int) -> Converter:
     def convert(value: str) -> int:
         text = value.strip()
-        if not text.isdigit() or len(text) > 9:
+        if not (text.isascii() and text.isdigit()) or len(text) > 9:
             raise ValueError(f"expected a whole number from {low} to {high}")
         number = int(text)
         if not low <= number <= high:
@@ -902,7 +902,17 @@ def parse_document(data: bytes | str) -> Document:
     and a 1-based line and column. Tolerated problems come back as ``Document.warnings``.
     """
     force_utf8 = isinstance(data, str)
-    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    try:
+        raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    except UnicodeEncodeError as exc:  # a lone surrogate in a str
+        assert isinstance(data, str)
+        line, column = _Source(data).position(exc.start)
+        raise MarkupError(
+            "document contains a character that cannot be encoded",
+            code="not-well-formed",
+            line=line,
+            column=column,
+        ) from None
     text = data if isinstance(data, str) else _decode(raw[: MAX_DOCUMENT_BYTES + 1])
     source = _Source(text)
 
