@@ -10,7 +10,7 @@ import pytest
 
 from callxml.errors import MediaError, SecureMediaError
 from callxml.sdp.crypto import parse_crypto
-from callxml.sdp.negotiate import Offer, answer_offer, build_offer, check_answer
+from callxml.sdp.negotiate import NegotiatedMedia, Offer, answer_offer, build_offer, check_answer
 from callxml.sdp.policy import (
     check_inbound,
     check_outbound_answer,
@@ -38,7 +38,7 @@ def savp(*crypto_lines: str, proto: str = "RTP/SAVP") -> SessionDescription:
     )
 
 
-def answer(offer: SessionDescription, *, enabled: bool = True, tls: bool = True):  # type: ignore[no-untyped-def]
+def answer(offer: SessionDescription, *, enabled: bool = True, tls: bool = True) -> NegotiatedMedia:
     return answer_offer(
         offer, address="198.51.100.1", port=6000, secure_media_enabled=enabled, arrived_over_tls=tls
     )

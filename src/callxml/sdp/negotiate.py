@@ -522,7 +522,11 @@ def check_answer(offer: Offer, answer: SessionDescription | str | bytes) -> Nego
         their_direction = _limit(their_direction, send=True, receive=False)
     direction = answer_direction(their_direction, ours.direction_for(our_media))
     our_dtmf = _dtmf_payload_type(our_media, our_rtpmaps)
-    their_dtmf = _dtmf_payload_type(media, rtpmaps) if our_dtmf is not None else None
+    their_dtmf = None
+    if our_dtmf is not None:
+        their_dtmf = _dtmf_payload_type(media, rtpmaps)
+        if their_dtmf is None and our_dtmf in media.payload_types and our_dtmf not in rtpmaps:
+            their_dtmf = our_dtmf  # listed without an rtpmap: our offer's mapping applies
     return NegotiatedMedia(
         local_sdp=ours,
         remote_sdp=remote,

@@ -271,8 +271,9 @@ class _Attributes:
     def direction(self) -> Direction | None:
         """The direction attribute at this level, or None when there is none (§6.7)."""
         for attr in self.attributes:
-            if attr.name in DIRECTIONS and attr.value is None:
-                return attr.name  # type: ignore[return-value]
+            for direction in DIRECTIONS:
+                if attr.name == direction and attr.value is None:
+                    return direction
         return None
 
 
