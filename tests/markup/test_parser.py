@@ -221,6 +221,14 @@ def test_dial_attributes() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"), [("true", "record-from-answer"), ("false", "do-not-record")]
+)
+def test_dial_record_accepts_legacy_booleans(value: str, expected: str) -> None:
+    dial = only_verb(f'<Dial record="{value}">1</Dial>')
+    assert isinstance(dial, Dial) and dial.record == expected
+
+
 def test_dial_nouns_in_document_order() -> None:
     dial = only_verb(
         "<Dial><Number>1</Number><Sip>sip:a@b.example</Sip><Client>bob</Client>"

@@ -7,8 +7,9 @@ line and a column, why it cannot.
 
 Pipeline, cheapest refusal first:
 
-1. size cap (:data:`MAX_DOCUMENT_BYTES`), then an explicit refusal of any ``<!DOCTYPE`` — so
-   entity declarations (billion laughs, external ``SYSTEM`` entities) never reach a parser;
+1. size cap (:data:`MAX_DOCUMENT_BYTES`), then an explicit refusal of any ``<!DOCTYPE`` or
+   ``<!ENTITY`` text (even inside a comment: cheaper and safer than being clever), so entity
+   declarations (billion laughs, external ``SYSTEM`` entities) never reach a parser;
 2. lxml with no DTD loading, no entity resolution, no network and no huge-tree mode;
 3. XSD validation (``callxml/schemas/callxml.xsd``) decides structure: unknown verbs, wrong
    nesting and bare text are errors;
@@ -171,6 +172,21 @@ def _play_digits(value: str) -> str:
     return value
 
 
+_DIAL_RECORD = _enum(
+    "do-not-record",
+    "record-from-answer",
+    "record-from-ringing",
+    "record-from-answer-dual",
+    "record-from-ringing-dual",
+)
+
+
+def _dial_record(value: str) -> str:
+    """Dial ``record``; the legacy ``true``/``false`` mean record-from-answer/do-not-record."""
+    legacy = {"true": "record-from-answer", "false": "do-not-record"}.get(value.strip().lower())
+    return legacy or str(_DIAL_RECORD(value))
+
+
 def _speech_timeout(value: str) -> str:
     if value.strip() == "auto":
         return "auto"
@@ -228,16 +244,7 @@ ATTRIBUTES: dict[str, AttributeTable] = {
         "hangupOnStar": ("hangup_on_star", _bool),
         "answerOnBridge": ("answer_on_bridge", _bool),
         "callerId": ("caller_id", _url),
-        "record": (
-            "record",
-            _enum(
-                "do-not-record",
-                "record-from-answer",
-                "record-from-ringing",
-                "record-from-answer-dual",
-                "record-from-ringing-dual",
-            ),
-        ),
+        "record": ("record", _dial_record),
         "trim": ("trim", _enum("trim-silence", "do-not-trim")),
         "recordingTrack": ("recording_track", _enum("both", "inbound", "outbound")),
         "ringTone": ("ring_tone", _url),
