@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pylibsrtp
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from callxml.sdp.crypto import (
     SUITE_ALIASES,
@@ -213,3 +215,33 @@ def test_crypto_attribute_equality_includes_keys() -> None:
     a = CryptoAttribute(1, "AES_CM_128_HMAC_SHA1_80", (KeyParam(b"k" * 16, b"s" * 14),))
     b = CryptoAttribute(1, "AES_CM_128_HMAC_SHA1_80", (KeyParam(b"K" * 16, b"s" * 14),))
     assert a != b
+
+
+_piece = st.sampled_from(
+    [
+        "1",
+        "9",
+        "AES_CM_128_HMAC_SHA1_80",
+        "AES_CM_256_HMAC_SHA1_32",
+        "inline:",
+        "|",
+        ":",
+        ";",
+        "2^",
+        "20",
+        " ",
+        "PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR",
+        "=",
+        "KDR=1",
+        "x",
+    ]
+)
+
+
+@given(st.lists(_piece, max_size=20).map("".join) | st.text(max_size=80))
+def test_random_crypto_values_parse_or_fail_cleanly(value: str) -> None:
+    try:
+        crypto = parse_crypto(value)
+    except InvalidCrypto:
+        return
+    assert parse_crypto(str(crypto)) == crypto

@@ -299,3 +299,35 @@ def test_serialise_then_parse_is_identity(
         media=tuple(media),
     )
     assert SessionDescription.parse(bytes(sd)) == sd
+
+
+def test_trailing_blank_lines_are_tolerated() -> None:
+    raw = load("carrier_answer_183.sdp")
+    assert bytes(SessionDescription.parse(raw + b"\r\n\r\n")) == raw
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("20", 20), ("30.0", 30), ("inf", None), ("1e400", None), ("x", None)]
+)
+def test_ptime_is_read_safely(value: str, expected: int | None) -> None:
+    media = MediaDescription("audio", 1, "RTP/AVP", ("0",), attributes=(Attribute("ptime", value),))
+    assert media.ptime == expected
+
+
+_line = st.tuples(
+    st.sampled_from("vosicbtrzkamexy"),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40),
+).map(lambda t: f"{t[0]}={t[1]}")
+
+
+@given(lines=st.lists(_line, max_size=15), head=st.booleans())
+def test_random_input_parses_or_fails_cleanly(lines: list[str], head: bool) -> None:
+    prefix = ["v=0", "o=- 1 1 IN IP4 192.0.2.1"] if head else []
+    text = "\r\n".join(prefix + lines) + "\r\n"
+    try:
+        sd = SessionDescription.parse(text)
+    except InvalidSdp:
+        return
+    assert SessionDescription.parse(str(sd)) == sd
+    for media in sd.media:
+        media.rtpmaps(), media.fmtps(), media.ptime, sd.direction_for(media)

@@ -73,7 +73,7 @@ def _int(text: str, what: str, maximum: int = 2**64 - 1) -> int:
 
 def _token(text: str, what: str) -> str:
     if not _TOKEN.fullmatch(text):
-        raise InvalidSdp(f"bad {what}: {text[:40]!r}")
+        raise InvalidSdp(f"bad {what}: {redact(text[:40])!r}")
     return text
 
 
@@ -95,7 +95,7 @@ class Origin:
             raise InvalidSdp("o= needs 6 fields")
         user, sess_id, version, net, addr_type, address = fields
         return cls(
-            _token(user, "o= username") if user != "-" else user,
+            _nonempty(user, "o= username"),
             _int(sess_id, "o= sess-id"),
             _int(version, "o= sess-version"),
             _token(net, "o= nettype"),
@@ -343,9 +343,10 @@ class MediaDescription(_Attributes):
         """``a=ptime`` in milliseconds (§6.4), or None when absent or malformed."""
         value = self.attribute("ptime")
         try:
-            return None if value is None else int(float(value))
+            ptime = None if value is None else float(value)
         except ValueError:
             return None
+        return int(ptime) if ptime is not None and 0 < ptime <= 10_000 else None
 
     def with_attributes(self, attributes: Iterable[Attribute]) -> MediaDescription:
         return replace(self, attributes=tuple(attributes))
@@ -407,7 +408,7 @@ class SessionDescription(_Attributes):
                 raise InvalidSdp("SDP body too large")
         # RFC 8866 §5: lines end in CRLF, but parsers should also accept LF alone.
         lines = text.replace("\r\n", "\n").split("\n")
-        if lines and lines[-1] == "":
+        while lines and lines[-1] == "":  # the final CRLF, and blank lines some stacks append
             lines.pop()
         if len(lines) > MAX_LINES:
             raise InvalidSdp("too many SDP lines")
