@@ -26,6 +26,7 @@ from callxml.sip.message import (
     check_request,
     make_response,
     parse_message,
+    unsupported_options,
 )
 from callxml.sip.uri import InvalidUri, SipUri, parse_uri
 
@@ -53,4 +54,5 @@ __all__ = [
     "parse_name_addr",
     "parse_uri",
     "parse_via",
+    "unsupported_options",
 ]
