@@ -6,12 +6,15 @@ conftest.py puts this directory on sys.path; the module name is unique across te
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from callxml.errors import WebhookError
 from callxml.interpreter import CallInfo, CallSession, Limits
 from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
 from callxml.webhooks import WebhookRequest, WebhookResponse
+
+A = TypeVar("A")
 
 BASE = "https://app.test/voice"
 CALL = CallInfo(
@@ -111,7 +114,7 @@ class Harness:
 
     # ------------------------------------------------------------------ inspection helpers
 
-    def of(self, kind: type[act.Action]) -> list[act.Action]:
+    def of(self, kind: type[A]) -> list[A]:
         return [a for a in self.actions if isinstance(a, kind)]
 
     def spoken(self) -> list[str]:

@@ -116,6 +116,7 @@ class SimulatedCall:
         await self._carry_out(session.start(self._now))
         steps = 0
         while not session.finished:
+            self._caller_acts()
             steps += 1
             timer = session.next_timer()
             queued = self._queue[0][0] if self._queue else None
@@ -134,7 +135,6 @@ class SimulatedCall:
                 self._now = max(self._now, timer)
                 actions = session.handle_timer(self._now)
             await self._carry_out(actions)
-            self._caller_acts()
         return self._finish()
 
     def _finish(self) -> SimulationResult:

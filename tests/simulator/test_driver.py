@@ -1,0 +1,213 @@
+"""The simulator's driver on in-memory documents: virtual time, scripted caller, far ends."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from callxml.interpreter import Limits
+from callxml.interpreter import actions as act
+from callxml.interpreter import events as ev
+from callxml.simulator import MemoryFetcher, SimulationResult, estimate_speech, simulate
+from callxml.simulator.memory import Handler
+from callxml.webhooks import WebhookRequest
+
+URL = "https://app.test/voice"
+
+
+def doc(body: str) -> str:
+    return f"<Response>{body}</Response>"
+
+
+async def run(pages: Mapping[str, Handler], **kw: Any) -> SimulationResult:
+    return await simulate(URL, fetcher=MemoryFetcher(pages), **kw)
+
+
+async def test_said_played_and_virtual_time() -> None:
+    result = await run(
+        {URL: doc("<Say>Hello there</Say><Pause length='600'/><Play>https://x.test/a.mp3</Play>")}
+    )
+    assert result.ok and result.status == "completed"
+    assert result.said == ["Hello there"]
+    assert result.played == ["https://x.test/a.mp3"]
+    # 600 s of <Pause> cost no real time but count in simulated time.
+    assert result.duration == pytest.approx(estimate_speech("Hello there") + 600 + 5)
+    assert any("Pause 600 s" in line for line in result.transcript)
+
+
+async def test_gather_digits_script_and_action_request() -> None:
+    pages: dict[str, Handler] = {
+        URL: doc("<Gather action='/menu' numDigits='4'><Say>Enter your PIN</Say></Gather>"),
+        "https://app.test/menu": lambda r: doc(
+            f"<Say>You entered {dict(r.params)['Digits']}</Say>"
+        ),
+    }
+    result = await run(pages, digits=["1234"])
+    assert result.gathered == ["1234"]
+    assert result.said == ["Enter your PIN", "You entered 1234"]
+    assert result.urls == [URL, "https://app.test/menu"]
+    assert result.requests[1].params["Digits"] == "1234"
+
+
+async def test_gather_without_digits_times_out_and_falls_through() -> None:
+    result = await run({URL: doc("<Gather timeout='3'><Say>Hi</Say></Gather><Say>Bye</Say>")})
+    assert result.gathered == [""]
+    assert result.said == ["Hi", "Bye"]
+    assert result.duration == pytest.approx(estimate_speech("Hi") + 3 + estimate_speech("Bye"))
+
+
+async def test_prompt_is_asked_when_script_runs_out() -> None:
+    asked: list[str] = []
+
+    def prompt(what: str) -> str:
+        asked.append(what)
+        return "7#"
+
+    pages = {URL: doc("<Gather action='/n'/>"), "https://app.test/n": doc("<Hangup/>")}
+    result = await run(pages, prompt=prompt)
+    assert asked and "Gather" in asked[0]
+    assert result.gathered == ["7"]
+
+
+async def test_secure_sip_dial_is_resolved_to_tls_5061_srtp() -> None:
+    result = await run(
+        {URL: doc("<Dial><Sip>sip:alice@example.com;secure=true</Sip></Dial>")},
+    )
+    (dial,) = result.dials
+    assert dial.target == "sip:alice@example.com;secure=true"
+    assert (dial.transport, dial.port, dial.srtp_suite) == ("tls", 5061, "AES_CM_128_HMAC_SHA1_80")
+    assert dial.outcome == "completed" and dial.answered
+    assert any("TLS port 5061, SRTP AES_CM_128_HMAC_SHA1_80" in line for line in result.transcript)
+
+
+async def test_plain_sip_dial_and_explicit_port() -> None:
+    result = await run(
+        {URL: doc("<Dial><Sip>sip:bob@example.com:5080;transport=tcp</Sip></Dial>")},
+    )
+    (dial,) = result.dials
+    assert (dial.transport, dial.port, dial.srtp_suite) == ("tcp", 5080, None)
+
+
+async def test_dial_outcomes_reach_the_action_url() -> None:
+    pages = {
+        URL: doc("<Dial action='/after'><Sip>sip:bob@example.com</Sip></Dial>"),
+        "https://app.test/after": doc("<Hangup/>"),
+    }
+    result = await run(pages, dial_outcomes={"sip:bob@example.com": "busy"})
+    p = result.requests[-1].params
+    assert p["DialCallStatus"] == "busy"
+    assert p["DialSipResponseCode"] == "486"
+    assert p["DialSipCallId"].endswith("@simulator.callxml.invalid")
+    assert result.dials[0].outcome == "busy"
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status", "elapsed"),
+    [("answered", "completed", 12.0), ("no-answer", "no-answer", 7.0), ("failed", "failed", 0.0)],
+)
+async def test_number_outcomes(outcome: str, status: str, elapsed: float) -> None:
+    pages = {
+        URL: doc("<Dial action='/after' timeout='7'>+15551234567</Dial>"),
+        "https://app.test/after": doc(""),
+    }
+    result = await run(pages, dial_outcomes={"*": outcome})
+    assert result.requests[-1].params["DialCallStatus"] == status
+    assert "DialSipCallId" not in result.requests[-1].params
+    assert result.duration == pytest.approx(elapsed)
+
+
+async def test_answer_on_bridge_answers_when_far_end_does() -> None:
+    result = await run({URL: doc("<Dial answerOnBridge='true'>+1555</Dial>")})
+    kinds = [type(a) for _, a in result.actions]
+    assert act.Answer not in kinds[: kinds.index(act.StartDial)]
+    assert any(isinstance(e, ev.Answered) for _, e in result.events)
+    assert result.answered
+
+
+async def test_record_with_finish_key_and_silence() -> None:
+    pages = {
+        URL: doc("<Record action='/r' playBeep='false'/>"),
+        "https://app.test/r": doc("<Record action='/r2'/><Say>after empty</Say>"),
+    }
+    result = await run(pages, digits=["#", ""])
+    (recording,) = result.recordings
+    assert recording.digits == "#" and recording.duration == 5
+    p = result.requests[1].params
+    assert p["RecordingUrl"] == recording.url and p["Digits"] == "#"
+    assert p["RecordingSid"].startswith("RE")
+    # The second <Record> heard silence: no request, the next verb runs.
+    assert result.urls == [URL, "https://app.test/r"]
+    assert result.said == ["after empty"]
+
+
+async def test_hangup_after_during_dial_posts_final_request() -> None:
+    pages = {
+        URL: doc("<Dial action='/after'>+1555</Dial>"),
+        "https://app.test/after": doc("<Say>not run</Say>"),
+    }
+    result = await run(pages, hangup_after=5)
+    assert result.duration == pytest.approx(5)
+    p = result.requests[-1].params
+    assert p["DialCallStatus"] == "completed"
+    assert p["DialCallDuration"] == "3"
+    assert p["CallStatus"] == "completed"
+    assert result.said == []
+    assert result.status == "completed" and result.ok
+
+
+async def test_hangup_after_during_record() -> None:
+    pages = {URL: doc("<Record action='/r' playBeep='false'/>"), "https://app.test/r": doc("")}
+    result = await run(pages, hangup_after=3)
+    assert result.requests[-1].params["Digits"] == "hangup"
+    assert result.requests[-1].params["RecordingDuration"] == "3"
+
+
+async def test_redirect_loop_is_an_error() -> None:
+    result = await run({URL: doc("<Redirect/>".replace("/>", ">voice</Redirect>"))})
+    assert not result.ok
+    assert "more than 10 documents" in (result.error or "")
+    assert len(result.requests) == 10
+
+
+async def test_fetch_failure_and_fallback() -> None:
+    fallback = "https://backup.test/fb"
+    pages: dict[str, Handler] = {URL: (500, "oops"), fallback: doc("<Say>Sorry</Say>")}
+    result = await run(pages, fallback_url=fallback)
+    assert result.ok
+    assert result.requests[0].error and "500" in result.requests[0].error
+    assert result.requests[1].params["ErrorCode"] == "11200"
+    assert result.said == ["Sorry"]
+    bad = await run({URL: (404, "")})
+    assert not bad.ok and bad.status == "failed"
+
+
+async def test_reject_is_not_answered() -> None:
+    result = await run({URL: doc("<Reject reason='busy'/>")})
+    assert result.status == "busy" and not result.answered and result.ok
+
+
+async def test_async_handler_and_get_method() -> None:
+    seen: list[WebhookRequest] = []
+
+    async def handler(request: WebhookRequest) -> str:
+        seen.append(request)
+        return doc("<Hangup/>")
+
+    await run({URL: handler}, method="GET")
+    assert seen[0].method == "GET"
+
+
+async def test_limits_are_passed_through() -> None:
+    result = await run({URL: doc("<Pause/>" * 3)}, limits=Limits(verbs_per_call=2))
+    assert not result.ok
+
+
+def test_bad_dial_outcome_is_rejected() -> None:
+    from callxml.interpreter import CallInfo, CallSession
+    from callxml.simulator.driver import SimulatedCall
+
+    session = CallSession(url=URL, call=CallInfo.new(from_="+1", to="+2"))
+    with pytest.raises(ValueError, match="dial outcome"):
+        SimulatedCall(session, MemoryFetcher(), dial_outcomes={"x": "maybe"})
