@@ -144,7 +144,7 @@ def test_header_value_parsers_raise_only_our_error(text: str) -> None:
             continue
         if isinstance(value, (Via, NameAddr)):
             assert type(value) is type(parse(str(value)))
-            assert parse(str(value)) == value  # type: ignore[operator]
+            assert parse(str(value)) == value
     split_list(text)
     try:
         split_list(text, strict=True)
