@@ -41,7 +41,8 @@ def plain(media: str, *, direction: str = "sendrecv", connection: str = "192.0.2
 
 
 def answer(offer: SessionDescription | bytes, **kwargs: Any) -> NegotiatedMedia:
-    return answer_offer(offer, address="198.51.100.1", port=6000, **kwargs)
+    kwargs.setdefault("port", 6000)
+    return answer_offer(offer, address="198.51.100.1", **kwargs)
 
 
 # -- offers ------------------------------------------------------------------------------------
@@ -92,6 +93,10 @@ def test_offer_rejects_bad_arguments() -> None:
         build_offer(address="192.0.2.1", port=4000, secure=False, codecs=())
     with pytest.raises(ValueError):
         build_offer(address="not-an-ip", port=4000, secure=False)
+    with pytest.raises(ValueError):
+        build_offer(address="192.0.2.1", port=70000, secure=False)
+    with pytest.raises(ValueError):
+        answer(load("freeswitch_avp.sdp"), port=0)
 
 
 def test_session_ids_differ_per_offer() -> None:

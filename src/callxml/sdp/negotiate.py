@@ -178,6 +178,8 @@ def _audio_section(
     direction: Direction,
     crypto: CryptoAttribute | None,
 ) -> MediaDescription:
+    if not 0 < port <= 65535:
+        raise ValueError(f"RTP port out of range: {port}")
     formats = [str(pt) for _, pt in codecs]
     attributes = [Attribute("rtpmap", str(RtpMap(pt, c.name, c.clock_rate))) for c, pt in codecs]
     if dtmf_payload_type is not None:
