@@ -316,7 +316,7 @@ def test_ptime_is_read_safely(value: str, expected: int | None) -> None:
 
 _line = st.tuples(
     st.sampled_from("vosicbtrzkamexy"),
-    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40),
+    st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40),
 ).map(lambda t: f"{t[0]}={t[1]}")
 
 
