@@ -430,6 +430,14 @@ def test_clerr_over_tcp_waits_for_more_data() -> None:  # §3.1.2.2
     assert not parser.broken
 
 
+@pytest.mark.parametrize("name", ["clerr", "ncl", "mcl01"])
+def test_bad_content_length_over_udp_can_still_be_answered(name: str) -> None:
+    with pytest.raises(BadMessage, match="Content-Length") as info:
+        parse_message(data(name))
+    assert isinstance(info.value.partial, SipRequest)
+    assert make_response(info.value.partial, 400).call_id == info.value.partial.call_id
+
+
 @pytest.mark.parametrize("name", ["ncl", "mcl01"])
 def test_bad_content_length_over_tcp_breaks_the_stream(name: str) -> None:  # §3.1.2.3, §3.3.9
     parser = StreamParser()

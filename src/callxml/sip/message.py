@@ -662,14 +662,15 @@ def parse_message(data: bytes) -> SipMessage:
         headers = Headers(fields)
     except LocalProtocolError as exc:  # pragma: no cover - _split_head checked the names
         raise BadMessage(str(exc)) from None
-    length = _parse_content_length(headers.fields("Content-Length"))
-    if length is None:
-        body = rest
-    elif length > len(rest):
-        raise BadMessage(f"Content-Length {length} is larger than the {len(rest)} body octets")
-    else:
-        body = rest[:length]
-    message, version_ok = _parse_start_line(start_line, headers, body)
+    message, version_ok = _parse_start_line(start_line, headers, b"")
+    try:
+        length = _parse_content_length(headers.fields("Content-Length"))
+        if length is not None and length > len(rest):
+            raise BadMessage(f"Content-Length {length} is larger than the {len(rest)} body octets")
+    except BadMessage as exc:
+        exc.partial = message  # RFC 4475 §3.1.2.2/3: over UDP, answer 400
+        raise
+    message.body = rest if length is None else rest[:length]
     if not version_ok:
         raise BadMessage(
             f"SIP version {message.version} is not supported", status_hint=505, partial=message
