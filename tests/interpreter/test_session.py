@@ -106,7 +106,7 @@ def test_pause_first_delays_answer_on_the_clock() -> None:
 def test_hangup_answers_first_then_ends() -> None:
     h = Harness({BASE: "<Hangup/><Say>never</Say>"}).start()
     kinds = [type(a) for a in h.actions]
-    assert kinds == [act.Fetch, act.Answer, act.Hangup]
+    assert kinds == [act.Fetch, act.VerbStarted, act.Answer, act.Hangup]
     assert h.session.status == "completed"
 
 
@@ -124,6 +124,9 @@ def test_redirect_relative_url_and_verbs_after_it_never_run() -> None:
         "https://app.test/end",
     ]
     assert h.requests[1].method == "GET"
+    started = h.of(act.VerbStarted)
+    assert [type(a.verb).__name__ for a in started] == ["Redirect", "Redirect", "Say"]
+    assert started[1].url == "https://app.test/flows/next.xml"
     assert h.requests[2].method == "POST"
     assert h.spoken() == ["done"]
 

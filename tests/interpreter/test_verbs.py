@@ -30,6 +30,7 @@ def test_gather_collects_until_finish_on_key_which_is_not_in_digits() -> None:
     assert p["FinishedOnKey"] == "#"
     assert p["CallStatus"] == "in-progress"
     assert "fell through" not in h.spoken()
+    assert h.of(act.DigitsCollected) == [act.DigitsCollected("12", "#")]
 
 
 def test_gather_timeout_is_counted_between_digits() -> None:
@@ -60,6 +61,7 @@ def test_gather_empty_result_falls_through_after_timeout() -> None:
     h.advance(0.1)
     assert h.spoken() == ["fell through"]
     assert len(h.requests) == 1
+    assert h.of(act.DigitsCollected) == [act.DigitsCollected("", "")]
 
 
 def test_gather_only_finish_key_is_an_empty_result() -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
-from callxml.markup.verbs import DialNoun
+from callxml.markup.verbs import DialNoun, Verb
 from callxml.webhooks.base import WebhookRequest
 
 __all__ = [
@@ -37,7 +37,16 @@ __all__ = [
     "StopDial",
     "StopPlayback",
     "StopRecording",
+    "VerbStarted",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class VerbStarted:
+    """Notice for the call log: ``verb`` of the document at ``url`` starts now."""
+
+    verb: Verb
+    url: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +216,8 @@ class Log:
 
 
 Action: TypeAlias = (
-    Fetch
+    VerbStarted
+    | Fetch
     | Answer
     | Speak
     | Play

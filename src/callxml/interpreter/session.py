@@ -402,6 +402,7 @@ class CallSession:
                         InterpreterError(f"more than {self.limits.verbs_per_call} verbs in a call")
                     )
                     return
+                self._out.append(act.VerbStarted(verb, self._current_url))
                 task = make_task(verb, self._ctx)
             if task.needs_answer and not self.answered:
                 self._task = task

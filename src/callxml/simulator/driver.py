@@ -222,6 +222,8 @@ class SimulatedCall:
                 if final:
                     say(now, "(the call is over: this document is not run)")
                 return ev.DocumentFetched(response)
+            case act.VerbStarted(verb=v.Redirect(url=url, method=method)):
+                say(now, f"Redirect ({method}) to {url}")
             case act.Answer():
                 say(now, "call answered")
                 return ev.Answered()
