@@ -246,10 +246,11 @@ def _top_via(message: SipMessage) -> Via:
 def client_key(message: SipMessage) -> TransactionKey:
     """The client transaction a request creates, or a response belongs to (§17.1.3).
 
-    Matching uses the top Via's branch and the CSeq method; sent-by is kept for symmetry.
+    Matching uses the top Via's branch and the CSeq method only: sent-by is left empty, since
+    the transport may rewrite it on the way out (§18.1.1).
     """
     via = _top_via(message)
-    return TransactionKey(via.branch or "", via.sent_by.lower(), message.cseq.method, False)
+    return TransactionKey(via.branch or "", "", message.cseq.method, False)
 
 
 def server_key(request: SipRequest) -> TransactionKey:

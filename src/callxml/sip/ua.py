@@ -1,0 +1,1029 @@
+"""The user agent core (RFC 3261 §8, §12-§15), sans-IO: calls in and out over transactions.
+
+This module owns what a SIP user agent does above its transactions: matching incoming
+messages to transactions (§17.1.3, §17.2.3) and dialogs (§12.2.2), creating server transactions
+for new requests, answering what needs no application decision (CANCEL with 487 to the INVITE,
+BYE, OPTIONS, re-INVITE for hold/unhold with the same media, 481 for unknown dialogs, 405/501),
+sending ACK for 2xx (§13.2.2.4), retransmitting our 2xx until the ACK arrives (§13.3.1.4 with
+RFC 6026), answering 401/407 challenges with :mod:`auth`, and reporting call-level events.
+
+It never touches a socket or a clock. A driver (``callxml.sip.aio``) feeds it with
+``receive(message, source, now)`` and ``handle_timer(now)``, sends what ``outgoing()`` returns
+(``(message, destination)`` pairs) and reads ``events()``. Not handled: RFC 2543 transaction
+matching (branches without the ``z9hG4bK`` cookie are matched as opaque strings), merged-request
+detection (§8.2.2.2), forked early dialogs (a second 2xx is ACKed and hung up, §13.2.2.4),
+PRACK/UPDATE, and SRV/NAPTR (hosts are handed to the driver to resolve).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from callxml.errors import LocalProtocolError, RemoteProtocolError
+from callxml.sip.auth import Credentials, DigestClient, DigestServer, select_challenge
+from callxml.sip.dialog import Dialog, DialogId, DialogState, address_for_uri
+from callxml.sip.events import (
+    AckReceived,
+    Address,
+    CallAnswered,
+    CallCancelled,
+    CallEnded,
+    CallFailed,
+    CallProgress,
+    CallReinvited,
+    DialogConfirmed,
+    Event,
+    IncomingCall,
+    RequestReceived,
+    ResponseReceived,
+    TransactionKey,
+    TransactionTerminated,
+    TransactionTimedOut,
+    TransportErrorOccurred,
+)
+from callxml.sip.headers import new_branch, new_call_id, new_tag
+from callxml.sip.message import (
+    Headers,
+    SipMessage,
+    SipRequest,
+    SipResponse,
+    check_request,
+    make_response,
+    unsupported_options,
+)
+from callxml.sip.timers import DEFAULT_TIMERS, TimerConfig
+from callxml.sip.transaction import (
+    ClientInviteTransaction,
+    ClientNonInviteTransaction,
+    ClientTransaction,
+    ServerInviteTransaction,
+    ServerNonInviteTransaction,
+    ServerTransaction,
+    State,
+    Transaction,
+    client_key,
+    server_key,
+)
+
+__all__ = [
+    "Call",
+    "CallState",
+    "Role",
+    "UserAgentConfig",
+    "UserAgentCore",
+    "answer_hold",
+]
+
+ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS")
+KNOWN_METHODS = frozenset(
+    {"REGISTER", "INFO", "UPDATE", "PRACK", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH"}
+)
+MAX_AUTH_ATTEMPTS = 3
+MAX_CALLS = 10_000  # new INVITEs beyond this many live calls get 503 (a bound, not an RFC rule)
+
+
+class Role(StrEnum):
+    UAC = "uac"
+    UAS = "uas"
+
+
+class CallState(StrEnum):
+    CALLING = "calling"  # INVITE sent (UAC) or received and not yet answered (UAS)
+    EARLY = "early"  # a provisional response with a To tag sent or received
+    CONFIRMED = "confirmed"  # 2xx sent or received: the dialog exists
+    ENDED = "ended"
+
+
+@dataclass(frozen=True)
+class UserAgentConfig:
+    """How our user agent presents itself.
+
+    ``local`` maps each transport we listen on (``"udp"``, ``"tcp"``, ``"tls"``) to our
+    address: it is our Via sent-by and Contact host. ``answer_reinvite`` builds the SDP answer
+    to a re-INVITE from the offer and our current SDP (None: answer 488); the default handles
+    hold/unhold with the same media. ``authenticator`` (optional) challenges incoming INVITEs
+    (RFC 3261 §22.2).
+    """
+
+    local: Mapping[str, Address]
+    user: str = "callxml"
+    user_agent: str = "callxml"
+    timers: TimerConfig = DEFAULT_TIMERS
+    outbound_proxy: str | None = None
+    answer_reinvite: Callable[[bytes, bytes], bytes | None] | None = None
+    authenticator: DigestServer | None = None
+
+
+@dataclass
+class _Retransmit:
+    """Our 2xx to an INVITE, resent until the ACK arrives (§13.3.1.4)."""
+
+    response: SipResponse
+    address: Address
+    interval: float
+    next_at: float
+    give_up_at: float
+
+
+@dataclass
+class Call:
+    """One INVITE dialog usage, ours (UAC) or the peer's (UAS). Read it; change it only
+    through :class:`UserAgentCore` methods."""
+
+    id: str
+    role: Role
+    invite: SipRequest  # the INVITE as last sent (UAC) or received (UAS)
+    address: Address  # where the INVITE went (UAC) / came from (UAS)
+    local_tag: str
+    state: CallState = CallState.CALLING
+    local_sdp: bytes = b""
+    remote_sdp: bytes = b""
+    dialog: Dialog | None = None
+    credentials: Credentials | None = None
+    end_reason: str = ""
+    # UAC
+    invite_key: TransactionKey | None = None
+    cancel_requested: bool = False
+    cancel_sent: bool = False
+    provisional_seen: bool = False
+    ack: SipRequest | None = None
+    auth_realms: set[str] = field(default_factory=set)
+    auth_attempts: int = 0
+    # UAS
+    server: ServerInviteTransaction | None = None
+    retransmit: _Retransmit | None = None
+    acked: bool = False
+    # both
+    reinvite_key: TransactionKey | None = None
+    forget_at: float | None = None
+
+
+_DIRECTION_LINE = r"(?m)^a=(sendrecv|sendonly|recvonly|inactive)[ \t]*\r?$"
+_MIRROR = {
+    "sendrecv": "sendrecv",
+    "sendonly": "recvonly",
+    "recvonly": "sendonly",
+    "inactive": "inactive",
+}
+
+
+def answer_hold(offer: bytes, current: bytes) -> bytes | None:
+    """Answer a hold/unhold re-INVITE with our current SDP (RFC 3264 §8.4, RFC 6337 §5.3).
+
+    Mirrors the offer's direction (``sendonly`` → ``recvonly``, ``inactive`` stays, anything
+    else → ``sendrecv``) into every media section of ``current`` and bumps the ``o=`` version
+    when the text changes (RFC 3264 §8). An empty offer (offer-less re-INVITE) gets ``current``
+    unchanged. Returns None when there is nothing to answer with (we then send 488).
+    """
+    if not current:
+        return None
+    if not offer:
+        return current
+    offered = re.findall(_DIRECTION_LINE, offer.decode("utf-8", "replace"))
+    wanted = _MIRROR[offered[-1]] if offered else "sendrecv"
+    lines = current.decode("utf-8", "replace").splitlines()
+    out: list[str] = []
+    in_media = False
+    for line in lines:
+        if re.fullmatch(_DIRECTION_LINE, line):
+            continue
+        if line.startswith("m="):
+            if in_media:
+                out.append(f"a={wanted}")
+            in_media = True
+        out.append(line)
+    if in_media:
+        out.append(f"a={wanted}")
+    if out != lines:
+        for index, line in enumerate(out):
+            match = re.fullmatch(r"(o=\S+ \S+ )(\d+)( .*)", line)
+            if match:
+                version = int(match.group(2)) + 1
+                out[index] = f"{match.group(1)}{version}{match.group(3)}"
+                break
+    return ("\r\n".join(out) + "\r\n").encode()
+
+
+class UserAgentCore:
+    """A sans-IO SIP user agent: UAC and UAS for INVITE calls, plus OPTIONS, BYE and CANCEL.
+
+    Inputs carry ``now``; nothing here reads a clock. After any input, drain
+    :meth:`outgoing` and :meth:`events`, and call :meth:`handle_timer` at :meth:`next_timer`.
+    """
+
+    def __init__(self, config: UserAgentConfig, *, auth_client: DigestClient | None = None):
+        if not config.local:
+            raise LocalProtocolError("a user agent needs at least one local address")
+        self.config = config
+        self.calls: dict[str, Call] = {}
+        self._auth = auth_client or DigestClient()
+        self._client: dict[TransactionKey, ClientTransaction] = {}
+        self._server: dict[TransactionKey, ServerTransaction] = {}
+        self._owner: dict[TransactionKey, str] = {}  # transaction → call id
+        self._dialogs: dict[DialogId, str] = {}
+        self._credentials: dict[TransactionKey, Credentials] = {}  # for non-INVITE retries
+        self._touched: list[Transaction] = []
+        self._out: list[tuple[SipMessage, Address]] = []
+        self._events: list[Event] = []
+        self._ids = itertools.count(1)
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def outgoing(self) -> list[tuple[SipMessage, Address]]:
+        """Messages to send with their destination, oldest first; clears the queue.
+
+        Requests go to the destination given; responses go where RFC 3261 §18.2.2 says (the
+        destination given is the request's source, which a driver may use instead).
+        """
+        out, self._out = self._out, []
+        return out
+
+    def events(self) -> list[Event]:
+        """Call-level events (:mod:`callxml.sip.events`), oldest first; clears the queue."""
+        out, self._events = self._events, []
+        return out
+
+    def next_timer(self) -> float | None:
+        deadlines = [t for txn in self._transactions() if (t := txn.next_timer()) is not None]
+        for call in self.calls.values():
+            if call.retransmit is not None:
+                deadlines.append(min(call.retransmit.next_at, call.retransmit.give_up_at))
+            if call.forget_at is not None:
+                deadlines.append(call.forget_at)
+        return min(deadlines, default=None)
+
+    def _transactions(self) -> list[Transaction]:
+        return [*self._client.values(), *self._server.values()]
+
+    # --- inputs: clock, network, transport -------------------------------------------------
+
+    def handle_timer(self, now: float) -> None:
+        for txn in self._transactions():
+            deadline = txn.next_timer()
+            if deadline is not None and deadline <= now:
+                txn.handle_timer(now)
+                self._touched.append(txn)
+        for call in list(self.calls.values()):
+            self._retransmit_2xx(call, now)
+            if call.forget_at is not None and call.forget_at <= now:
+                self._forget(call)
+        self._pump(now)
+
+    def receive(self, message: SipMessage, source: Address, now: float) -> None:
+        """A message from the transport (already framed, parsed, and for requests stamped
+        with ``received``/``rport``). Malformed content is answered with 400 or dropped."""
+        try:
+            if isinstance(message, SipRequest):
+                self._receive_request(message, source, now)
+            else:
+                self._receive_response(message, now)
+        except RemoteProtocolError as exc:
+            if isinstance(message, SipRequest) and message.method != "ACK":
+                try:
+                    self._out.append((make_response(message, exc.status_hint, str(exc)), source))
+                except (RemoteProtocolError, LocalProtocolError):
+                    pass
+        self._pump(now)
+
+    def transport_error(self, message: SipMessage, now: float, reason: str = "") -> None:
+        """The driver could not send ``message``: fail the transaction that sent it."""
+        try:
+            if isinstance(message, SipRequest):
+                txn: Transaction | None = self._client.get(client_key(message))
+            else:
+                via = message.vias[0]
+                key = TransactionKey(
+                    via.branch or "", via.sent_by.lower(), message.cseq.method, True
+                )
+                txn = self._server.get(key)
+        except (RemoteProtocolError, IndexError):
+            return
+        if txn is not None:
+            txn.transport_error(now, reason or "transport error")
+            self._touched.append(txn)
+        self._pump(now)
+
+    # --- the application's verbs -------------------------------------------------------------
+
+    def invite(
+        self,
+        target: str,
+        now: float,
+        *,
+        sdp: bytes = b"",
+        credentials: Credentials | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        from_uri: str | None = None,
+        display_name: str | None = None,
+        destination: Address | None = None,
+    ) -> Call:
+        """Start an outgoing call to ``target`` (a sip/sips URI) offering ``sdp``.
+
+        ``destination`` overrides where the INVITE goes (else the outbound proxy, else the
+        target's host, RFC 3263 without DNS). ``credentials`` answer 401/407 challenges.
+        """
+        proxy = self.config.outbound_proxy
+        if destination is None:
+            destination = address_for_uri(proxy or target)
+        local = self._local(destination.transport)
+        from_uri = from_uri or f"sip:{self.config.user}@{local.host}"
+        call_id = new_call_id(local.host)
+        tag = new_tag()
+        h = Headers()
+        h.add("Via", f"{self._via(destination.transport)};branch={new_branch()}")
+        h.add("Max-Forwards", "70")
+        shown = f'"{display_name}" ' if display_name else ""
+        h.add("From", f"{shown}<{from_uri}>;tag={tag}")
+        h.add("To", f"<{target}>")
+        h.add("Call-ID", call_id)
+        h.add("CSeq", "1 INVITE")
+        if proxy is not None:
+            h.add("Route", f"<{proxy};lr>" if ";lr" not in proxy else f"<{proxy}>")
+        h.add("Contact", self._contact(destination.transport, secure=target.startswith("sips:")))
+        self._common_headers(h)
+        for name, value in headers:
+            h.add(name, value)
+        if sdp:
+            h.add("Content-Type", "application/sdp")
+        request = SipRequest("INVITE", target, h, sdp)
+        call = Call(
+            id=f"out-{next(self._ids)}",
+            role=Role.UAC,
+            invite=request,
+            address=destination,
+            local_tag=tag,
+            local_sdp=sdp,
+            credentials=credentials,
+        )
+        self.calls[call.id] = call
+        self._start_client(request, destination, now, call)
+        self._pump(now)
+        return call
+
+    def ring(self, call_id: str, now: float, *, status: int = 180, sdp: bytes = b"") -> None:
+        """Send a provisional response (180 Ringing, 183 with early media ``sdp``)."""
+        call = self._uas_call(call_id)
+        if not 100 < status < 200:
+            raise LocalProtocolError("ring() sends 101-199")
+        response = self._response(call, status, sdp)
+        assert call.server is not None
+        call.server.send_response(response, now)
+        call.state = CallState.EARLY
+        self._touched.append(call.server)
+        self._pump(now)
+
+    def answer(self, call_id: str, sdp: bytes, now: float) -> None:
+        """Answer an incoming call with 200 OK carrying ``sdp``; retransmitted until ACKed."""
+        call = self._uas_call(call_id)
+        response = self._response(call, 200, sdp)
+        dialog = Dialog.for_uas(call.invite, call.local_tag)
+        dialog.state = DialogState.CONFIRMED
+        call.dialog = dialog
+        call.local_sdp = sdp
+        call.state = CallState.CONFIRMED
+        self._dialogs[dialog.id] = call.id
+        assert call.server is not None
+        call.server.send_response(response, now)
+        self._touched.append(call.server)
+        self._start_retransmit(call, response, call.address, now)
+        self._pump(now)
+
+    def reject(
+        self,
+        call_id: str,
+        status: int,
+        now: float,
+        *,
+        reason: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Refuse an incoming call with a final status 300-699 (486 Busy, 603 Decline...)."""
+        call = self._uas_call(call_id)
+        if status < 300:
+            raise LocalProtocolError("reject() needs a status of 300-699")
+        response = make_response(
+            call.invite, status, reason, to_tag=call.local_tag, headers=tuple(headers)
+        )
+        assert call.server is not None
+        call.server.send_response(response, now)
+        self._touched.append(call.server)
+        self._end(call, now, f"rejected with {status}")
+        self._pump(now)
+
+    def cancel(self, call_id: str, now: float) -> None:
+        """CANCEL our pending INVITE (§9.1). Sent once a provisional response has arrived;
+        the call then fails with 487 (or, if a 2xx crosses the CANCEL, is hung up)."""
+        call = self._call(call_id)
+        if call.role is not Role.UAC or call.state not in (CallState.CALLING, CallState.EARLY):
+            raise LocalProtocolError(f"cannot cancel {call.id} in state {call.state}")
+        call.cancel_requested = True
+        if call.provisional_seen:
+            self._send_cancel(call, now)
+        self._pump(now)
+
+    def bye(self, call_id: str, now: float) -> None:
+        """Hang up an established call with BYE (§15.1.1); the call ends at once."""
+        call = self._call(call_id)
+        if call.dialog is None or call.state is not CallState.CONFIRMED:
+            raise LocalProtocolError(f"cannot send BYE on {call.id} in state {call.state}")
+        self._send_in_dialog(call, "BYE", now)
+        self._end(call, now, "local BYE")
+        self._events.append(CallEnded(call.id, by_peer=False, reason="local BYE"))
+        self._pump(now)
+
+    def hangup(self, call_id: str, now: float) -> None:
+        """Whatever ends the call from here: BYE, CANCEL, or 480 for an unanswered call."""
+        call = self._call(call_id)
+        if call.state is CallState.ENDED:
+            return
+        if call.state is CallState.CONFIRMED:
+            self.bye(call_id, now)
+        elif call.role is Role.UAC:
+            self.cancel(call_id, now)
+        else:
+            self.reject(call_id, 480, now)
+
+    def reinvite(self, call_id: str, sdp: bytes, now: float) -> None:
+        """Send a re-INVITE with a new offer (e.g. hold) on an established call (§14.1)."""
+        call = self._call(call_id)
+        if call.dialog is None or call.state is not CallState.CONFIRMED:
+            raise LocalProtocolError(f"cannot re-INVITE {call.id} in state {call.state}")
+        if call.reinvite_key is not None:
+            raise LocalProtocolError("a re-INVITE is already pending (§14.1)")
+        call.local_sdp = sdp
+        self._send_in_dialog(call, "INVITE", now, body=sdp)
+        self._pump(now)
+
+    # --- requests from the network -----------------------------------------------------------
+
+    def _receive_request(self, request: SipRequest, source: Address, now: float) -> None:
+        key = server_key(request)
+        txn = self._server.get(key)
+        if request.method == "ACK":
+            if txn is not None and txn.state is State.COMPLETED:
+                txn.receive_request(request, now)  # ACK for our non-2xx (§17.2.1)
+                self._touched.append(txn)
+            else:
+                self._receive_2xx_ack(request, now)  # its own transaction (§17.2.3, §13.3.1.4)
+            return
+        if txn is not None:  # a retransmission (§17.2.3)
+            txn.receive_request(request, now)
+            self._touched.append(txn)
+            return
+        if request.method == "INVITE":
+            txn = ServerInviteTransaction(request, source, now, config=self.config.timers)
+        else:
+            txn = ServerNonInviteTransaction(request, source, now, config=self.config.timers)
+        self._server[txn.key] = txn
+        self._touched.append(txn)  # its RequestReceived event leads to _on_request
+
+    def _on_request(self, txn: ServerTransaction, request: SipRequest, now: float) -> None:
+        method = request.method
+        status = check_request(
+            request,
+            methods=None,
+            supported=(),
+            content_types=("application/sdp",) if method == "INVITE" else None,
+        )
+        if status is not None:
+            extra: list[tuple[str, str]] = []
+            if status == 420:
+                extra.append(("Unsupported", ", ".join(unsupported_options(request, ()))))
+            if status == 415:
+                extra.append(("Accept", "application/sdp"))
+            self._reply(txn, status, now, headers=extra)
+            return
+        if method == "CANCEL":
+            self._on_cancel(txn, request, now)
+            return
+        if request.to.tag is not None:
+            self._on_in_dialog(txn, request, now)
+            return
+        if method == "INVITE":
+            self._on_new_invite(txn, request, now)
+        elif method == "OPTIONS":
+            self._reply(txn, 200, now, headers=self._capabilities())
+        elif method == "BYE":
+            self._reply(txn, 481, now)
+        else:
+            self._reply_unsupported(txn, now)
+
+    def _on_new_invite(self, txn: ServerTransaction, request: SipRequest, now: float) -> None:
+        assert isinstance(txn, ServerInviteTransaction)
+        if not request.contacts or request.from_.tag is None:
+            self._reply(txn, 400, now, reason="INVITE needs a Contact and a From tag")
+            return
+        auth = self.config.authenticator
+        if auth is not None:
+            value = request.headers.get("Authorization")
+            result = None
+            if value is not None:
+                result = auth.verify(value, "INVITE", request.uri, now, request.body)
+            if result is None or not result.ok:
+                stale = result is not None and result.stale
+                challenges = [
+                    ("WWW-Authenticate", str(c)) for c in auth.challenges(now, stale=stale)
+                ]
+                self._reply(txn, 401, now, headers=challenges, to_tag=new_tag())
+                return
+        if sum(c.state is not CallState.ENDED for c in self.calls.values()) >= MAX_CALLS:
+            self._reply(txn, 503, now, headers=[("Retry-After", "5")])
+            return
+        call = Call(
+            id=f"in-{next(self._ids)}",
+            role=Role.UAS,
+            invite=request,
+            address=txn.address,
+            local_tag=new_tag(),
+            remote_sdp=request.body,
+            server=txn,
+        )
+        self.calls[call.id] = call
+        self._owner[txn.key] = call.id
+        self._events.append(IncomingCall(call.id, request, txn.address))
+
+    def _on_cancel(self, txn: ServerTransaction, request: SipRequest, now: float) -> None:
+        """§9.2: 200 to the CANCEL, 487 to the INVITE it matches if still unanswered."""
+        invite_key = replace(txn.key, method="INVITE")
+        invite_txn = self._server.get(invite_key)
+        if invite_txn is None:
+            self._reply(txn, 481, now)
+            return
+        call = self.calls.get(self._owner.get(invite_key, ""))
+        to_tag = call.local_tag if call is not None else new_tag()
+        self._reply(txn, 200, now, to_tag=to_tag)
+        if invite_txn.state is State.PROCEEDING:
+            response = make_response(invite_txn.request, 487, to_tag=to_tag)
+            invite_txn.send_response(response, now)
+            self._touched.append(invite_txn)
+            if call is not None:
+                self._end(call, now, "cancelled by the caller")
+                self._events.append(CallCancelled(call.id))
+
+    def _on_in_dialog(self, txn: ServerTransaction, request: SipRequest, now: float) -> None:
+        dialog_id = DialogId(request.call_id, request.to.tag or "", request.from_.tag or "")
+        call = self.calls.get(self._dialogs.get(dialog_id, ""))
+        if call is None or call.dialog is None:
+            self._reply(txn, 481, now)  # §12.2.2
+            return
+        dialog = call.dialog
+        if not dialog.check_remote_seq(request):
+            self._reply(txn, 500, now, reason="CSeq out of order")
+            return
+        method = request.method
+        if method == "BYE":
+            self._reply(txn, 200, now)
+            if call.state is not CallState.ENDED:
+                self._end(call, now, "BYE from the peer")
+                self._events.append(CallEnded(call.id, by_peer=True, reason="BYE"))
+        elif method == "INVITE":
+            self._on_reinvite(call, txn, request, now)
+        elif method == "OPTIONS":
+            self._reply(txn, 200, now, headers=self._capabilities())
+        else:
+            self._reply_unsupported(txn, now)
+
+    def _on_reinvite(
+        self, call: Call, txn: ServerTransaction, request: SipRequest, now: float
+    ) -> None:
+        assert call.dialog is not None and isinstance(txn, ServerInviteTransaction)
+        if call.reinvite_key is not None:
+            self._reply(txn, 491, now)  # glare, §14.2
+            return
+        if call.retransmit is not None:
+            self._reply(txn, 500, now, headers=[("Retry-After", "1")])  # §14.2
+            return
+        answerer = self.config.answer_reinvite or answer_hold
+        sdp = answerer(request.body, call.local_sdp)
+        if sdp is None:
+            self._reply(txn, 488, now)
+            return
+        call.dialog.refresh_target(request)
+        if request.body:
+            call.remote_sdp = request.body
+        call.local_sdp = sdp
+        call.server = txn
+        self._owner[txn.key] = call.id
+        response = self._response(call, 200, sdp, request)
+        txn.send_response(response, now)
+        self._touched.append(txn)
+        self._start_retransmit(call, response, txn.address, now)
+        self._events.append(CallReinvited(call.id, request))
+
+    def _receive_2xx_ack(self, ack: SipRequest, now: float) -> None:
+        dialog_id = DialogId(ack.call_id, ack.to.tag or "", ack.from_.tag or "")
+        call = self.calls.get(self._dialogs.get(dialog_id, ""))
+        if call is None or call.retransmit is None:
+            return  # a retransmitted or stray ACK: absorbed
+        if ack.cseq.seq != call.retransmit.response.cseq.seq:
+            return
+        first = not call.acked
+        call.retransmit = None
+        call.acked = True
+        if ack.body:
+            call.remote_sdp = ack.body  # offer in the 2xx, answer in the ACK (§13.2.1)
+        if first:
+            self._events.append(DialogConfirmed(call.id, ack))
+
+    # --- responses from the network ----------------------------------------------------------
+
+    def _receive_response(self, response: SipResponse, now: float) -> None:
+        txn = self._client.get(client_key(response))
+        if txn is None:
+            # §13.2.2.4 / RFC 6026: a 2xx retransmission after Timer M still needs our ACK.
+            self._late_2xx(response)
+            return
+        txn.receive_response(response, now)
+        self._touched.append(txn)
+
+    def _on_response(self, txn: ClientTransaction, response: SipResponse, now: float) -> None:
+        call = self.calls.get(self._owner.get(txn.key, ""))
+        method = txn.request.method
+        if call is None:
+            return
+        if method == "INVITE" and txn.key == call.reinvite_key:
+            self._on_reinvite_response(call, txn, response, now)
+        elif method == "INVITE":
+            self._on_invite_response(call, txn, response, now)
+        elif response.status in (401, 407) and method != "CANCEL":
+            creds = self._credentials.get(txn.key) or call.credentials
+            retry = self._authorized_retry(call, txn.request, response, creds)
+            if retry is not None and creds is not None:
+                self._credentials[client_key(retry)] = creds
+                self._start_client(retry, txn.address, now, call)
+
+    def _on_invite_response(
+        self, call: Call, txn: ClientTransaction, response: SipResponse, now: float
+    ) -> None:
+        status = response.status
+        if status < 200:
+            call.provisional_seen = True
+            if status > 100 and call.state is CallState.CALLING:
+                call.state = CallState.EARLY if response.to.tag else call.state
+            if status > 100:
+                self._events.append(CallProgress(call.id, response))
+            if call.cancel_requested and not call.cancel_sent:
+                self._send_cancel(call, now)
+            return
+        if status < 300:
+            self._on_invite_2xx(call, txn, response, now)
+            return
+        if status in (401, 407) and not call.cancel_requested:
+            retry = self._authorized_retry(call, call.invite, response, call.credentials)
+            if retry is not None:
+                call.invite = retry
+                call.provisional_seen = False
+                self._start_client(retry, txn.address, now, call)
+                return
+        if call.state is not CallState.ENDED:
+            self._end(call, now, f"{status} {response.reason}")
+            self._events.append(CallFailed(call.id, status, response.reason, response))
+
+    def _on_invite_2xx(
+        self, call: Call, txn: ClientTransaction, response: SipResponse, now: float
+    ) -> None:
+        tag = response.to.tag or ""
+        if call.dialog is not None and call.dialog.state is DialogState.CONFIRMED:
+            if tag == call.dialog.remote_tag:
+                if call.ack is not None:  # a retransmitted 2xx: ACK again (§13.2.2.4)
+                    self._out.append((call.ack, call.dialog.destination()))
+                return
+            self._ack_and_bye(call, response, now)  # a forked 2xx: ACK, then BYE (§13.2.2.4)
+            return
+        dialog = Dialog.for_uac(txn.request, response)
+        dialog.state = DialogState.CONFIRMED
+        call.dialog = dialog
+        self._dialogs[dialog.id] = call.id
+        call.remote_sdp = response.body
+        call.state = CallState.CONFIRMED
+        destination = dialog.destination()
+        call.ack = dialog.create_ack(txn.request.cseq.seq, via=self._via(destination.transport))
+        self._out.append((call.ack, destination))
+        if call.cancel_requested:  # the 2xx crossed our CANCEL: hang up (§9.1)
+            self._send_in_dialog(call, "BYE", now)
+            self._end(call, now, "answered after CANCEL")
+            self._events.append(CallFailed(call.id, 487, "Request Terminated", response))
+            return
+        self._events.append(CallAnswered(call.id, response))
+
+    def _on_reinvite_response(
+        self, call: Call, txn: ClientTransaction, response: SipResponse, now: float
+    ) -> None:
+        status = response.status
+        if status < 200 or call.dialog is None:
+            return
+        if status < 300:
+            if call.reinvite_key == txn.key:
+                call.remote_sdp = response.body or call.remote_sdp
+                call.dialog.refresh_target(response)
+            destination = call.dialog.destination()
+            ack = call.dialog.create_ack(txn.request.cseq.seq, via=self._via(destination.transport))
+            self._out.append((ack, destination))
+            call.reinvite_key = None
+            return
+        call.reinvite_key = None
+        if status in (408, 481) and call.state is not CallState.ENDED:  # §14.1: dialog gone
+            self._send_in_dialog(call, "BYE", now)
+            self._end(call, now, f"re-INVITE answered {status}")
+            self._events.append(CallEnded(call.id, by_peer=False, reason=f"{status}"))
+
+    def _late_2xx(self, response: SipResponse) -> None:
+        if response.status // 100 != 2 or response.cseq.method != "INVITE":
+            return
+        dialog_id = DialogId(response.call_id, response.from_.tag or "", response.to.tag or "")
+        call = self.calls.get(self._dialogs.get(dialog_id, ""))
+        if (
+            call is not None
+            and call.ack is not None
+            and call.dialog is not None
+            and call.ack.cseq.seq == response.cseq.seq
+        ):
+            self._out.append((call.ack, call.dialog.destination()))
+
+    def _ack_and_bye(self, call: Call, response: SipResponse, now: float) -> None:
+        try:
+            dialog = Dialog.for_uac(call.invite, response)
+        except RemoteProtocolError:
+            return
+        destination = dialog.destination()
+        via = self._via(destination.transport)
+        self._out.append((dialog.create_ack(call.invite.cseq.seq, via=via), destination))
+        bye = dialog.create_request("BYE", via=via)
+        self._start_client(bye, destination, now, None)
+
+    # --- transaction plumbing --------------------------------------------------------------
+
+    def _pump(self, now: float) -> None:
+        """Drain touched transactions: queue their messages, react to their events."""
+        while self._touched:
+            txn = self._touched.pop(0)
+            for message in txn.messages_to_send():
+                self._out.append((message, txn.address))
+            for event in txn.events():
+                try:
+                    self._on_transaction_event(txn, event, now)
+                except RemoteProtocolError as exc:
+                    # A header that parsed at the framing level but not in depth (§8.2).
+                    if isinstance(event, RequestReceived) and isinstance(txn, ServerTransaction):
+                        try:
+                            self._reply(txn, exc.status_hint, now, reason=str(exc)[:120])
+                        except (LocalProtocolError, RemoteProtocolError):
+                            pass
+
+    def _on_transaction_event(self, txn: Transaction, event: Event, now: float) -> None:
+        match event:
+            case RequestReceived(request=request):
+                assert isinstance(txn, ServerTransaction)
+                self._on_request(txn, request, now)
+            case ResponseReceived(response=response):
+                assert isinstance(txn, ClientTransaction)
+                self._on_response(txn, response, now)
+            case TransactionTimedOut() | TransportErrorOccurred():
+                self._on_failure(txn, event, now)
+            case TransactionTerminated(key=key):
+                if key.server:
+                    self._server.pop(key, None)
+                else:
+                    self._client.pop(key, None)
+                self._owner.pop(key, None)
+                self._credentials.pop(key, None)
+            case AckReceived():
+                pass  # the ACK for a non-2xx: nothing left to do
+            case _:
+                pass
+
+    def _on_failure(
+        self, txn: Transaction, event: TransactionTimedOut | TransportErrorOccurred, now: float
+    ) -> None:
+        call = self.calls.get(self._owner.get(txn.key, ""))
+        if call is None or txn.key.server or txn.request.method != "INVITE":
+            return
+        if txn.key == call.reinvite_key:
+            call.reinvite_key = None
+            return
+        if txn.key == call.invite_key and call.state in (CallState.CALLING, CallState.EARLY):
+            timed_out = isinstance(event, TransactionTimedOut)
+            status, reason = (408, "Request Timeout") if timed_out else (503, "Transport Error")
+            self._end(call, now, reason)
+            self._events.append(CallFailed(call.id, status, reason))
+
+    def _start_client(
+        self, request: SipRequest, address: Address, now: float, call: Call | None
+    ) -> None:
+        txn: ClientTransaction
+        if request.method == "INVITE":
+            txn = ClientInviteTransaction(request, address, now, config=self.config.timers)
+        else:
+            txn = ClientNonInviteTransaction(request, address, now, config=self.config.timers)
+        self._client[txn.key] = txn
+        self._touched.append(txn)
+        if call is not None:
+            self._owner[txn.key] = call.id
+            if request.method == "INVITE":
+                if request.to.tag is None:
+                    call.invite_key = txn.key
+                else:
+                    call.reinvite_key = txn.key
+
+    def _send_cancel(self, call: Call, now: float) -> None:
+        """§9.1: same Request-URI, Call-ID, From, To, CSeq number and top Via as the INVITE."""
+        invite = call.invite
+        h = Headers()
+        h.add("Via", invite.headers.get("Via") or "")
+        h.add("Max-Forwards", "70")
+        h.add("From", invite.headers.get("From") or "")
+        h.add("To", invite.headers.get("To") or "")
+        h.add("Call-ID", invite.call_id)
+        h.add("CSeq", f"{invite.cseq.seq} CANCEL")
+        for route in invite.headers.get_all("Route"):
+            h.add("Route", route)
+        call.cancel_sent = True
+        self._start_client(SipRequest("CANCEL", invite.uri, h), call.address, now, call)
+
+    def _send_in_dialog(self, call: Call, method: str, now: float, *, body: bytes = b"") -> None:
+        assert call.dialog is not None
+        destination = call.dialog.destination()
+        contact = self._contact(destination.transport, secure=call.dialog.secure)
+        request = call.dialog.create_request(
+            method,
+            via=self._via(destination.transport),
+            contact=contact if method == "INVITE" else None,
+            body=body,
+            headers=tuple(self._common_headers(Headers()).items()),
+        )
+        self._start_client(request, destination, now, call)
+
+    def _authorized_retry(
+        self,
+        call: Call,
+        request: SipRequest,
+        response: SipResponse,
+        credentials: Credentials | None,
+    ) -> SipRequest | None:
+        """The request again with credentials for a 401/407 (§22.2), or None to give up.
+
+        Gives up without credentials, for a realm already answered unless the nonce was stale
+        (a wrong password must not loop), and after MAX_AUTH_ATTEMPTS.
+        """
+        if credentials is None or call.auth_attempts >= MAX_AUTH_ATTEMPTS:
+            return None
+        ask, answer = (
+            ("WWW-Authenticate", "Authorization")
+            if response.status == 401
+            else ("Proxy-Authenticate", "Proxy-Authorization")
+        )
+        try:
+            challenge = select_challenge(response.headers.get_all(ask))
+        except RemoteProtocolError:
+            return None
+        if challenge is None or not credentials.matches(challenge.realm):
+            return None
+        if challenge.realm in call.auth_realms and not challenge.stale:
+            return None
+        call.auth_realms.add(challenge.realm)
+        call.auth_attempts += 1
+        seq = request.cseq.seq + 1
+        if call.dialog is not None and request.to.tag is not None:
+            call.dialog.local_seq = max(call.dialog.local_seq, seq)
+        authorization = self._auth.authorize(
+            challenge, credentials, request.method, request.uri, request.body
+        )
+        headers = request.headers.copy()
+        vias = headers.get_all("Via")
+        top = vias[0].split(";branch=")[0] if vias else self._via(call.address.transport)
+        headers.set("Via", f"{top};branch={new_branch()}")
+        headers.set("CSeq", f"{seq} {request.method}")
+        headers.remove(answer)
+        headers.add(answer, str(authorization))
+        return SipRequest(request.method, request.uri, headers, request.body)
+
+    def _start_retransmit(
+        self, call: Call, response: SipResponse, address: Address, now: float
+    ) -> None:
+        t1 = self.config.timers.t1
+        call.retransmit = _Retransmit(response, address, t1, now + t1, now + 64 * t1)
+
+    def _retransmit_2xx(self, call: Call, now: float) -> None:
+        """§13.3.1.4: resend our 2xx at T1, 2T1... capped at T2; after 64*T1 without an ACK
+        the session is ended with BYE."""
+        pending = call.retransmit
+        if pending is None:
+            return
+        if now >= pending.give_up_at:
+            call.retransmit = None
+            if call.state is CallState.CONFIRMED and call.dialog is not None:
+                self._send_in_dialog(call, "BYE", now)
+                self._end(call, now, "no ACK for our 2xx")
+                self._events.append(CallEnded(call.id, by_peer=False, reason="no ACK"))
+            return
+        while pending.next_at <= now:
+            self._out.append((pending.response, pending.address))
+            pending.interval = min(pending.interval * 2, self.config.timers.t2)
+            pending.next_at += pending.interval
+
+    def _end(self, call: Call, now: float, reason: str) -> None:
+        call.state = CallState.ENDED
+        call.end_reason = reason
+        call.retransmit = None
+        if call.dialog is not None:
+            call.dialog.state = DialogState.TERMINATED
+        # Keep the call (and its dialog id) a while to absorb retransmissions, then forget it.
+        call.forget_at = now + 64 * self.config.timers.t1
+
+    def _forget(self, call: Call) -> None:
+        self.calls.pop(call.id, None)
+        if call.dialog is not None:
+            self._dialogs.pop(call.dialog.id, None)
+
+    # --- building blocks -------------------------------------------------------------------
+
+    def _call(self, call_id: str) -> Call:
+        call = self.calls.get(call_id)
+        if call is None:
+            raise LocalProtocolError(f"no call {call_id!r}")
+        return call
+
+    def _uas_call(self, call_id: str) -> Call:
+        call = self._call(call_id)
+        if call.role is not Role.UAS or call.state not in (CallState.CALLING, CallState.EARLY):
+            raise LocalProtocolError(f"call {call_id} cannot be answered in state {call.state}")
+        return call
+
+    def _local(self, transport: str) -> Address:
+        local = self.config.local.get(transport)
+        if local is None:
+            raise LocalProtocolError(f"no local address configured for {transport}")
+        return local
+
+    def _via(self, transport: str) -> str:
+        """Our Via value without branch (§8.1.1.7, RFC 3581 rport)."""
+        local = self._local(transport)
+        return f"SIP/2.0/{transport.upper()} {_hostport(local)};rport"
+
+    def _contact(self, transport: str, *, secure: bool = False) -> str:
+        local = self._local(transport)
+        if transport == "tls" or secure:
+            return f"<sips:{self.config.user}@{_hostport(local)}>"
+        suffix = "" if transport == "udp" else f";transport={transport}"
+        return f"<sip:{self.config.user}@{_hostport(local)}{suffix}>"
+
+    def _common_headers(self, headers: Headers) -> Headers:
+        headers.add("Allow", ", ".join(ALLOWED_METHODS))
+        headers.add("User-Agent", self.config.user_agent)
+        return headers
+
+    def _capabilities(self) -> list[tuple[str, str]]:
+        """OPTIONS answer (§11.2): what we allow and accept."""
+        return [
+            ("Allow", ", ".join(ALLOWED_METHODS)),
+            ("Accept", "application/sdp"),
+            ("Supported", ""),
+        ]
+
+    def _response(
+        self, call: Call, status: int, sdp: bytes, request: SipRequest | None = None
+    ) -> SipResponse:
+        """Our response to ``request`` (default: the call's INVITE) with Contact and SDP."""
+        request = request or call.invite
+        transport = call.address.transport
+        headers = [
+            ("Contact", self._contact(transport, secure=call.invite.uri.startswith("sips:"))),
+            ("Allow", ", ".join(ALLOWED_METHODS)),
+            ("Server", self.config.user_agent),
+        ]
+        for value in request.headers.fields("Record-Route"):  # §12.1.1
+            headers.append(("Record-Route", value))
+        if sdp:
+            headers.append(("Content-Type", "application/sdp"))
+        return make_response(request, status, to_tag=call.local_tag, headers=headers, body=sdp)
+
+    def _reply(
+        self,
+        txn: ServerTransaction,
+        status: int,
+        now: float,
+        *,
+        reason: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        to_tag: str | None = None,
+    ) -> None:
+        tag = to_tag if to_tag is not None else (new_tag() if status > 100 else None)
+        response = make_response(txn.request, status, reason, to_tag=tag, headers=tuple(headers))
+        txn.send_response(response, now)
+        self._touched.append(txn)
+
+    def _reply_unsupported(self, txn: ServerTransaction, now: float) -> None:
+        """§8.2.1: 405 with Allow for a method we know but do not do here, else 501."""
+        if txn.request.method in KNOWN_METHODS or txn.request.method in ALLOWED_METHODS:
+            self._reply(txn, 405, now, headers=[("Allow", ", ".join(ALLOWED_METHODS))])
+        else:
+            self._reply(txn, 501, now)
+
+
+def _hostport(address: Address) -> str:
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    return f"{host}:{address.port}"

@@ -1,0 +1,428 @@
+"""The user agent core end to end: two UAs over the lossy in-memory network (style.md #11).
+
+Every message crosses the wire as bytes; the clock is fake, so Timer B (32 s) or the 2xx
+retransmission give-up (64*T1) cost nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import pytest
+
+from callxml.errors import LocalProtocolError
+from callxml.sip.auth import Credentials, DigestServer
+from callxml.sip.events import (
+    Address,
+    CallAnswered,
+    CallCancelled,
+    CallEnded,
+    CallFailed,
+    CallProgress,
+    CallReinvited,
+    DialogConfirmed,
+    Event,
+    IncomingCall,
+)
+from callxml.sip.message import SipMessage, SipRequest, SipResponse
+from callxml.sip.ua import CallState, UserAgentConfig, UserAgentCore, answer_hold
+
+from .helpers import Network, describe, request
+
+A_UDP = Address("udp", "127.0.0.1", 5060)
+B_UDP = Address("udp", "127.0.0.1", 5070)
+A_TCP = Address("tcp", "127.0.0.1", 5062)
+B_TCP = Address("tcp", "127.0.0.1", 5072)
+
+SDP_A = (
+    b"v=0\r\no=alice 10 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    b"m=audio 4000 RTP/AVP 0\r\na=sendrecv\r\n"
+)
+SDP_B = (
+    b"v=0\r\no=bob 20 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    b"m=audio 5000 RTP/AVP 0\r\na=sendrecv\r\n"
+)
+TARGET = "sip:bob@127.0.0.1:5070"
+
+
+class Phone:
+    """A UA plus what the application saw; ``on_event`` plays the application."""
+
+    def __init__(self, ua: UserAgentCore) -> None:
+        self.ua = ua
+        self.log: list[Event] = []
+        self.on_event: Callable[[Event, float], None] | None = None
+
+    def receive(self, message: SipMessage, source: Address, now: float) -> None:
+        self.ua.receive(message, source, now)
+        self.drain(now)
+
+    def handle_timer(self, now: float) -> None:
+        self.ua.handle_timer(now)
+        self.drain(now)
+
+    def outgoing(self) -> list[tuple[SipMessage, Address]]:
+        return self.ua.outgoing()
+
+    def next_timer(self) -> float | None:
+        return self.ua.next_timer()
+
+    def drain(self, now: float) -> None:
+        while events := self.ua.events():
+            for event in events:
+                self.log.append(event)
+                if self.on_event is not None:
+                    self.on_event(event, now)
+
+    def seen(self, kind: type) -> list[Event]:
+        return [e for e in self.log if isinstance(e, kind)]
+
+
+def make_pair(
+    *, tcp: bool = False, authenticator: DigestServer | None = None, answer: bool = True
+) -> tuple[Network, Phone, Phone]:
+    net = Network()
+    a = Phone(UserAgentCore(UserAgentConfig(local={"udp": A_UDP, "tcp": A_TCP}, user="alice")))
+    b = Phone(
+        UserAgentCore(
+            UserAgentConfig(
+                local={"udp": B_UDP, "tcp": B_TCP}, user="bob", authenticator=authenticator
+            )
+        )
+    )
+    net.attach(A_TCP if tcp else A_UDP, a)
+    net.attach(B_TCP if tcp else B_UDP, b)
+    if answer:
+
+        def bob_app(event: Event, now: float) -> None:
+            if isinstance(event, IncomingCall):
+                b.ua.ring(event.call, now)
+                b.ua.answer(event.call, SDP_B, now)
+
+        b.on_event = bob_app
+    return net, a, b
+
+
+def call(net: Network, a: Phone, target: str = TARGET, **kw: object) -> str:
+    c = a.ua.invite(target, net.now, sdp=SDP_A, **kw)  # type: ignore[arg-type]
+    a.drain(net.now)
+    net._collect()
+    return c.id
+
+
+def test_basic_call_and_bye() -> None:
+    net, a, b = make_pair()
+    cid = call(net, a)
+    net.run(5)
+    assert net.labels(A_UDP) == ["INVITE", "ACK"]
+    assert net.labels(B_UDP) == ["100/INVITE", "180/INVITE", "200/INVITE"]
+    [answered] = a.seen(CallAnswered)
+    assert isinstance(answered, CallAnswered) and answered.response.body == SDP_B
+    assert [e.response.status for e in a.seen(CallProgress)] == [180]  # type: ignore[attr-defined]
+    [incoming] = b.seen(IncomingCall)
+    assert isinstance(incoming, IncomingCall) and incoming.request.body == SDP_A
+    assert len(b.seen(DialogConfirmed)) == 1
+    bcall = b.ua.calls[incoming.call]
+    assert a.ua.calls[cid].state is CallState.CONFIRMED and bcall.state is CallState.CONFIRMED
+    # Dialog state agrees on both sides (§12).
+    da, db = a.ua.calls[cid].dialog, bcall.dialog
+    assert da is not None and db is not None
+    assert (da.call_id, da.local_tag, da.remote_tag) == (db.call_id, db.remote_tag, db.local_tag)
+    assert da.remote_target == "sip:bob@127.0.0.1:5070" and db.remote_target.startswith(
+        "sip:alice@127.0.0.1:5060"
+    )
+    a.ua.bye(cid, net.now)
+    net._collect()
+    net.run(5)
+    assert net.labels(A_UDP)[-1] == "BYE" and net.labels(B_UDP)[-1] == "200/BYE"
+    [ended] = b.seen(CallEnded)
+    assert isinstance(ended, CallEnded) and ended.by_peer
+    bye = next(s.message for s in net.log if s.label == "BYE")
+    assert isinstance(bye, SipRequest) and bye.cseq.seq == 2  # local CSeq incremented
+
+
+def test_uas_hangs_up_with_bye() -> None:
+    net, a, b = make_pair()
+    cid = call(net, a)
+    net.run(5)
+    [incoming] = b.seen(IncomingCall)
+    b.ua.bye(incoming.call, net.now)  # type: ignore[attr-defined]
+    net._collect()
+    net.run(5)
+    [ended] = a.seen(CallEnded)
+    assert isinstance(ended, CallEnded) and ended.by_peer
+    assert a.ua.calls[cid].state is CallState.ENDED
+    bye = next(s.message for s in net.log if s.label == "BYE")
+    assert isinstance(bye, SipRequest)
+    assert bye.uri.startswith("sip:alice@127.0.0.1:5060")  # the remote target from Contact
+
+
+def test_lost_invite_is_retransmitted() -> None:
+    net, a, _b = make_pair()
+    net.drop_first("INVITE")
+    call(net, a)
+    net.run(5)
+    assert net.labels(A_UDP)[:2] == ["INVITE", "INVITE"]
+    assert [s.at for s in net.log if s.label == "INVITE"] == [0.0, 0.5]  # Timer A = T1
+    assert len(a.seen(CallAnswered)) == 1
+
+
+def test_lost_200_and_ack_are_recovered() -> None:
+    net, a, b = make_pair()
+    lost = {"200/INVITE": 1, "ACK": 1}
+
+    def rule(message: SipMessage, source: Address, destination: Address) -> bool:
+        label = describe(message)
+        if lost.get(label, 0) > 0:
+            lost[label] -= 1
+            return True
+        return False
+
+    net.drop = rule
+    call(net, a)
+    net.run(10)
+    # B retransmits the 2xx (§13.3.1.4) until an ACK gets through; A ACKs each one.
+    assert net.labels(B_UDP).count("200/INVITE") == 3
+    assert net.labels(A_UDP).count("ACK") == 2
+    assert len(a.seen(CallAnswered)) == 1  # retransmitted 2xx absorbed
+    assert len(b.seen(DialogConfirmed)) == 1
+    assert not b.seen(CallEnded)
+
+
+def test_no_ack_ends_the_call_with_bye() -> None:
+    net, a, b = make_pair()
+    net.drop = lambda m, s, d: describe(m) == "ACK"
+    call(net, a)
+    net.run(60)
+    times = [s.at for s in net.log if s.label == "200/INVITE" and s.source == B_UDP]
+    gaps = [round(y - x, 6) for x, y in itertools.pairwise(times)]
+    assert gaps[:4] == [0.5, 1.0, 2.0, 4.0] and max(gaps) == 4.0  # T1 doubling, capped at T2
+    [ended] = b.seen(CallEnded)
+    assert isinstance(ended, CallEnded) and not ended.by_peer and ended.reason == "no ACK"
+    assert "BYE" in net.labels(B_UDP)
+    assert a.seen(CallEnded)  # A got the BYE
+
+
+def test_reject_is_acked_inside_the_transaction() -> None:
+    net, a, b = make_pair(answer=False)
+    b.on_event = lambda e, now: (
+        b.ua.reject(e.call, 486, now) if isinstance(e, IncomingCall) else None
+    )
+    net.drop_first("ACK")  # B's Timer G retransmits the 486, A ACKs again
+    cid = call(net, a)
+    net.run(60)
+    [failed] = a.seen(CallFailed)
+    assert isinstance(failed, CallFailed) and failed.status == 486
+    assert net.labels(B_UDP).count("486/INVITE") == 2
+    acks = [s.message for s in net.log if s.label == "ACK"]
+    assert len(acks) == 2
+    invite = a.ua.calls.get(cid)
+    assert invite is None or invite.state is CallState.ENDED
+    first_invite = next(s.message for s in net.log if s.label == "INVITE")
+    assert acks[0].vias[0].branch == first_invite.vias[0].branch  # same transaction
+
+
+def test_cancel_pending_invite() -> None:
+    net, a, b = make_pair(answer=False)
+    b.on_event = lambda e, now: b.ua.ring(e.call, now) if isinstance(e, IncomingCall) else None
+    cid = call(net, a)
+    net.run(1)
+    a.ua.cancel(cid, net.now)
+    net._collect()
+    net.run(60)
+    assert "CANCEL" in net.labels(A_UDP)
+    assert "200/CANCEL" in net.labels(B_UDP) and "487/INVITE" in net.labels(B_UDP)
+    [failed] = a.seen(CallFailed)
+    assert isinstance(failed, CallFailed) and failed.status == 487
+    assert len(b.seen(CallCancelled)) == 1
+    assert net.labels(A_UDP)[-1] == "ACK"  # the 487 is ACKed
+    cancel = next(s.message for s in net.log if s.label == "CANCEL")
+    invite = next(s.message for s in net.log if s.label == "INVITE")
+    assert cancel.vias[0].branch == invite.vias[0].branch  # §9.1
+    assert cancel.cseq.seq == invite.cseq.seq
+
+
+def test_cancel_waits_for_a_provisional() -> None:
+    net, a, _b = make_pair(answer=False)
+    net.drop_first("100/INVITE")
+    cid = call(net, a)
+    a.ua.cancel(cid, 0.0)
+    net._collect()
+    net.run(0.3)
+    assert "CANCEL" not in net.labels(A_UDP)  # §9.1: not before a provisional response
+    net.run(60)
+    assert "CANCEL" in net.labels(A_UDP)
+    assert [e.status for e in a.seen(CallFailed)] == [487]  # type: ignore[attr-defined]
+
+
+def test_unreachable_peer_times_out_with_timer_b() -> None:
+    net = Network()
+    a = Phone(UserAgentCore(UserAgentConfig(local={"udp": A_UDP})))
+    net.attach(A_UDP, a)
+    call(net, a)
+    net.run(100)
+    assert net.labels(A_UDP) == ["INVITE"] * 7  # 0, .5, 1.5, 3.5, 7.5, 15.5, 31.5
+    [failed] = a.seen(CallFailed)
+    assert isinstance(failed, CallFailed) and failed.status == 408
+    assert net.now == pytest.approx(64.0)  # the ended call is forgotten 64*T1 after B
+    assert a.ua.calls == {} and a.ua.next_timer() is None
+
+
+def test_call_over_tcp_never_retransmits() -> None:
+    net, a, _b = make_pair(tcp=True)
+    net.drop_first("INVITE")  # a lossy "reliable" link: nothing retransmits the INVITE
+    call(net, a, "sip:bob@127.0.0.1:5072;transport=tcp")
+    net.run(100)
+    assert net.labels(A_TCP) == ["INVITE"]
+    assert [e.status for e in a.seen(CallFailed)] == [408]  # type: ignore[attr-defined]
+    net2, a2, _b2 = make_pair(tcp=True)
+    call(net2, a2, "sip:bob@127.0.0.1:5072;transport=tcp")
+    net2.run(5)
+    assert len(a2.seen(CallAnswered)) == 1
+    invite = next(s.message for s in net2.log if s.label == "INVITE")
+    assert invite.vias[0].transport == "TCP"
+    assert "transport=tcp" in (invite.headers.get("Contact") or "")
+
+
+# --- authentication -----------------------------------------------------------------------
+
+SECRET = b"test-secret-0123456789"
+
+
+def test_digest_challenge_answered() -> None:
+    server = DigestServer("example.test", SECRET, {"alice": "s3cret"}.get)
+    net, a, b = make_pair(authenticator=server)
+    call(net, a, credentials=Credentials("alice", "s3cret"))
+    net.run(5)
+    assert net.labels(A_UDP) == ["INVITE", "ACK", "INVITE", "ACK"]
+    assert net.labels(B_UDP)[:2] == ["100/INVITE", "401/INVITE"]
+    assert len(a.seen(CallAnswered)) == 1 and len(b.seen(IncomingCall)) == 1
+    invites = [s.message for s in net.log if s.label == "INVITE"]
+    assert invites[1].cseq.seq == invites[0].cseq.seq + 1  # §22.2: CSeq incremented
+    assert invites[1].call_id == invites[0].call_id
+    assert invites[1].vias[0].branch != invites[0].vias[0].branch
+    assert "algorithm=SHA-256" in (invites[1].headers.get("Authorization") or "")
+
+
+def test_wrong_password_fails_without_looping() -> None:
+    server = DigestServer("example.test", SECRET, {"alice": "s3cret"}.get)
+    net, a, b = make_pair(authenticator=server)
+    call(net, a, credentials=Credentials("alice", "wrong"))
+    net.run(60)
+    assert net.labels(A_UDP).count("INVITE") == 2
+    assert [e.status for e in a.seen(CallFailed)] == [401]  # type: ignore[attr-defined]
+    assert not b.seen(IncomingCall)
+
+
+def test_no_credentials_fails_on_401() -> None:
+    server = DigestServer("example.test", SECRET, {"alice": "s3cret"}.get)
+    net, a, _b = make_pair(authenticator=server)
+    call(net, a)
+    net.run(60)
+    assert [e.status for e in a.seen(CallFailed)] == [401]  # type: ignore[attr-defined]
+
+
+# --- re-INVITE, OPTIONS, errors -------------------------------------------------------------
+
+
+def test_reinvite_hold_and_unhold() -> None:
+    net, a, b = make_pair()
+    cid = call(net, a)
+    net.run(5)
+    hold = SDP_A.replace(b"o=alice 10 1", b"o=alice 10 2").replace(b"sendrecv", b"sendonly")
+    a.ua.reinvite(cid, hold, net.now)
+    net._collect()
+    net.run(5)
+    [reinvited] = b.seen(CallReinvited)
+    assert isinstance(reinvited, CallReinvited)
+    answer = a.ua.calls[cid].remote_sdp
+    assert b"a=recvonly" in answer and b"a=sendrecv" not in answer
+    assert b"o=bob 20 2 " in answer  # version bumped: the SDP changed (RFC 3264 §8)
+    reinvites = [s.message for s in net.log if s.label == "INVITE"][1:]
+    assert reinvites[0].to.tag is not None and reinvites[0].cseq.seq == 2
+    assert net.labels(A_UDP)[-1] == "ACK"
+    unhold = hold.replace(b"o=alice 10 2", b"o=alice 10 3").replace(b"sendonly", b"sendrecv")
+    a.ua.reinvite(cid, unhold, net.now)
+    net._collect()
+    net.run(5)
+    assert b"a=sendrecv" in a.ua.calls[cid].remote_sdp
+    assert b"o=bob 20 3 " in a.ua.calls[cid].remote_sdp
+    assert len(b.seen(CallReinvited)) == 2
+    assert not b.seen(CallEnded)  # the re-INVITE 2xx was ACKed, no give-up BYE
+    net.run(60)
+    assert not b.seen(CallEnded) and not a.seen(CallEnded)
+
+
+def test_answer_hold_unit() -> None:
+    assert answer_hold(b"", SDP_B) == SDP_B
+    assert answer_hold(SDP_A, b"") is None
+    inactive = answer_hold(SDP_A.replace(b"sendrecv", b"inactive"), SDP_B)
+    assert inactive is not None and b"a=inactive" in inactive and b"o=bob 20 2 " in inactive
+    same = answer_hold(SDP_A, SDP_B)
+    assert same is not None and b"o=bob 20 1 " in same  # unchanged: same version
+
+
+def _inject(b: Phone, req: SipRequest, now: float = 0.0) -> list[SipResponse]:
+    b.receive(req, A_UDP, now)
+    return [m for m, _ in b.outgoing() if isinstance(m, SipResponse)]
+
+
+def test_options_answered_outside_and_inside_dialog() -> None:
+    net, a, b = make_pair()
+    [ok] = _inject(b, request("OPTIONS"))
+    assert ok.status == 200 and "BYE" in ok.headers.get_all("Allow")
+    assert ok.headers.get("Accept") == "application/sdp" and ok.to.tag is not None
+    cid = call(net, a)
+    net.run(5)
+    dialog = a.ua.calls[cid].dialog
+    assert dialog is not None
+    req = dialog.create_request("OPTIONS", via="SIP/2.0/UDP 127.0.0.1:5060")
+    [in_dialog] = _inject(b, req, net.now)
+    assert in_dialog.status == 200 and in_dialog.to.tag == dialog.remote_tag
+
+
+def test_unknown_dialog_and_methods() -> None:
+    _, _, b = make_pair()
+    assert [r.status for r in _inject(b, request("BYE", to_tag="nope"))] == [481]
+    assert [r.status for r in _inject(b, request("BYE", branch="z9hG4bK-2"))] == [481]
+    [r405] = _inject(b, request("REGISTER", branch="z9hG4bK-3"))
+    assert r405.status == 405 and "BYE" in r405.headers.get_all("Allow")
+    assert [r.status for r in _inject(b, request("FROB", branch="z9hG4bK-4"))] == [501]
+    assert [r.status for r in _inject(b, request("CANCEL", branch="z9hG4bK-5"))] == [481]
+    req = request("OPTIONS", branch="z9hG4bK-6")
+    req.headers.add("Require", "100rel")
+    [r420] = _inject(b, req)
+    assert r420.status == 420 and r420.headers.get("Unsupported") == "100rel"
+    tel = request("INVITE", uri="tel:+15551234567", branch="z9hG4bK-7")
+    assert [r.status for r in _inject(b, tel)] == [100, 416]
+
+
+def test_retransmitted_request_absorbed_by_server_transaction() -> None:
+    _, _, b = make_pair(answer=False)
+    req = request("OPTIONS", branch="z9hG4bK-r")
+    [first] = _inject(b, req)
+    [again] = _inject(b, req, 0.5)
+    assert first.status == again.status == 200
+    assert first.to.tag == again.to.tag  # the same response, not a new one
+
+
+def test_in_dialog_cseq_going_backwards_gets_500() -> None:
+    net, a, b = make_pair()
+    cid = call(net, a)
+    net.run(5)
+    dialog = a.ua.calls[cid].dialog
+    assert dialog is not None
+    req = dialog.create_request("OPTIONS", via="SIP/2.0/UDP 127.0.0.1:5060", cseq=0)
+    assert [r.status for r in _inject(b, req, net.now)] == [500]
+
+
+def test_api_misuse_raises_local_protocol_error() -> None:
+    net, a, _b = make_pair()
+    cid = call(net, a)
+    with pytest.raises(LocalProtocolError):
+        a.ua.bye(cid, 0.0)  # not answered yet
+    with pytest.raises(LocalProtocolError):
+        a.ua.answer(cid, SDP_A, 0.0)  # not an incoming call
+    with pytest.raises(LocalProtocolError):
+        a.ua.invite("sip:x@y;transport=tls", 0.0)  # no TLS address configured
