@@ -361,3 +361,14 @@ def test_keys_match_per_rfc3261_17_1_3_and_17_2_3() -> None:
     assert client_key(resp) == client_key(invite)
     assert client_key(response_to(cancel, 200)) != client_key(invite)
     assert server_key(request("INVITE", branch="z9hG4bK-k2")) != server_key(invite)
+
+
+def test_rfc2543_requests_without_cookie_get_distinct_keys() -> None:
+    # No z9hG4bK branch: fall back to Request-URI, From tag, Call-ID and CSeq (§17.2.3).
+    first = request("INVITE", branch="old1")
+    again = request("INVITE", branch="old1")
+    other = request("INVITE", branch="old1", cseq=2)
+    ack = request("ACK", branch="old1", to_tag="bob-tag")
+    assert server_key(first) == server_key(again) == server_key(ack)
+    assert server_key(other) != server_key(first)
+    assert server_key(request("INVITE", branch="old1", call_id="x@y")) != server_key(first)

@@ -426,3 +426,14 @@ def test_api_misuse_raises_local_protocol_error() -> None:
         a.ua.answer(cid, SDP_A, 0.0)  # not an incoming call
     with pytest.raises(LocalProtocolError):
         a.ua.invite("sip:x@y;transport=tls", 0.0)  # no TLS address configured
+
+
+def test_server_transaction_bound_answers_503_statelessly(monkeypatch: pytest.MonkeyPatch) -> None:
+    import callxml.sip.ua as ua_module
+
+    monkeypatch.setattr(ua_module, "MAX_SERVER_TRANSACTIONS", 2)
+    _, _, b = make_pair(answer=False)
+    statuses = [
+        [r.status for r in _inject(b, request("OPTIONS", branch=f"z9hG4bK-o{i}"))] for i in range(3)
+    ]
+    assert statuses == [[200], [200], [503]]

@@ -42,7 +42,7 @@ from callxml.sip.events import (
     TransactionTimedOut,
     TransportErrorOccurred,
 )
-from callxml.sip.headers import Via
+from callxml.sip.headers import BRANCH_MAGIC_COOKIE, Via
 from callxml.sip.message import Headers, SipMessage, SipRequest, SipResponse, make_response
 from callxml.sip.timers import DEFAULT_TIMERS, Timer, TimerConfig
 
@@ -255,10 +255,20 @@ def client_key(message: SipMessage) -> TransactionKey:
 
 def server_key(request: SipRequest) -> TransactionKey:
     """The server transaction an incoming request matches (§17.2.3): branch, sent-by, method,
-    with ACK matching the INVITE it acknowledges. CANCEL has its own key (method CANCEL)."""
+    with ACK matching the INVITE it acknowledges. CANCEL has its own key (method CANCEL).
+
+    A branch without the RFC 3261 magic cookie (an RFC 2543 peer) is replaced by a key made
+    of what §17.2.3 compares for those peers (Request-URI, From tag, Call-ID, CSeq number);
+    the To tag is left out so the ACK for our non-2xx still matches its INVITE. This is a
+    simplification of the RFC 2543 rules, which also compare the whole top Via.
+    """
     via = _top_via(request)
     method = "INVITE" if request.method == "ACK" else request.method
-    return TransactionKey(via.branch or "", via.sent_by.lower(), method, True)
+    branch = via.branch or ""
+    if not branch.startswith(BRANCH_MAGIC_COOKIE):
+        from_tag = request.from_.tag or ""
+        branch = f"rfc2543|{request.uri}|{from_tag}|{request.call_id}|{request.cseq.seq}|{branch}"
+    return TransactionKey(branch, via.sent_by.lower(), method, True)
 
 
 @dataclass

@@ -9,8 +9,8 @@ RFC 6026), answering 401/407 challenges with :mod:`auth`, and reporting call-lev
 
 It never touches a socket or a clock. A driver (``callxml.sip.aio``) feeds it with
 ``receive(message, source, now)`` and ``handle_timer(now)``, sends what ``outgoing()`` returns
-(``(message, destination)`` pairs) and reads ``events()``. Not handled: RFC 2543 transaction
-matching (branches without the ``z9hG4bK`` cookie are matched as opaque strings), merged-request
+(``(message, destination)`` pairs) and reads ``events()``. Simplified: RFC 2543 transaction
+matching (see :func:`~callxml.sip.transaction.server_key`). Not handled: merged-request
 detection (§8.2.2.2), forked early dialogs (a second 2xx is ACKed and hung up, §13.2.2.4),
 PRACK/UPDATE, and SRV/NAPTR (hosts are handed to the driver to resolve).
 """
@@ -84,6 +84,7 @@ KNOWN_METHODS = frozenset(
 )
 MAX_AUTH_ATTEMPTS = 3
 MAX_CALLS = 10_000  # new INVITEs beyond this many live calls get 503 (a bound, not an RFC rule)
+MAX_SERVER_TRANSACTIONS = 50_000  # beyond this, new requests get a stateless 503
 
 
 class Role(StrEnum):
@@ -473,6 +474,10 @@ class UserAgentCore:
         if txn is not None:  # a retransmission (§17.2.3)
             txn.receive_request(request, now)
             self._touched.append(txn)
+            return
+        if len(self._server) >= MAX_SERVER_TRANSACTIONS:  # overload: answer without state
+            busy = make_response(request, 503, headers=(("Retry-After", "5"),))
+            self._out.append((busy, source))
             return
         if request.method == "INVITE":
             txn = ServerInviteTransaction(request, source, now, config=self.config.timers)
