@@ -211,3 +211,13 @@ def test_bad_dial_outcome_is_rejected() -> None:
     session = CallSession(url=URL, call=CallInfo.new(from_="+1", to="+2"))
     with pytest.raises(ValueError, match="dial outcome"):
         SimulatedCall(session, MemoryFetcher(), dial_outcomes={"x": "maybe"})
+
+
+async def test_echo_streams_transcript_and_call_sid_is_used() -> None:
+    lines: list[str] = []
+    sid = "CA" + "ab" * 16
+    result = await run({URL: doc("<Say>hi</Say>")}, echo=lines.append, call_sid=sid)
+    assert lines == result.transcript
+    assert result.call_sid == sid
+    assert result.requests[0].params["CallSid"] == sid
+    assert lines[-1].endswith("call ended: completed")

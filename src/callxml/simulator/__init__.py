@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from callxml.interpreter import CallInfo, CallSession, Limits
 from callxml.simulator.driver import DIAL_OUTCOMES, SimulatedCall, estimate_speech
@@ -114,6 +115,6 @@ async def simulate(
             await owned_client.close()
 
 
-def run_simulation(source: str, **kw: object) -> SimulationResult:
+def run_simulation(source: str, **kw: Any) -> SimulationResult:
     """:func:`simulate` for synchronous code (runs its own event loop; not inside one)."""
-    return asyncio.run(simulate(source, **kw))  # type: ignore[arg-type]
+    return asyncio.run(simulate(source, **kw))

@@ -6,6 +6,8 @@ Owns the wording only: each line starts with the simulated time, so a flow's tim
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from callxml.webhooks.base import WebhookRequest, WebhookResponse
 
 __all__ = ["Transcript"]
@@ -20,9 +22,9 @@ def _short(value: str) -> str:
 class Transcript:
     """Collects lines (and echoes each one at once, for interactive use)."""
 
-    def __init__(self, echo: object = None) -> None:
+    def __init__(self, echo: Callable[[str], object] | None = None) -> None:
         self.lines: list[str] = []
-        self._echo = echo if callable(echo) else None
+        self._echo = echo
 
     def add(self, now: float, text: str) -> None:
         for i, part in enumerate(text.splitlines() or [""]):
