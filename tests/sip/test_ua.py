@@ -437,3 +437,38 @@ def test_server_transaction_bound_answers_503_statelessly(monkeypatch: pytest.Mo
         [r.status for r in _inject(b, request("OPTIONS", branch=f"z9hG4bK-o{i}"))] for i in range(3)
     ]
     assert statuses == [[200], [200], [503]]
+
+
+def test_2xx_crossing_cancel_is_acked_then_hung_up() -> None:
+    net, a, b = make_pair()
+    cid = call(net, a)
+    net.run(0.015)  # B has answered; nothing has reached A yet
+    a.ua.cancel(cid, net.now)
+    net._collect()
+    net.run(60)
+    labels_a = net.labels(A_UDP)
+    assert labels_a[:4] == ["INVITE", "CANCEL", "ACK", "BYE"]
+    assert "487/INVITE" not in net.labels(B_UDP)  # too late to cancel: the 2xx was sent
+    assert [e.status for e in a.seen(CallFailed)] == [487]  # type: ignore[attr-defined]
+    assert not a.seen(CallAnswered)
+    [ended] = b.seen(CallEnded)
+    assert isinstance(ended, CallEnded) and ended.by_peer
+
+
+def test_reinvite_glare_gets_491_both_ways() -> None:
+    net, a, b = make_pair()
+    cid = call(net, a)
+    net.run(5)
+    [incoming] = b.seen(IncomingCall)
+    a.ua.reinvite(cid, SDP_A, net.now)
+    b.ua.reinvite(incoming.call, SDP_B, net.now)  # type: ignore[attr-defined]
+    net._collect()
+    net.run(5)
+    assert net.labels(A_UDP).count("491/INVITE") == 1
+    assert net.labels(B_UDP).count("491/INVITE") == 1
+    assert a.ua.calls[cid].reinvite_key is None
+    assert b.ua.calls[incoming.call].reinvite_key is None  # type: ignore[attr-defined]
+    a.ua.reinvite(cid, SDP_A, net.now)  # and a later one works
+    net._collect()
+    net.run(5)
+    assert len(b.seen(CallReinvited)) == 1

@@ -421,6 +421,8 @@ class UserAgentCore:
         call = self._call(call_id)
         if call.role is not Role.UAC or call.state not in (CallState.CALLING, CallState.EARLY):
             raise LocalProtocolError(f"cannot cancel {call.id} in state {call.state}")
+        if call.cancel_requested:
+            return
         call.cancel_requested = True
         if call.provisional_seen:
             self._send_cancel(call, now)
@@ -731,6 +733,11 @@ class UserAgentCore:
             call.reinvite_key = None
             return
         call.reinvite_key = None
+        if status in (401, 407):
+            retry = self._authorized_retry(call, txn.request, response, call.credentials)
+            if retry is not None:
+                self._start_client(retry, txn.address, now, call)  # sets reinvite_key again
+                return
         if status in (408, 481) and call.state is not CallState.ENDED:  # §14.1: dialog gone
             self._send_in_dialog(call, "BYE", now)
             self._end(call, now, f"re-INVITE answered {status}")
