@@ -7,20 +7,20 @@ import pytest
 from callxml.errors import LocalProtocolError, RemoteProtocolError
 from callxml.sip.dialog import Dialog, DialogState, address_for_uri
 from callxml.sip.events import Address
-from callxml.sip.message import make_response, parse_message
+from callxml.sip.message import SipRequest, SipResponse, make_response, parse_message
 
 from .helpers import request
 
 VIA = "SIP/2.0/UDP 127.0.0.1:5060;rport"
 
 
-def invite_with_record_route():  # type: ignore[no-untyped-def]
+def invite_with_record_route() -> SipRequest:
     req = request("INVITE")
     req.headers.add("Record-Route", "<sip:p1.example.com;lr>, <sip:p2.example.com;lr>")
     return req
 
 
-def ok_for(req, contact: str = "<sip:bob@192.0.2.4:5070>"):  # type: ignore[no-untyped-def]
+def ok_for(req: SipRequest, contact: str = "<sip:bob@192.0.2.4:5070>") -> SipResponse:
     resp = make_response(req, 200, to_tag="bob-tag")
     for value in req.headers.fields("Record-Route"):
         resp.headers.add("Record-Route", value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 
@@ -44,6 +45,7 @@ SDP_B = (
     b"m=audio 5000 RTP/AVP 0\r\na=sendrecv\r\n"
 )
 TARGET = "sip:bob@127.0.0.1:5070"
+E = TypeVar("E")
 
 
 class Phone:
@@ -75,7 +77,7 @@ class Phone:
                 if self.on_event is not None:
                     self.on_event(event, now)
 
-    def seen(self, kind: type) -> list[Event]:
+    def seen(self, kind: type[E]) -> list[E]:
         return [e for e in self.log if isinstance(e, kind)]
 
 
@@ -119,7 +121,7 @@ def test_basic_call_and_bye() -> None:
     assert net.labels(B_UDP) == ["100/INVITE", "180/INVITE", "200/INVITE"]
     [answered] = a.seen(CallAnswered)
     assert isinstance(answered, CallAnswered) and answered.response.body == SDP_B
-    assert [e.response.status for e in a.seen(CallProgress)] == [180]  # type: ignore[attr-defined]
+    assert [e.response.status for e in a.seen(CallProgress)] == [180]
     [incoming] = b.seen(IncomingCall)
     assert isinstance(incoming, IncomingCall) and incoming.request.body == SDP_A
     assert len(b.seen(DialogConfirmed)) == 1
@@ -147,7 +149,7 @@ def test_uas_hangs_up_with_bye() -> None:
     cid = call(net, a)
     net.run(5)
     [incoming] = b.seen(IncomingCall)
-    b.ua.bye(incoming.call, net.now)  # type: ignore[attr-defined]
+    b.ua.bye(incoming.call, net.now)
     net._collect()
     net.run(5)
     [ended] = a.seen(CallEnded)
@@ -253,7 +255,7 @@ def test_cancel_waits_for_a_provisional() -> None:
     assert "CANCEL" not in net.labels(A_UDP)  # §9.1: not before a provisional response
     net.run(60)
     assert "CANCEL" in net.labels(A_UDP)
-    assert [e.status for e in a.seen(CallFailed)] == [487]  # type: ignore[attr-defined]
+    assert [e.status for e in a.seen(CallFailed)] == [487]
 
 
 def test_unreachable_peer_times_out_with_timer_b() -> None:
@@ -275,7 +277,7 @@ def test_call_over_tcp_never_retransmits() -> None:
     call(net, a, "sip:bob@127.0.0.1:5072;transport=tcp")
     net.run(100)
     assert net.labels(A_TCP) == ["INVITE"]
-    assert [e.status for e in a.seen(CallFailed)] == [408]  # type: ignore[attr-defined]
+    assert [e.status for e in a.seen(CallFailed)] == [408]
     net2, a2, _b2 = make_pair(tcp=True)
     call(net2, a2, "sip:bob@127.0.0.1:5072;transport=tcp")
     net2.run(5)
@@ -311,7 +313,7 @@ def test_wrong_password_fails_without_looping() -> None:
     call(net, a, credentials=Credentials("alice", "wrong"))
     net.run(60)
     assert net.labels(A_UDP).count("INVITE") == 2
-    assert [e.status for e in a.seen(CallFailed)] == [401]  # type: ignore[attr-defined]
+    assert [e.status for e in a.seen(CallFailed)] == [401]
     assert not b.seen(IncomingCall)
 
 
@@ -320,7 +322,7 @@ def test_no_credentials_fails_on_401() -> None:
     net, a, _b = make_pair(authenticator=server)
     call(net, a)
     net.run(60)
-    assert [e.status for e in a.seen(CallFailed)] == [401]  # type: ignore[attr-defined]
+    assert [e.status for e in a.seen(CallFailed)] == [401]
 
 
 # --- re-INVITE, OPTIONS, errors -------------------------------------------------------------
@@ -449,7 +451,7 @@ def test_2xx_crossing_cancel_is_acked_then_hung_up() -> None:
     labels_a = net.labels(A_UDP)
     assert labels_a[:4] == ["INVITE", "CANCEL", "ACK", "BYE"]
     assert "487/INVITE" not in net.labels(B_UDP)  # too late to cancel: the 2xx was sent
-    assert [e.status for e in a.seen(CallFailed)] == [487]  # type: ignore[attr-defined]
+    assert [e.status for e in a.seen(CallFailed)] == [487]
     assert not a.seen(CallAnswered)
     [ended] = b.seen(CallEnded)
     assert isinstance(ended, CallEnded) and ended.by_peer
@@ -461,13 +463,13 @@ def test_reinvite_glare_gets_491_both_ways() -> None:
     net.run(5)
     [incoming] = b.seen(IncomingCall)
     a.ua.reinvite(cid, SDP_A, net.now)
-    b.ua.reinvite(incoming.call, SDP_B, net.now)  # type: ignore[attr-defined]
+    b.ua.reinvite(incoming.call, SDP_B, net.now)
     net._collect()
     net.run(5)
     assert net.labels(A_UDP).count("491/INVITE") == 1
     assert net.labels(B_UDP).count("491/INVITE") == 1
     assert a.ua.calls[cid].reinvite_key is None
-    assert b.ua.calls[incoming.call].reinvite_key is None  # type: ignore[attr-defined]
+    assert b.ua.calls[incoming.call].reinvite_key is None
     a.ua.reinvite(cid, SDP_A, net.now)  # and a later one works
     net._collect()
     net.run(5)

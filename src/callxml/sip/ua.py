@@ -932,10 +932,10 @@ class UserAgentCore:
                 self._end(call, now, "no ACK for our 2xx")
                 self._events.append(CallEnded(call.id, by_peer=False, reason="no ACK"))
             return
-        while pending.next_at <= now:
+        if pending.next_at <= now:  # one copy per firing, however late the driver is
             self._out.append((pending.response, pending.address))
             pending.interval = min(pending.interval * 2, self.config.timers.t2)
-            pending.next_at += pending.interval
+            pending.next_at = now + pending.interval
 
     def _end(self, call: Call, now: float, reason: str) -> None:
         call.state = CallState.ENDED
