@@ -6,6 +6,8 @@ import base64
 import hashlib
 import hmac
 
+from hypothesis import given
+from hypothesis import strategies as st
 from multidict import MultiDict
 
 from callxml.signature import sign, url_variants, validate
@@ -104,3 +106,21 @@ def test_validate_accepts_signature_made_with_or_without_port() -> None:
 
 def test_signature_whitespace_tolerated() -> None:
     assert validate(TOKEN, URL, PARAMS, f" {EXPECTED}\n")
+
+
+_names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=8)
+_pairs = st.lists(st.tuples(_names, st.text(max_size=8)), max_size=8)
+
+
+@given(pairs=_pairs, token=st.text(min_size=1, max_size=16), data=st.data())
+def test_round_trip_and_order_independence(
+    pairs: list[tuple[str, str]], token: str, data: st.DataObject
+) -> None:
+    url = "https://x.test/voice?a=1"
+    signature = sign(token, url, pairs)
+    shuffled = data.draw(st.permutations(pairs))
+    assert validate(token, url, shuffled, signature)
+    assert not validate(token + "x", url, pairs, signature)
+    extra = ("Extra", "1")
+    if extra not in pairs:  # a repeated identical pair does not change the signature
+        assert not validate(token, url, [*pairs, extra], signature)
