@@ -1,0 +1,534 @@
+"""The user agent the runtime uses: the pure :class:`UserAgentCore` driven on real sockets.
+
+This module owns the asyncio skin around :mod:`callxml.sip.ua`: it opens the configured
+listeners, feeds every message the :class:`TransportLayer` accepts to the core with
+``now = loop.time()``, arms one ``loop.call_at`` for the core's next timer, sends what the core
+queues (one ordered lane per destination, so a slow TLS connect to one peer never delays
+another), reports send failures back (``transport_error``, RFC 3261 §17.1.4), and turns core
+events into per-call handles:
+
+* :class:`OutgoingCall` — from :meth:`UserAgent.invite`: provisional responses, the final
+  result (:class:`CallResult`), the dialog; ``cancel()`` / ``bye()``;
+* :class:`InboundCall` — given to the incoming-call callback: the INVITE, the transport it
+  arrived over and the peer address; ``ring()`` / ``accept(sdp)`` / ``reject(status, reason,
+  warning=...)`` / ``bye()``.
+
+SIP rules live in the core; this module only decides *when* (the clock) and *how* (sockets).
+SDP bodies are opaque bytes here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import inspect
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from callxml.errors import ConfigError, LocalProtocolError, TransportError
+from callxml.sip.aio.resolver import HostResolver
+from callxml.sip.aio.tls import TlsConfig
+from callxml.sip.aio.transport import ListenerConfig, TransportLayer, TransportLimits, label
+from callxml.sip.auth import Credentials, DigestServer
+from callxml.sip.dialog import Dialog
+from callxml.sip.events import (
+    Address,
+    CallAnswered,
+    CallCancelled,
+    CallEnded,
+    CallFailed,
+    CallProgress,
+    DialogConfirmed,
+    Event,
+    IncomingCall,
+)
+from callxml.sip.message import SipMessage, SipRequest, SipResponse
+from callxml.sip.timers import DEFAULT_TIMERS, TimerConfig
+from callxml.sip.ua import Call, UserAgentConfig, UserAgentCore
+
+__all__ = [
+    "CallResult",
+    "InboundCall",
+    "IncomingCallHandler",
+    "OutgoingCall",
+    "UserAgent",
+    "warning_value",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Longest Warning text we put on the wire (a bound; RFC 3261 §20.43 sets none).
+MAX_WARNING_TEXT = 200
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """How an outgoing INVITE ended: ``status`` 2xx when answered. ``response`` is None for
+    local failures (408 timeout, 503 transport error)."""
+
+    status: int
+    reason: str
+    response: SipResponse | None = None
+    detail: str = ""  # for local failures: the transport error (e.g. the TLS check that failed)
+
+    @property
+    def answered(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def warning_value(agent: str, text: str, code: int = 399) -> str:
+    """A ``Warning`` header value (RFC 3261 §20.43): ``399 agent "text"``; quotes and
+    backslashes in ``text`` are escaped, control characters dropped, length bounded."""
+    if not 300 <= code <= 399:
+        raise LocalProtocolError(f"warn-code must be 3xx: {code}")
+    clean = "".join(ch for ch in text if ch.isprintable())[:MAX_WARNING_TEXT]
+    escaped = clean.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{code} {agent} "{escaped}"'
+
+
+class _Handle:
+    """What both call handles share: the core call id, the UA, and the end of the call."""
+
+    def __init__(self, ua: UserAgent, call_id: str) -> None:
+        self._ua = ua
+        self.id = call_id
+        self._ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    @property
+    def dialog(self) -> Dialog | None:
+        """The dialog once established (§12), for the runtime to read; None before/without."""
+        call = self._ua._core_call(self.id)
+        return call.dialog if call is not None else None
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.done()
+
+    async def wait_ended(self, timeout: float | None = None) -> str:
+        """Wait until the call is over; returns the reason (``BYE``, ``local BYE``...)."""
+        return await asyncio.wait_for(asyncio.shield(self._ended), timeout)
+
+    def bye(self) -> None:
+        """Hang up an established call (BYE, §15.1.1)."""
+        self._ua._verb(lambda core, now: core.bye(self.id, now))
+
+    def hangup(self) -> None:
+        """End the call whatever its state: BYE, CANCEL, or 480 for an unanswered one."""
+        self._ua._verb(lambda core, now: core.hangup(self.id, now))
+
+    def _end(self, reason: str) -> None:
+        if not self._ended.done():
+            self._ended.set_result(reason)
+
+
+class OutgoingCall(_Handle):
+    """An INVITE we sent: watch :meth:`updates` or await :meth:`result`."""
+
+    def __init__(self, ua: UserAgent, call_id: str, uri: str) -> None:
+        super().__init__(ua, call_id)
+        self.uri = uri
+        self.provisional: list[SipResponse] = []
+        self.transport_error = ""  # the last send failure, if any
+        self._updates: asyncio.Queue[SipResponse | CallResult] = asyncio.Queue()
+        self._result: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
+
+    async def result(self, timeout: float | None = None) -> CallResult:
+        """The final outcome (RFC 3261 Timer B bounds it; ``timeout`` adds a local bound)."""
+        return await asyncio.wait_for(asyncio.shield(self._result), timeout)
+
+    async def updates(self) -> AsyncIterator[SipResponse | CallResult]:
+        """Provisional responses as they arrive, then the :class:`CallResult`, then stop."""
+        while True:
+            item = await self._updates.get()
+            yield item
+            if isinstance(item, CallResult):
+                return
+
+    def cancel(self) -> None:
+        """CANCEL the INVITE (§9.1); the result becomes 487 unless a 2xx crossed it."""
+        self._ua._verb(lambda core, now: core.cancel(self.id, now))
+
+    def _progress(self, response: SipResponse) -> None:
+        self.provisional.append(response)
+        self._updates.put_nowait(response)
+
+    def _finish(self, result: CallResult) -> None:
+        if not self._result.done():
+            self._result.set_result(result)
+            self._updates.put_nowait(result)
+        if not result.answered:
+            self._end(f"{result.status} {result.reason}")
+
+
+class InboundCall(_Handle):
+    """An INVITE that arrived outside any dialog. Answer with :meth:`ring`, :meth:`accept` or
+    :meth:`reject`. ``transport`` is how it arrived (``udp``/``tcp``/``tls``): the secure-media
+    policy requires ``tls``."""
+
+    def __init__(self, ua: UserAgent, call_id: str, request: SipRequest, source: Address) -> None:
+        super().__init__(ua, call_id)
+        self.request = request
+        self.peer = source
+        self._confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @property
+    def transport(self) -> str:
+        return self.peer.transport
+
+    @property
+    def arrived_over_tls(self) -> bool:
+        return self.peer.transport == "tls"
+
+    @property
+    def sdp(self) -> bytes:
+        return self.request.body
+
+    def ring(self, status: int = 180, sdp: bytes = b"") -> None:
+        """A provisional response: 180 Ringing, or 183 with early-media ``sdp``."""
+        self._ua._verb(lambda core, now: core.ring(self.id, now, status=status, sdp=sdp))
+
+    def accept(self, sdp: bytes) -> None:
+        """200 OK with ``sdp``; retransmitted until the ACK arrives (see :meth:`confirmed`)."""
+        self._ua._verb(lambda core, now: core.answer(self.id, sdp, now))
+
+    def reject(
+        self,
+        status: int,
+        reason: str | None = None,
+        *,
+        warning: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """A final 3xx-6xx (486 Busy Here, 488 Not Acceptable Here, 603 Decline...).
+
+        ``warning`` adds ``Warning: 399 <our host> "<warning>"`` (RFC 3261 §20.43), e.g. why a
+        secure-media offer was refused.
+        """
+        extra = list(headers)
+        if warning is not None:
+            extra.append(("Warning", warning_value(self._ua.warn_agent(self.transport), warning)))
+        self._ua._verb(
+            lambda core, now: core.reject(self.id, status, now, reason=reason, headers=extra)
+        )
+
+    async def confirmed(self, timeout: float | None = None) -> None:
+        """Wait for the ACK to our 2xx (the dialog is then confirmed both ways)."""
+        await asyncio.wait_for(asyncio.shield(self._confirmed), timeout)
+
+    def _confirm(self) -> None:
+        if not self._confirmed.done():
+            self._confirmed.set_result(None)
+
+    def _end(self, reason: str) -> None:
+        super()._end(reason)
+        if not self._confirmed.done():
+            self._confirmed.set_exception(TransportError(f"call ended before the ACK: {reason}"))
+            self._confirmed.exception()  # mark retrieved: nobody may be waiting
+
+
+IncomingCallHandler = Callable[[InboundCall], Awaitable[None] | None]
+
+
+class UserAgent:
+    """A SIP user agent on asyncio.
+
+    ::
+
+        async with UserAgent(listeners=[ListenerConfig("udp", "127.0.0.1", 5060)],
+                             on_incoming=handle) as ua:
+            call = ua.invite("sip:bob@example.com", sdp=offer, credentials=creds)
+            result = await call.result()
+
+    Without ``on_incoming``, incoming calls are refused with 480. Every transport used for a
+    call needs a listener (its address is our Via and Contact); a listener bound to a wildcard
+    address needs ``advertise``.
+    """
+
+    def __init__(
+        self,
+        *,
+        listeners: Sequence[ListenerConfig] = (ListenerConfig("udp"),),
+        tls: TlsConfig | None = None,
+        resolver: HostResolver | None = None,
+        limits: TransportLimits | None = None,
+        on_incoming: IncomingCallHandler | None = None,
+        user: str = "callxml",
+        user_agent: str = "callxml",
+        timers: TimerConfig = DEFAULT_TIMERS,
+        outbound_proxy: str | None = None,
+        authenticator: DigestServer | None = None,
+        answer_reinvite: Callable[[bytes, bytes], bytes | None] | None = None,
+    ) -> None:
+        if not listeners:
+            raise ConfigError("sip.listeners: at least one listener is needed")
+        self._listener_configs = tuple(listeners)
+        self._transport = TransportLayer(
+            self._on_message, tls=tls, resolver=resolver, limits=limits
+        )
+        self._on_incoming = on_incoming
+        self._core_config = UserAgentConfig(
+            local={},
+            user=user,
+            user_agent=user_agent,
+            timers=timers,
+            outbound_proxy=outbound_proxy,
+            authenticator=authenticator,
+            answer_reinvite=answer_reinvite,
+        )
+        self._core: UserAgentCore | None = None
+        self._handles: dict[str, OutgoingCall | InboundCall] = {}
+        self._lanes: dict[tuple[str, ...], deque[tuple[SipMessage, Address]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._local: dict[str, Address] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open every listener and start the core."""
+        try:
+            for config in self._listener_configs:
+                bound = await self._transport.listen(config)
+                host, port = self._transport.local_address(bound.transport, bound.host)
+                if host in ("0.0.0.0", "::"):
+                    raise ConfigError(
+                        f"sip.listeners: {label(bound)} is a wildcard bind; set advertise"
+                    )
+                self._local.setdefault(bound.transport, Address(bound.transport, host, port))
+        except BaseException:
+            await self._transport.close()
+            raise
+        self._core = UserAgentCore(dataclasses.replace(self._core_config, local=dict(self._local)))
+
+    async def close(self) -> None:
+        """Stop timers and tasks, give queued messages a moment, close every socket."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        lanes = [t for t in self._tasks if t.get_name().startswith("sip-lane")]
+        if lanes:
+            await asyncio.wait(lanes, timeout=1.0)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2.0)
+        await self._transport.close()
+        self._core = None
+
+    async def __aenter__(self) -> UserAgent:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def listeners(self) -> list[Address]:
+        """The bound listener addresses (ports filled in)."""
+        return self._transport.listeners
+
+    def local(self, transport: str) -> Address:
+        """Our advertised address for ``transport`` (Via sent-by and Contact host)."""
+        try:
+            return self._local[transport]
+        except KeyError:
+            raise ConfigError(f"sip.listeners: no {transport} listener") from None
+
+    def warn_agent(self, transport: str) -> str:
+        """The warn-agent of our Warning headers (§20.43): our host:port."""
+        local = self._local.get(transport) or next(iter(self._local.values()))
+        host = f"[{local.host}]" if ":" in local.host else local.host
+        return f"{host}:{local.port}"
+
+    # -- the verbs ---------------------------------------------------------------------------
+
+    def invite(
+        self,
+        uri: str,
+        sdp: bytes = b"",
+        credentials: Credentials | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        *,
+        destination: Address | None = None,
+        from_uri: str | None = None,
+        display_name: str | None = None,
+    ) -> OutgoingCall:
+        """Send an INVITE to ``uri`` (sip:/sips:) offering ``sdp``.
+
+        Provisional responses, the final response and the dialog are reported on the returned
+        :class:`OutgoingCall`. ``credentials`` answer 401/407 challenges. ``destination``
+        overrides where the INVITE goes (else the outbound proxy, else the URI's host and port).
+        """
+        core = self._require_core()
+        now = asyncio.get_running_loop().time()
+        call = core.invite(
+            uri,
+            now,
+            sdp=sdp,
+            credentials=credentials,
+            headers=headers,
+            from_uri=from_uri,
+            display_name=display_name,
+            destination=destination,
+        )
+        handle = OutgoingCall(self, call.id, uri)
+        self._handles[call.id] = handle
+        self._pump()
+        return handle
+
+    def _verb(self, action: Callable[[UserAgentCore, float], None]) -> None:
+        action(self._require_core(), asyncio.get_running_loop().time())
+        self._pump()
+
+    def _require_core(self) -> UserAgentCore:
+        if self._core is None:
+            raise LocalProtocolError("the user agent is not started")
+        return self._core
+
+    def _core_call(self, call_id: str) -> Call | None:
+        if self._core is None:
+            return None
+        return self._core.calls.get(call_id)
+
+    # -- the engine --------------------------------------------------------------------------
+
+    def _on_message(self, message: SipMessage, source: Address) -> None:
+        if self._core is None:
+            return
+        self._core.receive(message, source, asyncio.get_running_loop().time())
+        self._pump()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self._core is None:
+            return
+        self._core.handle_timer(asyncio.get_running_loop().time())
+        self._pump()
+
+    def _pump(self) -> None:
+        """Send what the core queued, dispatch its events, re-arm the timer."""
+        core = self._core
+        if core is None:
+            return
+        for message, address in core.outgoing():
+            self._enqueue(message, address)
+        for event in core.events():
+            try:
+                self._dispatch(event)
+            except Exception:  # an application bug must not stop the stack
+                logger.exception("handling %s failed", type(event).__name__)
+        deadline = core.next_timer()
+        if deadline != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._timer_at = deadline
+            if deadline is not None:
+                self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
+
+    def _dispatch(self, event: Event) -> None:
+        match event:
+            case IncomingCall(call=call_id, request=request, source=source):
+                inbound = InboundCall(self, call_id, request, source)
+                self._handles[call_id] = inbound
+                self._offer(inbound)
+            case CallProgress(call=call_id, response=response):
+                handle = self._handles.get(call_id)
+                if isinstance(handle, OutgoingCall):
+                    handle._progress(response)
+            case CallAnswered(call=call_id, response=response):
+                handle = self._handles.get(call_id)
+                if isinstance(handle, OutgoingCall):
+                    handle._finish(CallResult(response.status, response.reason, response))
+            case CallFailed(call=call_id, status=status, reason=reason, response=response):
+                handle = self._handles.pop(call_id, None)
+                if isinstance(handle, OutgoingCall):
+                    detail = handle.transport_error if response is None else ""
+                    handle._finish(CallResult(status, reason, response, detail))
+            case DialogConfirmed(call=call_id):
+                handle = self._handles.get(call_id)
+                if isinstance(handle, InboundCall):
+                    handle._confirm()
+            case CallCancelled(call=call_id):
+                handle = self._handles.pop(call_id, None)
+                if handle is not None:
+                    handle._end("CANCEL")
+            case CallEnded(call=call_id, reason=reason):
+                handle = self._handles.pop(call_id, None)
+                if handle is not None:
+                    handle._end(reason or "ended")
+            case _:
+                pass
+
+    def _offer(self, inbound: InboundCall) -> None:
+        if self._on_incoming is None:
+            inbound.reject(480, "No Handler")
+            return
+        result = self._on_incoming(inbound)
+        if inspect.isawaitable(result):
+            self._spawn(self._run_handler(inbound, result), "sip-incoming")
+
+    async def _run_handler(self, inbound: InboundCall, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception:
+            logger.exception("incoming-call handler failed for %s", inbound.id)
+            with contextlib.suppress(LocalProtocolError):
+                inbound.reject(500, "Server Internal Error")
+
+    def _spawn(self, work: Awaitable[None], name: str) -> None:
+        async def run() -> None:
+            await work
+
+        task = asyncio.get_running_loop().create_task(run(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _enqueue(self, message: SipMessage, address: Address) -> None:
+        # Requests: one lane per destination. Responses are routed by the transport from their
+        # Via (§18.2.2), usually over an open connection: one shared lane keeps them in order.
+        if isinstance(message, SipRequest):
+            key: tuple[str, ...] = (address.transport, address.host, str(address.port))
+        else:
+            key = ("responses",)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = deque()
+            self._spawn(self._drain(key, lane), f"sip-lane {' '.join(key)}")
+        lane.append((message, address))
+
+    def _note_error(self, message: SipMessage, error: str) -> None:
+        """Keep a send failure's text on the outgoing call it belongs to (for CallResult)."""
+        try:
+            call_id = message.call_id
+        except Exception:
+            return
+        for handle in self._handles.values():
+            call = self._core_call(handle.id)
+            if isinstance(handle, OutgoingCall) and call and call.invite.call_id == call_id:
+                handle.transport_error = error
+
+    async def _drain(self, key: tuple[str, ...], lane: deque[tuple[SipMessage, Address]]) -> None:
+        try:
+            while lane:
+                message, address = lane.popleft()
+                try:
+                    if isinstance(message, SipRequest):
+                        await self._transport.send_request(message, address)
+                    else:
+                        await self._transport.send_response(message)
+                except TransportError as exc:
+                    logger.info("send to %s failed: %s", label(address), exc)
+                    self._note_error(message, str(exc))
+                    if self._core is not None:
+                        now = asyncio.get_running_loop().time()
+                        self._core.transport_error(message, now, str(exc))
+                        self._pump()
+        finally:
+            if self._lanes.get(key) is lane:
+                del self._lanes[key]
