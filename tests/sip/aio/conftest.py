@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -92,6 +93,16 @@ class SippResult:
     def counter(self, name: str) -> int:
         """A cumulative counter of SIPp's statistics file, e.g. ``SuccessfulCall``."""
         return int(self.stats.get(f"{name}(C)", "0") or 0)
+
+    def message_counts(self, arrow: str, name: str) -> tuple[int, int]:
+        """(messages, retransmissions) of a scenario line on SIPp's final screen, e.g.
+        ``("---------->", "INVITE")`` for the INVITEs it received."""
+        pattern = re.escape(arrow) + r" " + re.escape(name) + r"\s+(\d+)\s+(\d+)"
+        found = re.findall(pattern, self.output)
+        if not found:
+            raise AssertionError(f"no {arrow} {name} line in SIPp's output\n{self.explain()}")
+        messages, retransmissions = found[-1]
+        return int(messages), int(retransmissions)
 
     def explain(self) -> str:
         return (
