@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from callxml.errors import ConfigError
 from callxml.sip.aio.resolver import StaticResolver
 from callxml.sip.aio.transport import ListenerConfig
 from callxml.sip.aio.useragent import CallResult, InboundCall, UserAgent, warning_value
@@ -204,3 +205,32 @@ async def test_tls_call_to_bad_certificate_fails_clearly(
         assert result.status == 503 and not result.answered
         assert error in result.detail
         assert handler.calls.empty()  # the INVITE never left
+
+
+async def test_failing_handler_rejects_with_500_and_the_agent_survives() -> None:
+    async def broken(call: InboundCall) -> None:
+        raise RuntimeError("application bug")
+
+    handler = Answering()
+    async with agent(on_incoming=broken) as uas, agent(on_incoming=handler) as uac:
+        call = uac.invite(f"sip:bob@127.0.0.1:{port(uas, 'udp')}", OFFER)
+        assert (await call.result(TIMEOUT)).status == 500
+        # The same agent still places calls afterwards.
+        back = uas.invite(f"sip:alice@127.0.0.1:{port(uac, 'udp')}", OFFER)
+        assert (await back.result(TIMEOUT)).answered
+        back.bye()
+
+
+async def test_wildcard_bind_needs_advertise() -> None:
+    ua = UserAgent(listeners=[ListenerConfig("udp", host="0.0.0.0")])
+    with pytest.raises(ConfigError, match="wildcard bind; set advertise"):
+        await ua.start()
+    await ua.close()
+    advertised = UserAgent(listeners=[ListenerConfig("udp", host="0.0.0.0", advertise="127.0.0.1")])
+    await advertised.start()
+    try:
+        assert advertised.local("udp").host == "127.0.0.1"
+        with pytest.raises(ConfigError, match="no tcp listener"):
+            advertised.local("tcp")
+    finally:
+        await advertised.close()
