@@ -1,0 +1,276 @@
+"""The Dialer against a fake phone and bridge: outcomes, races, answerOnBridge, limits, stop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from runtime_fakes import FakeLeg
+
+from callxml.interpreter import actions as act
+from callxml.markup.verbs import Client, Number, Sip
+from callxml.runtime.dial import Dialer, resolve_targets
+from callxml.sip.auth import Credentials
+
+
+@dataclass(frozen=True)
+class Result:
+    status: str
+    sip_response_code: int | None
+    sip_call_id: str | None
+    reason: str
+    leg: Any = None
+
+
+class FakePhone:
+    """``script`` maps a URI to (delay, status, code); answered ones get a FakeLeg."""
+
+    def __init__(self, script: dict[str, tuple[float, str, int]]) -> None:
+        self.script = script
+        self.calls: list[dict[str, Any]] = []
+        self.cancelled: list[str] = []
+        self.legs: dict[str, FakeLeg] = {}
+
+    async def dial(
+        self,
+        uri: str,
+        *,
+        from_uri: str,
+        timeout: float = 30,
+        credentials: Credentials | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        on_ringing: Callable[[], None] | None = None,
+        sid: str | None = None,
+    ) -> Result:
+        self.calls.append(
+            {
+                "uri": uri,
+                "from": from_uri,
+                "timeout": timeout,
+                "creds": credentials,
+                "headers": tuple(headers),
+            }
+        )
+        delay, status, code = self.script[uri]
+        if on_ringing:
+            on_ringing()
+        try:
+            await asyncio.sleep(min(delay, timeout))
+        except asyncio.CancelledError:
+            self.cancelled.append(uri)
+            raise
+        if delay > timeout:
+            return Result("no-answer", 487, f"id-{uri}", "ring timeout")
+        leg = None
+        if status == "completed":
+            leg = self.legs[uri] = FakeLeg(sid=sid or "CAchild", answered=True)
+        return Result(status, code, f"id-{uri}", "", leg)
+
+
+class Bridges:
+    def __init__(self) -> None:
+        self.started: list[tuple[Any, Any]] = []
+        self.stopped = 0
+        self.on_star: Callable[[], None] | None = None
+
+    def __call__(
+        self,
+        a: Any,
+        b: Any,
+        on_a_digit: Callable[[str], None] | None = None,
+        *,
+        on_star: Callable[[], None] | None = None,
+    ) -> Bridges:
+        self.started.append((a, b))
+        self.on_star = on_star
+        return self
+
+    def stop(self) -> None:
+        self.stopped += 1
+
+
+def dial_action(*targets: Any, **kw: Any) -> act.StartDial:
+    return act.StartDial(targets=tuple(targets), caller_id="sip:alice@example.com", **kw)
+
+
+async def no_answer() -> None:
+    raise AssertionError("the caller must not be answered")
+
+
+def test_resolve_targets() -> None:
+    targets = resolve_targets(
+        [
+            Sip(
+                uri="sip:jack@example.com;secure=true?X-Account=42&Subject=hi",
+                username="u",
+                password="p",
+            ),
+            Number(number="+1 (555) 0100"),
+            Client(identity="bob"),
+            Sip(uri="http://nope"),
+        ],
+        trunk_uri_template="sip:{number}@trunk.test",
+    )
+    sip, number, client, bad = targets
+    assert sip.uri == "sip:jack@example.com;secure=true"
+    assert sip.headers == (("X-Account", "42"),)
+    assert sip.credentials == Credentials("u", "p")
+    assert number.uri == "sip:+15550100@trunk.test" and not number.error
+    assert client.error and bad.error
+    assert resolve_targets([Number(number="1")], trunk_uri_template=None)[0].error
+
+
+async def test_answered_target_is_bridged_until_child_hangs_up() -> None:
+    phone = FakePhone({"sip:jack@x.test": (0.0, "completed", 200)})
+    bridges = Bridges()
+    caller = FakeLeg(answered=True)
+    dialer = Dialer(phone, bridges)
+
+    async def child_hangs_up() -> None:
+        while "sip:jack@x.test" not in phone.legs:
+            await asyncio.sleep(0.005)
+        phone.legs["sip:jack@x.test"].caller_hangs_up()
+
+    hanger = asyncio.create_task(child_hangs_up())
+    result = await dialer(
+        dial_action(Sip(uri="sip:jack@x.test"), timeout=5),
+        caller,
+        answer_caller=no_answer,
+        stop=asyncio.Event(),
+    )
+    await hanger
+    assert result.status == "completed" and result.sip_response_code == 200
+    assert result.sip_call_id == "id-sip:jack@x.test" and result.call_sid.startswith("CA")
+    assert bridges.started == [(caller, phone.legs["sip:jack@x.test"])] and bridges.stopped == 1
+    assert phone.calls[0]["timeout"] == 5 and phone.calls[0]["from"] == "sip:alice@example.com"
+
+
+async def test_busy_and_failed() -> None:
+    phone = FakePhone({"sip:a@x.test": (0, "busy", 486), "sip:b@x.test": (0, "failed", 503)})
+    dialer = Dialer(phone, Bridges())
+    stop = asyncio.Event()
+    busy = await dialer(
+        dial_action(Sip(uri="sip:a@x.test")), FakeLeg(), answer_caller=no_answer, stop=stop
+    )
+    assert (busy.status, busy.sip_response_code) == ("busy", 486)
+    failed = await dialer(
+        dial_action(Sip(uri="sip:b@x.test")), FakeLeg(), answer_caller=no_answer, stop=stop
+    )
+    assert (failed.status, failed.sip_response_code) == ("failed", 503)
+    both = await dialer(
+        dial_action(Sip(uri="sip:b@x.test"), Sip(uri="sip:a@x.test")),
+        FakeLeg(),
+        answer_caller=no_answer,
+        stop=stop,
+    )
+    assert both.status == "busy"
+
+
+async def test_no_answer_after_ring_timeout() -> None:
+    phone = FakePhone({"sip:slow@x.test": (60, "completed", 200)})
+    result = await Dialer(phone, Bridges())(
+        dial_action(Sip(uri="sip:slow@x.test"), timeout=0.05),
+        FakeLeg(),
+        answer_caller=no_answer,
+        stop=asyncio.Event(),
+    )
+    assert result.status == "no-answer" and result.sip_response_code == 487
+
+
+async def test_first_to_answer_wins_and_others_are_cancelled() -> None:
+    phone = FakePhone(
+        {"sip:fast@x.test": (0.01, "completed", 200), "sip:slow@x.test": (30, "completed", 200)}
+    )
+    caller = FakeLeg(answered=True)
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        Dialer(phone, Bridges())(
+            dial_action(Sip(uri="sip:slow@x.test"), Sip(uri="sip:fast@x.test"), time_limit=0.05),
+            caller,
+            answer_caller=no_answer,
+            stop=stop,
+        )
+    )
+    result = await asyncio.wait_for(task, 5)
+    assert phone.cancelled == ["sip:slow@x.test"]
+    assert result.status == "completed" and result.sip_call_id == "id-sip:fast@x.test"
+    assert phone.legs["sip:fast@x.test"].hung_up == "dial ended"  # timeLimit
+
+
+async def test_answer_on_bridge_and_hangup_on_star() -> None:
+    phone = FakePhone({"sip:jack@x.test": (0, "completed", 200)})
+    bridges = Bridges()
+    caller = FakeLeg()
+    answered: list[bool] = []
+
+    async def answer_caller() -> None:
+        answered.append(True)
+        caller.answered = True
+
+    async def press_star() -> None:
+        while bridges.on_star is None:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.01)
+        bridges.on_star()
+
+    presser = asyncio.create_task(press_star())
+    result = await asyncio.wait_for(
+        Dialer(phone, bridges)(
+            dial_action(Sip(uri="sip:jack@x.test"), answer_on_bridge=True, hangup_on_star=True),
+            caller,
+            answer_caller=answer_caller,
+            stop=asyncio.Event(),
+        ),
+        5,
+    )
+    await presser
+    assert answered == [True]
+    assert result.status == "completed"
+    assert phone.legs["sip:jack@x.test"].hung_up == "dial ended"
+    assert not caller.ended.is_set()
+
+
+async def test_stop_while_ringing_cancels() -> None:
+    phone = FakePhone({"sip:slow@x.test": (30, "completed", 200)})
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.02, stop.set)
+    result = await asyncio.wait_for(
+        Dialer(phone, Bridges())(
+            dial_action(Sip(uri="sip:slow@x.test")), FakeLeg(), answer_caller=no_answer, stop=stop
+        ),
+        5,
+    )
+    assert result.status == "canceled" and result.sip_response_code == 487
+    assert phone.cancelled == ["sip:slow@x.test"]
+
+
+async def test_sequential_tries_in_order() -> None:
+    phone = FakePhone({"sip:a@x.test": (0, "busy", 486), "sip:b@x.test": (0, "completed", 200)})
+    caller = FakeLeg(answered=True)
+    caller.ended.set()  # ends the bridge at once
+    result = await Dialer(phone, Bridges())(
+        dial_action(Sip(uri="sip:a@x.test"), Sip(uri="sip:b@x.test"), sequential=True),
+        caller,
+        answer_caller=no_answer,
+        stop=asyncio.Event(),
+    )
+    assert [c["uri"] for c in phone.calls] == ["sip:a@x.test", "sip:b@x.test"]
+    assert result.status == "completed" and result.sip_call_id == "id-sip:b@x.test"
+
+
+async def test_nothing_callable_fails() -> None:
+    notes: list[tuple[str, dict[str, Any]]] = []
+
+    async def note(kind: str, data: dict[str, Any]) -> None:
+        notes.append((kind, data))
+
+    result = await Dialer(FakePhone({}), Bridges(), event=note)(
+        dial_action(Client(identity="bob")),
+        FakeLeg(),
+        answer_caller=no_answer,
+        stop=asyncio.Event(),
+    )
+    assert result.status == "failed"
+    assert "not supported" in notes[0][1]["message"]
