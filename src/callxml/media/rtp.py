@@ -1,0 +1,187 @@
+"""RTP packets (RFC 3550 §5.1) and the per-stream sender state.
+
+Owns the fixed header wire format, header extensions (§5.3.1), CSRC lists, padding, the
+RTP/RTCP demultiplexing rule of RFC 5761 §4, and :class:`RtpSender`, which numbers outgoing
+packets from random starting points (RFC 3550 §5.1: SSRC, sequence number and timestamp start
+random). Nothing here reads a clock or a socket.
+"""
+
+from __future__ import annotations
+
+import secrets
+import struct
+from dataclasses import dataclass, field
+
+from callxml.errors import LocalProtocolError, RemoteProtocolError
+
+RTP_VERSION = 2
+HEADER_SIZE = 12
+MAX_PACKET_SIZE = 1500  # one Ethernet MTU; anything bigger is refused, never buffered
+
+_HEADER = struct.Struct("!BBHII")
+
+# Static payload types used by callxml (RFC 3551 §6, table 4).
+PT_PCMU = 0
+PT_PCMA = 8
+
+
+class RtpError(RemoteProtocolError):
+    """A datagram is not a well-formed RTP packet."""
+
+
+def is_rtcp(data: bytes) -> bool:
+    """RFC 5761 §4: a packet whose second octet is 192..223 (PT 64..95 with M) is RTCP."""
+    return len(data) >= 2 and 192 <= data[1] <= 223
+
+
+@dataclass(frozen=True, slots=True)
+class RtpPacket:
+    """One RTP packet (RFC 3550 §5.1). ``extension`` is ``(profile, data)`` when X is set."""
+
+    payload_type: int
+    sequence_number: int
+    timestamp: int
+    ssrc: int
+    payload: bytes = b""
+    marker: bool = False
+    csrc: tuple[int, ...] = ()
+    extension: tuple[int, bytes] | None = None
+    padding: int = 0  # number of padding octets, including the count octet itself
+    version: int = field(default=RTP_VERSION)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.payload_type <= 127:
+            raise LocalProtocolError(f"RTP payload type out of range: {self.payload_type}")
+        if not 0 <= self.sequence_number <= 0xFFFF:
+            raise LocalProtocolError(f"RTP sequence number out of range: {self.sequence_number}")
+        if not 0 <= self.timestamp <= 0xFFFFFFFF or not 0 <= self.ssrc <= 0xFFFFFFFF:
+            raise LocalProtocolError("RTP timestamp/SSRC out of range")
+        if len(self.csrc) > 15:
+            raise LocalProtocolError("at most 15 CSRCs fit in an RTP header")
+        if not 0 <= self.padding <= 255:
+            raise LocalProtocolError("RTP padding must be 0..255 octets")
+        if self.extension is not None and len(self.extension[1]) % 4:
+            raise LocalProtocolError("RTP header extension data must be a multiple of 4 octets")
+
+    @classmethod
+    def parse(cls, data: bytes, *, check_version: bool = True) -> RtpPacket:
+        """Parse one RTP packet; raise :class:`RtpError` on anything malformed."""
+        size = len(data)
+        if size < HEADER_SIZE:
+            raise RtpError(f"RTP packet too short ({size} octets)")
+        if size > MAX_PACKET_SIZE:
+            raise RtpError(f"RTP packet too long ({size} octets)")
+        b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
+        version = b0 >> 6
+        if check_version and version != RTP_VERSION:
+            raise RtpError(f"RTP version {version} is not 2")
+        cc = b0 & 0x0F
+        pos = HEADER_SIZE + 4 * cc
+        if pos > size:
+            raise RtpError("RTP CSRC list runs past the end of the packet")
+        csrc = struct.unpack_from(f"!{cc}I", data, HEADER_SIZE) if cc else ()
+        extension = None
+        if b0 & 0x10:  # RFC 3550 §5.3.1
+            if pos + 4 > size:
+                raise RtpError("RTP header extension runs past the end of the packet")
+            profile, words = struct.unpack_from("!HH", data, pos)
+            end = pos + 4 + 4 * words
+            if end > size:
+                raise RtpError("RTP header extension runs past the end of the packet")
+            extension = (profile, bytes(data[pos + 4 : end]))
+            pos = end
+        end = size
+        padding = 0
+        if b0 & 0x20:  # RFC 3550 §5.1 P bit: the last octet counts the padding
+            padding = data[-1]
+            if padding == 0 or pos + padding > size:
+                raise RtpError("RTP padding count is invalid")
+            end -= padding
+        return cls(
+            payload_type=b1 & 0x7F,
+            sequence_number=seq,
+            timestamp=ts,
+            ssrc=ssrc,
+            payload=bytes(data[pos:end]),
+            marker=bool(b1 & 0x80),
+            csrc=tuple(csrc),
+            extension=extension,
+            padding=padding,
+            version=version,
+        )
+
+    def __bytes__(self) -> bytes:
+        b0 = (self.version << 6) | len(self.csrc)
+        if self.padding:
+            b0 |= 0x20
+        if self.extension is not None:
+            b0 |= 0x10
+        b1 = (0x80 if self.marker else 0) | self.payload_type
+        parts = [_HEADER.pack(b0, b1, self.sequence_number, self.timestamp, self.ssrc)]
+        if self.csrc:
+            parts.append(struct.pack(f"!{len(self.csrc)}I", *self.csrc))
+        if self.extension is not None:
+            profile, ext = self.extension
+            parts.append(struct.pack("!HH", profile, len(ext) // 4) + ext)
+        parts.append(self.payload)
+        if self.padding:
+            parts.append(bytes(self.padding - 1) + bytes([self.padding]))
+        return b"".join(parts)
+
+
+def random_ssrc() -> int:
+    """A random 32-bit SSRC (RFC 3550 §8.1: chosen randomly, unique within the session)."""
+    return secrets.randbits(32)
+
+
+class RtpSender:
+    """Numbers the packets of one outgoing RTP stream.
+
+    Sequence number and timestamp start at random values (RFC 3550 §5.1) and advance by one and by
+    the frame's sample count respectively. Silence suppression or DTMF events may hold the
+    timestamp (``advance=0``) or jump it (``skip``).
+    """
+
+    __slots__ = ("_header", "octets_sent", "packets_sent", "sequence_number", "ssrc", "timestamp")
+
+    def __init__(
+        self,
+        *,
+        ssrc: int | None = None,
+        sequence_number: int | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        self.ssrc = random_ssrc() if ssrc is None else ssrc
+        self.sequence_number = (
+            secrets.randbits(16) if sequence_number is None else sequence_number & 0xFFFF
+        )
+        self.timestamp = secrets.randbits(32) if timestamp is None else timestamp & 0xFFFFFFFF
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self._header = struct.Struct("!BBHII")
+
+    def build(
+        self,
+        payload_type: int,
+        payload: bytes,
+        *,
+        marker: bool = False,
+        timestamp: int | None = None,
+    ) -> bytes:
+        """Build the next packet (fixed header only) and advance the sequence number.
+
+        ``timestamp`` overrides the stream's current timestamp (DTMF events keep their start
+        timestamp for every packet of the event, RFC 4733 §2.5.1.2).
+        """
+        ts = self.timestamp if timestamp is None else timestamp & 0xFFFFFFFF
+        header = self._header.pack(
+            0x80, (0x80 if marker else 0) | payload_type, self.sequence_number, ts, self.ssrc
+        )
+        self.sequence_number = (self.sequence_number + 1) & 0xFFFF
+        self.packets_sent += 1
+        self.octets_sent += len(payload)
+        return header + payload
+
+    def advance(self, samples: int) -> None:
+        """Move the media clock forward by ``samples`` (one frame's worth after each frame)."""
+        self.timestamp = (self.timestamp + samples) & 0xFFFFFFFF

@@ -1,0 +1,640 @@
+"""RtpEndpoint: one call leg's RTP/SRTP socket on asyncio — paced sending, receiving, RTCP.
+
+Owns binding an even RTP port and the RTCP port above it from a configured range (RFC 3550
+§11), symmetric RTP (RFC 4961: we send from the port we receive on, and latch the peer's address
+from packets that authenticate), a paced 20 ms sender fed by a PCM frame source, RFC 4733 DTMF
+sending in place of audio, the receive path (SRTP unprotect → jitter buffer → G.711 decode →
+consumer) and periodic RTCP SR/RR (RFC 3550 §6.4). When bridged (see :mod:`.relay`), received
+packets skip decoding and go straight to the other leg, in ``datagram_received``, with no awaits.
+
+The packet formats, SRTP, codecs, DTMF and jitter logic live in the sans-IO modules beside this
+one; this file is only the asyncio skin. It knows nothing of SIP or SDP: the caller hands it
+addresses, payload types and keys. Keys are never logged; ``repr`` hides them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import socket
+import time
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from callxml.errors import ConfigError, LocalProtocolError, MediaError, TransportError
+from callxml.media import rtcp
+from callxml.media.dtmf import (
+    DEFAULT_PAYLOAD_TYPE,
+    DtmfDigit,
+    DtmfPacket,
+    DtmfReceiver,
+    dtmf_packets,
+)
+from callxml.media.g711 import G711Codec
+from callxml.media.jitter import JitterBuffer
+from callxml.media.rtp import HEADER_SIZE, MAX_PACKET_SIZE, RtpError, RtpPacket, RtpSender
+from callxml.media.srtp import SrtpSession
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+MAX_DTMF_QUEUE = 64
+RESYNC_LAG = 0.2  # s: a sender this far behind its schedule restarts it instead of bursting
+
+
+class MediaConsumer(Protocol):
+    """Receives what the far end sends: decoded PCM frames in order, and DTMF digits once."""
+
+    def audio_received(self, pcm: bytes, timestamp: int) -> None: ...
+
+    def dtmf_received(self, digit: DtmfDigit) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SrtpKeys:
+    """Negotiated SRTP parameters for one leg; ``repr`` hides the keys."""
+
+    suite: str
+    our_key: bytes = field(repr=False)
+    their_key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RtpConfig:
+    """How to open an endpoint. ``port_range`` is inclusive; ``None`` lets the OS pick."""
+
+    host: str = "127.0.0.1"
+    port_range: tuple[int, int] | None = None
+    codec: str = "PCMU"
+    payload_type: int | None = None  # defaults to the codec's static PT
+    dtmf_payload_type: int = DEFAULT_PAYLOAD_TYPE
+    ptime_ms: int = 20
+    jitter_depth: int = 3
+    rtcp: bool = True  # bind an RTCP socket (RTP port + 1) and send reports
+    rtcp_mux: bool = False  # RFC 5761: RTCP on the RTP port instead
+    rtcp_interval: float = 5.0
+    cname: str = ""
+
+    def __post_init__(self) -> None:
+        if self.ptime_ms not in (10, 20, 30, 40, 60):
+            raise ConfigError("ptime_ms must be 10, 20, 30, 40 or 60")
+        if self.port_range is not None:
+            low, high = self.port_range
+            if not 1024 <= low <= high <= 65535:
+                raise ConfigError("port_range must be within 1024..65535, low <= high")
+        if not 0.1 <= self.rtcp_interval <= 3600:
+            raise ConfigError("rtcp_interval must be between 0.1 s and an hour")
+
+
+@dataclass(slots=True)
+class RtpStats:
+    """Counters for one endpoint (packets and octets are RTP packets, excluding RTCP)."""
+
+    packets_sent: int = 0
+    octets_sent: int = 0
+    packets_received: int = 0
+    octets_received: int = 0
+    dropped_auth: int = 0  # SRTP authentication failures (incl. tampered packets)
+    dropped_replay: int = 0  # SRTP replay-window rejections
+    dropped_invalid: int = 0  # not RTP, unknown payload type, malformed
+    late: int = 0  # arrived after their slot was played
+    lost: int = 0  # never arrived (skipped by the jitter buffer)
+    duplicates: int = 0
+    dtmf_digits: int = 0
+    rtcp_sent: int = 0
+    rtcp_received: int = 0
+
+
+class _RtcpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: RtpEndpoint) -> None:
+        self._endpoint = endpoint
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        self._endpoint.rtcp_received(data, addr)
+
+
+def _bind_pair(
+    host: str, port_range: tuple[int, int] | None, want_rtcp: bool
+) -> tuple[socket.socket, socket.socket | None]:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    def bind(port: int) -> socket.socket:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        return sock
+
+    if port_range is None:
+        if not want_rtcp:
+            return bind(0), None
+        for _ in range(64):  # let the OS pick until it hands us an even port with a free odd one
+            rtp_sock = bind(0)
+            port = rtp_sock.getsockname()[1]
+            if port % 2 == 0 and port < 65535:
+                try:
+                    return rtp_sock, bind(port + 1)
+                except OSError:
+                    pass
+            rtp_sock.close()
+        raise TransportError("no free RTP/RTCP port pair")
+    low, high = port_range
+    low += low % 2  # RFC 3550 §11: RTP on an even port, RTCP on the next odd one
+    evens = list(range(low, high + 1, 2))
+    if not evens:
+        raise ConfigError("port_range holds no even port")
+    start = secrets.randbelow(len(evens))
+    for port in evens[start:] + evens[:start]:
+        if want_rtcp and port + 1 > high:
+            continue
+        try:
+            rtp_sock = bind(port)
+        except OSError:
+            continue
+        if not want_rtcp:
+            return rtp_sock, None
+        try:
+            return rtp_sock, bind(port + 1)
+        except OSError:
+            rtp_sock.close()
+    raise TransportError(f"no free RTP port pair in {port_range[0]}..{port_range[1]}")
+
+
+class RtpEndpoint(asyncio.DatagramProtocol):
+    """One leg's media endpoint. Create with ``await RtpEndpoint.open(config)``."""
+
+    def __init__(self, config: RtpConfig, consumer: MediaConsumer | None = None) -> None:
+        self.config = config
+        self.consumer = consumer
+        self.stats = RtpStats()
+        self.codec = G711Codec(config.codec)
+        self.payload_type = (
+            config.payload_type if config.payload_type is not None else self.codec.payload_type
+        )
+        self.dtmf_payload_type = config.dtmf_payload_type
+        self.frame_samples = 8000 * config.ptime_ms // 1000
+        self.dtmf_events: asyncio.Queue[DtmfDigit] = asyncio.Queue(MAX_DTMF_QUEUE)
+        self._sender = RtpSender()
+        self._jitter: JitterBuffer[tuple[int, bytes]] = JitterBuffer(config.jitter_depth)
+        self._dtmf_rx = DtmfReceiver()
+        self._reception = rtcp.ReceptionStats()
+        self._srtp: SrtpSession | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self._rtcp_transport: asyncio.DatagramTransport | None = None
+        self._remote: Address | None = None
+        self._remote_rtcp: Address | None = None
+        self._latched = False
+        self._forward: Callable[[bytes], None] | None = None  # set by the relay when bridged
+        self._tx_task: asyncio.Task[None] | None = None
+        self._rtcp_task: asyncio.Task[None] | None = None
+        self._source: Iterator[bytes] | AsyncIterator[bytes] | None = None
+        self._source_done: asyncio.Future[int] | None = None
+        self._source_frames = 0
+        self._dtmf_tx: deque[DtmfPacket | asyncio.Future[None] | None] = deque()
+        self._dtmf_timestamp = 0
+        self._talkspurt = True  # the next audio packet starts a talkspurt (marker bit)
+        self._last_tick: float | None = None
+        self._closed = False
+        self.local_address: Address = ("", 0)
+        self.rtcp_address: Address | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        config: RtpConfig | None = None,
+        *,
+        consumer: MediaConsumer | None = None,
+        remote: Address | None = None,
+        srtp: SrtpKeys | None = None,
+    ) -> RtpEndpoint:
+        """Bind the sockets and start the RTCP timer; ``remote``/``srtp`` may come later."""
+        config = config or RtpConfig()
+        self = cls(config, consumer)
+        loop = asyncio.get_running_loop()
+        want_rtcp = config.rtcp and not config.rtcp_mux
+        rtp_sock, rtcp_sock = _bind_pair(config.host, config.port_range, want_rtcp)
+        try:
+            transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=rtp_sock)
+            self._transport = transport
+            self.local_address = rtp_sock.getsockname()[:2]
+            if rtcp_sock is not None:
+                rtcp_transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _RtcpProtocol(self), sock=rtcp_sock
+                )
+                self._rtcp_transport = rtcp_transport
+                self.rtcp_address = rtcp_sock.getsockname()[:2]
+            elif config.rtcp_mux:
+                self.rtcp_address = self.local_address
+        except BaseException:
+            rtp_sock.close()
+            if rtcp_sock is not None:
+                rtcp_sock.close()
+            raise
+        if srtp is not None:
+            self.set_srtp(srtp)
+        if remote is not None:
+            self.set_remote(remote)
+        if config.rtcp:
+            self._rtcp_task = loop.create_task(self._rtcp_loop())
+        return self
+
+    async def close(self) -> None:
+        """Stop sending, send an RTCP BYE, release the sockets. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._forward = None
+        tasks = [t for t in (self._tx_task, self._rtcp_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        try:
+            for task in tasks:
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+            if self.config.rtcp:
+                self._send_rtcp(bye=True)
+        finally:
+            self._finish_pending()
+            for transport in (self._transport, self._rtcp_transport):
+                if transport is not None:
+                    transport.close()
+            self._transport = self._rtcp_transport = None
+
+    async def __aenter__(self) -> RtpEndpoint:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        secure = f"srtp={self._srtp.suite.name}" if self._srtp else "rtp"
+        return f"RtpEndpoint(local={self.local_address}, remote={self._remote}, {secure})"
+
+    # -- configuration from the signalling layer -------------------------------------------
+
+    @property
+    def remote_address(self) -> Address | None:
+        return self._remote
+
+    def set_remote(self, address: Address, rtcp_address: Address | None = None) -> None:
+        """Where to send (from SDP). Symmetric RTP may later move it to the real source."""
+        self._remote = (address[0], address[1])
+        if rtcp_address is not None:
+            self._remote_rtcp = rtcp_address
+        elif self.config.rtcp_mux:
+            self._remote_rtcp = self._remote
+        else:
+            self._remote_rtcp = (address[0], address[1] + 1)
+        self._latched = False
+
+    def set_srtp(self, keys: SrtpKeys | None) -> None:
+        """Switch the leg to SRTP with the negotiated suite and keys (``None``: plain RTP)."""
+        self._srtp = (
+            None
+            if keys is None
+            else SrtpSession(keys.suite, our_key=keys.our_key, their_key=keys.their_key)
+        )
+
+    def set_payload_types(self, codec: str, payload_type: int, dtmf_payload_type: int) -> None:
+        """Apply the negotiated codec and payload types (from the SDP answer)."""
+        self.codec = G711Codec(codec)
+        self.payload_type = payload_type
+        self.dtmf_payload_type = dtmf_payload_type
+
+    @property
+    def secure(self) -> bool:
+        return self._srtp is not None
+
+    @property
+    def ssrc(self) -> int:
+        return self._sender.ssrc
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        pass
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable etc. on UDP: the peer may not be up yet; keep going.
+        log.debug("RTP socket error on %s: %s", self.local_address, exc)
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:  # type: ignore[override]
+        """Hot path: demux, unprotect, latch, then forward (bridged) or deliver."""
+        stats = self.stats
+        if len(data) < HEADER_SIZE or 192 <= data[1] <= 223:  # RFC 5761 §4 demultiplexing
+            self.rtcp_received(data, addr)
+            return
+        srtp = self._srtp
+        if srtp is not None:
+            plain = srtp.unprotect(data)
+            if plain is None:
+                stats.dropped_auth = srtp.auth_failures
+                stats.dropped_replay = srtp.replays
+                stats.dropped_invalid = srtp.other_failures
+                return
+            data = plain
+        elif data[0] >> 6 != 2:
+            stats.dropped_invalid += 1
+            return
+        if addr != self._remote:
+            self._latch(addr)
+        stats.packets_received += 1
+        stats.octets_received += len(data)
+        forward = self._forward
+        if forward is not None:
+            forward(data)
+            return
+        self._deliver(data)
+
+    def _latch(self, addr: Address) -> None:
+        # RFC 4961 symmetric RTP: follow the source of authenticated SRTP always (NAT rebinding);
+        # for plain RTP, where anyone can forge a packet, latch once only.
+        if self._srtp is None and self._latched:
+            return
+        self._remote = (addr[0], addr[1])
+        if not self.config.rtcp_mux:
+            self._remote_rtcp = (addr[0], addr[1] + 1)
+        else:
+            self._remote_rtcp = self._remote
+        self._latched = True
+
+    def _deliver(self, data: bytes) -> None:
+        try:
+            packet = RtpPacket.parse(data)
+        except RtpError:
+            self.stats.dropped_invalid += 1
+            return
+        loop_time = asyncio.get_running_loop().time()
+        self._reception.update(
+            packet.ssrc, packet.sequence_number, packet.timestamp, int(loop_time * 8000)
+        )
+        pt = packet.payload_type
+        if pt == self.dtmf_payload_type:
+            digit = self._dtmf_rx.receive(packet.timestamp, packet.payload)
+            if digit is not None:
+                self.stats.dtmf_digits += 1
+                if self.dtmf_events.full():
+                    self.dtmf_events.get_nowait()
+                self.dtmf_events.put_nowait(digit)
+                if self.consumer is not None:
+                    self.consumer.dtmf_received(digit)
+            return
+        if pt != self.payload_type:
+            self.stats.dropped_invalid += 1
+            return
+        jitter = self._jitter
+        ready = jitter.push(packet.sequence_number, (packet.timestamp, packet.payload))
+        self.stats.late = jitter.late
+        self.stats.lost = jitter.lost
+        self.stats.duplicates = jitter.duplicates
+        if self.consumer is not None:
+            decode = self.codec.decode
+            for timestamp, payload in ready:
+                self.consumer.audio_received(decode(payload), timestamp)
+
+    # -- RTCP ----------------------------------------------------------------------------------
+
+    def rtcp_received(self, data: bytes, addr: Address) -> None:
+        if self._srtp is not None:
+            plain = self._srtp.unprotect_rtcp(data)
+            if plain is None:
+                self.stats.dropped_auth = self._srtp.auth_failures
+                self.stats.dropped_replay = self._srtp.replays
+                return
+            data = plain
+        try:
+            packets = rtcp.parse_compound(data)
+        except rtcp.RtcpError:
+            self.stats.dropped_invalid += 1
+            return
+        self.stats.rtcp_received += 1
+        now = asyncio.get_running_loop().time()
+        for packet in packets:
+            if isinstance(packet, rtcp.SenderReport):
+                self._reception.sender_report_received(packet.ntp_timestamp, now)
+
+    def _send_rtcp(self, *, bye: bool = False) -> None:
+        transport = self._rtcp_transport or self._transport
+        if transport is None or self._remote_rtcp is None or transport.is_closing():
+            return
+        now = asyncio.get_running_loop().time()
+        block = self._reception.report_block(now)
+        blocks = (block,) if block is not None else ()
+        sender = self._sender
+        report: rtcp.RtcpPacket
+        if sender.packets_sent:
+            report = rtcp.SenderReport(
+                sender.ssrc,
+                rtcp.ntp_timestamp(time.time()),
+                sender.timestamp,
+                sender.packets_sent,
+                sender.octets_sent,
+                blocks,
+            )
+        else:
+            report = rtcp.ReceiverReport(sender.ssrc, blocks)
+        cname = self.config.cname or f"callxml-{sender.ssrc:08x}"
+        parts: list[rtcp.RtcpPacket] = [report, rtcp.SourceDescription(sender.ssrc, cname)]
+        if bye:
+            parts.append(rtcp.Bye((sender.ssrc,)))
+        data = rtcp.build_compound(*parts)
+        if self._srtp is not None:
+            data = self._srtp.protect_rtcp(data)
+        transport.sendto(data, self._remote_rtcp)
+        self.stats.rtcp_sent += 1
+
+    async def _rtcp_loop(self) -> None:
+        interval = self.config.rtcp_interval
+        while True:
+            # RFC 3550 §6.3.1: randomise the interval to 0.5-1.5 times the nominal value.
+            await asyncio.sleep(interval * (0.5 + secrets.randbelow(1000) / 1000))
+            try:
+                self._send_rtcp()
+            except MediaError as exc:
+                log.warning("RTCP send failed: %s", exc)
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def send_packet(self, rtp: bytes) -> None:
+        """Send one ready-made RTP packet now (protecting it on SRTP legs); used by the relay."""
+        remote = self._remote
+        transport = self._transport
+        if remote is None or transport is None:
+            return
+        srtp = self._srtp
+        if srtp is not None:
+            rtp = srtp.protect(rtp)
+        transport.sendto(rtp, remote)
+        stats = self.stats
+        stats.packets_sent += 1
+        stats.octets_sent += len(rtp)
+
+    def _send_media(self, payload_type: int, payload: bytes, marker: bool, ts: int | None) -> None:
+        packet = self._sender.build(payload_type, payload, marker=marker, timestamp=ts)
+        self.send_packet(packet)
+
+    async def play(self, source: Iterable[bytes] | AsyncIterable[bytes]) -> int:
+        """Send PCM frames (16-bit mono 8 kHz, one ``ptime`` each) paced in real time.
+
+        Returns the number of frames sent once the source is exhausted. Playing a new source
+        replaces the current one (whose ``play`` then returns early). DTMF queued with
+        :meth:`send_dtmf` goes out in between frames.
+        """
+        self._check_open()
+        self._end_source()
+        if isinstance(source, AsyncIterable):
+            self._source = aiter(source)
+        else:
+            self._source = iter(source)
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._source_done = done
+        self._source_frames = 0
+        self._ensure_sending()
+        return await done
+
+    def stop_playing(self) -> None:
+        """Stop the current source (its ``play`` returns the frames sent so far)."""
+        self._end_source()
+
+    async def send_dtmf(
+        self, digits: str, *, duration_ms: int = 100, gap_ms: int = 60, volume: int = 10
+    ) -> None:
+        """Send key presses as RFC 4733 events, paced, with ``gap_ms`` between them."""
+        self._check_open()
+        if len(digits) > 128:
+            raise LocalProtocolError("at most 128 DTMF digits at once")
+        ptime = self.config.ptime_ms
+        packets = [
+            dtmf_packets(d, duration_ms=duration_ms, volume=volume, packet_ms=ptime) for d in digits
+        ]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for index, event in enumerate(packets):
+            if index:
+                self._dtmf_tx.extend([None] * (gap_ms // ptime))
+            self._dtmf_tx.extend(event)
+        self._dtmf_tx.append(done)
+        self._ensure_sending()
+        await done
+
+    def _check_open(self) -> None:
+        if self._closed or self._transport is None:
+            raise MediaError("the RTP endpoint is closed")
+
+    def _end_source(self) -> None:
+        if self._source_done is not None and not self._source_done.done():
+            self._source_done.set_result(self._source_frames)
+        self._source = None
+        self._source_done = None
+
+    def _finish_pending(self) -> None:
+        self._end_source()
+        while self._dtmf_tx:
+            item = self._dtmf_tx.popleft()
+            if isinstance(item, asyncio.Future) and not item.done():
+                item.set_result(None)
+
+    def _ensure_sending(self) -> None:
+        if self._tx_task is None or self._tx_task.done():
+            self._tx_task = asyncio.get_running_loop().create_task(self._transmit_loop())
+
+    async def _transmit_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        ptime = self.config.ptime_ms / 1000
+        samples = self.frame_samples
+        now = loop.time()
+        if self._last_tick is not None:
+            # The media clock kept running while we were silent (RFC 3550 §5.1 timestamp).
+            idle = int((now - self._last_tick) * 8000) - samples
+            if idle > 0:
+                self._sender.advance(idle)
+        deadline = now
+        try:
+            while await self._tick():
+                self._sender.advance(samples)
+                self._last_tick = deadline
+                deadline += ptime
+                delay = deadline - loop.time()
+                if delay < -RESYNC_LAG:
+                    deadline = loop.time()
+                    delay = 0
+                await asyncio.sleep(max(0.0, delay))
+        except Exception as exc:  # a broken source must not leave play() waiting forever
+            log.warning("RTP sender stopped: %s", exc)
+            self._finish_pending()
+        finally:
+            self._last_tick = loop.time()
+            self._talkspurt = True
+
+    async def _tick(self) -> bool:
+        """Send what belongs in this packet interval; False when there is nothing left."""
+        queue = self._dtmf_tx
+        while queue:
+            item = queue.popleft()
+            if isinstance(item, asyncio.Future):
+                if not item.done():
+                    item.set_result(None)
+                continue
+            if item is None:  # inter-digit gap: the clock runs, nothing is sent
+                self._talkspurt = True
+                return True
+            if item.marker:  # RFC 4733 §2.5.1.2: every packet keeps the event's start time
+                self._dtmf_timestamp = self._sender.timestamp
+            self._send_media(
+                self.dtmf_payload_type, item.payload, item.marker, self._dtmf_timestamp
+            )
+            self._talkspurt = True
+            return True
+        source = self._source
+        if source is None:
+            return False
+        try:
+            if isinstance(source, AsyncIterator):
+                frame = await anext(source)
+            else:
+                frame = next(source)
+        except (StopIteration, StopAsyncIteration):
+            self._end_source()
+            return bool(self._dtmf_tx)
+        if self._source is not source:  # replaced while we awaited the frame
+            return True
+        expected = 2 * self.frame_samples
+        if len(frame) != expected:
+            frame = frame[:expected].ljust(expected, b"\x00")
+        self._send_media(self.payload_type, self.codec.encode(frame), self._talkspurt, None)
+        self._talkspurt = False
+        self._source_frames += 1
+        return True
+
+    def send_frame(self, pcm: bytes) -> None:
+        """Send one PCM frame immediately, unpaced (the caller keeps time)."""
+        self._check_open()
+        expected = 2 * self.frame_samples
+        if len(pcm) > MAX_PACKET_SIZE or len(pcm) != expected:
+            raise LocalProtocolError(f"a frame is {expected} octets of 16-bit PCM")
+        self._send_media(self.payload_type, self.codec.encode(pcm), self._talkspurt, None)
+        self._talkspurt = False
+        self._sender.advance(self.frame_samples)
+
+    def flush_received(self) -> None:
+        """Deliver whatever the jitter buffer still holds (end of call)."""
+        for timestamp, payload in self._jitter.flush():
+            if self.consumer is not None:
+                self.consumer.audio_received(self.codec.decode(payload), timestamp)
+        self.stats.lost = self._jitter.lost
+
+    def set_forward(self, forward: Callable[[bytes], None] | None) -> None:
+        """Hand every authenticated received RTP packet to ``forward`` instead of decoding it.
+
+        The relay uses this to bridge legs; ``None`` returns to normal delivery.
+        """
+        self._forward = forward
