@@ -1,0 +1,353 @@
+"""Call legs between our own phones on loopback: SIP over UDP/TLS, RTP and SRTP, the secure-media
+policy both ways, dial outcomes (busy, no-answer, cancel, refused answers) and bridging."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from callxml.engine.devcert import DevCertificate, ensure_dev_certificate
+from callxml.errors import LocalProtocolError, SecureMediaError
+from callxml.media.tone import goertzel_power, sine
+from callxml.runtime import CallLeg, IncomingCall, Phone, bridge, dial_status
+from callxml.sdp import build_offer
+from callxml.sip.aio.tls import TlsConfig
+from callxml.sip.aio.transport import ListenerConfig
+
+WAIT = 10.0  # bound on every wait in this file
+
+
+@dataclass
+class Box:
+    """A phone plus the incoming calls it was offered."""
+
+    phone: Phone
+    incoming: asyncio.Queue[IncomingCall] = field(default_factory=asyncio.Queue)
+
+    def uri(self, transport: str = "udp", *, user: str = "bob", secure: bool = False) -> str:
+        port = self.phone.user_agent.local("tls" if secure else transport).port
+        if secure:
+            return f"sip:{user}@127.0.0.1:{port};secure=true"
+        suffix = "" if transport == "udp" else f";transport={transport}"
+        return f"sip:{user}@127.0.0.1:{port}{suffix}"
+
+    async def next_call(self) -> IncomingCall:
+        return await asyncio.wait_for(self.incoming.get(), WAIT)
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> DevCertificate:
+    return ensure_dev_certificate(tmp_path_factory.mktemp("pki"), ("127.0.0.1",))
+
+
+PhoneFactory = Callable[..., Awaitable[Box]]
+
+
+@pytest.fixture
+async def phones(cert: DevCertificate) -> AsyncIterator[PhoneFactory]:
+    made: list[Box] = []
+
+    async def make(*, ca: bool = True) -> Box:
+        queue: asyncio.Queue[IncomingCall] = asyncio.Queue()
+
+        async def on_incoming(call: IncomingCall) -> None:
+            await queue.put(call)
+
+        phone = await Phone.start(
+            listeners=[
+                ListenerConfig("udp", "127.0.0.1", 0),
+                ListenerConfig("tls", "127.0.0.1", 0),
+            ],
+            tls=TlsConfig(
+                ca_file=str(cert.ca) if ca else None,
+                cert_file=str(cert.cert),
+                key_file=str(cert.key),
+            ),
+            on_incoming=on_incoming,
+        )
+        box = Box(phone, queue)
+        made.append(box)
+        return box
+
+    try:
+        yield make
+    finally:
+        for box in made:
+            await asyncio.wait_for(box.phone.close(), WAIT)
+
+
+class Ear:
+    """Collects what a leg hears."""
+
+    def __init__(self, leg: CallLeg) -> None:
+        self.pcm = bytearray()
+        self.digits: list[str] = []
+        leg.set_consumer(self.pcm.extend, self.digits.append)
+
+    async def heard(self, seconds: float) -> bytes:
+        await _until(lambda: len(self.pcm) >= int(seconds * 16000))
+        return bytes(self.pcm)
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    async with asyncio.timeout(WAIT):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+async def _connect(
+    a: Box, b: Box, uri: str, *, secure_media_enabled: bool = False
+) -> tuple[CallLeg, CallLeg]:
+    dial = asyncio.ensure_future(a.phone.dial(uri, timeout=WAIT))
+    incoming = await b.next_call()
+    b_leg = await incoming.accept(secure_media_enabled=secure_media_enabled)
+    result = await asyncio.wait_for(dial, WAIT)
+    assert result.status == "answered", result
+    assert result.leg is not None
+    return result.leg, b_leg
+
+
+# -- plain and secure calls --------------------------------------------------------------------
+
+
+async def test_plain_call_carries_audio_both_ways_and_reports_remote_hangup(
+    phones: PhoneFactory,
+) -> None:
+    a, b = await phones(), await phones()
+    a_leg, b_leg = await _connect(a, b, b.uri("udp"))
+    assert (a_leg.direction, b_leg.direction) == ("outbound", "inbound")
+    assert a_leg.transport == b_leg.transport == "udp"
+    assert not a_leg.secure and a_leg.suite is None and a_leg.codec == "PCMU"
+    assert a_leg.sip_call_id == b_leg.sip_call_id
+    a_ear, b_ear = Ear(a_leg), Ear(b_leg)
+    await asyncio.gather(a_leg.play(sine(1000, 600)), b_leg.play(sine(440, 600)))
+    assert goertzel_power(await b_ear.heard(0.5), 1000) > 0.8
+    assert goertzel_power(await a_ear.heard(0.5), 440) > 0.8
+    # Plain RTP: 12-octet header + 160 octets of PCMU, nothing more.
+    assert a_leg.stats.octets_sent == a_leg.stats.packets_sent * 172
+
+    await b_leg.hangup()
+    assert b_leg.end_reason == "local hangup"
+    assert await a_leg.wait_ended(WAIT) == "remote hangup"
+    assert a_leg.ended.is_set()
+
+
+async def test_secure_call_uses_tls_and_srtp_both_ways(phones: PhoneFactory) -> None:
+    a, b = await phones(), await phones()
+    dial = asyncio.ensure_future(a.phone.dial(b.uri(secure=True), timeout=WAIT))
+    incoming = await b.next_call()
+    assert incoming.transport == "tls"
+    assert "secure" not in incoming.request_uri  # our instruction, not the callee's business
+    b_leg = await incoming.accept(secure_media_enabled=True)
+    result = await asyncio.wait_for(dial, WAIT)
+    assert result.status == "answered" and result.transport == "tls"
+    a_leg = result.leg
+    assert a_leg is not None
+    assert a_leg.secure and b_leg.secure
+    assert a_leg.suite == b_leg.suite == "AES_CM_128_HMAC_SHA1_80"
+    # RFC 4568 §6.1: each side sends with its own key; never the other's.
+    assert a_leg.media.our_crypto is not None and b_leg.media.our_crypto is not None
+    assert a_leg.media.our_crypto.keying_material() != b_leg.media.our_crypto.keying_material()
+    a_ear, b_ear = Ear(a_leg), Ear(b_leg)
+    await asyncio.gather(a_leg.play(sine(1000, 600)), b_leg.play(sine(440, 600)))
+    assert goertzel_power(await b_ear.heard(0.5), 1000) > 0.8
+    assert goertzel_power(await a_ear.heard(0.5), 440) > 0.8
+    # On the wire every packet carries the 10-octet HMAC-SHA1-80 tag (RFC 3711 §4.2).
+    assert a_leg.stats.octets_sent == a_leg.stats.packets_sent * 182
+    assert a_leg.stats.dropped_auth == b_leg.stats.dropped_auth == 0
+    await a_leg.hangup()
+    assert await b_leg.wait_ended(WAIT) == "remote hangup"
+
+
+async def test_digits_reach_the_far_end(phones: PhoneFactory) -> None:
+    a, b = await phones(), await phones()
+    a_leg, b_leg = await _connect(a, b, b.uri("udp"))
+    ear = Ear(b_leg)
+    await asyncio.wait_for(a_leg.send_digits("19#"), WAIT)
+    await _until(lambda: len(ear.digits) == 3)
+    assert ear.digits == ["1", "9", "#"]
+    await a_leg.hangup()
+
+
+# -- the secure-media policy -------------------------------------------------------------------
+
+
+async def test_domain_requiring_secure_media_refuses_a_plain_call(phones: PhoneFactory) -> None:
+    a, b = await phones(), await phones()
+    dial = asyncio.ensure_future(a.phone.dial(b.uri("udp"), timeout=WAIT))
+    incoming = await b.next_call()
+    with pytest.raises(SecureMediaError, match="did not arrive over TLS"):
+        await incoming.accept(secure_media_enabled=True)
+    result = await asyncio.wait_for(dial, WAIT)
+    assert (result.status, result.sip_response_code, result.leg) == ("failed", 488, None)
+    assert "Secure media required: request did not arrive over TLS" in result.reason
+
+
+async def test_domain_without_secure_media_refuses_an_srtp_offer(phones: PhoneFactory) -> None:
+    a, b = await phones(), await phones()
+    dial = asyncio.ensure_future(a.phone.dial(b.uri(secure=True), timeout=WAIT))
+    incoming = await b.next_call()
+    with pytest.raises(SecureMediaError):
+        await incoming.accept(secure_media_enabled=False)
+    result = await asyncio.wait_for(dial, WAIT)
+    assert result.status == "failed" and result.sip_response_code == 488
+    assert "refused our secure media offer" in result.reason
+    assert "Secure media disabled for this domain" in result.reason  # from the Warning
+
+
+async def test_plain_answer_to_a_secure_offer_fails_the_dial_with_ack_and_bye(
+    phones: PhoneFactory,
+) -> None:
+    a, b = await phones(), await phones()
+    dial = asyncio.ensure_future(a.phone.dial(b.uri(secure=True), timeout=WAIT))
+    incoming = await b.next_call()
+    # A broken peer: answers our RTP/SAVP offer with plain RTP/AVP.
+    plain = build_offer(address="127.0.0.1", port=40000, secure=False).sdp
+    incoming._inbound.accept(bytes(plain))
+    result = await asyncio.wait_for(dial, WAIT)
+    assert result.status == "failed" and result.leg is None
+    assert result.sip_response_code == 200
+    assert result.reason == "Secure media answer refused: answer is RTP/AVP"
+    # The 2xx was ACKed (dialog confirmed) and then ended with our BYE.
+    await incoming._inbound.confirmed(WAIT)
+    assert await incoming._inbound.wait_ended(WAIT) == "BYE"
+
+
+async def test_secure_dial_refuses_an_untrusted_certificate(phones: PhoneFactory) -> None:
+    a, b = await phones(ca=False), await phones()
+    result = await a.phone.dial(b.uri(secure=True), timeout=WAIT)
+    assert result.status == "failed" and result.sip_response_code == 503
+    assert "not trusted" in result.reason
+    assert b.incoming.empty()
+
+
+# -- dial outcomes -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"), [(486, "busy"), (603, "busy"), (404, "failed"), (480, "no-answer")]
+)
+async def test_rejections_map_to_dial_call_status(
+    phones: PhoneFactory, status: int, expected: str
+) -> None:
+    a, b = await phones(), await phones()
+    dial = asyncio.ensure_future(a.phone.dial(b.uri("udp"), timeout=WAIT))
+    incoming = await b.next_call()
+    await incoming.reject(status, "Nope")
+    result = await asyncio.wait_for(dial, WAIT)
+    assert (result.status, result.sip_response_code) == (expected, status)
+    assert result.reason.startswith(f"{status} Nope")
+
+
+async def test_ring_timeout_cancels_and_reports_no_answer(phones: PhoneFactory) -> None:
+    a, b = await phones(), await phones()
+    rings: list[int] = []
+    dial = asyncio.ensure_future(
+        a.phone.dial(b.uri("udp"), timeout=0.5, on_ringing=lambda: rings.append(1))
+    )
+    incoming = await b.next_call()
+    await incoming.ring()
+    result = await asyncio.wait_for(dial, WAIT)
+    assert result.status == "no-answer"
+    assert result.reason.startswith("no answer within 0.5 s")
+    assert rings == [1]
+    await _until(lambda: incoming.ended)  # the callee saw our CANCEL
+
+
+async def test_cancelling_the_dial_task_cancels_the_invite(phones: PhoneFactory) -> None:
+    a, b = await phones(), await phones()
+    dial = asyncio.ensure_future(a.phone.dial(b.uri("udp"), timeout=WAIT))
+    incoming = await b.next_call()
+    await incoming.ring()
+    await asyncio.sleep(0.05)  # let the 180 arrive so the CANCEL can go out (RFC 3261 §9.1)
+    dial.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await dial
+    await _until(lambda: incoming.ended)
+
+
+async def test_uri_headers_become_request_headers(phones: PhoneFactory) -> None:
+    a, b = await phones(), await phones()
+    uri = b.uri("udp") + "?X-Case=42&Call-ID=evil&Via=evil"
+    dial = asyncio.ensure_future(a.phone.dial(uri, timeout=WAIT, headers=[("X-Extra", "1")]))
+    incoming = await b.next_call()
+    assert ("X-Case", "42") in incoming.headers and ("X-Extra", "1") in incoming.headers
+    assert incoming.request.call_id == incoming.sip_call_id != "evil"
+    assert all("evil" not in v for v in incoming.request.headers.get_all("Via"))
+    assert incoming.domain == "127.0.0.1"
+    leg = await incoming.accept(secure_media_enabled=False, answer=False)
+    assert not leg.answered
+    await leg.reject(486, "Busy Here")
+    assert (await asyncio.wait_for(dial, WAIT)).status == "busy"
+
+
+async def test_invalid_uri_fails_without_sending() -> None:
+    phone = await Phone.start(listeners=[ListenerConfig("udp", "127.0.0.1", 0)])
+    try:
+        result = await phone.dial("tel:+15551234567")
+        assert result.status == "failed" and result.sip_response_code is None
+        assert "invalid SIP URI" in result.reason
+    finally:
+        await phone.close()
+
+
+def test_dial_status_table() -> None:
+    assert dial_status(200) == "answered"
+    assert dial_status(200, timed_out=True) == "no-answer"
+    assert dial_status(487) == "canceled"
+    assert dial_status(487, timed_out=True) == "no-answer"
+    assert dial_status(600) == "busy"
+    assert dial_status(408) == "no-answer"
+    assert dial_status(503) == "failed"
+
+
+# -- bridging ----------------------------------------------------------------------------------
+
+
+async def test_bridge_relays_srtp_to_rtp_both_ways_with_digits_and_star(
+    phones: PhoneFactory,
+) -> None:
+    caller, middle, callee = await phones(), await phones(), await phones()
+    # caller --TLS/SRTP--> middle --UDP/RTP--> callee
+    caller_leg, inbound = await _connect(
+        caller, middle, middle.uri(secure=True), secure_media_enabled=True
+    )
+    outbound, callee_leg = await _connect(middle, callee, callee.uri("udp"))
+    assert inbound.secure and not outbound.secure
+    keys: list[str] = []
+    stars: list[int] = []
+    joined = bridge(inbound, outbound, keys.append, on_star=lambda: stars.append(1))
+    assert joined.active
+    caller_ear, callee_ear = Ear(caller_leg), Ear(callee_leg)
+    await asyncio.gather(caller_leg.play(sine(1000, 600)), callee_leg.play(sine(440, 600)))
+    assert goertzel_power(await callee_ear.heard(0.5), 1000) > 0.8
+    assert goertzel_power(await caller_ear.heard(0.5), 440) > 0.8
+
+    await asyncio.wait_for(caller_leg.send_digits("5*"), WAIT)
+    await _until(lambda: len(keys) == 2 and len(callee_ear.digits) == 1)
+    assert keys == ["5", "*"] and stars == [1]
+    assert callee_ear.digits == ["5"]  # the star ends the bridge; it is not relayed
+
+    joined.stop()
+    assert not joined.active
+    middle_ear = Ear(inbound)
+    await caller_leg.play(sine(1000, 300))
+    assert goertzel_power(await middle_ear.heard(0.2), 1000) > 0.8  # back to normal delivery
+    for leg in (caller_leg, callee_leg):
+        await leg.hangup()
+
+
+async def test_bridge_needs_answered_legs(phones: PhoneFactory) -> None:
+    a, b = await phones(), await phones()
+    dial = asyncio.ensure_future(a.phone.dial(b.uri("udp"), timeout=WAIT))
+    incoming = await b.next_call()
+    pending = await incoming.accept(secure_media_enabled=False, answer=False)
+    with pytest.raises(LocalProtocolError):
+        bridge(pending, pending)
+    await pending.answer()
+    result = await asyncio.wait_for(dial, WAIT)
+    assert result.status == "answered"
+    await pending.hangup()
