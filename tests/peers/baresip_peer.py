@@ -29,7 +29,12 @@ Usage (from a test; the ``baresip`` fixture below does start/stop for you)::
 Import it from another test directory with::
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
-    from baresip_peer import BaresipOptions, BaresipPeer, baresip  # noqa: E402, F401
+    from baresip_peer import BaresipOptions, baresip_peers
+
+    @pytest.fixture
+    async def peers(tmp_path):
+        async with baresip_peers(tmp_path) as make:
+            yield make
 """
 
 from __future__ import annotations
@@ -435,17 +440,16 @@ async def wait_until(
 BaresipFactory = Callable[..., Awaitable[BaresipPeer]]
 
 
-@pytest.fixture
-async def baresip(tmp_path: Path) -> AsyncIterator[BaresipFactory]:
-    """Start baresip instances: ``peer = await baresip(BaresipOptions(...))``; all are stopped
-    (and killed if need be) when the test ends."""
+@contextlib.asynccontextmanager
+async def baresip_peers(directory: Path) -> AsyncIterator[BaresipFactory]:
+    """Start baresip instances under ``directory``: ``peer = await make(BaresipOptions(...))``;
+    all are stopped (killed if need be) on exit. Skips the test when baresip is missing."""
     if BARESIP is None or not MODULE_PATH.is_dir():
         pytest.skip("baresip is not installed (Debian packages baresip, baresip-core)")
     peers: list[BaresipPeer] = []
 
     async def make(options: BaresipOptions | None = None, *, name: str = "") -> BaresipPeer:
-        directory = tmp_path / f"baresip-{name or len(peers)}"
-        peer = await BaresipPeer.start(directory, options)
+        peer = await BaresipPeer.start(directory / f"baresip-{name or len(peers)}", options)
         peers.append(peer)
         return peer
 
@@ -454,3 +458,11 @@ async def baresip(tmp_path: Path) -> AsyncIterator[BaresipFactory]:
     finally:
         for peer in peers:
             await peer.stop()
+
+
+@pytest.fixture
+async def baresip(tmp_path: Path) -> AsyncIterator[BaresipFactory]:
+    """The :func:`baresip_peers` factory as a fixture (import it into a test module, or wrap
+    :func:`baresip_peers` in a fixture of your own)."""
+    async with baresip_peers(tmp_path) as make:
+        yield make

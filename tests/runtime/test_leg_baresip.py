@@ -1,0 +1,195 @@
+"""Call legs against a real peer: baresip on loopback, over SIP/TLS with SRTP and over UDP.
+
+Proof that secure media works end to end with another implementation: each side plays its own
+tone (we send 1 kHz, baresip 440 Hz) and each finds the other's tone in what it decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from callxml.engine.devcert import DevCertificate, ensure_dev_certificate
+from callxml.errors import SecureMediaError
+from callxml.media.tone import goertzel_power, sine
+from callxml.media.wav import write_wav
+from callxml.runtime import IncomingCall, Phone
+from callxml.sip.aio.tls import TlsConfig
+from callxml.sip.aio.transport import ListenerConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
+from baresip_peer import BaresipFactory, BaresipOptions, baresip_peers
+
+pytestmark = pytest.mark.peer
+
+WAIT = 10.0
+SIPS_CONTACT = pytest.mark.xfail(
+    reason="our TLS Contact is <sips:...> even for a sip: Request-URI; baresip 1.0 cannot route "
+    "to sips: (ENOSYS), so it never ACKs our 200 / cannot BYE (fix requested in sip/ua.py)",
+    strict=False,
+)
+OUR_TONE, THEIR_TONE = 1000, 440
+
+
+@pytest.fixture
+async def baresip(tmp_path: Path) -> AsyncIterator[BaresipFactory]:
+    async with baresip_peers(tmp_path) as make:
+        yield make
+
+
+@pytest.fixture
+def cert(tmp_path: Path) -> DevCertificate:
+    return ensure_dev_certificate(tmp_path / "pki", ("127.0.0.1", "localhost"))
+
+
+@pytest.fixture
+def their_tone(tmp_path: Path) -> Path:
+    path = tmp_path / "their-tone.wav"
+    write_wav(path, sine(THEIR_TONE, 10_000, amplitude=0.4))
+    return path
+
+
+@pytest.fixture
+async def phone(cert: DevCertificate) -> AsyncIterator[tuple[Phone, asyncio.Queue[IncomingCall]]]:
+    calls: asyncio.Queue[IncomingCall] = asyncio.Queue()
+
+    async def on_incoming(call: IncomingCall) -> None:
+        await calls.put(call)
+
+    made = await Phone.start(
+        listeners=[ListenerConfig("udp", "127.0.0.1", 0), ListenerConfig("tls", "127.0.0.1", 0)],
+        tls=TlsConfig(ca_file=str(cert.ca), cert_file=str(cert.cert), key_file=str(cert.key)),
+        on_incoming=on_incoming,
+    )
+    try:
+        yield made, calls
+    finally:
+        await asyncio.wait_for(made.close(), WAIT)
+
+
+async def _collect(pcm: bytearray, seconds: float) -> bytes:
+    async with asyncio.timeout(WAIT):
+        while len(pcm) < int(seconds * 16000):
+            await asyncio.sleep(0.02)
+    return bytes(pcm)
+
+
+async def test_secure_dial_to_baresip_carries_srtp_both_ways(
+    baresip: BaresipFactory,
+    phone: tuple[Phone, asyncio.Queue[IncomingCall]],
+    cert: DevCertificate,
+    their_tone: Path,
+) -> None:
+    peer = await baresip(BaresipOptions(mediaenc="srtp-mand", play=their_tone, cert=cert))
+    result = await phone[0].dial(peer.uri(secure=True), timeout=WAIT)
+    assert result.status == "answered", result
+    assert result.transport == "tls"
+    leg = result.leg
+    assert leg is not None and leg.secure and leg.suite == "AES_CM_128_HMAC_SHA1_80"
+    heard = bytearray()
+    leg.set_consumer(heard.extend)
+    await asyncio.wait_for(leg.play(sine(OUR_TONE, 1500, amplitude=0.4)), WAIT)
+    ours = await _collect(heard, 1.0)
+    await leg.hangup()
+    await peer.wait_event("CALL_CLOSED")
+
+    assert goertzel_power(ours[4000:], THEIR_TONE) > 0.8  # skip the first 0.25 s
+    theirs = peer.received_audio()
+    assert len(theirs) > 16000
+    assert goertzel_power(theirs[4000:], OUR_TONE) > 0.8
+    # SRTP on the wire: baresip says so, and each packet we sent carried the 10-octet tag.
+    assert "SRTP is Enabled (cryptosuite=AES_CM_128_HMAC_SHA1_80)" in peer.log()
+    assert leg.stats.packets_sent > 50
+    assert leg.stats.octets_sent == leg.stats.packets_sent * (12 + 160 + 10)
+    assert leg.stats.dropped_auth == 0
+
+
+async def test_secure_dial_to_plain_rtp_baresip_fails_with_a_reason(
+    baresip: BaresipFactory,
+    phone: tuple[Phone, asyncio.Queue[IncomingCall]],
+    cert: DevCertificate,
+) -> None:
+    peer = await baresip(BaresipOptions(mediaenc=None, cert=cert))
+    result = await phone[0].dial(peer.uri(secure=True), timeout=WAIT)
+    assert (result.status, result.sip_response_code, result.leg) == ("failed", 488, None)
+    assert "refused our secure media offer" in result.reason
+
+
+async def test_plain_dial_to_baresip_over_udp(
+    baresip: BaresipFactory,
+    phone: tuple[Phone, asyncio.Queue[IncomingCall]],
+    their_tone: Path,
+) -> None:
+    peer = await baresip(BaresipOptions(mediaenc=None, play=their_tone, tls=False))
+    result = await phone[0].dial(peer.uri(), timeout=WAIT)
+    assert result.status == "answered" and result.transport == "udp"
+    leg = result.leg
+    assert leg is not None and not leg.secure
+    heard = bytearray()
+    leg.set_consumer(heard.extend)
+    await asyncio.wait_for(leg.send_digits("42"), WAIT)
+    ours = await _collect(heard, 0.8)
+    assert goertzel_power(ours[4000:], THEIR_TONE) > 0.8
+    # baresip hangs up: we see the BYE.
+    await peer.hangup()
+    assert await leg.wait_ended(WAIT) == "remote hangup"
+
+
+@SIPS_CONTACT
+async def test_baresip_calls_a_secure_domain_over_tls_with_srtp(
+    baresip: BaresipFactory,
+    phone: tuple[Phone, asyncio.Queue[IncomingCall]],
+    cert: DevCertificate,
+    their_tone: Path,
+) -> None:
+    ours, calls = phone
+    peer = await baresip(
+        BaresipOptions(user="alice", mediaenc="srtp-mand", play=their_tone, cert=cert)
+    )
+    tls_port = ours.user_agent.local("tls").port
+    await peer.dial(f"sip:bob@127.0.0.1:{tls_port};transport=tls")
+    incoming = await asyncio.wait_for(calls.get(), WAIT)
+    assert incoming.transport == "tls"
+    leg = await incoming.accept(secure_media_enabled=True)
+    assert leg.secure and leg.direction == "inbound"
+    await peer.wait_event("CALL_ESTABLISHED")
+    heard = bytearray()
+    leg.set_consumer(heard.extend)
+    await asyncio.wait_for(leg.play(sine(OUR_TONE, 1500, amplitude=0.4)), WAIT)
+    got = await _collect(heard, 1.0)
+    await leg.hangup()
+    await peer.wait_event("CALL_CLOSED")
+    assert goertzel_power(got[4000:], THEIR_TONE) > 0.8
+    assert goertzel_power(peer.received_audio()[4000:], OUR_TONE) > 0.8
+
+
+async def test_plain_baresip_calling_a_secure_domain_gets_488(
+    baresip: BaresipFactory,
+    phone: tuple[Phone, asyncio.Queue[IncomingCall]],
+) -> None:
+    ours, calls = phone
+    peer = await baresip(BaresipOptions(user="alice", mediaenc=None, tls=False))
+    await peer.dial(f"sip:bob@127.0.0.1:{ours.user_agent.local('udp').port}")
+    incoming = await asyncio.wait_for(calls.get(), WAIT)
+    with pytest.raises(SecureMediaError, match="did not arrive over TLS"):
+        await incoming.accept(secure_media_enabled=True)
+    closed = await peer.wait_event("CALL_CLOSED")
+    assert "488" in str(closed.get("param"))
+
+
+@SIPS_CONTACT
+async def test_baresip_hangs_up_our_secure_call(
+    baresip: BaresipFactory,
+    phone: tuple[Phone, asyncio.Queue[IncomingCall]],
+    cert: DevCertificate,
+) -> None:
+    peer = await baresip(BaresipOptions(mediaenc="srtp-mand", cert=cert))
+    result = await phone[0].dial(peer.uri(secure=True), timeout=WAIT)
+    assert result.leg is not None
+    await peer.wait_event("CALL_ESTABLISHED")
+    await peer.hangup()
+    assert await result.leg.wait_ended(WAIT) == "remote hangup"
