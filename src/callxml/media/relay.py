@@ -17,15 +17,24 @@ from callxml.media.rtp import RtpError, RtpPacket
 from callxml.media.stream import RtpEndpoint
 
 
-def _forwarder(source: RtpEndpoint, target: RtpEndpoint) -> Callable[[bytes], None]:
-    send = target.send_packet
-    same_codec = source.codec.name == target.codec.name
-    if (
-        same_codec
+def _same_media(source: RtpEndpoint, target: RtpEndpoint) -> bool:
+    return (
+        source.codec.name == target.codec.name
         and source.payload_type == target.payload_type
         and source.dtmf_payload_type == target.dtmf_payload_type
-    ):
-        return send  # the fast path: the packet goes out untouched (but re-protected)
+    )
+
+
+def make_forwarder(source: RtpEndpoint, target: RtpEndpoint) -> Callable[[bytes], None]:
+    """The function that re-sends a packet received on ``source`` out of ``target``.
+
+    Wrap it to watch the packets (e.g. for DTMF during a bridge) and install it with
+    :meth:`RtpEndpoint.set_forward`.
+    """
+    send = target.send_packet
+    same_codec = source.codec.name == target.codec.name
+    if _same_media(source, target):
+        return send  # the packet goes out untouched (but re-protected)
 
     audio_pt, dtmf_pt = source.payload_type, source.dtmf_payload_type
     decode, encode = source.codec.decode, target.codec.encode
@@ -60,6 +69,9 @@ def _forwarder(source: RtpEndpoint, target: RtpEndpoint) -> Callable[[bytes], No
     return forward
 
 
+_forwarder = make_forwarder  # the name runtime/leg.py imported first; kept for it
+
+
 class MediaRelay:
     """Relays media between two endpoints while started; stopping returns both to normal."""
 
@@ -71,14 +83,21 @@ class MediaRelay:
         self.active = False
 
     def start(self) -> None:
-        """Begin relaying both directions (stop any playback on the legs first if needed)."""
-        self.leg_a.set_forward(_forwarder(self.leg_a, self.leg_b))
-        self.leg_b.set_forward(_forwarder(self.leg_b, self.leg_a))
+        """Begin relaying both directions (stop any playback on the legs first if needed).
+
+        Call again after renegotiating codecs or payload types on either leg; new SRTP keys
+        (:meth:`RtpEndpoint.set_srtp`) take effect without it.
+        """
+        for source, target in ((self.leg_a, self.leg_b), (self.leg_b, self.leg_a)):
+            if _same_media(source, target):
+                source.pass_through_to(target)
+            else:
+                source.set_forward(make_forwarder(source, target))
         self.active = True
 
     def stop(self) -> None:
-        self.leg_a.set_forward(None)
-        self.leg_b.set_forward(None)
+        self.leg_a.pass_through_to(None)
+        self.leg_b.pass_through_to(None)
         self.active = False
 
     def __enter__(self) -> MediaRelay:

@@ -8,12 +8,20 @@ module never generates, logs or prints them: ``repr`` shows the suite and counte
 
 It must not know about SDP or sockets. Key derivation rate is 0 and MKI is never used (our SDES
 policy refuses both), so a packet carrying an MKI fails authentication here.
+
+Speed: pylibsrtp allocates a length cell and copies the result out on every call. When its cffi
+binding is there (checked once at import against the public API), sessions call libsrtp directly
+on one preallocated buffer, and :meth:`SrtpSession.relay_to` unprotects with one session and
+re-protects with another in that same buffer — the relay's whole per-packet crypto in one copy
+in and one copy out. Otherwise the public pylibsrtp API is used; behaviour is identical.
 """
 
 from __future__ import annotations
 
+import importlib
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import pylibsrtp
 
@@ -62,10 +70,23 @@ SUITES: dict[str, SrtpSuite] = {
 DEFAULT_SUITE = "AES_CM_128_HMAC_SHA1_80"
 REPLAY_WINDOW = 128  # RFC 3711 §3.3.2 asks for at least 64
 
-_AUTH_FAIL = "authentication failure"
-_REPLAY_FAILS = frozenset(
-    {"replay check failed (bad index)", "replay check failed (index too old)"}
-)
+MAX_PACKET_OCTETS = 1500  # bigger datagrams are dropped before they reach libsrtp
+_BUFFER_OCTETS = 2048  # room for a maximal packet plus any SRTCP index, tag and MKI
+
+# libsrtp's srtp_err_status_t values (srtp.h); pylibsrtp maps them to its ERRORS texts.
+_ERR_AUTH_FAIL = 7
+_ERR_REPLAY_FAIL = 9
+_ERR_REPLAY_OLD = 10
+_AUTH_FAIL = pylibsrtp.ERRORS[_ERR_AUTH_FAIL]
+_REPLAY_FAILS = frozenset({pylibsrtp.ERRORS[_ERR_REPLAY_FAIL], pylibsrtp.ERRORS[_ERR_REPLAY_OLD]})
+
+_ffi: Any = None
+_lib: Any = None
+try:  # pylibsrtp's cffi module: not public API, so it is only used after the self-test below
+    _binding: Any = importlib.import_module("pylibsrtp._binding")
+    _ffi, _lib = _binding.ffi, _binding.lib
+except (ImportError, AttributeError):  # pragma: no cover - depends on the installed pylibsrtp
+    pass
 
 
 def get_suite(name: str) -> SrtpSuite:
@@ -101,8 +122,13 @@ class SrtpSession:
     """
 
     __slots__ = (
+        "_buffer",
+        "_cdata",
+        "_length",
         "_rx",
+        "_rx_ctx",
         "_tx",
+        "_tx_ctx",
         "auth_failures",
         "other_failures",
         "replays",
@@ -126,6 +152,14 @@ class SrtpSession:
         self.auth_failures = 0
         self.replays = 0
         self.other_failures = 0
+        self._tx_ctx: Any = None
+        self._rx_ctx: Any = None
+        if _FAST:
+            self._cdata = _ffi.new("char[]", _BUFFER_OCTETS)
+            self._buffer = _ffi.buffer(self._cdata)
+            self._length = _ffi.new("int *")
+            self._tx_ctx = self._tx._srtp[0] if self._tx is not None else None
+            self._rx_ctx = self._rx._srtp[0] if self._rx is not None else None
 
     def __repr__(self) -> str:  # never show key material
         return (
@@ -139,6 +173,18 @@ class SrtpSession:
         """RTP → SRTP (RFC 3711 §3.3). A packet libsrtp refuses is our bug: :class:`MediaError`."""
         if self._tx is None:
             raise MediaError("this SRTP session has no sending key")
+        ctx = self._tx_ctx
+        if ctx is not None:
+            size = len(rtp)
+            if size > MAX_PACKET_OCTETS:
+                raise MediaError("SRTP protect failed: packet too long")
+            self._buffer[0:size] = rtp
+            length = self._length
+            length[0] = size
+            status = _lib.srtp_protect(ctx, self._cdata, length)
+            if status:
+                raise MediaError(f"SRTP protect failed: {pylibsrtp.ERRORS[status]}")
+            return self._buffer[0 : length[0]]  # type: ignore[no-any-return]
         try:
             return self._tx.protect(rtp)  # type: ignore[no-any-return]
         except (pylibsrtp.Error, ValueError, TypeError) as exc:
@@ -160,6 +206,21 @@ class SrtpSession:
         rx = self._rx
         if rx is None:
             raise MediaError("this SRTP session has no receiving key")
+        ctx = self._rx_ctx
+        if ctx is not None:
+            size = len(srtp)
+            if size > MAX_PACKET_OCTETS:
+                self.other_failures += 1
+                return None
+            buffer = self._buffer
+            buffer[0:size] = srtp
+            length = self._length
+            length[0] = size
+            status = _lib.srtp_unprotect(ctx, self._cdata, length)
+            if status:
+                self._count_status(status)
+                return None
+            return buffer[0 : length[0]]  # type: ignore[no-any-return]
         try:
             return rx.unprotect(srtp)  # type: ignore[no-any-return]
         except pylibsrtp.Error as exc:
@@ -181,6 +242,48 @@ class SrtpSession:
             self.other_failures += 1
         return None
 
+    def relay_to(self, srtp: bytes, out: SrtpSession) -> bytes | None:
+        """Unprotect with our receiving key and protect with ``out``'s sending key, in one go.
+
+        The relay's hot path (SRTP leg to SRTP leg). ``None`` (counted here) when the packet
+        fails authentication or the replay check, or cannot be re-protected; never raises.
+        """
+        ctx, out_ctx = self._rx_ctx, out._tx_ctx
+        if ctx is None or out_ctx is None:  # no fast path: two ordinary steps
+            plain = self.unprotect(srtp)
+            if plain is None:
+                return None
+            try:
+                return out.protect(plain)
+            except MediaError:
+                self.other_failures += 1
+                return None
+        size = len(srtp)
+        if size > MAX_PACKET_OCTETS:
+            self.other_failures += 1
+            return None
+        buffer = self._buffer
+        buffer[0:size] = srtp
+        length = self._length
+        length[0] = size
+        cdata = self._cdata
+        status = _lib.srtp_unprotect(ctx, cdata, length)
+        if status:
+            self._count_status(status)
+            return None
+        if _lib.srtp_protect(out_ctx, cdata, length):  # e.g. far too old for the send window
+            self.other_failures += 1
+            return None
+        return buffer[0 : length[0]]  # type: ignore[no-any-return]
+
+    def _count_status(self, status: int) -> None:
+        if status == _ERR_AUTH_FAIL:
+            self.auth_failures += 1
+        elif status in (_ERR_REPLAY_FAIL, _ERR_REPLAY_OLD):
+            self.replays += 1
+        else:
+            self.other_failures += 1
+
     def _count(self, reason: str) -> None:
         if reason == _AUTH_FAIL:
             self.auth_failures += 1
@@ -193,3 +296,26 @@ class SrtpSession:
     def dropped(self) -> int:
         """All packets refused so far."""
         return self.auth_failures + self.replays + self.other_failures
+
+
+def _fast_path_works() -> bool:
+    """Check the direct libsrtp calls against the public pylibsrtp API once, at import."""
+    if _ffi is None or _lib is None:
+        return False
+    global _FAST
+    key = bytes(range(30))
+    packet = bytes.fromhex("800f1234decafbadcafebabe") + bytes(range(40))
+    try:
+        outbound = pylibsrtp.Policy.SSRC_ANY_OUTBOUND
+        public = pylibsrtp.Session(_policy(SUITES[DEFAULT_SUITE], key, outbound)).protect(packet)
+        _FAST = True
+        fast = SrtpSession(DEFAULT_SUITE, our_key=key, their_key=key)
+        ok = fast.protect(packet) == public and fast.unprotect(public) == packet
+    except Exception:
+        ok = False
+    _FAST = ok
+    return ok
+
+
+_FAST = False
+_fast_path_works()

@@ -191,6 +191,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._remote_rtcp: Address | None = None
         self._latched = False
         self._forward: Callable[[bytes], None] | None = None  # set by the relay when bridged
+        self._forward_ep: RtpEndpoint | None = None  # ...or this, for the pass-through path
+        self._srtp_seen = (0, 0)  # SRTP drop counters already copied into stats
         self._tx_task: asyncio.Task[None] | None = None
         self._rtcp_task: asyncio.Task[None] | None = None
         self._source: Iterator[bytes] | AsyncIterator[bytes] | None = None
@@ -252,6 +254,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             return
         self._closed = True
         self._forward = None
+        self._forward_ep = None
         tasks = [t for t in (self._tx_task, self._rtcp_task) if t is not None]
         for task in tasks:
             task.cancel()
@@ -304,6 +307,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             if keys is None
             else SrtpSession(keys.suite, our_key=keys.our_key, their_key=keys.their_key)
         )
+        self._srtp_seen = (0, 0)
 
     def set_payload_types(self, codec: str, payload_type: int, dtmf_payload_type: int) -> None:
         """Apply the negotiated codec and payload types (from the SDP answer)."""
@@ -329,18 +333,37 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         log.debug("RTP socket error on %s: %s", self.local_address, exc)
 
     def datagram_received(self, data: bytes, addr: Address) -> None:  # type: ignore[override]
-        """Hot path: demux, unprotect, latch, then forward (bridged) or deliver."""
-        stats = self.stats
+        """Hot path: demux, unprotect, latch, then pass through / forward (bridged) or deliver."""
         if len(data) < HEADER_SIZE or 192 <= data[1] <= 223:  # RFC 5761 §4 demultiplexing
             self.rtcp_received(data, addr)
             return
+        stats = self.stats
+        stats.octets_received += len(data)
         srtp = self._srtp
+        target = self._forward_ep
+        if target is not None:
+            # Bridged pass-through: the legs agree on codec and payload types, so the packet
+            # only changes keys. SRTP on both sides is one libsrtp unprotect+protect in place.
+            out = target._srtp
+            if srtp is not None:
+                packet = srtp.relay_to(data, out) if out is not None else srtp.unprotect(data)
+                if packet is None:
+                    self._srtp_dropped(srtp)
+                    return
+            elif data[0] >> 6 != 2:
+                stats.dropped_invalid += 1
+                return
+            else:
+                packet = data if out is None else out.protect(data)
+            if addr != self._remote:
+                self._latch(addr)
+            stats.packets_received += 1
+            target.send_ready(packet)
+            return
         if srtp is not None:
             plain = srtp.unprotect(data)
             if plain is None:
-                stats.dropped_auth = srtp.auth_failures
-                stats.dropped_replay = srtp.replays
-                stats.dropped_invalid = srtp.other_failures
+                self._srtp_dropped(srtp)
                 return
             data = plain
         elif data[0] >> 6 != 2:
@@ -349,12 +372,22 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         if addr != self._remote:
             self._latch(addr)
         stats.packets_received += 1
-        stats.octets_received += len(data)
         forward = self._forward
         if forward is not None:
             forward(data)
             return
         self._deliver(data)
+
+    def _srtp_dropped(self, srtp: SrtpSession) -> None:
+        stats = self.stats
+        auth, replays = self._srtp_seen
+        if srtp.auth_failures != auth:
+            stats.dropped_auth += 1
+        elif srtp.replays != replays:
+            stats.dropped_replay += 1
+        else:
+            stats.dropped_invalid += 1
+        self._srtp_seen = (srtp.auth_failures, srtp.replays)
 
     def _latch(self, addr: Address) -> None:
         # RFC 4961 symmetric RTP: follow the source of authenticated SRTP always (NAT rebinding);
@@ -478,6 +511,17 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         stats = self.stats
         stats.packets_sent += 1
         stats.octets_sent += len(rtp)
+
+    def send_ready(self, packet: bytes) -> None:
+        """Send a packet that is already protected for this leg (or plain RTP on an RTP leg)."""
+        remote = self._remote
+        transport = self._transport
+        if remote is None or transport is None:
+            return
+        transport.sendto(packet, remote)
+        stats = self.stats
+        stats.packets_sent += 1
+        stats.octets_sent += len(packet)
 
     def _send_media(self, payload_type: int, payload: bytes, marker: bool, ts: int | None) -> None:
         packet = self._sender.build(payload_type, payload, marker=marker, timestamp=ts)
@@ -637,4 +681,14 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
         The relay uses this to bridge legs; ``None`` returns to normal delivery.
         """
+        self._forward_ep = None
         self._forward = forward
+
+    def pass_through_to(self, target: RtpEndpoint | None) -> None:
+        """Re-send every authenticated received packet on ``target`` untouched but for the keys.
+
+        Only valid while both legs use the same codec and payload types (the relay checks);
+        ``None`` returns to normal delivery.
+        """
+        self._forward = None
+        self._forward_ep = target

@@ -1,0 +1,233 @@
+"""SRTP→SRTP relay throughput: packets relayed per CPU-second of the relaying process.
+
+A sender subprocess protects RTP packets (160-octet G.711 payloads) with key K1 and sends them as
+fast as it can to leg A of a relay on loopback; the relay unprotects each packet with K1,
+protects it with K2 and sends it from leg B to a sink socket. The relay process's CPU time
+(``time.process_time``) over the sending window gives packets per CPU-second. Three figures, in
+the same run and on the same event loop:
+
+* ``callxml``: two :class:`callxml.media.stream.RtpEndpoint` legs joined by
+  :class:`callxml.media.relay.MediaRelay` — the project's own media code, SRTP included;
+* ``raw relay``: a bare ``asyncio.DatagramProtocol`` calling pylibsrtp unprotect + protect +
+  ``sendto`` — the same sockets and loop with nothing else;
+* ``raw crypto``: pylibsrtp unprotect + protect in a plain loop, no sockets at all;
+* ``UDP only``: the bare protocol without any crypto — the ceiling the event loop and the
+  two system calls per packet (recvfrom, sendto) allow.
+
+Run with and without uvloop; each measurement is repeated (``--rounds``, default 3, interleaved)
+and the medians printed. Each window is bounded (``--seconds``, default 0.6 s), so the whole run
+takes about fifteen seconds. Usage: ``python bench/srtp_relay.py [--seconds S] [--rounds N]
+[--no-uvloop]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pylibsrtp
+
+from callxml.media.relay import MediaRelay
+from callxml.media.srtp import SrtpSession, generate_key_salt
+from callxml.media.stream import RtpConfig, RtpEndpoint, SrtpKeys
+
+SUITE = "AES_CM_128_HMAC_SHA1_80"
+PAYLOAD = bytes(160)
+
+
+def _rtp(seq: int, ssrc: int) -> bytes:
+    return struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, (160 * seq) & 0xFFFFFFFF, ssrc) + PAYLOAD
+
+
+# -- the sender (a subprocess, so its CPU time is not the relay's) ---------------------------
+
+
+def run_sender(port: int, key_hex: str, seconds: float) -> None:
+    """Wait for a line on stdin, then blast SRTP at 127.0.0.1:port for ``seconds``."""
+    session = SrtpSession(SUITE, our_key=bytes.fromhex(key_hex), their_key=None)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    ssrc = int.from_bytes(os.urandom(4), "big")
+    print("ready", flush=True)
+    sys.stdin.readline()
+    deadline = time.monotonic() + seconds
+    seq = 0
+    target = ("127.0.0.1", port)
+    while True:
+        for _ in range(64):
+            sock.sendto(session.protect(_rtp(seq, ssrc)), target)
+            seq += 1
+        if time.monotonic() >= deadline:
+            break
+    print(seq, flush=True)
+
+
+# -- the relays ----------------------------------------------------------------------------
+
+
+class RawRelay(asyncio.DatagramProtocol):
+    """The baseline: pylibsrtp and sendto, nothing else (``crypto=False``: sendto only)."""
+
+    def __init__(
+        self, key_in: bytes, key_out: bytes, sink: tuple[str, int], *, crypto: bool = True
+    ) -> None:
+        self.crypto = crypto
+        self.rx = pylibsrtp.Session(
+            pylibsrtp.Policy(key=key_in, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND)
+        )
+        self.tx = pylibsrtp.Session(
+            pylibsrtp.Policy(key=key_out, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+        )
+        self.sink = sink
+        self.out: Any = None
+        self.relayed = 0
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.crypto:
+            try:
+                data = self.tx.protect(self.rx.unprotect(data))
+            except pylibsrtp.Error:
+                return
+        self.out.sendto(data, self.sink)
+        self.relayed += 1
+
+
+async def _window(port: int, key_in: bytes, seconds: float, relayed: Callable[[], int]) -> float:
+    """Run one sender against ``port``; return relayed packets per CPU-second."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--sender",
+        str(port),
+        key_in.hex(),
+        str(seconds),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    await proc.stdout.readline()  # ready
+    start_count, start_cpu = relayed(), time.process_time()
+    proc.stdin.write(b"go\n")
+    await proc.stdin.drain()
+    await proc.stdout.readline()  # number sent
+    await proc.wait()
+    await asyncio.sleep(0.05)  # drain what is still queued on the socket
+    cpu = time.process_time() - start_cpu
+    return (relayed() - start_count) / cpu if cpu > 0 else 0.0
+
+
+async def bench_callxml(seconds: float, sink: tuple[str, int]) -> float:
+    k1, k2 = generate_key_salt(SUITE), generate_key_salt(SUITE)
+    config = RtpConfig(rtcp=False)
+    leg_a = await RtpEndpoint.open(config, srtp=SrtpKeys(SUITE, generate_key_salt(SUITE), k1))
+    leg_b = await RtpEndpoint.open(config, srtp=SrtpKeys(SUITE, k2, generate_key_salt(SUITE)))
+    leg_a.set_remote(("127.0.0.1", 9))
+    leg_b.set_remote(sink)
+    leg_b._latched = True  # nothing will arrive on leg B; keep the sink as its peer
+    try:
+        with MediaRelay(leg_a, leg_b):
+            return await _window(
+                leg_a.local_address[1], k1, seconds, lambda: leg_b.stats.packets_sent
+            )
+    finally:
+        await leg_a.close()
+        await leg_b.close()
+
+
+async def bench_raw_relay(seconds: float, sink: tuple[str, int], *, crypto: bool = True) -> float:
+    k1, k2 = generate_key_salt(SUITE), generate_key_salt(SUITE)
+    loop = asyncio.get_running_loop()
+    relay = RawRelay(k1, k2, sink, crypto=crypto)
+    transport, _ = await loop.create_datagram_endpoint(lambda: relay, local_addr=("127.0.0.1", 0))
+    relay.out = transport
+    try:
+        port = transport.get_extra_info("sockname")[1]
+        return await _window(port, k1, seconds, lambda: relay.relayed)
+    finally:
+        transport.close()
+
+
+def bench_raw_crypto(seconds: float) -> float:
+    """pylibsrtp unprotect + protect on pre-protected packets, no I/O."""
+    k1, k2 = generate_key_salt(SUITE), generate_key_salt(SUITE)
+    tx = pylibsrtp.Session(pylibsrtp.Policy(key=k1, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    rx = pylibsrtp.Session(pylibsrtp.Policy(key=k1, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    out = pylibsrtp.Session(pylibsrtp.Policy(key=k2, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    batch = [tx.protect(_rtp(seq, 0x1234)) for seq in range(50_000)]
+    done, cpu, start = 0, 0.0, time.process_time()
+    while cpu < seconds and done < len(batch):
+        for packet in batch[done : done + 5000]:
+            out.protect(rx.unprotect(packet))
+        done += 5000
+        cpu = time.process_time() - start
+    return done / cpu
+
+
+async def run_all(seconds: float, rounds: int) -> list[float]:
+    """Interleave the four measurements ``rounds`` times; return their medians."""
+    sink_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink_sock.bind(("127.0.0.1", 0))  # never read: the kernel drops what overflows
+    sink = sink_sock.getsockname()
+    samples: list[list[float]] = [[], [], [], []]
+    try:
+        for _ in range(rounds):
+            samples[0].append(await bench_callxml(seconds, sink))
+            samples[1].append(await bench_raw_relay(seconds, sink))
+            samples[2].append(bench_raw_crypto(seconds / 2))
+            samples[3].append(await bench_raw_relay(seconds, sink, crypto=False))
+    finally:
+        sink_sock.close()
+    return [statistics.median(s) for s in samples]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=0.6, help="sending window per case")
+    parser.add_argument("--rounds", type=int, default=3, help="repetitions (medians are shown)")
+    parser.add_argument("--no-uvloop", action="store_true", help="only the default asyncio loop")
+    parser.add_argument(
+        "--sender", nargs=3, metavar=("PORT", "KEY", "SECONDS"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.sender:
+        run_sender(int(args.sender[0]), args.sender[1], float(args.sender[2]))
+        return
+    seconds = max(0.2, min(args.seconds, 10.0))
+    rounds = max(1, min(args.rounds, 9))
+    loops: list[tuple[str, Callable[[], asyncio.AbstractEventLoop]]] = [
+        ("asyncio", asyncio.new_event_loop)
+    ]
+    if not args.no_uvloop:
+        try:
+            import uvloop
+
+            loops.append(("uvloop", uvloop.new_event_loop))
+        except ImportError:
+            print("uvloop not installed: asyncio only", file=sys.stderr)
+    print(f"SRTP->SRTP relay, {SUITE}, 172-octet RTP, packets per CPU-second of the relay")
+    print(f"medians of {rounds} rounds of {seconds:g} s; ratio = callxml / baseline")
+    head = ("loop", "callxml", "raw relay", "ratio", "raw crypto", "ratio", "UDP only")
+    widths = (-8, 9, 10, 6, 11, 6, 10)
+    print(
+        " ".join(f"{h:{'<' if w < 0 else '>'}{abs(w)}}" for h, w in zip(head, widths, strict=True))
+    )
+    for name, factory in loops:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            ours, raw, crypto, floor = runner.run(run_all(seconds, rounds))
+        print(
+            f"{name:<8} {ours:>9,.0f} {raw:>10,.0f} {ours / raw:>6.2f} {crypto:>11,.0f}"
+            f" {ours / crypto:>6.2f} {floor:>10,.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
