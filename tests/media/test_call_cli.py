@@ -69,7 +69,9 @@ async def test_secure_call_to_baresip_reports_srtp_and_carries_tones_both_ways(
     assert "completed (200)" in result.output
     assert "transport: tls" in result.output
     assert "media:     SRTP AES_CM_128_HMAC_SHA1_80, PCMU" in result.output
-    assert "dropped 0 (auth 0, replay 0" in result.output
+    # No SRTP packet failed authentication. (An SRTCP packet baresip sends before its 200 OK
+    # reaches us arrives before we have its key, and is counted as invalid.)
+    assert "(auth 0, replay 0," in result.output
     await peer.wait_event("CALL_CLOSED")
     # We sent the default 1 kHz test tone; baresip decoded it from SRTP.
     theirs = peer.received_audio()

@@ -53,7 +53,7 @@ from typing import Any
 import pytest
 
 from callxml.engine.devcert import DevCertificate, ensure_dev_certificate
-from callxml.media.wav import read_audio
+from callxml.media.wav import read_audio, write_wav
 
 BARESIP = shutil.which("baresip")
 MODULE_PATH = Path("/usr/lib/baresip/modules")
@@ -61,6 +61,7 @@ MODULE_PATH = Path("/usr/lib/baresip/modules")
 DEFAULT_TIMEOUT = 10.0
 MAX_EVENTS = 1000
 MAX_NETSTRING = 1 << 20
+SILENCE_SECONDS = 60
 
 needs_baresip = pytest.mark.skipif(
     BARESIP is None or not MODULE_PATH.is_dir(),
@@ -75,9 +76,10 @@ class BaresipOptions:
     ``mediaenc``: ``"srtp-mand"`` (SDES SRTP required), ``"srtp"`` (SRTP offered, best effort),
     ``"srtp-mandf"``, or ``None`` for plain RTP/AVP. ``answermode``: ``"auto"`` answers every
     call, ``"manual"`` waits for :meth:`BaresipPeer.accept`. ``play`` is an 8 kHz mono 16-bit WAV
-    sent to the far end (``None``: silence). ``transport`` is put on the account's URI
-    (outgoing registrations/calls default to it). ``tls`` makes baresip listen on TLS too, with
-    ``cert`` (a :class:`DevCertificate`; made in the config directory when None).
+    sent to the far end once (``None``: a minute of silence, so RTP still flows). ``transport``
+    is put on the account's URI (outgoing registrations/calls default to it). ``tls`` makes
+    baresip listen on TLS too, with ``cert`` (a :class:`DevCertificate`; made in the config
+    directory when None).
     ``extra_config`` lines are appended to the ``config`` file verbatim.
     """
 
@@ -260,10 +262,11 @@ class BaresipPeer:
             "module_app menu.so",
             f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
         ]
-        if o.play is not None:
-            lines.append(f"audio_source aufile,{o.play}")
-        else:
-            lines.append("audio_source aubridge,silence")
+        play = o.play
+        if play is None:  # an aubridge source with no player sends no RTP at all: send silence
+            play = self.directory / "silence.wav"
+            write_wav(play, bytes(2 * 8000 * SILENCE_SECONDS))
+        lines.append(f"audio_source aufile,{play}")
         if o.record:
             self.record_dir.mkdir(exist_ok=True)
             lines += ["module sndfile.so", f"snd_path {self.record_dir}"]
