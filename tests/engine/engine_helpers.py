@@ -214,3 +214,59 @@ async def sipp_uac(
         out, _ = await process.communicate()
     errors = (workdir / "errors.log").read_text() if (workdir / "errors.log").exists() else ""
     return process.returncode or 0, out.decode(errors="replace")[-3000:] + errors
+
+
+def _bound(port: int, transport: str) -> bool:
+    table = Path("/proc/net/udp" if transport == "udp" else "/proc/net/tcp")
+    try:
+        lines = table.read_text().splitlines()[1:]
+    except OSError:
+        return True
+    for line in lines:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and (transport == "udp" or fields[3] == "0A"):
+            return True
+    return False
+
+
+async def sipp_uas(
+    workdir: Path, scenario: str, transport: str = "udp", *, timeout: float = 20
+) -> tuple[asyncio.subprocess.Process, int]:
+    """Start a SIPp callee scenario from tests/engine/sipp; returns (process, port) once bound."""
+    if SIPP is None:
+        import pytest
+
+        pytest.fail("sipp (Debian package sip-tester) is not installed")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port(socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM)
+    process = await asyncio.create_subprocess_exec(
+        SIPP,
+        "-sf", str(SCENARIOS / f"{scenario}.xml"),
+        "-i", "127.0.0.1",
+        "-p", str(port),
+        "-mp", str(free_port(socket.SOCK_DGRAM)),
+        "-t", "u1" if transport == "udp" else "t1",
+        "-m", "1",
+        "-nostdin",
+        "-timeout", f"{int(timeout)}s",
+        "-timeout_error",
+        "-trace_err", "-error_file", str(workdir / "errors.log"),
+        cwd=workdir,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    for _ in range(250):
+        if _bound(port, transport) or process.returncode is not None:
+            break
+        await asyncio.sleep(0.02)
+    return process, port
+
+
+async def finish(process: asyncio.subprocess.Process, timeout: float = 25) -> tuple[int, str]:
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        out, _ = await process.communicate()
+    return process.returncode or 0, out.decode(errors="replace")[-3000:]

@@ -33,6 +33,8 @@ __all__ = ["API_VERSION", "ApiError", "CallControl", "OutboundCall", "build_app"
 API_VERSION = "2010-04-01"
 MAX_PAGE_SIZE = 1000
 MAX_FORM_BYTES = 64 * 1024
+#: Form fields Twilio SDKs send once per value (``StatusCallbackEvent=initiated&…=answered``).
+REPEATABLE_FIELDS = frozenset({"StatusCallbackEvent"})
 
 
 class ApiError(Exception):
@@ -217,7 +219,15 @@ class _Api:
         if request.content_length and request.content_length > MAX_FORM_BYTES:
             raise ApiError(413, 21617, "Request entity too large")
         data = await request.post()
-        return {k: v for k, v in data.items() if isinstance(v, str)}
+        form: dict[str, str] = {}
+        for key, value in data.items():
+            if not isinstance(value, str):
+                continue
+            if key in form and key in REPEATABLE_FIELDS:  # SDKs repeat the key per value
+                form[key] += " " + value
+            else:
+                form[key] = value
+        return form
 
     def record_or_404(self, account: AccountConfig, sid: str, path: str) -> CallRecord:
         record = self.store.get_call(sid)

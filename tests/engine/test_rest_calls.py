@@ -1,0 +1,147 @@
+"""REST-originated calls (``POST Calls.json``) to a SIPp callee: the flow runs on the answered
+call, the record moves through its statuses, status callbacks are posted in order, and
+Events.json shows the webhook exchanges; a busy callee ends the call ``busy``."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from engine_helpers import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    WebApp,
+    engine_config,
+    finish,
+    running_engine,
+    sipp_uas,
+)
+
+from callxml.engine.server import Engine
+
+pytestmark = pytest.mark.peer
+
+AUTH = {
+    "Authorization": "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
+}
+
+
+def api(engine: Engine, path: str) -> str:
+    return f"http://127.0.0.1:{engine.http_port}/2010-04-01/Accounts/{ACCOUNT_SID}/{path}"
+
+
+async def wait_status(engine: Engine, sid: str, statuses: set[str]) -> Any:
+    assert engine.store is not None
+    for _ in range(500):
+        record = engine.store.get_call(sid)
+        if record is not None and record.status in statuses:
+            return record
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"call {sid} never reached {statuses}: {record}")
+
+
+@pytest.fixture
+async def app() -> WebApp:
+    web_app = WebApp(
+        {
+            "/voice": lambda form: "<Response><Say>Hello from the API</Say><Hangup/></Response>",
+            "/status": lambda form: "",
+        }
+    )
+    await web_app.start()
+    yield web_app  # type: ignore[misc]
+    await web_app.stop()
+
+
+async def test_rest_call_runs_its_flow_and_posts_status_callbacks(
+    tmp_path: Path, app: WebApp
+) -> None:
+    process, port = await sipp_uas(tmp_path / "sipp", "uas_answer")
+    async with running_engine(engine_config(tmp_path, [])) as engine:
+        form = [
+            ("To", f"sip:bob@127.0.0.1:{port}?X-Ticket=7"),
+            ("From", "sip:alice@example.com"),
+            ("Url", app.url("/voice")),
+            ("StatusCallback", app.url("/status")),
+            ("StatusCallbackEvent", "initiated"),
+            ("StatusCallbackEvent", "ringing answered"),
+            ("StatusCallbackEvent", "completed"),
+            ("Timeout", "10"),
+        ]
+        async with aiohttp.ClientSession(headers=AUTH) as http:
+            async with http.post(api(engine, "Calls.json"), data=form) as resp:
+                body = await resp.json()
+                assert resp.status == 201, body
+            sid = body["sid"]
+            assert body["status"] == "queued" and body["direction"] == "outbound-api"
+            record = await wait_status(engine, sid, {"completed", "failed", "busy", "no-answer"})
+            code, output = await finish(process)
+            async with http.get(api(engine, f"Calls/{sid}.json")) as resp:
+                call = await resp.json()
+            async with http.get(api(engine, f"Calls/{sid}/Events.json")) as resp:
+                events = (await resp.json())["events"]
+    assert code == 0, output  # SIPp saw X-Ticket, answered, and got our BYE
+    assert record.status == "completed", record
+    assert call["status"] == "completed" and call["sip_response_code"] == 200
+    assert int(call["duration"]) >= 0
+    voice = next(form for path, form in app.requests if path == "/voice")
+    assert voice["CallStatus"] == "in-progress" and voice["Direction"] == "outbound-api"
+    assert voice["CallSid"] == sid
+    callbacks = [form for path, form in app.requests if path == "/status"]
+    assert [c["CallStatus"] for c in callbacks] == [
+        "initiated",
+        "ringing",
+        "in-progress",
+        "completed",
+    ]
+    assert [c["SequenceNumber"] for c in callbacks] == ["0", "1", "2", "3"]
+    assert callbacks[-1]["SipResponseCode"] == "200" and "CallDuration" in callbacks[-1]
+    assert events[0]["request"]["url"] == app.url("/voice")
+    assert events[0]["request"]["parameters"]["CallSid"] == sid
+    assert events[0]["response"]["response_code"] == 200
+
+
+async def test_rest_call_to_busy_callee(tmp_path: Path, app: WebApp) -> None:
+    process, port = await sipp_uas(tmp_path / "sipp", "uas_busy")
+    async with running_engine(engine_config(tmp_path, [])) as engine:
+        form = {
+            "To": f"sip:bob@127.0.0.1:{port}",
+            "From": "+15550100",
+            "Twiml": "<Response><Say>never</Say></Response>",
+            "StatusCallback": app.url("/status"),
+        }
+        async with aiohttp.ClientSession(headers=AUTH) as http:
+            async with http.post(api(engine, "Calls.json"), data=form) as resp:
+                sid = (await resp.json())["sid"]
+            record = await wait_status(engine, sid, {"busy", "failed", "completed"})
+            code, output = await finish(process)
+            async with http.post(
+                api(engine, f"Calls/{sid}.json"), data={"Url": app.url("/x")}
+            ) as resp:
+                redirect = await resp.json()
+    assert code == 0, output
+    assert record.status == "busy" and record.sip_response_code == 486
+    assert "/voice" not in app.paths()
+    assert [form["CallStatus"] for path, form in app.requests if path == "/status"] == ["busy"]
+    assert redirect["code"] == 21220  # not in progress: cannot redirect
+
+
+async def test_invalid_to_is_400(tmp_path: Path) -> None:
+    answers = []
+    async with (
+        running_engine(engine_config(tmp_path, [])) as engine,
+        aiohttp.ClientSession(headers=AUTH) as http,
+    ):
+        for to in ("sip:", "+15550100"):
+            form = {"To": to, "From": "x", "Twiml": "<Response/>"}
+            async with http.post(api(engine, "Calls.json"), data=form) as resp:
+                answers.append((resp.status, await resp.json()))
+        assert engine.store is not None
+        assert engine.store.count_calls(ACCOUNT_SID) == 0
+    (bad_status, bad), (no_trunk_status, no_trunk) = answers
+    assert bad_status == 400 and bad["code"] == 21211
+    assert no_trunk_status == 400 and no_trunk["code"] == 21211 and "trunk" in no_trunk["message"]
