@@ -156,6 +156,7 @@ async def test_nobody_listening_is_a_failed_call() -> None:
         (["sip:bob@127.0.0.1", "--cert", __file__], "--cert and --key go together"),
         (["sip:bob@127.0.0.1", "--bind", "example.com"], "--bind"),
         (["sip:bob@127.0.0.1", "--duration", "0"], "--duration"),
+        (["sip:bob@127.0.0.1", "--from", "not a uri"], "--from"),
     ],
 )
 def test_usage_errors(args: list[str], message: str) -> None:

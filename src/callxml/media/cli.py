@@ -242,6 +242,17 @@ async def _run(
         report.reason = "no RTP arrived from the peer"
 
 
+def _check_from(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    from callxml.sip.uri import parse_uri
+
+    try:
+        return str(parse_uri(value))
+    except RemoteProtocolError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _check_digits(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
     if not value:
         return ""
@@ -279,7 +290,12 @@ def _check_digits(ctx: click.Context, param: click.Parameter, value: str | None)
     "--cert", type=click.Path(exists=True, dir_okay=False), help="Our TLS certificate chain."
 )
 @click.option("--key", type=click.Path(exists=True, dir_okay=False), help="Its private key.")
-@click.option("--from", "from_uri", help="From URI (default sip:callxml@<local address>).")
+@click.option(
+    "--from",
+    "from_uri",
+    callback=_check_from,
+    help="From URI (default sip:callxml@<local address>).",
+)
 @click.option(
     "--insecure",
     is_flag=True,
