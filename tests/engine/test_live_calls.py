@@ -1,0 +1,112 @@
+"""Live calls from outside: the REST API redirects or ends an inbound call in progress, and
+SIGTERM's drain hangs up (BYE) a call still running after the grace period."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+
+import aiohttp
+import pytest
+from engine_helpers import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    WebApp,
+    engine_config,
+    running_engine,
+    sip_port,
+    sipp_uac,
+)
+
+from callxml.engine.server import Engine
+
+pytestmark = pytest.mark.peer
+
+AUTH = {
+    "Authorization": "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
+}
+LONG = '<Response><Say>Hi</Say><Pause length="60"/></Response>'
+
+
+@pytest.fixture
+async def app() -> WebApp:
+    web_app = WebApp(
+        {
+            "/voice": lambda form: LONG,
+            "/bye": lambda form: "<Response><Hangup/></Response>",
+        }
+    )
+    await web_app.start()
+    yield web_app  # type: ignore[misc]
+    await web_app.stop()
+
+
+async def live_sid(engine: Engine) -> str:
+    for _ in range(500):
+        for sid, call in engine.calls.items():
+            if call.book.record.status == "in-progress":
+                return sid
+        await asyncio.sleep(0.02)
+    raise AssertionError("no call in progress")
+
+
+def caller(engine: Engine, tmp_path: Path) -> asyncio.Task[tuple[int, str]]:
+    target = f"127.0.0.1:{sip_port(engine, 'udp')}"
+    return asyncio.create_task(
+        sipp_uac(tmp_path / "sipp", "uac_answered", "udp", target, keys={"domain": "plain.test"})
+    )
+
+
+async def test_rest_redirect_of_a_live_call(tmp_path: Path, app: WebApp) -> None:
+    config = engine_config(tmp_path, [{"name": "plain.test", "voice_url": app.url("/voice")}])
+    async with running_engine(config) as engine:
+        sipp = caller(engine, tmp_path)
+        sid = await live_sid(engine)
+        url = f"http://127.0.0.1:{engine.http_port}/2010-04-01/Accounts/{ACCOUNT_SID}/Calls/{sid}.json"
+        async with aiohttp.ClientSession(headers=AUTH) as http:
+            async with http.post(url, data={"Url": app.url("/bye")}) as resp:
+                assert resp.status == 200, await resp.text()
+            code, output = await sipp
+            assert code == 0, output  # the redirected document hung up: SIPp got our BYE
+            async with http.get(url) as resp:
+                record = await resp.json()
+    assert app.paths()[-1] == "/bye"
+    assert record["status"] == "completed"
+
+
+async def test_rest_status_completed_ends_a_live_call(tmp_path: Path, app: WebApp) -> None:
+    config = engine_config(tmp_path, [{"name": "plain.test", "voice_url": app.url("/voice")}])
+    async with running_engine(config) as engine:
+        sipp = caller(engine, tmp_path)
+        sid = await live_sid(engine)
+        url = f"http://127.0.0.1:{engine.http_port}/2010-04-01/Accounts/{ACCOUNT_SID}/Calls/{sid}.json"
+        async with aiohttp.ClientSession(headers=AUTH) as http:
+            async with http.post(url, data={"Status": "completed"}) as resp:
+                body = await resp.json()
+            code, output = await sipp
+    assert code == 0, output
+    assert body["status"] == "completed"
+
+
+async def test_shutdown_hangs_up_calls_after_the_grace_period(tmp_path: Path, app: WebApp) -> None:
+    config = engine_config(
+        tmp_path,
+        [{"name": "plain.test", "voice_url": app.url("/voice")}],
+        extra={"engine": {"shutdown_grace": 0.5}},
+    )
+    async with running_engine(config) as engine:
+        sipp = caller(engine, tmp_path)
+        sid = await live_sid(engine)
+        await engine.stop()  # the context manager's stop() is then a no-op
+        assert not engine.accepting
+    code, output = await sipp
+    assert code == 0, output  # BYE after the grace period
+    from callxml.engine.store import SqliteStore
+
+    store = SqliteStore(config.database)
+    try:
+        record = store.get_call(sid)
+    finally:
+        store.close()
+    assert record is not None and record.status == "completed" and record.end_time
