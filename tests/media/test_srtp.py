@@ -219,3 +219,39 @@ def test_libsrtp_agrees_with_reference_across_sequence_wrap(suite: str) -> None:
         assert ours_rx.unprotect_rtcp(protected) == report
         assert ref_rx.unprotect_rtcp(protected) == report
     assert ours_rx.dropped == 0
+
+
+# -- both code paths: direct libsrtp calls and the public pylibsrtp API ----------------------
+
+
+@pytest.fixture(params=[True, False], ids=["direct", "public-api"])
+def fast_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    import callxml.media.srtp as srtp_module
+
+    if request.param:
+        assert srtp_module._FAST, "the direct libsrtp path failed its self-test"
+    monkeypatch.setattr(srtp_module, "_FAST", request.param)
+    return bool(request.param)
+
+
+def test_both_paths_agree_and_count_the_same(fast_path: bool) -> None:
+    key_in, key_out = generate_key_salt(), generate_key_salt()
+    sender = SrtpSession(SUITE80, our_key=key_in, their_key=None)
+    relay_in = SrtpSession(SUITE80, our_key=None, their_key=key_in)
+    relay_out = SrtpSession(SUITE80, our_key=key_out, their_key=None)
+    reference_out = ReferenceSrtp(key_out)
+    assert (relay_in._rx_ctx is not None) is fast_path
+    packets = [_rtp((65530 + n) & 0xFFFF, 160 * n, 99, bytes([n]) * 160) for n in range(12)]
+    protected = [sender.protect(p) for p in packets]
+    for plain, wire in zip(packets, protected, strict=True):
+        relayed = relay_in.relay_to(wire, relay_out)
+        assert relayed == reference_out.protect(plain)
+    assert relay_in.relay_to(protected[3], relay_out) is None  # replay
+    tampered = bytearray(sender.protect(_rtp(9, 0, 99, bytes(160))))  # not yet seen
+    tampered[15] ^= 1
+    assert relay_in.relay_to(bytes(tampered), relay_out) is None
+    assert relay_in.unprotect(bytes(2000)) is None  # over-long
+    assert (relay_in.replays, relay_in.auth_failures, relay_in.other_failures) == (1, 1, 1)
+
+
+SUITE80 = "AES_CM_128_HMAC_SHA1_80"

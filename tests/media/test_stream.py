@@ -281,3 +281,45 @@ async def test_dtmf_digit_reported_once_when_end_packets_lost() -> None:
     finally:
         await ep.close()
         peer.close()
+
+
+@pytest.mark.parametrize("secure_b", [True, False], ids=["srtp-srtp", "srtp-rtp"])
+async def test_relay_pass_through_same_codec(secure_b: bool) -> None:
+    """Same codec on both legs: packets pass untouched but for the keys, both directions."""
+    keys_caller, keys_a = _keys()
+    keys_b, keys_callee = _keys() if secure_b else (None, None)
+    caller_rec, callee_rec = PcmRecorder(), PcmRecorder()
+    config = RtpConfig(rtcp=False)
+    caller = await RtpEndpoint.open(config, consumer=caller_rec, srtp=keys_caller)
+    leg_a = await RtpEndpoint.open(config, srtp=keys_a)
+    leg_b = await RtpEndpoint.open(config, srtp=keys_b)
+    callee = await RtpEndpoint.open(config, consumer=callee_rec, srtp=keys_callee)
+    intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    intruder.bind(("127.0.0.1", 0))
+    try:
+        caller.set_remote(leg_a.local_address)
+        leg_a.set_remote(caller.local_address)
+        leg_b.set_remote(callee.local_address)
+        callee.set_remote(leg_b.local_address)
+        relay = MediaRelay(leg_a, leg_b)
+        relay.start()
+        assert leg_a._forward_ep is leg_b and leg_b._forward_ep is leg_a
+        intruder.sendto(bytes(RtpPacket(0, 1, 0, 1, bytes(160))), leg_a.local_address)
+        await asyncio.gather(
+            caller.play(sine_frames(1000, 200)), callee.play(sine_frames(600, 200))
+        )
+        await caller.send_dtmf("4", duration_ms=40)
+        await _until(lambda: callee_rec.digits == ["4"] and caller.stats.packets_received >= 10)
+        assert leg_a.stats.dropped_auth == 1  # the intruder's plain RTP did not authenticate
+        assert leg_a.remote_address == caller.local_address  # ...and did not move the latch
+        relay.stop()
+        callee.flush_received()
+        caller.flush_received()
+        assert goertzel_power(callee_rec.pcm, 1000) > 0.9
+        assert goertzel_power(caller_rec.pcm, 600) > 0.9
+        assert leg_b.stats.packets_sent == leg_a.stats.packets_received == 10 + 5
+        assert callee.stats.dropped_auth == 0 and callee.stats.packets_received == 15
+    finally:
+        intruder.close()
+        for ep in (caller, leg_a, leg_b, callee):
+            await ep.close()
