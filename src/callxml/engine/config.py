@@ -33,9 +33,11 @@ __all__ = [
 ]
 
 DEMO_ACCOUNT_SID = "AC" + "0" * 31 + "1"
-DEMO_AUTH_TOKEN = "demo-auth-token-change-me"
+# The demo account signs with the bundled example app's default token, and the demo domain points
+# at that app's entry (``python examples/ivr_app.py --port 8081``), so both work together as is.
+DEMO_AUTH_TOKEN = "example-auth-token"
 DEMO_DOMAIN = "demo.callxml.localhost"
-DEMO_VOICE_URL = "http://127.0.0.1:8081/voice"
+DEMO_VOICE_URL = "http://127.0.0.1:8081/ivr"
 
 
 @dataclass(frozen=True, slots=True)
