@@ -338,7 +338,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             self.rtcp_received(data, addr)
             return
         stats = self.stats
-        stats.octets_received += len(data)
+        size = len(data)
         srtp = self._srtp
         target = self._forward_ep
         if target is not None:
@@ -358,6 +358,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             if addr != self._remote:
                 self._latch(addr)
             stats.packets_received += 1
+            stats.octets_received += size
             target.send_ready(packet)
             return
         if srtp is not None:
@@ -372,6 +373,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         if addr != self._remote:
             self._latch(addr)
         stats.packets_received += 1
+        stats.octets_received += size
         forward = self._forward
         if forward is not None:
             forward(data)
