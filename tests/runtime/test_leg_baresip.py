@@ -27,6 +27,7 @@ from baresip_peer import BaresipFactory, BaresipOptions, baresip_peers
 pytestmark = pytest.mark.peer
 
 WAIT = 10.0
+XFAIL_WAIT = 3.0  # shorter waits where a known gap makes the test fail
 SIPS_CONTACT = pytest.mark.xfail(
     reason="our TLS Contact is <sips:...> even for a sip: Request-URI; baresip 1.0 cannot route "
     "to sips: (ENOSYS), so it never ACKs our 200 / cannot BYE (fix requested in sip/ua.py)",
@@ -156,7 +157,7 @@ async def test_baresip_calls_a_secure_domain_over_tls_with_srtp(
     assert incoming.transport == "tls"
     leg = await incoming.accept(secure_media_enabled=True)
     assert leg.secure and leg.direction == "inbound"
-    await peer.wait_event("CALL_ESTABLISHED")
+    await peer.wait_event("CALL_ESTABLISHED", timeout=XFAIL_WAIT)
     heard = bytearray()
     leg.set_consumer(heard.extend)
     await asyncio.wait_for(leg.play(sine(OUR_TONE, 1500, amplitude=0.4)), WAIT)
@@ -192,4 +193,4 @@ async def test_baresip_hangs_up_our_secure_call(
     assert result.leg is not None
     await peer.wait_event("CALL_ESTABLISHED")
     await peer.hangup()
-    assert await result.leg.wait_ended(WAIT) == "remote hangup"
+    assert await result.leg.wait_ended(XFAIL_WAIT) == "remote hangup"

@@ -39,7 +39,7 @@ from callxml.errors import (
     TransportError,
 )
 from callxml.media.dtmf import DEFAULT_PAYLOAD_TYPE, DtmfDigit
-from callxml.media.relay import MediaRelay, _forwarder
+from callxml.media.relay import MediaRelay, make_forwarder
 from callxml.media.stream import RtpConfig, RtpEndpoint, RtpStats, SrtpKeys
 from callxml.media.wav import pcm_frames
 from callxml.sdp import NegotiatedMedia, answer_offer, build_offer, check_answer
@@ -802,7 +802,7 @@ class Bridge:
         self.b.stop_playing()
         self._relay.start()
         if self._on_a_digit is not None or self._on_star is not None:
-            forward = _forwarder(self.a.endpoint, self.b.endpoint)
+            forward = make_forwarder(self.a.endpoint, self.b.endpoint)
             self.a.endpoint.set_forward(self._watch_digits(forward))
 
     def _watch_digits(self, forward: Callable[[bytes], None]) -> Callable[[bytes], None]:
