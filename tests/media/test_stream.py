@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import socket
 import struct
+from collections.abc import Iterator
 
 import pytest
 
@@ -323,3 +324,24 @@ async def test_relay_pass_through_same_codec(secure_b: bool) -> None:
         intruder.close()
         for ep in (caller, leg_a, leg_b, callee):
             await ep.close()
+
+
+async def test_cancelling_play_stops_the_source() -> None:
+    ep = await RtpEndpoint.open(RtpConfig(rtcp=False))
+    ep.set_remote(("127.0.0.1", 9))
+
+    def endless() -> Iterator[bytes]:
+        while True:
+            yield bytes(320)
+
+    try:
+        player = asyncio.create_task(ep.play(endless()))
+        await _until(lambda: ep.stats.packets_sent >= 2)
+        player.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await player
+        sent = ep.stats.packets_sent
+        await asyncio.sleep(0.1)
+        assert ep.stats.packets_sent <= sent + 1
+    finally:
+        await ep.close()

@@ -41,7 +41,8 @@ from callxml.media.srtp import SrtpSession
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
-MAX_DTMF_QUEUE = 64
+MAX_DTMF_QUEUE = 64  # received digits kept in dtmf_events (oldest dropped first)
+MAX_DTMF_BACKLOG = 4096  # queued outgoing DTMF packets
 RESYNC_LAG = 0.2  # s: a sender this far behind its schedule restarts it instead of bursting
 
 
@@ -546,7 +547,12 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._source_done = done
         self._source_frames = 0
         self._ensure_sending()
-        return await done
+        try:
+            return await done
+        except asyncio.CancelledError:  # barge-in by cancelling play(): stop this source
+            if self._source_done is done:
+                self._end_source()
+            raise
 
     def stop_playing(self) -> None:
         """Stop the current source (its ``play`` returns the frames sent so far)."""
@@ -557,8 +563,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     ) -> None:
         """Send key presses as RFC 4733 events, paced, with ``gap_ms`` between them."""
         self._check_open()
-        if len(digits) > 128:
-            raise LocalProtocolError("at most 128 DTMF digits at once")
+        if len(digits) > 128 or len(self._dtmf_tx) > MAX_DTMF_BACKLOG:
+            raise LocalProtocolError("at most 128 DTMF digits at once, and a bounded backlog")
         ptime = self.config.ptime_ms
         packets = [
             dtmf_packets(d, duration_ms=duration_ms, volume=volume, packet_ms=ptime) for d in digits
