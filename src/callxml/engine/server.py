@@ -251,6 +251,11 @@ class Engine:
         for domain in config.domains:
             secure = "secure media required" if domain.secure_media else "plain RTP"
             self.echo(f"SIP: domain {domain.name} -> {domain.voice_url} ({secure})")
+            if domain.credentials:
+                self.echo(
+                    f"SIP: warning: domain {domain.name}: credentials are not enforced yet "
+                    "(digest authentication per domain is not supported); use allowed_ips"
+                )
 
     async def _start_http(self) -> None:
         from callxml.engine.control import EngineControl
