@@ -351,3 +351,29 @@ async def test_bridge_needs_answered_legs(phones: PhoneFactory) -> None:
     result = await asyncio.wait_for(dial, WAIT)
     assert result.status == "answered"
     await pending.hangup()
+
+
+async def test_play_returns_when_the_call_ends_and_cancel_stops_sending(
+    phones: PhoneFactory,
+) -> None:
+    a, b = await phones(), await phones()
+    a_leg, b_leg = await _connect(a, b, b.uri("udp"))
+    # Barge-in: cancelling the task that plays stops the packets at once.
+    playing = asyncio.ensure_future(a_leg.play(sine(1000, 5000)))
+    await _until(lambda: a_leg.stats.packets_sent >= 5)
+    playing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await playing
+    sent = a_leg.stats.packets_sent
+    await asyncio.sleep(0.1)
+    assert a_leg.stats.packets_sent <= sent + 1
+    # A long prompt ends, without an error, when the far end hangs up.
+    playing = asyncio.ensure_future(a_leg.play(sine(1000, 5000)))
+    await _until(lambda: a_leg.stats.packets_sent >= sent + 5)
+    await b_leg.hangup()
+    await asyncio.wait_for(playing, WAIT)
+    assert a_leg.end_reason == "remote hangup"
+    await a_leg.play(sine(1000, 100))  # after the end: returns at once
+    await a_leg.send_digits("1")
+    await a_leg.hangup()  # idempotent
+    assert a_leg.end_reason == "remote hangup"

@@ -252,6 +252,7 @@ class CallLeg:
         self._handle = handle
         self._endpoint = endpoint
         self._consumer = consumer
+        self._closing: asyncio.Future[None] | None = None
         self._watch = asyncio.get_running_loop().create_task(
             self._watch_end(), name=f"leg-{self.sid}"
         )
@@ -304,13 +305,21 @@ class CallLeg:
         await self._finish("remote hangup" if by_peer else reason)
 
     async def _finish(self, reason: str) -> None:
+        """Record why the call ended, release the media once (whoever gets here first)."""
         if self.end_reason is None:
             self.end_reason = reason
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._release())
+        await asyncio.shield(self._closing)
+
+    async def _release(self) -> None:
         try:
             self._endpoint.flush_received()
         finally:
-            await self._endpoint.close()
-            self.ended.set()
+            try:
+                await self._endpoint.close()
+            finally:
+                self.ended.set()
 
     async def answer(self) -> None:
         """Inbound: send 200 OK with our SDP answer and start the media. Idempotent."""
@@ -371,6 +380,9 @@ class CallLeg:
         except asyncio.CancelledError:
             self._endpoint.stop_playing()
             raise
+        except MediaError:
+            if self.end_reason is None:
+                raise  # the endpoint closed under us only because the call is ending
 
     def stop_playing(self) -> None:
         """Stop what :meth:`play` is sending (its ``play`` returns)."""
@@ -383,7 +395,11 @@ class CallLeg:
             raise MediaError("the peer did not negotiate telephone-event (RFC 4733)")
         if self.ended.is_set():
             return
-        await self._endpoint.send_dtmf(digits)
+        try:
+            await self._endpoint.send_dtmf(digits)
+        except MediaError:
+            if self.end_reason is None:
+                raise
 
     def set_consumer(
         self,
