@@ -145,3 +145,28 @@ async def test_invalid_to_is_400(tmp_path: Path) -> None:
     (bad_status, bad), (no_trunk_status, no_trunk) = answers
     assert bad_status == 400 and bad["code"] == 21211
     assert no_trunk_status == 400 and no_trunk["code"] == 21211 and "trunk" in no_trunk["message"]
+
+
+@pytest.mark.parametrize("how", ["ring-timeout", "rest-cancel"])
+async def test_rest_call_not_answered(tmp_path: Path, app: WebApp, how: str) -> None:
+    process, port = await sipp_uas(tmp_path / "sipp", "uas_ring")
+    async with running_engine(engine_config(tmp_path, [])) as engine:
+        form = {
+            "To": f"sip:carol@127.0.0.1:{port}",
+            "From": "sip:alice@example.com",
+            "Url": app.url("/voice"),
+            "Timeout": "1" if how == "ring-timeout" else "30",
+        }
+        async with aiohttp.ClientSession(headers=AUTH) as http:
+            async with http.post(api(engine, "Calls.json"), data=form) as resp:
+                sid = (await resp.json())["sid"]
+            await wait_status(engine, sid, {"ringing"})
+            if how == "rest-cancel":
+                url = api(engine, f"Calls/{sid}.json")
+                async with http.post(url, data={"Status": "canceled"}) as resp:
+                    assert resp.status == 200, await resp.text()
+            record = await wait_status(engine, sid, {"no-answer", "canceled", "failed", "busy"})
+            code, output = await finish(process)
+    assert code == 0, output  # SIPp saw our CANCEL and its 487 was ACKed
+    assert record.status == ("no-answer" if how == "ring-timeout" else "canceled")
+    assert "/voice" not in app.paths()
