@@ -15,6 +15,7 @@ import pytest
 
 from callxml.engine.devcert import DevCertificate, ensure_dev_certificate
 from callxml.errors import SecureMediaError
+from callxml.media.g711 import G711Codec
 from callxml.media.tone import goertzel_power, sine
 from callxml.media.wav import write_wav
 from callxml.runtime import IncomingCall, Phone
@@ -93,10 +94,24 @@ async def test_secure_dial_to_baresip_carries_srtp_both_ways(
     assert leg is not None and leg.secure and leg.suite == "AES_CM_128_HMAC_SHA1_80"
     heard = bytearray()
     leg.set_consumer(heard.extend)
+    wire: list[bytes] = []  # what baresip's packets look like on the wire, before unprotect
+    receive = leg.endpoint.datagram_received
+
+    def tap(data: bytes, addr: tuple[str, int]) -> None:
+        if len(wire) < 200 and len(data) > 12 and data[1] & 0x7F == 0:
+            wire.append(data)
+        receive(data, addr)
+
+    leg.endpoint.datagram_received = tap  # type: ignore[method-assign]
     await asyncio.wait_for(leg.play(sine(OUR_TONE, 1500, amplitude=0.4)), WAIT)
     ours = await _collect(heard, 1.0)
     await leg.hangup()
     await peer.wait_event("CALL_CLOSED")
+    # On the wire the payload is ciphertext: read as PCMU it holds no 440 Hz tone at all.
+    assert len(wire) > 20
+    assert all(len(packet) == 12 + 160 + 10 for packet in wire)
+    as_if_plain = G711Codec("PCMU").decode(b"".join(p[12:172] for p in wire))
+    assert goertzel_power(as_if_plain, THEIR_TONE) < 0.05
 
     assert goertzel_power(ours[4000:], THEIR_TONE) > 0.8  # skip the first 0.25 s
     theirs = peer.received_audio()
