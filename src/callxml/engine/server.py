@@ -31,7 +31,7 @@ from callxml.engine.api import API_VERSION, build_app
 from callxml.engine.callbacks import CallbackTarget, StatusCallbacks
 from callxml.engine.config import AccountConfig, DomainConfig, EngineConfig
 from callxml.engine.devcert import ensure_dev_certificate
-from callxml.engine.store import CallEvent, CallRecord, SqliteStore, Store
+from callxml.engine.store import CallEvent, CallRecord, RecordingRecord, SqliteStore, Store
 from callxml.errors import CallXmlError, ConfigError, MediaError, TransportError
 from callxml.interpreter import CallInfo, CallSession, new_sid
 from callxml.runtime.dial import Dialer
@@ -95,8 +95,6 @@ class CallBook:
             self._notify()
 
     async def recording(self, sid: str, path: Path, duration: int) -> str:
-        from callxml.engine.store import RecordingRecord
-
         record = RecordingRecord(
             sid=sid,
             call_sid=self.sid,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -425,6 +426,5 @@ class _Attempt:
 
 
 def _wall() -> float:
-    import time
-
+    """Unix time, for records (the loop clock drives the call itself)."""
     return time.time()

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -606,6 +607,5 @@ class _Control:
 
 
 def _wall() -> float:
-    import time
-
+    """Unix time, for records (the loop clock drives the call itself)."""
     return time.time()
