@@ -474,3 +474,20 @@ def test_reinvite_glare_gets_491_both_ways() -> None:
     net._collect()
     net.run(5)
     assert len(b.seen(CallReinvited)) == 1
+
+
+def test_tls_contact_is_sips_only_for_sips_requests() -> None:
+    """RFC 3261 §8.1.1.8: a TLS hop for a ``sip:`` URI keeps a ``sip:`` Contact (transport=tls);
+    only a ``sips:`` Request-URI gets a ``sips:`` Contact (baresip cannot route to one it did not
+    ask for)."""
+    tls = Address("tls", "127.0.0.1", 5061)
+    core = UserAgentCore(UserAgentConfig(local={"tls": tls}, user="callxml"))
+    plain = core.invite("sip:jack@example.com;secure=true", 0.0, destination=tls)
+    secure = core.invite("sips:jack@example.com", 0.0, destination=tls)
+    contacts = {
+        msg.call_id: msg.headers.get("Contact")
+        for msg, _ in core.outgoing()
+        if isinstance(msg, SipRequest)
+    }
+    assert contacts[plain.invite.call_id] == "<sip:callxml@127.0.0.1:5061;transport=tls>"
+    assert contacts[secure.invite.call_id] == "<sips:callxml@127.0.0.1:5061>"

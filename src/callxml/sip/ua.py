@@ -977,8 +977,11 @@ class UserAgentCore:
         return f"SIP/2.0/{transport.upper()} {_hostport(local)};rport"
 
     def _contact(self, transport: str, *, secure: bool = False) -> str:
+        # RFC 3261 §8.1.1.8 / §12.1.1: a SIPS Contact only when the request was SIPS. A TLS hop
+        # for a sip: URI (``;secure=true``) gets ``sip:...;transport=tls``; peers such as baresip
+        # cannot route to a sips: Contact they did not ask for.
         local = self._local(transport)
-        if transport == "tls" or secure:
+        if secure:
             return f"<sips:{self.config.user}@{_hostport(local)}>"
         suffix = "" if transport == "udp" else f";transport={transport}"
         return f"<sip:{self.config.user}@{_hostport(local)}{suffix}>"
