@@ -3,6 +3,7 @@ secure-media policy's 488s, a plain call that runs its webhook flow, and the cal
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,11 @@ async def test_refused_with_488(
             tmp_path / "sipp", "uac_refused", transport, target, keys={"domain": domain, **offer}
         )
         assert code == 0, output  # SIPp saw the 488 with its Warning
-        calls = records(engine)
+        for _ in range(250):  # the record is written just after the 488 goes out
+            calls = records(engine)
+            if calls and calls[0].status == "failed":  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.02)
     assert "/voice" not in app.paths()  # the flow never starts
     assert len(calls) == 1
     call = calls[0]
@@ -80,7 +85,11 @@ async def test_plain_domain_accepts_plain_rtp_and_runs_the_flow(
             keys={"domain": "plain.test"},
         )
         assert code == 0, output
-        calls = records(engine)
+        for _ in range(250):  # the final status is written just after the BYE
+            calls = records(engine)
+            if calls and calls[0].status == "completed":  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.02)
         assert engine.store is not None
         events = engine.store.list_events(calls[0].sid)  # type: ignore[attr-defined]
     form = next(form for path, form in app.requests if path == "/voice")

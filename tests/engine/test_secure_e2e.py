@@ -39,16 +39,9 @@ def best_window(pcm: bytes, frequency: float, seconds: float = 0.5) -> float:
     return max((goertzel_power(w, frequency) for w in windows if len(w) == step), default=0.0)
 
 
-SIPS_CONTACT = pytest.mark.xfail(
-    reason="sip/ua.py gives a TLS dialog a sips: Contact, and baresip 1.0 then drops the call "
-    "after our 200 OK (see .notes/runtime-requests.md); passes with that Contact fixed",
-    strict=False,
-)
-
-
 @pytest.mark.parametrize(
     "caller",
-    [pytest.param("tls-srtp", marks=SIPS_CONTACT), "udp-rtp"],
+    ["tls-srtp", "udp-rtp"],
     ids=["caller-tls-srtp", "caller-udp-plain-rtp"],
 )
 async def test_secure_call_gather_dial_bridge(tmp_path: Path, baresip: object, caller: str) -> None:
@@ -106,8 +99,15 @@ async def test_secure_call_gather_dial_bridge(tmp_path: Path, baresip: object, c
             await asyncio.sleep(3)  # both tones flow through the bridge
             await alice.hangup()
             await wait_until(lambda: "/dialed" in app.paths(), timeout=15)
-            assert engine.store is not None
-            calls = engine.store.list_calls(config.accounts[0].sid)
+            store = engine.store
+            assert store is not None
+            sid = config.accounts[0].sid
+            await wait_until(  # the parent ends once its last webhook exchange is logged
+                lambda: any(
+                    c.direction == "inbound" for c in store.list_calls(sid, status="completed")
+                )
+            )
+            calls = store.list_calls(sid)
             events = {c.sid: engine.store.list_events(c.sid, kind="webhook") for c in calls}
         await alice.stop()
         await jack.stop()
