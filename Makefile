@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEBS := sip-tester baresip baresip-core espeak-ng
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps run test lint typecheck pytest bench clean
+.PHONY: setup system-deps run demo test lint typecheck pytest bench clean
 
 # Debian packages the real-peer tests and <Say> need. Installs only what is missing; needs root
 # (or sudo) the first time.
@@ -26,7 +26,13 @@ $(STAMP): pyproject.toml
 
 setup: system-deps $(STAMP)
 
+# The main job: the hosted engine on embedded defaults (SIP 5060/5061, REST API 8080, SQLite,
+# a self-signed development certificate) with the bundled example IVR app behind its demo domain.
 run: setup
+	$(BIN)/python examples/serve_demo.py
+
+# A whole call through the example IVR in the simulator: no SIP, no RTP, no phone line.
+demo: setup
 	$(BIN)/python examples/run_demo.py
 
 lint: $(STAMP)
