@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import json
+import os
 import shutil
 import socket
 import time
