@@ -27,7 +27,13 @@ from callxml.sip.events import (
     IncomingCall,
 )
 from callxml.sip.message import SipMessage, SipRequest, SipResponse
-from callxml.sip.ua import CallState, UserAgentConfig, UserAgentCore, answer_hold
+from callxml.sip.ua import (
+    AuthenticatorSelector,
+    CallState,
+    UserAgentConfig,
+    UserAgentCore,
+    answer_hold,
+)
 
 from .helpers import Network, describe, request
 
@@ -82,7 +88,10 @@ class Phone:
 
 
 def make_pair(
-    *, tcp: bool = False, authenticator: DigestServer | None = None, answer: bool = True
+    *,
+    tcp: bool = False,
+    authenticator: DigestServer | AuthenticatorSelector | None = None,
+    answer: bool = True,
 ) -> tuple[Network, Phone, Phone]:
     net = Network()
     a = Phone(UserAgentCore(UserAgentConfig(local={"udp": A_UDP, "tcp": A_TCP}, user="alice")))
@@ -313,7 +322,12 @@ def test_wrong_password_fails_without_looping() -> None:
     call(net, a, credentials=Credentials("alice", "wrong"))
     net.run(60)
     assert net.labels(A_UDP).count("INVITE") == 2
-    assert [e.status for e in a.seen(CallFailed)] == [401]
+    # The retry's credentials are refused outright: 403, not another challenge (§22.3).
+    assert [e.status for e in a.seen(CallFailed)] == [403]
+    assert [x for x in net.labels(B_UDP) if not x.startswith("100")] == [
+        "401/INVITE",
+        "403/INVITE",
+    ]
     assert not b.seen(IncomingCall)
 
 
@@ -323,6 +337,150 @@ def test_no_credentials_fails_on_401() -> None:
     call(net, a)
     net.run(60)
     assert [e.status for e in a.seen(CallFailed)] == [401]
+
+
+def per_domain_servers() -> dict[str, DigestServer]:
+    return {
+        "a.test": DigestServer("a.test", SECRET, {"alice": "pw-a"}.get),
+        "b.test": DigestServer("b.test", SECRET, {"alice": "pw-b"}.get),
+    }
+
+
+def by_host(servers: dict[str, DigestServer]) -> AuthenticatorSelector:
+    def select(request: SipRequest, source: Address) -> DigestServer | None:
+        host = request.uri.split("@", 1)[-1].split(";")[0].split(":")[0]
+        return servers.get(host)
+
+    return select
+
+
+@pytest.mark.parametrize(("domain", "password"), [("a.test", "pw-a"), ("b.test", "pw-b")])
+def test_selector_challenges_with_the_realm_of_the_request(domain: str, password: str) -> None:
+    net, a, b = make_pair(authenticator=by_host(per_domain_servers()))
+    call(net, a, f"sip:bob@{domain}", credentials=Credentials("alice", password), destination=B_UDP)
+    net.run(5)
+    challenge = next(s.message for s in net.log if s.label == "401/INVITE")
+    assert f'realm="{domain}"' in (challenge.headers.get("WWW-Authenticate") or "")
+    assert len(a.seen(CallAnswered)) == 1
+    [incoming] = b.seen(IncomingCall)
+    assert b.ua.calls[incoming.call].auth_user == "alice"
+
+
+def test_selector_password_of_another_domain_is_refused() -> None:
+    net, a, b = make_pair(authenticator=by_host(per_domain_servers()))
+    call(net, a, "sip:bob@a.test", credentials=Credentials("alice", "pw-b"), destination=B_UDP)
+    net.run(60)
+    assert [e.status for e in a.seen(CallFailed)] == [403]
+    assert not b.seen(IncomingCall)
+
+
+def test_selector_none_lets_the_request_through() -> None:
+    net, a, b = make_pair(authenticator=by_host(per_domain_servers()))
+    call(net, a, "sip:bob@open.test", destination=B_UDP)
+    net.run(5)
+    assert net.labels(A_UDP) == ["INVITE", "ACK"]  # never challenged
+    assert "401/INVITE" not in net.labels(B_UDP)
+    [incoming] = b.seen(IncomingCall)
+    assert b.ua.calls[incoming.call].auth_user is None
+
+
+def test_selector_sees_the_source_address() -> None:
+    server = DigestServer("example.test", SECRET, {"alice": "s3cret"}.get)
+    sources: list[Address] = []
+
+    def trust_a(request: SipRequest, source: Address) -> DigestServer | None:
+        sources.append(source)
+        return None if source == A_UDP else server
+
+    net, a, _b = make_pair(authenticator=trust_a)
+    call(net, a)
+    net.run(5)
+    assert sources == [A_UDP]
+    assert len(a.seen(CallAnswered)) == 1 and "401/INVITE" not in net.labels(B_UDP)
+
+
+def test_stale_nonce_is_rechallenged_with_stale_and_bounded() -> None:
+    # A nonce that is already expired when the retry arrives: the password is right, so the
+    # answer is a fresh challenge with stale=true (RFC 7616 §3.3); the client retries a bounded
+    # number of times, then the call fails.
+    server = DigestServer("example.test", SECRET, {"alice": "s3cret"}.get, nonce_lifetime=0.001)
+    net, a, b = make_pair(authenticator=server)
+    call(net, a, credentials=Credentials("alice", "s3cret"))
+    net.run(60)
+    challenges = [s.message for s in net.log if s.label == "401/INVITE"]
+    assert len(challenges) == 4  # the first, then one per retry (MAX_AUTH_ATTEMPTS = 3)
+    assert "stale" not in (challenges[0].headers.get("WWW-Authenticate") or "")
+    assert all("stale=TRUE" in (c.headers.get("WWW-Authenticate") or "") for c in challenges[1:])
+    assert [e.status for e in a.seen(CallFailed)] == [401]
+    assert not b.seen(IncomingCall)
+
+
+def _invite_with(authorization: str | None, branch: str) -> SipRequest:
+    invite = request("INVITE", uri="sip:bob@example.test", branch=branch, body=SDP_A)
+    invite.headers.add("Content-Type", "application/sdp")
+    if authorization is not None:
+        invite.headers.add("Authorization", authorization)
+    return invite
+
+
+def _final_status(ua: UserAgentCore) -> SipResponse:
+    finals = [m for m, _ in ua.outgoing() if isinstance(m, SipResponse) and m.status >= 200]
+    assert len(finals) == 1
+    return finals[0]
+
+
+def _answer(server: DigestServer, now: float, password: str = "s3cret") -> str:
+    from callxml.sip.auth import DigestClient
+
+    [challenge, *_] = server.challenges(now)
+    creds = Credentials("alice", password)
+    return str(DigestClient().authorize(challenge, creds, "INVITE", "sip:bob@example.test"))
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status", "stale"),
+    [
+        ("foreign-nonce", 401, False),  # a nonce we did not sign (another secret, a restart)
+        ("other-realm", 401, False),  # credentials for another realm only (§22.3)
+        ("garbage", 401, False),  # not parseable Digest: ignored, challenged
+        ("wrong-password", 403, False),
+        ("expired", 401, True),
+        ("good", None, False),
+    ],
+)
+def test_server_verdicts(authorization: str, status: int | None, stale: bool) -> None:
+    server = DigestServer("example.test", SECRET, {"alice": "s3cret"}.get)
+    ua = UserAgentCore(UserAgentConfig(local={"udp": B_UDP}, authenticator=server))
+    values = {
+        "foreign-nonce": _answer(DigestServer("example.test", b"another-secret-16b", str), 1000.0),
+        "other-realm": _answer(DigestServer("other.test", SECRET, str), 1000.0),
+        "garbage": 'Digest username="alice", nonce=',
+        "wrong-password": _answer(server, 1000.0, "nope"),
+        "expired": _answer(server, 0.0),
+        "good": _answer(server, 1000.0),
+    }
+    ua.receive(_invite_with(values[authorization], "z9hG4bK-v1"), A_UDP, 1000.5)
+    if status is None:
+        [incoming] = [e for e in ua.events() if isinstance(e, IncomingCall)]
+        assert ua.calls[incoming.call].auth_user == "alice"
+        return
+    response = _final_status(ua)
+    assert response.status == status and not ua.events()
+    offered = response.headers.get_all("WWW-Authenticate")
+    if status == 401:
+        assert offered and all('realm="example.test"' in c for c in offered)
+        assert all(("stale=TRUE" in c) == stale for c in offered)
+    else:
+        assert offered == []
+
+
+def test_several_authorization_headers_use_ours() -> None:
+    server = DigestServer("example.test", SECRET, {"alice": "s3cret"}.get)
+    ua = UserAgentCore(UserAgentConfig(local={"udp": B_UDP}, authenticator=server))
+    invite = _invite_with(_answer(DigestServer("other.test", SECRET, str), 0.0), "z9hG4bK-v2")
+    invite.headers.add("Authorization", _answer(server, 0.0))
+    ua.receive(invite, A_UDP, 1.0)
+    assert [e for e in ua.events() if isinstance(e, IncomingCall)]
 
 
 # --- re-INVITE, OPTIONS, errors -------------------------------------------------------------

@@ -49,6 +49,7 @@ from callxml.sip.aio.transport import ListenerConfig
 from callxml.sip.aio.useragent import CallResult, InboundCall, OutgoingCall, UserAgent
 from callxml.sip.auth import Credentials, DigestServer
 from callxml.sip.message import SipRequest
+from callxml.sip.ua import AuthenticatorSelector
 from callxml.sip.uri import SipUri, parse_uri
 
 __all__ = [
@@ -548,7 +549,7 @@ class Phone:
         resolver: HostResolver | None = None,
         user: str = "callxml",
         user_agent: str = "callxml",
-        authenticator: DigestServer | None = None,
+        authenticator: DigestServer | AuthenticatorSelector | None = None,
     ) -> Phone:
         """Open the SIP listeners (TLS ones need ``tls.cert_file``/``key_file``).
 

@@ -5,7 +5,8 @@ messages to transactions (§17.1.3, §17.2.3) and dialogs (§12.2.2), creating s
 for new requests, answering what needs no application decision (CANCEL with 487 to the INVITE,
 BYE, OPTIONS, re-INVITE for hold/unhold with the same media, 481 for unknown dialogs, 405/501),
 sending ACK for 2xx (§13.2.2.4), retransmitting our 2xx until the ACK arrives (§13.3.1.4 with
-RFC 6026), answering 401/407 challenges with :mod:`auth`, and reporting call-level events.
+RFC 6026), answering 401/407 challenges with :mod:`auth`, challenging new incoming INVITEs
+(one digest server for all, or one chosen per request, §22.3), and reporting call-level events.
 
 It never touches a socket or a clock. A driver (``callxml.sip.aio``) feeds it with
 ``receive(message, source, now)`` and ``handle_timer(now)``, sends what ``outgoing()`` returns
@@ -24,7 +25,14 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from callxml.errors import LocalProtocolError, RemoteProtocolError
-from callxml.sip.auth import Credentials, DigestClient, DigestServer, select_challenge
+from callxml.sip.auth import (
+    Credentials,
+    DigestAuthorization,
+    DigestClient,
+    DigestServer,
+    parse_authorization,
+    select_challenge,
+)
 from callxml.sip.dialog import Dialog, DialogId, DialogState, address_for_uri
 from callxml.sip.events import (
     AckReceived,
@@ -70,6 +78,7 @@ from callxml.sip.transaction import (
 )
 
 __all__ = [
+    "AuthenticatorSelector",
     "Call",
     "CallState",
     "Role",
@@ -83,8 +92,14 @@ KNOWN_METHODS = frozenset(
     {"REGISTER", "INFO", "UPDATE", "PRACK", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH"}
 )
 MAX_AUTH_ATTEMPTS = 3
+MAX_AUTHORIZATIONS = 8  # Authorization headers looked at in one request (one per realm, §22.3)
 MAX_CALLS = 10_000  # new INVITEs beyond this many live calls get 503 (a bound, not an RFC rule)
 MAX_SERVER_TRANSACTIONS = 50_000  # beyond this, new requests get a stateless 503
+
+
+#: Chooses the digest server for one new incoming INVITE from the request and the address it
+#: came from; None lets it through unchallenged. It must not raise.
+AuthenticatorSelector = Callable[[SipRequest, Address], DigestServer | None]
 
 
 class Role(StrEnum):
@@ -106,8 +121,9 @@ class UserAgentConfig:
     ``local`` maps each transport we listen on (``"udp"``, ``"tcp"``, ``"tls"``) to our
     address: it is our Via sent-by and Contact host. ``answer_reinvite`` builds the SDP answer
     to a re-INVITE from the offer and our current SDP (None: answer 488); the default handles
-    hold/unhold with the same media. ``authenticator`` (optional) challenges incoming INVITEs
-    (RFC 3261 §22.2).
+    hold/unhold with the same media. ``authenticator`` (optional) challenges new incoming
+    INVITEs (RFC 3261 §22.2): one :class:`DigestServer` for all of them, or an
+    :data:`AuthenticatorSelector` choosing one per request (per domain, say) or none.
     """
 
     local: Mapping[str, Address]
@@ -116,7 +132,7 @@ class UserAgentConfig:
     timers: TimerConfig = DEFAULT_TIMERS
     outbound_proxy: str | None = None
     answer_reinvite: Callable[[bytes, bytes], bytes | None] | None = None
-    authenticator: DigestServer | None = None
+    authenticator: DigestServer | AuthenticatorSelector | None = None
 
 
 @dataclass
@@ -158,6 +174,7 @@ class Call:
     server: ServerInviteTransaction | None = None
     retransmit: _Retransmit | None = None
     acked: bool = False
+    auth_user: str | None = None  # the username its digest credentials proved (§22.3)
     # both
     reinvite_key: TransactionKey | None = None
     forget_at: float | None = None
@@ -524,18 +541,11 @@ class UserAgentCore:
         if not request.contacts or request.from_.tag is None:
             self._reply(txn, 400, now, reason="INVITE needs a Contact and a From tag")
             return
-        auth = self.config.authenticator
-        if auth is not None:
-            value = request.headers.get("Authorization")
-            result = None
-            if value is not None:
-                result = auth.verify(value, "INVITE", request.uri, now, request.body)
-            if result is None or not result.ok:
-                stale = result is not None and result.stale
-                challenges = [
-                    ("WWW-Authenticate", str(c)) for c in auth.challenges(now, stale=stale)
-                ]
-                self._reply(txn, 401, now, headers=challenges, to_tag=new_tag())
+        auth_user = None
+        server = self._authenticator_for(request, txn.address)
+        if server is not None:
+            auth_user = self._authenticate(txn, server, request, now)
+            if auth_user is None:
                 return
         if sum(c.state is not CallState.ENDED for c in self.calls.values()) >= MAX_CALLS:
             self._reply(txn, 503, now, headers=[("Retry-After", "5")])
@@ -548,10 +558,49 @@ class UserAgentCore:
             local_tag=new_tag(),
             remote_sdp=request.body,
             server=txn,
+            auth_user=auth_user,
         )
         self.calls[call.id] = call
         self._owner[txn.key] = call.id
         self._events.append(IncomingCall(call.id, request, txn.address))
+
+    def _authenticator_for(self, request: SipRequest, source: Address) -> DigestServer | None:
+        choice = self.config.authenticator
+        if choice is None or isinstance(choice, DigestServer):
+            return choice
+        return choice(request, source)
+
+    def _authenticate(
+        self, txn: ServerTransaction, server: DigestServer, request: SipRequest, now: float
+    ) -> str | None:
+        """The username the request's credentials prove, or None once it has been answered.
+
+        §22.3 / RFC 7616 §3.3: no credentials for our realm (or a nonce we did not issue, e.g.
+        before a restart) → 401 with fresh challenges; right password on an expired or used-up
+        nonce → 401 with ``stale=true``; anything else (wrong password, unknown user, wrong
+        digest-uri...) → 403, so a wrong password ends the attempt instead of looping.
+        """
+        ours: DigestAuthorization | None = None
+        for value in request.headers.get_all("Authorization")[:MAX_AUTHORIZATIONS]:
+            try:
+                parsed = parse_authorization(value)
+            except RemoteProtocolError:
+                continue  # another scheme or a broken value: look for one we can use
+            if parsed.realm == server.realm:
+                ours = parsed
+                break
+        stale = False
+        if ours is not None:
+            result = server.verify(ours, request.method, request.uri, now, request.body)
+            if result.ok:
+                return result.username or ours.username
+            if not result.stale and result.reason != "unknown nonce":
+                self._reply(txn, 403, now, to_tag=new_tag())
+                return None
+            stale = result.stale
+        challenges = [("WWW-Authenticate", str(c)) for c in server.challenges(now, stale=stale)]
+        self._reply(txn, 401, now, headers=challenges, to_tag=new_tag())
+        return None
 
     def _on_cancel(self, txn: ServerTransaction, request: SipRequest, now: float) -> None:
         """§9.2: 200 to the CANCEL, 487 to the INVITE it matches if still unanswered."""

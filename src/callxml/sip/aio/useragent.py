@@ -47,7 +47,7 @@ from callxml.sip.events import (
 )
 from callxml.sip.message import SipMessage, SipRequest, SipResponse
 from callxml.sip.timers import DEFAULT_TIMERS, TimerConfig
-from callxml.sip.ua import Call, UserAgentConfig, UserAgentCore
+from callxml.sip.ua import AuthenticatorSelector, Call, UserAgentConfig, UserAgentCore
 
 __all__ = [
     "CallResult",
@@ -259,7 +259,7 @@ class UserAgent:
         user_agent: str = "callxml",
         timers: TimerConfig = DEFAULT_TIMERS,
         outbound_proxy: str | None = None,
-        authenticator: DigestServer | None = None,
+        authenticator: DigestServer | AuthenticatorSelector | None = None,
         answer_reinvite: Callable[[bytes, bytes], bytes | None] | None = None,
     ) -> None:
         if not listeners:
