@@ -3,8 +3,9 @@
 Owns the engine's life: the store (and, at start, marking calls a crash left unfinished as
 failed), the development TLS certificate, the :class:`~callxml.runtime.leg.Phone` with its SIP
 listeners, the REST API, status callbacks, and the calls themselves: inbound routing (unknown
-domain → 404, source address check → 403, the domain's secure-media policy → 488, then the
-domain's webhook flow) and the bookkeeping of every live call, so the API can redirect or end it
+domain → 404, source address check → 403, digest authentication for domains with credentials →
+401/403, the domain's secure-media policy → 488, then the domain's webhook flow) and the
+bookkeeping of every live call, so the API can redirect or end it
 and SIGTERM can drain it (stop accepting, let calls finish within ``shutdown_grace``, then BYE).
 
 SIP, SDP and media rules live in :mod:`callxml.runtime`; call flow rules in
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -39,13 +41,22 @@ from callxml.runtime.leg import CallLeg, IncomingCall, Phone, bridge
 from callxml.runtime.session import CallRunner, RuntimeServices
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig
+from callxml.sip.auth import DigestServer
+from callxml.sip.events import Address
+from callxml.sip.message import SipRequest
+from callxml.sip.uri import parse_uri
 from callxml.webhooks import WebhookClient
 
-__all__ = ["ALL_CALLBACK_EVENTS", "CallBook", "Engine", "LiveCall"]
+__all__ = ["ALL_CALLBACK_EVENTS", "CallBook", "DomainAuthenticator", "Engine", "LiveCall"]
 
 log = logging.getLogger(__name__)
 
 ALL_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
+#: Digest challenges a domain sends, one WWW-Authenticate each, in this order. MD5 comes first
+#: because many phones (and SIPp) answer only the first challenge and know only MD5; clients that
+#: follow RFC 8760 §2.4 pick SHA-256 themselves. Accepting MD5 at all is what bounds the
+#: strength, not the order.
+DOMAIN_DIGEST_ALGORITHMS = ("MD5", "SHA-256")
 #: After the grace period, how long hung-up calls get to post their last requests.
 DRAIN_AFTER_HANGUP = 5.0
 
@@ -133,6 +144,51 @@ class CallBook:
             await asyncio.to_thread(
                 self.store.update_call, sid, status=status, date_updated=time.time(), **changes
             )
+
+
+class DomainAuthenticator:
+    """Digest authentication of inbound INVITEs, one realm per SIP domain with ``credentials``.
+
+    The user agent calls it for every new INVITE (an
+    :data:`~callxml.sip.ua.AuthenticatorSelector`): it picks the domain by the host of the
+    Request-URI, as routing does, and returns that domain's :class:`DigestServer` (realm = the
+    domain name, passwords from its credentials), or None for no challenge: an unknown domain
+    (routing answers 404), a domain without credentials, or a source inside the domain's
+    ``allowed_ips`` — like Twilio's SIP domains, a domain with both accepts a listed address
+    *or* valid credentials. Nonces are signed with a secret drawn at each start, so nonces from
+    an earlier run are simply challenged again.
+    """
+
+    def __init__(self, config: EngineConfig, *, secret: bytes | None = None) -> None:
+        self._config = config
+        secret = secret if secret is not None else os.urandom(32)
+        self._servers: dict[str, DigestServer] = {}
+        for domain in config.domains:
+            if domain.credentials:
+                passwords: dict[str, str] = {}
+                for credential in domain.credentials:
+                    passwords.setdefault(credential.username, credential.password)
+                self._servers[domain.name] = DigestServer(
+                    domain.name, secret, passwords.get, algorithms=DOMAIN_DIGEST_ALGORITHMS
+                )
+
+    def server_for(self, domain: DomainConfig) -> DigestServer | None:
+        return self._servers.get(domain.name)
+
+    def __call__(self, request: SipRequest, source: Address) -> DigestServer | None:
+        try:
+            name = parse_uri(request.uri).bare_host
+        except CallXmlError:
+            return None  # not a SIP URI: routing refuses it
+        domain = self._config.domain(name)
+        if domain is None or _admitted_by_address(domain, source.host):
+            return None
+        return self._servers.get(domain.name)
+
+
+def _admitted_by_address(domain: DomainConfig, host: str) -> bool:
+    """True when ``allowed_ips`` alone lets the call in (a listed source address)."""
+    return bool(domain.allowed_ips) and _allowed(host, domain.allowed_ips)
 
 
 @dataclass
@@ -237,6 +293,7 @@ class Engine:
                 media_address=config.media_address,
                 media_port_range=(config.media_port_min, config.media_port_max),
                 on_incoming=self._incoming,
+                authenticator=DomainAuthenticator(config),
             )
         except OSError as exc:
             raise ConfigError(f"sip.listen: cannot listen: {exc}") from None
@@ -248,12 +305,8 @@ class Engine:
             self.echo(f"SIP: <Number> dials through {config.trunk_uri_template}")
         for domain in config.domains:
             secure = "secure media required" if domain.secure_media else "plain RTP"
-            self.echo(f"SIP: domain {domain.name} -> {domain.voice_url} ({secure})")
-            if domain.credentials:
-                self.echo(
-                    f"SIP: warning: domain {domain.name}: credentials are not enforced yet "
-                    "(digest authentication per domain is not supported); use allowed_ips"
-                )
+            access = ", digest authentication" if domain.credentials else ""
+            self.echo(f"SIP: domain {domain.name} -> {domain.voice_url} ({secure}{access})")
 
     async def _start_http(self) -> None:
         from callxml.engine.control import EngineControl
@@ -394,7 +447,13 @@ class Engine:
         if domain is None:
             await incoming.reject(404, "Not Found", warning=f"no SIP domain {incoming.domain!r}")
             return
-        if domain.allowed_ips and not _allowed(incoming.source[0], domain.allowed_ips):
+        # With credentials too, the user agent has already let in only a listed address or valid
+        # digest credentials (DomainAuthenticator); without, the address decides alone.
+        if (
+            domain.allowed_ips
+            and not domain.credentials
+            and not _admitted_by_address(domain, incoming.source[0])
+        ):
             await incoming.reject(403, "Forbidden", warning="source address not allowed")
             return
         account = self.config.account(domain.account_sid)
@@ -441,6 +500,7 @@ class Engine:
                 "source": f"{incoming.source[0]}:{incoming.source[1]}",
                 "domain": domain.name,
                 "secure_media": domain.secure_media,
+                "admitted_by": _admitted_by(domain, incoming.source[0]),
             },
         )
         try:
@@ -481,6 +541,13 @@ class Engine:
         )
         live.task = asyncio.current_task()
         await self.run_call(live, leg, session)
+
+
+def _admitted_by(domain: DomainConfig, host: str) -> str:
+    """For the call log: what let the INVITE in (``allowed_ips``, ``digest`` or ``open``)."""
+    if _admitted_by_address(domain, host):
+        return "allowed_ips"
+    return "digest" if domain.credentials else "open"
 
 
 def _allowed(host: str, networks: tuple[str, ...]) -> bool:

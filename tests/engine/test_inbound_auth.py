@@ -1,0 +1,256 @@
+"""Digest authentication of inbound calls per SIP domain, with a real SIPp caller.
+
+A domain with ``credentials`` challenges every INVITE with 401 (realm = the domain name); the
+right password runs the domain's webhook flow, a wrong one gets 403 and never reaches the
+webhook. A domain without credentials is not challenged, and a domain with both
+``allowed_ips`` and ``credentials`` admits a listed address or valid credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+from engine_helpers import (
+    ACCOUNT_SID,
+    SCENARIOS,
+    SIPP,
+    WebApp,
+    engine_config,
+    free_port,
+    running_engine,
+    sip_port,
+    sipp_uac,
+)
+
+from callxml.engine.server import DomainAuthenticator, Engine
+from callxml.sip.auth import Credentials, DigestClient
+from callxml.sip.events import Address
+from callxml.sip.message import Headers, SipRequest
+
+pytestmark = pytest.mark.peer
+
+HANGUP = "<Response><Say>Hi</Say><Hangup/></Response>"
+USER, PASSWORD = "alice", "correct horse"
+
+
+@pytest.fixture
+async def app() -> WebApp:
+    web_app = WebApp({"/voice": lambda form: HANGUP})
+    await web_app.start()
+    yield web_app  # type: ignore[misc]
+    await web_app.stop()
+
+
+async def sipp_call(
+    workdir: Path,
+    scenario: str,
+    transport: str,
+    engine: Engine,
+    domain: str,
+    *,
+    username: str = USER,
+    password: str = PASSWORD,
+    timeout: float = 15,
+) -> tuple[int, str]:
+    """Run one SIPp caller scenario against ``domain``; (exit status, output and errors)."""
+    if SIPP is None:
+        pytest.fail("sipp (Debian package sip-tester) is not installed")
+    workdir.mkdir(parents=True, exist_ok=True)
+    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    args = [
+        SIPP,
+        "-sf", str(SCENARIOS / f"{scenario}.xml"),
+        "-i", "127.0.0.1",
+        "-p", str(free_port(kind)),
+        "-t", "u1" if transport == "udp" else "t1",
+        "-m", "1",
+        "-s", "ivr",
+        "-au", username,
+        "-ap", password,
+        "-auth_uri", f"ivr@{domain}",  # the digest-uri must be the Request-URI (RFC 2617 §3.2.2.5)
+        "-key", "domain", domain,
+        "-nostdin",
+        "-timeout", f"{int(timeout)}s",
+        "-timeout_error",
+        "-trace_err", "-error_file", str(workdir / "errors.log"),
+        "-trace_msg", "-message_file", str(workdir / "messages.log"),
+        f"127.0.0.1:{sip_port(engine, transport)}",
+    ]  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        *args,
+        cwd=workdir,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout + 5)
+    except TimeoutError:
+        process.kill()
+        out, _ = await process.communicate()
+    text = out.decode(errors="replace")[-3000:]
+    for name in ("errors.log", "messages.log"):
+        if (workdir / name).exists():
+            text += f"\n--- {name}\n" + (workdir / name).read_text(errors="replace")[-6000:]
+    return process.returncode or 0, text
+
+
+def domains(app: WebApp) -> list[dict[str, object]]:
+    creds = [{"username": USER, "password": PASSWORD}, {"username": "bob", "password": "b0b-pw"}]
+    return [
+        {"name": "auth.test", "voice_url": app.url("/voice"), "credentials": creds},
+        {"name": "open.test", "voice_url": app.url("/voice")},
+        # allowed_ips and credentials: a listed address OR valid credentials (as Twilio does)
+        {
+            "name": "listed.test",
+            "voice_url": app.url("/voice"),
+            "allowed_ips": ["127.0.0.0/8"],
+            "credentials": creds,
+        },
+        {
+            "name": "unlisted.test",
+            "voice_url": app.url("/voice"),
+            "allowed_ips": ["192.0.2.0/24"],
+            "credentials": creds,
+        },
+    ]
+
+
+async def wait_status(engine: Engine, status: str) -> list[object]:
+    assert engine.store is not None
+    calls: list[object] = []
+    for _ in range(250):  # the final status is written just after the SIP exchange ends
+        calls = list(engine.store.list_calls(ACCOUNT_SID))
+        if calls and all(c.status == status for c in calls):  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0.02)
+    return calls
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_right_password_runs_the_flow(tmp_path: Path, app: WebApp, transport: str) -> None:
+    async with running_engine(engine_config(tmp_path, domains(app))) as engine:
+        code, output = await sipp_call(
+            tmp_path / "sipp", "uac_auth_answered", transport, engine, "auth.test"
+        )
+        assert code == 0, output
+        calls = await wait_status(engine, "completed")
+        assert engine.store is not None
+        events = engine.store.list_events(calls[0].sid)  # type: ignore[attr-defined]
+    trace = (tmp_path / "sipp" / "messages.log").read_text()
+    assert 'WWW-Authenticate: Digest realm="auth.test"' in trace
+    assert 'Authorization: Digest username="alice",realm="auth.test"' in trace
+    form = next(form for path, form in app.requests if path == "/voice")
+    assert form["SipDomain"] == "auth.test" and form["To"].startswith("sip:ivr@auth.test")
+    assert len(calls) == 1 and calls[0].status == "completed"  # type: ignore[attr-defined]
+    invite = next(e for e in events if e.kind == "sip")
+    assert invite.data["admitted_by"] == "digest"
+
+
+@pytest.mark.parametrize(
+    ("username", "password"), [(USER, "wrong"), ("mallory", PASSWORD), ("bob", PASSWORD)]
+)
+async def test_bad_credentials_get_403(
+    tmp_path: Path, app: WebApp, username: str, password: str
+) -> None:
+    async with running_engine(engine_config(tmp_path, domains(app))) as engine:
+        code, output = await sipp_call(
+            tmp_path / "sipp",
+            "uac_auth_refused",
+            "udp",
+            engine,
+            "auth.test",
+            username=username,
+            password=password,
+        )
+        assert code == 0, output  # SIPp saw 401, then 403 for its credentials
+        assert engine.store is not None
+        assert list(engine.store.list_calls(ACCOUNT_SID)) == []  # refused before any record
+    assert app.paths() == []  # the webhook is never asked
+
+
+async def test_domain_without_credentials_is_not_challenged(tmp_path: Path, app: WebApp) -> None:
+    async with running_engine(engine_config(tmp_path, domains(app))) as engine:
+        # uac_answered expects 100/180/200 only: a 401 would fail the scenario.
+        code, output = await sipp_uac(
+            tmp_path / "sipp",
+            "uac_answered",
+            "udp",
+            f"127.0.0.1:{sip_port(engine, 'udp')}",
+            keys={"domain": "open.test"},
+        )
+        assert code == 0, output
+        calls = await wait_status(engine, "completed")
+    assert "401 Unauthorized" not in output
+    assert app.paths() == ["/voice"] and len(calls) == 1
+
+
+async def test_allowed_ips_or_credentials(tmp_path: Path, app: WebApp) -> None:
+    async with running_engine(engine_config(tmp_path, domains(app))) as engine:
+        target = f"127.0.0.1:{sip_port(engine, 'udp')}"
+        # A listed source address is let in without a challenge...
+        code, output = await sipp_uac(
+            tmp_path / "listed", "uac_answered", "udp", target, keys={"domain": "listed.test"}
+        )
+        assert code == 0, output
+        # ...and from an address not listed, valid credentials are enough.
+        code, output = await sipp_call(
+            tmp_path / "unlisted", "uac_auth_answered", "udp", engine, "unlisted.test"
+        )
+        assert code == 0, output
+        calls = await wait_status(engine, "completed")
+    domains_hit = sorted(form["SipDomain"] for path, form in app.requests if path == "/voice")
+    assert domains_hit == ["listed.test", "unlisted.test"] and len(calls) == 2
+
+
+# --- DomainAuthenticator without sockets ---------------------------------------------------
+
+
+def _invite(uri: str) -> SipRequest:
+    headers = Headers(
+        [
+            ("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-1"),
+            ("From", "<sip:a@127.0.0.1>;tag=1"),
+            ("To", f"<{uri}>"),
+            ("Call-ID", "c1"),
+            ("CSeq", "1 INVITE"),
+        ]
+    )
+    return SipRequest("INVITE", uri, headers)
+
+
+def test_domain_authenticator_selection(tmp_path: Path) -> None:
+    config = engine_config(tmp_path, domains(WebApp({})))
+    select = DomainAuthenticator(config)
+    here = Address("udp", "127.0.0.1", 5555)
+    away = Address("udp", "198.51.100.7", 5555)
+    server = select(_invite("sip:ivr@AUTH.test"), away)  # the host, case-insensitively
+    assert server is not None and server.realm == "auth.test"
+    assert select(_invite("sip:ivr@open.test"), away) is None  # no credentials
+    assert select(_invite("sip:ivr@nowhere.test"), away) is None  # unknown: routing says 404
+    assert select(_invite("tel:+15551234"), away) is None  # not a SIP URI: routing refuses
+    assert select(_invite("sip:ivr@listed.test"), here) is None  # a listed address
+    unlisted = select(_invite("sip:ivr@unlisted.test"), here)
+    assert unlisted is not None and unlisted.realm == "unlisted.test"
+    [md5, sha256] = server.challenges(0.0)
+    assert (md5.algorithm, sha256.algorithm) == ("MD5", "SHA-256")
+
+
+def test_domain_authenticator_secret_is_per_start(tmp_path: Path) -> None:
+    config = engine_config(tmp_path, domains(WebApp({})))
+    request = _invite("sip:ivr@auth.test")
+    away = Address("udp", "198.51.100.7", 5555)
+    first, second = (
+        DomainAuthenticator(config)(request, away),
+        DomainAuthenticator(config)(request, away),
+    )
+    assert first is not None and second is not None
+    [challenge, *_] = first.challenges(10.0)
+    answer = DigestClient().authorize(
+        challenge, Credentials(USER, PASSWORD), "INVITE", "sip:ivr@auth.test"
+    )
+    assert first.verify(answer, "INVITE", "sip:ivr@auth.test", 11.0).ok
+    assert second.verify(answer, "INVITE", "sip:ivr@auth.test", 11.0).reason == "unknown nonce"
