@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -37,10 +38,10 @@ USER, PASSWORD = "alice", "correct horse"
 
 
 @pytest.fixture
-async def app() -> WebApp:
+async def app() -> AsyncIterator[WebApp]:
     web_app = WebApp({"/voice": lambda form: HANGUP})
     await web_app.start()
-    yield web_app  # type: ignore[misc]
+    yield web_app
     await web_app.stop()
 
 

@@ -594,6 +594,7 @@ class UserAgentCore:
             result = server.verify(ours, request.method, request.uri, now, request.body)
             if result.ok:
                 return result.username or ours.username
+            # "unknown nonce" is DigestServer's verdict on a nonce it did not sign.
             if not result.stale and result.reason != "unknown nonce":
                 self._reply(txn, 403, now, to_tag=new_tag())
                 return None
