@@ -72,6 +72,7 @@ REPLAY_WINDOW = 128  # RFC 3711 §3.3.2 asks for at least 64
 
 MAX_PACKET_OCTETS = 1500  # bigger datagrams are dropped before they reach libsrtp
 _BUFFER_OCTETS = 2048  # room for a maximal packet plus any SRTCP index, tag and MKI
+IN_PLACE_BUFFER_OCTETS = _BUFFER_OCTETS  # what a buffer handed to the *_in_place methods holds
 
 # libsrtp's srtp_err_status_t values (srtp.h); pylibsrtp maps them to its ERRORS texts.
 _ERR_AUTH_FAIL = 7
@@ -276,6 +277,48 @@ class SrtpSession:
             return None
         return buffer[0 : length[0]]  # type: ignore[no-any-return]
 
+    def relay_in_place(self, buffer: Any, size: int, out: SrtpSession | None) -> int:
+        """Unprotect the ``size``-octet SRTP packet at ``buffer`` and, given ``out``, protect it
+        with ``out``'s sending key, in place. The new size, or -1 (counted here); never raises
+        for peer input.
+
+        ``buffer`` is a cffi ``char *`` with room for :data:`IN_PLACE_BUFFER_OCTETS` (the
+        batched socket reader's slots); only usable when :func:`in_place_available`.
+        """
+        ctx = self._rx_ctx
+        out_ctx = out._tx_ctx if out is not None else None
+        if ctx is None or (out is not None and out_ctx is None):
+            raise MediaError("in-place SRTP needs the cffi binding and both keys")
+        if size > MAX_PACKET_OCTETS:
+            self.other_failures += 1
+            return -1
+        length = self._length
+        length[0] = size
+        status = _lib.srtp_unprotect(ctx, buffer, length)
+        if status:
+            self._count_status(status)
+            return -1
+        if out_ctx is not None and _lib.srtp_protect(out_ctx, buffer, length):
+            self.other_failures += 1
+            return -1
+        return length[0]  # type: ignore[no-any-return]
+
+    def protect_in_place(self, buffer: Any, size: int) -> int:
+        """Protect the ``size``-octet RTP packet at ``buffer`` in place (see
+        :meth:`relay_in_place`): the new size, or -1 (counted in ``other_failures``)."""
+        ctx = self._tx_ctx
+        if ctx is None:
+            raise MediaError("in-place SRTP needs the cffi binding and a sending key")
+        if size > MAX_PACKET_OCTETS:
+            self.other_failures += 1
+            return -1
+        length = self._length
+        length[0] = size
+        if _lib.srtp_protect(ctx, buffer, length):
+            self.other_failures += 1
+            return -1
+        return length[0]  # type: ignore[no-any-return]
+
     def _count_status(self, status: int) -> None:
         if status == _ERR_AUTH_FAIL:
             self.auth_failures += 1
@@ -296,6 +339,11 @@ class SrtpSession:
     def dropped(self) -> int:
         """All packets refused so far."""
         return self.auth_failures + self.replays + self.other_failures
+
+
+def in_place_available() -> bool:
+    """Whether the direct libsrtp calls (and so the ``*_in_place`` methods) are in use."""
+    return _FAST
 
 
 def _fast_path_works() -> bool:
