@@ -135,6 +135,7 @@ async def place_call(
     verify: bool = True,
     timeout: float = 30.0,
     bind: str | None = None,
+    proxy: str | None = None,
 ) -> CallReport:
     """Dial ``uri``, send ``pcm`` (8 kHz PCM16) and ``digits``, stay ``duration`` seconds,
     hang up, and report. Raises :class:`click.ClickException` for local setup problems."""
@@ -151,6 +152,14 @@ async def place_call(
         target = target_for_uri(parse_uri(uri))
     except (RemoteProtocolError, CallXmlError) as exc:
         raise click.UsageError(f"URI: {exc}") from None
+    if proxy is not None:
+        try:
+            hop = parse_uri(proxy)
+            if not hop.has_param("transport"):
+                hop = hop.with_params(transport=target.transport)
+            target = target_for_uri(hop)
+        except (RemoteProtocolError, CallXmlError) as exc:
+            raise click.UsageError(f"--proxy: {exc}") from None
     local = bind or await _local_address(target.host, target.port, target.transport)
     with tempfile.TemporaryDirectory(prefix="callxml-call-") as scratch:
         if target.transport == "tls" and cert is None:
@@ -168,7 +177,7 @@ async def place_call(
         except CallXmlError as exc:
             raise click.ClickException(str(exc)) from None
         try:
-            await _run(phone, uri, report, pcm, duration, digits, from_uri, timeout)
+            await _run(phone, uri, report, pcm, duration, digits, from_uri, timeout, proxy)
         finally:
             await phone.close()
         if record is not None and report.codec is not None:
@@ -185,8 +194,9 @@ async def _run(
     digits: str,
     from_uri: str | None,
     timeout: float,
+    proxy: str | None = None,
 ) -> None:
-    result = await phone.dial(uri, from_uri=from_uri, timeout=timeout)
+    result = await phone.dial(uri, from_uri=from_uri, timeout=timeout, proxy=proxy)
     report.status = result.status
     report.sip_response_code = result.sip_response_code
     report.reason = result.reason
@@ -316,6 +326,11 @@ def _check_digits(ctx: click.Context, param: click.Parameter, value: str | None)
     show_default=True,
     help="Frequency of the test tone sent when --play is not given.",
 )
+@click.option(
+    "--proxy",
+    help="Send the INVITE to this SIP URI (outbound proxy, e.g. 'sip:127.0.0.1:5060') "
+    "instead of the target's host; the Request-URI stays URI.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def call_command(
     uri: str,
@@ -331,6 +346,7 @@ def call_command(
     timeout: float,
     bind: str | None,
     tone: float,
+    proxy: str | None,
     as_json: bool,
 ) -> None:
     """Place one call to URI and report how it went.
@@ -339,6 +355,7 @@ def call_command(
     Examples:
       callxml call 'sip:alice@192.0.2.10'
       callxml call 'sip:jack@pbx.example.com;secure=true' --ca ca.pem --record heard.wav
+      callxml call 'sip:ivr@demo.callxml.localhost' --proxy sip:127.0.0.1:5060
 
     ;secure=true (or sips:) uses SIP over TLS on port 5061 unless the URI names a port,
     and SRTP (AES_CM_128_HMAC_SHA1_80). Exit status: 0 answered with media, 1 not answered,
@@ -376,6 +393,7 @@ def call_command(
             verify=not insecure,
             timeout=timeout,
             bind=bind,
+            proxy=proxy,
         )
     )
     if as_json:

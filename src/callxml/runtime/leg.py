@@ -620,8 +620,14 @@ class Phone:
         headers: Sequence[tuple[str, str]] = (),
         on_ringing: Callable[[], None] | None = None,
         sid: str | None = None,
+        proxy: str | None = None,
     ) -> DialResult:
         """Call ``uri`` and wait for the answer, at most ``timeout`` seconds of ringing.
+
+        ``proxy`` (a SIP URI such as ``sip:127.0.0.1:5060;transport=tcp``) sends the INVITE to
+        that host, port and transport instead of the target's host (an outbound proxy, RFC 3261
+        §8.1.2); the Request-URI stays the target, so a domain-routed server sees its domain. A
+        secure target still goes over TLS, and the proxy's host is the identity TLS checks.
 
         ``;secure=true`` (or ``sips:``) → TLS (5061 by default) and an SRTP offer; an answer
         that breaks the policy is ACKed and hung up (``failed``, reason from the policy).
@@ -637,7 +643,17 @@ class Phone:
             return DialResult("failed", None, None, f"invalid SIP URI: {exc}")
         secure = target.secure
         try:
-            destination = target_for_uri(target)
+            if proxy is None:
+                destination = target_for_uri(target)
+            else:
+                hop = parse_uri(proxy)
+                if secure:
+                    hop = hop.with_params(secure="true")
+                elif not hop.has_param("transport"):
+                    hop = hop.with_params(transport=target.transport)
+                destination = target_for_uri(hop)
+        except RemoteProtocolError as exc:
+            return DialResult("failed", None, None, f"invalid proxy URI: {exc}")
         except TransportError as exc:
             return DialResult("failed", None, None, str(exc), warnings=target.warnings)
         request_uri = _request_uri(target)
