@@ -255,3 +255,47 @@ def test_both_paths_agree_and_count_the_same(fast_path: bool) -> None:
 
 
 SUITE80 = "AES_CM_128_HMAC_SHA1_80"
+
+
+def test_in_place_relay_matches_the_reference_and_counts_drops() -> None:
+    """relay_in_place / protect_in_place (the batched reader's slots) against the pure-Python
+    reference: same bytes as relay_to, same drop counting, nothing raised for peer input."""
+    import callxml.media.srtp as srtp_module
+
+    assert srtp_module.in_place_available()
+    ffi = srtp_module._ffi
+    slot = ffi.new("char[]", srtp_module.IN_PLACE_BUFFER_OCTETS)
+    key_in, key_out = generate_key_salt(), generate_key_salt()
+    sender = SrtpSession(SUITE80, our_key=key_in, their_key=None)
+    relay_in = SrtpSession(SUITE80, our_key=None, their_key=key_in)
+    relay_out = SrtpSession(SUITE80, our_key=key_out, their_key=None)
+    reference_out = ReferenceSrtp(key_out)
+
+    def run(data: bytes, out: SrtpSession | None) -> bytes | None:
+        slot[0 : len(data)] = data
+        size = relay_in.relay_in_place(slot, len(data), out)
+        return None if size < 0 else ffi.buffer(slot, size)[:]
+
+    packets = [_rtp(n, 160 * n, 7, bytes([n]) * 160) for n in range(6)]
+    protected = [sender.protect(p) for p in packets]
+    for plain, wire in zip(packets[:5], protected[:5], strict=True):
+        assert run(wire, relay_out) == reference_out.protect(plain)
+    assert run(protected[5], None) == packets[5]  # unprotect only (SRTP leg to RTP leg)
+    assert run(protected[2], relay_out) is None  # replay
+    tampered = bytearray(sender.protect(_rtp(40, 0, 7, bytes(160))))
+    tampered[20] ^= 1
+    assert run(bytes(tampered), relay_out) is None
+    assert relay_in.relay_in_place(slot, 1501, relay_out) == -1  # longer than we accept
+    assert (relay_in.replays, relay_in.auth_failures, relay_in.other_failures) == (1, 1, 1)
+
+    plain_out = SrtpSession(SUITE80, our_key=key_out, their_key=None)
+    reference = ReferenceSrtp(key_out)
+    packet = _rtp(100, 0, 7, bytes(160))
+    slot[0 : len(packet)] = packet
+    size = plain_out.protect_in_place(slot, len(packet))
+    assert ffi.buffer(slot, size)[:] == reference.protect(packet)
+    slot[0 : len(packet)] = packet
+    assert plain_out.protect_in_place(slot, len(packet)) == -1  # same index twice: refused
+    assert plain_out.other_failures == 1
+    with pytest.raises(MediaError):
+        relay_out.relay_in_place(slot, 10, None)  # no receiving key

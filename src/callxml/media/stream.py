@@ -609,7 +609,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                 except MediaError:  # e.g. a repeated sequence number (RFC 3711 §3.3.2)
                     stats.dropped_invalid += 1
                     return
-            if addr != self._remote:
+            if addr != self._remote or not self._latched:
                 self._latch(addr)
             stats.packets_received += 1
             stats.octets_received += size
@@ -624,7 +624,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         elif data[0] >> 6 != 2:
             stats.dropped_invalid += 1
             return
-        if addr != self._remote:
+        if addr != self._remote or not self._latched:
             self._latch(addr)
         stats.packets_received += 1
         stats.octets_received += size
@@ -727,10 +727,10 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             else:
                 length = size
             raw = views[i][0:name_size]
-            if raw != self._remote_raw:
+            if raw != self._remote_raw or not self._latched:
                 addr = _address(raw)
-                if addr != self._remote:
-                    self._latch(addr)
+                if addr != self._remote or not self._latched:
+                    self._latch(addr)  # RFC 4961 symmetric RTP
                 if addr == self._remote:
                     self._remote_raw = raw
             stats.packets_received += 1

@@ -1,0 +1,251 @@
+"""The bridged relay on both socket paths: batched (recvmmsg/sendmmsg, the Linux default) and the
+asyncio datagram transport. Bursts bigger than a batch, oversized and multiplexed RTCP datagrams,
+replays inside one batch, SRTP re-latching (NAT rebinding) and plain-RTP latch-once must behave
+the same on both."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import sys
+
+import pytest
+
+from callxml.media import stream
+from callxml.media.relay import MediaRelay
+from callxml.media.srtp import SrtpSession, generate_key_salt
+from callxml.media.stream import BATCH, RtpConfig, RtpEndpoint, SrtpKeys
+
+SUITE = "AES_CM_128_HMAC_SHA1_80"
+PATHS = pytest.mark.parametrize("batched", [True, False], ids=["batched", "transport"])
+
+
+def _rtp(seq: int, ssrc: int = 0x1234, payload: bytes | None = None) -> bytes:
+    body = payload if payload is not None else bytes([seq & 0xFF]) * 160
+    return struct.pack("!BBHII", 0x80, 0, seq, 160 * seq, ssrc) + body
+
+
+async def _until(predicate: object, timeout: float = 3.0) -> None:
+    assert callable(predicate)
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+class _Peer:
+    """A raw loopback socket playing one far end, with its own SRTP keys (or plain RTP)."""
+
+    def __init__(self, keys: tuple[bytes, bytes] | None) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.address: tuple[str, int] = self.sock.getsockname()
+        self.srtp = (
+            SrtpSession(SUITE, our_key=keys[0], their_key=keys[1]) if keys is not None else None
+        )
+
+    def send(self, packet: bytes, to: tuple[str, int]) -> None:
+        self.sock.sendto(self.srtp.protect(packet) if self.srtp else packet, to)
+
+    def received(self) -> list[bytes]:
+        out: list[bytes] = []
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except BlockingIOError:
+                return out
+            if self.srtp is not None:
+                plain = self.srtp.unprotect(data)
+                assert plain is not None, "the relay sent a packet that does not authenticate"
+                data = plain
+            out.append(data)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def _bridge(
+    batched: bool, secure_a: bool, secure_b: bool
+) -> tuple[RtpEndpoint, RtpEndpoint, _Peer, _Peer]:
+    """caller peer <-> leg A ==relay== leg B <-> callee peer."""
+    config = RtpConfig(rtcp=False, batched_io=batched)
+    caller_keys = (generate_key_salt(SUITE), generate_key_salt(SUITE)) if secure_a else None
+    callee_keys = (generate_key_salt(SUITE), generate_key_salt(SUITE)) if secure_b else None
+    caller, callee = _Peer(caller_keys), _Peer(callee_keys)
+    leg_a = await RtpEndpoint.open(
+        config, srtp=SrtpKeys(SUITE, caller_keys[1], caller_keys[0]) if caller_keys else None
+    )
+    leg_b = await RtpEndpoint.open(
+        config, srtp=SrtpKeys(SUITE, callee_keys[1], callee_keys[0]) if callee_keys else None
+    )
+    assert (leg_a._io is not None) is (batched and sys.platform.startswith("linux"))
+    leg_a.set_remote(caller.address)
+    leg_b.set_remote(callee.address)
+    MediaRelay(leg_a, leg_b).start()
+    return leg_a, leg_b, caller, callee
+
+
+async def _teardown(*items: RtpEndpoint | _Peer) -> None:
+    for item in items:
+        if isinstance(item, RtpEndpoint):
+            await item.close()
+        else:
+            item.close()
+
+
+def test_batched_io_is_available_on_linux() -> None:
+    if sys.platform.startswith("linux"):
+        assert stream._mmsg_api() is not None  # the self-test passed: the fast path is in use
+
+
+@PATHS
+@pytest.mark.parametrize(
+    ("secure_a", "secure_b"),
+    [(True, True), (True, False), (False, True), (False, False)],
+    ids=["srtp-srtp", "srtp-rtp", "rtp-srtp", "rtp-rtp"],
+)
+async def test_burst_bigger_than_a_batch_arrives_whole_and_in_order(
+    batched: bool, secure_a: bool, secure_b: bool
+) -> None:
+    leg_a, leg_b, caller, callee = await _bridge(batched, secure_a, secure_b)
+    try:
+        total = 3 * BATCH + 5
+        for seq in range(total):  # all queued before the loop runs: several full batches
+            caller.send(_rtp(seq), leg_a.local_address)
+        got: list[bytes] = []
+        await _until(lambda: len(got.__iadd__(callee.received())) >= total)
+        assert got == [_rtp(seq) for seq in range(total)]  # same bytes, same order, re-keyed
+        assert leg_a.stats.packets_received == leg_b.stats.packets_sent == total
+        assert leg_a.stats.octets_received == total * (172 + 10 * secure_a)
+        assert leg_b.stats.octets_sent == total * (172 + 10 * secure_b)
+        # and back the other way, one packet: the caller hears the callee
+        callee.send(_rtp(7, ssrc=99), leg_b.local_address)
+        back: list[bytes] = []
+        await _until(lambda: bool(back.__iadd__(caller.received())))
+        assert back == [_rtp(7, ssrc=99)]
+    finally:
+        await _teardown(leg_a, leg_b, caller, callee)
+
+
+@PATHS
+async def test_bad_datagrams_in_a_batch_are_dropped_and_counted(batched: bool) -> None:
+    leg_a, leg_b, caller, callee = await _bridge(batched, True, True)
+    intruder = _Peer(None)
+    try:
+        to = leg_a.local_address
+        caller.send(_rtp(1), to)
+        intruder.sock.sendto(_rtp(2), to)  # plain RTP on an SRTP leg: fails authentication
+        intruder.sock.sendto(bytes(2000), to)  # longer than any RTP packet we accept
+        first = caller.srtp.protect(_rtp(3)) if caller.srtp else b""
+        caller.sock.sendto(first, to)
+        caller.sock.sendto(first, to)  # the same packet again: a replay (RFC 3711 §3.3.2)
+        caller.send(_rtp(4), to)
+        got: list[bytes] = []
+        await _until(lambda: len(got.__iadd__(callee.received())) >= 3)
+        await asyncio.sleep(0.05)
+        got += callee.received()
+        assert got == [_rtp(1), _rtp(3), _rtp(4)]
+        stats = leg_a.stats
+        assert (stats.dropped_auth, stats.dropped_replay, stats.dropped_invalid) == (1, 1, 1)
+        assert leg_a.remote_address == caller.address  # nothing moved the latch
+    finally:
+        await _teardown(leg_a, leg_b, caller, callee, intruder)
+
+
+@PATHS
+async def test_srtp_leg_follows_an_authenticated_new_source(batched: bool) -> None:
+    """NAT rebinding: the caller's packets now come from another port; replies follow them."""
+    leg_a, leg_b, caller, callee = await _bridge(batched, True, True)
+    moved = _Peer(None)
+    moved.srtp = caller.srtp  # same keys and crypto context, new address
+    try:
+        caller.send(_rtp(1), leg_a.local_address)
+        await _until(lambda: leg_b.stats.packets_sent == 1)
+        moved.send(_rtp(2), leg_a.local_address)
+        await _until(lambda: leg_a.remote_address == moved.address)
+        callee.send(_rtp(9, ssrc=5), leg_b.local_address)
+        back: list[bytes] = []
+        await _until(lambda: bool(back.__iadd__(moved.received())))
+        assert back == [_rtp(9, ssrc=5)]
+        assert caller.received() == []
+    finally:
+        await _teardown(leg_a, leg_b, caller, callee, moved)
+
+
+@PATHS
+async def test_plain_rtp_leg_latches_once(batched: bool) -> None:
+    leg_a, leg_b, caller, callee = await _bridge(batched, False, False)
+    other = _Peer(None)
+    try:
+        caller.send(_rtp(1), leg_a.local_address)
+        await _until(lambda: leg_b.stats.packets_sent == 1)
+        other.send(_rtp(2), leg_a.local_address)  # relayed (plain RTP cannot be checked)...
+        await _until(lambda: leg_b.stats.packets_sent == 2)
+        assert leg_a.remote_address == caller.address  # ...but the latch stays put
+    finally:
+        await _teardown(leg_a, leg_b, caller, callee, other)
+
+
+@PATHS
+async def test_plain_to_srtp_repeat_is_dropped_not_raised(batched: bool) -> None:
+    """libsrtp refuses to protect a sequence number twice; the relay drops that packet."""
+    leg_a, leg_b, caller, callee = await _bridge(batched, False, True)
+    try:
+        for seq in (1, 1, 2):
+            caller.send(_rtp(seq), leg_a.local_address)
+        got: list[bytes] = []
+        await _until(lambda: len(got.__iadd__(callee.received())) >= 2)
+        assert got == [_rtp(1), _rtp(2)]
+        assert leg_a.stats.dropped_invalid == 1
+    finally:
+        await _teardown(leg_a, leg_b, caller, callee)
+
+
+@PATHS
+async def test_multiplexed_rtcp_in_a_bridged_batch_is_not_relayed(batched: bool) -> None:
+    config = RtpConfig(rtcp=False, rtcp_mux=True, batched_io=batched)
+    leg_a = await RtpEndpoint.open(config)
+    leg_b = await RtpEndpoint.open(config)
+    caller, callee = _Peer(None), _Peer(None)
+    try:
+        leg_a.set_remote(caller.address)
+        leg_b.set_remote(callee.address)
+        MediaRelay(leg_a, leg_b).start()
+        receiver_report = struct.pack("!BBHI", 0x80, 201, 1, 0x4321)  # RR, no blocks
+        caller.send(_rtp(1), leg_a.local_address)
+        caller.send(receiver_report, leg_a.local_address)
+        caller.send(_rtp(2), leg_a.local_address)
+        got: list[bytes] = []
+        await _until(lambda: len(got.__iadd__(callee.received())) >= 2)
+        assert got == [_rtp(1), _rtp(2)]
+        await _until(lambda: leg_a.stats.rtcp_received == 1)
+    finally:
+        await _teardown(leg_a, leg_b, caller, callee)
+
+
+async def test_unbridged_batched_leg_delivers_like_the_transport() -> None:
+    """Without a bridge the batched reader hands each datagram to datagram_received."""
+    seen: list[tuple[bytes, tuple[str, int]]] = []
+    ep = await RtpEndpoint.open(RtpConfig(rtcp=False))
+    peer = _Peer(None)
+    ep.set_forward(lambda data: seen.append((data, ep.remote_address or ("", 0))))
+    try:
+        for seq in range(BATCH + 3):
+            peer.send(_rtp(seq), ep.local_address)
+        await _until(lambda: len(seen) == BATCH + 3)
+        assert [data for data, _ in seen] == [_rtp(seq) for seq in range(BATCH + 3)]
+        assert ep.remote_address == peer.address  # latched from the kernel's sockaddr
+    finally:
+        await _teardown(ep, peer)
+
+
+def test_sockaddr_round_trip() -> None:
+    raw4 = stream._sockaddr(("127.0.0.1", 5004), socket.AF_INET)
+    assert raw4 is not None and len(raw4) == 16
+    assert stream._address(raw4) == ("127.0.0.1", 5004)
+    raw6 = stream._sockaddr(("::1", 40000), socket.AF_INET6)
+    assert raw6 is not None and len(raw6) == 28
+    assert stream._address(raw6) == ("::1", 40000)
+    assert stream._sockaddr(("example.com", 5004), socket.AF_INET) is None  # not numeric
+    assert stream._sockaddr(("127.0.0.1", 70000), socket.AF_INET) is None
