@@ -7,7 +7,10 @@ protects it with K2 and sends it from leg B to a sink socket. The relay process'
 the same run and on the same event loop:
 
 * ``callxml``: two :class:`callxml.media.stream.RtpEndpoint` legs joined by
-  :class:`callxml.media.relay.MediaRelay` — the project's own media code, SRTP included;
+  :class:`callxml.media.relay.MediaRelay` — the project's own media code, SRTP included, with
+  its default socket path (recvmmsg/sendmmsg on Linux);
+* ``callxml transport``: the same with ``RtpConfig(batched_io=False)``, the asyncio datagram
+  transport path the product falls back to where recvmmsg is unavailable;
 * ``raw relay``: a bare ``asyncio.DatagramProtocol`` calling pylibsrtp unprotect + protect +
   ``sendto`` — the same sockets and loop with nothing else;
 * ``raw crypto``: pylibsrtp unprotect + protect in a plain loop, no sockets at all;
@@ -15,8 +18,9 @@ the same run and on the same event loop:
   two system calls per packet (recvfrom, sendto) allow.
 
 Run with and without uvloop; each measurement is repeated (``--rounds``, default 3, interleaved)
-and the medians printed. Each window is bounded (``--seconds``, default 0.6 s), so the whole run
-takes about fifteen seconds. Usage: ``python bench/srtp_relay.py [--seconds S] [--rounds N]
+and the medians printed, with the lowest and highest per-round ratio of ``callxml`` to ``raw
+crypto``. Each window is bounded (``--seconds``, default 0.6 s), so the whole run takes about
+half a minute. Usage: ``python bench/srtp_relay.py [--seconds S] [--rounds N]
 [--no-uvloop]``.
 """
 
@@ -125,9 +129,9 @@ async def _window(port: int, key_in: bytes, seconds: float, relayed: Callable[[]
     return (relayed() - start_count) / cpu if cpu > 0 else 0.0
 
 
-async def bench_callxml(seconds: float, sink: tuple[str, int]) -> float:
+async def bench_callxml(seconds: float, sink: tuple[str, int], *, batched: bool = True) -> float:
     k1, k2 = generate_key_salt(SUITE), generate_key_salt(SUITE)
-    config = RtpConfig(rtcp=False)
+    config = RtpConfig(rtcp=False, batched_io=batched)
     leg_a = await RtpEndpoint.open(config, srtp=SrtpKeys(SUITE, generate_key_salt(SUITE), k1))
     leg_b = await RtpEndpoint.open(config, srtp=SrtpKeys(SUITE, k2, generate_key_salt(SUITE)))
     leg_a.set_remote(("127.0.0.1", 9))
@@ -172,21 +176,24 @@ def bench_raw_crypto(seconds: float) -> float:
     return done / cpu
 
 
-async def run_all(seconds: float, rounds: int) -> list[float]:
-    """Interleave the four measurements ``rounds`` times; return their medians."""
+async def run_all(seconds: float, rounds: int) -> tuple[list[float], float, float]:
+    """Interleave the five measurements ``rounds`` times; return their medians and the lowest
+    and highest per-round ratio of ``callxml`` to ``raw crypto``."""
     sink_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink_sock.bind(("127.0.0.1", 0))  # never read: the kernel drops what overflows
     sink = sink_sock.getsockname()
-    samples: list[list[float]] = [[], [], [], []]
+    samples: list[list[float]] = [[], [], [], [], []]
     try:
         for _ in range(rounds):
             samples[0].append(await bench_callxml(seconds, sink))
-            samples[1].append(await bench_raw_relay(seconds, sink))
-            samples[2].append(bench_raw_crypto(seconds / 2))
-            samples[3].append(await bench_raw_relay(seconds, sink, crypto=False))
+            samples[1].append(await bench_callxml(seconds, sink, batched=False))
+            samples[2].append(await bench_raw_relay(seconds, sink))
+            samples[3].append(bench_raw_crypto(seconds / 2))
+            samples[4].append(await bench_raw_relay(seconds, sink, crypto=False))
     finally:
         sink_sock.close()
-    return [statistics.median(s) for s in samples]
+    ratios = [ours / crypto for ours, crypto in zip(samples[0], samples[3], strict=True)]
+    return [statistics.median(s) for s in samples], min(ratios), max(ratios)
 
 
 def main() -> None:
@@ -215,17 +222,20 @@ def main() -> None:
             print("uvloop not installed: asyncio only", file=sys.stderr)
     print(f"SRTP->SRTP relay, {SUITE}, 172-octet RTP, packets per CPU-second of the relay")
     print(f"medians of {rounds} rounds of {seconds:g} s; ratio = callxml / baseline")
-    head = ("loop", "callxml", "raw relay", "ratio", "raw crypto", "ratio", "UDP only")
-    widths = (-8, 9, 10, 6, 11, 6, 10)
+    head = ("loop", "callxml", "transport", "raw relay", "ratio", "raw crypto", "ratio", "range")
+    head += ("UDP only",)
+    widths = (-8, 9, 10, 10, 6, 11, 6, 10, 10)
     print(
         " ".join(f"{h:{'<' if w < 0 else '>'}{abs(w)}}" for h, w in zip(head, widths, strict=True))
     )
     for name, factory in loops:
         with asyncio.Runner(loop_factory=factory) as runner:
-            ours, raw, crypto, floor = runner.run(run_all(seconds, rounds))
+            medians, low, high = runner.run(run_all(seconds, rounds))
+        ours, transport, raw, crypto, floor = medians
+        span = f"{low:.2f}-{high:.2f}"
         print(
-            f"{name:<8} {ours:>9,.0f} {raw:>10,.0f} {ours / raw:>6.2f} {crypto:>11,.0f}"
-            f" {ours / crypto:>6.2f} {floor:>10,.0f}"
+            f"{name:<8} {ours:>9,.0f} {transport:>10,.0f} {raw:>10,.0f} {ours / raw:>6.2f}"
+            f" {crypto:>11,.0f} {ours / crypto:>6.2f} {span:>10} {floor:>10,.0f}"
         )
 
 

@@ -248,21 +248,20 @@ class _Batch:
             self.tx_iov[i].iov_base = self.slots[i]
             self.tx[i].msg_hdr.msg_iov = self.tx_iov + i
             self.tx[i].msg_hdr.msg_iovlen = 1
-        self._used = 0  # receive headers whose msg_namelen the kernel overwrote
+        self._family = -1  # the kernel set msg_namelen to this family's sockaddr size
 
-    def receive(self, fd: int) -> int:
+    def receive(self, fd: int, family: int) -> int:
         """recvmmsg without blocking: the number of datagrams now in the slots (0: none)."""
-        headers = self.headers
-        for i in range(self._used):
-            headers[i].msg_hdr.msg_namelen = _NAME
+        if family != self._family:  # the kernel shrinks msg_namelen to what it wrote
+            for i in range(BATCH):
+                self.rx[i].msg_hdr.msg_namelen = _NAME
+            self._family = family
         count: int = self.api.libc.recvmmsg(fd, self.rx, BATCH, _MSG_DONTWAIT, self.api.ffi.NULL)
         if count < 0:
-            self._used = 0
             error = self.api.ffi.errno
             if error not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
                 log.debug("RTP recvmmsg failed: %s", os.strerror(error))
             return 0
-        self._used = count
         return count
 
     def datagram(self, index: int, size: int) -> tuple[bytes, Address]:
@@ -344,7 +343,7 @@ def _self_test(api: _Mmsg) -> bool:
             batch.tx_iovs[i].iov_len = len(text)
         if batch.send(sock.fileno(), 2, name, 16) != 2:
             return False
-        if batch.receive(sock.fileno()) != 2:
+        if batch.receive(sock.fileno(), socket.AF_INET) != 2:
             return False
         sizes = [batch.headers[i].msg_len for i in range(2)]
         return [batch.datagram(i, sizes[i]) for i in range(2)] == [
@@ -674,7 +673,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             return
         batch = _batch(api)
         for _ in range(_ROUNDS):
-            count = batch.receive(io.fd)
+            count = batch.receive(io.fd, io.family)
             target = self._forward_ep
             if target is not None and target._io is not None:
                 self._relay_batch(batch, count, target)
@@ -695,52 +694,58 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         stats = self.stats
         srtp = self._srtp
         out = target._srtp
+        relay = srtp.relay_in_place if srtp is not None else None
+        protect = out.protect_in_place if out is not None else None
         headers, slots, octets, views = batch.headers, batch.slots, batch.octets, batch.name_views
         tx_iovs = batch.tx_iovs
         assert self._io is not None
         name_size = 28 if self._io.family == socket.AF_INET6 else 16  # sockaddr_in6 / _in
-        ready = 0
-        sent_octets = 0
+        remote_raw, latched = self._remote_raw, self._latched
+        ready = received = received_octets = sent_octets = 0
         for i in range(count):
             size = headers[i].msg_len
             first = octets[i]
-            if size < HEADER_SIZE or 192 <= first[1] <= 223 or size > MAX_PACKET_OCTETS:
+            if size < HEADER_SIZE or size > MAX_PACKET_OCTETS or 192 <= first[1] <= 223:
                 if size > MAX_PACKET_OCTETS:  # too long for us: truncated by the read
                     stats.dropped_invalid += 1
                 else:  # RTCP multiplexed on this port (RFC 5761 §4)
                     self.datagram_received(*batch.datagram(i, size))
                 continue
             slot = slots[i]
-            if srtp is not None:
-                length = srtp.relay_in_place(slot, size, out)
+            if relay is not None:
+                length = relay(slot, size, out)
                 if length < 0:
+                    assert srtp is not None
                     self._srtp_dropped(srtp)
                     continue
             elif first[0] >> 6 != 2:
                 stats.dropped_invalid += 1
                 continue
-            elif out is not None:
-                length = out.protect_in_place(slot, size)
-                if length < 0:
+            elif protect is not None:
+                length = protect(slot, size)
+                if length < 0:  # e.g. a repeated sequence number (RFC 3711 §3.3.2)
                     stats.dropped_invalid += 1
                     continue
             else:
                 length = size
             raw = views[i][0:name_size]
-            if raw != self._remote_raw or not self._latched:
+            if raw != remote_raw or not latched:
                 addr = _address(raw)
-                if addr != self._remote or not self._latched:
+                if addr != self._remote or not latched:
                     self._latch(addr)  # RFC 4961 symmetric RTP
                 if addr == self._remote:
                     self._remote_raw = raw
-            stats.packets_received += 1
-            stats.octets_received += size
+                remote_raw, latched = self._remote_raw, self._latched
+            received += 1
+            received_octets += size
             iov = tx_iovs[ready]
             if ready != i:
                 iov.iov_base = slot
             iov.iov_len = length
             sent_octets += length
             ready += 1
+        stats.packets_received += received
+        stats.octets_received += received_octets
         if ready:
             target._send_batch(batch, ready, sent_octets, moved=ready != count)
 
