@@ -75,6 +75,26 @@ def run_sender(port: int, key_hex: str, seconds: float) -> None:
     print(seq, flush=True)
 
 
+def run_call_sender(seconds: float) -> None:
+    """Read "PORT KEY" lines until "go", then send each call one packet every 20 ms."""
+    calls = []
+    for line in sys.stdin:
+        if line.strip() == "go":
+            break
+        port, key_hex = line.split()
+        session = SrtpSession(SUITE, our_key=bytes.fromhex(key_hex), their_key=None)
+        calls.append((("127.0.0.1", int(port)), session, int.from_bytes(os.urandom(4), "big")))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    start = time.monotonic()
+    seq = 0
+    while time.monotonic() - start < seconds:
+        for target, session, ssrc in calls:
+            sock.sendto(session.protect(_rtp(seq, ssrc)), target)
+        seq += 1
+        time.sleep(max(0.0, start + seq * 0.02 - time.monotonic()))
+    print(seq * len(calls), flush=True)
+
+
 # -- the relays ----------------------------------------------------------------------------
 
 
@@ -176,6 +196,55 @@ def bench_raw_crypto(seconds: float) -> float:
     return done / cpu
 
 
+async def bench_calls(calls: int, seconds: float, *, batched: bool) -> float:
+    """``calls`` bridged SRTP calls at 50 packets/s each: relay CPU microseconds per packet."""
+    config = RtpConfig(rtcp=False, batched_io=batched)
+    sink_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink_sock.bind(("127.0.0.1", 0))
+    sink = sink_sock.getsockname()
+    legs: list[RtpEndpoint] = []
+    relays: list[MediaRelay] = []
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--call-sender",
+        str(seconds),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        for _ in range(calls):
+            key = generate_key_salt(SUITE)
+            leg_a = await RtpEndpoint.open(
+                config, srtp=SrtpKeys(SUITE, generate_key_salt(SUITE), key)
+            )
+            leg_b = await RtpEndpoint.open(
+                config, srtp=SrtpKeys(SUITE, generate_key_salt(SUITE), generate_key_salt(SUITE))
+            )
+            legs += (leg_a, leg_b)
+            leg_a.set_remote(("127.0.0.1", 9))
+            leg_b.set_remote(sink)
+            relays.append(MediaRelay(leg_a, leg_b))
+            relays[-1].start()
+            proc.stdin.write(f"{leg_a.local_address[1]} {key.hex()}\n".encode())
+        start_cpu = time.process_time()
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
+        await proc.stdout.readline()  # number sent
+        await proc.wait()
+        await asyncio.sleep(0.05)
+        cpu = time.process_time() - start_cpu
+        relayed = sum(leg.stats.packets_sent for leg in legs[1::2])
+        return cpu / relayed * 1e6 if relayed else 0.0
+    finally:
+        for relay in relays:
+            relay.stop()
+        for leg in legs:
+            await leg.close()
+        sink_sock.close()
+
+
 async def run_all(seconds: float, rounds: int) -> tuple[list[float], float, float]:
     """Interleave the five measurements ``rounds`` times; return their medians and the lowest
     and highest per-round ratio of ``callxml`` to ``raw crypto``."""
@@ -196,19 +265,53 @@ async def run_all(seconds: float, rounds: int) -> tuple[list[float], float, floa
     return [statistics.median(s) for s in samples], min(ratios), max(ratios)
 
 
+def calls_report(
+    calls: int,
+    seconds: float,
+    rounds: int,
+    loops: list[tuple[str, Callable[[], asyncio.AbstractEventLoop]]],
+) -> None:
+    print(f"{calls} bridged SRTP calls at 50 packets/s each for {seconds:g} s, {rounds} rounds")
+    print("relay CPU microseconds per relayed packet (medians, range); lower is better")
+    for name, factory in loops:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            figures: dict[bool, list[float]] = {True: [], False: []}
+            for _ in range(rounds):
+                for batched in (True, False):
+                    figures[batched].append(
+                        runner.run(bench_calls(calls, seconds, batched=batched))
+                    )
+        line = [f"{name:<8}"]
+        for batched, label in ((True, "batched"), (False, "transport")):
+            values = figures[batched]
+            line.append(
+                f"{label} {statistics.median(values):5.1f} ({min(values):.1f}-{max(values):.1f})"
+            )
+        print("  ".join(line))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=0.6, help="sending window per case")
     parser.add_argument("--rounds", type=int, default=3, help="repetitions (medians are shown)")
     parser.add_argument("--no-uvloop", action="store_true", help="only the default asyncio loop")
     parser.add_argument(
+        "--calls",
+        type=int,
+        default=0,
+        help="instead: N bridged calls at 50 packets/s each; relay CPU per packet",
+    )
+    parser.add_argument(
         "--sender", nargs=3, metavar=("PORT", "KEY", "SECONDS"), help=argparse.SUPPRESS
     )
+    parser.add_argument("--call-sender", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sender:
         run_sender(int(args.sender[0]), args.sender[1], float(args.sender[2]))
         return
-    seconds = max(0.2, min(args.seconds, 10.0))
+    if args.call_sender:
+        run_call_sender(args.call_sender)
+        return
     rounds = max(1, min(args.rounds, 9))
     loops: list[tuple[str, Callable[[], asyncio.AbstractEventLoop]]] = [
         ("asyncio", asyncio.new_event_loop)
@@ -220,6 +323,10 @@ def main() -> None:
             loops.append(("uvloop", uvloop.new_event_loop))
         except ImportError:
             print("uvloop not installed: asyncio only", file=sys.stderr)
+    seconds = max(0.2, min(args.seconds, 10.0))
+    if args.calls:
+        calls_report(max(1, min(args.calls, 500)), max(1.0, min(args.seconds, 30.0)), rounds, loops)
+        return
     print(f"SRTP->SRTP relay, {SUITE}, 172-octet RTP, packets per CPU-second of the relay")
     print(f"medians of {rounds} rounds of {seconds:g} s; ratio = callxml / baseline")
     head = ("loop", "callxml", "transport", "raw relay", "ratio", "raw crypto", "ratio", "range")

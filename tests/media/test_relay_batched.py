@@ -249,3 +249,37 @@ def test_sockaddr_round_trip() -> None:
     assert stream._address(raw6) == ("::1", 40000)
     assert stream._sockaddr(("example.com", 5004), socket.AF_INET) is None  # not numeric
     assert stream._sockaddr(("127.0.0.1", 70000), socket.AF_INET) is None
+
+
+async def test_quiet_leg_reads_singly_then_batches_a_burst() -> None:
+    """After a recvmmsg finds one datagram the leg reads one per wakeup for a while; a burst
+    arriving then is still relayed whole and in order, and recvmmsg takes over again."""
+    leg_a, leg_b, caller, callee = await _bridge(True, True, True)
+    try:
+        io = leg_a._io
+        if io is None:
+            pytest.skip("batched I/O needs Linux recvmmsg")
+        caller.send(_rtp(0), leg_a.local_address)
+        await _until(lambda: leg_b.stats.packets_sent == 1)
+        assert io.single_reads == stream.SINGLE_READS  # one datagram found: read singly next
+        counts: list[int] = []
+        receive = io.batch.receive
+
+        def counting(fd: int, family: int) -> int:
+            counts.append(receive(fd, family))
+            return counts[-1]
+
+        io.batch.receive = counting  # type: ignore[method-assign]
+        total = 1 + 4 * BATCH
+        for seq in range(1, total):  # all queued before the loop runs again
+            caller.send(_rtp(seq), leg_a.local_address)
+        got: list[bytes] = []
+        await _until(lambda: len(got.__iadd__(callee.received())) >= total)
+        assert got == [_rtp(seq) for seq in range(total)]
+        assert leg_b.stats.packets_sent == total
+        # the first SINGLE_READS datagrams came one per wakeup; recvmmsg took the rest in batches
+        assert counts[:4] == [BATCH, BATCH, BATCH, total - 1 - stream.SINGLE_READS - 3 * BATCH]
+    finally:
+        if leg_a._io is not None:
+            del leg_a._io.batch.receive  # the per-thread batch is shared: restore its method
+        await _teardown(leg_a, leg_b, caller, callee)

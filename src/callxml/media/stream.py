@@ -190,6 +190,7 @@ def _bind_pair(
 
 BATCH = 32  # datagrams per recvmmsg: libuv's own per-wakeup read limit
 _ROUNDS = 4  # full batches per wakeup before yielding to the other sockets
+SINGLE_READS = 15  # wakeups read with one recvfrom after a recvmmsg found at most one datagram
 _SLOT = IN_PLACE_BUFFER_OCTETS  # room for a maximal packet re-protected in place
 _NAME = 128  # sizeof(struct sockaddr_storage)
 _MSG_DONTWAIT = 0x40  # Linux <bits/socket.h>
@@ -214,28 +215,26 @@ class _Mmsg:
 
 
 class _Batch:
-    """One thread's recvmmsg/sendmmsg buffers: BATCH slots of _SLOT octets plus their headers.
+    """One thread's receive buffers: BATCH slots of _SLOT octets, their source-address areas
+    and recvmmsg headers.
 
-    One per thread, shared by every endpoint: a batch is filled and fully handled inside one
-    synchronous reader callback, so two endpoints never hold it at once.
+    Shared by every endpoint read on this thread: a batch is filled and fully handled (relayed
+    packets leave from the slots) inside one synchronous reader callback, so two endpoints never
+    hold it at once.
     """
 
     def __init__(self, api: _Mmsg) -> None:
         ffi = api.ffi
         self.api = api
+        self._recvmmsg, self._null = api.libc.recvmmsg, ffi.NULL
         self.data = ffi.new("char[]", BATCH * _SLOT)
         self.names = ffi.new("char[]", BATCH * _NAME)
         self.rx_iov = ffi.new("struct iovec[]", BATCH)
         self.rx = ffi.new("struct mmsghdr[]", BATCH)
-        self.tx_iov = ffi.new("struct iovec[]", BATCH)
-        self.tx = ffi.new("struct mmsghdr[]", BATCH)
         self.slots = [self.data + i * _SLOT for i in range(BATCH)]
         self.octets = [ffi.cast("unsigned char *", slot) for slot in self.slots]
         self.name_views = [ffi.buffer(self.names + i * _NAME, _NAME) for i in range(BATCH)]
         self.headers = [self.rx + i for i in range(BATCH)]
-        self.tx_iovs = [self.tx_iov + i for i in range(BATCH)]
-        self.tx_headers = [self.tx + i for i in range(BATCH)]
-        self.tx_names: list[object] = [None] * BATCH  # the address each send header holds
         for i in range(BATCH):
             iov = self.rx_iov[i]
             iov.iov_base = self.slots[i]
@@ -244,10 +243,6 @@ class _Batch:
             header.msg_iov = self.rx_iov + i
             header.msg_iovlen = 1
             header.msg_name = self.names + i * _NAME
-            header.msg_namelen = _NAME
-            self.tx_iov[i].iov_base = self.slots[i]
-            self.tx[i].msg_hdr.msg_iov = self.tx_iov + i
-            self.tx[i].msg_hdr.msg_iovlen = 1
         self._family = -1  # the kernel set msg_namelen to this family's sockaddr size
 
     def receive(self, fd: int, family: int) -> int:
@@ -256,7 +251,7 @@ class _Batch:
             for i in range(BATCH):
                 self.rx[i].msg_hdr.msg_namelen = _NAME
             self._family = family
-        count: int = self.api.libc.recvmmsg(fd, self.rx, BATCH, _MSG_DONTWAIT, self.api.ffi.NULL)
+        count: int = self._recvmmsg(fd, self.rx, BATCH, _MSG_DONTWAIT, self._null)
         if count < 0:
             error = self.api.ffi.errno
             if error not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
@@ -268,22 +263,6 @@ class _Batch:
         """Copy datagram ``index`` out of its slot, with its source address."""
         data: bytes = self.api.ffi.buffer(self.slots[index], size)[:]
         return data, _address(self.name_views[index][0:_NAME])
-
-    def send(self, fd: int, count: int, name: Any, name_size: int) -> int:
-        """sendmmsg the first ``count`` send slots to ``name``; how many went (0 on error)."""
-        tx_names = self.tx_names
-        headers = self.tx_headers
-        for i in range(count):
-            if tx_names[i] is not name:
-                header = headers[i].msg_hdr
-                header.msg_name = name
-                header.msg_namelen = name_size
-                tx_names[i] = name
-        sent: int = self.api.libc.sendmmsg(fd, self.tx, count, 0)
-        if sent < 0:
-            log.debug("RTP sendmmsg failed: %s", os.strerror(self.api.ffi.errno))
-            return 0
-        return sent
 
 
 def _address(raw: bytes) -> Address:
@@ -333,23 +312,25 @@ def _mmsg_api() -> _Mmsg | None:
 def _self_test(api: _Mmsg) -> bool:
     """Send two datagrams to ourselves with sendmmsg and read them back with recvmmsg."""
     batch = _Batch(api)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    io = _BatchedSocket(sock, batch)
+    try:
         sock.bind(("127.0.0.1", 0))
         sock.setblocking(False)
         address = sock.getsockname()
-        name = api.ffi.new("char[]", _sockaddr(address, socket.AF_INET))
+        io.set_peer(address)
         for i, text in enumerate((b"callxml", b"batch")):
             batch.slots[i][0 : len(text)] = text
-            batch.tx_iovs[i].iov_len = len(text)
-        if batch.send(sock.fileno(), 2, name, 16) != 2:
-            return False
-        if batch.receive(sock.fileno(), socket.AF_INET) != 2:
+            io.tx_iovs[i].iov_len = len(text)
+        if io.send_prepared(2) != 2 or batch.receive(io.fd, io.family) != 2:
             return False
         sizes = [batch.headers[i].msg_len for i in range(2)]
         return [batch.datagram(i, sizes[i]) for i in range(2)] == [
             (b"callxml", address),
             (b"batch", address),
         ]
+    finally:
+        io.close()
 
 
 def _batch(api: _Mmsg) -> _Batch:
@@ -370,17 +351,53 @@ class _DatagramSink(Protocol):
 
 
 class _BatchedSocket:
-    """The RTP socket read with recvmmsg from a loop reader; sends go out one sendto each."""
+    """The RTP socket read with recvmmsg from a loop reader (:meth:`start`). Relayed packets
+    leave from the batch's slots through this socket's own sendmmsg headers, which hold the peer
+    address (:meth:`set_peer`); other packets go out one sendto each."""
 
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, readable: Callable[[], None]
-    ) -> None:
+    def __init__(self, sock: socket.socket, batch: _Batch) -> None:
+        ffi = batch.api.ffi
         self.sock = sock
         self.fd = sock.fileno()
         self.family = sock.family
-        self._loop = loop
+        self.name_size = 28 if sock.family == socket.AF_INET6 else 16  # sockaddr_in6 / _in
+        self.batch = batch  # this thread's: the loop that reads the socket runs here
+        self._sendmmsg = batch.api.libc.sendmmsg
+        self.tx_iov = ffi.new("struct iovec[]", BATCH)
+        self.tx = ffi.new("struct mmsghdr[]", BATCH)
+        self.tx_iovs = [self.tx_iov + i for i in range(BATCH)]
+        for i in range(BATCH):
+            self.tx_iov[i].iov_base = batch.slots[i]
+            self.tx[i].msg_hdr.msg_iov = self.tx_iov + i
+            self.tx[i].msg_hdr.msg_iovlen = 1
+        self.peer_raw: bytes | None = None  # the peer as a struct sockaddr, when numeric
+        self._peer_name: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
+        self.single_reads = 0  # see RtpEndpoint._readable
+
+    def start(self, loop: asyncio.AbstractEventLoop, readable: Callable[[], None]) -> None:
         loop.add_reader(self.fd, readable)  # NotImplementedError on loops without readers
+        self._loop = loop
+
+    def set_peer(self, address: Address | None) -> None:
+        """Point the sendmmsg headers at ``address`` (``None`` or a host name: they cannot)."""
+        raw = _sockaddr(address, self.family) if address is not None else None
+        self.peer_raw = raw
+        if raw is not None:
+            name = self._peer_name = self.batch.api.ffi.new("char[]", raw)
+            for i in range(BATCH):
+                header = self.tx[i].msg_hdr
+                header.msg_name = name
+                header.msg_namelen = len(raw)
+
+    def send_prepared(self, count: int) -> int:
+        """sendmmsg the first ``count`` send slots to the peer; how many went (0 on error)."""
+        sent: int = self._sendmmsg(self.fd, self.tx, count, 0)
+        if sent < 0:
+            log.debug("RTP sendmmsg failed: %s", os.strerror(self.batch.api.ffi.errno))
+            return 0
+        return sent
 
     def sendto(self, data: bytes, addr: Address) -> None:
         if self._closing:
@@ -388,7 +405,13 @@ class _BatchedSocket:
         try:
             self.sock.sendto(data, addr)
         except OSError as exc:  # full send buffer (dropped, as the network would) or ICMP
-            log.debug("RTP send on %s failed: %s", self.sock.getsockname(), exc)
+            log.debug("RTP send on %s failed: %s", self.local_name(), exc)
+
+    def local_name(self) -> object:
+        try:
+            return self.sock.getsockname()
+        except OSError:
+            return "?"
 
     def is_closing(self) -> bool:
         return self._closing
@@ -396,7 +419,8 @@ class _BatchedSocket:
     def close(self) -> None:
         if not self._closing:
             self._closing = True
-            self._loop.remove_reader(self.fd)
+            if self._loop is not None:
+                self._loop.remove_reader(self.fd)
             self.sock.close()
 
 
@@ -422,7 +446,6 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._transport: _DatagramSink | None = None
         self._io: _BatchedSocket | None = None  # the same object as _transport when batched
         self._remote_raw: bytes | None = None  # _remote as a struct sockaddr (batched I/O)
-        self._remote_name: Any = None  # ...and as a cffi buffer for sendmmsg
         self._rtcp_transport: asyncio.DatagramTransport | None = None
         self._remote: Address | None = None
         self._remote_rtcp: Address | None = None
@@ -463,10 +486,12 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         try:
             api = _mmsg_api() if config.batched_io else None
             if api is not None:
+                io = _BatchedSocket(rtp_sock, _batch(api))
                 try:
-                    self._io = _BatchedSocket(loop, rtp_sock, self._readable)
+                    io.start(loop, self._readable)
+                    self._io = io
                 except NotImplementedError:  # e.g. the proactor loop: no add_reader
-                    self._io = None
+                    pass
             if self._io is not None:
                 self._transport = self._io
             else:
@@ -658,24 +683,38 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._latched = True
 
     def _remote_changed(self) -> None:
-        io, remote = self._io, self._remote
-        raw = _sockaddr(remote, io.family) if io is not None and remote is not None else None
-        self._remote_raw = raw
-        self._remote_name = None
-        if raw is not None and _api is not None:
-            self._remote_name = _api.ffi.new("char[]", raw)
+        io = self._io
+        if io is not None:
+            io.set_peer(self._remote)
+            self._remote_raw = io.peer_raw
 
     def _readable(self) -> None:
-        """Batched receive: whatever the socket holds, in one recvmmsg per BATCH datagrams."""
+        """Batched receive: whatever the socket holds, in one recvmmsg per BATCH datagrams.
+
+        recvmmsg pays for itself only when datagrams queue up; at call rates (one datagram per
+        wakeup) one plain recvfrom is cheaper. So after a recvmmsg that found at most one
+        datagram, the next SINGLE_READS wakeups read one datagram each, with the very same
+        per-packet code as the asyncio transport path; then recvmmsg looks again.
+        """
         io = self._io
-        api = _api
-        if io is None or api is None:
+        if io is None:
             return
-        batch = _batch(api)
+        if io.single_reads:
+            io.single_reads -= 1
+            try:
+                data, addr = io.sock.recvfrom(MAX_PACKET_OCTETS + 1)
+            except OSError:  # nothing there after all (or an error the next read reports)
+                return
+            if len(data) > MAX_PACKET_OCTETS:
+                self.stats.dropped_invalid += 1
+                return
+            self.datagram_received(data, addr)
+            return
+        batch = io.batch
         for _ in range(_ROUNDS):
             count = batch.receive(io.fd, io.family)
             target = self._forward_ep
-            if target is not None and target._io is not None:
+            if target is not None and target._io is not None and target._io.batch is batch:
                 self._relay_batch(batch, count, target)
             else:
                 headers = batch.headers
@@ -685,6 +724,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                         self.stats.dropped_invalid += 1
                         continue
                     self.datagram_received(*batch.datagram(i, size))
+            if count <= 1:
+                io.single_reads = SINGLE_READS
             if count < BATCH or io.is_closing():
                 return
 
@@ -695,11 +736,13 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         srtp = self._srtp
         out = target._srtp
         relay = srtp.relay_in_place if srtp is not None else None
-        protect = out.protect_in_place if out is not None else None
+        protect = out.protect_in_place if out is not None and srtp is None else None
         headers, slots, octets, views = batch.headers, batch.slots, batch.octets, batch.name_views
-        tx_iovs = batch.tx_iovs
-        assert self._io is not None
-        name_size = 28 if self._io.family == socket.AF_INET6 else 16  # sockaddr_in6 / _in
+        target_io = target._io
+        if target_io is None:
+            return
+        tx_iovs = target_io.tx_iovs
+        name_size = self._io.name_size if self._io is not None else 16
         remote_raw, latched = self._remote_raw, self._latched
         ready = received = received_octets = sent_octets = 0
         for i in range(count):
@@ -747,25 +790,26 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         stats.packets_received += received
         stats.octets_received += received_octets
         if ready:
-            target._send_batch(batch, ready, sent_octets, moved=ready != count)
+            target._send_relayed(target_io, ready, sent_octets, moved=ready != count)
 
-    def _send_batch(self, batch: _Batch, count: int, octets: int, *, moved: bool) -> None:
-        """Send the first ``count`` prepared slots of ``batch`` to our peer (sendmmsg)."""
-        io, name, raw = self._io, self._remote_name, self._remote_raw
-        if io is not None and not io.is_closing() and name is not None and raw is not None:
-            sent = batch.send(io.fd, count, name, len(raw))
+    def _send_relayed(self, io: _BatchedSocket, count: int, octets: int, *, moved: bool) -> None:
+        """Send the first ``count`` prepared send slots of ``io`` to our peer (sendmmsg)."""
+        tx_iovs = io.tx_iovs
+        if io.peer_raw is not None and not io.is_closing():
+            sent = io.send_prepared(count)
             if sent < count:  # full send buffer: UDP drops the rest
-                octets = sum(batch.tx_iovs[i].iov_len for i in range(sent))
+                octets = sum(tx_iovs[i].iov_len for i in range(sent))
             stats = self.stats
             stats.packets_sent += sent
             stats.octets_sent += octets
         elif self._remote is not None:  # an address sendmmsg cannot take (a host name)
+            ffi = io.batch.api.ffi
             for i in range(count):
-                iov = batch.tx_iovs[i]
-                self.send_ready(batch.api.ffi.buffer(iov.iov_base, iov.iov_len)[:])
+                self.send_ready(ffi.buffer(tx_iovs[i].iov_base, tx_iovs[i].iov_len)[:])
         if moved:  # put each send slot back on its own buffer
+            slots = io.batch.slots
             for i in range(count):
-                batch.tx_iovs[i].iov_base = batch.slots[i]
+                tx_iovs[i].iov_base = slots[i]
 
     def _deliver(self, data: bytes) -> None:
         try:
