@@ -13,7 +13,9 @@ Speed: pylibsrtp allocates a length cell and copies the result out on every call
 binding is there (checked once at import against the public API), sessions call libsrtp directly
 on one preallocated buffer, and :meth:`SrtpSession.relay_to` unprotects with one session and
 re-protects with another in that same buffer — the relay's whole per-packet crypto in one copy
-in and one copy out. Otherwise the public pylibsrtp API is used; behaviour is identical.
+in and one copy out; :meth:`SrtpSession.relay_in_place` and :meth:`SrtpSession.protect_in_place`
+do the same on a buffer the caller owns (the batched socket reader's slots: no copy at all).
+Otherwise the public pylibsrtp API is used; behaviour is identical.
 """
 
 from __future__ import annotations

@@ -7,6 +7,12 @@ sending in place of audio, the receive path (SRTP unprotect → jitter buffer �
 consumer) and periodic RTCP SR/RR (RFC 3550 §6.4). When bridged (see :mod:`.relay`), received
 packets skip decoding and go straight to the other leg, in ``datagram_received``, with no awaits.
 
+On Linux the RTP socket is read with recvmmsg(2) from a loop reader instead of an asyncio
+datagram transport (``RtpConfig.batched_io``): queued datagrams are read in one system call into
+preallocated slots, bridged SRTP is unprotected and re-protected there in place, and the batch
+leaves in one sendmmsg(2). The libc binding is cffi (pylibsrtp's own dependency), self-tested
+once; anywhere it is missing or fails, the transport path is used, with the same behaviour.
+
 The packet formats, SRTP, codecs, DTMF and jitter logic live in the sans-IO modules beside this
 one; this file is only the asyncio skin. It knows nothing of SIP or SDP: the caller hands it
 addresses, payload types and keys. Keys are never logged; ``repr`` hides them.
