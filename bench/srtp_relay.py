@@ -329,8 +329,8 @@ def main() -> None:
         return
     print(f"SRTP->SRTP relay, {SUITE}, 172-octet RTP, packets per CPU-second of the relay")
     print(f"medians of {rounds} rounds of {seconds:g} s; ratio = callxml / baseline")
-    head = ("loop", "callxml", "transport", "raw relay", "ratio", "raw crypto", "ratio", "range")
-    head += ("UDP only",)
+    head: tuple[str, ...] = ("loop", "callxml", "transport", "raw relay", "ratio")
+    head += ("raw crypto", "ratio", "range", "UDP only")
     widths = (-8, 9, 10, 10, 6, 11, 6, 10, 10)
     print(
         " ".join(f"{h:{'<' if w < 0 else '>'}{abs(w)}}" for h, w in zip(head, widths, strict=True))

@@ -513,6 +513,9 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             elif config.rtcp_mux:
                 self.rtcp_address = self.local_address
         except BaseException:
+            if self._io is not None:
+                self._io.close()  # stop reading before the socket goes
+                self._io = self._transport = None
             rtp_sock.close()
             if rtcp_sock is not None:
                 rtcp_sock.close()
