@@ -456,7 +456,7 @@ async def baresip_peers(directory: Path) -> AsyncIterator[BaresipFactory]:
         message = "baresip is not installed (Debian packages baresip, baresip-core)"
         if _IN_CI:
             pytest.fail(message)
-        pytest.skip(message)
+        pytest.skip(reason=message)
     peers: list[BaresipPeer] = []
 
     async def make(options: BaresipOptions | None = None, *, name: str = "") -> BaresipPeer:

@@ -273,7 +273,7 @@ async def test_ipv6_loopback_udp() -> None:
             await a.listen(ListenerConfig("udp", host="::1"))
             bound = await b.listen(ListenerConfig("udp", host="::1"))
         except TransportError:
-            pytest.skip("no IPv6 loopback on this machine")
+            pytest.skip(reason="no IPv6 loopback on this machine")
         await a.send_request(options("sip:bob@[::1]"), Address("udp", "::1", bound.port))
         request, source = await inbox_b.get()
         assert source.host == "::1"
