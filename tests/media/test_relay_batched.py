@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from callxml.media import stream
+from callxml.errors import MediaError
+from callxml.media import srtp, stream
 from callxml.media.relay import MediaRelay
 from callxml.media.srtp import SrtpSession, generate_key_salt
 from callxml.media.stream import BATCH, RtpConfig, RtpEndpoint, SrtpKeys
@@ -283,3 +284,81 @@ async def test_quiet_leg_reads_singly_then_batches_a_burst() -> None:
         if leg_a._io is not None:
             del leg_a._io.batch.receive  # the per-thread batch is shared: restore its method
         await _teardown(leg_a, leg_b, caller, callee)
+
+
+@PATHS
+async def test_ipv6_burst_is_relayed_and_the_leg_follows_a_new_source(batched: bool) -> None:
+    """IPv6 sources are compared as whole sockaddr_in6 (IPv4 ones as one integer word)."""
+    keys = [generate_key_salt(SUITE) for _ in range(4)]  # caller, leg A, callee, leg B
+    config = RtpConfig(host="::1", rtcp=False, batched_io=batched)
+    leg_a = await RtpEndpoint.open(config, srtp=SrtpKeys(SUITE, keys[1], keys[0]))
+    leg_b = await RtpEndpoint.open(config, srtp=SrtpKeys(SUITE, keys[3], keys[2]))
+    socks = [socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) for _ in range(3)]
+    caller, moved, callee = socks
+    for sock in socks:
+        sock.bind(("::1", 0))
+        sock.setblocking(False)
+    to_a = SrtpSession(SUITE, our_key=keys[0], their_key=None)
+    from_b = SrtpSession(SUITE, our_key=None, their_key=keys[3])
+    try:
+        assert (leg_a._io is not None) is (batched and sys.platform.startswith("linux"))
+        leg_a.set_remote(caller.getsockname()[:2])
+        leg_b.set_remote(callee.getsockname()[:2])
+        MediaRelay(leg_a, leg_b).start()
+        total = 2 * BATCH + 3
+        for seq in range(total):
+            (caller if seq < BATCH + 1 else moved).sendto(
+                to_a.protect(_rtp(seq)), leg_a.local_address
+            )
+        got: list[bytes] = []
+
+        def arrived() -> bool:
+            while True:
+                try:
+                    plain = from_b.unprotect(callee.recv(4096))
+                except BlockingIOError:
+                    return len(got) >= total
+                assert plain is not None
+                got.append(plain)
+
+        await _until(arrived)
+        assert got == [_rtp(seq) for seq in range(total)]
+        assert leg_a.stats.packets_received == leg_b.stats.packets_sent == total
+        assert leg_a.remote_address == moved.getsockname()[:2]  # RFC 4961: followed the source
+    finally:
+        await _teardown(leg_a, leg_b)
+        for sock in socks:
+            sock.close()
+
+
+def test_in_place_calls_are_relay_in_place_unrolled() -> None:
+    """SrtpSession.in_place_calls (the batched loop's libsrtp calls) does what relay_in_place
+    does: same bytes out, same counters on a failure."""
+    assert srtp.in_place_available()  # pylibsrtp's cffi binding, as pinned
+    k_in, k_out = generate_key_salt(SUITE), generate_key_salt(SUITE)
+    sender = SrtpSession(SUITE, our_key=k_in, their_key=None)
+    a = SrtpSession(SUITE, our_key=None, their_key=k_in)
+    b = SrtpSession(SUITE, our_key=None, their_key=k_in)
+    out_a = SrtpSession(SUITE, our_key=k_out, their_key=None)
+    out_b = SrtpSession(SUITE, our_key=k_out, their_key=None)
+    slots = [srtp._ffi.new("char[]", srtp.IN_PLACE_BUFFER_OCTETS) for _ in range(2)]
+    unprotect, rx_ctx, protect, tx_ctx, length, size = b.in_place_calls(out_b)
+    for packet in [sender.protect(_rtp(seq)) for seq in range(3)] + [_rtp(9)]:
+        for slot in slots:
+            slot[0 : len(packet)] = packet
+        expected = a.relay_in_place(slots[0], len(packet), out_a)
+        size[0] = len(packet)
+        status = unprotect(rx_ctx, slots[1], length)
+        if status:
+            b.count_status(status)
+            got = -1
+        else:
+            assert not protect(tx_ctx, slots[1], length)
+            got = size[0]
+        assert got == expected
+        if got > 0:
+            assert srtp._ffi.buffer(slots[0], got)[:] == srtp._ffi.buffer(slots[1], got)[:]
+    assert (b.auth_failures, b.replays, b.other_failures) == (1, 0, 0)
+    assert (a.auth_failures, a.replays, a.other_failures) == (1, 0, 0)
+    with pytest.raises(MediaError):
+        out_a.in_place_calls(None)  # no receiving key

@@ -14,7 +14,9 @@ binding is there (checked once at import against the public API), sessions call 
 on one preallocated buffer, and :meth:`SrtpSession.relay_to` unprotects with one session and
 re-protects with another in that same buffer — the relay's whole per-packet crypto in one copy
 in and one copy out; :meth:`SrtpSession.relay_in_place` and :meth:`SrtpSession.protect_in_place`
-do the same on a buffer the caller owns (the batched socket reader's slots: no copy at all).
+do the same on a buffer the caller owns (the batched socket reader's slots: no copy at all),
+and :meth:`SrtpSession.in_place_calls` hands out those same libsrtp calls, bound once, for a loop
+over a whole batch.
 Otherwise the public pylibsrtp API is used; behaviour is identical.
 """
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 import importlib
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pylibsrtp
 
@@ -130,6 +132,7 @@ class SrtpSession:
         "_length",
         "_rx",
         "_rx_ctx",
+        "_size",
         "_tx",
         "_tx_ctx",
         "auth_failures",
@@ -161,6 +164,8 @@ class SrtpSession:
             self._cdata = _ffi.new("char[]", _BUFFER_OCTETS)
             self._buffer = _ffi.buffer(self._cdata)
             self._length = _ffi.new("int *")
+            # The same int seen from Python: a memoryview item is cheaper than a cffi one.
+            self._size = memoryview(_ffi.buffer(self._length)).cast("i")
             self._tx_ctx = self._tx._srtp[0] if self._tx is not None else None
             self._rx_ctx = self._rx._srtp[0] if self._rx is not None else None
 
@@ -182,12 +187,12 @@ class SrtpSession:
             if size > MAX_PACKET_OCTETS:
                 raise MediaError("SRTP protect failed: packet too long")
             self._buffer[0:size] = rtp
-            length = self._length
-            length[0] = size
-            status = _lib.srtp_protect(ctx, self._cdata, length)
+            cell = self._size
+            cell[0] = size
+            status = _lib.srtp_protect(ctx, self._cdata, self._length)
             if status:
                 raise MediaError(f"SRTP protect failed: {pylibsrtp.ERRORS[status]}")
-            return self._buffer[0 : length[0]]  # type: ignore[no-any-return]
+            return self._buffer[0 : cell[0]]  # type: ignore[no-any-return]
         try:
             return self._tx.protect(rtp)  # type: ignore[no-any-return]
         except (pylibsrtp.Error, ValueError, TypeError) as exc:
@@ -217,13 +222,13 @@ class SrtpSession:
                 return None
             buffer = self._buffer
             buffer[0:size] = srtp
-            length = self._length
-            length[0] = size
-            status = _lib.srtp_unprotect(ctx, self._cdata, length)
+            cell = self._size
+            cell[0] = size
+            status = _lib.srtp_unprotect(ctx, self._cdata, self._length)
             if status:
-                self._count_status(status)
+                self.count_status(status)
                 return None
-            return buffer[0 : length[0]]  # type: ignore[no-any-return]
+            return buffer[0 : cell[0]]  # type: ignore[no-any-return]
         try:
             return rx.unprotect(srtp)  # type: ignore[no-any-return]
         except pylibsrtp.Error as exc:
@@ -267,17 +272,17 @@ class SrtpSession:
             return None
         buffer = self._buffer
         buffer[0:size] = srtp
-        length = self._length
-        length[0] = size
-        cdata = self._cdata
+        cell = self._size
+        cell[0] = size
+        cdata, length = self._cdata, self._length
         status = _lib.srtp_unprotect(ctx, cdata, length)
         if status:
-            self._count_status(status)
+            self.count_status(status)
             return None
         if _lib.srtp_protect(out_ctx, cdata, length):  # e.g. far too old for the send window
             self.other_failures += 1
             return None
-        return buffer[0 : length[0]]  # type: ignore[no-any-return]
+        return buffer[0 : cell[0]]  # type: ignore[no-any-return]
 
     def relay_in_place(self, buffer: Any, size: int, out: SrtpSession | None) -> int:
         """Unprotect the ``size``-octet SRTP packet at ``buffer`` and, given ``out``, protect it
@@ -294,16 +299,16 @@ class SrtpSession:
         if size > MAX_PACKET_OCTETS:
             self.other_failures += 1
             return -1
-        length = self._length
-        length[0] = size
+        cell, length = self._size, self._length
+        cell[0] = size
         status = _lib.srtp_unprotect(ctx, buffer, length)
         if status:
-            self._count_status(status)
+            self.count_status(status)
             return -1
         if out_ctx is not None and _lib.srtp_protect(out_ctx, buffer, length):
             self.other_failures += 1
             return -1
-        return length[0]  # type: ignore[no-any-return]
+        return cell[0]  # type: ignore[no-any-return]
 
     def protect_in_place(self, buffer: Any, size: int) -> int:
         """Protect the ``size``-octet RTP packet at ``buffer`` in place (see
@@ -314,14 +319,32 @@ class SrtpSession:
         if size > MAX_PACKET_OCTETS:
             self.other_failures += 1
             return -1
-        length = self._length
-        length[0] = size
-        if _lib.srtp_protect(ctx, buffer, length):
+        cell = self._size
+        cell[0] = size
+        if _lib.srtp_protect(ctx, buffer, self._length):
             self.other_failures += 1
             return -1
-        return length[0]  # type: ignore[no-any-return]
+        return cell[0]  # type: ignore[no-any-return]
 
-    def _count_status(self, status: int) -> None:
+    def in_place_calls(self, out: SrtpSession | None) -> InPlaceCalls:
+        """What :meth:`relay_in_place` (``out`` given or not) calls, bound once, for a caller
+        that runs it over a whole batch of slots in its own loop (the batched socket reader):
+        per packet, set ``size[0]``, ``unprotect(rx_ctx, slot, length)``, then if ``tx_ctx`` is
+        not ``None`` ``protect(tx_ctx, slot, length)``; the new size is then ``size[0]``. A
+        non-zero unprotect status goes to :meth:`count_status`, a non-zero protect status
+        counts in ``other_failures`` — exactly what :meth:`relay_in_place` does, minus a
+        Python call and its attribute look-ups per packet. The caller checks the size bound.
+        """
+        ctx = self._rx_ctx
+        out_ctx = out._tx_ctx if out is not None else None
+        if ctx is None or (out is not None and out_ctx is None):
+            raise MediaError("in-place SRTP needs the cffi binding and both keys")
+        return InPlaceCalls(
+            _lib.srtp_unprotect, ctx, _lib.srtp_protect, out_ctx, self._length, self._size
+        )
+
+    def count_status(self, status: int) -> None:
+        """Count a non-zero libsrtp unprotect status as the drop it is (RFC 3711 §3.3)."""
         if status == _ERR_AUTH_FAIL:
             self.auth_failures += 1
         elif status in (_ERR_REPLAY_FAIL, _ERR_REPLAY_OLD):
@@ -341,6 +364,17 @@ class SrtpSession:
     def dropped(self) -> int:
         """All packets refused so far."""
         return self.auth_failures + self.replays + self.other_failures
+
+
+class InPlaceCalls(NamedTuple):
+    """The libsrtp calls behind one in-place relay step (:meth:`SrtpSession.in_place_calls`)."""
+
+    unprotect: Any  # srtp_unprotect(ctx, char *packet, int *length) -> srtp_err_status_t
+    rx_ctx: Any
+    protect: Any  # srtp_protect(ctx, char *packet, int *length) -> srtp_err_status_t
+    tx_ctx: Any  # None: unprotect only
+    length: Any  # the int * both calls read and write the packet size through
+    size: memoryview  # the same int as a Python-writable view
 
 
 def in_place_available() -> bool:

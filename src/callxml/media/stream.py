@@ -218,6 +218,18 @@ class _Mmsg:
         self.ffi: Any = cffi.FFI()
         self.ffi.cdef(_MMSG_CDEF)
         self.libc: Any = self.ffi.dlopen(None)
+        # The hot loop reads and writes header fields through memoryviews (far cheaper per item
+        # than cffi attribute access); they assume this layout, checked here.
+        ffi = self.ffi
+        word = ffi.sizeof("size_t")
+        if (
+            ffi.sizeof("void *") != word
+            or ffi.sizeof("struct iovec") != 2 * word
+            or ffi.offsetof("struct iovec", "iov_len") != word
+            or ffi.sizeof("struct mmsghdr") % 4
+            or ffi.offsetof("struct mmsghdr", "msg_len") % 4
+        ):
+            raise MediaError("unexpected struct iovec/mmsghdr layout")
 
 
 class _Batch:
@@ -238,9 +250,18 @@ class _Batch:
         self.rx_iov = ffi.new("struct iovec[]", BATCH)
         self.rx = ffi.new("struct mmsghdr[]", BATCH)
         self.slots = [self.data + i * _SLOT for i in range(BATCH)]
-        self.octets = [ffi.cast("unsigned char *", slot) for slot in self.slots]
         self.name_views = [ffi.buffer(self.names + i * _NAME, _NAME) for i in range(BATCH)]
         self.headers = [self.rx + i for i in range(BATCH)]
+        # Per-batch views for the relay loop: ``view[0:count].tolist()`` reads one field of
+        # every header or slot in a single C call instead of one cffi access per packet.
+        rx_words = memoryview(ffi.buffer(self.rx)).cast("I")
+        step = ffi.sizeof("struct mmsghdr") // 4
+        self.sizes = rx_words[ffi.offsetof("struct mmsghdr", "msg_len") // 4 :: step]
+        octets = memoryview(ffi.buffer(self.data))
+        self.first_octets = octets[0::_SLOT]
+        self.second_octets = octets[1::_SLOT]
+        # The first 8 octets of each source sockaddr_in: family, port and IPv4 address.
+        self.source_words = memoryview(ffi.buffer(self.names)).cast("Q")[0 :: _NAME // 8]
         for i in range(BATCH):
             iov = self.rx_iov[i]
             iov.iov_base = self.slots[i]
@@ -278,6 +299,15 @@ def _address(raw: bytes) -> Address:
     if family == socket.AF_INET6:
         return socket.inet_ntop(socket.AF_INET6, raw[8:24]), port
     return socket.inet_ntop(socket.AF_INET, raw[4:8]), port
+
+
+def _source_key(raw: bytes | None) -> int | bytes | None:
+    """What the relay loop compares a datagram's source with: for a sockaddr_in, its first 8
+    octets (family, port, address) as one native integer, as :attr:`_Batch.source_words` reads
+    them; any other sockaddr as it is."""
+    if raw is not None and len(raw) == 16:
+        return int.from_bytes(raw[0:8], sys.byteorder)
+    return raw
 
 
 def _sockaddr(address: Address, family: int) -> bytes | None:
@@ -327,10 +357,12 @@ def _self_test(api: _Mmsg) -> bool:
         io.set_peer(address)
         for i, text in enumerate((b"callxml", b"batch")):
             batch.slots[i][0 : len(text)] = text
-            io.tx_iovs[i].iov_len = len(text)
+            io.tx_sizes[i] = len(text)
         if io.send_prepared(2) != 2 or batch.receive(io.fd, io.family) != 2:
             return False
-        sizes = [batch.headers[i].msg_len for i in range(2)]
+        sizes = batch.sizes[0:2].tolist()
+        if sizes != [batch.headers[i].msg_len for i in range(2)]:
+            return False
         return [batch.datagram(i, sizes[i]) for i in range(2)] == [
             (b"callxml", address),
             (b"batch", address),
@@ -372,6 +404,9 @@ class _BatchedSocket:
         self.tx_iov = ffi.new("struct iovec[]", BATCH)
         self.tx = ffi.new("struct mmsghdr[]", BATCH)
         self.tx_iovs = [self.tx_iov + i for i in range(BATCH)]
+        self.tx_sizes = memoryview(ffi.buffer(self.tx_iov)).cast("P")[
+            1::2
+        ]  # iov_len (size_t: as wide as a pointer)
         for i in range(BATCH):
             self.tx_iov[i].iov_base = batch.slots[i]
             self.tx[i].msg_hdr.msg_iov = self.tx_iov + i
@@ -740,63 +775,85 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
     def _relay_batch(self, batch: _Batch, count: int, target: RtpEndpoint) -> None:
         """The bridged pass-through hot path on a batch: what :meth:`datagram_received` does
-        for one packet, in the slots, then one sendmmsg out of ``target``."""
+        for one packet, in the slots, then one sendmmsg out of ``target``.
+
+        Per packet it costs two libsrtp calls and a few list and memoryview items: the sizes,
+        leading octets and IPv4 sources of the whole batch are read in one call each, the
+        libsrtp calls are bound once (:meth:`SrtpSession.in_place_calls`), and the send sizes
+        are written through a memoryview.
+        """
+        io, target_io = self._io, target._io
+        if io is None or target_io is None:
+            return
         stats = self.stats
         srtp = self._srtp
         out = target._srtp
-        relay = srtp.relay_in_place if srtp is not None else None
-        protect = out.protect_in_place if out is not None and srtp is None else None
-        headers, slots, octets, views = batch.headers, batch.slots, batch.octets, batch.name_views
-        target_io = target._io
-        if target_io is None:
-            return
-        tx_iovs = target_io.tx_iovs
-        name_size = self._io.name_size if self._io is not None else 16
-        remote_raw, latched = self._remote_raw, self._latched
-        ready = received = received_octets = sent_octets = 0
+        rx_ctx = tx_ctx = None
+        if srtp is not None:
+            unprotect, rx_ctx, protect, tx_ctx, length, size_cell = srtp.in_place_calls(out)
+            firsts: list[int] = []
+        else:  # plain RTP in: only the version check (and SRTP protection for the other leg)
+            firsts = batch.first_octets[0:count].tolist()
+        protect_in_place = out.protect_in_place if out is not None and srtp is None else None
+        sizes: list[int] = batch.sizes[0:count].tolist()
+        seconds: list[int] = batch.second_octets[0:count].tolist()
+        slots, views, name_size = batch.slots, batch.name_views, io.name_size
+        sources: list[int] | list[bytes]
+        if name_size == 16:  # sockaddr_in: its first 8 octets say it all (the rest is zero)
+            sources = batch.source_words[0:count].tolist()
+        else:
+            sources = [views[i][0:name_size] for i in range(count)]
+        remote_key = _source_key(self._remote_raw) if self._latched else None
+        tx_iovs, tx_sizes = target_io.tx_iovs, target_io.tx_sizes
+        ready = received_octets = sent_octets = 0
         for i in range(count):
-            size = headers[i].msg_len
-            first = octets[i]
-            if size < HEADER_SIZE or size > MAX_PACKET_OCTETS or 192 <= first[1] <= 223:
+            size = sizes[i]
+            if size < HEADER_SIZE or size > MAX_PACKET_OCTETS or 192 <= seconds[i] <= 223:
                 if size > MAX_PACKET_OCTETS:  # too long for us: truncated by the read
                     stats.dropped_invalid += 1
                 else:  # RTCP multiplexed on this port (RFC 5761 §4)
                     self.datagram_received(*batch.datagram(i, size))
+                    remote_key = _source_key(self._remote_raw) if self._latched else None
                 continue
             slot = slots[i]
-            if relay is not None:
-                length = relay(slot, size, out)
-                if length < 0:
-                    assert srtp is not None
+            if rx_ctx is not None:  # SRTP in: unprotect (and re-protect) in the slot
+                assert srtp is not None
+                size_cell[0] = size
+                status = unprotect(rx_ctx, slot, length)
+                if status:
+                    srtp.count_status(status)
                     self._srtp_dropped(srtp)
                     continue
-            elif first[0] >> 6 != 2:
+                if tx_ctx is not None and protect(tx_ctx, slot, length):
+                    srtp.other_failures += 1  # e.g. far too old for the send window
+                    self._srtp_dropped(srtp)
+                    continue
+                new_size = size_cell[0]
+            elif firsts[i] >> 6 != 2:
                 stats.dropped_invalid += 1
                 continue
-            elif protect is not None:
-                length = protect(slot, size)
-                if length < 0:  # e.g. a repeated sequence number (RFC 3711 §3.3.2)
+            elif protect_in_place is not None:
+                new_size = protect_in_place(slot, size)
+                if new_size < 0:  # e.g. a repeated sequence number (RFC 3711 §3.3.2)
                     stats.dropped_invalid += 1
                     continue
             else:
-                length = size
-            raw = views[i][0:name_size]
-            if raw != remote_raw or not latched:
+                new_size = size
+            if sources[i] != remote_key:  # a new source, or not latched yet
+                raw = views[i][0:name_size]
                 addr = _address(raw)
-                if addr != self._remote or not latched:
+                if addr != self._remote or not self._latched:
                     self._latch(addr)  # RFC 4961 symmetric RTP
                 if addr == self._remote:
                     self._remote_raw = raw
-                remote_raw, latched = self._remote_raw, self._latched
-            received += 1
+                remote_key = _source_key(self._remote_raw) if self._latched else None
             received_octets += size
-            iov = tx_iovs[ready]
             if ready != i:
-                iov.iov_base = slot
-            iov.iov_len = length
-            sent_octets += length
+                tx_iovs[ready].iov_base = slot
+            tx_sizes[ready] = new_size
+            sent_octets += new_size
             ready += 1
-        stats.packets_received += received
+        stats.packets_received += ready
         stats.octets_received += received_octets
         if ready:
             target._send_relayed(target_io, ready, sent_octets, moved=ready != count)
@@ -807,7 +864,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         if io.peer_raw is not None and not io.is_closing():
             sent = io.send_prepared(count)
             if sent < count:  # full send buffer: UDP drops the rest
-                octets = sum(tx_iovs[i].iov_len for i in range(sent))
+                octets = sum(io.tx_sizes[0:sent])
             stats = self.stats
             stats.packets_sent += sent
             stats.octets_sent += octets
