@@ -259,7 +259,7 @@ async def test_quiet_leg_reads_singly_then_batches_a_burst() -> None:
     try:
         io = leg_a._io
         if io is None:
-            pytest.skip("batched I/O needs Linux recvmmsg")
+            pytest.skip(reason="batched I/O needs Linux recvmmsg")
         caller.send(_rtp(0), leg_a.local_address)
         await _until(lambda: leg_b.stats.packets_sent == 1)
         assert io.single_reads == stream.SINGLE_READS  # one datagram found: read singly next
