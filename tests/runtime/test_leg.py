@@ -4,6 +4,8 @@ policy both ways, dial outcomes (busy, no-answer, cancel, refused answers) and b
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -377,3 +379,28 @@ async def test_play_returns_when_the_call_ends_and_cancel_stops_sending(
     await a_leg.send_digits("1")
     await a_leg.hangup()  # idempotent
     assert a_leg.end_reason == "remote hangup"
+
+
+async def test_keys_never_reach_the_logs(
+    phones: PhoneFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A whole secure call with every logger at DEBUG: neither side's SRTP key, in base64 (as in
+    ``a=crypto``) or hex, nor the leg's ``repr``, shows up anywhere in the log records."""
+    caplog.set_level(logging.DEBUG)
+    a, b = await phones(), await phones()
+    a_leg, b_leg = await _connect(a, b, b.uri(secure=True), secure_media_enabled=True)
+    await asyncio.gather(a_leg.play(sine(1000, 200)), b_leg.play(sine(440, 200)))
+    await a_leg.hangup()
+    await b_leg.wait_ended(WAIT)
+    secrets: list[str] = []
+    for leg in (a_leg, b_leg):
+        for crypto in (leg.media.our_crypto, leg.media.their_crypto):
+            assert crypto is not None
+            material = crypto.keying_material()
+            secrets += [base64.b64encode(material).decode(), material.hex()]
+            secrets += [base64.b64encode(material[:16]).decode()[:16], material[:16].hex()]
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    logged += "\n".join(repr(x) for x in (a_leg, b_leg, a_leg.media, b_leg.media))
+    assert caplog.records  # the call did log (SIP, media): the check is not vacuous
+    for secret in secrets:
+        assert secret not in logged
