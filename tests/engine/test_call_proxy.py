@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from engine_helpers import WebApp, engine_config, running_engine, sip_port
 
-from callxml.media.cli import call_command, place_call
+from callxml.cli.call import call_command, place_call
 from callxml.media.tone import sine
 
 pytestmark = pytest.mark.peer

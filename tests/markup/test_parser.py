@@ -328,7 +328,7 @@ def test_refer_parses_its_sip_target() -> None:
     refer = only_verb('<Refer action="/r"><Sip>sip:alice@example.com</Sip></Refer>')
     assert isinstance(refer, Refer)
     assert refer.target_uri == "sip:alice@example.com"
-    assert refer.target is not None and refer.target.host == "example.com"
+    assert refer.target is not None and refer.target.uri.host == "example.com"
     assert refer.action == "/r"
 
 
@@ -361,7 +361,7 @@ def sip_noun(uri: str) -> Sip:
 def test_plain_sip_defaults_to_udp_5060() -> None:
     sip = sip_noun("sip:jack@example.com")
     assert sip.target is not None
-    assert (sip.target.secure, sip.target.transport, sip.target.effective_port) == (
+    assert (sip.target.secure, sip.target.transport, sip.target.next_hop.port) == (
         False,
         "udp",
         5060,
@@ -372,7 +372,7 @@ def test_plain_sip_defaults_to_udp_5060() -> None:
 def test_secure_sip_means_tls_on_5061(uri: str) -> None:
     sip = sip_noun(uri)
     assert sip.target is not None
-    assert (sip.target.secure, sip.target.transport, sip.target.effective_port) == (
+    assert (sip.target.secure, sip.target.transport, sip.target.next_hop.port) == (
         True,
         "tls",
         5061,

@@ -13,6 +13,7 @@ from callxml.interpreter import actions as act
 from callxml.markup.verbs import Client, Number, Sip
 from callxml.runtime.dial import Dialer, resolve_targets
 from callxml.sip.auth import Credentials
+from callxml.sip.target import Target
 
 
 @dataclass(frozen=True)
@@ -35,22 +36,23 @@ class FakePhone:
 
     async def dial(
         self,
-        uri: str,
+        target: Target | str,
         *,
-        from_uri: str,
+        from_uri: str | None = None,
         timeout: float = 30,
         credentials: Credentials | None = None,
         headers: Sequence[tuple[str, str]] = (),
         on_ringing: Callable[[], None] | None = None,
         sid: str | None = None,
     ) -> Result:
+        uri = str(target)
         self.calls.append(
             {
                 "uri": uri,
                 "from": from_uri,
                 "timeout": timeout,
                 "creds": credentials,
-                "headers": tuple(headers),
+                "headers": tuple(target.headers) if isinstance(target, Target) else (),
             }
         )
         delay, status, code = self.script[uri]
@@ -114,10 +116,11 @@ def test_resolve_targets() -> None:
         trunk_uri_template="sip:{number}@trunk.test",
     )
     sip, number, client, bad = targets
-    assert sip.uri == "sip:jack@example.com;secure=true"
-    assert sip.headers == (("X-Account", "42"),)
+    assert sip.label == "sip:jack@example.com;secure=true"
+    assert sip.target is not None and sip.target.secure
+    assert sip.target.headers == (("X-Account", "42"),)
     assert sip.credentials == Credentials("u", "p")
-    assert number.uri == "sip:+15550100@trunk.test" and not number.error
+    assert number.label == "sip:+15550100@trunk.test" and not number.error
     assert client.error and bad.error
     assert resolve_targets([Number(number="1")], trunk_uri_template=None)[0].error
 

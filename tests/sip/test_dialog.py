@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from callxml.errors import LocalProtocolError, RemoteProtocolError
-from callxml.sip.dialog import Dialog, DialogState, address_for_uri
+from callxml.sip.dialog import Dialog, DialogState
 from callxml.sip.events import Address
 from callxml.sip.message import SipRequest, SipResponse, make_response, parse_message
+from callxml.sip.target import next_hop
 
 from .helpers import request
 
@@ -109,11 +110,11 @@ def test_dialog_needs_tags() -> None:
         Dialog.for_uac(req, resp)
 
 
-def test_sips_dialog_and_address_for_uri() -> None:
+def test_sips_dialog_and_next_hop() -> None:
     req = request("INVITE", uri="sips:bob@example.com")
     d = Dialog.for_uac(req, ok_for(req, "<sips:bob@192.0.2.4>"))
     assert d.secure and d.destination().transport == "tls" and d.destination().port == 5061
-    assert address_for_uri("sip:[2001:db8::1]:5070;transport=tcp") == Address(
+    assert next_hop("sip:[2001:db8::1]:5070;transport=tcp") == Address(
         "tcp", "2001:db8::1", 5070, "2001:db8::1"
     )
-    assert address_for_uri("sip:x@example.com;maddr=192.0.2.9").host == "192.0.2.9"
+    assert next_hop("sip:x@example.com;maddr=192.0.2.9").host == "192.0.2.9"

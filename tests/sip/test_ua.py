@@ -24,7 +24,7 @@ from callxml.sip.events import (
     CallReinvited,
     DialogConfirmed,
     Event,
-    IncomingCall,
+    InviteReceived,
 )
 from callxml.sip.message import SipMessage, SipRequest, SipResponse
 from callxml.sip.ua import (
@@ -107,7 +107,7 @@ def make_pair(
     if answer:
 
         def bob_app(event: Event, now: float) -> None:
-            if isinstance(event, IncomingCall):
+            if isinstance(event, InviteReceived):
                 b.ua.ring(event.call, now)
                 b.ua.answer(event.call, SDP_B, now)
 
@@ -131,8 +131,8 @@ def test_basic_call_and_bye() -> None:
     [answered] = a.seen(CallAnswered)
     assert isinstance(answered, CallAnswered) and answered.response.body == SDP_B
     assert [e.response.status for e in a.seen(CallProgress)] == [180]
-    [incoming] = b.seen(IncomingCall)
-    assert isinstance(incoming, IncomingCall) and incoming.request.body == SDP_A
+    [incoming] = b.seen(InviteReceived)
+    assert isinstance(incoming, InviteReceived) and incoming.request.body == SDP_A
     assert len(b.seen(DialogConfirmed)) == 1
     bcall = b.ua.calls[incoming.call]
     assert a.ua.calls[cid].state is CallState.CONFIRMED and bcall.state is CallState.CONFIRMED
@@ -157,7 +157,7 @@ def test_uas_hangs_up_with_bye() -> None:
     net, a, b = make_pair()
     cid = call(net, a)
     net.run(5)
-    [incoming] = b.seen(IncomingCall)
+    [incoming] = b.seen(InviteReceived)
     b.ua.bye(incoming.call, net.now)
     net._collect()
     net.run(5)
@@ -218,7 +218,7 @@ def test_no_ack_ends_the_call_with_bye() -> None:
 def test_reject_is_acked_inside_the_transaction() -> None:
     net, a, b = make_pair(answer=False)
     b.on_event = lambda e, now: (
-        b.ua.reject(e.call, 486, now) if isinstance(e, IncomingCall) else None
+        b.ua.reject(e.call, 486, now) if isinstance(e, InviteReceived) else None
     )
     net.drop_first("ACK")  # B's Timer G retransmits the 486, A ACKs again
     cid = call(net, a)
@@ -236,7 +236,7 @@ def test_reject_is_acked_inside_the_transaction() -> None:
 
 def test_cancel_pending_invite() -> None:
     net, a, b = make_pair(answer=False)
-    b.on_event = lambda e, now: b.ua.ring(e.call, now) if isinstance(e, IncomingCall) else None
+    b.on_event = lambda e, now: b.ua.ring(e.call, now) if isinstance(e, InviteReceived) else None
     cid = call(net, a)
     net.run(1)
     a.ua.cancel(cid, net.now)
@@ -308,7 +308,7 @@ def test_digest_challenge_answered() -> None:
     net.run(5)
     assert net.labels(A_UDP) == ["INVITE", "ACK", "INVITE", "ACK"]
     assert net.labels(B_UDP)[:2] == ["100/INVITE", "401/INVITE"]
-    assert len(a.seen(CallAnswered)) == 1 and len(b.seen(IncomingCall)) == 1
+    assert len(a.seen(CallAnswered)) == 1 and len(b.seen(InviteReceived)) == 1
     invites = [s.message for s in net.log if s.label == "INVITE"]
     assert invites[1].cseq.seq == invites[0].cseq.seq + 1  # §22.2: CSeq incremented
     assert invites[1].call_id == invites[0].call_id
@@ -328,7 +328,7 @@ def test_wrong_password_fails_without_looping() -> None:
         "401/INVITE",
         "403/INVITE",
     ]
-    assert not b.seen(IncomingCall)
+    assert not b.seen(InviteReceived)
 
 
 def test_no_credentials_fails_on_401() -> None:
@@ -362,7 +362,7 @@ def test_selector_challenges_with_the_realm_of_the_request(domain: str, password
     challenge = next(s.message for s in net.log if s.label == "401/INVITE")
     assert f'realm="{domain}"' in (challenge.headers.get("WWW-Authenticate") or "")
     assert len(a.seen(CallAnswered)) == 1
-    [incoming] = b.seen(IncomingCall)
+    [incoming] = b.seen(InviteReceived)
     assert b.ua.calls[incoming.call].auth_user == "alice"
 
 
@@ -371,7 +371,7 @@ def test_selector_password_of_another_domain_is_refused() -> None:
     call(net, a, "sip:bob@a.test", credentials=Credentials("alice", "pw-b"), destination=B_UDP)
     net.run(60)
     assert [e.status for e in a.seen(CallFailed)] == [403]
-    assert not b.seen(IncomingCall)
+    assert not b.seen(InviteReceived)
 
 
 def test_selector_none_lets_the_request_through() -> None:
@@ -380,7 +380,7 @@ def test_selector_none_lets_the_request_through() -> None:
     net.run(5)
     assert net.labels(A_UDP) == ["INVITE", "ACK"]  # never challenged
     assert "401/INVITE" not in net.labels(B_UDP)
-    [incoming] = b.seen(IncomingCall)
+    [incoming] = b.seen(InviteReceived)
     assert b.ua.calls[incoming.call].auth_user is None
 
 
@@ -412,7 +412,7 @@ def test_stale_nonce_is_rechallenged_with_stale_and_bounded() -> None:
     assert "stale" not in (challenges[0].headers.get("WWW-Authenticate") or "")
     assert all("stale=TRUE" in (c.headers.get("WWW-Authenticate") or "") for c in challenges[1:])
     assert [e.status for e in a.seen(CallFailed)] == [401]
-    assert not b.seen(IncomingCall)
+    assert not b.seen(InviteReceived)
 
 
 def _invite_with(authorization: str | None, branch: str) -> SipRequest:
@@ -461,7 +461,7 @@ def test_server_verdicts(authorization: str, status: int | None, stale: bool) ->
     }
     ua.receive(_invite_with(values[authorization], "z9hG4bK-v1"), A_UDP, 1000.5)
     if status is None:
-        [incoming] = [e for e in ua.events() if isinstance(e, IncomingCall)]
+        [incoming] = [e for e in ua.events() if isinstance(e, InviteReceived)]
         assert ua.calls[incoming.call].auth_user == "alice"
         return
     response = _final_status(ua)
@@ -480,7 +480,7 @@ def test_several_authorization_headers_use_ours() -> None:
     invite = _invite_with(_answer(DigestServer("other.test", SECRET, str), 0.0), "z9hG4bK-v2")
     invite.headers.add("Authorization", _answer(server, 0.0))
     ua.receive(invite, A_UDP, 1.0)
-    assert [e for e in ua.events() if isinstance(e, IncomingCall)]
+    assert [e for e in ua.events() if isinstance(e, InviteReceived)]
 
 
 # --- re-INVITE, OPTIONS, errors -------------------------------------------------------------
@@ -619,7 +619,7 @@ def test_reinvite_glare_gets_491_both_ways() -> None:
     net, a, b = make_pair()
     cid = call(net, a)
     net.run(5)
-    [incoming] = b.seen(IncomingCall)
+    [incoming] = b.seen(InviteReceived)
     a.ua.reinvite(cid, SDP_A, net.now)
     b.ua.reinvite(incoming.call, SDP_B, net.now)
     net._collect()

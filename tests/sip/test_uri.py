@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from callxml.errors import CallXmlError, RemoteProtocolError
+from callxml.sip.target import next_hop
 from callxml.sip.uri import InvalidUri, SipUri, parse_uri
 
 
@@ -15,27 +16,27 @@ def test_secure_uri_means_tls_on_5061() -> None:
     assert (uri.scheme, uri.user, uri.host, uri.port) == ("sip", "jack", "example.com", None)
     assert uri.secure
     assert uri.transport == "tls"
-    assert uri.effective_port == 5061
+    assert next_hop(uri).port == 5061
     assert uri.warnings == ()
 
 
 def test_plain_uri_defaults_to_udp_5060() -> None:
     uri = parse_uri("sip:jack@example.com")
     assert not uri.secure
-    assert (uri.transport, uri.effective_port) == ("udp", 5060)
+    assert (uri.transport, next_hop(uri).port) == ("udp", 5060)
 
 
 def test_sips_scheme_is_secure() -> None:
     uri = parse_uri("sips:alice@atlanta.example.com")
-    assert uri.secure and uri.transport == "tls" and uri.effective_port == 5061
+    assert uri.secure and uri.transport == "tls" and next_hop(uri).port == 5061
 
 
 def test_explicit_port_and_transport() -> None:
     uri = parse_uri("sip:bob@10.0.0.1:5080;transport=TCP")
-    assert uri.port == 5080 and uri.effective_port == 5080
+    assert uri.port == 5080 and next_hop(uri).port == 5080
     assert uri.transport == "tcp"
     secure = parse_uri("sip:bob@10.0.0.1:7000;secure=true;transport=udp")
-    assert secure.transport == "tls" and secure.effective_port == 7000
+    assert secure.transport == "tls" and next_hop(secure).port == 7000
 
 
 @pytest.mark.parametrize("value", ["maybe", "yes", "1", None])

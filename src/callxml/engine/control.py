@@ -25,11 +25,12 @@ from callxml.interpreter import CallInfo, CallSession, new_sid
 from callxml.markup.verbs import Number, Sip
 from callxml.runtime.dial import resolve_targets
 from callxml.sip.auth import Credentials
+from callxml.sip.target import Target
 
 if TYPE_CHECKING:
     from callxml.engine.server import Engine, LiveCall
 
-__all__ = ["EngineControl", "target_uri"]
+__all__ = ["EngineControl", "dial_target"]
 
 #: Twilio: "The 'To' number is not a valid phone number" (also used for bad SIP URIs).
 INVALID_TO = 21211
@@ -39,14 +40,14 @@ NOT_IN_PROGRESS = 21220
 TWIML_URL = "http://twiml.callxml.invalid/inline"
 
 
-def target_uri(to: str, trunk_uri_template: str | None) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """The SIP URI to call for ``To``, and the X- headers from its ``?headers``."""
+def dial_target(to: str, trunk_uri_template: str | None) -> Target:
+    """What to call for ``To``: a SIP URI as written, a number through the trunk template."""
     is_sip = to.lower().startswith(("sip:", "sips:"))
     noun: Sip | Number = Sip(uri=to) if is_sip else Number(number=to)
-    target = resolve_targets([noun], trunk_uri_template=trunk_uri_template)[0]
-    if target.error:
-        raise ApiError(400, INVALID_TO, f"Invalid 'To': {to} ({target.error})")
-    return target.uri, target.headers
+    resolved = resolve_targets([noun], trunk_uri_template=trunk_uri_template)[0]
+    if resolved.error or resolved.target is None:
+        raise ApiError(400, INVALID_TO, f"Invalid 'To': {to} ({resolved.error})")
+    return resolved.target
 
 
 class EngineControl:
@@ -60,7 +61,7 @@ class EngineControl:
         engine = self.engine
         if not engine.accepting:
             raise ApiError(503, 20503, "The engine is shutting down")
-        uri, headers = target_uri(call.to, engine.config.trunk_uri_template)
+        to = dial_target(call.to, engine.config.trunk_uri_template)
         now = time.time()
         record = CallRecord(
             sid=new_sid("CA"),
@@ -85,7 +86,7 @@ class EngineControl:
         await live.book.create()
         engine.calls[record.sid] = live
         task = asyncio.get_running_loop().create_task(
-            self._originate(live, call, uri, headers), name=f"originate-{record.sid}"
+            self._originate(live, call, to), name=f"originate-{record.sid}"
         )
         live.task = task
         self._tasks.add(task)
@@ -96,8 +97,7 @@ class EngineControl:
         self,
         live: LiveCall,
         call: OutboundCall,
-        uri: str,
-        headers: tuple[tuple[str, str], ...],
+        target: Target,
     ) -> None:
         engine = self.engine
         book = live.book
@@ -118,11 +118,10 @@ class EngineControl:
             from_uri = call.from_ if call.from_.startswith(("sip:", "sips:")) else None
             live.dialing = asyncio.ensure_future(
                 phone.dial(
-                    uri,
+                    target,
                     from_uri=from_uri,
                     timeout=call.timeout,
                     credentials=credentials,
-                    headers=headers,
                     on_ringing=on_ringing,
                     sid=book.sid,
                 )
@@ -142,7 +141,7 @@ class EngineControl:
             await book.event(
                 "sip",
                 {
-                    "message": f"dial {uri}: {result.status}",
+                    "message": f"dial {target}: {result.status}",
                     "sip_response_code": result.sip_response_code,
                     "reason": result.reason,
                 },

@@ -36,8 +36,8 @@ from callxml.engine.devcert import ensure_dev_certificate
 from callxml.engine.store import CallEvent, CallRecord, RecordingRecord, SqliteStore, Store
 from callxml.errors import CallXmlError, ConfigError, MediaError, TransportError
 from callxml.interpreter import CallInfo, CallSession, new_sid
+from callxml.runtime import CallLeg, IncomingCall, Phone, bridge
 from callxml.runtime.dial import Dialer
-from callxml.runtime.leg import CallLeg, IncomingCall, Phone, bridge
 from callxml.runtime.session import CallRunner, RuntimeServices
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig

@@ -62,7 +62,8 @@ from callxml.markup.verbs import (
     Unsupported,
     Verb,
 )
-from callxml.sip.uri import InvalidUri, SipUri, parse_uri
+from callxml.sip.target import Target
+from callxml.sip.uri import InvalidUri
 
 __all__ = ["MAX_DOCUMENT_BYTES", "VERB_PARSERS", "parse_document"]
 
@@ -647,11 +648,11 @@ def _parse_gather(ctx: _Context, element: Element) -> Gather:
     return Gather(children=tuple(children), **fields)
 
 
-def _parse_sip_target(ctx: _Context, element: Element, text: str) -> SipUri:
+def _parse_sip_target(ctx: _Context, element: Element, text: str) -> Target:
     if not text:
         raise ctx.error("missing-target", "<Sip> needs a SIP URI", element)
     try:
-        target = parse_uri(text)
+        target = Target.parse(text)
     except InvalidUri as exc:
         message = f"<Sip> URI {text[:80]!r} is invalid: {exc}"
         raise ctx.error("invalid-sip-uri", message, element) from None

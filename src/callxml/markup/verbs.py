@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
 if TYPE_CHECKING:
-    from callxml.sip.uri import SipUri
+    from callxml.sip.target import Target
 
 #: Twilio's meaning of ``loop="0"``: repeat (up to) 1000 times.
 LOOP_FOREVER = 1000
@@ -207,15 +207,15 @@ class Number:
 class Sip:
     """A SIP URI to dial.
 
-    ``uri`` is the text as written; ``target`` is the parsed URI
-    (:func:`callxml.sip.uri.parse_uri`), whose ``secure``/``transport``/``effective_port`` decide
-    TLS and SRTP (``sips:`` or ``;secure=true`` → TLS on 5061 with SRTP required). The parser
-    always sets ``target`` for a valid document; it is optional only so tests can build nouns by
-    hand.
+    ``uri`` is the text as written; ``target`` is what it means, worked out once
+    (:class:`callxml.sip.target.Target`: transport, next hop, media policy, X- headers —
+    ``sips:`` or ``;secure=true`` → TLS on 5061 with SRTP required), and carried down to the
+    transport unchanged. The parser always sets ``target`` for a valid document; it is optional
+    only so tests can build nouns by hand.
     """
 
     uri: str
-    target: SipUri | None = None
+    target: Target | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     url: str | None = None
@@ -352,7 +352,7 @@ class Refer:
     """Transfer the call with a SIP REFER to ``target_uri`` (from the ``<Sip>`` child)."""
 
     target_uri: str
-    target: SipUri | None = None
+    target: Target | None = None
     action: str | None = None
     method: HttpMethod = "POST"
     line: int = 0

@@ -1,29 +1,24 @@
 """The runtime: the only layer that joins SIP, SDP, media and the interpreter (asyncio).
 
-:mod:`.leg` owns call legs (one SIP dialog with its RTP/SRTP endpoint), the :class:`Phone` that
-dials and receives them, and bridging; the session/engine modules drive call flows on top.
+:mod:`.phone` dials and receives calls (:class:`Phone`), :mod:`.incoming` decides on an incoming
+INVITE (:class:`IncomingCall`), :mod:`.leg` is one call with its media (:class:`CallLeg`),
+:mod:`.bridge` relays two legs' media; :mod:`.session` drives a call flow on a leg and
+:mod:`.dial` runs ``<Dial>``.
 """
 
 from __future__ import annotations
 
-from .leg import (
-    DIAL_STATUSES,
-    Bridge,
-    CallLeg,
-    DialResult,
-    IncomingCall,
-    MediaSettings,
-    Phone,
-    bridge,
-    dial_status,
-)
+from .bridge import Bridge, bridge
+from .incoming import IncomingCall
+from .leg import CallLeg, Leg, MediaSettings
+from .phone import DialResult, Phone, dial_status
 
 __all__ = [
-    "DIAL_STATUSES",
     "Bridge",
     "CallLeg",
     "DialResult",
     "IncomingCall",
+    "Leg",
     "MediaSettings",
     "Phone",
     "bridge",

@@ -9,8 +9,9 @@ bridge for ``answerOnBridge``, bridging the two legs' audio and keys, ending the
 reducing it all to one :class:`~callxml.interpreter.events.DialFinished` (DialCallStatus,
 DialCallSid, DialCallDuration, DialSipCallId, DialSipResponseCode).
 
-SIP and media live behind two seams, :class:`Phone`'s ``dial`` and :data:`Bridger`
-(:mod:`callxml.runtime.leg` implements both); child call records go to a :class:`ChildLog`.
+SIP and media live behind two seams, :class:`CallPlacer` (:class:`~callxml.runtime.phone.Phone`)
+and :class:`Bridger` (:func:`callxml.runtime.bridge.bridge`); child call records go to a
+:class:`ChildLog`.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
 from callxml.interpreter.call import new_sid
 from callxml.markup.verbs import Client, Conference, DialNoun, Number, Queue, Sip
+from callxml.runtime.leg import CallLeg, Leg
+from callxml.runtime.phone import DialResult
 from callxml.sip.auth import Credentials
-from callxml.sip.uri import parse_uri
+from callxml.sip.target import Target
 
-__all__ = ["ChildLog", "DialTarget", "Dialer", "resolve_targets"]
+__all__ = ["CallPlacer", "ChildLog", "DialTarget", "Dialer", "resolve_targets"]
 
 log = logging.getLogger(__name__)
 
@@ -39,54 +42,20 @@ log = logging.getLogger(__name__)
 MAX_TARGETS = 10
 
 
-class ChildLeg(Protocol):
-    """What the dialler needs of a child (and of the caller's) leg."""
-
-    @property
-    def sid(self) -> str: ...
-
-    @property
-    def answered(self) -> bool: ...
-
-    @property
-    def ended(self) -> asyncio.Event: ...
-
-    async def hangup(self, reason: str = "") -> None: ...
-
-
-class DialOutcome(Protocol):
-    """:class:`callxml.runtime.leg.DialResult`."""
-
-    @property
-    def status(self) -> str: ...
-
-    @property
-    def sip_response_code(self) -> int | None: ...
-
-    @property
-    def sip_call_id(self) -> str | None: ...
-
-    @property
-    def reason(self) -> str: ...
-
-    @property
-    def leg(self) -> Any: ...
-
-
-class Phone(Protocol):
-    """The outbound half of :class:`callxml.runtime.leg.Phone`."""
+class CallPlacer(Protocol):
+    """What the dialler needs to place a call: :meth:`callxml.runtime.phone.Phone.dial`."""
 
     async def dial(
         self,
-        uri: str,
+        target: Target | str,
         *,
-        from_uri: str,
+        from_uri: str | None = None,
         timeout: float = 30,
         credentials: Credentials | None = None,
         headers: Sequence[tuple[str, str]] = (),
         on_ringing: Callable[[], None] | None = None,
         sid: str | None = None,
-    ) -> Any: ...
+    ) -> DialResult: ...
 
 
 class BridgeHandle(Protocol):
@@ -117,11 +86,13 @@ class ChildLog(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class DialTarget:
-    """One SIP URI to call, resolved from a noun. ``error`` is set when it cannot be called."""
+    """One noun of a ``<Dial>``: the parsed SIP :class:`~callxml.sip.target.Target` to call,
+    with the noun's digest credentials, or ``error`` when it cannot be called. ``label`` is
+    what the call log and the child call's ``To`` show."""
 
-    uri: str
+    label: str
+    target: Target | None = None
     credentials: Credentials | None = None
-    headers: tuple[tuple[str, str], ...] = ()
     kind: str = "sip"
     error: str = ""
 
@@ -129,30 +100,33 @@ class DialTarget:
 def resolve_targets(
     nouns: Sequence[DialNoun], *, trunk_uri_template: str | None
 ) -> list[DialTarget]:
-    """The SIP targets for ``nouns`` (at most :data:`MAX_TARGETS`)."""
+    """The targets for ``nouns`` (at most :data:`MAX_TARGETS`).
+
+    ``<Sip>`` uses the target the markup parsed (transport, media policy and X- headers are
+    decided there, once); ``<Number>`` goes through the trunk template.
+    """
     targets: list[DialTarget] = []
     for noun in nouns[:MAX_TARGETS]:
         match noun:
             case Sip(uri=uri, username=username, password=password):
                 try:
-                    parsed = noun.target or parse_uri(uri)
+                    parsed = noun.target or Target.parse(uri)
                 except CallXmlError as exc:
                     targets.append(DialTarget(uri, error=f"invalid SIP URI: {exc}"))
                     continue
                 creds = Credentials(username, password or "") if username else None
-                # RFC 3261 §19.1.5: URI headers become request headers; we honour X- headers only.
-                headers = tuple((k, v) for k, v in parsed.headers if k.lower().startswith("x-"))
-                targets.append(DialTarget(str(parsed.without_headers()), creds, headers))
+                targets.append(DialTarget(str(parsed), parsed, creds))
             case Number(number=number):
                 if trunk_uri_template is None:
-                    targets.append(
-                        DialTarget(number, kind="number", error="no trunk is configured")
-                    )
+                    error = "no trunk is configured"
+                    targets.append(DialTarget(number, kind="number", error=error))
                     continue
                 digits = "".join(c for c in number if c.isdigit() or c == "+")
-                targets.append(
-                    DialTarget(trunk_uri_template.replace("{number}", digits), kind="number")
-                )
+                uri = trunk_uri_template.replace("{number}", digits)
+                try:
+                    targets.append(DialTarget(uri, Target.parse(uri), kind="number"))
+                except CallXmlError as exc:
+                    targets.append(DialTarget(uri, kind="number", error=f"trunk URI: {exc}"))
             case Client() | Conference() | Queue():
                 kind = type(noun).__name__
                 targets.append(DialTarget(kind, kind=kind, error=f"<{kind}> is not supported"))
@@ -170,7 +144,7 @@ class Dialer:
 
     def __init__(
         self,
-        phone: Phone,
+        phone: CallPlacer,
         bridge: Bridger,
         *,
         trunk_uri_template: str | None = None,
@@ -195,7 +169,7 @@ class Dialer:
     async def __call__(
         self,
         action: act.StartDial,
-        caller: ChildLeg,
+        caller: Leg,
         *,
         answer_caller: Callable[[], Awaitable[None]],
         stop: asyncio.Event,
@@ -204,7 +178,7 @@ class Dialer:
         callable_targets = [t for t in targets if not t.error]
         for target in targets:
             if target.error:
-                await self._note("warning", {"message": f"Dial {target.uri}: {target.error}"})
+                await self._note("warning", {"message": f"Dial {target.label}: {target.error}"})
         if not callable_targets:
             return ev.DialFinished("failed")
         from_uri = action.caller_id or "sip:callxml@invalid"
@@ -233,7 +207,7 @@ class Dialer:
         for attempt in attempts:
             attempt.start()
         stopper = asyncio.ensure_future(stop.wait())
-        pending = {a.task for a in attempts if a.task is not None}
+        pending: set[asyncio.Future[Any]] = {a.task for a in attempts if a.task is not None}
         winner: _Attempt | None = None
         try:
             while pending and winner is None:
@@ -275,7 +249,7 @@ class Dialer:
     async def _bridge(
         self,
         action: act.StartDial,
-        caller: ChildLeg,
+        caller: Leg,
         winner: _Attempt,
         answer_caller: Callable[[], Awaitable[None]],
         stop: asyncio.Event,
@@ -336,7 +310,7 @@ class _Attempt:
         self.from_uri = from_uri
         self.timeout = timeout
         self.sid = new_sid("CA")
-        self.task: asyncio.Task[Any] | None = None
+        self.task: asyncio.Task[DialResult | None] | None = None
         self.status = "failed"
         self.sip_response_code: int | None = None
         self.sip_call_id: str | None = None
@@ -345,11 +319,11 @@ class _Attempt:
     def start(self) -> None:
         self.task = asyncio.ensure_future(self._run())
 
-    async def _run(self) -> Any:
+    async def _run(self) -> DialResult | None:
         children = self.dialer.children
         if children is not None:
             with contextlib.suppress(Exception):
-                await children.child_started(self.sid, self.target.uri, self.from_uri)
+                await children.child_started(self.sid, self.target.label, self.from_uri)
 
         def ringing() -> None:
             if children is not None and self._ringing is None:
@@ -357,13 +331,13 @@ class _Attempt:
                     self.dialer._child_status(self.sid, "ringing")
                 )
 
+        assert self.target.target is not None  # only callable targets are attempted
         try:
             result = await self.dialer.phone.dial(
-                self.target.uri,
+                self.target.target,
                 from_uri=self.from_uri,
                 timeout=self.timeout,
                 credentials=self.target.credentials,
-                headers=self.target.headers,
                 on_ringing=ringing,
                 sid=self.sid,
             )
@@ -372,7 +346,7 @@ class _Attempt:
             raise
         except CallXmlError as exc:
             self.status = "failed"
-            await self.dialer._note("warning", {"message": f"Dial {self.target.uri}: {exc}"})
+            await self.dialer._note("warning", {"message": f"Dial {self.target.label}: {exc}"})
             await self.dialer._child_status(self.sid, "failed", error=str(exc))
             return None
         self.status = result.status
@@ -381,7 +355,7 @@ class _Attempt:
         await self.dialer._note(
             "dial",
             {
-                "uri": self.target.uri,
+                "uri": self.target.label,
                 "status": result.status,
                 "sip_response_code": result.sip_response_code,
                 "sip_call_id": result.sip_call_id,
@@ -398,7 +372,7 @@ class _Attempt:
             )
         return result
 
-    def answered_leg(self) -> Any:
+    def answered_leg(self) -> CallLeg | None:
         task = self.task
         if task is None or not task.done() or task.cancelled() or task.exception() is not None:
             return None

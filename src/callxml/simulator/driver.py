@@ -28,8 +28,10 @@ from callxml.interpreter import CallSession
 from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
 from callxml.markup import verbs as v
+from callxml.sdp.policy import OUTBOUND_SUITE
 from callxml.simulator.result import DialRecord, RecordingRecord, RequestRecord, SimulationResult
 from callxml.simulator.transcript import Transcript
+from callxml.sip.target import Target
 from callxml.webhooks.base import Fetcher
 
 __all__ = ["DIAL_OUTCOMES", "SimulatedCall", "estimate_speech"]
@@ -37,7 +39,6 @@ __all__ = ["DIAL_OUTCOMES", "SimulatedCall", "estimate_speech"]
 #: Outcomes a scripted far end may have (``--dial-outcome URI=...``).
 DIAL_OUTCOMES = ("answered", "busy", "no-answer", "failed")
 
-SECURE_SUITE = "AES_CM_128_HMAC_SHA1_80"
 PLAY_SECONDS = 5.0  # nominal length of an audio URL
 SPEECH_CHARS_PER_SECOND = 15.0  # ~150 words a minute
 KEY_GAP = 0.5  # between the caller's key presses
@@ -356,22 +357,16 @@ class SimulatedCall:
             case v.Number(number=number):
                 return DialRecord(number, "number", None, None, None, outcome)
             case v.Sip(uri=uri):
-                target = noun.target
-                if target is None:
-                    from callxml.sip.uri import parse_uri
-
-                    try:
-                        target = parse_uri(uri)
-                    except CallXmlError as exc:
-                        return DialRecord(
-                            uri, "sip", None, None, None, "failed", False, (str(exc),)
-                        )
-                suite = SECURE_SUITE if target.secure else None
+                try:
+                    target = noun.target or Target.parse(uri)
+                except CallXmlError as exc:
+                    return DialRecord(uri, "sip", None, None, None, "failed", False, (str(exc),))
+                suite = OUTBOUND_SUITE if target.secure else None
                 return DialRecord(
                     uri,
                     "sip",
                     target.transport,
-                    target.effective_port,
+                    target.next_hop.port,
                     suite,
                     outcome,
                     warnings=target.warnings,

@@ -16,9 +16,10 @@ from callxml.errors import LocalProtocolError, RemoteProtocolError
 from callxml.sip.events import Address
 from callxml.sip.headers import NameAddr, new_branch
 from callxml.sip.message import Headers, SipRequest, SipResponse
+from callxml.sip.target import next_hop
 from callxml.sip.uri import parse_uri
 
-__all__ = ["Dialog", "DialogId", "DialogState", "address_for_uri"]
+__all__ = ["Dialog", "DialogId", "DialogState"]
 
 MAX_ROUTE_SET = 16  # a bound on Record-Route entries we keep (not an RFC limit)
 
@@ -36,14 +37,6 @@ class DialogId:
     call_id: str
     local_tag: str
     remote_tag: str
-
-
-def address_for_uri(uri: str) -> Address:
-    """Where to send a request for ``uri`` (RFC 3263 §4 without DNS: transport from the URI,
-    the ``maddr`` or host, the explicit or default port). The transport resolves host names."""
-    parsed = parse_uri(uri)
-    host = (parsed.param("maddr") or parsed.host).strip("[]")
-    return Address(parsed.transport, host, parsed.effective_port, parsed.bare_host)
 
 
 @dataclass
@@ -134,7 +127,7 @@ class Dialog:
         return self.remote_target
 
     def destination(self) -> Address:
-        return address_for_uri(self.next_hop)
+        return next_hop(self.next_hop)
 
     def create_request(
         self,

@@ -23,7 +23,7 @@ __all__ = [
     "CallReinvited",
     "DialogConfirmed",
     "Event",
-    "IncomingCall",
+    "InviteReceived",
     "RequestReceived",
     "ResponseReceived",
     "TransactionKey",
@@ -123,7 +123,7 @@ class TransactionTerminated:
 
 
 @dataclass(frozen=True)
-class IncomingCall:
+class InviteReceived:
     """A new INVITE outside any dialog; answer with ``UserAgentCore.answer/reject/ring``."""
 
     call: str  # handle id of the server INVITE
@@ -198,7 +198,7 @@ Event = (
     | TransactionTimedOut
     | TransportErrorOccurred
     | TransactionTerminated
-    | IncomingCall
+    | InviteReceived
     | CallProgress
     | CallAnswered
     | DialogConfirmed

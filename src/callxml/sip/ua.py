@@ -33,7 +33,7 @@ from callxml.sip.auth import (
     parse_authorization,
     select_challenge,
 )
-from callxml.sip.dialog import Dialog, DialogId, DialogState, address_for_uri
+from callxml.sip.dialog import Dialog, DialogId, DialogState
 from callxml.sip.events import (
     AckReceived,
     Address,
@@ -45,7 +45,7 @@ from callxml.sip.events import (
     CallReinvited,
     DialogConfirmed,
     Event,
-    IncomingCall,
+    InviteReceived,
     RequestReceived,
     ResponseReceived,
     TransactionKey,
@@ -63,6 +63,7 @@ from callxml.sip.message import (
     make_response,
     unsupported_options,
 )
+from callxml.sip.target import next_hop
 from callxml.sip.timers import DEFAULT_TIMERS, TimerConfig
 from callxml.sip.transaction import (
     ClientInviteTransaction,
@@ -346,7 +347,7 @@ class UserAgentCore:
         """
         proxy = self.config.outbound_proxy
         if destination is None:
-            destination = address_for_uri(proxy or target)
+            destination = next_hop(proxy or target)
         local = self._local(destination.transport)
         from_uri = from_uri or f"sip:{self.config.user}@{local.host}"
         call_id = new_call_id(local.host)
@@ -562,7 +563,7 @@ class UserAgentCore:
         )
         self.calls[call.id] = call
         self._owner[txn.key] = call.id
-        self._events.append(IncomingCall(call.id, request, txn.address))
+        self._events.append(InviteReceived(call.id, request, txn.address))
 
     def _authenticator_for(self, request: SipRequest, source: Address) -> DigestServer | None:
         choice = self.config.authenticator

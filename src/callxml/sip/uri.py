@@ -9,7 +9,9 @@ scheme) asks for SIP over TLS, port 5061 by default, and SRTP media. A ``secure`
 ``true``/``false`` is taken as false and reported in :attr:`SipUri.warnings`, so the call log can
 say why a call the author thought secure was not.
 
-It must not know about transports or sockets: it only says which transport and port a URI asks for.
+It must not know about transports or sockets: it only says which transport a URI asks for; the
+next hop (port, ``maddr``) and the rest of what a dial target means are
+:mod:`callxml.sip.target`'s.
 """
 
 from __future__ import annotations
@@ -104,13 +106,6 @@ class SipUri:
         return value if value in _TRANSPORTS else "udp"
 
     @property
-    def effective_port(self) -> int:
-        """The port to contact: the explicit one, else 5061 for TLS and 5060 otherwise."""
-        if self.port is not None:
-            return self.port
-        return 5061 if self.transport == "tls" else 5060
-
-    @property
     def host_is_ip(self) -> bool:
         return self.host.startswith("[") or bool(_IPV4.fullmatch(self.host))
 
@@ -122,12 +117,6 @@ class SipUri:
     @property
     def user_unescaped(self) -> str | None:
         return None if self.user is None else unquote(self.user)
-
-    @property
-    def address_of_record(self) -> str:
-        """``scheme:user@host`` with no port, parameters or headers (e.g. for logs and From)."""
-        userinfo = f"{self.user}@" if self.user is not None else ""
-        return f"{self.scheme}:{userinfo}{self.host}"
 
     def with_params(self, **changes: str | None) -> SipUri:
         """A copy with parameters set (value None makes a bare parameter); others kept in order."""

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from callxml.sip.aio.transport import ListenerConfig
-from callxml.sip.aio.useragent import InboundCall, UserAgent
+from callxml.sip.aio.useragent import UasCall, UserAgent
 from callxml.sip.auth import Credentials
 from callxml.sip.timers import TimerConfig
 
@@ -30,7 +30,7 @@ TRANSPORTS = ["udp", "tcp"]
 
 @asynccontextmanager
 async def agent(
-    on_incoming: Callable[[InboundCall], Any] | None = None,
+    on_incoming: Callable[[UasCall], Any] | None = None,
 ) -> AsyncIterator[UserAgent]:
     ua = UserAgent(
         listeners=[ListenerConfig("udp"), ListenerConfig("tcp")],
@@ -52,7 +52,7 @@ def target(port: int, transport: str) -> str:
 async def test_our_uac_calls_sipp_uas(sipp: Any, transport: str) -> None:
     peer = await sipp.uas("uas_answer", transport)
     async with agent() as ua:
-        call = ua.invite(target(peer.port, transport), OFFER)
+        call = ua.invite(target(peer.port, transport), sdp=OFFER)
         result = await call.result(TIMEOUT)
         assert result.answered, result
         assert [r.status for r in call.provisional] == [180]  # 100 is hop-by-hop only
@@ -68,7 +68,9 @@ async def test_our_uac_calls_sipp_uas(sipp: Any, transport: str) -> None:
 async def test_our_uac_answers_a_401_challenge(sipp: Any, transport: str) -> None:
     peer = await sipp.uas("uas_auth", transport)
     async with agent() as ua:
-        call = ua.invite(target(peer.port, transport), OFFER, Credentials("alice", "s3cret"))
+        call = ua.invite(
+            target(peer.port, transport), sdp=OFFER, credentials=Credentials("alice", "s3cret")
+        )
         result = await call.result(TIMEOUT)
         assert result.answered, result
         call.bye()
@@ -80,7 +82,9 @@ async def test_our_uac_answers_a_401_challenge(sipp: Any, transport: str) -> Non
 async def test_sipp_refuses_wrong_digest_password(sipp: Any) -> None:
     peer = await sipp.uas("uas_auth", "udp")
     async with agent() as ua:
-        call = ua.invite(target(peer.port, "udp"), OFFER, Credentials("alice", "wrong"))
+        call = ua.invite(
+            target(peer.port, "udp"), sdp=OFFER, credentials=Credentials("alice", "wrong")
+        )
         result = await call.result(TIMEOUT)
         assert result.status == 403
         outcome = await peer.result()
@@ -92,7 +96,7 @@ async def test_sipp_refuses_wrong_digest_password(sipp: Any) -> None:
 async def test_our_uac_gets_486_busy(sipp: Any, transport: str) -> None:
     peer = await sipp.uas("uas_busy", transport)
     async with agent() as ua:
-        call = ua.invite(target(peer.port, transport), OFFER)
+        call = ua.invite(target(peer.port, transport), sdp=OFFER)
         result = await call.result(TIMEOUT)
         assert (result.status, result.reason) == (486, "Busy Here")
         outcome = await peer.result()  # SIPp needs our ACK for the 486 to succeed
@@ -103,7 +107,7 @@ async def test_our_uac_gets_486_busy(sipp: Any, transport: str) -> None:
 async def test_udp_invite_is_retransmitted_when_sipp_drops_it(sipp: Any) -> None:
     peer = await sipp.uas("uas_drop_first_invite", "udp")
     async with agent() as ua:
-        call = ua.invite(target(peer.port, "udp"), OFFER)
+        call = ua.invite(target(peer.port, "udp"), sdp=OFFER)
         result = await call.result(TIMEOUT)
         assert result.answered, result
         call.bye()
@@ -120,7 +124,7 @@ async def test_udp_invite_is_retransmitted_when_sipp_drops_it(sipp: Any) -> None
 async def test_no_retransmission_over_tcp(sipp: Any, transport: str) -> None:
     peer = await sipp.uas("uas_drop_first_invite", transport)
     async with agent() as ua:
-        call = ua.invite(target(peer.port, transport), OFFER)
+        call = ua.invite(target(peer.port, transport), sdp=OFFER)
         assert (await call.result(TIMEOUT)).answered
         call.bye()
         outcome = await peer.result()
@@ -131,9 +135,9 @@ async def test_no_retransmission_over_tcp(sipp: Any, transport: str) -> None:
 class Recorder:
     def __init__(self, accept: bool) -> None:
         self.accept = accept
-        self.calls: list[InboundCall] = []
+        self.calls: list[UasCall] = []
 
-    def __call__(self, call: InboundCall) -> None:
+    def __call__(self, call: UasCall) -> None:
         self.calls.append(call)
         call.ring()
         if self.accept:

@@ -13,7 +13,7 @@ import pytest
 from callxml.errors import ConfigError
 from callxml.sip.aio.resolver import StaticResolver
 from callxml.sip.aio.transport import ListenerConfig
-from callxml.sip.aio.useragent import CallResult, InboundCall, UserAgent, warning_value
+from callxml.sip.aio.useragent import CallResult, UasCall, UserAgent, warning_value
 from callxml.sip.auth import Credentials, DigestServer
 from callxml.sip.message import SipResponse
 from callxml.sip.timers import TimerConfig
@@ -28,7 +28,7 @@ RESOLVER = StaticResolver({"sip.example.test": "127.0.0.1", "other.example.test"
 @asynccontextmanager
 async def agent(
     transports: tuple[str, ...] = ("udp", "tcp"),
-    on_incoming: Callable[[InboundCall], Any] | None = None,
+    on_incoming: Callable[[UasCall], Any] | None = None,
     **options: Any,
 ) -> AsyncIterator[UserAgent]:
     ua = UserAgent(
@@ -54,9 +54,9 @@ class Answering:
 
     def __init__(self, reject: tuple[int, str] | None = None) -> None:
         self.reject = reject
-        self.calls: asyncio.Queue[InboundCall] = asyncio.Queue()
+        self.calls: asyncio.Queue[UasCall] = asyncio.Queue()
 
-    def __call__(self, call: InboundCall) -> None:
+    def __call__(self, call: UasCall) -> None:
         self.calls.put_nowait(call)
         call.ring()
         if self.reject is None:
@@ -64,7 +64,7 @@ class Answering:
         else:
             call.reject(self.reject[0], warning=self.reject[1])
 
-    async def next(self) -> InboundCall:
+    async def next(self) -> UasCall:
         return await asyncio.wait_for(self.calls.get(), TIMEOUT)
 
 
@@ -73,7 +73,7 @@ async def test_call_answer_and_bye(transport: str) -> None:
     handler = Answering()
     async with agent(on_incoming=handler) as uas, agent() as uac:
         suffix = "" if transport == "udp" else ";transport=tcp"
-        call = uac.invite(f"sip:bob@127.0.0.1:{port(uas, transport)}{suffix}", OFFER)
+        call = uac.invite(f"sip:bob@127.0.0.1:{port(uas, transport)}{suffix}", sdp=OFFER)
         updates = [u async for u in call.updates()]
         result = await call.result(TIMEOUT)
         assert result.answered and result.status == 200
@@ -96,7 +96,7 @@ async def test_call_answer_and_bye(transport: str) -> None:
 async def test_reject_with_reason_and_warning() -> None:
     handler = Answering(reject=(488, 'secure media "required"'))
     async with agent(on_incoming=handler) as uas, agent() as uac:
-        call = uac.invite(f"sip:bob@127.0.0.1:{port(uas, 'udp')}", OFFER)
+        call = uac.invite(f"sip:bob@127.0.0.1:{port(uas, 'udp')}", sdp=OFFER)
         result = await call.result(TIMEOUT)
         assert (result.status, result.reason) == (488, "Not Acceptable Here")
         assert result.response is not None
@@ -112,11 +112,11 @@ async def test_digest_challenge_is_answered() -> None:
     server = DigestServer("callxml.test", b"0123456789abcdef0123", users.get)
     async with agent(on_incoming=handler, authenticator=server) as uas, agent() as uac:
         target = f"sip:bob@127.0.0.1:{port(uas, 'udp')}"
-        wrong = uac.invite(target, OFFER, credentials=Credentials("alice", "nope"))
+        wrong = uac.invite(target, sdp=OFFER, credentials=Credentials("alice", "nope"))
         assert (
             await wrong.result(TIMEOUT)
         ).status == 403  # a wrong password is refused, not re-challenged
-        call = uac.invite(target, OFFER, credentials=Credentials("alice", "s3cret"))
+        call = uac.invite(target, sdp=OFFER, credentials=Credentials("alice", "s3cret"))
         assert (await call.result(TIMEOUT)).answered
         inbound = await handler.next()
         assert inbound.request.headers.get("Authorization") is not None
@@ -125,14 +125,14 @@ async def test_digest_challenge_is_answered() -> None:
 
 
 async def test_cancel_before_answer() -> None:
-    ringing: asyncio.Queue[InboundCall] = asyncio.Queue()
+    ringing: asyncio.Queue[UasCall] = asyncio.Queue()
 
-    def ring_only(call: InboundCall) -> None:
+    def ring_only(call: UasCall) -> None:
         call.ring()
         ringing.put_nowait(call)
 
     async with agent(on_incoming=ring_only) as uas, agent() as uac:
-        call = uac.invite(f"sip:bob@127.0.0.1:{port(uas, 'udp')}", OFFER)
+        call = uac.invite(f"sip:bob@127.0.0.1:{port(uas, 'udp')}", sdp=OFFER)
         inbound = await asyncio.wait_for(ringing.get(), TIMEOUT)
         async for update in call.updates():
             if isinstance(update, SipResponse) and update.status == 180:
@@ -143,21 +143,21 @@ async def test_cancel_before_answer() -> None:
 
 
 async def test_async_handler_and_no_handler() -> None:
-    async def slow_answer(call: InboundCall) -> None:
+    async def slow_answer(call: UasCall) -> None:
         await asyncio.sleep(0)
         call.accept(ANSWER)
 
     async with agent(on_incoming=slow_answer) as uas, agent() as uac, agent() as nobody:
-        call = uac.invite(f"sip:bob@127.0.0.1:{port(uas, 'udp')}", OFFER)
+        call = uac.invite(f"sip:bob@127.0.0.1:{port(uas, 'udp')}", sdp=OFFER)
         assert (await call.result(TIMEOUT)).answered
         call.bye()
-        refused = uac.invite(f"sip:bob@127.0.0.1:{port(nobody, 'udp')}", OFFER)
+        refused = uac.invite(f"sip:bob@127.0.0.1:{port(nobody, 'udp')}", sdp=OFFER)
         assert (await refused.result(TIMEOUT)).status == 480
 
 
 async def test_unreachable_tcp_peer_fails_with_the_transport_error() -> None:
     async with agent() as uac:
-        call = uac.invite("sip:bob@127.0.0.1:9;transport=tcp", OFFER)
+        call = uac.invite("sip:bob@127.0.0.1:9;transport=tcp", sdp=OFFER)
         result = await call.result(TIMEOUT)
         assert result.status == 503
         assert "cannot connect to tcp:127.0.0.1:9" in result.detail
@@ -176,7 +176,7 @@ async def test_tls_call_with_strict_verification(pki: Any) -> None:
         agent(("tls",), on_incoming=handler, **tls_options(pki, "server")) as uas,
         agent(("tls",), **tls_options(pki, "client")) as uac,
     ):
-        call = uac.invite(f"sips:bob@sip.example.test:{port(uas, 'tls')}", OFFER)
+        call = uac.invite(f"sips:bob@sip.example.test:{port(uas, 'tls')}", sdp=OFFER)
         result = await call.result(TIMEOUT)
         assert result.answered, result
         inbound = await handler.next()
@@ -202,7 +202,7 @@ async def test_tls_call_to_bad_certificate_fails_clearly(
         agent(("tls",), on_incoming=handler, **tls_options(pki, server_cert)) as uas,
         agent(("tls",), **tls_options(pki, "client")) as uac,
     ):
-        call = uac.invite(f"sips:bob@sip.example.test:{port(uas, 'tls')}", OFFER)
+        call = uac.invite(f"sips:bob@sip.example.test:{port(uas, 'tls')}", sdp=OFFER)
         result = await call.result(TIMEOUT)
         assert result.status == 503 and not result.answered
         assert error in result.detail
@@ -210,15 +210,15 @@ async def test_tls_call_to_bad_certificate_fails_clearly(
 
 
 async def test_failing_handler_rejects_with_500_and_the_agent_survives() -> None:
-    async def broken(call: InboundCall) -> None:
+    async def broken(call: UasCall) -> None:
         raise RuntimeError("application bug")
 
     handler = Answering()
     async with agent(on_incoming=broken) as uas, agent(on_incoming=handler) as uac:
-        call = uac.invite(f"sip:bob@127.0.0.1:{port(uas, 'udp')}", OFFER)
+        call = uac.invite(f"sip:bob@127.0.0.1:{port(uas, 'udp')}", sdp=OFFER)
         assert (await call.result(TIMEOUT)).status == 500
         # The same agent still places calls afterwards.
-        back = uas.invite(f"sip:alice@127.0.0.1:{port(uac, 'udp')}", OFFER)
+        back = uas.invite(f"sip:alice@127.0.0.1:{port(uac, 'udp')}", sdp=OFFER)
         assert (await back.result(TIMEOUT)).answered
         back.bye()
 

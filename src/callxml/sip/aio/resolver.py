@@ -1,19 +1,14 @@
-"""Where to send a SIP request: from a URI to a transport, an address and a port.
+"""Resolving a SIP next hop's host name to addresses (the DNS half of RFC 3263 §4).
 
-This module owns target resolution (RFC 3263 §4, simplified): which transport a URI asks for,
-which port to use, and how a host name becomes addresses. DNS itself sits behind the small
-:class:`HostResolver` seam so tests can map names like ``sip.example.test`` to loopback without
-touching the system resolver. It knows nothing about sockets or messages.
+Which transport, host and port a URI asks for is decided once, without DNS, by
+:mod:`callxml.sip.target`; this module owns the step after it: turning the host of that next hop
+into IP literals to try, in order. DNS itself sits behind the small :class:`HostResolver` seam
+so tests can map names like ``sip.example.test`` to loopback without touching the system
+resolver. IPv4 and IPv6 literals are used as they are; names go through the resolver (A/AAAA).
 
-Rules (RFC 3263 §4.1 / §4.2 without NAPTR and SRV):
-
-* transport: ``sips:`` or ``;secure=true`` → TLS; else the ``transport`` parameter; else UDP;
-* host: the ``maddr`` parameter when present (RFC 3261 §19.1.1), else the URI host;
-* port: the explicit port, else 5061 for TLS and 5060 for UDP/TCP;
-* IPv4 and IPv6 literals are used as they are; names go through the resolver (A/AAAA).
-
-The TLS identity we check later (RFC 5922 §7.2) is always the URI's own host, never the
-``maddr`` or the resolved address: :attr:`Address.server_name`.
+The TLS identity checked later (RFC 5922 §7.2) is always the URI's own host, never an address
+this module returns: each result keeps the target's :attr:`Address.server_name`. It knows
+nothing about sockets or messages.
 """
 
 from __future__ import annotations
@@ -26,20 +21,16 @@ from typing import Protocol
 
 from callxml.errors import TransportError
 from callxml.sip.events import Address
-from callxml.sip.uri import SipUri, parse_uri
+from callxml.sip.target import DEFAULT_PORTS
 
 __all__ = [
-    "DEFAULT_PORTS",
     "HostResolver",
     "StaticResolver",
     "SystemResolver",
     "is_ip_literal",
     "resolve_target",
-    "target_for_uri",
 ]
 
-#: RFC 3261 §19.1.2: 5060 for sip over UDP/TCP, 5061 for TLS.
-DEFAULT_PORTS: Mapping[str, int] = {"udp": 5060, "tcp": 5060, "tls": 5061}
 _TRANSPORTS = frozenset(DEFAULT_PORTS)
 #: At most this many addresses are tried for one name (a bound, not an RFC rule).
 MAX_ADDRESSES = 8
@@ -51,26 +42,6 @@ def is_ip_literal(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def target_for_uri(uri: SipUri | str, *, transport: str | None = None) -> Address:
-    """The transport, host and port a URI asks for (RFC 3263 §4.1/§4.2, no SRV).
-
-    The host is a name or a bare IP literal (no brackets); ``server_name`` is the URI's own
-    host, the identity TLS must prove. ``transport`` overrides the URI's choice (e.g. an outbound
-    proxy configured for TCP), but a secure URI always stays on TLS.
-    """
-    if isinstance(uri, str):
-        uri = parse_uri(uri)
-    chosen = uri.transport
-    if transport is not None and not uri.secure:
-        chosen = transport.lower()
-    maddr = uri.param("maddr")
-    host = (maddr or uri.host).strip("[]")
-    if chosen not in _TRANSPORTS:
-        raise TransportError(f"unsupported SIP transport {chosen!r}")
-    port = uri.port if uri.port is not None else DEFAULT_PORTS[chosen]
-    return Address(chosen, host, port, server_name=uri.host.strip("[]"))
 
 
 class HostResolver(Protocol):

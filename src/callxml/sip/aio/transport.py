@@ -27,7 +27,6 @@ from typing import Any, cast
 
 from callxml.errors import ConfigError, LocalProtocolError, RemoteProtocolError, TransportError
 from callxml.sip.aio.resolver import (
-    DEFAULT_PORTS,
     HostResolver,
     SystemResolver,
     is_ip_literal,
@@ -45,6 +44,7 @@ from callxml.sip.message import (
     make_response,
     parse_message,
 )
+from callxml.sip.target import DEFAULT_PORTS
 
 __all__ = [
     "ListenerConfig",

@@ -7,9 +7,9 @@ queues (one ordered lane per destination, so a slow TLS connect to one peer neve
 another), reports send failures back (``transport_error``, RFC 3261 §17.1.4), and turns core
 events into per-call handles:
 
-* :class:`OutgoingCall` — from :meth:`UserAgent.invite`: provisional responses, the final
+* :class:`UacCall` — from :meth:`UserAgent.invite`: provisional responses, the final
   result (:class:`CallResult`), the dialog; ``cancel()`` / ``bye()``;
-* :class:`InboundCall` — given to the incoming-call callback: the INVITE, the transport it
+* :class:`UasCall` — given to the incoming-call callback: the INVITE, the transport it
   arrived over and the peer address; ``ring()`` / ``accept(sdp)`` / ``reject(status, reason,
   warning=...)`` / ``bye()``.
 
@@ -43,7 +43,7 @@ from callxml.sip.events import (
     CallProgress,
     DialogConfirmed,
     Event,
-    IncomingCall,
+    InviteReceived,
 )
 from callxml.sip.message import SipMessage, SipRequest, SipResponse
 from callxml.sip.timers import DEFAULT_TIMERS, TimerConfig
@@ -51,9 +51,9 @@ from callxml.sip.ua import AuthenticatorSelector, Call, UserAgentConfig, UserAge
 
 __all__ = [
     "CallResult",
-    "InboundCall",
-    "IncomingCallHandler",
-    "OutgoingCall",
+    "InviteHandler",
+    "UacCall",
+    "UasCall",
     "UserAgent",
     "warning_value",
 ]
@@ -124,16 +124,32 @@ class _Handle:
             self._ended.set_result(reason)
 
 
-class OutgoingCall(_Handle):
-    """An INVITE we sent: watch :meth:`updates` or await :meth:`result`."""
+class UacCall(_Handle):
+    """An INVITE we sent: watch :meth:`updates` or await :meth:`result`.
 
-    def __init__(self, ua: UserAgent, call_id: str, uri: str) -> None:
+    ``invite`` is the request as first sent (its Call-ID and From tag stay the dialog's, whatever
+    authentication retries follow), so the runtime never has to ask the core for it.
+    """
+
+    def __init__(self, ua: UserAgent, call_id: str, invite: SipRequest) -> None:
         super().__init__(ua, call_id)
-        self.uri = uri
+        self.invite = invite
         self.provisional: list[SipResponse] = []
         self.transport_error = ""  # the last send failure, if any
         self._updates: asyncio.Queue[SipResponse | CallResult] = asyncio.Queue()
         self._result: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
+
+    @property
+    def uri(self) -> str:
+        return self.invite.uri
+
+    @property
+    def sip_call_id(self) -> str:
+        return self.invite.call_id
+
+    @property
+    def from_uri(self) -> str:
+        return self.invite.from_.uri
 
     async def result(self, timeout: float | None = None) -> CallResult:
         """The final outcome (RFC 3261 Timer B bounds it; ``timeout`` adds a local bound)."""
@@ -163,7 +179,7 @@ class OutgoingCall(_Handle):
             self._end(f"{result.status} {result.reason}")
 
 
-class InboundCall(_Handle):
+class UasCall(_Handle):
     """An INVITE that arrived outside any dialog. Answer with :meth:`ring`, :meth:`accept` or
     :meth:`reject`. ``transport`` is how it arrived (``udp``/``tcp``/``tls``): the secure-media
     policy requires ``tls``."""
@@ -229,7 +245,7 @@ class InboundCall(_Handle):
             self._confirmed.exception()  # mark retrieved: nobody may be waiting
 
 
-IncomingCallHandler = Callable[[InboundCall], Awaitable[None] | None]
+InviteHandler = Callable[[UasCall], Awaitable[None] | None]
 
 
 class UserAgent:
@@ -254,7 +270,7 @@ class UserAgent:
         tls: TlsConfig | None = None,
         resolver: HostResolver | None = None,
         limits: TransportLimits | None = None,
-        on_incoming: IncomingCallHandler | None = None,
+        on_incoming: InviteHandler | None = None,
         user: str = "callxml",
         user_agent: str = "callxml",
         timers: TimerConfig = DEFAULT_TIMERS,
@@ -279,7 +295,7 @@ class UserAgent:
             answer_reinvite=answer_reinvite,
         )
         self._core: UserAgentCore | None = None
-        self._handles: dict[str, OutgoingCall | InboundCall] = {}
+        self._handles: dict[str, UacCall | UasCall] = {}
         self._lanes: dict[tuple[str, ...], deque[tuple[SipMessage, Address]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -348,25 +364,26 @@ class UserAgent:
 
     def invite(
         self,
-        uri: str,
+        target: str,
+        *,
         sdp: bytes = b"",
         credentials: Credentials | None = None,
         headers: Sequence[tuple[str, str]] = (),
-        *,
-        destination: Address | None = None,
         from_uri: str | None = None,
         display_name: str | None = None,
-    ) -> OutgoingCall:
-        """Send an INVITE to ``uri`` (sip:/sips:) offering ``sdp``.
+        destination: Address | None = None,
+    ) -> UacCall:
+        """Send an INVITE to ``target`` (sip:/sips:) offering ``sdp``: the core's
+        :meth:`~callxml.sip.ua.UserAgentCore.invite` with the loop's clock as ``now``.
 
         Provisional responses, the final response and the dialog are reported on the returned
-        :class:`OutgoingCall`. ``credentials`` answer 401/407 challenges. ``destination``
+        :class:`UacCall`. ``credentials`` answer 401/407 challenges. ``destination``
         overrides where the INVITE goes (else the outbound proxy, else the URI's host and port).
         """
         core = self._require_core()
         now = asyncio.get_running_loop().time()
         call = core.invite(
-            uri,
+            target,
             now,
             sdp=sdp,
             credentials=credentials,
@@ -375,7 +392,7 @@ class UserAgent:
             display_name=display_name,
             destination=destination,
         )
-        handle = OutgoingCall(self, call.id, uri)
+        handle = UacCall(self, call.id, call.invite)
         self._handles[call.id] = handle
         self._pump()
         return handle
@@ -433,26 +450,26 @@ class UserAgent:
 
     def _dispatch(self, event: Event) -> None:
         match event:
-            case IncomingCall(call=call_id, request=request, source=source):
-                inbound = InboundCall(self, call_id, request, source)
+            case InviteReceived(call=call_id, request=request, source=source):
+                inbound = UasCall(self, call_id, request, source)
                 self._handles[call_id] = inbound
                 self._offer(inbound)
             case CallProgress(call=call_id, response=response):
                 handle = self._handles.get(call_id)
-                if isinstance(handle, OutgoingCall):
+                if isinstance(handle, UacCall):
                     handle._progress(response)
             case CallAnswered(call=call_id, response=response):
                 handle = self._handles.get(call_id)
-                if isinstance(handle, OutgoingCall):
+                if isinstance(handle, UacCall):
                     handle._finish(CallResult(response.status, response.reason, response))
             case CallFailed(call=call_id, status=status, reason=reason, response=response):
                 handle = self._handles.pop(call_id, None)
-                if isinstance(handle, OutgoingCall):
+                if isinstance(handle, UacCall):
                     detail = handle.transport_error if response is None else ""
                     handle._finish(CallResult(status, reason, response, detail))
             case DialogConfirmed(call=call_id):
                 handle = self._handles.get(call_id)
-                if isinstance(handle, InboundCall):
+                if isinstance(handle, UasCall):
                     handle._confirm()
             case CallCancelled(call=call_id):
                 handle = self._handles.pop(call_id, None)
@@ -465,7 +482,7 @@ class UserAgent:
             case _:
                 pass
 
-    def _offer(self, inbound: InboundCall) -> None:
+    def _offer(self, inbound: UasCall) -> None:
         if self._on_incoming is None:
             inbound.reject(480, "No Handler")
             return
@@ -473,7 +490,7 @@ class UserAgent:
         if inspect.isawaitable(result):
             self._spawn(self._run_handler(inbound, result), "sip-incoming")
 
-    async def _run_handler(self, inbound: InboundCall, work: Awaitable[None]) -> None:
+    async def _run_handler(self, inbound: UasCall, work: Awaitable[None]) -> None:
         try:
             await work
         except Exception:
@@ -509,8 +526,7 @@ class UserAgent:
         except Exception:
             return
         for handle in self._handles.values():
-            call = self._core_call(handle.id)
-            if isinstance(handle, OutgoingCall) and call and call.invite.call_id == call_id:
+            if isinstance(handle, UacCall) and handle.sip_call_id == call_id:
                 handle.transport_error = error
 
     async def _drain(self, key: tuple[str, ...], lane: deque[tuple[SipMessage, Address]]) -> None:

@@ -3,7 +3,7 @@
 Owns the command's options, choosing local addresses and TLS settings for a one-off call, the
 audio it sends (a file, or a 1 kHz test tone), the report it prints (signalling outcome,
 transport, SRTP suite, packet counters) and its exit status. The call itself is a
-:class:`callxml.runtime.leg.Phone` dial: the same code path as ``<Dial><Sip>`` in the engine, so
+:class:`callxml.runtime.phone.Phone` dial: the same code path as ``<Dial><Sip>`` in the engine, so
 ``;secure=true`` means SIP over TLS (5061 unless the URI names a port) and SRTP, with the
 secure-media policy of ``docs/sdp.md``. TLS certificates are verified unless ``--insecure``.
 
@@ -23,15 +23,19 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from callxml.engine.devcert import ensure_dev_certificate
 from callxml.errors import CallXmlError, RemoteProtocolError
 from callxml.media.tone import sine
-
-if TYPE_CHECKING:
-    from callxml.runtime.leg import Phone
+from callxml.media.wav import read_audio, write_wav
+from callxml.runtime.phone import Phone
+from callxml.sip.aio.tls import TlsConfig
+from callxml.sip.aio.transport import ListenerConfig
+from callxml.sip.target import Target
+from callxml.sip.uri import parse_uri
 
 EXIT_OK = 0
 EXIT_NOT_ANSWERED = 1
@@ -139,30 +143,21 @@ async def place_call(
 ) -> CallReport:
     """Dial ``uri``, send ``pcm`` (8 kHz PCM16) and ``digits``, stay ``duration`` seconds,
     hang up, and report. Raises :class:`click.ClickException` for local setup problems."""
-    from callxml.engine.devcert import ensure_dev_certificate
-    from callxml.media.wav import write_wav
-    from callxml.runtime.leg import Phone
-    from callxml.sip.aio.resolver import target_for_uri
-    from callxml.sip.aio.tls import TlsConfig
-    from callxml.sip.aio.transport import ListenerConfig
-    from callxml.sip.uri import parse_uri
 
     report = CallReport(uri)
     try:
-        target = target_for_uri(parse_uri(uri))
+        target = Target.parse(uri)
     except (RemoteProtocolError, CallXmlError) as exc:
         raise click.UsageError(f"URI: {exc}") from None
     if proxy is not None:
         try:
-            hop = parse_uri(proxy)
-            if not hop.has_param("transport"):
-                hop = hop.with_params(transport=target.transport)
-            target = target_for_uri(hop)
+            target = target.via(proxy)
         except (RemoteProtocolError, CallXmlError) as exc:
             raise click.UsageError(f"--proxy: {exc}") from None
-    local = bind or await _local_address(target.host, target.port, target.transport)
+    hop = target.next_hop
+    local = bind or await _local_address(hop.host, hop.port, hop.transport)
     with tempfile.TemporaryDirectory(prefix="callxml-call-") as scratch:
-        if target.transport == "tls" and cert is None:
+        if hop.transport == "tls" and cert is None:
             # A TLS listener needs a certificate even when we only call out (our Contact is a
             # TLS address the peer may connect back to); make a throw-away one.
             made = ensure_dev_certificate(Path(scratch), (local,))
@@ -170,14 +165,14 @@ async def place_call(
         tls = TlsConfig(ca_file=ca, cert_file=cert, key_file=key, verify=verify)
         try:
             phone = await Phone.start(
-                listeners=[ListenerConfig(target.transport, local, 0)],
+                listeners=[ListenerConfig(hop.transport, local, 0)],
                 tls=tls,
                 media_address=local,
             )
         except CallXmlError as exc:
             raise click.ClickException(str(exc)) from None
         try:
-            await _run(phone, uri, report, pcm, duration, digits, from_uri, timeout, proxy)
+            await _run(phone, target, report, pcm, duration, digits, from_uri, timeout)
         finally:
             await phone.close()
         if record is not None and report.codec is not None:
@@ -187,16 +182,15 @@ async def place_call(
 
 async def _run(
     phone: Phone,
-    uri: str,
+    target: Target,
     report: CallReport,
     pcm: bytes,
     duration: float,
     digits: str,
     from_uri: str | None,
     timeout: float,
-    proxy: str | None = None,
 ) -> None:
-    result = await phone.dial(uri, from_uri=from_uri, timeout=timeout, proxy=proxy)
+    result = await phone.dial(target, from_uri=from_uri, timeout=timeout)
     report.status = result.status
     report.sip_response_code = result.sip_response_code
     report.reason = result.reason
@@ -255,8 +249,6 @@ async def _run(
 def _check_from(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
-    from callxml.sip.uri import parse_uri
-
     try:
         return str(parse_uri(value))
     except RemoteProtocolError as exc:
@@ -369,8 +361,6 @@ def call_command(
         except ValueError:
             raise click.BadParameter("an IP address", param_hint="--bind") from None
     if play is not None:
-        from callxml.media.wav import read_audio
-
         if play.stat().st_size > MAX_PLAY_BYTES:
             raise click.BadParameter(f"larger than {MAX_PLAY_BYTES} bytes", param_hint="--play")
         try:

@@ -1,7 +1,8 @@
-"""The ``callxml`` command line.
+"""The ``callxml`` command line: the top layer, above the engine, the simulator and the runtime.
 
-Each subcommand lives beside the layer it drives (``callxml.markup.cli``, ``callxml.simulator.cli``
-...) and is imported lazily here, so ``callxml validate`` does not pay for importing SIP or media.
+Each subcommand is a module of this package (``validate``, ``simulate``, ``call``) or of the
+layer it runs (``serve`` in the engine) and is imported lazily, so ``callxml validate`` does
+not pay for importing SIP or media.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import click
 
 # name -> "module:attribute" of a click.Command
 _COMMANDS: dict[str, str] = {
-    "validate": "callxml.markup.cli:validate_command",
-    "simulate": "callxml.simulator.cli:simulate_command",
-    "call": "callxml.media.cli:call_command",
+    "validate": "callxml.cli.validate:validate_command",
+    "simulate": "callxml.cli.simulate:simulate_command",
+    "call": "callxml.cli.call:call_command",
     "serve": "callxml.engine.cli:serve_command",
 }
 

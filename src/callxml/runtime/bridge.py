@@ -1,0 +1,104 @@
+"""Bridging: relay audio and DTMF between two answered call legs, both ways.
+
+This module owns what a bridge adds on top of the media relay (:mod:`callxml.media.relay`):
+stopping whatever the legs were playing, and watching leg ``a``'s RFC 4733 key presses on their
+way through — each reported once, and ``*`` swallowed for ``<Dial hangupOnStar>``. SRTP on one
+side and RTP on the other is fine (each leg protects with its own keys); PCMU↔PCMA is transcoded
+by the relay.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from callxml.errors import LocalProtocolError
+from callxml.media.relay import MediaRelay, make_forwarder
+from callxml.runtime.leg import CallLeg
+
+__all__ = ["DTMF_EVENTS", "Bridge", "bridge"]
+
+log = logging.getLogger(__name__)
+
+DTMF_EVENTS = "0123456789*#ABCD"  # RFC 4733 §3.2: events 0-15
+
+
+class Bridge:
+    """Media relayed between two answered legs (see :func:`bridge`); :meth:`stop` undoes it."""
+
+    def __init__(
+        self,
+        a: CallLeg,
+        b: CallLeg,
+        on_a_digit: Callable[[str], None] | None = None,
+        on_star: Callable[[], None] | None = None,
+    ) -> None:
+        self.a = a
+        self.b = b
+        self._relay = MediaRelay(a.endpoint, b.endpoint)
+        self._on_a_digit = on_a_digit
+        self._on_star = on_star
+        self._last_event: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self._relay.active
+
+    def start(self) -> None:
+        self.a.stop_playing()
+        self.b.stop_playing()
+        self._relay.start()
+        if self._on_a_digit is not None or self._on_star is not None:
+            forward = make_forwarder(self.a.endpoint, self.b.endpoint)
+            self.a.endpoint.set_forward(self._watch_digits(forward))
+
+    def _watch_digits(self, forward: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        dtmf_pt = self.a.endpoint.dtmf_payload_type
+
+        def watch(data: bytes) -> None:
+            # RFC 4733 §2.3: payload = event, E|R|volume, duration; all packets of one event
+            # share its RTP timestamp (§2.5.1.2), so report each timestamp once.
+            if len(data) >= 16 and data[1] & 0x7F == dtmf_pt and data[0] & 0x1F == 0:
+                event = data[12]
+                timestamp = int.from_bytes(data[4:8], "big")
+                if event < len(DTMF_EVENTS) and timestamp != self._last_event:
+                    self._last_event = timestamp
+                    self._digit(DTMF_EVENTS[event])
+                if event == 10 and self._on_star is not None:
+                    return  # hangupOnStar: the star itself is not relayed
+            forward(data)
+
+        return watch
+
+    def _digit(self, digit: str) -> None:
+        try:
+            if self._on_a_digit is not None:
+                self._on_a_digit(digit)
+            if digit == "*" and self._on_star is not None:
+                self._on_star()
+        except Exception:
+            log.exception("bridge digit callback failed")
+
+    def stop(self) -> None:
+        self._relay.stop()
+
+
+def bridge(
+    a: CallLeg,
+    b: CallLeg,
+    on_a_digit: Callable[[str], None] | None = None,
+    *,
+    on_star: Callable[[], None] | None = None,
+) -> Bridge:
+    """Relay audio and DTMF between two answered legs, both ways, until :meth:`Bridge.stop`.
+
+    SRTP on one side and RTP on the other is fine (each leg protects with its own keys);
+    PCMU↔PCMA is transcoded. ``on_a_digit`` sees every key leg ``a`` presses (still relayed);
+    ``on_star`` (``<Dial hangupOnStar>``) is called when ``a`` presses ``*``, which is then not
+    relayed.
+    """
+    if not (a.answered and b.answered):
+        raise LocalProtocolError("both legs must be answered before bridging")
+    made = Bridge(a, b, on_a_digit, on_star)
+    made.start()
+    return made

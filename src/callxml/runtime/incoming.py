@@ -1,0 +1,137 @@
+"""An incoming call waiting for a decision: ring, accept under a secure-media policy, or reject.
+
+This module owns the inbound half of the seam between signalling and media.
+:meth:`IncomingCall.accept` answers the INVITE's offer with :func:`~callxml.sdp.answer_offer`
+under the domain's policy (``docs/sdp.md``); a refusal is answered ``488 Not Acceptable Here``
+with a ``Warning`` saying why (RFC 3261 §21.4.26, §20.43) before
+:class:`~callxml.errors.SecureMediaError` is raised, so the caller always learns the reason.
+Routing (which domain, who may call) is the engine's business, not this module's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+from callxml.errors import (
+    LocalProtocolError,
+    MediaError,
+    RemoteProtocolError,
+    SecureMediaError,
+    TransportError,
+)
+from callxml.media.stream import RtpEndpoint
+from callxml.runtime.leg import CallLeg, MediaSettings
+from callxml.sdp import answer_offer
+from callxml.sip.aio.useragent import UasCall
+from callxml.sip.message import SipRequest
+from callxml.sip.uri import parse_uri
+
+__all__ = ["MAX_X_HEADERS", "IncomingCall"]
+
+#: Most X- headers of an INVITE kept for the webhook (``SipHeader_X-…``); a bound.
+MAX_X_HEADERS = 32
+
+
+def _x_headers(request: SipRequest) -> tuple[tuple[str, str], ...]:
+    found = [(k, v) for k, v in request.headers.items() if k.lower().startswith("x-")]
+    return tuple(found[:MAX_X_HEADERS])
+
+
+class IncomingCall:
+    """An INVITE waiting for a decision: :meth:`accept`, :meth:`reject` or :meth:`ring`.
+
+    ``transport`` is how it arrived (``udp``/``tcp``/``tls``), ``source`` the peer's
+    ``(host, port)``, ``domain`` the host of the Request-URI (the SIP domain it was sent to),
+    ``headers`` the X- headers.
+    """
+
+    def __init__(
+        self, inbound: UasCall, media: MediaSettings, adopt: Callable[[CallLeg], None]
+    ) -> None:
+        self._inbound = inbound
+        self._media = media
+        self._adopt = adopt
+        request = inbound.request
+        self.request = request
+        self.transport = inbound.transport
+        self.source = (inbound.peer.host, inbound.peer.port)
+        self.request_uri = request.uri
+        self.sip_call_id = request.call_id
+        self.from_uri = request.from_.uri
+        self.to_uri = request.to.uri
+        self.headers = _x_headers(request)
+        try:
+            self.domain = parse_uri(request.uri).bare_host.lower()
+        except RemoteProtocolError:
+            self.domain = ""
+        self.decided = False
+
+    @property
+    def ended(self) -> bool:
+        """True once the caller gave up (CANCEL) or the call is otherwise over."""
+        return self._inbound.ended
+
+    def __repr__(self) -> str:
+        return f"IncomingCall({self.sip_call_id!r} {self.transport} {self.to_uri!r})"
+
+    async def ring(self) -> None:
+        """Send 180 Ringing."""
+        self._inbound.ring(180)
+
+    async def reject(self, status: int, reason: str, *, warning: str | None = None) -> None:
+        """Refuse with a final status (486 Busy Here, 603 Decline, 404...)."""
+        self.decided = True
+        self._inbound.reject(status, reason, warning=warning)
+
+    async def accept(
+        self, *, secure_media_enabled: bool, answer: bool = True, sid: str | None = None
+    ) -> CallLeg:
+        """Negotiate media under the domain's policy and return the leg.
+
+        With ``answer`` (the default) the 200 OK goes out at once; with ``answer=False`` the
+        leg is made (policy checked, SDP answer ready, RTP socket bound) and
+        :meth:`CallLeg.answer` sends it later. A refusal by the secure-media policy, or an
+        offer we cannot use, is answered ``488 Not Acceptable Here`` with a ``Warning`` saying
+        why, and re-raised (:class:`SecureMediaError` / :class:`MediaError`).
+        """
+        if self.decided:
+            raise LocalProtocolError("this call was already accepted or rejected")
+        if self._inbound.ended:
+            raise TransportError("the caller hung up before the call was answered")
+        self.decided = True
+        endpoint = await RtpEndpoint.open(self._media.rtp_config())
+        try:
+            media = answer_offer(
+                self._inbound.sdp,
+                address=self._media.address,
+                port=endpoint.local_address[1],
+                secure_media_enabled=secure_media_enabled,
+                arrived_over_tls=self._inbound.arrived_over_tls,
+            )
+        except MediaError as exc:
+            await endpoint.close()
+            reason = exc.reason if isinstance(exc, SecureMediaError) else str(exc)
+            with contextlib.suppress(LocalProtocolError):
+                self._inbound.reject(488, "Not Acceptable Here", warning=reason)
+            raise
+        except BaseException:
+            await endpoint.close()
+            raise
+        leg = CallLeg(
+            handle=self._inbound,
+            direction="inbound",
+            endpoint=endpoint,
+            media=media,
+            transport=self.transport,
+            from_uri=self.from_uri,
+            to_uri=self.to_uri,
+            sip_call_id=self.sip_call_id,
+            request_headers=self.headers,
+            answered=False,
+            sid=sid,
+        )
+        self._adopt(leg)
+        if answer:
+            await leg.answer()
+        return leg

@@ -1,0 +1,355 @@
+"""The phone: a SIP user agent with media settings that dials call legs and receives them.
+
+This module owns placing a call — :meth:`Phone.dial` from a :class:`~callxml.sip.target.Target`
+(worked out once from the URI: transport, next hop, media policy, headers) to a
+:class:`DialResult` — and handing incoming INVITEs over as
+:class:`~callxml.runtime.incoming.IncomingCall`. Outbound it applies the secure-media rules of
+``docs/sdp.md``: a secure target goes over TLS (5061 unless the URI names a port) with an
+``RTP/SAVP`` offer of exactly one ``AES_CM_128_HMAC_SHA1_80`` line
+(:func:`~callxml.sdp.build_offer`); an answer that breaks the policy
+(:func:`~callxml.sdp.check_answer`) ends the call with ACK + BYE and ``status="failed"`` whose
+``reason`` says why (RFC 4568 §7.5: the offerer may end a session it cannot secure).
+
+It never raises for the far end's behaviour — every outcome is a :class:`DialResult` — and
+knows nothing of verbs, webhooks or documents. Used by ``callxml call`` and by the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from callxml.errors import (
+    CallXmlError,
+    ConfigError,
+    LocalProtocolError,
+    MediaError,
+    RemoteProtocolError,
+    SecureMediaError,
+    TransportError,
+)
+from callxml.media.stream import RtpEndpoint
+from callxml.runtime.incoming import IncomingCall
+from callxml.runtime.leg import CallLeg, MediaSettings
+from callxml.sdp import NegotiatedMedia, Offer, build_offer, check_answer
+from callxml.sip.aio.resolver import HostResolver
+from callxml.sip.aio.tls import TlsConfig
+from callxml.sip.aio.transport import ListenerConfig
+from callxml.sip.aio.useragent import CallResult, UacCall, UasCall, UserAgent
+from callxml.sip.auth import Credentials, DigestServer
+from callxml.sip.target import Target
+from callxml.sip.ua import AuthenticatorSelector
+
+__all__ = ["CANCEL_GRACE", "DialResult", "IncomingHandler", "Phone", "dial_status"]
+
+log = logging.getLogger(__name__)
+
+#: After our CANCEL, wait this long for the 487 before reporting the dial as over anyway.
+CANCEL_GRACE = 4.0
+_BUSY = frozenset({486, 600, 603})  # RFC 3261 §21.4.24, §21.6.1, §21.6.2
+_NO_ANSWER = frozenset({408, 480})  # Request Timeout, Temporarily Unavailable
+
+
+def dial_status(code: int, *, timed_out: bool = False) -> str:
+    """The ``DialCallStatus`` for a final SIP response code to our INVITE.
+
+    2xx → ``answered``; 486/600/603 → ``busy``; 408/480, or anything after our own ring
+    timeout → ``no-answer``; 487 (we cancelled for another reason) → ``canceled``; the rest
+    (404, 488, 503 transport failures...) → ``failed``.
+    """
+    if 200 <= code < 300:
+        return "no-answer" if timed_out else "answered"
+    if timed_out or code in _NO_ANSWER:
+        return "no-answer"
+    if code in _BUSY:
+        return "busy"
+    if code == 487:
+        return "canceled"
+    return "failed"
+
+
+@dataclass(frozen=True)
+class DialResult:
+    """The outcome of :meth:`Phone.dial`, for ``<Dial action>`` and the call log.
+
+    ``status`` is a ``DialCallStatus`` (:data:`callxml.interpreter.events.DIAL_STATUSES`);
+    ``sip_response_code`` the final SIP status (None when nothing came back); ``reason`` a
+    human-readable explanation (the secure-media refusal, the TLS error...); ``leg`` is set only
+    when ``status`` is ``answered``; ``warnings`` carries the target's warnings, such as
+    ``secure=maybe`` treated as false.
+    """
+
+    status: str
+    sip_response_code: int | None
+    sip_call_id: str | None
+    reason: str
+    leg: CallLeg | None = None
+    transport: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+IncomingHandler = Callable[[IncomingCall], Awaitable[None]]
+
+
+class Phone:
+    """The SIP user agent plus media settings: dials legs and hands over incoming calls.
+
+    Start with ``phone = await Phone.start(...)``; :meth:`close` hangs up every leg and closes
+    the sockets. Used by ``callxml call`` and by the engine.
+    """
+
+    def __init__(self, ua: UserAgent, media: MediaSettings) -> None:
+        self._ua = ua
+        self.media = media
+        self._legs: set[CallLeg] = set()
+        self._on_incoming: IncomingHandler | None = None
+
+    @classmethod
+    async def start(
+        cls,
+        *,
+        listeners: Sequence[ListenerConfig] = (ListenerConfig("udp"),),
+        tls: TlsConfig | None = None,
+        media_address: str = "127.0.0.1",
+        media_port_range: tuple[int, int] | None = None,
+        on_incoming: IncomingHandler | None = None,
+        resolver: HostResolver | None = None,
+        user: str = "callxml",
+        user_agent: str = "callxml",
+        authenticator: DigestServer | AuthenticatorSelector | None = None,
+    ) -> Phone:
+        """Open the SIP listeners (TLS ones need ``tls.cert_file``/``key_file``).
+
+        ``tls`` also sets how outgoing TLS is verified (``ca_file``; ``verify=False`` only for
+        labs). Without ``on_incoming`` incoming calls get 480.
+        """
+        media = MediaSettings(media_address, media_port_range)
+        holder: list[Phone] = []
+
+        async def incoming(inbound: UasCall) -> None:
+            await holder[0]._incoming(inbound)
+
+        ua = UserAgent(
+            listeners=listeners,
+            tls=tls,
+            resolver=resolver,
+            on_incoming=incoming if on_incoming is not None else None,
+            user=user,
+            user_agent=user_agent,
+            authenticator=authenticator,
+        )
+        phone = cls(ua, media)
+        phone._on_incoming = on_incoming
+        holder.append(phone)
+        await ua.start()
+        return phone
+
+    @property
+    def user_agent(self) -> UserAgent:
+        return self._ua
+
+    @property
+    def legs(self) -> frozenset[CallLeg]:
+        """Legs not yet ended."""
+        return frozenset(leg for leg in self._legs if not leg.ended.is_set())
+
+    async def close(self) -> None:
+        """Hang up every leg, then close the user agent. Idempotent."""
+        for leg in list(self._legs):
+            with contextlib.suppress(CallXmlError):
+                await leg.hangup("shutdown")
+        self._legs.clear()
+        await self._ua.close()
+
+    async def __aenter__(self) -> Phone:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _incoming(self, inbound: UasCall) -> None:
+        assert self._on_incoming is not None
+        await self._on_incoming(IncomingCall(inbound, self.media, self._legs.add))
+
+    def _forget_ended(self) -> None:
+        self._legs = {leg for leg in self._legs if not leg.ended.is_set()}
+
+    async def dial(
+        self,
+        target: Target | str,
+        *,
+        from_uri: str | None = None,
+        timeout: float = 30.0,
+        credentials: Credentials | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        on_ringing: Callable[[], None] | None = None,
+        sid: str | None = None,
+        proxy: str | None = None,
+    ) -> DialResult:
+        """Call ``target`` and wait for the answer, at most ``timeout`` seconds of ringing.
+
+        ``target`` is a parsed :class:`~callxml.sip.target.Target` (or URI text, parsed here).
+        ``proxy`` (a SIP URI such as ``sip:127.0.0.1:5060;transport=tcp``) sends the INVITE to
+        that host, port and transport instead (an outbound proxy, :meth:`Target.via`).
+        ``headers`` are added to the INVITE after the target's own X- headers. ``on_ringing``
+        is called once, on the first 180/183. Never raises for the far end's behaviour: every
+        outcome is a :class:`DialResult`. Cancelling the task cancels the INVITE (or hangs up)
+        before re-raising.
+        """
+        self._forget_ended()
+        try:
+            target = Target.parse(target) if isinstance(target, str) else target
+        except RemoteProtocolError as exc:
+            return DialResult("failed", None, None, f"invalid SIP URI: {exc}")
+        if proxy is not None:
+            try:
+                target = target.via(proxy)
+            except RemoteProtocolError as exc:
+                return DialResult("failed", None, None, f"invalid proxy URI: {exc}")
+        attempt = _Attempt(target)
+        endpoint = await RtpEndpoint.open(self.media.rtp_config())
+        try:
+            offer = build_offer(
+                address=self.media.address, port=endpoint.local_address[1], secure=target.secure
+            )
+            try:
+                call = self._ua.invite(
+                    str(target.request_uri),
+                    sdp=bytes(offer.sdp),
+                    credentials=credentials,
+                    headers=[*target.headers, *headers],
+                    from_uri=from_uri,
+                    destination=target.next_hop,
+                )
+            except (LocalProtocolError, ConfigError, TransportError) as exc:
+                await endpoint.close()
+                return attempt.failed("failed", None, str(exc))
+            attempt.call = call
+            result, timed_out = await self._final(call, timeout, on_ringing)
+        except BaseException:
+            await endpoint.close()
+            call_or_none = attempt.call
+            if call_or_none is not None and not call_or_none.ended:
+                with contextlib.suppress(LocalProtocolError):
+                    call_or_none.hangup()
+            raise
+        if not result.answered or timed_out:
+            await endpoint.close()
+            reason = _failure_reason(result, target, timeout if timed_out else None)
+            return attempt.failed(dial_status(result.status, timed_out=timed_out), result, reason)
+        media = await self._check_answer(call, offer, result, endpoint, target)
+        if isinstance(media, str):
+            return attempt.failed("failed", result, media)
+        leg = CallLeg(
+            handle=call,
+            direction="outbound",
+            endpoint=endpoint,
+            media=media,
+            transport=target.transport,
+            from_uri=call.from_uri,
+            to_uri=str(target.request_uri),
+            sip_call_id=call.sip_call_id,
+            answered=True,
+            sid=sid,
+        )
+        self._legs.add(leg)
+        return attempt.answered(result, leg)
+
+    async def _check_answer(
+        self,
+        call: UacCall,
+        offer: Offer,
+        result: CallResult,
+        endpoint: RtpEndpoint,
+        target: Target,
+    ) -> NegotiatedMedia | str:
+        """The negotiated media of a 2xx, or why it breaks the policy (the call is then ended:
+        the core has ACKed the 2xx, RFC 3261 §13.2.2.4, and we send BYE)."""
+        response = result.response
+        assert response is not None
+        try:
+            if not response.body:
+                raise MediaError("the 2xx carried no SDP answer (RFC 3264 §5)")
+            return check_answer(offer, response.body)
+        except MediaError as exc:
+            with contextlib.suppress(LocalProtocolError):
+                call.hangup()
+            await endpoint.close()
+            reason = exc.reason if isinstance(exc, SecureMediaError) else str(exc)
+            log.info("dial %s: media refused: %s", target, reason)
+            return reason
+
+    async def _final(
+        self,
+        call: UacCall,
+        timeout: float,
+        on_ringing: Callable[[], None] | None,
+    ) -> tuple[CallResult, bool]:
+        """Wait for the final response; on ``timeout`` CANCEL (RFC 3261 §9.1) and report it."""
+        rang = False
+        try:
+            async with asyncio.timeout(timeout):
+                async for item in call.updates():
+                    if isinstance(item, CallResult):
+                        return item, False
+                    if item.status in (180, 183) and not rang:
+                        rang = True
+                        if on_ringing is not None:
+                            try:
+                                on_ringing()
+                            except Exception:
+                                log.exception("on_ringing failed")
+        except TimeoutError:
+            pass
+        with contextlib.suppress(LocalProtocolError):
+            call.hangup()  # CANCEL while ringing; BYE if a 2xx raced the timer
+        try:
+            return await call.result(CANCEL_GRACE), True
+        except TimeoutError:
+            return CallResult(408, "Request Timeout", None, "no final response"), True
+
+
+class _Attempt:
+    """What one :meth:`Phone.dial` has learnt so far, and the :class:`DialResult` it makes."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.call: UacCall | None = None
+
+    def _result(
+        self, status: str, result: CallResult | None, reason: str, leg: CallLeg | None
+    ) -> DialResult:
+        return DialResult(
+            status,
+            result.status if result is not None else None,
+            self.call.sip_call_id if self.call is not None else None,
+            reason,
+            leg,
+            transport=self.target.transport,
+            warnings=self.target.warnings,
+        )
+
+    def failed(self, status: str, result: CallResult | None, reason: str) -> DialResult:
+        return self._result(status, result, reason, None)
+
+    def answered(self, result: CallResult, leg: CallLeg) -> DialResult:
+        return self._result("answered", result, f"{result.status} {result.reason}", leg)
+
+
+def _failure_reason(result: CallResult, target: Target, timed_out_after: float | None) -> str:
+    """Why an INVITE did not answer, for the call log: status, transport detail, the peer's
+    Warning, and what a 488/606 to a secure offer means."""
+    text = f"{result.status} {result.reason}".strip()
+    if result.detail:
+        text = f"{text}: {result.detail}"
+    if timed_out_after is not None:
+        text = f"no answer within {timed_out_after:g} s ({text})"
+    elif target.secure and result.status in (488, 606):
+        text = f"{text}: the peer refused our secure media offer (RTP/SAVP, SRTP)"
+    warning = result.response.headers.get("Warning") if result.response else None
+    if warning:
+        text = f"{text}; Warning: {warning[:200]}"
+    return text
