@@ -1,4 +1,5 @@
-"""The user agent core end to end: two UAs over the lossy in-memory network (style.md #11).
+"""The user agent core end to end: two UAs over the lossy in-memory network (no sockets, so
+drops and retransmissions are deterministic).
 
 Every message crosses the wire as bytes; the clock is fake, so Timer B (32 s) or the 2xx
 retransmission give-up (64*T1) cost nothing.

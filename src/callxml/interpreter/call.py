@@ -16,19 +16,12 @@ __all__ = ["API_VERSION", "CallInfo", "Limits", "new_sid"]
 #: Sent as ``ApiVersion`` in every webhook request, as Twilio does.
 API_VERSION = "2010-04-01"
 
-_SID = re.compile(r"[A-Z]{2}[0-9a-f]{32}")
-
 
 def new_sid(prefix: str) -> str:
     """A fresh random identifier: ``prefix`` (two capital letters) + 32 hex digits."""
     if not re.fullmatch(r"[A-Z]{2}", prefix):
         raise ValueError(f"sid prefix must be two capital letters, not {prefix!r}")
     return prefix + secrets.token_hex(16)
-
-
-def is_sid(text: str, prefix: str) -> bool:
-    """Whether ``text`` is a well-formed identifier with this ``prefix``."""
-    return text.startswith(prefix) and _SID.fullmatch(text) is not None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

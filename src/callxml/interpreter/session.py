@@ -73,7 +73,7 @@ def _default_parse(body: bytes) -> v.Document:
 
 
 def make_task(verb: v.Verb, ctx: Context) -> Task:
-    """The task that runs ``verb`` (the ``VERB_TASKS`` table of style.md #7, as a ``match``)."""
+    """The task that runs ``verb``: one ``match`` arm per verb, the vocabulary in one place."""
     match verb:
         case v.Say() | v.Play():
             return PlaybackTask(verb, ctx)

@@ -797,7 +797,8 @@ def _parse_unsupported(ctx: _Context, element: Element) -> Unsupported:
     return Unsupported(name=name, attributes=attributes, line=line, column=column)
 
 
-#: Top-level verb name -> parser (style.md #7: the wire format as a table).
+#: Top-level verb name -> parser: a table, so the vocabulary is one readable list to check against
+#: the schema.
 VERB_PARSERS: dict[str, Callable[[_Context, Element], Verb]] = {
     "Say": _parse_say,
     "Play": _parse_play,

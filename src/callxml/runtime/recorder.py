@@ -5,9 +5,10 @@ StartRecording`): the recording ends after ``timeout`` seconds of silence, after
 seconds, when the caller presses a key in ``finish_on_key``, or when the caller hangs up;
 ``trim-silence`` drops the silence before the first and after the last spoken frame.
 
-:class:`RecordingMeter` is sans-IO (style.md #1): it is fed 20 ms PCM frames, keys and ``now``, and
-says when it wants :meth:`~RecordingMeter.handle_timer`; wall-clock timers matter because a caller
-whose phone suppresses silence sends no frames at all. :func:`save_recording` writes the WAV file.
+:class:`RecordingMeter` is sans-IO, so its timeouts are tested on a fake clock: it is fed 20 ms
+PCM frames, keys and ``now``, and says when it wants :meth:`~RecordingMeter.handle_timer`;
+wall-clock timers matter because a caller whose phone suppresses silence sends no frames at all.
+:func:`save_recording` writes the WAV file.
 It knows nothing of SIP or of the call log.
 """
 

@@ -3,15 +3,16 @@
 This module owns carrying out the interpreter's actions with real I/O: webhook fetches, text to
 speech and audio files played on the leg, RFC 4733 digits in and out, recordings, dials, answer,
 reject and hang-up; and turning what happens on the leg back into events. One asyncio
-:class:`~asyncio.TaskGroup` per call holds every task the call starts (style.md: every task
-releases what it owns in ``finally``), so nothing outlives the call.
+:class:`~asyncio.TaskGroup` per call holds every task the call starts, and every task releases
+what it owns in ``finally``, so nothing outlives the call and a hang-up never leaks a socket.
 
 The driver reads the clock (``loop.time()``) and hands it to the sans-IO session as ``now``;
 timing rules (``<Pause>``, ``<Gather>`` timeouts) stay in the interpreter. It talks to the rest of
 the system through small seams, so tests plug in fakes and the engine plugs in SIP, the store and
 status callbacks:
 
-* :class:`Leg` — the surface of :class:`callxml.runtime.leg.CallLeg` the driver uses;
+* :class:`~callxml.runtime.leg.Leg` — the surface of :class:`~callxml.runtime.leg.CallLeg` the
+  driver uses;
 * :class:`AudioSource` — PCM for ``<Say>`` text and ``<Play>`` URLs (:class:`callxml.audio.
   AudioCache`);
 * :class:`CallLog` — the call record: events, status changes, recordings (the engine's store);
@@ -39,15 +40,15 @@ from callxml.interpreter import CallSession, new_sid
 from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
 from callxml.markup.verbs import Verb
+from callxml.runtime.leg import Leg
 from callxml.runtime.recorder import RecordingMeter, save_recording
-from callxml.webhooks.base import Fetcher, WebhookRequest, WebhookResponse
+from callxml.webhooks.base import Fetcher, WebhookRequest, WebhookResponse, fetch_outcome
 
 __all__ = [
     "AudioSource",
     "CallLog",
     "CallRunner",
     "DialRunner",
-    "Leg",
     "RuntimeServices",
     "webhook_event",
 ]
@@ -60,37 +61,6 @@ MAX_LOGGED_BODY = 16 * 1024
 LEG_OPERATION_TIMEOUT = 35.0
 #: Pause for each ``w`` in ``<Play digits>`` (Twilio: half a second).
 DIGIT_WAIT = 0.5
-
-
-class Leg(Protocol):
-    """The part of :class:`callxml.runtime.leg.CallLeg` the driver uses."""
-
-    @property
-    def sid(self) -> str: ...
-
-    @property
-    def answered(self) -> bool: ...
-
-    @property
-    def ended(self) -> asyncio.Event: ...
-
-    async def answer(self) -> None: ...
-
-    async def reject(self, status: int, reason: str, *, warning: str | None = None) -> None: ...
-
-    async def hangup(self, reason: str = "") -> None: ...
-
-    async def play(self, pcm: bytes) -> None: ...
-
-    def stop_playing(self) -> None: ...
-
-    async def send_digits(self, digits: str) -> None: ...
-
-    def set_consumer(
-        self,
-        on_audio: Callable[[bytes], None] | None,
-        on_digit: Callable[[str], None] | None,
-    ) -> None: ...
 
 
 class AudioSource(Protocol):
@@ -430,25 +400,14 @@ class CallRunner:
 
     async def _fetch(self, request: WebhookRequest, generation: int) -> None:
         started = self.now()
-        try:
-            response = await self.services.fetcher.fetch(request)
-        except WebhookError as exc:
-            await self.call_log.event(
-                "webhook", webhook_event(request, None, exc, self.now() - started)
-            )
-            self._post(ev.FetchFailed(exc), generation)
-            return
-        except CallXmlError as exc:  # a fetcher that broke its contract
-            error = WebhookError(str(exc), url=request.url)
-            await self.call_log.event(
-                "webhook", webhook_event(request, None, error, self.now() - started)
-            )
-            self._post(ev.FetchFailed(error), generation)
-            return
-        await self.call_log.event(
-            "webhook", webhook_event(request, response, None, self.now() - started)
-        )
-        self._post(ev.DocumentFetched(response), generation)
+        outcome = await fetch_outcome(self.services.fetcher, request)
+        elapsed = self.now() - started
+        if isinstance(outcome, WebhookError):
+            await self.call_log.event("webhook", webhook_event(request, None, outcome, elapsed))
+            self._post(ev.FetchFailed(outcome), generation)
+        else:
+            await self.call_log.event("webhook", webhook_event(request, outcome, None, elapsed))
+            self._post(ev.DocumentFetched(outcome), generation)
 
     async def _answer(self, generation: int) -> None:
         if not self.leg.answered:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from callxml.errors import CallXmlError, WebhookError
-from callxml.interpreter import CallSession
+from callxml.interpreter import CallSession, new_sid
 from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
 from callxml.markup import verbs as v
@@ -32,7 +32,7 @@ from callxml.sdp.policy import OUTBOUND_SUITE
 from callxml.simulator.result import DialRecord, RecordingRecord, RequestRecord, SimulationResult
 from callxml.simulator.transcript import Transcript
 from callxml.sip.target import Target
-from callxml.webhooks.base import Fetcher
+from callxml.webhooks.base import Fetcher, fetch_outcome
 
 __all__ = ["DIAL_OUTCOMES", "SimulatedCall", "estimate_speech"]
 
@@ -207,17 +207,11 @@ class SimulatedCall:
         match action:
             case act.Fetch(request=request, final=final):
                 self._transcript.request(now, request)
-                try:
-                    response = await self._fetcher.fetch(request)
-                except WebhookError as exc:
-                    self.result.requests.append(RequestRecord(request, None, str(exc)))
-                    say(now, f"✗ {exc} (error {exc.error_code})")
-                    return ev.FetchFailed(exc)
-                except CallXmlError as exc:  # a fetcher that broke its contract
-                    error = WebhookError(str(exc), url=request.url)
-                    self.result.requests.append(RequestRecord(request, None, str(error)))
-                    say(now, f"✗ {error}")
-                    return ev.FetchFailed(error)
+                response = await fetch_outcome(self._fetcher, request)
+                if isinstance(response, WebhookError):
+                    self.result.requests.append(RequestRecord(request, None, str(response)))
+                    say(now, f"✗ {response} (error {response.error_code})")
+                    return ev.FetchFailed(response)
                 self.result.requests.append(RequestRecord(request, response))
                 self._transcript.response(now, response)
                 if final:
@@ -325,7 +319,7 @@ class SimulatedCall:
             at, digits = self._now + beep + action.max_length, ""
         else:
             at, digits = self._now + beep + speech + action.timeout, ""
-        sid = "RE" + secrets.token_hex(16)
+        sid = new_sid("RE")
         url = f"https://simulator.callxml.invalid/Recordings/{sid}"
         self._schedule(
             at, ev.RecordingFinished(url=url, duration=round(speech), digits=digits, sid=sid)
@@ -335,7 +329,7 @@ class SimulatedCall:
         assert self._recording is not None
         started, _ = self._recording
         duration = max(0, round(min(self._now - started, RECORD_SPEECH)))
-        sid = "RE" + secrets.token_hex(16)
+        sid = new_sid("RE")
         url = f"https://simulator.callxml.invalid/Recordings/{sid}" if duration else ""
         self._queue = [q for q in self._queue if not isinstance(q[2], ev.RecordingFinished)]
         heapq.heapify(self._queue)
@@ -407,7 +401,7 @@ class SimulatedCall:
         winner = outcomes.index("answered") if "answered" in outcomes else None
         ring = min(RING_TIME, action.timeout)
         first_sip = next((r for r in records if r.kind == "sip"), None)
-        call_sid = "CA" + secrets.token_hex(16)
+        call_sid = new_sid("CA")
         sip_call_id = f"{secrets.token_hex(8)}@simulator.callxml.invalid" if first_sip else None
         answer_at: float | None = None
         if winner is not None:

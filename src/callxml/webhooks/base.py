@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urljoin
 
-from callxml.errors import LocalProtocolError
+from callxml.errors import CallXmlError, LocalProtocolError, WebhookError
 
 __all__ = [
     "BAD_HOST",
@@ -26,6 +26,7 @@ __all__ = [
     "Fetcher",
     "WebhookRequest",
     "WebhookResponse",
+    "fetch_outcome",
     "resolve_url",
 ]
 
@@ -72,6 +73,21 @@ class Fetcher(Protocol):
     """Fetches a document; raises :class:`callxml.errors.WebhookError` on any failure."""
 
     async def fetch(self, request: WebhookRequest) -> WebhookResponse: ...
+
+
+async def fetch_outcome(
+    fetcher: Fetcher, request: WebhookRequest
+) -> WebhookResponse | WebhookError:
+    """Fetch, turning every failure into the :class:`WebhookError` the interpreter's fallback
+    rules act on — including a fetcher that broke its contract by raising another
+    :class:`CallXmlError`, so a buggy fetcher still ends in the documented fallback, not a crash.
+    """
+    try:
+        return await fetcher.fetch(request)
+    except WebhookError as exc:
+        return exc
+    except CallXmlError as exc:
+        return WebhookError(str(exc), url=request.url)
 
 
 def resolve_url(base: str, ref: str) -> str:
