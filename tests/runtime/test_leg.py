@@ -143,6 +143,7 @@ async def test_secure_call_uses_tls_and_srtp_both_ways(phones: PhoneFactory) -> 
     incoming = await b.next_call()
     assert incoming.transport == "tls"
     assert "secure" not in incoming.request_uri  # our instruction, not the callee's business
+    assert incoming.request_uri.endswith(";transport=tls")  # proxies keep it on TLS
     b_leg = await incoming.accept(secure_media_enabled=True)
     result = await asyncio.wait_for(dial, WAIT)
     assert result.status == "answered" and result.transport == "tls"

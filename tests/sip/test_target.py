@@ -37,11 +37,18 @@ def test_next_hop(uri: str, expected: Address) -> None:
 def test_secure_target_carries_policy_transport_and_a_clean_request_uri() -> None:
     target = Target.parse("sip:jack:pw@example.com;secure=true;user=phone?X-Account=42")
     assert target.secure and target.transport == "tls" and target.next_hop.port == 5061
-    # Our own instruction, the password and the headers never reach the request line.
-    assert str(target.request_uri) == "sip:jack@example.com;user=phone"
+    # Our own instruction, the password and the headers never reach the request line; the
+    # transport does, so a proxy downstream keeps the call on TLS.
+    assert str(target.request_uri) == "sip:jack@example.com;user=phone;transport=tls"
     assert target.headers == (("X-Account", "42"),)
     assert str(target) == "sip:jack@example.com;secure=true;user=phone"
     assert "pw" not in repr(target.uri)
+
+
+def test_secure_request_uri_replaces_a_weaker_transport() -> None:
+    target = Target.parse("sip:lab@127.0.0.1:5071;transport=udp;secure=true")
+    assert str(target.request_uri) == "sip:lab@127.0.0.1:5071;transport=tls"
+    assert target.next_hop.transport == "tls"
 
 
 def test_plain_and_sips_targets() -> None:
@@ -74,7 +81,7 @@ def test_uri_warnings_are_kept() -> None:
 def test_via_proxy_keeps_request_uri_and_security() -> None:
     secure = Target.parse("sip:ivr@demo.example;secure=true").via("sip:127.0.0.1:5062")
     assert secure.next_hop == Address("tls", "127.0.0.1", 5062, "127.0.0.1")
-    assert str(secure.request_uri) == "sip:ivr@demo.example" and secure.secure
+    assert str(secure.request_uri) == "sip:ivr@demo.example;transport=tls" and secure.secure
     default_port = Target.parse("sips:ivr@demo.example").via("sip:proxy.example")
     assert default_port.next_hop == Address("tls", "proxy.example", 5061, "proxy.example")
     plain = Target.parse("sip:ivr@demo.example;transport=tcp").via("sip:127.0.0.1")

@@ -12,7 +12,8 @@ A ``<Sip>`` noun, a REST ``To`` and ``callxml call``'s argument are all text suc
 * **media policy** — a secure target requires SRTP (the SDP layer builds the offer from
   :attr:`Target.secure`);
 * **Request-URI** — without our own ``secure`` instruction (it is not the callee's business)
-  and without ``?headers``, which go into the request instead (RFC 3261 §19.1.5);
+  and without ``?headers``, which go into the request instead (RFC 3261 §19.1.5); a secure
+  ``sip:`` target carries ``;transport=tls`` so that proxies on the way keep it on TLS;
 * **headers** — the URI headers allowed into the INVITE: ``X-`` headers only, as Twilio passes
   them. Anything else (``Call-ID``, ``Via``, ``P-Asserted-Identity``...) could let a tenant's
   document forge what the engine vouches for, so it is dropped with a warning.
@@ -84,8 +85,13 @@ class Target:
                 warnings.append(f"URI header {name!r} is not sent (at most {MAX_URI_HEADERS})")
             else:
                 headers.append((name, unquote(value)))
-        params = tuple((k, v) for k, v in uri.params if k.lower() != "secure")
-        request_uri = replace(uri, params=params, headers=(), password=None, warnings=())
+        params = [(k, v) for k, v in uri.params if k.lower() != "secure"]
+        if uri.secure and uri.scheme == "sip":
+            # A proxy downstream routes on the Request-URI: without ``transport=tls`` it would
+            # forward our secure call over UDP (RFC 3261 §19.1.4; sips: says it by itself).
+            params = [(k, v) for k, v in params if k.lower() != "transport"]
+            params.append(("transport", "tls"))
+        request_uri = replace(uri, params=tuple(params), headers=(), password=None, warnings=())
         return cls(
             uri=uri,
             request_uri=request_uri,
