@@ -21,6 +21,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable
 
@@ -67,6 +68,8 @@ ALL_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
 DOMAIN_DIGEST_ALGORITHMS = ("MD5", "SHA-256")
 #: After the grace period, how long hung-up calls get to post their last requests.
 DRAIN_AFTER_HANGUP = 5.0
+#: What ends :meth:`Engine.serve`.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: The document URL an inline ``Twiml`` call runs under (relative URLs in it cannot resolve).
 TWIML_URL = "http://twiml.callxml.invalid/inline"
 
@@ -131,7 +134,8 @@ def _admitted_by_address(domain: DomainConfig, host: str) -> bool:
 
 
 class Engine:
-    """``callxml serve``: ``await engine.start()``, later ``await engine.stop()``.
+    """``callxml serve``: ``await engine.start()``, later ``await engine.stop()`` (or
+    ``await engine.serve()``, which does both around SIGINT/SIGTERM).
 
     ``echo`` receives the start-up lines (addresses, the dev certificate's fingerprint).
     Live calls: :meth:`originate` starts one, :meth:`live` finds one by sid while it runs;
@@ -157,6 +161,28 @@ class Engine:
         self._stopped = asyncio.Event()
 
     # -------------------------------------------------------------------------- life
+
+    async def serve(self, *, seconds: float | None = None) -> None:
+        """Start, run until SIGINT or SIGTERM (or for ``seconds``), then drain and stop.
+
+        What ``callxml serve`` does. A program with signal handling of its own calls
+        :meth:`start` and :meth:`stop` itself.
+        """
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await self.start()
+            self.echo("callxml engine ready (Ctrl-C or SIGTERM to stop)")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), seconds)
+            self.echo("callxml engine stopping")
+        finally:
+            for sig in STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
+            await self.stop()
+        self.echo("callxml engine stopped")
 
     async def start(self) -> None:
         config = self.config
