@@ -63,21 +63,24 @@ class EngineControl:
 
     async def update_call(self, account: AccountConfig, sid: str, update: CallUpdate) -> CallRecord:
         live = self.engine.live(sid)
-        try:
-            if live is None:
-                raise CallNotInProgress(f"call {sid} is not live")
-            if update.status is not None:
-                return await live.hangup(update.status)
-            return live.redirect(update.url, update.method, update.twiml)
-        except CallAlreadyAnswered:
-            raise ApiError(
-                400, NOT_IN_PROGRESS, "Call is in progress; use Status=completed"
-            ) from None
-        except CallNotInProgress:
-            record = self.engine.store_or_fail().get_call(sid)
-            ending = update.status is not None
-            if ending and record is not None and record.status in TERMINAL_STATUSES:
-                return record  # ending an ended call changes nothing (as Twilio)
-            raise ApiError(
-                400, NOT_IN_PROGRESS, "Call is not in-progress. Cannot redirect."
-            ) from None
+        if live is not None:
+            try:
+                if update.status is not None:
+                    return await live.hangup(update.status)
+                return live.redirect(update.url, update.method, update.twiml)
+            except CallAlreadyAnswered:
+                raise ApiError(
+                    400, NOT_IN_PROGRESS, "Call is in progress; use Status=completed"
+                ) from None
+            except CallNotInProgress:
+                pass  # over while still tidying up: as if no longer live
+        return self._not_live(sid, update)
+
+    def _not_live(self, sid: str, update: CallUpdate) -> CallRecord:
+        """A call the engine does not run (any more): ending one that is over changes nothing
+        and answers its record, as Twilio does; anything else is refused."""
+        record = self.engine.store_or_fail().get_call(sid)
+        ending = update.status is not None
+        if ending and record is not None and record.status in TERMINAL_STATUSES:
+            return record
+        raise ApiError(400, NOT_IN_PROGRESS, "Call is not in-progress. Cannot redirect.")
