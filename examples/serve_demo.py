@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from pathlib import Path
 
@@ -23,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ivr_app import make_app
 
-from callxml.engine.config import DEMO_AUTH_TOKEN, load_config
-from callxml.engine.server import Engine
+from callxml.engine import Engine, load_config
+from callxml.engine.config import DEMO_AUTH_TOKEN
 from callxml.errors import ConfigError
 
 
@@ -34,21 +33,11 @@ async def serve(config_path: Path | None, app_port: int, seconds: float | None) 
     await app.setup()
     await web.TCPSite(app, "127.0.0.1", app_port).start()
     print(f"example IVR on http://127.0.0.1:{app_port}/ivr", file=sys.stderr)
-    engine = Engine(config, echo=lambda line: print(line, file=sys.stderr))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await engine.start()
-        print("ready (Ctrl-C to stop)", file=sys.stderr)
-        await asyncio.wait_for(stop.wait(), seconds) if seconds else await stop.wait()
-    except TimeoutError:
-        pass
+        engine = Engine(config, echo=lambda line: print(line, file=sys.stderr))
+        await engine.serve(seconds=seconds)  # until Ctrl-C or SIGTERM, then drains the calls
     finally:
-        await engine.stop()
         await app.cleanup()
-    print("stopped", file=sys.stderr)
 
 
 def main() -> int:

@@ -11,13 +11,12 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from callxml.engine.api import ApiError, OutboundCall, build_app
+from callxml.engine.api import ApiError, CallUpdate, OutboundCall, build_app
 from callxml.engine.config import AccountConfig, parse_config
 from callxml.engine.store import CallEvent, CallRecord, RecordingRecord, SqliteStore
 
@@ -30,7 +29,7 @@ OTHER = "AC" + "2" * 32
 class RecordingControl:
     store: SqliteStore
     created: list[OutboundCall] = field(default_factory=list)
-    updates: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[CallUpdate] = field(default_factory=list)
 
     async def create_call(self, account: AccountConfig, call: OutboundCall) -> CallRecord:
         self.created.append(call)
@@ -49,12 +48,12 @@ class RecordingControl:
         self.store.create_call(record)
         return record
 
-    async def update_call(self, account: AccountConfig, sid: str, **kw: Any) -> CallRecord:
+    async def update_call(self, account: AccountConfig, sid: str, update: CallUpdate) -> CallRecord:
         record = self.store.get_call(sid)
         assert record is not None
         if record.status != "in-progress":
             raise ApiError(400, 21220, "Call is not in-progress. Cannot redirect.")
-        self.updates.append(kw)
+        self.updates.append(update)
         return record
 
 
@@ -219,7 +218,7 @@ async def test_update_live_call(api: tuple[str, RecordingControl, SqliteStore]) 
         )
         assert resp.status == 400
     assert control.updates == [
-        {"url": None, "method": "POST", "twiml": "<Response><Hangup/></Response>", "status": None}
+        CallUpdate(url=None, method="POST", twiml="<Response><Hangup/></Response>", status=None)
     ]
 
 

@@ -142,3 +142,103 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.toml")
+
+
+# -- sections the cases above leave out ---------------------------------------------------------
+
+DOMAIN = {"name": "d.example", "account": ACCOUNT["sid"], "voice_url": "http://x/"}
+
+
+def test_store_and_engine_sections(tmp_path: Path) -> None:
+    cfg = parse_config(
+        {
+            "store": {"path": "db/calls.db", "data_dir": "/srv/callxml"},
+            "engine": {"shutdown_grace": 5},
+            "webhooks": {"status_callback_retries": 0},
+            "tls": {"verify": False},
+        },
+        base_dir=tmp_path,
+    )
+    assert cfg.database == tmp_path / "db/calls.db"  # relative to the file's folder
+    assert cfg.data_dir == Path("/srv/callxml")
+    assert cfg.shutdown_grace == 5.0 and isinstance(cfg.shutdown_grace, float)
+    assert cfg.status_callback_retries == 0
+    assert cfg.tls_verify is False
+    assert default_config().data_dir == Path("callxml-data")
+
+
+def test_domain_access_settings() -> None:
+    cfg = parse_config(
+        {
+            "accounts": [ACCOUNT],
+            "domains": [
+                {
+                    **DOMAIN,
+                    "name": "Office.Example.",
+                    "voice_method": "get",
+                    "status_callback": "https://app/status",
+                    "allowed_ips": ["192.0.2.0/24", "2001:db8::1"],
+                    "credentials": [{"username": "alice", "password": "pw"}],
+                }
+            ],
+        }
+    )
+    (domain,) = cfg.domains
+    assert domain.name == "office.example" and domain.voice_method == "GET"
+    assert domain.status_callback == "https://app/status"
+    assert domain.allowed_ips == ("192.0.2.0/24", "2001:db8::1")
+    assert [c.username for c in domain.credentials] == ["alice"]
+
+
+def test_no_accounts_and_no_domains_leaves_the_demo_domain_without_an_owner() -> None:
+    with pytest.raises(ConfigError, match=r"^domains\[0\]\.account: no account ''"):
+        parse_config({"accounts": []})
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"store": {"path": 3}}, "store.path: must be str"),
+        ({"store": {"journal": "wal"}}, "store.journal: unknown key"),
+        ({"engine": {"shutdown_grace": "30s"}}, "engine.shutdown_grace: must be float"),
+        ({"engine": {"grace": 1}}, "engine.grace: unknown key"),
+        ({"webhooks": {"status_callback_retries": 11}}, "webhooks.status_callback_retries"),
+        ({"tls": {"verify": "no"}}, "tls.verify: must be bool"),
+        ({"tls": {"ca_bundle": "/nonexistent.pem"}}, "tls.ca_bundle: file not found"),
+        ({"http": {"public_url": "ftp://x"}}, "http.public_url: must be an http(s) URL"),
+        ({"media": {"address": "localhost"}}, "media.address: must be an IP address"),
+        ({"sip": {"listen": "udp:127.0.0.1:5060"}}, "sip.listen: must be list"),
+        ({"sip": 1}, "sip: must be dict"),
+        ({"accounts": [ACCOUNT, ACCOUNT]}, "accounts: duplicate sid"),
+        ({"accounts": [{**ACCOUNT, "name": "x"}]}, "accounts[0].name: unknown key"),
+        ({"accounts": [ACCOUNT], "domains": [DOMAIN, DOMAIN]}, "domains: duplicate name"),
+        ({"accounts": [ACCOUNT], "domains": [{**DOMAIN, "name": ""}]}, "domains[0].name: required"),
+        (
+            {"accounts": [ACCOUNT], "domains": [{**DOMAIN, "allowed_ips": ["10.0.0.0/8", "x"]}]},
+            "domains[0].allowed_ips[1]: not an IP network",
+        ),
+        (
+            {"accounts": [ACCOUNT], "domains": [{**DOMAIN, "credentials": [{"username": "a"}]}]},
+            "domains[0].credentials[0]: username and password required",
+        ),
+        (
+            {
+                "accounts": [ACCOUNT],
+                "domains": [
+                    {**DOMAIN, "credentials": [{"username": "a", "password": "b", "realm": "c"}]}
+                ],
+            },
+            "domains[0].credentials[0].realm: unknown key",
+        ),
+        (
+            {"accounts": [ACCOUNT], "domains": [{**DOMAIN, "voice_method": "PUT"}]},
+            "domains[0].voice_method: must be GET or POST",
+        ),
+        (
+            {"accounts": [ACCOUNT], "domains": [{**DOMAIN, "port": 5060}]},
+            "domains[0].port: unknown key",
+        ),
+    ],
+)
+def test_every_section_names_the_key(data: dict[str, object], message: str) -> None:
+    test_bad_config_names_the_key(data, message)

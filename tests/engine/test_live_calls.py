@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -19,7 +20,10 @@ from engine_helpers import (
     sipp_uac,
 )
 
+from callxml.engine.api import OutboundCall
+from callxml.engine.calls import EngineStopping
 from callxml.engine.server import Engine
+from callxml.engine.store import SqliteStore
 
 pytestmark = pytest.mark.peer
 
@@ -42,11 +46,21 @@ async def app() -> WebApp:
     await web_app.stop()
 
 
+def plain_domain(tmp_path: Path, app: WebApp, *, grace: float = 2) -> Any:
+    """An engine with the domain ``plain.test`` running the long ``/voice`` document."""
+    return engine_config(
+        tmp_path,
+        [{"name": "plain.test", "voice_url": app.url("/voice")}],
+        extra={"engine": {"shutdown_grace": grace}},
+    )
+
+
 async def live_sid(engine: Engine) -> str:
+    """The sid of the call in progress, found as a client would: in the records."""
+    assert engine.store is not None
     for _ in range(500):
-        for sid, call in engine.calls.items():
-            if call.book.record.status == "in-progress":
-                return sid
+        for record in engine.store.list_calls(ACCOUNT_SID, status="in-progress"):
+            return record.sid
         await asyncio.sleep(0.02)
     raise AssertionError("no call in progress")
 
@@ -59,7 +73,7 @@ def caller(engine: Engine, tmp_path: Path) -> asyncio.Task[tuple[int, str]]:
 
 
 async def test_rest_redirect_of_a_live_call(tmp_path: Path, app: WebApp) -> None:
-    config = engine_config(tmp_path, [{"name": "plain.test", "voice_url": app.url("/voice")}])
+    config = plain_domain(tmp_path, app)
     async with running_engine(config) as engine:
         sipp = caller(engine, tmp_path)
         sid = await live_sid(engine)
@@ -80,25 +94,28 @@ async def test_rest_redirect_of_a_live_call(tmp_path: Path, app: WebApp) -> None
 
 
 async def test_rest_status_completed_ends_a_live_call(tmp_path: Path, app: WebApp) -> None:
-    config = engine_config(tmp_path, [{"name": "plain.test", "voice_url": app.url("/voice")}])
+    config = plain_domain(tmp_path, app)
     async with running_engine(config) as engine:
         sipp = caller(engine, tmp_path)
         sid = await live_sid(engine)
+        live = engine.live(sid)
+        assert live is not None and live.sid == sid and not live.ended.is_set()
         url = f"http://127.0.0.1:{engine.http_port}/2010-04-01/Accounts/{ACCOUNT_SID}/Calls/{sid}.json"
         async with aiohttp.ClientSession(headers=AUTH) as http:
             async with http.post(url, data={"Status": "completed"}) as resp:
                 body = await resp.json()
+            gone = engine.live(sid)  # the answer comes once the engine is done with the call
+            async with http.post(url, data={"Status": "completed"}) as resp:
+                again = (resp.status, await resp.json())
             code, output = await sipp
     assert code == 0, output
     assert body["status"] == "completed"
+    assert gone is None and live.ended.is_set()
+    assert again[0] == 200 and again[1]["status"] == "completed"  # ending it again: no change
 
 
 async def test_shutdown_hangs_up_calls_after_the_grace_period(tmp_path: Path, app: WebApp) -> None:
-    config = engine_config(
-        tmp_path,
-        [{"name": "plain.test", "voice_url": app.url("/voice")}],
-        extra={"engine": {"shutdown_grace": 0.5}},
-    )
+    config = plain_domain(tmp_path, app, grace=0.5)
     async with running_engine(config) as engine:
         sipp = caller(engine, tmp_path)
         sid = await live_sid(engine)
@@ -106,11 +123,43 @@ async def test_shutdown_hangs_up_calls_after_the_grace_period(tmp_path: Path, ap
         assert not engine.accepting
     code, output = await sipp
     assert code == 0, output  # BYE after the grace period
-    from callxml.engine.store import SqliteStore
-
     store = SqliteStore(config.database)
     try:
         record = store.get_call(sid)
     finally:
         store.close()
     assert record is not None and record.status == "completed" and record.end_time
+
+
+async def test_during_the_drain_new_calls_are_refused_and_live_ones_still_reachable(
+    tmp_path: Path, app: WebApp
+) -> None:
+    config = plain_domain(tmp_path, app, grace=1)
+    async with running_engine(config) as engine:
+        sipp = caller(engine, tmp_path)
+        sid = await live_sid(engine)
+        stopping = asyncio.create_task(engine.stop())
+        await asyncio.sleep(0.1)  # stop() has begun: the grace period runs
+        account = config.accounts[0]
+        with pytest.raises(EngineStopping):
+            await engine.originate(
+                account,
+                OutboundCall(to="sip:x@127.0.0.1", from_="a", url=None, twiml="<Response/>"),
+            )
+        base = f"http://127.0.0.1:{engine.http_port}/2010-04-01/Accounts/{ACCOUNT_SID}"
+        async with aiohttp.ClientSession(headers=AUTH) as http:
+            form = {"To": "sip:x@127.0.0.1", "From": "a", "Twiml": "<Response/>"}
+            async with http.post(f"{base}/Calls.json", data=form) as resp:
+                refused = (resp.status, await resp.json())
+        during = engine.live(sid)
+        await stopping
+        after = engine.live(sid)
+    code, output = await sipp
+    assert code == 0, output  # hung up (BYE) once the grace period was over
+    assert refused[0] == 503 and refused[1]["code"] == 20503
+    assert during is not None and after is None
+    store = SqliteStore(config.database)
+    try:
+        assert [r.sid for r in store.list_calls(ACCOUNT_SID)] == [sid]  # refusals left no record
+    finally:
+        store.close()

@@ -21,6 +21,8 @@ from engine_helpers import (
     sipp_uas,
 )
 
+from callxml.engine.api import OutboundCall
+from callxml.engine.calls import InvalidTarget
 from callxml.engine.server import Engine
 
 pytestmark = pytest.mark.peer
@@ -170,3 +172,35 @@ async def test_rest_call_not_answered(tmp_path: Path, app: WebApp, how: str) -> 
     assert code == 0, output  # SIPp saw our CANCEL and its 487 was ACKed
     assert record.status == ("no-answer" if how == "ring-timeout" else "canceled")
     assert "/voice" not in app.paths()
+
+
+async def test_originate_from_python(tmp_path: Path) -> None:
+    """An embedding program starts a call without the REST API; the call is live (``live``)
+    from the moment ``originate`` returns until the engine is done with it."""
+    process, port = await sipp_uas(tmp_path / "sipp", "uas_answer")
+    async with running_engine(engine_config(tmp_path, [])) as engine:
+        account = engine.config.accounts[0]
+        with pytest.raises(InvalidTarget):
+            await engine.originate(
+                account, OutboundCall(to="+15550100", from_="x", url=None, twiml="<Response/>")
+            )
+        record = await engine.originate(
+            account,
+            OutboundCall(
+                to=f"sip:bob@127.0.0.1:{port}?X-Ticket=7",
+                from_="sip:alice@example.com",
+                url=None,
+                twiml="<Response><Say>Hi</Say><Hangup/></Response>",
+                timeout=10,
+            ),
+        )
+        live = engine.live(record.sid)
+        assert record.status == "queued" and live is not None
+        await asyncio.wait_for(live.ended.wait(), 20)
+        code, output = await finish(process)
+        assert engine.live(record.sid) is None
+        assert engine.store is not None
+        final = engine.store.get_call(record.sid)
+        assert engine.store.count_calls(ACCOUNT_SID) == 1  # the refused target left no record
+    assert code == 0, output
+    assert final is not None and final.status == "completed" and final.sip_response_code == 200

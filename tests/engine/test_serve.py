@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import aiohttp
-from engine_helpers import write_config
+from engine_helpers import engine_config, write_config
+
+from callxml.engine import Engine
 
 CLI = [sys.executable, "-m", "callxml.cli"]
 
@@ -74,3 +76,21 @@ async def test_bad_config_is_one_line_naming_the_key(tmp_path: Path) -> None:
     assert proc.returncode == 1
     lines = err.decode().strip().splitlines()
     assert len(lines) == 1 and "http.port" in lines[0]
+
+
+async def test_serve_in_process_for_a_while(tmp_path: Path) -> None:
+    """``Engine.serve(seconds=…)``, what ``callxml serve`` and examples/serve_demo.py run:
+    start, wait, drain and stop, then leave the loop's signal handling as it was."""
+    lines: list[str] = []
+    engine = Engine(engine_config(tmp_path, []), echo=lines.append)
+    await engine.serve(seconds=0.2)
+    assert lines[-3:] == [
+        "callxml engine ready (Ctrl-C or SIGTERM to stop)",
+        "callxml engine stopping",
+        "callxml engine stopped",
+    ]
+    assert any(line.startswith("HTTP: REST API on") for line in lines)
+    assert not engine.accepting
+    loop = asyncio.get_running_loop()
+    assert not loop.remove_signal_handler(signal.SIGTERM)  # none left behind
+    assert not loop.remove_signal_handler(signal.SIGINT)

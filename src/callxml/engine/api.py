@@ -28,7 +28,17 @@ from aiohttp import web
 from callxml.engine.config import AccountConfig, EngineConfig
 from callxml.engine.store import CALL_STATUSES, CallRecord, RecordingRecord, Store
 
-__all__ = ["API_VERSION", "ApiError", "CallControl", "OutboundCall", "build_app"]
+__all__ = [
+    "API_VERSION",
+    "ApiError",
+    "CallControl",
+    "CallUpdate",
+    "OutboundCall",
+    "build_app",
+    "parse_create_form",
+    "parse_update_form",
+    "recording_uri",
+]
 
 API_VERSION = "2010-04-01"
 MAX_PAGE_SIZE = 1000
@@ -67,20 +77,24 @@ class OutboundCall:
     time_limit: int = 14400
 
 
+@dataclass(frozen=True, slots=True)
+class CallUpdate:
+    """A validated ``POST …/Calls/{Sid}.json`` request: end the call (``status``), or else
+    replace what it is doing with the document at ``url`` or the inline ``twiml``."""
+
+    url: str | None = None
+    method: str = "POST"
+    twiml: str | None = None
+    status: str | None = None  # completed | canceled
+
+
 class CallControl(Protocol):
     """What the API needs from the runtime to act on live calls."""
 
     async def create_call(self, account: AccountConfig, call: OutboundCall) -> CallRecord: ...
 
     async def update_call(
-        self,
-        account: AccountConfig,
-        sid: str,
-        *,
-        url: str | None,
-        method: str,
-        twiml: str | None,
-        status: str | None,
+        self, account: AccountConfig, sid: str, update: CallUpdate
     ) -> CallRecord: ...
 
 
@@ -90,8 +104,9 @@ def _date(ts: float | None) -> str | None:
     )
 
 
-def call_uri(account_sid: str, sid: str) -> str:
-    return f"/{API_VERSION}/Accounts/{account_sid}/Calls/{sid}.json"
+def recording_uri(account_sid: str, sid: str) -> str:
+    """The path of a recording's media (``.json`` for its metadata), as Twilio names it."""
+    return f"/{API_VERSION}/Accounts/{account_sid}/Recordings/{sid}"
 
 
 def call_json(record: CallRecord) -> dict[str, Any]:
@@ -141,7 +156,7 @@ def call_json(record: CallRecord) -> dict[str, Any]:
 
 
 def recording_json(rec: RecordingRecord, base_url: str) -> dict[str, Any]:
-    uri = f"/{API_VERSION}/Accounts/{rec.account_sid}/Recordings/{rec.sid}"
+    uri = recording_uri(rec.account_sid, rec.sid)
     return {
         "account_sid": rec.account_sid,
         "api_version": API_VERSION,
@@ -296,20 +311,8 @@ class _Api:
         account = self.authenticate(request)
         sid = request.match_info["sid"]
         self.record_or_404(account, sid, request.path)
-        form = await self.form(request)
-        url = form.get("Url") or None
-        twiml = form.get("Twiml") or None
-        status = form.get("Status") or None
-        method = _method(form.get("Method"), "Method")
-        if status is not None and status not in ("completed", "canceled"):
-            raise ApiError(400, 21218, "Status must be 'completed' or 'canceled'")
-        if url is not None:
-            _check_url(url, "Url")
-        if url is None and twiml is None and status is None:
-            raise ApiError(400, 21205, "Url, Twiml or Status is required")
-        record = await self.control.update_call(
-            account, sid, url=url, method=method, twiml=twiml, status=status
-        )
+        update = parse_update_form(await self.form(request))
+        record = await self.control.update_call(account, sid, update)
         return web.json_response(call_json(record))
 
     async def call_events(self, request: web.Request) -> web.Response:
@@ -453,6 +456,21 @@ def parse_create_form(form: Mapping[str, str]) -> OutboundCall:
         sip_auth_password=form.get("SipAuthPassword") or None,
         time_limit=time_limit,
     )
+
+
+def parse_update_form(form: Mapping[str, str]) -> CallUpdate:
+    """Validate an update-call form as Twilio does, with Twilio's error codes."""
+    url = form.get("Url") or None
+    twiml = form.get("Twiml") or None
+    status = form.get("Status") or None
+    method = _method(form.get("Method"), "Method")
+    if status is not None and status not in ("completed", "canceled"):
+        raise ApiError(400, 21218, "Status must be 'completed' or 'canceled'")
+    if url is not None:
+        _check_url(url, "Url")
+    if url is None and twiml is None and status is None:
+        raise ApiError(400, 21205, "Url, Twiml or Status is required")
+    return CallUpdate(url=url, method=method, twiml=twiml, status=status)
 
 
 def build_app(config: EngineConfig, store: Store, control: CallControl) -> web.Application:

@@ -23,7 +23,7 @@ from callxml.engine.store import CallEvent, CallRecord, Store
 from callxml.errors import WebhookError
 from callxml.webhooks import Fetcher, WebhookRequest
 
-__all__ = ["CallbackTarget", "StatusCallbacks", "callback_params"]
+__all__ = ["CallbackTarget", "StatusCallbacks", "callback_params", "callback_target"]
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,16 @@ MAX_QUEUE = 10_000
 
 @dataclass(frozen=True, slots=True)
 class CallbackTarget:
+    """Where a call's status callbacks go, and for which events."""
+
     url: str
     method: str = "POST"
     events: tuple[str, ...] = ("completed",)
+
+
+def callback_target(url: str | None, method: str, events: tuple[str, ...]) -> CallbackTarget | None:
+    """The target for a call's ``StatusCallback`` settings, or None when no URL is set."""
+    return CallbackTarget(url, method, events) if url else None
 
 
 def callback_params(

@@ -1,16 +1,16 @@
 """``callxml serve``: run the hosted engine until SIGINT/SIGTERM.
 
 Owns the command line of the engine: reading the configuration (or the embedded defaults when
-there is none), printing where it listens, and the shutdown on a signal (stop accepting calls,
-let live calls finish within ``engine.shutdown_grace``, then hang them up). Bad configuration is
-one clear line naming the key, and exit status 2.
+there is none), logging, and turning bad configuration into one clear line naming the key (exit
+status 1). Starting, printing where it listens and the shutdown on a signal (stop accepting
+calls, let live calls finish within ``engine.shutdown_grace``, then hang them up) are
+:meth:`~callxml.engine.server.Engine.serve`'s, which embedding programs use too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from pathlib import Path
 
 import click
@@ -22,24 +22,10 @@ __all__ = ["serve_command"]
 
 
 async def _serve(config_path: Path | None) -> None:
-    from callxml.engine.server import Engine
+    from callxml.engine.server import Engine  # SIP, media and HTTP: only when serving
 
     config = load_config(config_path)
-    engine = Engine(config, echo=lambda line: click.echo(line, err=True))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await engine.start()
-        click.echo("callxml engine ready (Ctrl-C or SIGTERM to stop)", err=True)
-        await stop.wait()
-        click.echo("callxml engine stopping", err=True)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        await engine.stop()
-    click.echo("callxml engine stopped", err=True)
+    await Engine(config, echo=lambda line: click.echo(line, err=True)).serve()
 
 
 @click.command("serve")

@@ -11,10 +11,9 @@ It must not start anything: it only reads and checks.
 from __future__ import annotations
 
 import ipaddress
-import secrets
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -230,14 +229,36 @@ def _listener(text: Any, where: str) -> Listener:
 
 
 def parse_config(data: Mapping[str, Any], *, base_dir: Path = Path(".")) -> EngineConfig:
-    """Validate a configuration mapping (as read from TOML); raise ConfigError naming the key."""
-    top = _Reader(data, "")
-    defaults = EngineConfig()
+    """Validate a configuration mapping (as read from TOML); raise ConfigError naming the key.
 
-    sip = _Reader(top.get("sip", dict, {}), "sip")
+    Each ``[section]`` has its own parser, which starts from the defaults of ``EngineConfig``
+    and rejects unknown keys; relative paths are resolved against ``base_dir``.
+    """
+    top = _Reader(data, "")
+    config = EngineConfig()
+    config = _parse_sip(_table(top, "sip"), config)
+    config = _parse_http(_table(top, "http"), config)
+    config = _parse_tls(_table(top, "tls"), config, base_dir)
+    config = _parse_store(_table(top, "store"), config, base_dir)
+    config = _parse_media(_table(top, "media"), config)
+    config = _parse_webhooks(_table(top, "webhooks"), config)
+    config = _parse_engine(_table(top, "engine"), config)
+    accounts_data = top.get("accounts", list, None)
+    domains_data = top.get("domains", list, None)
+    top.finish()
+    accounts = _parse_accounts(accounts_data)
+    return replace(config, accounts=accounts, domains=_parse_domains(domains_data, accounts))
+
+
+def _table(top: _Reader, name: str) -> _Reader:
+    """The ``[name]`` table (empty when absent)."""
+    return _Reader(top.get(name, dict, {}), name)
+
+
+def _parse_sip(sip: _Reader, config: EngineConfig) -> EngineConfig:
     listen = sip.get("listen", list, None)
     listeners = (
-        defaults.listeners
+        config.listeners
         if listen is None
         else tuple(_listener(item, f"sip.listen[{i}]") for i, item in enumerate(listen))
     )
@@ -245,97 +266,95 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path = Path(".")) -> Engi
     if trunk is not None and "{number}" not in trunk:
         raise ConfigError("sip.trunk_uri_template: must contain '{number}'")
     sip.finish()
+    return replace(config, listeners=listeners, trunk_uri_template=trunk)
 
-    http = _Reader(top.get("http", dict, {}), "http")
-    http_host = _host(http, "host", defaults.http_host)
-    http_port = _port(http, "port", defaults.http_port)
+
+def _parse_http(http: _Reader, config: EngineConfig) -> EngineConfig:
+    host = _host(http, "host", config.http_host)
+    port = _port(http, "port", config.http_port)
     public_url = http.url("public_url", None) or ""
     http.finish()
+    return replace(config, http_host=host, http_port=port, public_url=public_url.rstrip("/"))
 
-    tls = _Reader(top.get("tls", dict, {}), "tls")
-    tls_cert = tls.path("cert", base_dir, None)
-    tls_key = tls.path("key", base_dir, None)
-    tls_ca = tls.path("ca_bundle", base_dir, None)
-    tls_verify = bool(tls.get("verify", bool, True))
+
+def _parse_tls(tls: _Reader, config: EngineConfig, base_dir: Path) -> EngineConfig:
+    cert = tls.path("cert", base_dir, None)
+    key = tls.path("key", base_dir, None)
+    ca_bundle = tls.path("ca_bundle", base_dir, None)
+    verify = bool(tls.get("verify", bool, True))
     tls.finish()
-    if (tls_cert is None) != (tls_key is None):
+    if (cert is None) != (key is None):
         raise ConfigError("tls.key: cert and key must be given together")
-    for key, file in (("tls.cert", tls_cert), ("tls.key", tls_key), ("tls.ca_bundle", tls_ca)):
+    for name, file in (("tls.cert", cert), ("tls.key", key), ("tls.ca_bundle", ca_bundle)):
         if file is not None and not file.is_file():
-            raise ConfigError(f"{key}: file not found: {file}")
+            raise ConfigError(f"{name}: file not found: {file}")
+    return replace(config, tls_cert=cert, tls_key=key, tls_ca_bundle=ca_bundle, tls_verify=verify)
 
-    store = _Reader(top.get("store", dict, {}), "store")
-    database = store.path("path", base_dir, defaults.database)
-    data_dir = store.path("data_dir", base_dir, defaults.data_dir)
+
+def _parse_store(store: _Reader, config: EngineConfig, base_dir: Path) -> EngineConfig:
+    database = store.path("path", base_dir, config.database)
+    data_dir = store.path("data_dir", base_dir, config.data_dir)
     store.finish()
+    return replace(
+        config, database=database or config.database, data_dir=data_dir or config.data_dir
+    )
 
-    media = _Reader(top.get("media", dict, {}), "media")
-    media_address = _host(media, "address", defaults.media_address)
-    port_min = _port(media, "port_min", defaults.media_port_min)
-    port_max = _port(media, "port_max", defaults.media_port_max)
+
+def _parse_media(media: _Reader, config: EngineConfig) -> EngineConfig:
+    address = _host(media, "address", config.media_address)
+    port_min = _port(media, "port_min", config.media_port_min)
+    port_max = _port(media, "port_max", config.media_port_max)
     media.finish()
     if port_min > port_max or port_max - port_min < 3:
         raise ConfigError("media.port_max: the media port range needs at least 4 ports")
+    return replace(config, media_address=address, media_port_min=port_min, media_port_max=port_max)
 
-    hooks = _Reader(top.get("webhooks", dict, {}), "webhooks")
-    timeout = float(hooks.get("timeout", float, defaults.webhook_timeout))
-    retries = int(hooks.get("status_callback_retries", int, defaults.status_callback_retries))
+
+def _parse_webhooks(hooks: _Reader, config: EngineConfig) -> EngineConfig:
+    timeout = float(hooks.get("timeout", float, config.webhook_timeout))
+    retries = int(hooks.get("status_callback_retries", int, config.status_callback_retries))
     hooks.finish()
     if not 0 < timeout <= 120:
         raise ConfigError("webhooks.timeout: must be between 0 and 120 seconds")
     if not 0 <= retries <= 10:
         raise ConfigError("webhooks.status_callback_retries: must be between 0 and 10")
+    return replace(config, webhook_timeout=timeout, status_callback_retries=retries)
 
-    engine = _Reader(top.get("engine", dict, {}), "engine")
-    grace = float(engine.get("shutdown_grace", float, defaults.shutdown_grace))
+
+def _parse_engine(engine: _Reader, config: EngineConfig) -> EngineConfig:
+    grace = float(engine.get("shutdown_grace", float, config.shutdown_grace))
     engine.finish()
+    return replace(config, shutdown_grace=grace)
 
-    accounts_data = top.get("accounts", list, None)
-    domains_data = top.get("domains", list, None)
-    top.finish()
-    if accounts_data is None:
-        accounts: tuple[AccountConfig, ...] = (
-            AccountConfig(DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, "demo"),
-        )
-    else:
-        accounts = tuple(_account(item, f"accounts[{i}]") for i, item in enumerate(accounts_data))
+
+def _parse_accounts(data: list[Any] | None) -> tuple[AccountConfig, ...]:
+    """``[[accounts]]``, or the demo account when the file has none."""
+    if data is None:
+        return (AccountConfig(DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, "demo"),)
+    accounts = tuple(_account(item, f"accounts[{i}]") for i, item in enumerate(data))
     sids = [a.sid for a in accounts]
     if len(set(sids)) != len(sids):
         raise ConfigError("accounts: duplicate sid")
-    if domains_data is None:
-        domains: tuple[DomainConfig, ...] = (
-            DomainConfig(DEMO_DOMAIN, accounts[0].sid if accounts else "", DEMO_VOICE_URL),
-        )
+    return accounts
+
+
+def _parse_domains(
+    data: list[Any] | None, accounts: tuple[AccountConfig, ...]
+) -> tuple[DomainConfig, ...]:
+    """``[[domains]]``, each owned by one of ``accounts``; the demo domain when there are none."""
+    if data is None:
+        owner = accounts[0].sid if accounts else ""
+        domains: tuple[DomainConfig, ...] = (DomainConfig(DEMO_DOMAIN, owner, DEMO_VOICE_URL),)
     else:
-        domains = tuple(_domain(item, f"domains[{i}]") for i, item in enumerate(domains_data))
+        domains = tuple(_domain(item, f"domains[{i}]") for i, item in enumerate(data))
+    sids = {a.sid for a in accounts}
     for i, domain in enumerate(domains):
         if domain.account_sid not in sids:
             raise ConfigError(f"domains[{i}].account: no account {domain.account_sid!r}")
     names = [d.name for d in domains]
     if len(set(names)) != len(names):
         raise ConfigError("domains: duplicate name")
-
-    return EngineConfig(
-        listeners=listeners,
-        http_host=http_host,
-        http_port=http_port,
-        public_url=public_url.rstrip("/"),
-        data_dir=data_dir or defaults.data_dir,
-        database=database or defaults.database,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        tls_ca_bundle=tls_ca,
-        tls_verify=tls_verify,
-        media_address=media_address,
-        media_port_min=port_min,
-        media_port_max=port_max,
-        webhook_timeout=timeout,
-        status_callback_retries=retries,
-        shutdown_grace=grace,
-        trunk_uri_template=trunk,
-        accounts=accounts,
-        domains=domains,
-    )
+    return domains
 
 
 def _account(data: Any, where: str) -> AccountConfig:
@@ -365,21 +384,8 @@ def _domain(data: Any, where: str) -> DomainConfig:
         raise ConfigError(f"{where}.account: required (an account sid)")
     voice_url = reader.url("voice_url", None, required=True)
     assert voice_url is not None
-    allowed = reader.get("allowed_ips", list, [])
-    for j, net in enumerate(allowed):
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}.allowed_ips[{j}]: not an IP network: {net!r}") from None
-    creds = []
-    for j, item in enumerate(reader.get("credentials", list, [])):
-        cred = _Reader(item, f"{where}.credentials[{j}]")
-        user = cred.get("username", str, None)
-        password = cred.get("password", str, None)
-        if not user or not password:
-            raise ConfigError(f"{where}.credentials[{j}]: username and password required")
-        cred.finish()
-        creds.append(Credential(user, password))
+    allowed = _allowed_ips(reader.get("allowed_ips", list, []), f"{where}.allowed_ips")
+    creds = _credentials(reader.get("credentials", list, []), f"{where}.credentials")
     domain = DomainConfig(
         name=name.lower().rstrip("."),
         account_sid=account,
@@ -390,13 +396,30 @@ def _domain(data: Any, where: str) -> DomainConfig:
         status_callback=reader.url("status_callback", None),
         status_callback_method=reader.method("status_callback_method"),
         secure_media=bool(reader.get("secure_media", bool, False)),
-        allowed_ips=tuple(str(n) for n in allowed),
-        credentials=tuple(creds),
+        allowed_ips=allowed,
+        credentials=creds,
     )
     reader.finish()
     return domain
 
 
-def new_auth_token() -> str:
-    """A fresh auth token for a new account (32 hex characters, as Twilio's)."""
-    return secrets.token_hex(16)
+def _allowed_ips(networks: list[Any], where: str) -> tuple[str, ...]:
+    for j, net in enumerate(networks):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}[{j}]: not an IP network: {net!r}") from None
+    return tuple(str(n) for n in networks)
+
+
+def _credentials(items: list[Any], where: str) -> tuple[Credential, ...]:
+    creds = []
+    for j, item in enumerate(items):
+        cred = _Reader(item, f"{where}[{j}]")
+        user = cred.get("username", str, None)
+        password = cred.get("password", str, None)
+        if not user or not password:
+            raise ConfigError(f"{where}[{j}]: username and password required")
+        cred.finish()
+        creds.append(Credential(user, password))
+    return tuple(creds)

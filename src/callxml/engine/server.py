@@ -4,12 +4,14 @@ Owns the engine's life: the store (and, at start, marking calls a crash left unf
 failed), the development TLS certificate, the :class:`~callxml.runtime.leg.Phone` with its SIP
 listeners, the REST API, status callbacks, and the calls themselves: inbound routing (unknown
 domain → 404, source address check → 403, digest authentication for domains with credentials →
-401/403, the domain's secure-media policy → 488, then the domain's webhook flow) and the
-bookkeeping of every live call, so the API can redirect or end it
-and SIGTERM can drain it (stop accepting, let calls finish within ``shutdown_grace``, then BYE).
+401/403, the domain's secure-media policy → 488, then the domain's webhook flow), originated
+calls (:meth:`Engine.originate`: dial, then the flow on the answered call), and the bookkeeping
+of every live call (:mod:`callxml.engine.calls`), so the API can redirect or end it and SIGTERM
+can drain it (stop accepting, let calls finish within ``shutdown_grace``, then BYE).
 
 SIP, SDP and media rules live in :mod:`callxml.runtime`; call flow rules in
-:mod:`callxml.interpreter`; this module only wires them to configuration and records.
+:mod:`callxml.interpreter`; HTTP in :mod:`callxml.engine.api`, reached through the adapter in
+:mod:`callxml.engine.control`. This module only wires them to configuration and records.
 """
 
 from __future__ import annotations
@@ -19,35 +21,43 @@ import contextlib
 import ipaddress
 import logging
 import os
+import signal
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
 
 from callxml.audio import AudioCache
-from callxml.engine.api import API_VERSION, build_app
-from callxml.engine.callbacks import CallbackTarget, StatusCallbacks
+from callxml.engine.api import OutboundCall, build_app, recording_uri
+from callxml.engine.callbacks import CallbackTarget, StatusCallbacks, callback_target
+from callxml.engine.calls import (
+    CallBook,
+    EngineStopping,
+    InvalidTarget,
+    LiveCall,
+    new_call_record,
+)
 from callxml.engine.config import AccountConfig, DomainConfig, EngineConfig
+from callxml.engine.control import EngineControl
 from callxml.engine.devcert import ensure_dev_certificate
-from callxml.engine.store import CallEvent, CallRecord, RecordingRecord, SqliteStore, Store
+from callxml.engine.store import TERMINAL_STATUSES, CallRecord, SqliteStore, Store
 from callxml.errors import CallXmlError, ConfigError, MediaError, TransportError
-from callxml.interpreter import CallInfo, CallSession, new_sid
-from callxml.runtime import CallLeg, IncomingCall, Phone, bridge
-from callxml.runtime.dial import Dialer
+from callxml.interpreter import CallInfo, CallSession
+from callxml.markup.verbs import Number, Sip
+from callxml.runtime import CallLeg, DialResult, IncomingCall, Phone, bridge
+from callxml.runtime.dial import Dialer, resolve_targets
 from callxml.runtime.session import CallRunner, RuntimeServices
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig
-from callxml.sip.auth import DigestServer
+from callxml.sip.auth import Credentials, DigestServer
 from callxml.sip.events import Address
 from callxml.sip.message import SipRequest
+from callxml.sip.target import Target
 from callxml.sip.uri import parse_uri
 from callxml.webhooks import WebhookClient
 
-__all__ = ["ALL_CALLBACK_EVENTS", "CallBook", "DomainAuthenticator", "Engine", "LiveCall"]
+__all__ = ["ALL_CALLBACK_EVENTS", "DomainAuthenticator", "Engine", "dial_target"]
 
 log = logging.getLogger(__name__)
 
@@ -59,91 +69,25 @@ ALL_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
 DOMAIN_DIGEST_ALGORITHMS = ("MD5", "SHA-256")
 #: After the grace period, how long hung-up calls get to post their last requests.
 DRAIN_AFTER_HANGUP = 5.0
+#: What ends :meth:`Engine.serve`.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: The document URL an inline ``Twiml`` call runs under (relative URLs in it cannot resolve).
+TWIML_URL = "http://twiml.callxml.invalid/inline"
 
 
-class CallBook:
-    """One call's record in the store, with status callbacks: the runtime's ``CallLog``.
+def dial_target(to: str, trunk_uri_template: str | None) -> Target:
+    """What to call for ``to``: a SIP URI as written (transport, media policy and X- headers
+    worked out once), or a number through the trunk template.
 
-    Every change is its own committed write (off the event loop); a status change also queues the
-    status callback, which never blocks the call.
+    Raises :class:`InvalidTarget` for a SIP URI that does not parse, or a number when no
+    trunk is configured.
     """
-
-    def __init__(
-        self,
-        store: Store,
-        callbacks: StatusCallbacks | None,
-        target: CallbackTarget | None,
-        record: CallRecord,
-        recording_base: str,
-    ) -> None:
-        self.store = store
-        self.callbacks = callbacks
-        self.target = target
-        self.record = record
-        self.recording_base = recording_base
-
-    @property
-    def sid(self) -> str:
-        return self.record.sid
-
-    async def create(self) -> None:
-        await asyncio.to_thread(self.store.create_call, self.record)
-        self._notify()
-
-    async def event(self, kind: str, data: Mapping[str, Any]) -> None:
-        await asyncio.to_thread(
-            self.store.add_event, CallEvent(self.sid, kind, time.time(), dict(data))
-        )
-
-    async def status(self, status: str, **changes: Any) -> None:
-        if self.record.status == status and not changes:
-            return
-        changed = self.record.status != status
-        self.record = await asyncio.to_thread(
-            self.store.update_call, self.sid, status=status, date_updated=time.time(), **changes
-        )
-        if changed:
-            self._notify()
-
-    async def recording(self, sid: str, path: Path, duration: int) -> str:
-        record = RecordingRecord(
-            sid=sid,
-            call_sid=self.sid,
-            account_sid=self.record.account_sid,
-            path=str(path),
-            duration=duration,
-            date_created=time.time(),
-        )
-        await asyncio.to_thread(self.store.add_recording, record)
-        account = self.record.account_sid
-        return f"{self.recording_base}/{API_VERSION}/Accounts/{account}/Recordings/{sid}"
-
-    def _notify(self) -> None:
-        if self.callbacks is not None:
-            self.callbacks.notify(self.target, self.record)
-
-    # -- child calls of a <Dial> (the runtime's ChildLog) -------------------------------------
-
-    async def child_started(self, sid: str, to: str, from_: str) -> None:
-        now = time.time()
-        record = CallRecord(
-            sid=sid,
-            account_sid=self.record.account_sid,
-            direction="outbound-dial",
-            from_=from_,
-            to=to,
-            status="initiated",
-            parent_call_sid=self.sid,
-            date_created=now,
-            date_updated=now,
-        )
-        await asyncio.to_thread(self.store.create_call, record)
-
-    async def child_status(self, sid: str, status: str, **changes: Any) -> None:
-        with contextlib.suppress(KeyError):
-            await asyncio.to_thread(
-                self.store.update_call, sid, status=status, date_updated=time.time(), **changes
-            )
+    is_sip = to.lower().startswith(("sip:", "sips:"))
+    noun: Sip | Number = Sip(uri=to) if is_sip else Number(number=to)
+    resolved = resolve_targets([noun], trunk_uri_template=trunk_uri_template)[0]
+    if resolved.error or resolved.target is None:
+        raise InvalidTarget(to, resolved.error)
+    return resolved.target
 
 
 class DomainAuthenticator:
@@ -191,22 +135,14 @@ def _admitted_by_address(domain: DomainConfig, host: str) -> bool:
     return bool(domain.allowed_ips) and _allowed(host, domain.allowed_ips)
 
 
-@dataclass
-class LiveCall:
-    """A call the engine is running: its record, and its driver once the call has a leg."""
-
-    book: CallBook
-    account: AccountConfig
-    runner: CallRunner | None = None
-    task: asyncio.Task[Any] | None = None
-    dialing: asyncio.Task[Any] | None = None
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-
-
 class Engine:
-    """``callxml serve``: ``await engine.start()``, later ``await engine.stop()``.
+    """``callxml serve``: ``await engine.start()``, later ``await engine.stop()`` (or
+    ``await engine.serve()``, which does both around SIGINT/SIGTERM).
 
     ``echo`` receives the start-up lines (addresses, the dev certificate's fingerprint).
+    Live calls: :meth:`originate` starts one, :meth:`live` finds one by sid while it runs;
+    :meth:`register` and :meth:`forget` bracket every call the engine drives, so the REST API
+    can reach it and the drain at :meth:`stop` can end it.
     """
 
     def __init__(self, config: EngineConfig, *, echo: Callable[[str], None] = print) -> None:
@@ -214,9 +150,10 @@ class Engine:
         self.echo = echo
         self.store: Store | None = None
         self.phone: Phone | None = None
-        self.calls: dict[str, LiveCall] = {}
         self.accepting = False
         self.http_port = config.http_port
+        self._calls: dict[str, LiveCall] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # originated calls (tasks are weakly held)
         self._http: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._fetchers: dict[str, WebhookClient] = {}
@@ -226,6 +163,28 @@ class Engine:
         self._stopped = asyncio.Event()
 
     # -------------------------------------------------------------------------- life
+
+    async def serve(self, *, seconds: float | None = None) -> None:
+        """Start, run until SIGINT or SIGTERM (or for ``seconds``), then drain and stop.
+
+        What ``callxml serve`` does. A program with signal handling of its own calls
+        :meth:`start` and :meth:`stop` itself.
+        """
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await self.start()
+            self.echo("callxml engine ready (Ctrl-C or SIGTERM to stop)")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), seconds)
+            self.echo("callxml engine stopping")
+        finally:
+            for sig in STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
+            await self.stop()
+        self.echo("callxml engine stopped")
 
     async def start(self) -> None:
         config = self.config
@@ -309,8 +268,6 @@ class Engine:
             self.echo(f"SIP: domain {domain.name} -> {domain.voice_url} ({secure}{access})")
 
     async def _start_http(self) -> None:
-        from callxml.engine.control import EngineControl
-
         config = self.config
         assert self.store is not None
         app = build_app(config, self.store, EngineControl(self))
@@ -335,19 +292,15 @@ class Engine:
         self._stopped.set()
         self.accepting = False
         grace = self.config.shutdown_grace
-        live = [c for c in self.calls.values() if not c.ended.is_set()]
+        live = [c for c in self._calls.values() if not c.ended.is_set()]
         if live:
             self.echo(f"stopping: waiting up to {grace:g} s for {len(live)} call(s)")
             await self._wait_calls(grace)
-        for call in list(self.calls.values()):
-            if call.dialing is not None:
-                call.dialing.cancel()
-            if call.runner is not None:
-                call.runner.end("completed")
+        for call in list(self._calls.values()):
+            call.request_end("completed")
         await self._wait_calls(DRAIN_AFTER_HANGUP)
-        for call in list(self.calls.values()):
-            if call.task is not None:
-                call.task.cancel()
+        for call in list(self._calls.values()):
+            call.cancel()
         await self._wait_calls(2.0)
         if self._http is not None:
             await self._http.cleanup()
@@ -363,7 +316,7 @@ class Engine:
             self.store.close()
 
     async def _wait_calls(self, timeout: float) -> None:
-        waits = [asyncio.ensure_future(c.ended.wait()) for c in self.calls.values()]
+        waits = [asyncio.ensure_future(c.ended.wait()) for c in self._calls.values()]
         if waits:
             _, pending = await asyncio.wait(waits, timeout=timeout)
             for waiter in pending:
@@ -371,7 +324,65 @@ class Engine:
 
     # -------------------------------------------------------------------------- calls
 
-    def services(self, account: AccountConfig) -> RuntimeServices:
+    def live(self, sid: str) -> LiveCall | None:
+        """The call ``sid`` while the engine runs it; None before, after, or if unknown."""
+        return self._calls.get(sid)
+
+    def register(self, live: LiveCall) -> None:
+        """Track ``live`` from now on: :meth:`live` finds it and :meth:`stop` drains it."""
+        self._calls[live.sid] = live
+
+    def forget(self, live: LiveCall) -> None:
+        """The engine is done with ``live``: ``live.ended`` is set, :meth:`live` returns None."""
+        live.ended.set()
+        self._calls.pop(live.sid, None)
+
+    def store_or_fail(self) -> Store:
+        if self.store is None:
+            raise CallXmlError("the engine is not started")
+        return self.store
+
+    async def originate(self, account: AccountConfig, call: OutboundCall) -> CallRecord:
+        """Start an outbound call for ``account``; returns its record (``queued``) at once.
+
+        The call's own task then dials ``call.to`` (a SIP URI: ``;secure=true`` means TLS +
+        SRTP, ``?X-…`` headers are sent; a number goes through the trunk template) with the
+        SIP auth credentials, moves the record through ``initiated`` → ``ringing`` →
+        ``in-progress`` (or ``busy``/``no-answer``/``failed``/``canceled``) with status
+        callbacks, and runs ``call.url`` or ``call.twiml`` on the answered call.
+
+        Raises :class:`EngineStopping` once :meth:`stop` has begun and :class:`InvalidTarget`
+        when ``call.to`` cannot be called; neither writes a record.
+        """
+        if not self.accepting:
+            raise EngineStopping("the engine is shutting down")
+        to = dial_target(call.to, self.config.trunk_uri_template)
+        record = new_call_record(
+            account_sid=account.sid,
+            direction="outbound-api",
+            from_=call.from_,
+            to=call.to,
+            status="queued",
+        )
+        target = callback_target(
+            call.status_callback, call.status_callback_method, call.status_callback_event
+        )
+        live = await self._new_call(account, record, target)
+        task = live.start(self._originate(live, call, to))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return live.record
+
+    async def _new_call(
+        self, account: AccountConfig, record: CallRecord, target: CallbackTarget | None
+    ) -> LiveCall:
+        """Write a new call's record (and its first status callback) and track it as live."""
+        live = LiveCall(self._book(record, target), account)
+        await live.book.create()
+        self.register(live)
+        return live
+
+    def _runtime_services(self, account: AccountConfig) -> RuntimeServices:
         """The runtime services for calls of ``account`` (its signed webhook client)."""
         services = self._services.get(account.sid)
         if services is None:
@@ -384,21 +395,17 @@ class Engine:
             self._services[account.sid] = services
         return services
 
-    def book(self, record: CallRecord, target: CallbackTarget | None) -> CallBook:
+    def _book(self, record: CallRecord, target: CallbackTarget | None) -> CallBook:
+        account, base = record.account_sid, self.config.base_url
         return CallBook(
             self.store_or_fail(),
-            self._callbacks.get(record.account_sid),
+            self._callbacks.get(account),
             target,
             record,
-            self.config.base_url,
+            lambda sid: base + recording_uri(account, sid),
         )
 
-    def store_or_fail(self) -> Store:
-        if self.store is None:
-            raise CallXmlError("the engine is not started")
-        return self.store
-
-    def dialer(self, book: CallBook) -> Dialer:
+    def _dialer(self, book: CallBook) -> Dialer:
         assert self.phone is not None
         return Dialer(
             self.phone,
@@ -408,7 +415,7 @@ class Engine:
             event=book.event,
         )
 
-    async def run_call(
+    async def _run_call(
         self,
         live: LiveCall,
         leg: CallLeg,
@@ -418,23 +425,105 @@ class Engine:
     ) -> str:
         """Drive ``session`` on ``leg`` to its end; the record follows every change."""
         book = live.book
-        services = self.services(live.account)
+        services = self._runtime_services(live.account)
         call_services = RuntimeServices(
             fetcher=services.fetcher,
             audio=services.audio,
-            dial=self.dialer(book),
+            dial=self._dialer(book),
             recordings_dir=services.recordings_dir,
         )
         runner = CallRunner(session, leg, call_services, book, inline_document=inline_document)
-        live.runner = runner
-        return await runner.run()
+        return await live.run(runner)
 
-    def _register(self, live: LiveCall) -> None:
-        self.calls[live.book.sid] = live
+    # -------------------------------------------------------------------------- outbound
 
-    def _forget(self, live: LiveCall) -> None:
-        live.ended.set()
-        self.calls.pop(live.book.sid, None)
+    async def _originate(
+        self,
+        live: LiveCall,
+        call: OutboundCall,
+        to: Target,
+    ) -> None:
+        """The life of an originated call: dial, record the outcome, run the flow if answered."""
+        book = live.book
+        try:
+            await book.status("initiated")
+            result = await self._ring(live, call, to)
+            if result is None:
+                await book.status("canceled", end_time=time.time(), sip_response_code=487)
+                return
+            await book.event(
+                "sip",
+                {
+                    "message": f"dial {to}: {result.status}",
+                    "sip_response_code": result.sip_response_code,
+                    "reason": result.reason,
+                },
+            )
+            leg = result.leg
+            if leg is None:
+                status = result.status if result.status in TERMINAL_STATUSES else "failed"
+                await book.status(
+                    status,
+                    end_time=time.time(),
+                    sip_response_code=result.sip_response_code,
+                    sip_call_id=result.sip_call_id,
+                    error=result.reason or None,
+                )
+                return
+            await book.status(
+                "in-progress",
+                start_time=time.time(),
+                sip_response_code=result.sip_response_code,
+                sip_call_id=result.sip_call_id,
+            )
+            inline = call.twiml.encode() if call.twiml is not None and not call.url else None
+            await self._run_call(live, leg, _answered_session(live, call), inline_document=inline)
+        except CallXmlError as exc:
+            await book.event("error", {"message": str(exc)})
+            await book.status("failed", end_time=time.time(), error=str(exc))
+        finally:
+            self.forget(live)
+
+    async def _ring(
+        self,
+        live: LiveCall,
+        call: OutboundCall,
+        to: Target,
+    ) -> DialResult | None:
+        """Dial ``to`` until answer, failure or ring timeout; the record shows ``ringing``.
+
+        None when the dial was cancelled from outside (REST ``Status=canceled``, or the drain);
+        the cancellation propagates when it is this task itself being cancelled.
+        """
+        assert self.phone is not None
+        credentials = (
+            Credentials(call.sip_auth_username, call.sip_auth_password or "")
+            if call.sip_auth_username
+            else None
+        )
+        ringing: list[asyncio.Task[None]] = []
+
+        def on_ringing() -> None:
+            ringing.append(asyncio.ensure_future(live.book.status("ringing")))
+
+        dialing = self.phone.dial(
+            to,
+            from_uri=call.from_ if call.from_.startswith(("sip:", "sips:")) else None,
+            timeout=call.timeout,
+            credentials=credentials,
+            on_ringing=on_ringing,
+            sid=live.sid,
+        )
+        try:
+            return await live.dial(dialing)
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if me is not None and me.cancelling():
+                raise  # the engine is stopping this task, not the API cancelling the dial
+            return None
+        finally:
+            for task in ringing:  # the ringing write lands before any final status
+                await task
 
     # -------------------------------------------------------------------------- inbound
 
@@ -460,33 +549,22 @@ class Engine:
         if account is None:  # config validation makes this impossible
             await incoming.reject(500, "Server Internal Error")
             return
-        sid = new_sid("CA")
-        now = time.time()
-        record = CallRecord(
-            sid=sid,
+        record = new_call_record(
             account_sid=account.sid,
             direction="inbound",
             from_=incoming.from_uri,
             to=incoming.to_uri,
             status="ringing",
-            date_created=now,
-            date_updated=now,
             sip_call_id=incoming.sip_call_id,
         )
-        target = (
-            CallbackTarget(
-                domain.status_callback, domain.status_callback_method, ALL_CALLBACK_EVENTS
-            )
-            if domain.status_callback
-            else None
+        target = callback_target(
+            domain.status_callback, domain.status_callback_method, ALL_CALLBACK_EVENTS
         )
-        live = LiveCall(self.book(record, target), account)
-        await live.book.create()
-        self._register(live)
+        live = await self._new_call(account, record, target)
         try:
             await self._run_inbound(live, domain, incoming)
         finally:
-            self._forget(live)
+            self.forget(live)
 
     async def _run_inbound(
         self, live: LiveCall, domain: DomainConfig, incoming: IncomingCall
@@ -539,8 +617,26 @@ class Engine:
             fallback_method=domain.fallback_method,
             call=info,
         )
-        live.task = asyncio.current_task()
-        await self.run_call(live, leg, session)
+        await self._run_call(live, leg, session)
+
+
+def _answered_session(live: LiveCall, call: OutboundCall) -> CallSession:
+    """The flow of an originated call, started once the callee has answered."""
+    info = CallInfo(
+        call_sid=live.sid,
+        account_sid=live.account.sid,
+        from_=call.from_,
+        to=call.to,
+        direction="outbound-api",
+    )
+    return CallSession(
+        url=call.url or TWIML_URL,
+        method=call.method,
+        fallback_url=call.fallback_url,
+        fallback_method=call.fallback_method,
+        call=info,
+        answered=True,
+    )
 
 
 def _admitted_by(domain: DomainConfig, host: str) -> str:

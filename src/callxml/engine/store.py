@@ -1,12 +1,15 @@
 """Durable call records: calls, their events, and recordings.
 
-Owns the ``Store`` seam (style.md #10) and its embedded implementation on SQLite. The rule it
-exists for: *no call record is lost*. Every state change is its own committed transaction, the
-database runs in WAL mode with ``synchronous=FULL``, so a ``kill -9`` at any moment leaves every
-committed call readable after restart, and nothing half-written.
+Owns the :class:`Store` seam and its embedded implementation on SQLite. It is a seam (a
+Protocol the engine, the REST API and status callbacks use, never SQLite itself) because where
+records live is a deployment choice: one node embeds a SQLite file, several nodes share a
+database server (a PostgreSQL store would implement the same Protocol), and the rest of the
+engine must not change between the two. The rule it exists for: *no call record is lost*.
+Every state change is its own committed transaction, the database runs in WAL mode with
+``synchronous=FULL``, so a ``kill -9`` at any moment leaves every committed call readable after
+restart, and nothing half-written.
 
-It must not know about SIP, media or HTTP: it stores plain records. A PostgreSQL store for
-several engine nodes implements the same Protocol.
+It must not know about SIP, media or HTTP: it stores plain records.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 __all__ = [
+    "CALL_STATUSES",
+    "TERMINAL_STATUSES",
     "CallEvent",
     "CallRecord",
     "RecordingRecord",
@@ -223,15 +228,18 @@ class SqliteStore:
 
     # -- calls ----------------------------------------------------------------------------------
 
-    def create_call(self, record: CallRecord) -> None:
-        values = asdict(record)
-        columns = ", ".join(_quoted(c) for c in _CALL_COLUMNS)
-        marks = ", ".join("?" for _ in _CALL_COLUMNS)
+    def _insert(self, table: str, columns: tuple[str, ...], row: Any) -> None:
+        """Insert the dataclass ``row`` as one committed transaction."""
+        values = asdict(row)
+        names = ", ".join(_quoted(c) for c in columns)
+        marks = ", ".join("?" for _ in columns)
         with self._transaction() as db:
             db.execute(
-                f"INSERT INTO calls ({columns}) VALUES ({marks})",
-                [values[c] for c in _CALL_COLUMNS],
+                f"INSERT INTO {table} ({names}) VALUES ({marks})", [values[c] for c in columns]
             )
+
+    def create_call(self, record: CallRecord) -> None:
+        self._insert("calls", _CALL_COLUMNS, record)
 
     def update_call(self, sid: str, **changes: Any) -> CallRecord:
         unknown = set(changes) - set(_CALL_COLUMNS) - {"sid"}
@@ -353,14 +361,7 @@ class SqliteStore:
     # -- recordings -----------------------------------------------------------------------------
 
     def add_recording(self, recording: RecordingRecord) -> None:
-        values = asdict(recording)
-        columns = ", ".join(_RECORDING_COLUMNS)
-        marks = ", ".join("?" for _ in _RECORDING_COLUMNS)
-        with self._transaction() as db:
-            db.execute(
-                f"INSERT INTO recordings ({columns}) VALUES ({marks})",
-                [values[c] for c in _RECORDING_COLUMNS],
-            )
+        self._insert("recordings", _RECORDING_COLUMNS, recording)
 
     def get_recording(self, sid: str) -> RecordingRecord | None:
         with self._lock:
@@ -385,8 +386,3 @@ def _call_from_row(row: sqlite3.Row) -> CallRecord:
 
 def _recording_from_row(row: sqlite3.Row) -> RecordingRecord:
     return RecordingRecord(**{c: row[c] for c in _RECORDING_COLUMNS})
-
-
-def record_fields() -> Sequence[str]:
-    """Column names of a call record, for API serialisers and tests."""
-    return _CALL_COLUMNS

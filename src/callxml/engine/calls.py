@@ -1,0 +1,297 @@
+"""The engine's live calls: the record that follows each one, and the handles that steer it.
+
+Owns :class:`CallBook` (one call's record in the store plus its status callbacks: the runtime's
+``CallLog``) and :class:`LiveCall` (a call the engine is running: its book, and the handles that
+end or redirect it from outside while it rings or runs). Only the engine drives a call: it runs
+the dial through :meth:`LiveCall.dial`, the flow through :meth:`LiveCall.run` and the whole
+originated call through :meth:`LiveCall.start`, which is how the handles get set. Everyone else
+(the REST adapter, SIGTERM's drain) acts through :meth:`LiveCall.hangup`,
+:meth:`LiveCall.redirect` and :meth:`LiveCall.request_end`, and is refused with a
+:class:`CallControlError` when the call is in no state for it.
+
+It must not know about HTTP or the REST API's error codes (the adapter in
+:mod:`callxml.engine.control` maps the refusals), nor about routing or dialing rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from callxml.engine.callbacks import CallbackTarget, StatusCallbacks
+from callxml.engine.config import AccountConfig
+from callxml.engine.store import (
+    TERMINAL_STATUSES,
+    CallEvent,
+    CallRecord,
+    RecordingRecord,
+    Store,
+)
+from callxml.errors import CallXmlError
+from callxml.interpreter import new_sid
+from callxml.runtime.session import CallRunner
+
+__all__ = [
+    "CallAlreadyAnswered",
+    "CallBook",
+    "CallControlError",
+    "CallNotInProgress",
+    "EngineStopping",
+    "InvalidTarget",
+    "LiveCall",
+    "new_call_record",
+]
+
+T = TypeVar("T")
+
+
+# -- refusals -----------------------------------------------------------------------------------
+
+
+class CallControlError(CallXmlError):
+    """The engine refuses a request to start or steer a call (nothing was changed)."""
+
+
+class EngineStopping(CallControlError):
+    """The engine is draining for shutdown and starts no new call."""
+
+
+class InvalidTarget(CallControlError):
+    """``to`` cannot be called: not a usable SIP URI, or a number with no trunk to dial it."""
+
+    def __init__(self, to: str, reason: str) -> None:
+        super().__init__(f"cannot call {to}: {reason}")
+        self.to = to
+        self.reason = reason
+
+
+class CallNotInProgress(CallControlError):
+    """The call is over, or has no flow running yet, so it cannot be redirected or ended."""
+
+
+class CallAlreadyAnswered(CallControlError):
+    """``canceled`` asks to stop a call still ringing; this one was answered already."""
+
+
+# -- records ------------------------------------------------------------------------------------
+
+
+def new_call_record(
+    *,
+    account_sid: str,
+    direction: str,
+    from_: str,
+    to: str,
+    status: str,
+    sid: str | None = None,
+    **fields: Any,
+) -> CallRecord:
+    """A record for a call that starts now (a fresh ``CA`` sid unless one is given)."""
+    now = time.time()
+    return CallRecord(
+        sid=sid or new_sid("CA"),
+        account_sid=account_sid,
+        direction=direction,
+        from_=from_,
+        to=to,
+        status=status,
+        date_created=now,
+        date_updated=now,
+        **fields,
+    )
+
+
+class CallBook:
+    """One call's record in the store, with status callbacks: the runtime's ``CallLog``.
+
+    Every change is its own committed write (off the event loop), so a crash loses nothing
+    already reported; a status change also queues the status callback, which never blocks the
+    call. ``recording_url`` turns a recording sid into the ``RecordingUrl`` the flow is given.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        callbacks: StatusCallbacks | None,
+        target: CallbackTarget | None,
+        record: CallRecord,
+        recording_url: Callable[[str], str],
+    ) -> None:
+        self.store = store
+        self.callbacks = callbacks
+        self.target = target
+        self.record = record
+        self.recording_url = recording_url
+
+    @property
+    def sid(self) -> str:
+        return self.record.sid
+
+    async def create(self) -> None:
+        await asyncio.to_thread(self.store.create_call, self.record)
+        self._notify()
+
+    async def event(self, kind: str, data: Mapping[str, Any]) -> None:
+        await asyncio.to_thread(
+            self.store.add_event, CallEvent(self.sid, kind, time.time(), dict(data))
+        )
+
+    async def status(self, status: str, **changes: Any) -> None:
+        if self.record.status == status and not changes:
+            return
+        changed = self.record.status != status
+        self.record = await asyncio.to_thread(
+            self.store.update_call, self.sid, status=status, date_updated=time.time(), **changes
+        )
+        if changed:
+            self._notify()
+
+    async def recording(self, sid: str, path: Path, duration: int) -> str:
+        record = RecordingRecord(
+            sid=sid,
+            call_sid=self.sid,
+            account_sid=self.record.account_sid,
+            path=str(path),
+            duration=duration,
+            date_created=time.time(),
+        )
+        await asyncio.to_thread(self.store.add_recording, record)
+        return self.recording_url(sid)
+
+    def _notify(self) -> None:
+        if self.callbacks is not None:
+            self.callbacks.notify(self.target, self.record)
+
+    # -- child calls of a <Dial> (the runtime's ChildLog) -------------------------------------
+
+    async def child_started(self, sid: str, to: str, from_: str) -> None:
+        record = new_call_record(
+            sid=sid,
+            account_sid=self.record.account_sid,
+            direction="outbound-dial",
+            from_=from_,
+            to=to,
+            status="initiated",
+            parent_call_sid=self.sid,
+        )
+        await asyncio.to_thread(self.store.create_call, record)
+
+    async def child_status(self, sid: str, status: str, **changes: Any) -> None:
+        with contextlib.suppress(KeyError):
+            await asyncio.to_thread(
+                self.store.update_call, sid, status=status, date_updated=time.time(), **changes
+            )
+
+
+# -- live calls ---------------------------------------------------------------------------------
+
+
+class LiveCall:
+    """A call the engine is running: its record, and what ends or redirects it from outside.
+
+    Three handles, each set only while it means something: the dial still ringing the callee
+    (:meth:`dial`), the runner once the call has a leg and a flow (:meth:`run`), and the task
+    driving the whole call (:meth:`start`, or the task that calls :meth:`run`), which the drain
+    cancels as a last resort. ``ended`` is set by the engine when it forgets the call.
+    """
+
+    def __init__(self, book: CallBook, account: AccountConfig) -> None:
+        self.book = book
+        self.account = account
+        self.ended = asyncio.Event()
+        self._task: asyncio.Task[Any] | None = None
+        self._dialing: asyncio.Future[Any] | None = None
+        self._runner: CallRunner | None = None
+
+    @property
+    def sid(self) -> str:
+        return self.book.sid
+
+    @property
+    def record(self) -> CallRecord:
+        """The call's record as last written."""
+        return self.book.record
+
+    @property
+    def over(self) -> bool:
+        """True once the record has a final status (the call may still be tidying up)."""
+        return self.book.record.status in TERMINAL_STATUSES
+
+    # -- the engine's side: driving the call ------------------------------------------------------
+
+    def start(self, driver: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``driver`` (the call from dialing to hang-up) as the call's own task."""
+        task = asyncio.get_running_loop().create_task(driver, name=f"call-{self.sid}")
+        self._task = task
+        return task
+
+    async def dial(self, dialing: Awaitable[T]) -> T:
+        """Await ``dialing`` (ringing the callee) so that :meth:`request_end` can cancel it.
+
+        A dial cancelled that way raises :class:`asyncio.CancelledError` in the caller while
+        the caller's task is not itself being cancelled (``Task.cancelling()`` is 0): that is how
+        the driver tells "stop ringing" from "the engine is stopping this task".
+        """
+        future: asyncio.Future[T] = asyncio.ensure_future(dialing)
+        self._dialing = future
+        try:
+            return await future
+        finally:
+            self._dialing = None
+
+    async def run(self, runner: CallRunner) -> str:
+        """Run the call's flow to its end (returns the final status); the runner stays
+        reachable for :meth:`redirect` and :meth:`request_end` meanwhile."""
+        if self._task is None:
+            self._task = asyncio.current_task()
+        self._runner = runner
+        return await runner.run()
+
+    def cancel(self) -> None:
+        """Cancel the task driving the call: the drain's last resort after hang-up."""
+        if self._task is not None:
+            self._task.cancel()
+
+    # -- everyone else's side: steering it --------------------------------------------------------
+
+    def request_end(self, status: str = "completed") -> None:
+        """Ask the call to end without waiting: a dial still ringing is cancelled, a running
+        flow hangs up (``completed``) or, unanswered, stops (``canceled``).
+
+        Raises :class:`CallAlreadyAnswered` for ``canceled`` on an answered call.
+        """
+        if self._dialing is not None:
+            self._dialing.cancel()
+        elif self._runner is not None:
+            if status == "canceled" and self._runner.session.answered:
+                raise CallAlreadyAnswered("the call is in progress; end it with 'completed'")
+            self._runner.end(status)
+
+    async def hangup(self, status: str, *, timeout: float = 15.0) -> CallRecord:
+        """End the call (see :meth:`request_end`) and wait, at most ``timeout`` seconds, until
+        the engine is done with it; returns the final record.
+
+        Raises :class:`CallNotInProgress` when the call is already over.
+        """
+        if self.over:
+            raise CallNotInProgress(f"call {self.sid} is over")
+        self.request_end(status)
+        await asyncio.wait_for(self.ended.wait(), timeout)
+        return self.record
+
+    def redirect(self, url: str | None, method: str, twiml: str | None) -> CallRecord:
+        """Replace what the call is doing with the document at ``url`` (or ``twiml``).
+
+        Raises :class:`CallNotInProgress` when the call is over or has no flow yet (ringing).
+        """
+        if self.over or self._runner is None:
+            raise CallNotInProgress(f"call {self.sid} is not in progress")
+        try:
+            self._runner.redirect(url, method, twiml=twiml.encode() if twiml is not None else None)
+        except CallXmlError:
+            raise CallNotInProgress(f"call {self.sid} is not in progress") from None
+        return self.record
