@@ -1,8 +1,7 @@
 """The ``callxml`` command line: the top layer, above the engine, the simulator and the runtime.
 
-Each subcommand is a module of this package (``validate``, ``simulate``, ``call``) or of the
-layer it runs (``serve`` in the engine) and is imported lazily, so ``callxml validate`` does
-not pay for importing SIP or media.
+Each subcommand is a module of this package (``validate``, ``simulate``, ``call``, ``serve``)
+and is imported lazily, so ``callxml validate`` does not pay for importing SIP or media.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ _COMMANDS: dict[str, str] = {
     "validate": "callxml.cli.validate:validate_command",
     "simulate": "callxml.cli.simulate:simulate_command",
     "call": "callxml.cli.call:call_command",
-    "serve": "callxml.engine.cli:serve_command",
+    "serve": "callxml.cli.serve:serve_command",
 }
 
 
