@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from engine_helpers import WebApp, engine_config, running_engine, sip_port
 
 from callxml.cli.call import call_command, place_call
 from callxml.media.tone import sine
+from support.engine import WebApp, engine_config, running_engine, sip_port
 
 pytestmark = pytest.mark.peer
 

@@ -4,31 +4,25 @@ left unfinished is marked failed."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import signal
-import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
-from engine_helpers import ACCOUNT_SID, AUTH_TOKEN, finish, sipp_uas, write_config
 
 from callxml.engine.store import SqliteStore
+from support.engine import ACCOUNT_SID, API_AUTH, serve_process, write_config
+from support.sipp import Sipp
+from support.waiting import until
 
 pytestmark = pytest.mark.peer
 
-AUTH = {
-    "Authorization": "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
-}
-CLI = [sys.executable, "-m", "callxml.cli", "serve", "--config"]
-
 
 async def start(config: Path, cwd: Path, port: int) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, str(config), cwd=cwd, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+    proc = await serve_process(
+        config, cwd=cwd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
     async with aiohttp.ClientSession() as http:
         for _ in range(300):
             try:
@@ -55,32 +49,30 @@ async def status(http: aiohttp.ClientSession, port: int, sid: str) -> str:
         return str((await resp.json())["status"])
 
 
-async def test_records_survive_kill_9(tmp_path: Path) -> None:
+async def is_status(http: aiohttp.ClientSession, port: int, sid: str, expected: str) -> bool:
+    return await status(http, port, sid) == expected
+
+
+async def test_records_survive_kill_9(tmp_path: Path, sipp: Sipp) -> None:
     config, ports = write_config(tmp_path)
-    busy, busy_port = await sipp_uas(tmp_path / "busy", "uas_busy")
-    ringing, ring_port = await sipp_uas(tmp_path / "ring", "uas_ring", timeout=8)
+    busy = await sipp.uas("uas_busy", media_port=True)
+    ringing = await sipp.uas("uas_ring", media_port=True, timeout=8)
     proc = await start(config, tmp_path, ports["http"])
     try:
-        async with aiohttp.ClientSession(headers=AUTH) as http:
-            done = await call(http, ports["http"], f"sip:bob@127.0.0.1:{busy_port}")
-            for _ in range(300):
-                if await status(http, ports["http"], done) == "busy":
-                    break
-                await asyncio.sleep(0.02)
-            live = await call(http, ports["http"], f"sip:carol@127.0.0.1:{ring_port}")
-            for _ in range(300):
-                if await status(http, ports["http"], live) == "ringing":
-                    break
-                await asyncio.sleep(0.02)
+        async with aiohttp.ClientSession(headers=API_AUTH) as http:
+            done = await call(http, ports["http"], f"sip:bob@127.0.0.1:{busy.port}")
+            await until(lambda: is_status(http, ports["http"], done, "busy"), timeout=6)
+            live = await call(http, ports["http"], f"sip:carol@127.0.0.1:{ringing.port}")
+            await until(lambda: is_status(http, ports["http"], live, "ringing"), timeout=6)
             os.kill(proc.pid, signal.SIGKILL)
             await proc.wait()
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-        await finish(busy, 5)
+        await busy.result(5)
         ringing.kill()
-        await finish(ringing, 5)
+        await ringing.result(5)
 
     store = SqliteStore(tmp_path / "callxml.db")  # as the crash left it
     try:
@@ -91,7 +83,7 @@ async def test_records_survive_kill_9(tmp_path: Path) -> None:
 
     proc = await start(config, tmp_path, ports["http"])
     try:
-        async with aiohttp.ClientSession(headers=AUTH) as http:
+        async with aiohttp.ClientSession(headers=API_AUTH) as http:
             assert await status(http, ports["http"], done) == "busy"
             assert await status(http, ports["http"], live) == "failed"
     finally:

@@ -3,13 +3,14 @@ secure-media policy's 488s, a plain call that runs its webhook flow, and the cal
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
-from engine_helpers import WebApp, engine_config, running_engine, sip_port, sipp_uac
 
 from callxml.engine.server import Engine
+from support.engine import ACCOUNT_SID, WebApp, engine_config, running_engine, sip_port
+from support.sipp import Sipp
+from support.waiting import until
 
 pytestmark = pytest.mark.peer
 
@@ -38,10 +39,13 @@ def domains(app: WebApp) -> list[dict[str, object]]:
     ]
 
 
+def _first_is(calls: list[object], status: str) -> list[object]:
+    """``calls`` if the first has ``status`` yet, else nothing (for :func:`until`)."""
+    return calls if calls and calls[0].status == status else []  # type: ignore[attr-defined]
+
+
 def records(engine: Engine) -> list[object]:
     assert engine.store is not None
-    from engine_helpers import ACCOUNT_SID
-
     return list(engine.store.list_calls(ACCOUNT_SID))
 
 
@@ -52,19 +56,17 @@ def records(engine: Engine) -> list[object]:
     ids=["secure-domain-plain-offer", "secure-domain-srtp-without-tls", "plain-domain-srtp"],
 )
 async def test_refused_with_488(
-    tmp_path: Path, app: WebApp, transport: str, domain: str, offer: dict[str, str]
+    tmp_path: Path, sipp: Sipp, app: WebApp, transport: str, domain: str, offer: dict[str, str]
 ) -> None:
     async with running_engine(engine_config(tmp_path, domains(app))) as engine:
         target = f"127.0.0.1:{sip_port(engine, transport)}"
-        code, output = await sipp_uac(
-            tmp_path / "sipp", "uac_refused", transport, target, keys={"domain": domain, **offer}
+        caller = await sipp.uac(
+            "uac_refused", transport, target, "ivr", keys={"domain": domain, **offer}
         )
-        assert code == 0, output  # SIPp saw the 488 with its Warning
-        for _ in range(250):  # the record is written just after the 488 goes out
-            calls = records(engine)
-            if calls and calls[0].status == "failed":  # type: ignore[attr-defined]
-                break
-            await asyncio.sleep(0.02)
+        outcome = await caller.result()
+        assert outcome.returncode == 0, outcome.explain()  # SIPp saw the 488 with its Warning
+        # the record is written just after the 488 goes out
+        calls = await until(lambda: _first_is(records(engine), "failed"), timeout=5)
     assert "/voice" not in app.paths()  # the flow never starts
     assert len(calls) == 1
     call = calls[0]
@@ -73,23 +75,17 @@ async def test_refused_with_488(
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_plain_domain_accepts_plain_rtp_and_runs_the_flow(
-    tmp_path: Path, app: WebApp, transport: str
+    tmp_path: Path, sipp: Sipp, app: WebApp, transport: str
 ) -> None:
     async with running_engine(engine_config(tmp_path, domains(app))) as engine:
         target = f"127.0.0.1:{sip_port(engine, transport)}"
-        code, output = await sipp_uac(
-            tmp_path / "sipp",
-            "uac_answered",
-            transport,
-            target,
-            keys={"domain": "plain.test"},
+        caller = await sipp.uac(
+            "uac_answered", transport, target, "ivr", keys={"domain": "plain.test"}
         )
-        assert code == 0, output
-        for _ in range(250):  # the final status is written just after the BYE
-            calls = records(engine)
-            if calls and calls[0].status == "completed":  # type: ignore[attr-defined]
-                break
-            await asyncio.sleep(0.02)
+        outcome = await caller.result()
+        assert outcome.returncode == 0, outcome.explain()
+        # the final status is written just after the BYE
+        calls = await until(lambda: _first_is(records(engine), "completed"), timeout=5)
         assert engine.store is not None
         events = engine.store.list_events(calls[0].sid)  # type: ignore[attr-defined]
     form = next(form for path, form in app.requests if path == "/voice")
@@ -107,11 +103,13 @@ async def test_plain_domain_accepts_plain_rtp_and_runs_the_flow(
     assert statuses[-1] == "completed" and "in-progress" in statuses
 
 
-async def test_unknown_domain_is_404(tmp_path: Path, app: WebApp) -> None:
+async def test_unknown_domain_is_404(tmp_path: Path, sipp: Sipp, app: WebApp) -> None:
     async with running_engine(engine_config(tmp_path, domains(app))) as engine:
         target = f"127.0.0.1:{sip_port(engine, 'udp')}"
-        code, output = await sipp_uac(
-            tmp_path / "sipp", "uac_refused", "udp", target, keys={"domain": "nobody.test", **PLAIN}
+        caller = await sipp.uac(
+            "uac_refused", "udp", target, "ivr", keys={"domain": "nobody.test", **PLAIN}
         )
-        assert code != 0 and "404" in output  # SIPp expected 488, got 404
+        outcome = await caller.result()
+        output = outcome.explain()
+        assert outcome.returncode != 0 and "404" in output  # SIPp expected 488, got 404
         assert records(engine) == []

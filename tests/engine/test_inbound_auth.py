@@ -8,28 +8,19 @@ webhook. A domain without credentials is not challenged, and a domain with both
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from engine_helpers import (
-    ACCOUNT_SID,
-    SCENARIOS,
-    SIPP,
-    WebApp,
-    engine_config,
-    free_port,
-    running_engine,
-    sip_port,
-    sipp_uac,
-)
 
 from callxml.engine.server import DomainAuthenticator, Engine
 from callxml.sip.auth import Credentials, DigestClient
 from callxml.sip.events import Address
 from callxml.sip.message import Headers, SipRequest
+from support.engine import ACCOUNT_SID, WebApp, engine_config, running_engine, sip_port
+from support.ports import Transport
+from support.sipp import Sipp, SippRun
+from support.waiting import until
 
 pytestmark = pytest.mark.peer
 
@@ -46,57 +37,27 @@ async def app() -> AsyncIterator[WebApp]:
 
 
 async def sipp_call(
-    workdir: Path,
+    sipp: Sipp,
     scenario: str,
-    transport: str,
+    transport: Transport,
     engine: Engine,
     domain: str,
     *,
     username: str = USER,
     password: str = PASSWORD,
-    timeout: float = 15,
-) -> tuple[int, str]:
-    """Run one SIPp caller scenario against ``domain``; (exit status, output and errors)."""
-    if SIPP is None:
-        pytest.fail("sipp (Debian package sip-tester) is not installed")
-    workdir.mkdir(parents=True, exist_ok=True)
-    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
-    args = [
-        SIPP,
-        "-sf", str(SCENARIOS / f"{scenario}.xml"),
-        "-i", "127.0.0.1",
-        "-p", str(free_port(kind)),
-        "-t", "u1" if transport == "udp" else "t1",
-        "-m", "1",
-        "-s", "ivr",
-        "-au", username,
-        "-ap", password,
-        "-auth_uri", f"ivr@{domain}",  # the digest-uri must be the Request-URI (RFC 2617 §3.2.2.5)
-        "-key", "domain", domain,
-        "-nostdin",
-        "-timeout", f"{int(timeout)}s",
-        "-timeout_error",
-        "-trace_err", "-error_file", str(workdir / "errors.log"),
-        "-trace_msg", "-message_file", str(workdir / "messages.log"),
+) -> SippRun:
+    """Start one SIPp caller with credentials against ``domain``, tracing its SIP messages."""
+    return await sipp.uac(
+        scenario,
+        transport,
         f"127.0.0.1:{sip_port(engine, transport)}",
-    ]  # fmt: skip
-    process = await asyncio.create_subprocess_exec(
-        *args,
-        cwd=workdir,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        "ivr",
+        keys={"domain": domain},
+        auth=(username, password),
+        auth_uri=f"ivr@{domain}",  # the digest-uri must be the Request-URI (RFC 2617 §3.2.2.5)
+        trace_messages=True,
+        timeout=15,
     )
-    try:
-        out, _ = await asyncio.wait_for(process.communicate(), timeout + 5)
-    except TimeoutError:
-        process.kill()
-        out, _ = await process.communicate()
-    text = out.decode(errors="replace")[-3000:]
-    for name in ("errors.log", "messages.log"):
-        if (workdir / name).exists():
-            text += f"\n--- {name}\n" + (workdir / name).read_text(errors="replace")[-6000:]
-    return process.returncode or 0, text
 
 
 def domains(app: WebApp) -> list[dict[str, object]]:
@@ -121,27 +82,29 @@ def domains(app: WebApp) -> list[dict[str, object]]:
 
 
 async def wait_status(engine: Engine, status: str) -> list[object]:
-    assert engine.store is not None
-    calls: list[object] = []
-    for _ in range(250):  # the final status is written just after the SIP exchange ends
-        calls = list(engine.store.list_calls(ACCOUNT_SID))
-        if calls and all(c.status == status for c in calls):  # type: ignore[attr-defined]
-            break
-        await asyncio.sleep(0.02)
-    return calls
+    store = engine.store
+    assert store is not None
+
+    def all_there() -> list[object]:
+        calls = list(store.list_calls(ACCOUNT_SID))
+        return calls if calls and all(c.status == status for c in calls) else []
+
+    # the final status is written just after the SIP exchange ends
+    return await until(all_there, timeout=5, what=f"every call {status}")
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
-async def test_right_password_runs_the_flow(tmp_path: Path, app: WebApp, transport: str) -> None:
+async def test_right_password_runs_the_flow(
+    tmp_path: Path, sipp: Sipp, app: WebApp, transport: Transport
+) -> None:
     async with running_engine(engine_config(tmp_path, domains(app))) as engine:
-        code, output = await sipp_call(
-            tmp_path / "sipp", "uac_auth_answered", transport, engine, "auth.test"
-        )
-        assert code == 0, output
+        caller = await sipp_call(sipp, "uac_auth_answered", transport, engine, "auth.test")
+        outcome = await caller.result()
+        assert outcome.returncode == 0, outcome.explain()
         calls = await wait_status(engine, "completed")
         assert engine.store is not None
         events = engine.store.list_events(calls[0].sid)  # type: ignore[attr-defined]
-    trace = (tmp_path / "sipp" / "messages.log").read_text()
+    trace = outcome.messages
     assert 'WWW-Authenticate: Digest realm="auth.test"' in trace
     assert 'Authorization: Digest username="alice",realm="auth.test"' in trace
     form = next(form for path, form in app.requests if path == "/voice")
@@ -155,11 +118,11 @@ async def test_right_password_runs_the_flow(tmp_path: Path, app: WebApp, transpo
     ("username", "password"), [(USER, "wrong"), ("mallory", PASSWORD), ("bob", PASSWORD)]
 )
 async def test_bad_credentials_get_403(
-    tmp_path: Path, app: WebApp, username: str, password: str
+    tmp_path: Path, sipp: Sipp, app: WebApp, username: str, password: str
 ) -> None:
     async with running_engine(engine_config(tmp_path, domains(app))) as engine:
-        code, output = await sipp_call(
-            tmp_path / "sipp",
+        caller = await sipp_call(
+            sipp,
             "uac_auth_refused",
             "udp",
             engine,
@@ -167,41 +130,42 @@ async def test_bad_credentials_get_403(
             username=username,
             password=password,
         )
-        assert code == 0, output  # SIPp saw 401, then 403 for its credentials
+        outcome = await caller.result()
+        # SIPp saw 401, then 403 for its credentials
+        assert outcome.returncode == 0, outcome.explain()
         assert engine.store is not None
         assert list(engine.store.list_calls(ACCOUNT_SID)) == []  # refused before any record
     assert app.paths() == []  # the webhook is never asked
 
 
-async def test_domain_without_credentials_is_not_challenged(tmp_path: Path, app: WebApp) -> None:
+async def test_domain_without_credentials_is_not_challenged(
+    tmp_path: Path, sipp: Sipp, app: WebApp
+) -> None:
     async with running_engine(engine_config(tmp_path, domains(app))) as engine:
         # uac_answered expects 100/180/200 only: a 401 would fail the scenario.
-        code, output = await sipp_uac(
-            tmp_path / "sipp",
-            "uac_answered",
-            "udp",
-            f"127.0.0.1:{sip_port(engine, 'udp')}",
-            keys={"domain": "open.test"},
-        )
-        assert code == 0, output
+        target = f"127.0.0.1:{sip_port(engine, 'udp')}"
+        caller = await sipp.uac("uac_answered", "udp", target, "ivr", keys={"domain": "open.test"})
+        outcome = await caller.result()
+        output = outcome.explain()
+        assert outcome.returncode == 0, output
         calls = await wait_status(engine, "completed")
     assert "401 Unauthorized" not in output
     assert app.paths() == ["/voice"] and len(calls) == 1
 
 
-async def test_allowed_ips_or_credentials(tmp_path: Path, app: WebApp) -> None:
+async def test_allowed_ips_or_credentials(tmp_path: Path, sipp: Sipp, app: WebApp) -> None:
     async with running_engine(engine_config(tmp_path, domains(app))) as engine:
         target = f"127.0.0.1:{sip_port(engine, 'udp')}"
         # A listed source address is let in without a challenge...
-        code, output = await sipp_uac(
-            tmp_path / "listed", "uac_answered", "udp", target, keys={"domain": "listed.test"}
+        listed = await sipp.uac(
+            "uac_answered", "udp", target, "ivr", keys={"domain": "listed.test"}
         )
-        assert code == 0, output
+        outcome = await listed.result()
+        assert outcome.returncode == 0, outcome.explain()
         # ...and from an address not listed, valid credentials are enough.
-        code, output = await sipp_call(
-            tmp_path / "unlisted", "uac_auth_answered", "udp", engine, "unlisted.test"
-        )
-        assert code == 0, output
+        unlisted = await sipp_call(sipp, "uac_auth_answered", "udp", engine, "unlisted.test")
+        outcome = await unlisted.result()
+        assert outcome.returncode == 0, outcome.explain()
         calls = await wait_status(engine, "completed")
     domains_hit = sorted(form["SipDomain"] for path, form in app.requests if path == "/voice")
     assert domains_hit == ["listed.test", "unlisted.test"] and len(calls) == 2

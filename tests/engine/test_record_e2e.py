@@ -3,30 +3,25 @@ WAV file, posts RecordingUrl, and serves the recording there with Basic auth onl
 
 from __future__ import annotations
 
-import base64
 import io
 from pathlib import Path
 
 import aiohttp
 import pytest
 import soundfile
-from baresip_peer import BaresipOptions, wait_until
-from engine_helpers import ACCOUNT_SID, AUTH_TOKEN, WebApp, engine_config, running_engine, sip_port
 
-from callxml.media.tone import goertzel_power, sine
-from callxml.media.wav import write_wav
+from callxml.media.tone import goertzel_power
+from support.baresip import BaresipFactory, BaresipOptions, tone_wav
+from support.engine import API_AUTH, WebApp, engine_config, running_engine, sip_port
+from support.waiting import until
 
 pytestmark = pytest.mark.peer
 
-AUTH = {
-    "Authorization": "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
-}
 TONE = 700.0
 
 
-async def test_record_real_audio_and_serve_it(tmp_path: Path, baresip: object) -> None:
-    wav = tmp_path / "tone.wav"
-    write_wav(wav, sine(TONE, 30_000, amplitude=0.3))
+async def test_record_real_audio_and_serve_it(tmp_path: Path, baresip: BaresipFactory) -> None:
+    wav = tone_wav(tmp_path / "tone.wav", TONE, 30_000, amplitude=0.3)
     app = WebApp(
         {
             "/voice": lambda form: (
@@ -39,19 +34,19 @@ async def test_record_real_audio_and_serve_it(tmp_path: Path, baresip: object) -
     config = engine_config(tmp_path, [{"name": "127.0.0.1", "voice_url": app.url("/voice")}])
     try:
         async with running_engine(config) as engine:
-            peer = await baresip(BaresipOptions(user="alice", mediaenc=None, play=wav, tls=False))  # type: ignore[operator]
+            peer = await baresip(BaresipOptions(user="alice", mediaenc=None, play=wav, tls=False))
             await peer.dial(f"sip:ivr@127.0.0.1:{sip_port(engine, 'udp')}")
-            await wait_until(lambda: "/recorded" in app.paths(), timeout=15)
+            await until(lambda: "/recorded" in app.paths(), timeout=15)
             form = next(form for path, form in app.requests if path == "/recorded")
             url = form["RecordingUrl"]
             async with aiohttp.ClientSession() as http:
                 async with http.get(url) as resp:
                     anonymous = resp.status
-                async with http.get(url, headers=AUTH) as resp:
+                async with http.get(url, headers=API_AUTH) as resp:
                     assert resp.status == 200
                     assert resp.headers["Content-Type"] == "audio/x-wav"
                     audio = await resp.read()
-                async with http.get(url + ".json", headers=AUTH) as resp:
+                async with http.get(url + ".json", headers=API_AUTH) as resp:
                     meta = await resp.json()
     finally:
         await app.stop()

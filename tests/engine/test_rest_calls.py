@@ -5,31 +5,20 @@ Events.json shows the webhook exchanges; a busy callee ends the call ``busy``.""
 from __future__ import annotations
 
 import asyncio
-import base64
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from engine_helpers import (
-    ACCOUNT_SID,
-    AUTH_TOKEN,
-    WebApp,
-    engine_config,
-    finish,
-    running_engine,
-    sipp_uas,
-)
 
 from callxml.engine.api import OutboundCall
 from callxml.engine.calls import InvalidTarget
 from callxml.engine.server import Engine
+from support.engine import ACCOUNT_SID, API_AUTH, WebApp, engine_config, running_engine
+from support.sipp import Sipp
+from support.waiting import until
 
 pytestmark = pytest.mark.peer
-
-AUTH = {
-    "Authorization": "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
-}
 
 
 def api(engine: Engine, path: str) -> str:
@@ -37,13 +26,14 @@ def api(engine: Engine, path: str) -> str:
 
 
 async def wait_status(engine: Engine, sid: str, statuses: set[str]) -> Any:
-    assert engine.store is not None
-    for _ in range(500):
-        record = engine.store.get_call(sid)
-        if record is not None and record.status in statuses:
-            return record
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"call {sid} never reached {statuses}: {record}")
+    store = engine.store
+    assert store is not None
+
+    def reached() -> Any:
+        record = store.get_call(sid)
+        return record if record is not None and record.status in statuses else None
+
+    return await until(reached, what=f"call {sid} reaching {statuses}")
 
 
 @pytest.fixture
@@ -60,12 +50,12 @@ async def app() -> WebApp:
 
 
 async def test_rest_call_runs_its_flow_and_posts_status_callbacks(
-    tmp_path: Path, app: WebApp
+    tmp_path: Path, sipp: Sipp, app: WebApp
 ) -> None:
-    process, port = await sipp_uas(tmp_path / "sipp", "uas_answer")
+    callee = await sipp.uas("uas_answer", media_port=True)
     async with running_engine(engine_config(tmp_path, [])) as engine:
         form = [
-            ("To", f"sip:bob@127.0.0.1:{port}?X-Ticket=7"),
+            ("To", f"sip:bob@127.0.0.1:{callee.port}?X-Ticket=7"),
             ("From", "sip:alice@example.com"),
             ("Url", app.url("/voice")),
             ("StatusCallback", app.url("/status")),
@@ -74,19 +64,20 @@ async def test_rest_call_runs_its_flow_and_posts_status_callbacks(
             ("StatusCallbackEvent", "completed"),
             ("Timeout", "10"),
         ]
-        async with aiohttp.ClientSession(headers=AUTH) as http:
+        async with aiohttp.ClientSession(headers=API_AUTH) as http:
             async with http.post(api(engine, "Calls.json"), data=form) as resp:
                 body = await resp.json()
                 assert resp.status == 201, body
             sid = body["sid"]
             assert body["status"] == "queued" and body["direction"] == "outbound-api"
             record = await wait_status(engine, sid, {"completed", "failed", "busy", "no-answer"})
-            code, output = await finish(process)
+            outcome = await callee.result()
             async with http.get(api(engine, f"Calls/{sid}.json")) as resp:
                 call = await resp.json()
             async with http.get(api(engine, f"Calls/{sid}/Events.json")) as resp:
                 events = (await resp.json())["events"]
-    assert code == 0, output  # SIPp saw X-Ticket, answered, and got our BYE
+    # SIPp saw X-Ticket, answered, and got our BYE
+    assert outcome.returncode == 0, outcome.explain()
     assert record.status == "completed", record
     assert call["status"] == "completed" and call["sip_response_code"] == 200
     assert int(call["duration"]) >= 0
@@ -107,25 +98,25 @@ async def test_rest_call_runs_its_flow_and_posts_status_callbacks(
     assert events[0]["response"]["response_code"] == 200
 
 
-async def test_rest_call_to_busy_callee(tmp_path: Path, app: WebApp) -> None:
-    process, port = await sipp_uas(tmp_path / "sipp", "uas_busy")
+async def test_rest_call_to_busy_callee(tmp_path: Path, sipp: Sipp, app: WebApp) -> None:
+    callee = await sipp.uas("uas_busy", media_port=True)
     async with running_engine(engine_config(tmp_path, [])) as engine:
         form = {
-            "To": f"sip:bob@127.0.0.1:{port}",
+            "To": f"sip:bob@127.0.0.1:{callee.port}",
             "From": "+15550100",
             "Twiml": "<Response><Say>never</Say></Response>",
             "StatusCallback": app.url("/status"),
         }
-        async with aiohttp.ClientSession(headers=AUTH) as http:
+        async with aiohttp.ClientSession(headers=API_AUTH) as http:
             async with http.post(api(engine, "Calls.json"), data=form) as resp:
                 sid = (await resp.json())["sid"]
             record = await wait_status(engine, sid, {"busy", "failed", "completed"})
-            code, output = await finish(process)
+            outcome = await callee.result()
             async with http.post(
                 api(engine, f"Calls/{sid}.json"), data={"Url": app.url("/x")}
             ) as resp:
                 redirect = await resp.json()
-    assert code == 0, output
+    assert outcome.returncode == 0, outcome.explain()
     assert record.status == "busy" and record.sip_response_code == 486
     assert "/voice" not in app.paths()
     assert [form["CallStatus"] for path, form in app.requests if path == "/status"] == ["busy"]
@@ -136,7 +127,7 @@ async def test_invalid_to_is_400(tmp_path: Path) -> None:
     answers = []
     async with (
         running_engine(engine_config(tmp_path, [])) as engine,
-        aiohttp.ClientSession(headers=AUTH) as http,
+        aiohttp.ClientSession(headers=API_AUTH) as http,
     ):
         for to in ("sip:", "+15550100"):
             form = {"To": to, "From": "x", "Twiml": "<Response/>"}
@@ -150,16 +141,16 @@ async def test_invalid_to_is_400(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("how", ["ring-timeout", "rest-cancel"])
-async def test_rest_call_not_answered(tmp_path: Path, app: WebApp, how: str) -> None:
-    process, port = await sipp_uas(tmp_path / "sipp", "uas_ring")
+async def test_rest_call_not_answered(tmp_path: Path, sipp: Sipp, app: WebApp, how: str) -> None:
+    callee = await sipp.uas("uas_ring", media_port=True)
     async with running_engine(engine_config(tmp_path, [])) as engine:
         form = {
-            "To": f"sip:carol@127.0.0.1:{port}",
+            "To": f"sip:carol@127.0.0.1:{callee.port}",
             "From": "sip:alice@example.com",
             "Url": app.url("/voice"),
             "Timeout": "1" if how == "ring-timeout" else "30",
         }
-        async with aiohttp.ClientSession(headers=AUTH) as http:
+        async with aiohttp.ClientSession(headers=API_AUTH) as http:
             async with http.post(api(engine, "Calls.json"), data=form) as resp:
                 sid = (await resp.json())["sid"]
             await wait_status(engine, sid, {"ringing"})
@@ -168,16 +159,16 @@ async def test_rest_call_not_answered(tmp_path: Path, app: WebApp, how: str) -> 
                 async with http.post(url, data={"Status": "canceled"}) as resp:
                     assert resp.status == 200, await resp.text()
             record = await wait_status(engine, sid, {"no-answer", "canceled", "failed", "busy"})
-            code, output = await finish(process)
-    assert code == 0, output  # SIPp saw our CANCEL and its 487 was ACKed
+            outcome = await callee.result()
+    assert outcome.returncode == 0, outcome.explain()  # SIPp saw our CANCEL and its 487 was ACKed
     assert record.status == ("no-answer" if how == "ring-timeout" else "canceled")
     assert "/voice" not in app.paths()
 
 
-async def test_originate_from_python(tmp_path: Path) -> None:
+async def test_originate_from_python(tmp_path: Path, sipp: Sipp) -> None:
     """An embedding program starts a call without the REST API; the call is live (``live``)
     from the moment ``originate`` returns until the engine is done with it."""
-    process, port = await sipp_uas(tmp_path / "sipp", "uas_answer")
+    callee = await sipp.uas("uas_answer", media_port=True)
     async with running_engine(engine_config(tmp_path, [])) as engine:
         account = engine.config.accounts[0]
         with pytest.raises(InvalidTarget):
@@ -187,7 +178,7 @@ async def test_originate_from_python(tmp_path: Path) -> None:
         record = await engine.originate(
             account,
             OutboundCall(
-                to=f"sip:bob@127.0.0.1:{port}?X-Ticket=7",
+                to=f"sip:bob@127.0.0.1:{callee.port}?X-Ticket=7",
                 from_="sip:alice@example.com",
                 url=None,
                 twiml="<Response><Say>Hi</Say><Hangup/></Response>",
@@ -197,10 +188,10 @@ async def test_originate_from_python(tmp_path: Path) -> None:
         live = engine.live(record.sid)
         assert record.status == "queued" and live is not None
         await asyncio.wait_for(live.ended.wait(), 20)
-        code, output = await finish(process)
+        outcome = await callee.result()
         assert engine.live(record.sid) is None
         assert engine.store is not None
         final = engine.store.get_call(record.sid)
         assert engine.store.count_calls(ACCOUNT_SID) == 1  # the refused target left no record
-    assert code == 0, output
+    assert outcome.returncode == 0, outcome.explain()
     assert final is not None and final.status == "completed" and final.sip_response_code == 200

@@ -14,12 +14,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from baresip_peer import BaresipOptions, wait_until
-from engine_helpers import WebApp, engine_config, running_engine, sip_port
 
 from callxml.engine.devcert import ensure_dev_certificate
-from callxml.media.tone import goertzel_power, sine
-from callxml.media.wav import write_wav
+from callxml.media.tone import goertzel_power
+from support.baresip import BaresipFactory, BaresipOptions, tone_wav
+from support.engine import WebApp, engine_config, running_engine, sip_port
+from support.waiting import until
 
 pytestmark = pytest.mark.peer
 
@@ -28,8 +28,7 @@ JACK_TONE = 1300.0
 
 
 def tone_file(path: Path, frequency: float) -> Path:
-    write_wav(path, sine(frequency, 30_000, amplitude=0.3))
-    return path
+    return tone_wav(path, frequency, 30_000, amplitude=0.3)
 
 
 def best_window(pcm: bytes, frequency: float, seconds: float = 0.5) -> float:
@@ -44,12 +43,14 @@ def best_window(pcm: bytes, frequency: float, seconds: float = 0.5) -> float:
     ["tls-srtp", "udp-rtp"],
     ids=["caller-tls-srtp", "caller-udp-plain-rtp"],
 )
-async def test_secure_call_gather_dial_bridge(tmp_path: Path, baresip: object, caller: str) -> None:
+async def test_secure_call_gather_dial_bridge(
+    tmp_path: Path, baresip: BaresipFactory, caller: str
+) -> None:
     """Caller on a secure domain over TLS+SRTP (or, the other way, a plain RTP caller on a plain
     domain); the dialled leg is always TLS+SRTP, so the bridge relays SRTP↔SRTP or RTP↔SRTP."""
     secure_caller = caller == "tls-srtp"
     dev = ensure_dev_certificate(tmp_path / "data" / "tls")
-    jack = await baresip(  # type: ignore[operator]
+    jack = await baresip(
         BaresipOptions(user="jack", play=tone_file(tmp_path / "jack.wav", JACK_TONE), cert=dev),
         name="jack",
     )
@@ -77,7 +78,7 @@ async def test_secure_call_gather_dial_bridge(tmp_path: Path, baresip: object, c
     )
     try:
         async with running_engine(config) as engine:
-            alice = await baresip(  # type: ignore[operator]
+            alice = await baresip(
                 BaresipOptions(
                     user="alice",
                     play=tone_file(tmp_path / "alice.wav", ALICE_TONE),
@@ -92,17 +93,17 @@ async def test_secure_call_gather_dial_bridge(tmp_path: Path, baresip: object, c
             else:
                 await alice.dial(f"sip:ivr@127.0.0.1:{sip_port(engine, 'udp')}")
             await alice.wait_event("CALL_ESTABLISHED")
-            await wait_until(lambda: "/voice" in app.paths())
+            await until(lambda: "/voice" in app.paths())
             await asyncio.sleep(0.5)  # the prompt is playing
             await alice.command("sndcode", "1")
             await jack.wait_event("CALL_ESTABLISHED", timeout=15)
             await asyncio.sleep(3)  # both tones flow through the bridge
             await alice.hangup()
-            await wait_until(lambda: "/dialed" in app.paths(), timeout=15)
+            await until(lambda: "/dialed" in app.paths(), timeout=15)
             store = engine.store
             assert store is not None
             sid = config.accounts[0].sid
-            await wait_until(  # the parent ends once its last webhook exchange is logged
+            await until(  # the parent ends once its last webhook exchange is logged
                 lambda: any(
                     c.direction == "inbound" for c in store.list_calls(sid, status="completed")
                 )
@@ -134,7 +135,7 @@ async def test_secure_call_gather_dial_bridge(tmp_path: Path, baresip: object, c
 
 
 async def test_secure_domain_refuses_tls_call_with_plain_rtp(
-    tmp_path: Path, baresip: object
+    tmp_path: Path, baresip: BaresipFactory
 ) -> None:
     dev = ensure_dev_certificate(tmp_path / "data" / "tls")
     app = WebApp({"/voice": lambda form: "<Response><Say>Hi</Say></Response>"})
@@ -147,7 +148,7 @@ async def test_secure_domain_refuses_tls_call_with_plain_rtp(
     )
     try:
         async with running_engine(config) as engine:
-            alice = await baresip(  # type: ignore[operator]
+            alice = await baresip(
                 BaresipOptions(user="alice", mediaenc=None, cert=dev, transport="tls"),
                 name="alice",
             )
@@ -156,7 +157,7 @@ async def test_secure_domain_refuses_tls_call_with_plain_rtp(
             store = engine.store
             assert store is not None
             sid = config.accounts[0].sid
-            await wait_until(lambda: store.list_calls(sid)[0].status == "failed")
+            await until(lambda: store.list_calls(sid)[0].status == "failed")
             calls = store.list_calls(sid)
     finally:
         await app.stop()

@@ -6,15 +6,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from pathlib import Path
 
 import aiohttp
-from engine_helpers import engine_config, write_config
 
 from callxml.engine import Engine
-
-CLI = [sys.executable, "-m", "callxml.cli"]
+from support.engine import engine_config, serve_process, write_config
 
 
 async def wait_http(port: int, proc: asyncio.subprocess.Process) -> None:
@@ -34,11 +31,8 @@ async def wait_http(port: int, proc: asyncio.subprocess.Process) -> None:
 
 async def test_serve_starts_and_stops_on_sigterm(tmp_path: Path) -> None:
     config, ports = write_config(tmp_path)
-    proc = await asyncio.create_subprocess_exec(
-        *CLI,
-        "serve",
-        "--config",
-        str(config),
+    proc = await serve_process(
+        config,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=tmp_path,
@@ -64,13 +58,8 @@ async def test_serve_starts_and_stops_on_sigterm(tmp_path: Path) -> None:
 async def test_bad_config_is_one_line_naming_the_key(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('[http]\nport = "eighty"\n')
-    proc = await asyncio.create_subprocess_exec(
-        *CLI,
-        "serve",
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    proc = await serve_process(
+        config, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1

@@ -10,17 +10,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_helpers import ACCOUNT_SID, free_port, sipp_uac, write_config
 
 from callxml.engine.store import SqliteStore
+from support.engine import ACCOUNT_SID, write_config
+from support.examples import EXAMPLES
+from support.ports import free_port
+from support.sipp import Sipp
 
 pytestmark = pytest.mark.peer
 
-DEMO = Path(__file__).resolve().parents[2] / "examples" / "serve_demo.py"
+DEMO = EXAMPLES / "serve_demo.py"
 
 
-async def test_serve_demo_runs_the_example_ivr(tmp_path: Path) -> None:
-    app_port = free_port()
+async def test_serve_demo_runs_the_example_ivr(tmp_path: Path, sipp: Sipp) -> None:
+    app_port = free_port("both")
     domain = f"""
 [[domains]]
 name = "demo.test"
@@ -41,14 +44,11 @@ voice_url = "http://127.0.0.1:{app_port}/ivr"
         assert proc.stderr is not None
         while b"ready" not in (line := await asyncio.wait_for(proc.stderr.readline(), 20)):
             assert line, "serve_demo exited early"
-        code, output = await sipp_uac(
-            tmp_path / "sipp",
-            "uac_hangs_up",
-            "udp",
-            f"127.0.0.1:{ports['sip']}",
-            keys={"domain": "demo.test"},
+        caller = await sipp.uac(
+            "uac_hangs_up", "udp", f"127.0.0.1:{ports['sip']}", "ivr", keys={"domain": "demo.test"}
         )
-        assert code == 0, output
+        outcome = await caller.result()
+        assert outcome.returncode == 0, outcome.explain()
         await asyncio.sleep(0.3)
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from interp_harness import BASE, Harness
 
 from callxml.errors import WebhookError
 from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
+from support.interpreter import BASE, Harness
 
 FLOW = (
     "<Gather action='/g' numDigits='2' timeout='2'><Say>a</Say><Pause/><Play>u</Play></Gather>"

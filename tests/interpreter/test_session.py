@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from interp_harness import BASE, CALL, Harness, params
 
 from callxml.errors import InterpreterError, LocalProtocolError, WebhookError
 from callxml.interpreter import CallInfo, CallSession, Limits, State, new_sid
 from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
+from support.interpreter import BASE, CALL, Harness, params
 
 
 def test_call_sid_format() -> None:

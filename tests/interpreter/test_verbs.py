@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from interp_harness import BASE, Harness, params
-
 from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
 from callxml.markup.verbs import Number, Sip
+from support.interpreter import BASE, Harness, params
 
 MENU = "https://app.test/menu"
 

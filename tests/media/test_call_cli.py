@@ -5,41 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from callxml.cli import main
-from callxml.engine.devcert import DevCertificate, ensure_dev_certificate
+from callxml.engine.devcert import DevCertificate
 from callxml.media.tone import goertzel_power, sine
 from callxml.media.wav import read_audio, write_wav
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
-from baresip_peer import BaresipFactory, BaresipOptions, baresip_peers
-
-THEIR_TONE = 440
-
-
-@pytest.fixture
-async def baresip(tmp_path: Path) -> AsyncIterator[BaresipFactory]:
-    async with baresip_peers(tmp_path) as make:
-        yield make
-
-
-@pytest.fixture
-def cert(tmp_path: Path) -> DevCertificate:
-    return ensure_dev_certificate(tmp_path / "pki", ("127.0.0.1",))
-
-
-@pytest.fixture
-def their_tone(tmp_path: Path) -> Path:
-    path = tmp_path / "their-tone.wav"
-    write_wav(path, sine(THEIR_TONE, 10_000, amplitude=0.4))
-    return path
+from support.baresip import THEIR_TONE, BaresipFactory, BaresipOptions
+from support.ports import free_port
 
 
 async def _call(*args: str) -> Result:
@@ -52,14 +28,14 @@ async def _call(*args: str) -> Result:
 
 @pytest.mark.peer
 async def test_secure_call_to_baresip_reports_srtp_and_carries_tones_both_ways(
-    baresip: BaresipFactory, cert: DevCertificate, their_tone: Path, tmp_path: Path
+    baresip: BaresipFactory, dev_cert: DevCertificate, their_tone: Path, tmp_path: Path
 ) -> None:
-    peer = await baresip(BaresipOptions(mediaenc="srtp-mand", play=their_tone, cert=cert))
+    peer = await baresip(BaresipOptions(mediaenc="srtp-mand", play=their_tone, cert=dev_cert))
     recorded = tmp_path / "heard.wav"
     result = await _call(
         peer.uri(secure=True),
         "--ca",
-        str(cert.ca),
+        str(dev_cert.ca),
         "--duration",
         "1.5",
         "--record",
@@ -84,15 +60,15 @@ async def test_secure_call_to_baresip_reports_srtp_and_carries_tones_both_ways(
 
 @pytest.mark.peer
 async def test_json_report_with_play_file_and_digits(
-    baresip: BaresipFactory, cert: DevCertificate, tmp_path: Path
+    baresip: BaresipFactory, dev_cert: DevCertificate, tmp_path: Path
 ) -> None:
-    peer = await baresip(BaresipOptions(mediaenc="srtp-mand", cert=cert))
+    peer = await baresip(BaresipOptions(mediaenc="srtp-mand", cert=dev_cert))
     ours = tmp_path / "ours.wav"
     write_wav(ours, sine(2000, 3000, amplitude=0.4))
     result = await _call(
         peer.uri(secure=True),
         "--ca",
-        str(cert.ca),
+        str(dev_cert.ca),
         "--play",
         str(ours),
         "--digits",
@@ -117,10 +93,10 @@ async def test_json_report_with_play_file_and_digits(
 
 @pytest.mark.peer
 async def test_plain_rtp_peer_makes_the_secure_call_fail(
-    baresip: BaresipFactory, cert: DevCertificate
+    baresip: BaresipFactory, dev_cert: DevCertificate
 ) -> None:
-    peer = await baresip(BaresipOptions(mediaenc=None, cert=cert))
-    result = await _call(peer.uri(secure=True), "--ca", str(cert.ca), "--duration", "1")
+    peer = await baresip(BaresipOptions(mediaenc=None, cert=dev_cert))
+    result = await _call(peer.uri(secure=True), "--ca", str(dev_cert.ca), "--duration", "1")
     assert result.exit_code == 3, result.output
     assert "failed (488)" in result.output
     assert "refused our secure media offer" in result.output
@@ -128,9 +104,9 @@ async def test_plain_rtp_peer_makes_the_secure_call_fail(
 
 @pytest.mark.peer
 async def test_tls_certificate_is_verified_by_default(
-    baresip: BaresipFactory, cert: DevCertificate
+    baresip: BaresipFactory, dev_cert: DevCertificate
 ) -> None:
-    peer = await baresip(BaresipOptions(mediaenc="srtp-mand", cert=cert))
+    peer = await baresip(BaresipOptions(mediaenc="srtp-mand", cert=dev_cert))
     refused = await _call(peer.uri(secure=True), "--duration", "0.5")
     assert refused.exit_code == 1, refused.output
     assert "not trusted" in refused.output
@@ -140,9 +116,7 @@ async def test_tls_certificate_is_verified_by_default(
 
 
 async def test_nobody_listening_is_a_failed_call() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port("tcp")
     result = await _call(f"sip:bob@127.0.0.1:{port};transport=tcp", "--timeout", "2")
     assert result.exit_code == 1, result.output
     assert "failed (503)" in result.output and "cannot connect" in result.output

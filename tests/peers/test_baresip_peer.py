@@ -4,35 +4,22 @@ answer through the control socket), each hears the other's tone; plain vs mandat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from baresip_peer import BaresipFactory, BaresipOptions, baresip_peers
 
-from callxml.media.tone import goertzel_power, sine
-from callxml.media.wav import write_wav
+from callxml.media.tone import goertzel_power
+from support.baresip import BaresipFactory, BaresipOptions, tone_wav
 
 pytestmark = pytest.mark.peer
 
 
-@pytest.fixture
-async def baresip(tmp_path: Path) -> AsyncIterator[BaresipFactory]:
-    async with baresip_peers(tmp_path) as make:
-        yield make
-
-
-def _tone(path: Path, frequency: int) -> Path:
-    write_wav(path, sine(frequency, 10_000, amplitude=0.4))
-    return path
-
-
 async def test_two_baresips_talk_srtp_over_tls(baresip: BaresipFactory, tmp_path: Path) -> None:
     callee = await baresip(
-        BaresipOptions(user="bob", answermode="manual", play=_tone(tmp_path / "b.wav", 440))
+        BaresipOptions(user="bob", answermode="manual", play=tone_wav(tmp_path / "b.wav", 440))
     )
     caller = await baresip(
-        BaresipOptions(user="alice", play=_tone(tmp_path / "a.wav", 2000), cert=callee.cert)
+        BaresipOptions(user="alice", play=tone_wav(tmp_path / "a.wav", 2000), cert=callee.cert)
     )
     assert callee.tls_port == callee.sip_port + 1
     await caller.dial(callee.uri(transport="tls"))

@@ -7,13 +7,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from runtime_fakes import FakeLeg
-
 from callxml.interpreter import actions as act
 from callxml.markup.verbs import Client, Number, Sip
 from callxml.runtime.dial import Dialer, resolve_targets
 from callxml.sip.auth import Credentials
 from callxml.sip.target import Target
+from support.fakes import FakeLeg
+from support.waiting import until
 
 
 @dataclass(frozen=True)
@@ -132,8 +132,7 @@ async def test_answered_target_is_bridged_until_child_hangs_up() -> None:
     dialer = Dialer(phone, bridges)
 
     async def child_hangs_up() -> None:
-        while "sip:jack@x.test" not in phone.legs:
-            await asyncio.sleep(0.005)
+        await until(lambda: "sip:jack@x.test" in phone.legs, step=0.005)
         phone.legs["sip:jack@x.test"].caller_hangs_up()
 
     hanger = asyncio.create_task(child_hangs_up())
@@ -213,8 +212,7 @@ async def test_answer_on_bridge_and_hangup_on_star() -> None:
         caller.answered = True
 
     async def press_star() -> None:
-        while bridges.on_star is None:
-            await asyncio.sleep(0.005)
+        await until(lambda: bridges.on_star is not None, step=0.005)
         await asyncio.sleep(0.01)
         bridges.on_star()
 

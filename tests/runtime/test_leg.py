@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from callxml.engine.devcert import DevCertificate, ensure_dev_certificate
+from callxml.engine.devcert import DevCertificate
 from callxml.errors import LocalProtocolError, SecureMediaError
 from callxml.media.tone import goertzel_power, sine
 from callxml.runtime import CallLeg, IncomingCall, Phone, bridge, dial_status
 from callxml.sdp import build_offer
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig
+from support.waiting import until
 
 WAIT = 10.0  # bound on every wait in this file
 
@@ -40,16 +41,11 @@ class Box:
         return await asyncio.wait_for(self.incoming.get(), WAIT)
 
 
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory: pytest.TempPathFactory) -> DevCertificate:
-    return ensure_dev_certificate(tmp_path_factory.mktemp("pki"), ("127.0.0.1",))
-
-
 PhoneFactory = Callable[..., Awaitable[Box]]
 
 
 @pytest.fixture
-async def phones(cert: DevCertificate) -> AsyncIterator[PhoneFactory]:
+async def phones(dev_cert: DevCertificate) -> AsyncIterator[PhoneFactory]:
     made: list[Box] = []
 
     async def make(*, ca: bool = True) -> Box:
@@ -64,9 +60,9 @@ async def phones(cert: DevCertificate) -> AsyncIterator[PhoneFactory]:
                 ListenerConfig("tls", "127.0.0.1", 0),
             ],
             tls=TlsConfig(
-                ca_file=str(cert.ca) if ca else None,
-                cert_file=str(cert.cert),
-                key_file=str(cert.key),
+                ca_file=str(dev_cert.ca) if ca else None,
+                cert_file=str(dev_cert.cert),
+                key_file=str(dev_cert.key),
             ),
             on_incoming=on_incoming,
         )
@@ -90,14 +86,8 @@ class Ear:
         leg.set_consumer(self.pcm.extend, self.digits.append)
 
     async def heard(self, seconds: float) -> bytes:
-        await _until(lambda: len(self.pcm) >= int(seconds * 16000))
+        await until(lambda: len(self.pcm) >= int(seconds * 16000), timeout=WAIT, step=0.01)
         return bytes(self.pcm)
-
-
-async def _until(predicate: Callable[[], bool]) -> None:
-    async with asyncio.timeout(WAIT):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 async def _connect(
@@ -170,7 +160,7 @@ async def test_digits_reach_the_far_end(phones: PhoneFactory) -> None:
     a_leg, b_leg = await _connect(a, b, b.uri("udp"))
     ear = Ear(b_leg)
     await asyncio.wait_for(a_leg.send_digits("19#"), WAIT)
-    await _until(lambda: len(ear.digits) == 3)
+    await until(lambda: len(ear.digits) == 3, timeout=WAIT, step=0.01)
     assert ear.digits == ["1", "9", "#"]
     await a_leg.hangup()
 
@@ -257,7 +247,7 @@ async def test_ring_timeout_cancels_and_reports_no_answer(phones: PhoneFactory) 
     assert result.status == "no-answer"
     assert result.reason.startswith("no answer within 0.5 s")
     assert rings == [1]
-    await _until(lambda: incoming.ended)  # the callee saw our CANCEL
+    await until(lambda: incoming.ended, timeout=WAIT, step=0.01)  # the callee saw our CANCEL
 
 
 async def test_cancelling_the_dial_task_cancels_the_invite(phones: PhoneFactory) -> None:
@@ -269,7 +259,7 @@ async def test_cancelling_the_dial_task_cancels_the_invite(phones: PhoneFactory)
     dial.cancel()
     with pytest.raises(asyncio.CancelledError):
         await dial
-    await _until(lambda: incoming.ended)
+    await until(lambda: incoming.ended, timeout=WAIT, step=0.01)
 
 
 async def test_uri_headers_become_request_headers(phones: PhoneFactory) -> None:
@@ -330,7 +320,7 @@ async def test_bridge_relays_srtp_to_rtp_both_ways_with_digits_and_star(
     assert goertzel_power(await caller_ear.heard(0.5), 440) > 0.8
 
     await asyncio.wait_for(caller_leg.send_digits("5*"), WAIT)
-    await _until(lambda: len(keys) == 2 and len(callee_ear.digits) == 1)
+    await until(lambda: len(keys) == 2 and len(callee_ear.digits) == 1, timeout=WAIT, step=0.01)
     assert keys == ["5", "*"] and stars == [1]
     assert callee_ear.digits == ["5"]  # the star ends the bridge; it is not relayed
 
@@ -363,7 +353,7 @@ async def test_play_returns_when_the_call_ends_and_cancel_stops_sending(
     a_leg, b_leg = await _connect(a, b, b.uri("udp"))
     # Barge-in: cancelling the task that plays stops the packets at once.
     playing = asyncio.ensure_future(a_leg.play(sine(1000, 5000)))
-    await _until(lambda: a_leg.stats.packets_sent >= 5)
+    await until(lambda: a_leg.stats.packets_sent >= 5, timeout=WAIT, step=0.01)
     playing.cancel()
     with pytest.raises(asyncio.CancelledError):
         await playing
@@ -372,7 +362,7 @@ async def test_play_returns_when_the_call_ends_and_cancel_stops_sending(
     assert a_leg.stats.packets_sent <= sent + 1
     # A long prompt ends, without an error, when the far end hangs up.
     playing = asyncio.ensure_future(a_leg.play(sine(1000, 5000)))
-    await _until(lambda: a_leg.stats.packets_sent >= sent + 5)
+    await until(lambda: a_leg.stats.packets_sent >= sent + 5, timeout=WAIT, step=0.01)
     await b_leg.hangup()
     await asyncio.wait_for(playing, WAIT)
     assert a_leg.end_reason == "remote hangup"

@@ -7,50 +7,31 @@ tone (we send 1 kHz, baresip 440 Hz) and each finds the other's tone in what it 
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from callxml.engine.devcert import DevCertificate, ensure_dev_certificate
+from callxml.engine.devcert import DevCertificate
 from callxml.errors import SecureMediaError
 from callxml.media.g711 import G711Codec
 from callxml.media.tone import goertzel_power, sine
-from callxml.media.wav import write_wav
 from callxml.runtime import IncomingCall, Phone
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
-from baresip_peer import BaresipFactory, BaresipOptions, baresip_peers
+from support.baresip import THEIR_TONE, BaresipFactory, BaresipOptions
+from support.waiting import until
 
 pytestmark = pytest.mark.peer
 
 WAIT = 10.0
-OUR_TONE, THEIR_TONE = 1000, 440
+OUR_TONE = 1000  # baresip plays THEIR_TONE (the their_tone fixture)
 
 
 @pytest.fixture
-async def baresip(tmp_path: Path) -> AsyncIterator[BaresipFactory]:
-    async with baresip_peers(tmp_path) as make:
-        yield make
-
-
-@pytest.fixture
-def cert(tmp_path: Path) -> DevCertificate:
-    return ensure_dev_certificate(tmp_path / "pki", ("127.0.0.1", "localhost"))
-
-
-@pytest.fixture
-def their_tone(tmp_path: Path) -> Path:
-    path = tmp_path / "their-tone.wav"
-    write_wav(path, sine(THEIR_TONE, 10_000, amplitude=0.4))
-    return path
-
-
-@pytest.fixture
-async def phone(cert: DevCertificate) -> AsyncIterator[tuple[Phone, asyncio.Queue[IncomingCall]]]:
+async def phone(
+    dev_cert: DevCertificate,
+) -> AsyncIterator[tuple[Phone, asyncio.Queue[IncomingCall]]]:
     calls: asyncio.Queue[IncomingCall] = asyncio.Queue()
 
     async def on_incoming(call: IncomingCall) -> None:
@@ -58,7 +39,9 @@ async def phone(cert: DevCertificate) -> AsyncIterator[tuple[Phone, asyncio.Queu
 
     made = await Phone.start(
         listeners=[ListenerConfig("udp", "127.0.0.1", 0), ListenerConfig("tls", "127.0.0.1", 0)],
-        tls=TlsConfig(ca_file=str(cert.ca), cert_file=str(cert.cert), key_file=str(cert.key)),
+        tls=TlsConfig(
+            ca_file=str(dev_cert.ca), cert_file=str(dev_cert.cert), key_file=str(dev_cert.key)
+        ),
         on_incoming=on_incoming,
     )
     try:
@@ -68,19 +51,17 @@ async def phone(cert: DevCertificate) -> AsyncIterator[tuple[Phone, asyncio.Queu
 
 
 async def _collect(pcm: bytearray, seconds: float) -> bytes:
-    async with asyncio.timeout(WAIT):
-        while len(pcm) < int(seconds * 16000):
-            await asyncio.sleep(0.02)
+    await until(lambda: len(pcm) >= int(seconds * 16000), timeout=WAIT)
     return bytes(pcm)
 
 
 async def test_secure_dial_to_baresip_carries_srtp_both_ways(
     baresip: BaresipFactory,
     phone: tuple[Phone, asyncio.Queue[IncomingCall]],
-    cert: DevCertificate,
+    dev_cert: DevCertificate,
     their_tone: Path,
 ) -> None:
-    peer = await baresip(BaresipOptions(mediaenc="srtp-mand", play=their_tone, cert=cert))
+    peer = await baresip(BaresipOptions(mediaenc="srtp-mand", play=their_tone, cert=dev_cert))
     result = await phone[0].dial(peer.uri(secure=True), timeout=WAIT)
     assert result.status == "answered", result
     assert result.transport == "tls"
@@ -121,9 +102,9 @@ async def test_secure_dial_to_baresip_carries_srtp_both_ways(
 async def test_secure_dial_to_plain_rtp_baresip_fails_with_a_reason(
     baresip: BaresipFactory,
     phone: tuple[Phone, asyncio.Queue[IncomingCall]],
-    cert: DevCertificate,
+    dev_cert: DevCertificate,
 ) -> None:
-    peer = await baresip(BaresipOptions(mediaenc=None, cert=cert))
+    peer = await baresip(BaresipOptions(mediaenc=None, cert=dev_cert))
     result = await phone[0].dial(peer.uri(secure=True), timeout=WAIT)
     assert (result.status, result.sip_response_code, result.leg) == ("failed", 488, None)
     assert "refused our secure media offer" in result.reason
@@ -152,12 +133,12 @@ async def test_plain_dial_to_baresip_over_udp(
 async def test_baresip_calls_a_secure_domain_over_tls_with_srtp(
     baresip: BaresipFactory,
     phone: tuple[Phone, asyncio.Queue[IncomingCall]],
-    cert: DevCertificate,
+    dev_cert: DevCertificate,
     their_tone: Path,
 ) -> None:
     ours, calls = phone
     peer = await baresip(
-        BaresipOptions(user="alice", mediaenc="srtp-mand", play=their_tone, cert=cert)
+        BaresipOptions(user="alice", mediaenc="srtp-mand", play=their_tone, cert=dev_cert)
     )
     tls_port = ours.user_agent.local("tls").port
     await peer.dial(f"sip:bob@127.0.0.1:{tls_port};transport=tls")
@@ -193,9 +174,9 @@ async def test_plain_baresip_calling_a_secure_domain_gets_488(
 async def test_baresip_hangs_up_our_secure_call(
     baresip: BaresipFactory,
     phone: tuple[Phone, asyncio.Queue[IncomingCall]],
-    cert: DevCertificate,
+    dev_cert: DevCertificate,
 ) -> None:
-    peer = await baresip(BaresipOptions(mediaenc="srtp-mand", cert=cert))
+    peer = await baresip(BaresipOptions(mediaenc="srtp-mand", cert=dev_cert))
     result = await phone[0].dial(peer.uri(secure=True), timeout=WAIT)
     assert result.leg is not None
     await peer.wait_event("CALL_ESTABLISHED")

@@ -6,14 +6,14 @@ import asyncio
 import wave
 from pathlib import Path
 
-from runtime_fakes import FakeAudio, FakeLeg, MemoryCallLog
-
 from callxml.interpreter import CallInfo, CallSession
 from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
 from callxml.runtime.session import CallRunner, RuntimeServices, webhook_event
 from callxml.simulator.memory import MemoryFetcher
 from callxml.webhooks.base import WebhookRequest
+from support.fakes import FakeAudio, FakeLeg, MemoryCallLog
+from support.waiting import until
 
 BASE = "http://app.test"
 CALL = CallInfo(
@@ -238,8 +238,7 @@ async def test_redirect_from_outside_replaces_the_document(tmp_path: Path) -> No
     }
     r, call_log, _ = runner(routes, leg, tmp_path)
     task = asyncio.create_task(run(r))
-    while not leg.played:
-        await asyncio.sleep(0.01)
+    await until(lambda: leg.played, step=0.01)
     leg.play_seconds = 0
     r.redirect(f"{BASE}/other")
     assert await task == "completed"
@@ -252,8 +251,7 @@ async def test_end_from_outside_hangs_up(tmp_path: Path) -> None:
     leg = FakeLeg(play_seconds=30)
     r, _, _ = runner({f"{BASE}/voice": doc("<Say>long</Say>")}, leg, tmp_path)
     task = asyncio.create_task(run(r))
-    while not leg.played:
-        await asyncio.sleep(0.01)
+    await until(lambda: leg.played, step=0.01)
     r.end("completed")
     assert await task == "completed"
     assert leg.hung_up == "ended by the REST API"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from aiohttp import web
 
 from callxml.signature import HEADER, validate
 from callxml.simulator import simulate
+from support.ports import free_port
+from support.web import Serve
 
 TOKEN = "test-token"
 
@@ -76,7 +76,7 @@ class App:
 
 
 @pytest.fixture
-async def app() -> AsyncIterator[App]:
+async def app(serve: Serve) -> App:
     state = App()
     application = web.Application()
     application.router.add_route("*", "/app/voice", state.voice)
@@ -86,16 +86,8 @@ async def app() -> AsyncIterator[App]:
     application.router.add_route("*", "/ivr/final", state.final)
     application.router.add_route("*", "/ivr/next", state.ivr_next)
     application.router.add_route("*", "/fallback", state.fallback)
-    runner = web.AppRunner(application)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = runner.addresses[0][1]
-        state.base = f"http://127.0.0.1:{port}"
-        yield state
-    finally:
-        await runner.cleanup()
+    state.base = await serve(application)
+    return state
 
 
 async def test_ivr_over_http_with_signed_requests(app: App) -> None:
@@ -152,11 +144,7 @@ async def test_invalid_markup_over_http_ends_call_with_12100(app: App) -> None:
 
 
 async def test_connection_refused_is_a_clean_error() -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port("tcp")
     result = await simulate(f"http://127.0.0.1:{port}/voice")
     assert not result.ok and result.status == "failed"
     assert result.requests[0].response is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -25,8 +25,7 @@ from callxml.webhooks import (
     WebhookClient,
     WebhookRequest,
 )
-
-Serve = Callable[[web.Application], Awaitable[str]]  # the ``serve`` fixture in conftest.py
+from support.web import Serve, serve_app
 
 TOKEN = "test-auth-token"
 DOC = b'<?xml version="1.0"?><Response><Say>Hello</Say></Response>'
@@ -381,11 +380,9 @@ async def test_https_with_trusted_ca_and_untrusted_failure() -> None:
 
     app = web.Application()
     app.router.add_post("/voice", handler)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
+    runner, port = await serve_app(app, ssl_context=server_ctx, shutdown_timeout=0.1)
     try:
-        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx).start()
-        url = f"https://127.0.0.1:{runner.addresses[0][1]}/voice"
+        url = f"https://127.0.0.1:{port}/voice"
         async with WebhookClient(auth_token=TOKEN, ssl_context=client_ctx) as c:
             resp = await c.fetch(WebhookRequest(url, "POST", PARAMS))
         assert resp.body == DOC

@@ -5,40 +5,23 @@ Also runs ``examples/run_demo.py`` (the main job behind ``make run``) as a subpr
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from types import ModuleType
 
 import pytest
-from aiohttp import web
 from click.testing import CliRunner
 
 from callxml.cli import main as cli
 from callxml.simulator import SimulationResult, simulate
+from support.examples import EXAMPLES, load_example
+from support.web import Serve
 
-Serve = Callable[[web.Application], Awaitable[str]]  # the ``serve`` fixture in conftest.py
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 IVR_FLOW = str(EXAMPLES / "flows" / "ivr.xml")
 TOKEN = "demo-test-token"
 JACK = "sip:jack@example.com;secure=true"
 
 
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "callxml_example_ivr_demo", EXAMPLES / "ivr_app.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ivr_app = load_example()
+ivr_app = load_example("ivr_app.py", "callxml_example_ivr_demo")
 
 
 def assert_secure_dial_to_jack(result: SimulationResult) -> None:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from types import ModuleType
 
 import aiohttp
 import pytest
-from aiohttp import web
 from lxml import etree
 
 from callxml.errors import WebhookError
@@ -23,10 +19,9 @@ from callxml.webhooks import (
     WebhookRequest,
     resolve_url,
 )
+from support.examples import EXAMPLES, load_example
+from support.web import Serve
 
-Serve = Callable[[web.Application], Awaitable[str]]  # the ``serve`` fixture in conftest.py
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FLOWS = EXAMPLES / "flows"
 TOKEN = "example-test-token"
 JACK = "sip:jack@example.com;secure=true"
@@ -40,18 +35,7 @@ CALL = (
 )
 
 
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "callxml_example_ivr_app", EXAMPLES / "ivr_app.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ivr_app = load_example()
+ivr_app = load_example("ivr_app.py", "callxml_example_ivr_app")
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from callxml.sip.aio.transport import ListenerConfig
 from callxml.sip.aio.useragent import UasCall, UserAgent
 from callxml.sip.auth import Credentials
 from callxml.sip.timers import TimerConfig
+from support.sipp import Sipp
 
 pytestmark = pytest.mark.peer
 
@@ -49,7 +50,7 @@ def target(port: int, transport: str) -> str:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_our_uac_calls_sipp_uas(sipp: Any, transport: str) -> None:
+async def test_our_uac_calls_sipp_uas(sipp: Sipp, transport: str) -> None:
     peer = await sipp.uas("uas_answer", transport)
     async with agent() as ua:
         call = ua.invite(target(peer.port, transport), sdp=OFFER)
@@ -65,7 +66,7 @@ async def test_our_uac_calls_sipp_uas(sipp: Any, transport: str) -> None:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_our_uac_answers_a_401_challenge(sipp: Any, transport: str) -> None:
+async def test_our_uac_answers_a_401_challenge(sipp: Sipp, transport: str) -> None:
     peer = await sipp.uas("uas_auth", transport)
     async with agent() as ua:
         call = ua.invite(
@@ -79,7 +80,7 @@ async def test_our_uac_answers_a_401_challenge(sipp: Any, transport: str) -> Non
     assert outcome.counter("SuccessfulCall") == 1
 
 
-async def test_sipp_refuses_wrong_digest_password(sipp: Any) -> None:
+async def test_sipp_refuses_wrong_digest_password(sipp: Sipp) -> None:
     peer = await sipp.uas("uas_auth", "udp")
     async with agent() as ua:
         call = ua.invite(
@@ -93,7 +94,7 @@ async def test_sipp_refuses_wrong_digest_password(sipp: Any) -> None:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_our_uac_gets_486_busy(sipp: Any, transport: str) -> None:
+async def test_our_uac_gets_486_busy(sipp: Sipp, transport: str) -> None:
     peer = await sipp.uas("uas_busy", transport)
     async with agent() as ua:
         call = ua.invite(target(peer.port, transport), sdp=OFFER)
@@ -104,7 +105,7 @@ async def test_our_uac_gets_486_busy(sipp: Any, transport: str) -> None:
     assert outcome.counter("SuccessfulCall") == 1
 
 
-async def test_udp_invite_is_retransmitted_when_sipp_drops_it(sipp: Any) -> None:
+async def test_udp_invite_is_retransmitted_when_sipp_drops_it(sipp: Sipp) -> None:
     peer = await sipp.uas("uas_drop_first_invite", "udp")
     async with agent() as ua:
         call = ua.invite(target(peer.port, "udp"), sdp=OFFER)
@@ -121,7 +122,7 @@ async def test_udp_invite_is_retransmitted_when_sipp_drops_it(sipp: Any) -> None
 
 
 @pytest.mark.parametrize("transport", ["tcp"])
-async def test_no_retransmission_over_tcp(sipp: Any, transport: str) -> None:
+async def test_no_retransmission_over_tcp(sipp: Sipp, transport: str) -> None:
     peer = await sipp.uas("uas_drop_first_invite", transport)
     async with agent() as ua:
         call = ua.invite(target(peer.port, transport), sdp=OFFER)
@@ -147,7 +148,7 @@ class Recorder:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_sipp_uac_calls_our_uas(sipp: Any, transport: str) -> None:
+async def test_sipp_uac_calls_our_uas(sipp: Sipp, transport: str) -> None:
     recorder = Recorder(accept=True)
     async with agent(recorder) as ua:
         here = f"127.0.0.1:{ua.local(transport).port}"
@@ -164,7 +165,7 @@ async def test_sipp_uac_calls_our_uas(sipp: Any, transport: str) -> None:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_sipp_uac_is_rejected_with_a_warning(sipp: Any, transport: str) -> None:
+async def test_sipp_uac_is_rejected_with_a_warning(sipp: Sipp, transport: str) -> None:
     recorder = Recorder(accept=False)
     async with agent(recorder) as ua:
         here = f"127.0.0.1:{ua.local(transport).port}"

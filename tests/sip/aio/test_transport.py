@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import socket
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -18,6 +17,8 @@ from callxml.sip.aio.transport import ListenerConfig, TransportLayer, _stamp_rec
 from callxml.sip.events import Address
 from callxml.sip.headers import new_branch, parse_via
 from callxml.sip.message import SipMessage, SipRequest, SipResponse, make_response
+from support.certs import Pki
+from support.ports import free_port
 
 TIMEOUT = 5.0
 RESOLVER = StaticResolver({"sip.example.test": "127.0.0.1", "other.example.test": "127.0.0.1"})
@@ -49,7 +50,7 @@ def options(uri: str = "sip:bob@127.0.0.1", branch: str | None = None) -> SipReq
 
 
 @pytest.fixture
-async def pair(pki: Any) -> AsyncIterator[tuple[TransportLayer, Inbox, TransportLayer, Inbox]]:
+async def pair(pki: Pki) -> AsyncIterator[tuple[TransportLayer, Inbox, TransportLayer, Inbox]]:
     """A client and a server layer, each listening on UDP, TCP and TLS (loopback, free ports)."""
     client_inbox, server_inbox = Inbox(), Inbox()
     client = TransportLayer(client_inbox, tls=TlsConfig(ca_data=pki.ca_pem), resolver=RESOLVER)
@@ -193,7 +194,7 @@ async def test_tls_with_strict_identity_by_name_and_by_ip(
     ],
 )
 async def test_tls_bad_certificates_fail_clearly(
-    pki: Any, server_cert: str, client_tls: dict[str, bool], error: str
+    pki: Pki, server_cert: str, client_tls: dict[str, bool], error: str
 ) -> None:
     server_inbox = Inbox()
     server = TransportLayer(server_inbox, tls=getattr(pki, server_cert))
@@ -209,7 +210,7 @@ async def test_tls_bad_certificates_fail_clearly(
         await server.close()
 
 
-async def test_wildcard_accepted_when_configured(pki: Any) -> None:
+async def test_wildcard_accepted_when_configured(pki: Pki) -> None:
     server_inbox = Inbox()
     server = TransportLayer(server_inbox, tls=pki.wildcard)
     client = TransportLayer(
@@ -225,7 +226,7 @@ async def test_wildcard_accepted_when_configured(pki: Any) -> None:
         await server.close()
 
 
-async def test_mutual_tls(pki: Any) -> None:
+async def test_mutual_tls(pki: Pki) -> None:
     server_tls = dataclasses.replace(pki.server, ca_data=pki.ca_pem, require_client_cert=True)
     server_inbox = Inbox()
     server = TransportLayer(server_inbox, tls=server_tls)
@@ -253,10 +254,8 @@ async def test_mutual_tls(pki: Any) -> None:
         await server.close()
 
 
-async def test_connection_refused_is_a_transport_error(pki: Any) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+async def test_connection_refused_is_a_transport_error(pki: Pki) -> None:
+    port = free_port("tcp")
     client = TransportLayer(Inbox())
     try:
         with pytest.raises(TransportError, match=r"cannot connect to tcp:127\.0\.0\.1"):

@@ -17,6 +17,7 @@ from callxml.sip.aio.useragent import CallResult, UasCall, UserAgent, warning_va
 from callxml.sip.auth import Credentials, DigestServer
 from callxml.sip.message import SipResponse
 from callxml.sip.timers import TimerConfig
+from support.certs import Pki
 
 TIMEOUT = 10.0
 FAST = TimerConfig(t1=0.05, t2=0.4, t4=0.5)  # short RFC timers keep failures quick
@@ -166,11 +167,11 @@ async def test_unreachable_tcp_peer_fails_with_the_transport_error() -> None:
 # -- TLS -----------------------------------------------------------------------------------
 
 
-def tls_options(pki: Any, cert: str, **changes: Any) -> dict[str, Any]:
+def tls_options(pki: Pki, cert: str, **changes: Any) -> dict[str, Any]:
     return {"tls": dataclasses.replace(getattr(pki, cert), ca_data=pki.ca_pem, **changes)}
 
 
-async def test_tls_call_with_strict_verification(pki: Any) -> None:
+async def test_tls_call_with_strict_verification(pki: Pki) -> None:
     handler = Answering()
     async with (
         agent(("tls",), on_incoming=handler, **tls_options(pki, "server")) as uas,
@@ -195,7 +196,7 @@ async def test_tls_call_with_strict_verification(pki: Any) -> None:
     ],
 )
 async def test_tls_call_to_bad_certificate_fails_clearly(
-    pki: Any, server_cert: str, error: str
+    pki: Pki, server_cert: str, error: str
 ) -> None:
     handler = Answering()
     async with (

@@ -1,6 +1,7 @@
 """A fake-clock driver for CallSession tests: pages by URL, actions recorded, events by hand.
 
-conftest.py puts this directory on sys.path; the module name is unique across tests.
+The interpreter is sans-IO, so its tests need no network and no wall clock: this harness plays
+the runtime's part (fetching pages, answering, moving time) for every interpreter test module.
 """
 
 from __future__ import annotations

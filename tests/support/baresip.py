@@ -18,23 +18,18 @@ Tested with baresip 1.0.0 (Debian bookworm). Facts about that version this modul
 * account parameters ``mediaenc=srtp-mand`` (SDES SRTP required, RTP/SAVP) and
   ``answermode=auto``.
 
-Usage (from a test; the ``baresip`` fixture below does start/stop for you)::
+Usage (from a test; the ``baresip`` fixture of :mod:`support.fixtures`, registered for every
+test, does start/stop for you)::
 
-    peer = await baresip(BaresipOptions(mediaenc="srtp-mand", play=wav_path))
-    uri = peer.uri(secure=True)             # sip:peer@127.0.0.1:<tls port>;secure=true
-    ... place the call ...
-    event = await peer.wait_event("CALL_ESTABLISHED")
-    pcm = peer.received_audio()             # 8 kHz PCM16 baresip decoded from the call
+    async def test_something(baresip: BaresipFactory, dev_cert: DevCertificate) -> None:
+        peer = await baresip(BaresipOptions(mediaenc="srtp-mand", play=wav_path, cert=dev_cert))
+        uri = peer.uri(secure=True)         # sip:peer@127.0.0.1:<tls port>;secure=true
+        ... place the call ...
+        event = await peer.wait_event("CALL_ESTABLISHED")
+        pcm = peer.received_audio()         # 8 kHz PCM16 baresip decoded from the call
 
-Import it from another test directory with::
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
-    from baresip_peer import BaresipOptions, baresip_peers
-
-    @pytest.fixture
-    async def peers(tmp_path):
-        async with baresip_peers(tmp_path) as make:
-            yield make
+Import the types from here (``from support.baresip import BaresipFactory, BaresipOptions``);
+outside a fixture, ``async with baresip_peers(directory) as make`` starts and stops peers.
 """
 
 from __future__ import annotations
@@ -44,8 +39,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +47,9 @@ from typing import Any
 import pytest
 
 from callxml.engine.devcert import DevCertificate, ensure_dev_certificate
+from callxml.media.tone import sine
 from callxml.media.wav import read_audio, write_wav
+from support.ports import free_port, is_free
 
 BARESIP = shutil.which("baresip")
 MODULE_PATH = Path("/usr/lib/baresip/modules")
@@ -104,41 +99,22 @@ class BaresipOptions:
 def _free_port_pair() -> int:
     """A port P with P and P+1 free for both UDP and TCP on 127.0.0.1 (best effort)."""
     for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
+        port = free_port("tcp")
         if port >= 65534:
             continue
-        if all(_is_free(p, kind) for p in (port, port + 1) for kind in ("tcp", "udp")):
+        if all(is_free(p, kind) for p in (port, port + 1) for kind in ("tcp", "udp")):
             return port
     raise RuntimeError("no free port pair on 127.0.0.1")
-
-
-def _is_free(port: int, kind: str) -> bool:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM)
-    try:
-        sock.bind(("127.0.0.1", port))
-    except OSError:
-        return False
-    finally:
-        sock.close()
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _free_rtp_range(size: int = 40) -> tuple[int, int]:
     """A run of ``size`` UDP ports that are free right now."""
     for _ in range(100):
-        start = _free_port()
+        start = free_port("tcp")
         start -= start % 2
         if start + size >= 65535 or start < 1024:
             continue
-        if all(_is_free(p, "udp") for p in range(start, start + size)):
+        if all(is_free(p, "udp") for p in range(start, start + size)):
             return start, start + size - 1
     raise RuntimeError("no free RTP port range on 127.0.0.1")
 
@@ -241,7 +217,7 @@ class BaresipPeer:
     def _write_config(self) -> None:
         o = self.options
         self.sip_port = _free_port_pair()
-        self.ctrl_port = _free_port()
+        self.ctrl_port = free_port("tcp")
         self.rtp_ports = _free_rtp_range()
         lines = [
             "poll_method epoll",
@@ -434,24 +410,14 @@ class BaresipPeer:
         return read_audio(files[-1])
 
 
-async def wait_until(
-    predicate: Callable[[], bool], *, timeout: float = DEFAULT_TIMEOUT, step: float = 0.02
-) -> None:
-    """Poll ``predicate`` until true, at most ``timeout`` seconds (raises TimeoutError)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(step)
-
-
 BaresipFactory = Callable[..., Awaitable[BaresipPeer]]
 
 
 @contextlib.asynccontextmanager
 async def baresip_peers(directory: Path) -> AsyncIterator[BaresipFactory]:
     """Start baresip instances under ``directory``: ``peer = await make(BaresipOptions(...))``;
-    all are stopped (killed if need be) on exit. Skips the test when baresip is missing."""
+    all are stopped (killed if need be) on exit. A missing baresip fails the test in CI (the
+    install step must have worked) and skips it elsewhere."""
     if _MISSING:
         message = "baresip is not installed (Debian packages baresip, baresip-core)"
         if _IN_CI:
@@ -471,9 +437,13 @@ async def baresip_peers(directory: Path) -> AsyncIterator[BaresipFactory]:
             await peer.stop()
 
 
-@pytest.fixture
-async def baresip(tmp_path: Path) -> AsyncIterator[BaresipFactory]:
-    """The :func:`baresip_peers` factory as a fixture (import it into a test module, or wrap
-    :func:`baresip_peers` in a fixture of your own)."""
-    async with baresip_peers(tmp_path) as make:
-        yield make
+#: The tone a test's baresip plays (``play=`` the :func:`tone_wav` of it), to find in our audio.
+THEIR_TONE = 440
+
+
+def tone_wav(
+    path: Path, frequency: float, duration_ms: int = 10_000, *, amplitude: float = 0.4
+) -> Path:
+    """Write a sine tone as an 8 kHz mono WAV for baresip to play (``play=``); returns ``path``."""
+    write_wav(path, sine(frequency, duration_ms, amplitude=amplitude))
+    return path
