@@ -107,6 +107,8 @@ class EngineConfig:
     status_callback_retries: int = 3
     shutdown_grace: float = 30.0
     trunk_uri_template: str | None = None  # e.g. "sip:{number}@trunk.example.com;secure=true"
+    dns_servers: tuple[str, ...] = ()  # empty: the system resolver (/etc/hosts, resolv.conf)
+    failover_timeout: float = 4.0  # a located server silent this long: try the next (RFC 3263)
     accounts: tuple[AccountConfig, ...] = ()
     domains: tuple[DomainConfig, ...] = ()
 
@@ -265,8 +267,39 @@ def _parse_sip(sip: _Reader, config: EngineConfig) -> EngineConfig:
     trunk = sip.get("trunk_uri_template", str, None)
     if trunk is not None and "{number}" not in trunk:
         raise ConfigError("sip.trunk_uri_template: must contain '{number}'")
+    servers = sip.get("dns_servers", list, [])
+    for index, server in enumerate(servers):
+        if not isinstance(server, str) or not _dns_server_ok(server):
+            raise ConfigError(
+                f"sip.dns_servers[{index}]: must be an IP address with an optional port, "
+                f"got {server!r}"
+            )
+    failover = float(sip.get("failover_timeout", float, config.failover_timeout))
+    if not 0.5 <= failover <= 32:
+        raise ConfigError("sip.failover_timeout: must be between 0.5 and 32 seconds")
     sip.finish()
-    return replace(config, listeners=listeners, trunk_uri_template=trunk)
+    return replace(
+        config,
+        listeners=listeners,
+        trunk_uri_template=trunk,
+        dns_servers=tuple(servers),
+        failover_timeout=failover,
+    )
+
+
+def _dns_server_ok(server: str) -> bool:
+    """``192.0.2.53``, ``127.0.0.1:5353``, ``[2001:db8::53]:53``."""
+    host, port = server, "53"
+    if server.startswith("["):
+        host, _, rest = server[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else "53"
+    elif server.count(":") == 1:
+        host, _, port = server.partition(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return port.isdigit() and 0 < int(port) < 65536
 
 
 def _parse_http(http: _Reader, config: EngineConfig) -> EngineConfig:

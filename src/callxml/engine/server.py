@@ -48,6 +48,7 @@ from callxml.markup.verbs import Number, Sip
 from callxml.runtime import CallLeg, DialResult, IncomingCall, Phone, bridge
 from callxml.runtime.dial import Dialer, resolve_targets
 from callxml.runtime.session import CallRunner, RuntimeServices
+from callxml.sip.aio.resolver import DnsResolver
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig
 from callxml.sip.auth import Credentials, DigestServer
@@ -253,6 +254,8 @@ class Engine:
                 media_port_range=(config.media_port_min, config.media_port_max),
                 on_incoming=self._incoming,
                 authenticator=DomainAuthenticator(config),
+                resolver=DnsResolver(config.dns_servers) if config.dns_servers else None,
+                failover_timeout=config.failover_timeout,
             )
         except OSError as exc:
             raise ConfigError(f"sip.listen: cannot listen: {exc}") from None

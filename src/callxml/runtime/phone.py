@@ -35,20 +35,31 @@ from callxml.media.stream import RtpEndpoint
 from callxml.runtime.incoming import IncomingCall
 from callxml.runtime.leg import CallLeg, MediaSettings
 from callxml.sdp import NegotiatedMedia, Offer, build_offer, check_answer
-from callxml.sip.aio.resolver import HostResolver
+from callxml.sip.aio.resolver import HostResolver, SystemResolver, locate
 from callxml.sip.aio.tls import TlsConfig
-from callxml.sip.aio.transport import ListenerConfig
+from callxml.sip.aio.transport import ListenerConfig, label
 from callxml.sip.aio.useragent import CallResult, UacCall, UasCall, UserAgent
 from callxml.sip.auth import Credentials, DigestServer
+from callxml.sip.events import Address
 from callxml.sip.target import Target
 from callxml.sip.ua import AuthenticatorSelector
 
-__all__ = ["CANCEL_GRACE", "DialResult", "IncomingHandler", "Phone", "dial_status"]
+__all__ = [
+    "CANCEL_GRACE",
+    "FAILOVER_TIMEOUT",
+    "DialResult",
+    "IncomingHandler",
+    "Phone",
+    "dial_status",
+]
 
 log = logging.getLogger(__name__)
 
 #: After our CANCEL, wait this long for the 487 before reporting the dial as over anyway.
 CANCEL_GRACE = 4.0
+#: How long a located server may send nothing at all (not even 100 Trying) before the next one
+#: is tried (RFC 3263 §4.3); Timer B's 32 s would spend the whole ring budget on one dead host.
+FAILOVER_TIMEOUT = 4.0
 _BUSY = frozenset({486, 600, 603})  # RFC 3261 §21.4.24, §21.6.1, §21.6.2
 _NO_ANSWER = frozenset({408, 480})  # Request Timeout, Temporarily Unavailable
 
@@ -101,9 +112,18 @@ class Phone:
     the sockets. Used by ``callxml call`` and by the engine.
     """
 
-    def __init__(self, ua: UserAgent, media: MediaSettings) -> None:
+    def __init__(
+        self,
+        ua: UserAgent,
+        media: MediaSettings,
+        *,
+        resolver: HostResolver | None = None,
+        failover_timeout: float = FAILOVER_TIMEOUT,
+    ) -> None:
         self._ua = ua
         self.media = media
+        self._resolver: HostResolver = resolver or SystemResolver()
+        self.failover_timeout = failover_timeout
         self._legs: set[CallLeg] = set()
         self._on_incoming: IncomingHandler | None = None
 
@@ -120,11 +140,14 @@ class Phone:
         user: str = "callxml",
         user_agent: str = "callxml",
         authenticator: DigestServer | AuthenticatorSelector | None = None,
+        failover_timeout: float = FAILOVER_TIMEOUT,
     ) -> Phone:
         """Open the SIP listeners (TLS ones need ``tls.cert_file``/``key_file``).
 
         ``tls`` also sets how outgoing TLS is verified (``ca_file``; ``verify=False`` only for
-        labs). Without ``on_incoming`` incoming calls get 480.
+        labs). Without ``on_incoming`` incoming calls get 480. ``resolver`` locates servers
+        (RFC 3263: NAPTR, SRV, A/AAAA; default the system's); ``failover_timeout`` is how long
+        a located server may stay silent before the next one is tried.
         """
         media = MediaSettings(media_address, media_port_range)
         holder: list[Phone] = []
@@ -141,7 +164,7 @@ class Phone:
             user_agent=user_agent,
             authenticator=authenticator,
         )
-        phone = cls(ua, media)
+        phone = cls(ua, media, resolver=resolver, failover_timeout=failover_timeout)
         phone._on_incoming = on_incoming
         holder.append(phone)
         await ua.start()
@@ -210,25 +233,50 @@ class Phone:
             except RemoteProtocolError as exc:
                 return DialResult("failed", None, None, f"invalid proxy URI: {exc}")
         attempt = _Attempt(target)
+        try:
+            candidates = await locate(target.hop, self._resolver)
+        except TransportError as exc:
+            return attempt.failed("failed", None, str(exc))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         endpoint = await RtpEndpoint.open(self.media.rtp_config())
         try:
             offer = build_offer(
                 address=self.media.address, port=endpoint.local_address[1], secure=target.secure
             )
-            try:
-                call = self._ua.invite(
-                    str(target.request_uri),
-                    sdp=bytes(offer.sdp),
-                    credentials=credentials,
-                    headers=[*target.headers, *headers],
-                    from_uri=from_uri,
-                    destination=target.next_hop,
+            for index, destination in enumerate(candidates):
+                more = index + 1 < len(candidates)
+                try:
+                    call = self._ua.invite(
+                        str(target.request_uri),
+                        sdp=bytes(offer.sdp),
+                        credentials=credentials,
+                        headers=[*target.headers, *headers],
+                        from_uri=from_uri,
+                        destination=destination,
+                    )
+                except (LocalProtocolError, ConfigError, TransportError) as exc:
+                    await endpoint.close()
+                    return attempt.failed("failed", None, str(exc))
+                attempt.call, attempt.destination = call, destination
+                result, timed_out = await self._final(
+                    call,
+                    max(0.0, deadline - loop.time()),
+                    on_ringing,
+                    silent_after=self.failover_timeout if more else None,
                 )
-            except (LocalProtocolError, ConfigError, TransportError) as exc:
-                await endpoint.close()
-                return attempt.failed("failed", None, str(exc))
-            attempt.call = call
-            result, timed_out = await self._final(call, timeout, on_ringing)
+                if more and not timed_out and _server_failed(call, result):
+                    # RFC 3263 §4.3: a transport error, a timeout or a 503 moves on to the
+                    # next located server, inside the same ring budget.
+                    log.info(
+                        "dial %s: %s failed (%s); trying the next server",
+                        target,
+                        label(destination),
+                        _failure_reason(result, target, None),
+                    )
+                    attempt.tried.append(f"{label(destination)}: {result.status}")
+                    continue
+                break
         except BaseException:
             await endpoint.close()
             call_or_none = attempt.call
@@ -248,7 +296,7 @@ class Phone:
             direction="outbound",
             endpoint=endpoint,
             media=media,
-            transport=target.transport,
+            transport=destination.transport,
             from_uri=call.from_uri,
             to_uri=str(target.request_uri),
             sip_call_id=call.sip_call_id,
@@ -287,14 +335,26 @@ class Phone:
         call: UacCall,
         timeout: float,
         on_ringing: Callable[[], None] | None,
+        *,
+        silent_after: float | None = None,
     ) -> tuple[CallResult, bool]:
-        """Wait for the final response; on ``timeout`` CANCEL (RFC 3261 §9.1) and report it."""
+        """Wait for the final response; on ``timeout`` CANCEL (RFC 3261 §9.1) and report it
+        (``True``). With ``silent_after``, a server that has sent nothing at all by then is
+        given up (a late answer is then cancelled or hung up by the core) and reported as a
+        local 408, so the caller can try the next server."""
         rang = False
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout) as ring:
+                if silent_after is not None and silent_after < timeout:
+                    ring.reschedule(started + silent_after)
                 async for item in call.updates():
                     if isinstance(item, CallResult):
                         return item, False
+                    if silent_after is not None:
+                        ring.reschedule(started + timeout)  # it answers: ring out the budget
+                        silent_after = None
                     if item.status in (180, 183) and not rang:
                         rang = True
                         if on_ringing is not None:
@@ -306,6 +366,9 @@ class Phone:
             pass
         with contextlib.suppress(LocalProtocolError):
             call.hangup()  # CANCEL while ringing; BYE if a 2xx raced the timer
+        if silent_after is not None:
+            detail = f"no response within {silent_after:g} s"
+            return CallResult(408, "Request Timeout", None, detail), False
         try:
             return await call.result(CANCEL_GRACE), True
         except TimeoutError:
@@ -318,17 +381,22 @@ class _Attempt:
     def __init__(self, target: Target) -> None:
         self.target = target
         self.call: UacCall | None = None
+        self.destination: Address | None = None
+        self.tried: list[str] = []  # located servers given up on, for the reason text
 
     def _result(
         self, status: str, result: CallResult | None, reason: str, leg: CallLeg | None
     ) -> DialResult:
+        if self.tried:
+            reason = f"{reason} (after {'; '.join(self.tried)})"
+        destination = self.destination
         return DialResult(
             status,
             result.status if result is not None else None,
             self.call.sip_call_id if self.call is not None else None,
             reason,
             leg,
-            transport=self.target.transport,
+            transport=destination.transport if destination else self.target.transport,
             warnings=self.target.warnings,
         )
 
@@ -337,6 +405,14 @@ class _Attempt:
 
     def answered(self, result: CallResult, leg: CallLeg) -> DialResult:
         return self._result("answered", result, f"{result.status} {result.reason}", leg)
+
+
+def _server_failed(call: UacCall, result: CallResult) -> bool:
+    """Whether RFC 3263 §4.3 says to try the next server: nothing came back but a transport
+    error or a timeout, or the server said 503, before it sent any provisional response."""
+    if result.answered or call.provisional:
+        return False
+    return result.response is None or result.status == 503
 
 
 def _failure_reason(result: CallResult, target: Target, timed_out_after: float | None) -> str:

@@ -57,7 +57,8 @@ class Target:
     """A SIP URI to call, with everything the layers below need, computed once.
 
     ``uri`` is the URI as written; ``request_uri`` what goes on the request line; ``next_hop``
-    where the INVITE is sent (an outbound proxy replaces it, see :meth:`via`); ``secure`` that
+    where the INVITE is sent without DNS, and ``hop`` the URI it comes from — the target's own,
+    or an outbound proxy's (:meth:`via`) — which RFC 3263 locates when DNS is used; ``secure`` that
     signalling goes over TLS and media must be SRTP; ``headers`` the URI headers to add to the
     INVITE (unescaped); ``warnings`` what the author should know (``secure=maybe`` taken as
     false, headers dropped).
@@ -66,6 +67,7 @@ class Target:
     uri: SipUri
     request_uri: SipUri
     next_hop: Address
+    hop: SipUri
     secure: bool
     headers: tuple[tuple[str, str], ...] = ()
     warnings: tuple[str, ...] = ()
@@ -96,6 +98,7 @@ class Target:
             uri=uri,
             request_uri=request_uri,
             next_hop=next_hop(uri),
+            hop=uri,
             secure=uri.secure,
             headers=tuple(headers),
             warnings=tuple(warnings),
@@ -119,7 +122,7 @@ class Target:
             hop = hop.with_params(secure="true")
         elif not hop.has_param("transport"):
             hop = hop.with_params(transport=self.transport)
-        return replace(self, next_hop=next_hop(hop))
+        return replace(self, next_hop=next_hop(hop), hop=hop)
 
     def __str__(self) -> str:
         """The URI for logs: no password, no headers."""
