@@ -3,9 +3,16 @@
 Owns binding an even RTP port and the RTCP port above it from a configured range (RFC 3550
 §11), symmetric RTP (RFC 4961: we send from the port we receive on, and latch the peer's address
 from packets that authenticate), a paced 20 ms sender fed by a PCM frame source, RFC 4733 DTMF
-sending in place of audio, the receive path (SRTP unprotect → jitter buffer → G.711 decode →
-consumer) and periodic RTCP SR/RR (RFC 3550 §6.4). When bridged (see :mod:`.relay`), received
-packets skip decoding and go straight to the other leg, in ``datagram_received``, with no awaits.
+sending in place of audio, the receive path (classify → SRTP unprotect → jitter buffer → G.711
+decode → consumer) and periodic RTCP SR/RR (RFC 3550 §6.4). When bridged (see :mod:`.relay`),
+received packets skip decoding and go straight to the other leg, with no awaits.
+
+Every received datagram is classified once, by :func:`callxml.media.rtp.classify` (RFC 7983
+demultiplexing): RTP goes on to SRTP, the latch and the codec or the other leg; everything else
+goes to one method, :meth:`RtpEndpoint._not_media` -- RTCP multiplexed on the port to the RTCP
+code, STUN, ZRTP and DTLS to the handler set for them (:meth:`RtpEndpoint.set_packet_handler`;
+counted in :class:`RtpStats`, dropped without one), the rest counted as invalid. Both receive
+paths below make that same decision.
 
 On Linux the RTP socket is read with recvmmsg(2) from a loop reader instead of an asyncio
 datagram transport (``RtpConfig.batched_io``): queued datagrams are read in one system call into
@@ -54,13 +61,30 @@ from callxml.media.mmsg import (
     source_key,
     thread_batch,
 )
-from callxml.media.rtp import HEADER_SIZE, MAX_PACKET_SIZE, RtpError, RtpPacket, RtpSender
+from callxml.media.rtp import (
+    DTLS,
+    MAX_PACKET_SIZE,
+    RTCP,
+    RTP,
+    STUN,
+    ZRTP,
+    PacketKind,
+    RtpError,
+    RtpPacket,
+    RtpSender,
+    classify,
+)
 from callxml.media.srtp import MAX_PACKET_OCTETS, SrtpSession, in_place_available
 
 log = logging.getLogger(__name__)
 MAX_DTMF_QUEUE = 64  # received digits kept in dtmf_events (oldest dropped first)
 MAX_DTMF_BACKLOG = 4096  # queued outgoing DTMF packets
 RESYNC_LAG = 0.2  # s: a sender this far behind its schedule restarts it instead of bursting
+
+#: What :meth:`RtpEndpoint.set_packet_handler` is given: a datagram and its source.
+PacketHandler = Callable[[bytes, Address], None]
+#: The kinds of datagram on the RTP port that a handler may consume (:func:`classify`).
+HANDLED_KINDS = frozenset({PacketKind.STUN, PacketKind.ZRTP, PacketKind.DTLS})
 
 
 class MediaConsumer(Protocol):
@@ -118,13 +142,18 @@ class RtpStats:
     octets_received: int = 0
     dropped_auth: int = 0  # SRTP authentication failures (incl. tampered packets)
     dropped_replay: int = 0  # SRTP replay-window rejections
-    dropped_invalid: int = 0  # not RTP, unknown payload type, malformed
+    dropped_invalid: int = 0  # not RTP, unknown payload type, malformed, too short or long
     late: int = 0  # arrived after their slot was played
     lost: int = 0  # never arrived (skipped by the jitter buffer)
     duplicates: int = 0
     dtmf_digits: int = 0
     rtcp_sent: int = 0
     rtcp_received: int = 0
+    # Datagrams on the RTP port for another protocol (see callxml.media.rtp.classify): counted
+    # on arrival, handed to the handler set for them, else dropped; never media.
+    stun_received: int = 0
+    zrtp_received: int = 0
+    dtls_received: int = 0
 
 
 class _RtcpProtocol(asyncio.DatagramProtocol):
@@ -223,6 +252,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._latched = False
         self._forward: Callable[[bytes], None] | None = None  # set by the relay when bridged
         self._forward_ep: RtpEndpoint | None = None  # ...or this, for the pass-through path
+        self._handlers: dict[PacketKind, PacketHandler] = {}  # STUN/ZRTP/DTLS consumers
         self._srtp_seen = (0, 0)  # SRTP drop counters already copied into stats
         self._tx_task: asyncio.Task[None] | None = None
         self._rtcp_task: asyncio.Task[None] | None = None
@@ -380,12 +410,15 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         log.debug("RTP socket error on %s: %s", self.local_address, exc)
 
     def datagram_received(self, data: bytes, addr: Address) -> None:  # type: ignore[override]
-        """Hot path: demux, unprotect, latch, then pass through / forward (bridged) or deliver."""
-        if len(data) < HEADER_SIZE or 192 <= data[1] <= 223:  # RFC 5761 §4 demultiplexing
-            self.rtcp_received(data, addr)
+        """Hot path, one datagram: classify, then for RTP unprotect, latch, and pass through /
+        forward (bridged) or deliver. The batched reader's bridged loop (:meth:`_relay_batch`)
+        is the same decision over a batch of slots."""
+        size = len(data)
+        kind = classify(data, size)
+        if kind is not RTP:
+            self._not_media(kind, data, addr)
             return
         stats = self.stats
-        size = len(data)
         srtp = self._srtp
         target = self._forward_ep
         if target is not None:
@@ -397,9 +430,6 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                 if packet is None:
                     self._srtp_dropped(srtp)
                     return
-            elif data[0] >> 6 != 2:
-                stats.dropped_invalid += 1
-                return
             elif out is None:
                 packet = data
             else:
@@ -420,9 +450,6 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                 self._srtp_dropped(srtp)
                 return
             data = plain
-        elif data[0] >> 6 != 2:
-            stats.dropped_invalid += 1
-            return
         if addr != self._remote or not self._latched:
             self._latch(addr)
         stats.packets_received += 1
@@ -432,6 +459,44 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             forward(data)
             return
         self._deliver(data)
+
+    def _not_media(self, kind: PacketKind, data: bytes, addr: Address) -> None:
+        """Every received datagram that :func:`classify` did not call RTP, from both receive
+        paths: RTCP multiplexed on this port, the kinds a handler may take (counted whether or
+        not one is set; without one they are dropped), and the rest dropped as invalid. A new
+        protocol demultiplexed on the RTP port needs a kind in :func:`classify` and a branch
+        here, nowhere else. Nothing here latches: only media that passed its checks does."""
+        if kind is RTCP:
+            self.rtcp_received(data, addr)
+            return
+        stats = self.stats
+        if kind is STUN:
+            stats.stun_received += 1
+        elif kind is ZRTP:
+            stats.zrtp_received += 1
+        elif kind is DTLS:
+            stats.dtls_received += 1
+        else:
+            stats.dropped_invalid += 1
+            return
+        handler = self._handlers.get(kind)
+        if handler is not None:
+            try:
+                handler(data, addr)
+            except Exception:  # a consumer's bug must not stop this leg's media
+                log.exception("RTP port %s handler failed", kind.name)
+
+    def set_packet_handler(self, kind: PacketKind, handler: PacketHandler | None) -> None:
+        """Hand every received ``kind`` datagram (STUN, ZRTP or DTLS) to ``handler``, called
+        synchronously on the receive path with the datagram and its source; ``None`` goes back
+        to counting and dropping them. They never reach the codec or the relay, and never
+        move the symmetric-RTP latch."""
+        if kind not in HANDLED_KINDS:
+            raise ValueError(f"no handler can take {kind.name} packets")
+        if handler is None:
+            self._handlers.pop(kind, None)
+        else:
+            self._handlers[kind] = handler
 
     def _srtp_dropped(self, srtp: SrtpSession) -> None:
         stats = self.stats
@@ -477,11 +542,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         if io.single_reads:
             io.single_reads -= 1
             try:
-                data, addr = io.sock.recvfrom(MAX_PACKET_OCTETS + 1)
+                data, addr = io.sock.recvfrom(MAX_PACKET_OCTETS + 1)  # longer: classified invalid
             except OSError:  # nothing there after all (or an error the next read reports)
-                return
-            if len(data) > MAX_PACKET_OCTETS:
-                self.stats.dropped_invalid += 1
                 return
             self.datagram_received(data, addr)
             return
@@ -492,26 +554,24 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             if target is not None and target._io is not None and target._io.batch is batch:
                 self._relay_batch(batch, count, target)
             else:
-                headers = batch.headers
-                for i in range(count):
-                    size = headers[i].msg_len
-                    if size > MAX_PACKET_OCTETS:
-                        self.stats.dropped_invalid += 1
-                        continue
-                    self.datagram_received(*batch.datagram(i, size))
+                datagram, received = batch.datagram, self.datagram_received
+                for i, size in enumerate(batch.sizes[0:count].tolist()):
+                    received(*datagram(i, size))
             if count <= 1:
                 io.single_reads = SINGLE_READS
             if count < BATCH or io.is_closing():
                 return
 
     def _relay_batch(self, batch: Batch, count: int, target: RtpEndpoint) -> None:
-        """The bridged pass-through hot path on a batch: what :meth:`datagram_received` does
-        for one packet, in the slots, then one sendmmsg out of ``target``.
+        """The bridged pass-through hot path on a batch: what :meth:`datagram_received` decides
+        for one packet -- the same :func:`classify`, the same :meth:`_not_media` for all but
+        RTP, the same SRTP checks, latch and counters -- done in the slots, then one sendmmsg
+        out of ``target``.
 
-        Per packet it costs two libsrtp calls and a few list and memoryview items: the sizes,
-        leading octets and IPv4 sources of the whole batch are read in one call each, the
-        libsrtp calls are bound once (:meth:`SrtpSession.in_place_calls`), and the send sizes
-        are written through a memoryview.
+        Per packet it costs two libsrtp calls and a few list and memoryview items: the sizes
+        and IPv4 sources of the whole batch are read in one call each, the libsrtp calls are
+        bound once (:meth:`SrtpSession.in_place_calls`), and the send sizes are written through
+        a memoryview.
         """
         io, target_io = self._io, target._io
         if io is None or target_io is None:
@@ -522,13 +582,10 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         rx_ctx = tx_ctx = None
         if srtp is not None:
             unprotect, rx_ctx, protect, tx_ctx, length, size_cell = srtp.in_place_calls(out)
-            firsts: list[int] = []
-        else:  # plain RTP in: only the version check (and SRTP protection for the other leg)
-            firsts = batch.first_octets[0:count].tolist()
         protect_in_place = out.protect_in_place if out is not None and srtp is None else None
         sizes: list[int] = batch.sizes[0:count].tolist()
-        seconds: list[int] = batch.second_octets[0:count].tolist()
-        slots, views, name_size = batch.slots, batch.name_views, io.name_size
+        slots, packets = batch.slots, batch.slot_views
+        views, name_size = batch.name_views, io.name_size
         sources: list[int] | list[bytes]
         if name_size == 16:  # sockaddr_in: its first 8 octets say it all (the rest is zero)
             sources = batch.source_words[0:count].tolist()
@@ -536,33 +593,38 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             sources = [views[i][0:name_size] for i in range(count)]
         remote_key = source_key(self._remote_raw) if self._latched else None
         tx_iovs, tx_sizes = target_io.tx_iovs, target_io.tx_sizes
+        kind_of, rtp = classify, RTP
         ready = received_octets = sent_octets = 0
+        rest = count  # where the per-packet path takes over (a handler changed the leg)
         for i in range(count):
             size = sizes[i]
-            if size < HEADER_SIZE or size > MAX_PACKET_OCTETS or 192 <= seconds[i] <= 223:
-                if size > MAX_PACKET_OCTETS:  # too long for us: truncated by the read
-                    stats.dropped_invalid += 1
-                else:  # RTCP multiplexed on this port (RFC 5761 §4)
-                    self.datagram_received(*batch.datagram(i, size))
-                    remote_key = source_key(self._remote_raw) if self._latched else None
+            kind = kind_of(packets[i], size)
+            if kind is not rtp:
+                self._not_media(kind, *batch.datagram(i, size))
+                if (
+                    self._srtp is not srtp
+                    or self._forward_ep is not target
+                    or target._srtp is not out
+                ):
+                    rest = i + 1  # re-keyed or re-routed (a ZRTP handler may): bound state is stale
+                    break
+                remote_key = source_key(self._remote_raw) if self._latched else None
                 continue
             slot = slots[i]
             if rx_ctx is not None:  # SRTP in: unprotect (and re-protect) in the slot
-                assert srtp is not None
                 size_cell[0] = size
                 status = unprotect(rx_ctx, slot, length)
                 if status:
+                    assert srtp is not None  # rx_ctx came from it
                     srtp.count_status(status)
                     self._srtp_dropped(srtp)
                     continue
                 if tx_ctx is not None and protect(tx_ctx, slot, length):
+                    assert srtp is not None
                     srtp.other_failures += 1  # e.g. far too old for the send window
                     self._srtp_dropped(srtp)
                     continue
                 new_size = size_cell[0]
-            elif firsts[i] >> 6 != 2:
-                stats.dropped_invalid += 1
-                continue
             elif protect_in_place is not None:
                 new_size = protect_in_place(slot, size)
                 if new_size < 0:  # e.g. a repeated sequence number (RFC 3711 §3.3.2)
@@ -588,6 +650,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         stats.octets_received += received_octets
         if ready:
             target._send_relayed(target_io, ready, sent_octets, moved=ready != count)
+        for i in range(rest, count):  # after the change, in order, with the leg's new state
+            self.datagram_received(*batch.datagram(i, sizes[i]))
 
     def _send_relayed(self, io: BatchedSocket, count: int, octets: int, *, moved: bool) -> None:
         """Send the first ``count`` prepared send slots of ``io`` to our peer (sendmmsg)."""
@@ -645,11 +709,12 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     # -- RTCP ----------------------------------------------------------------------------------
 
     def rtcp_received(self, data: bytes, addr: Address) -> None:
-        if self._srtp is not None:
-            plain = self._srtp.unprotect_rtcp(data)
+        """An RTCP packet from the RTCP port, or one multiplexed on the RTP port."""
+        srtp = self._srtp
+        if srtp is not None:
+            plain = srtp.unprotect_rtcp(data)
             if plain is None:
-                self.stats.dropped_auth = self._srtp.auth_failures
-                self.stats.dropped_replay = self._srtp.replays
+                self._srtp_dropped(srtp)
                 return
             data = plain
         try:
