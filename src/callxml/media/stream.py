@@ -63,7 +63,6 @@ from callxml.media.mmsg import (
 )
 from callxml.media.rtp import (
     DTLS,
-    MAX_PACKET_SIZE,
     RTCP,
     RTP,
     STUN,
@@ -935,16 +934,6 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._talkspurt = False
         self._source_frames += 1
         return True
-
-    def send_frame(self, pcm: bytes) -> None:
-        """Send one PCM frame immediately, unpaced (the caller keeps time)."""
-        self._check_open()
-        expected = 2 * self.frame_samples
-        if len(pcm) > MAX_PACKET_SIZE or len(pcm) != expected:
-            raise LocalProtocolError(f"a frame is {expected} octets of 16-bit PCM")
-        self._send_media(self.payload_type, self.codec.encode(pcm), self._talkspurt, None)
-        self._talkspurt = False
-        self._sender.advance(self.frame_samples)
 
     def flush_received(self) -> None:
         """Deliver whatever the jitter buffer still holds (end of call)."""
