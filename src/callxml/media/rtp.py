@@ -57,6 +57,13 @@ ZRTP_MAGIC_COOKIE = b"ZRTP"  # RFC 6189 §5: 0x5A525450 at octets 4..7
 DTLS_HEADER_SIZE = 13  # RFC 6347 §4.1: a DTLS record header
 
 
+# classify's two octet rules as tables, each range written once: a tuple index is cheaper than
+# a range comparison on the path every packet takes. RFC 7983 §7: first octet 128..191 is RTP
+# or RTCP (version 2); RFC 5761 §4: of those, second octet 192..223 is RTCP.
+_VERSION_2 = tuple(128 <= octet <= 191 for octet in range(256))
+_RTP_OR_RTCP = tuple(RTCP if 192 <= octet <= 223 else RTP for octet in range(256))
+
+
 def classify(packet: bytes | memoryview, size: int) -> PacketKind:
     """What the ``size``-octet datagram at the start of ``packet`` is.
 
@@ -69,11 +76,10 @@ def classify(packet: bytes | memoryview, size: int) -> PacketKind:
     caller's next step.
 
     Cost: every received packet comes through here, so an RTP packet is settled with two octet
-    reads and no allocation; the rest go to :func:`_classify_other`.
+    reads, two tuple look-ups and no allocation; the rest go to :func:`_classify_other`.
     """
-    if HEADER_SIZE <= size <= MAX_PACKET_SIZE and packet[0] >> 6 == RTP_VERSION:
-        second = packet[1]
-        return RTP if second < 192 or second > 223 else RTCP
+    if HEADER_SIZE <= size <= MAX_PACKET_SIZE and _VERSION_2[packet[0]]:
+        return _RTP_OR_RTCP[packet[1]]
     return _classify_other(packet, size)
 
 
@@ -82,8 +88,8 @@ def _classify_other(packet: bytes | memoryview, size: int) -> PacketKind:
     if size < 2 or size > MAX_PACKET_SIZE:
         return INVALID
     first = packet[0]
-    if 128 <= first <= 191:  # shorter than an RTP header: only RTCP can be this small
-        return RTCP if size >= RTCP_MIN_SIZE and 192 <= packet[1] <= 223 else INVALID
+    if _VERSION_2[first]:  # shorter than an RTP header: only RTCP can be this small
+        return RTCP if size >= RTCP_MIN_SIZE and _RTP_OR_RTCP[packet[1]] is RTCP else INVALID
     if first <= 3:
         if size >= STUN_HEADER_SIZE and packet[4:8] == STUN_MAGIC_COOKIE:
             return STUN
