@@ -47,8 +47,9 @@ import pylibsrtp
 from callxml.media.relay import MediaRelay
 from callxml.media.srtp import SrtpSession, generate_key_salt
 from callxml.media.stream import RtpConfig, RtpEndpoint, SrtpKeys
+from callxml.media.suites import AES_CM_128_HMAC_SHA1_80
 
-SUITE = "AES_CM_128_HMAC_SHA1_80"
+SUITE = AES_CM_128_HMAC_SHA1_80
 PAYLOAD = bytes(160)
 
 

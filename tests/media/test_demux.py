@@ -23,8 +23,9 @@ from callxml.media.relay import MediaRelay
 from callxml.media.rtp import PacketKind
 from callxml.media.srtp import SrtpSession, generate_key_salt
 from callxml.media.stream import RtpConfig, RtpEndpoint, SrtpKeys
+from callxml.media.suites import AES_CM_128_HMAC_SHA1_80
 
-SUITE = "AES_CM_128_HMAC_SHA1_80"
+SUITE = AES_CM_128_HMAC_SHA1_80
 PATHS = pytest.mark.parametrize("batched", [True, False], ids=["batched", "transport"])
 SECURITY = pytest.mark.parametrize("secure", [True, False], ids=["srtp", "rtp"])
 

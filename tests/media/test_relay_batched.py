@@ -18,8 +18,9 @@ from callxml.media.mmsg import BATCH
 from callxml.media.relay import MediaRelay
 from callxml.media.srtp import SrtpSession, generate_key_salt
 from callxml.media.stream import RtpConfig, RtpEndpoint, SrtpKeys
+from callxml.media.suites import AES_CM_128_HMAC_SHA1_80
 
-SUITE = "AES_CM_128_HMAC_SHA1_80"
+SUITE = AES_CM_128_HMAC_SHA1_80
 PATHS = pytest.mark.parametrize("batched", [True, False], ids=["batched", "transport"])
 
 

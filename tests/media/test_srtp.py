@@ -16,7 +16,7 @@ from media_srtp_reference import ReferenceSrtp, aes_cm, derive
 
 from callxml.errors import MediaError
 from callxml.media.srtp import PROFILES, SrtpSession, generate_key_salt, get_suite
-from callxml.media.suites import SUITES
+from callxml.media.suites import AES_CM_128_HMAC_SHA1_80, SUITES
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # Known-answer packets; each case names its public source (libsrtp srtp_driver.c, pion/srtp
@@ -255,7 +255,7 @@ def test_both_paths_agree_and_count_the_same(fast_path: bool) -> None:
     assert (relay_in.replays, relay_in.auth_failures, relay_in.other_failures) == (1, 1, 1)
 
 
-SUITE80 = "AES_CM_128_HMAC_SHA1_80"
+SUITE80 = AES_CM_128_HMAC_SHA1_80
 
 
 def test_in_place_relay_matches_the_reference_and_counts_drops() -> None:
