@@ -139,8 +139,8 @@ class RtpStats:
     octets_sent: int = 0
     packets_received: int = 0
     octets_received: int = 0
-    dropped_auth: int = 0  # SRTP authentication failures (incl. tampered packets)
-    dropped_replay: int = 0  # SRTP replay-window rejections
+    dropped_auth: int = 0  # SRTP and SRTCP authentication failures (incl. tampered packets)
+    dropped_replay: int = 0  # SRTP and SRTCP replay-window rejections
     dropped_invalid: int = 0  # not RTP, unknown payload type, malformed, too short or long
     late: int = 0  # arrived after their slot was played
     lost: int = 0  # never arrived (skipped by the jitter buffer)
