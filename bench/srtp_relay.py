@@ -22,6 +22,10 @@ and the medians printed, with the lowest and highest per-round ratio of ``callxm
 crypto``. Each window is bounded (``--seconds``, default 0.6 s), so the whole run takes about
 half a minute. Usage: ``python bench/srtp_relay.py [--seconds S] [--rounds N]
 [--no-uvloop]``.
+
+``--calls N`` measures N bridged calls at 50 packets/s instead, and ``--in-process`` the receive
+code alone: nanoseconds per packet of the batched relay loop and of ``datagram_received`` with
+the sends stubbed out, far steadier than the end-to-end figures on a shared machine.
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ import pylibsrtp
 from callxml.media.relay import MediaRelay
 from callxml.media.srtp import SrtpSession, generate_key_salt
 from callxml.media.stream import RtpConfig, RtpEndpoint, SrtpKeys
+from callxml.media.suites import AES_CM_128_HMAC_SHA1_80
 
-SUITE = "AES_CM_128_HMAC_SHA1_80"
+SUITE = AES_CM_128_HMAC_SHA1_80
 PAYLOAD = bytes(160)
 
 
@@ -265,6 +270,88 @@ async def run_all(seconds: float, rounds: int) -> tuple[list[float], float, floa
     return [statistics.median(s) for s in samples], min(ratios), max(ratios)
 
 
+class _NoSend:
+    """A transport that sends nothing: ``--in-process`` times our code, not the kernel's."""
+
+    def sendto(self, data: bytes, addr: Any) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+async def bench_in_process(batches: int) -> dict[str, list[float]]:
+    """Nanoseconds per packet of the relay's own receive code with no system calls: the batched
+    loop (``RtpEndpoint._relay_batch``) on BATCH pre-protected packets placed in the slots, and
+    ``datagram_received`` one packet at a time (the transport path), SRTP to SRTP, sends
+    stubbed. One figure per batch of BATCH packets."""
+    from callxml.media.mmsg import BATCH, build_sockaddr
+
+    source = ("127.0.0.1", 40000)
+    times: dict[str, list[float]] = {}
+    for batched in (True, False):
+        k1 = generate_key_salt(SUITE)
+        sender = SrtpSession(SUITE, our_key=k1, their_key=None)  # fresh: sequence numbers restart
+        config = RtpConfig(rtcp=False, batched_io=batched)
+        leg_a = await RtpEndpoint.open(config, srtp=SrtpKeys(SUITE, generate_key_salt(SUITE), k1))
+        leg_b = await RtpEndpoint.open(
+            config, srtp=SrtpKeys(SUITE, generate_key_salt(SUITE), generate_key_salt(SUITE))
+        )
+        leg_a.set_remote(source)
+        leg_b.set_remote(("127.0.0.1", 9))
+        packets = [sender.protect(_rtp(seq, 0x1234)) for seq in range(batches * BATCH)]
+        figures: list[float] = []
+        try:
+            with MediaRelay(leg_a, leg_b):
+                io = leg_a._io
+                if batched and io is not None and leg_b._io is not None:
+                    leg_b._io.send_prepared = lambda count: count  # type: ignore[method-assign]
+                    batch = io.batch
+                    raw = build_sockaddr(source, io.family)
+                    assert raw is not None
+                    for i in range(BATCH):
+                        batch.name_views[i][0 : len(raw)] = raw
+                    memmove = batch.api.ffi.memmove
+                    for n in range(batches):
+                        for i, packet in enumerate(packets[n * BATCH : (n + 1) * BATCH]):
+                            memmove(batch.slots[i], packet, len(packet))
+                            batch.headers[i].msg_len = len(packet)
+                        start = time.perf_counter_ns()
+                        leg_a._relay_batch(batch, BATCH, leg_b)
+                        figures.append((time.perf_counter_ns() - start) / BATCH)
+                    times["batched loop"] = figures
+                elif not batched:
+                    leg_b._transport = _NoSend()
+                    received = leg_a.datagram_received
+                    for n in range(batches):
+                        chunk = packets[n * BATCH : (n + 1) * BATCH]
+                        start = time.perf_counter_ns()
+                        for packet in chunk:
+                            received(packet, source)
+                        figures.append((time.perf_counter_ns() - start) / BATCH)
+                    times["datagram_received"] = figures
+            assert leg_b.stats.packets_sent == len(figures) * BATCH, "not every packet relayed"
+        finally:
+            await leg_a.close()
+            await leg_b.close()
+    return times
+
+
+def in_process_report(rounds: int) -> None:
+    print("SRTP->SRTP relay in process, no system calls: ns per packet (best / median batch)")
+    for _ in range(rounds):
+        times = asyncio.run(bench_in_process(1500))
+        print(
+            "  ".join(
+                f"{name} {min(values):,.0f} / {statistics.median(values):,.0f}"
+                for name, values in times.items()
+            )
+        )
+
+
 def calls_report(
     calls: int,
     seconds: float,
@@ -302,6 +389,11 @@ def main() -> None:
         help="instead: N bridged calls at 50 packets/s each; relay CPU per packet",
     )
     parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="instead: ns per packet of the receive code alone, no system calls",
+    )
+    parser.add_argument(
         "--sender", nargs=3, metavar=("PORT", "KEY", "SECONDS"), help=argparse.SUPPRESS
     )
     parser.add_argument("--call-sender", type=float, help=argparse.SUPPRESS)
@@ -313,6 +405,9 @@ def main() -> None:
         run_call_sender(args.call_sender)
         return
     rounds = max(1, min(args.rounds, 9))
+    if args.in_process:
+        in_process_report(rounds)
+        return
     loops: list[tuple[str, Callable[[], asyncio.AbstractEventLoop]]] = [
         ("asyncio", asyncio.new_event_loop)
     ]

@@ -13,12 +13,14 @@ import sys
 import pytest
 
 from callxml.errors import MediaError
-from callxml.media import srtp, stream
+from callxml.media import mmsg, srtp
+from callxml.media.mmsg import BATCH
 from callxml.media.relay import MediaRelay
 from callxml.media.srtp import SrtpSession, generate_key_salt
-from callxml.media.stream import BATCH, RtpConfig, RtpEndpoint, SrtpKeys
+from callxml.media.stream import RtpConfig, RtpEndpoint, SrtpKeys
+from callxml.media.suites import AES_CM_128_HMAC_SHA1_80
 
-SUITE = "AES_CM_128_HMAC_SHA1_80"
+SUITE = AES_CM_128_HMAC_SHA1_80
 PATHS = pytest.mark.parametrize("batched", [True, False], ids=["batched", "transport"])
 
 
@@ -97,7 +99,7 @@ async def _teardown(*items: RtpEndpoint | _Peer) -> None:
 
 def test_batched_io_is_available_on_linux() -> None:
     if sys.platform.startswith("linux"):
-        assert stream._mmsg_api() is not None  # the self-test passed: the fast path is in use
+        assert mmsg.mmsg_api() is not None  # the self-test passed: the fast path is in use
 
 
 @PATHS
@@ -242,14 +244,14 @@ async def test_unbridged_batched_leg_delivers_like_the_transport() -> None:
 
 
 def test_sockaddr_round_trip() -> None:
-    raw4 = stream._sockaddr(("127.0.0.1", 5004), socket.AF_INET)
+    raw4 = mmsg.build_sockaddr(("127.0.0.1", 5004), socket.AF_INET)
     assert raw4 is not None and len(raw4) == 16
-    assert stream._address(raw4) == ("127.0.0.1", 5004)
-    raw6 = stream._sockaddr(("::1", 40000), socket.AF_INET6)
+    assert mmsg.parse_sockaddr(raw4) == ("127.0.0.1", 5004)
+    raw6 = mmsg.build_sockaddr(("::1", 40000), socket.AF_INET6)
     assert raw6 is not None and len(raw6) == 28
-    assert stream._address(raw6) == ("::1", 40000)
-    assert stream._sockaddr(("example.com", 5004), socket.AF_INET) is None  # not numeric
-    assert stream._sockaddr(("127.0.0.1", 70000), socket.AF_INET) is None
+    assert mmsg.parse_sockaddr(raw6) == ("::1", 40000)
+    assert mmsg.build_sockaddr(("example.com", 5004), socket.AF_INET) is None  # not numeric
+    assert mmsg.build_sockaddr(("127.0.0.1", 70000), socket.AF_INET) is None
 
 
 async def test_quiet_leg_reads_singly_then_batches_a_burst() -> None:
@@ -262,7 +264,7 @@ async def test_quiet_leg_reads_singly_then_batches_a_burst() -> None:
             pytest.skip(reason="batched I/O needs Linux recvmmsg")
         caller.send(_rtp(0), leg_a.local_address)
         await _until(lambda: leg_b.stats.packets_sent == 1)
-        assert io.single_reads == stream.SINGLE_READS  # one datagram found: read singly next
+        assert io.single_reads == mmsg.SINGLE_READS  # one datagram found: read singly next
         counts: list[int] = []
         receive = io.batch.receive
 
@@ -279,7 +281,7 @@ async def test_quiet_leg_reads_singly_then_batches_a_burst() -> None:
         assert got == [_rtp(seq) for seq in range(total)]
         assert leg_b.stats.packets_sent == total
         # the first SINGLE_READS datagrams came one per wakeup; recvmmsg took the rest in batches
-        assert counts[:4] == [BATCH, BATCH, BATCH, total - 1 - stream.SINGLE_READS - 3 * BATCH]
+        assert counts[:4] == [BATCH, BATCH, BATCH, total - 1 - mmsg.SINGLE_READS - 3 * BATCH]
     finally:
         if leg_a._io is not None:
             del leg_a._io.batch.receive  # the per-thread batch is shared: restore its method

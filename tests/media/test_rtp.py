@@ -1,4 +1,5 @@
-"""RTP packet parse/serialize (RFC 3550 §5.1) and the sender's numbering."""
+"""RTP packet parse/serialize (RFC 3550 §5.1), the sender's numbering, and :func:`classify`, the
+one rule for what a datagram on an RTP port is (RFC 7983 §7, RFC 5761 §4)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from callxml.errors import LocalProtocolError
-from callxml.media.rtp import RtpError, RtpPacket, RtpSender, is_rtcp
+from callxml.media.rtp import (
+    MAX_PACKET_SIZE,
+    PacketKind,
+    RtpError,
+    RtpPacket,
+    RtpSender,
+    classify,
+)
 
 packets = st.builds(
     RtpPacket,
@@ -94,9 +102,57 @@ def test_sender_numbering_wraps_and_starts_random() -> None:
     assert len(starts) == 8  # RFC 3550 §5.1: random initial values
 
 
-def test_rtcp_demultiplexing() -> None:
-    assert is_rtcp(bytes.fromhex("80c8"))  # SR
-    assert is_rtcp(bytes.fromhex("80c9"))  # RR
-    assert not is_rtcp(bytes.fromhex("8000"))  # PCMU
-    assert not is_rtcp(bytes.fromhex("80e5"))  # marker + PT 101
-    assert not is_rtcp(b"\x80")
+# -- classify ------------------------------------------------------------------------------
+
+RTP_PCMU = bytes(RtpPacket(0, 1, 160, 0x1234, bytes(160)))
+RTP_DTMF = bytes(RtpPacket(101, 2, 320, 0x1234, bytes(4), marker=True))  # second octet 0xE5
+RTCP_RR = bytes.fromhex("80c90001") + bytes(4)  # an empty receiver report: 8 octets
+RTCP_SR = bytes.fromhex("80c80006") + bytes(24)
+STUN = bytes.fromhex("0001 0000 2112a442") + bytes(12)  # binding request, no attributes
+ZRTP = bytes.fromhex("1000 0001 5a525450") + bytes(4) + b"Hello   " + bytes(8)  # RFC 6189 §5
+DTLS = bytes.fromhex("16fefd 0000 000000000000 0010") + bytes(16)  # handshake record, DTLS 1.2
+K = PacketKind
+
+CASES = [
+    ("rtp", RTP_PCMU, K.RTP),
+    ("rtp-marker-pt101", RTP_DTMF, K.RTP),
+    ("rtp-header-only", RTP_PCMU[:12], K.RTP),
+    ("rtp-largest", RTP_PCMU[:12] + bytes(MAX_PACKET_SIZE - 12), K.RTP),
+    ("rtcp-rr", RTCP_RR, K.RTCP),
+    ("rtcp-sr", RTCP_SR, K.RTCP),
+    ("rtcp-pt-223", bytes.fromhex("80df0001") + bytes(4), K.RTCP),  # RFC 5761 §4 range ends
+    ("rtcp-too-short", RTCP_RR[:7], K.INVALID),
+    ("stun", STUN, K.STUN),
+    ("stun-first-octet-3", b"\x03" + STUN[1:], K.STUN),
+    ("stun-without-cookie", STUN[:4] + bytes(16), K.INVALID),
+    ("stun-too-short", STUN[:19], K.INVALID),
+    ("zrtp", ZRTP, K.ZRTP),
+    ("zrtp-without-cookie", ZRTP[:4] + b"ZRTQ" + ZRTP[8:], K.INVALID),
+    ("zrtp-too-short", ZRTP[:11], K.INVALID),
+    ("dtls", DTLS, K.DTLS),
+    ("dtls-too-short", DTLS[:12], K.INVALID),
+    ("version-0", bytes(20), K.INVALID),
+    ("version-1", b"\x40" + RTP_PCMU[1:], K.INVALID),
+    ("version-3", b"\xc0" + RTP_PCMU[1:], K.INVALID),
+    ("turn-channel", b"\x40\x00\x00\x10" + bytes(16), K.INVALID),
+    ("rtp-too-short", RTP_PCMU[:11], K.INVALID),
+    ("rtp-too-long", RTP_PCMU[:12] + bytes(MAX_PACKET_SIZE - 11), K.INVALID),
+    ("one-octet", b"\x80", K.INVALID),
+    ("empty", b"", K.INVALID),
+]
+
+
+@pytest.mark.parametrize(("data", "kind"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_classify(data: bytes, kind: PacketKind) -> None:
+    assert classify(data, len(data)) is kind
+    # The batched reader classifies a datagram where it lies: in a longer slot full of stale
+    # octets, of which only the first ``size`` count.
+    slot = bytearray(b"\xff" * 2048)
+    slot[: len(data)] = data
+    assert classify(memoryview(slot), len(data)) is kind
+
+
+@given(st.binary(max_size=40), st.integers(0, 2048))
+def test_classify_never_raises_and_reads_only_the_datagram(data: bytes, stale: int) -> None:
+    slot = bytearray(data) + bytes([stale % 256]) * (2048 - len(data))
+    assert classify(data, len(data)) is classify(memoryview(slot), len(data))

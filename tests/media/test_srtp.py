@@ -15,11 +15,12 @@ import pytest
 from media_srtp_reference import ReferenceSrtp, aes_cm, derive
 
 from callxml.errors import MediaError
-from callxml.media.srtp import SUITES, SrtpSession, generate_key_salt, get_suite
+from callxml.media.srtp import PROFILES, SrtpSession, generate_key_salt, get_suite
+from callxml.media.suites import AES_CM_128_HMAC_SHA1_80, SUITES
 
 FIXTURES = Path(__file__).parent / "fixtures"
-# Copied from /work/shared/testdata/srtp/; each case names its public source (libsrtp
-# srtp_driver.c, pion/srtp srtp_test.go, FFmpeg libavformat/tests/srtp.c).
+# Known-answer packets; each case names its public source (libsrtp srtp_driver.c, pion/srtp
+# srtp_test.go, FFmpeg libavformat/tests/srtp.c).
 PACKETS: list[dict[str, Any]] = json.loads((FIXTURES / "srtp_packets.json").read_text())["cases"]
 # RFC 3711 Appendix B.2 and B.3, transcribed from https://www.rfc-editor.org/rfc/rfc3711
 VECTORS: dict[str, Any] = json.loads((FIXTURES / "rfc3711_vectors.json").read_text())
@@ -107,16 +108,16 @@ def test_known_answer_packets(case: dict[str, Any]) -> None:
         assert session.unprotect(protected) == plain
         fresh = SrtpSession(suite, our_key=master, their_key=None)
         assert fresh.protect(plain) == protected
-        tag = SUITES[suite].rtp_tag_octets
+        tag = SUITES[suite].srtp_tag_octets
     else:
         assert session.unprotect_rtcp(protected) == plain
-        tag = SUITES[suite].rtcp_tag_octets
+        tag = SUITES[suite].srtcp_tag_octets
         if case["srtcp_index"] == 1:  # libsrtp's first protected RTCP packet has index 1
             fresh = SrtpSession(suite, our_key=master, their_key=None)
             assert fresh.protect_rtcp(plain) == protected
     assert len(protected) == len(plain) + tag + (4 if case["kind"] == "rtcp" else 0)
     # The reference agrees on every authenticated known answer too.
-    ref = ReferenceSrtp(master, rtp_tag=SUITES[suite].rtp_tag_octets)
+    ref = ReferenceSrtp(master, rtp_tag=SUITES[suite].srtp_tag_octets)
     got = ref.unprotect(protected) if case["kind"] == "rtp" else ref.unprotect_rtcp(protected)
     assert got == plain
 
@@ -124,7 +125,7 @@ def test_known_answer_packets(case: dict[str, Any]) -> None:
 # -- drops ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("suite", sorted(SUITES))
+@pytest.mark.parametrize("suite", sorted(PROFILES))
 def test_replayed_packet_is_dropped_and_counted(suite: str) -> None:
     key = generate_key_salt(suite)
     tx = SrtpSession(suite, our_key=key, their_key=None)
@@ -141,7 +142,7 @@ def test_replayed_packet_is_dropped_and_counted(suite: str) -> None:
     assert rx.replays == 2
 
 
-@pytest.mark.parametrize("suite", sorted(SUITES))
+@pytest.mark.parametrize("suite", sorted(PROFILES))
 def test_tampered_packet_is_dropped_and_counted(suite: str) -> None:
     key = generate_key_salt(suite)
     tx = SrtpSession(suite, our_key=key, their_key=None)
@@ -160,7 +161,7 @@ def test_tampered_packet_is_dropped_and_counted(suite: str) -> None:
 
 def test_garbage_is_dropped_not_raised() -> None:
     rx = SrtpSession(DEFAULT := "AES_CM_128_HMAC_SHA1_80", our_key=None, their_key=bytes(30))
-    assert DEFAULT in SUITES
+    assert DEFAULT in PROFILES
     for junk in (b"", b"\x80", bytes(11), bytes(2000), b"\x80\x00" + bytes(30)):
         assert rx.unprotect(junk) is None
         assert rx.unprotect_rtcp(junk) is None
@@ -193,15 +194,15 @@ def test_repr_and_logs_never_show_keys(caplog: pytest.LogCaptureFixture) -> None
 # -- libsrtp vs the pure-Python reference -----------------------------------------------------
 
 
-@pytest.mark.parametrize("suite", sorted(SUITES))
+@pytest.mark.parametrize("suite", sorted(PROFILES))
 def test_libsrtp_agrees_with_reference_across_sequence_wrap(suite: str) -> None:
     rng = random.Random(3711)
     key = bytes(rng.randrange(256) for _ in range(30))
     info = SUITES[suite]
     ours_tx = SrtpSession(suite, our_key=key, their_key=None)
     ours_rx = SrtpSession(suite, our_key=None, their_key=key)
-    ref_tx = ReferenceSrtp(key, rtp_tag=info.rtp_tag_octets, rtcp_tag=info.rtcp_tag_octets)
-    ref_rx = ReferenceSrtp(key, rtp_tag=info.rtp_tag_octets, rtcp_tag=info.rtcp_tag_octets)
+    ref_tx = ReferenceSrtp(key, rtp_tag=info.srtp_tag_octets, rtcp_tag=info.srtcp_tag_octets)
+    ref_rx = ReferenceSrtp(key, rtp_tag=info.srtp_tag_octets, rtcp_tag=info.srtcp_tag_octets)
     ssrc = rng.getrandbits(32)
     seq, ts = 65536 - 150, rng.getrandbits(32)
     for n in range(300):  # crosses 65535 -> 0, so the ROC becomes 1 halfway
@@ -254,7 +255,7 @@ def test_both_paths_agree_and_count_the_same(fast_path: bool) -> None:
     assert (relay_in.replays, relay_in.auth_failures, relay_in.other_failures) == (1, 1, 1)
 
 
-SUITE80 = "AES_CM_128_HMAC_SHA1_80"
+SUITE80 = AES_CM_128_HMAC_SHA1_80
 
 
 def test_in_place_relay_matches_the_reference_and_counts_drops() -> None:

@@ -18,10 +18,11 @@ from callxml.media.rtcp import ReceiverReport, SenderReport, SourceDescription, 
 from callxml.media.rtp import RtpPacket
 from callxml.media.srtp import SrtpSession, generate_key_salt
 from callxml.media.stream import RtpConfig, RtpEndpoint, SrtpKeys
+from callxml.media.suites import AES_CM_128_HMAC_SHA1_80
 from callxml.media.tone import goertzel_power, sine_frames
 from callxml.media.wav import PcmRecorder
 
-SUITE = "AES_CM_128_HMAC_SHA1_80"
+SUITE = AES_CM_128_HMAC_SHA1_80
 
 
 def _keys(suite: str = SUITE) -> tuple[SrtpKeys, SrtpKeys]:

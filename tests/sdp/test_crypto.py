@@ -1,15 +1,19 @@
-"""SDES ``a=crypto`` (RFC 4568 §9): parse/format, the suite table, key hygiene."""
+"""SDES ``a=crypto`` (RFC 4568 §9): parse/format, suite names as SDES spells them, key hygiene.
+
+The suite table itself (sizes, and its agreement with libsrtp) is tested in
+``tests/media/test_suites.py``."""
 
 from __future__ import annotations
 
 import base64
 from pathlib import Path
 
-import pylibsrtp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from callxml import sdp
+from callxml.media import suites
 from callxml.sdp.crypto import (
     SUITE_ALIASES,
     SUITES,
@@ -85,30 +89,13 @@ def test_every_seed_suite_parses_with_its_sizes() -> None:
         assert str(crypto) == value  # padded base64 written back as it was
 
 
-@pytest.mark.parametrize(
-    ("name", "key", "salt", "tag"),
-    [
-        ("AES_CM_128_HMAC_SHA1_80", 16, 14, 10),
-        ("AES_CM_128_HMAC_SHA1_32", 16, 14, 4),
-        ("AES_192_CM_HMAC_SHA1_80", 24, 14, 10),
-        ("AES_192_CM_HMAC_SHA1_32", 24, 14, 4),
-        ("AES_256_CM_HMAC_SHA1_80", 32, 14, 10),
-        ("AES_256_CM_HMAC_SHA1_32", 32, 14, 4),
-        ("AEAD_AES_128_GCM", 16, 12, 16),
-        ("AEAD_AES_256_GCM", 32, 12, 16),
-        ("AEAD_AES_128_GCM_8", 16, 12, 8),
-        ("AEAD_AES_256_GCM_8", 32, 12, 8),
-        ("AES_CM_128_NULL_AUTH", 16, 14, 0),
-        ("F8_128_HMAC_SHA1_80", 16, 14, 10),
-    ],
-)
-def test_suite_table(name: str, key: int, salt: int, tag: int) -> None:
-    suite = SUITES[name]
-    assert (suite.key_len, suite.salt_len, suite.auth_tag_len) == (key, salt, tag)
-    assert suite.keying_len == key + salt
+def test_the_suite_table_is_the_media_one() -> None:
+    """One table: what SDP checks keys against is what SRTP sizes its keys from."""
+    assert SUITES is suites.SUITES and SUITE_ALIASES is suites.SUITE_ALIASES
+    assert sdp.SUITES is suites.SUITES and sdp.SrtpSuite is suites.SrtpSuite
 
 
-def test_both_spellings_of_the_rfc_6188_suites() -> None:
+def test_both_spellings_and_any_case_find_the_same_suite() -> None:
     assert set(SUITE_ALIASES) == {
         "AES_CM_192_HMAC_SHA1_80",
         "AES_CM_192_HMAC_SHA1_32",
@@ -117,17 +104,22 @@ def test_both_spellings_of_the_rfc_6188_suites() -> None:
     }
     for alias, name in SUITE_ALIASES.items():
         assert find_suite(alias) is SUITES[name]
+        assert find_suite(alias.lower()) is SUITES[name]
     assert find_suite("aes_cm_128_hmac_sha1_80") is SUITES["AES_CM_128_HMAC_SHA1_80"]
     assert find_suite("ROT13_HMAC_MD5") is None
 
 
-def test_srtp_profiles_are_pylibsrtp_constants() -> None:
-    policy = pylibsrtp.Policy
-    assert SUITES["AES_CM_128_HMAC_SHA1_80"].srtp_profile == policy.SRTP_PROFILE_AES128_CM_SHA1_80
-    assert SUITES["AES_CM_128_HMAC_SHA1_32"].srtp_profile == policy.SRTP_PROFILE_AES128_CM_SHA1_32
-    assert SUITES["AEAD_AES_128_GCM"].srtp_profile == policy.SRTP_PROFILE_AEAD_AES_128_GCM
-    assert SUITES["AEAD_AES_256_GCM"].srtp_profile == policy.SRTP_PROFILE_AEAD_AES_256_GCM
-    assert SUITES["AES_256_CM_HMAC_SHA1_80"].srtp_profile is None
+@pytest.mark.parametrize("name", sorted(SUITES))
+def test_inline_key_length_follows_the_table(name: str) -> None:
+    """Every suite's ``inline:`` key must be exactly its key ‖ salt, split where the table says."""
+    suite = SUITES[name]
+    material = bytes(range(suite.key_salt_octets))
+    crypto = parse_crypto(f"1 {name} inline:" + base64.b64encode(material).decode())
+    assert crypto.key_params[0].key == material[: suite.key_octets]
+    assert crypto.key_params[0].salt == material[suite.key_octets :]
+    short = base64.b64encode(material[:-1]).decode()
+    with pytest.raises(InvalidCrypto, match=f"needs {suite.key_salt_octets} bytes"):
+        parse_crypto(f"1 {name} inline:{short}")
 
 
 def test_unpadded_base64_is_accepted() -> None:

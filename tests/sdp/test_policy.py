@@ -1,4 +1,4 @@
-"""The secure-media policy table (design.md), one test per row at least, plus the edge cases."""
+"""The secure-media policy table (docs/sdp.md), one test per row at least, plus the edge cases."""
 
 from __future__ import annotations
 

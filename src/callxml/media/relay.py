@@ -69,9 +69,6 @@ def make_forwarder(source: RtpEndpoint, target: RtpEndpoint) -> Callable[[bytes]
     return forward
 
 
-_forwarder = make_forwarder  # the name runtime/leg.py imported first; kept for it
-
-
 class MediaRelay:
     """Relays media between two endpoints while started; stopping returns both to normal."""
 

@@ -1,9 +1,10 @@
-"""RTP packets (RFC 3550 §5.1) and the per-stream sender state.
+"""RTP packets (RFC 3550 §5.1), what arrives on an RTP port, and the per-stream sender state.
 
-Owns the fixed header wire format, header extensions (§5.3.1), CSRC lists, padding, the
-RTP/RTCP demultiplexing rule of RFC 5761 §4, and :class:`RtpSender`, which numbers outgoing
-packets from random starting points (RFC 3550 §5.1: SSRC, sequence number and timestamp start
-random). Nothing here reads a clock or a socket.
+Owns the fixed header wire format, header extensions (§5.3.1), CSRC lists, padding,
+:func:`classify` -- the one rule for what a datagram received on an RTP port is (RTP, RTCP
+multiplexed on it, STUN, ZRTP, DTLS, or nothing we take), after RFC 7983 §7 and RFC 5761 §4 --
+and :class:`RtpSender`, which numbers outgoing packets from random starting points (RFC 3550
+§5.1: SSRC, sequence number and timestamp start random). Nothing here reads a clock or a socket.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import secrets
 import struct
 from dataclasses import dataclass, field
+from enum import IntEnum
 
 from callxml.errors import LocalProtocolError, RemoteProtocolError
 
@@ -29,9 +31,76 @@ class RtpError(RemoteProtocolError):
     """A datagram is not a well-formed RTP packet."""
 
 
-def is_rtcp(data: bytes) -> bool:
-    """RFC 5761 §4: a packet whose second octet is 192..223 (PT 64..95 with M) is RTCP."""
-    return len(data) >= 2 and 192 <= data[1] <= 223
+class PacketKind(IntEnum):
+    """What a datagram received on an RTP port is: :func:`classify`'s answer."""
+
+    RTP = 0  # version 2, not RTCP: media for the codec, the relay or SRTP
+    RTCP = 1  # RFC 5761 §4: RTCP multiplexed on the RTP port
+    STUN = 2  # RFC 5389 (ICE connectivity checks, keepalives)
+    ZRTP = 3  # RFC 6189 key agreement, in band on the media port
+    DTLS = 4  # RFC 5764 DTLS-SRTP handshake records
+    INVALID = 5  # none of these: wrong version, unknown first octet, too short or too long
+
+
+RTP = PacketKind.RTP
+RTCP = PacketKind.RTCP
+STUN = PacketKind.STUN
+ZRTP = PacketKind.ZRTP
+DTLS = PacketKind.DTLS
+INVALID = PacketKind.INVALID
+
+RTCP_MIN_SIZE = 8  # RFC 3550 §6.4.2: an empty receiver report, the smallest RTCP packet
+STUN_HEADER_SIZE = 20  # RFC 5389 §6
+STUN_MAGIC_COOKIE = b"\x21\x12\xa4\x42"  # RFC 5389 §6: octets 4..7 of every STUN message
+ZRTP_HEADER_SIZE = 12  # RFC 6189 §5: flags, sequence number, magic cookie, source identifier
+ZRTP_MAGIC_COOKIE = b"ZRTP"  # RFC 6189 §5: 0x5A525450 at octets 4..7
+DTLS_HEADER_SIZE = 13  # RFC 6347 §4.1: a DTLS record header
+
+
+# classify's two octet rules as tables, each range written once: a tuple index is cheaper than
+# a range comparison on the path every packet takes. RFC 7983 §7: first octet 128..191 is RTP
+# or RTCP (version 2); RFC 5761 §4: of those, second octet 192..223 is RTCP.
+_VERSION_2 = tuple(128 <= octet <= 191 for octet in range(256))
+_RTP_OR_RTCP = tuple(RTCP if 192 <= octet <= 223 else RTP for octet in range(256))
+
+
+def classify(packet: bytes | memoryview, size: int) -> PacketKind:
+    """What the ``size``-octet datagram at the start of ``packet`` is.
+
+    The one place this decision is made, for both receive paths of an endpoint (``packet`` is a
+    received ``bytes``, or a view of a batched read's slot, longer than the datagram). The first
+    octet decides (RFC 7983 §7): 128..191 RTP or RTCP -- RTCP when the second octet is 192..223
+    (RFC 5761 §4) -- 0..3 STUN, 16..19 ZRTP, 20..63 DTLS; STUN and ZRTP must also carry their
+    magic cookie. Anything else, and anything longer than :data:`MAX_PACKET_SIZE` or too short
+    for its kind, is :attr:`PacketKind.INVALID`. No SRTP here: whether RTP authenticates is the
+    caller's next step.
+
+    Cost: every received packet comes through here, so an RTP packet is settled with two octet
+    reads, two tuple look-ups and no allocation; the rest go to :func:`_classify_other`.
+    """
+    if HEADER_SIZE <= size <= MAX_PACKET_SIZE and _VERSION_2[packet[0]]:
+        return _RTP_OR_RTCP[packet[1]]
+    return _classify_other(packet, size)
+
+
+def _classify_other(packet: bytes | memoryview, size: int) -> PacketKind:
+    """:func:`classify` for what is not a full-sized RTP or RTCP packet."""
+    if size < 2 or size > MAX_PACKET_SIZE:
+        return INVALID
+    first = packet[0]
+    if _VERSION_2[first]:  # shorter than an RTP header: only RTCP can be this small
+        return RTCP if size >= RTCP_MIN_SIZE and _RTP_OR_RTCP[packet[1]] is RTCP else INVALID
+    if first <= 3:
+        if size >= STUN_HEADER_SIZE and packet[4:8] == STUN_MAGIC_COOKIE:
+            return STUN
+        return INVALID
+    if 16 <= first <= 19:
+        if size >= ZRTP_HEADER_SIZE and packet[4:8] == ZRTP_MAGIC_COOKIE:
+            return ZRTP
+        return INVALID
+    if 20 <= first <= 63:
+        return DTLS if size >= DTLS_HEADER_SIZE else INVALID
+    return INVALID  # RTP version 1 or 3, TURN channels (64..79, not relayed), unassigned octets
 
 
 @dataclass(frozen=True, slots=True)

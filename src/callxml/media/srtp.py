@@ -1,8 +1,9 @@
 """SRTP/SRTCP sessions (RFC 3711) on libsrtp through pylibsrtp.
 
-Owns the suite table (RFC 4568 §6.2: key, salt and tag sizes), a session that protects what we
-send with *our* key and unprotects what we receive with *their* key, and the drop counters for
-packets that fail authentication or the replay check (RFC 3711 §3.3.2). Keys arrive as the
+Owns which suites we run (:data:`PROFILES`: name → libsrtp profile; their sizes are the one
+table in :mod:`callxml.media.suites`), a session that protects what we send with *our* key and
+unprotects what we receive with *their* key, and the drop counters for packets that fail
+authentication or the replay check (RFC 3711 §3.3.2). Keys arrive as the
 30-octet master key ‖ master salt that the SDES layer put in ``a=crypto`` (RFC 4568 §6.1); this
 module never generates, logs or prints them: ``repr`` shows the suite and counters only.
 
@@ -24,57 +25,30 @@ from __future__ import annotations
 
 import importlib
 import secrets
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import pylibsrtp
 
 from callxml.errors import MediaError
+from callxml.media.rtp import MAX_PACKET_SIZE
+from callxml.media.suites import (
+    AES_CM_128_HMAC_SHA1_32,
+    AES_CM_128_HMAC_SHA1_80,
+    SUITES,
+    SrtpSuite,
+)
 
-
-@dataclass(frozen=True, slots=True)
-class SrtpSuite:
-    """Wire sizes of one SDES crypto suite (RFC 4568 §6.2.1-6.2.2)."""
-
-    name: str
-    profile: int
-    key_octets: int
-    salt_octets: int
-    rtp_tag_octets: int
-    rtcp_tag_octets: int
-
-    @property
-    def key_salt_octets(self) -> int:
-        return self.key_octets + self.salt_octets
-
-
-# RFC 4568 §6.2.2: AES_CM_128_HMAC_SHA1_32 truncates the SRTP tag only; SRTCP keeps 80 bits.
-SUITES: dict[str, SrtpSuite] = {
-    s.name: s
-    for s in (
-        SrtpSuite(
-            "AES_CM_128_HMAC_SHA1_80",
-            pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
-            16,
-            14,
-            10,
-            10,
-        ),
-        SrtpSuite(
-            "AES_CM_128_HMAC_SHA1_32",
-            pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
-            16,
-            14,
-            4,
-            10,
-        ),
-    )
+#: The suites this module runs, by name → the ``pylibsrtp.Policy`` profile that runs them. Their
+#: sizes are in :data:`callxml.media.suites.SUITES`; the tests check that libsrtp agrees.
+PROFILES: dict[str, int] = {
+    AES_CM_128_HMAC_SHA1_80: pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+    AES_CM_128_HMAC_SHA1_32: pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
 }
 
-DEFAULT_SUITE = "AES_CM_128_HMAC_SHA1_80"
+DEFAULT_SUITE = AES_CM_128_HMAC_SHA1_80
 REPLAY_WINDOW = 128  # RFC 3711 §3.3.2 asks for at least 64
 
-MAX_PACKET_OCTETS = 1500  # bigger datagrams are dropped before they reach libsrtp
+MAX_PACKET_OCTETS = MAX_PACKET_SIZE  # bigger datagrams are dropped before they reach libsrtp
 _BUFFER_OCTETS = 2048  # room for a maximal packet plus any SRTCP index, tag and MKI
 IN_PLACE_BUFFER_OCTETS = _BUFFER_OCTETS  # what a buffer handed to the *_in_place methods holds
 
@@ -95,11 +69,11 @@ except (ImportError, AttributeError):  # pragma: no cover - depends on the insta
 
 
 def get_suite(name: str) -> SrtpSuite:
-    """Look a suite up by its RFC 4568 name; unknown names are a :class:`MediaError`."""
-    try:
-        return SUITES[name]
-    except KeyError:
-        raise MediaError(f"unsupported SRTP crypto suite {name!r}") from None
+    """The suite called ``name`` if this module runs it (:data:`PROFILES`), else a
+    :class:`MediaError`: the SRTP layer takes only the RFC names it was given by the policy."""
+    if name not in PROFILES:
+        raise MediaError(f"unsupported SRTP crypto suite {name!r}")
+    return SUITES[name]
 
 
 def generate_key_salt(suite: str = DEFAULT_SUITE) -> bytes:
@@ -112,7 +86,9 @@ def _policy(suite: SrtpSuite, key_salt: bytes, ssrc_type: int) -> pylibsrtp.Poli
         raise MediaError(
             f"{suite.name} needs {suite.key_salt_octets} octets of master key and salt"
         )
-    policy = pylibsrtp.Policy(key=bytes(key_salt), ssrc_type=ssrc_type, srtp_profile=suite.profile)
+    policy = pylibsrtp.Policy(
+        key=bytes(key_salt), ssrc_type=ssrc_type, srtp_profile=PROFILES[suite.name]
+    )
     policy.window_size = REPLAY_WINDOW
     policy.allow_repeat_tx = False
     return policy
@@ -144,7 +120,7 @@ class SrtpSession:
     def __init__(
         self, suite: str | SrtpSuite, *, our_key: bytes | None, their_key: bytes | None
     ) -> None:
-        self.suite = suite if isinstance(suite, SrtpSuite) else get_suite(suite)
+        self.suite = get_suite(suite if isinstance(suite, str) else suite.name)
         self._tx = (
             pylibsrtp.Session(_policy(self.suite, our_key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
             if our_key is not None
@@ -391,7 +367,8 @@ def _fast_path_works() -> bool:
     packet = bytes.fromhex("800f1234decafbadcafebabe") + bytes(range(40))
     try:
         outbound = pylibsrtp.Policy.SSRC_ANY_OUTBOUND
-        public = pylibsrtp.Session(_policy(SUITES[DEFAULT_SUITE], key, outbound)).protect(packet)
+        suite = get_suite(DEFAULT_SUITE)
+        public = pylibsrtp.Session(_policy(suite, key, outbound)).protect(packet)
         _FAST = True
         fast = SrtpSession(DEFAULT_SUITE, our_key=key, their_key=key)
         ok = fast.protect(packet) == public and fast.unprotect(public) == packet

@@ -3,15 +3,23 @@
 Owns binding an even RTP port and the RTCP port above it from a configured range (RFC 3550
 §11), symmetric RTP (RFC 4961: we send from the port we receive on, and latch the peer's address
 from packets that authenticate), a paced 20 ms sender fed by a PCM frame source, RFC 4733 DTMF
-sending in place of audio, the receive path (SRTP unprotect → jitter buffer → G.711 decode →
-consumer) and periodic RTCP SR/RR (RFC 3550 §6.4). When bridged (see :mod:`.relay`), received
-packets skip decoding and go straight to the other leg, in ``datagram_received``, with no awaits.
+sending in place of audio, the receive path (classify → SRTP unprotect → jitter buffer → G.711
+decode → consumer) and periodic RTCP SR/RR (RFC 3550 §6.4). When bridged (see :mod:`.relay`),
+received packets skip decoding and go straight to the other leg, with no awaits.
+
+Every received datagram is classified once, by :func:`callxml.media.rtp.classify` (RFC 7983
+demultiplexing): RTP goes on to SRTP, the latch and the codec or the other leg; everything else
+goes to one method, :meth:`RtpEndpoint._not_media` -- RTCP multiplexed on the port to the RTCP
+code, STUN, ZRTP and DTLS to the handler set for them (:meth:`RtpEndpoint.set_packet_handler`;
+counted in :class:`RtpStats`, dropped without one), the rest counted as invalid. Both receive
+paths below make that same decision.
 
 On Linux the RTP socket is read with recvmmsg(2) from a loop reader instead of an asyncio
 datagram transport (``RtpConfig.batched_io``): queued datagrams are read in one system call into
 preallocated slots, bridged SRTP is unprotected and re-protected there in place, and the batch
-leaves in one sendmmsg(2). The libc binding is cffi (pylibsrtp's own dependency), self-tested
-once; anywhere it is missing or fails, the transport path is used, with the same behaviour.
+leaves in one sendmmsg(2). The socket side of that (the cffi binding, its self-test, the slots)
+is :mod:`callxml.media.mmsg`; anywhere it is unavailable the transport path is used, with the
+same behaviour.
 
 The packet formats, SRTP, codecs, DTMF and jitter logic live in the sans-IO modules beside this
 one; this file is only the asyncio skin. It knows nothing of SIP or SDP: the caller hands it
@@ -21,19 +29,14 @@ addresses, payload types and keys. Keys are never logged; ``repr`` hides them.
 from __future__ import annotations
 
 import asyncio
-import errno
-import importlib
 import logging
-import os
 import secrets
 import socket
-import sys
-import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from callxml.errors import ConfigError, LocalProtocolError, MediaError, TransportError
 from callxml.media import rtcp
@@ -46,20 +49,41 @@ from callxml.media.dtmf import (
 )
 from callxml.media.g711 import G711Codec
 from callxml.media.jitter import JitterBuffer
-from callxml.media.rtp import HEADER_SIZE, MAX_PACKET_SIZE, RtpError, RtpPacket, RtpSender
-from callxml.media.srtp import (
-    IN_PLACE_BUFFER_OCTETS,
-    MAX_PACKET_OCTETS,
-    SrtpSession,
-    in_place_available,
+from callxml.media.mmsg import (
+    BATCH,
+    ROUNDS,
+    SINGLE_READS,
+    Address,
+    Batch,
+    BatchedSocket,
+    mmsg_api,
+    parse_sockaddr,
+    source_key,
+    thread_batch,
 )
+from callxml.media.rtp import (
+    DTLS,
+    RTCP,
+    RTP,
+    STUN,
+    ZRTP,
+    PacketKind,
+    RtpError,
+    RtpPacket,
+    RtpSender,
+    classify,
+)
+from callxml.media.srtp import MAX_PACKET_OCTETS, SrtpSession, in_place_available
 
 log = logging.getLogger(__name__)
-
-Address = tuple[str, int]
 MAX_DTMF_QUEUE = 64  # received digits kept in dtmf_events (oldest dropped first)
 MAX_DTMF_BACKLOG = 4096  # queued outgoing DTMF packets
 RESYNC_LAG = 0.2  # s: a sender this far behind its schedule restarts it instead of bursting
+
+#: What :meth:`RtpEndpoint.set_packet_handler` is given: a datagram and its source.
+PacketHandler = Callable[[bytes, Address], None]
+#: The kinds of datagram on the RTP port that a handler may consume (:func:`classify`).
+HANDLED_KINDS = frozenset({PacketKind.STUN, PacketKind.ZRTP, PacketKind.DTLS})
 
 
 class MediaConsumer(Protocol):
@@ -115,15 +139,20 @@ class RtpStats:
     octets_sent: int = 0
     packets_received: int = 0
     octets_received: int = 0
-    dropped_auth: int = 0  # SRTP authentication failures (incl. tampered packets)
-    dropped_replay: int = 0  # SRTP replay-window rejections
-    dropped_invalid: int = 0  # not RTP, unknown payload type, malformed
+    dropped_auth: int = 0  # SRTP and SRTCP authentication failures (incl. tampered packets)
+    dropped_replay: int = 0  # SRTP and SRTCP replay-window rejections
+    dropped_invalid: int = 0  # not RTP, unknown payload type, malformed, too short or long
     late: int = 0  # arrived after their slot was played
     lost: int = 0  # never arrived (skipped by the jitter buffer)
     duplicates: int = 0
     dtmf_digits: int = 0
     rtcp_sent: int = 0
     rtcp_received: int = 0
+    # Datagrams on the RTP port for another protocol (see callxml.media.rtp.classify): counted
+    # on arrival, handed to the handler set for them, else dropped; never media.
+    stun_received: int = 0
+    zrtp_received: int = 0
+    dtls_received: int = 0
 
 
 class _RtcpProtocol(asyncio.DatagramProtocol):
@@ -184,285 +213,14 @@ def _bind_pair(
     raise TransportError(f"no free RTP port pair in {port_range[0]}..{port_range[1]}")
 
 
-# -- batched socket I/O (Linux recvmmsg/sendmmsg through cffi) --------------------------------
-#
-# asyncio's datagram transports (uvloop's libuv too) read a UDP socket with one recvmsg per
-# datagram and keep reading until EAGAIN, so at call rates (50 packets/s, one per wakeup) every
-# packet costs two receive system calls and the callback gets a fresh bytes object and address
-# tuple. recvmmsg(2) reads everything queued, up to BATCH datagrams, in one call, into
-# preallocated slots where SRTP is unprotected and re-protected in place; the packets bound for
-# the other leg then leave in one sendmmsg(2). Nothing waits to fill a batch: each wakeup handles
-# what the kernel already holds, so latency and behaviour are those of the per-packet path.
-
-BATCH = 32  # datagrams per recvmmsg: libuv's own per-wakeup read limit
-_ROUNDS = 4  # full batches per wakeup before yielding to the other sockets
-SINGLE_READS = 15  # wakeups read with one recvfrom after a recvmmsg found at most one datagram
-_SLOT = IN_PLACE_BUFFER_OCTETS  # room for a maximal packet re-protected in place
-_NAME = 128  # sizeof(struct sockaddr_storage)
-_MSG_DONTWAIT = 0x40  # Linux <bits/socket.h>
-_MMSG_CDEF = """
-struct iovec { void *iov_base; size_t iov_len; };
-struct msghdr { void *msg_name; unsigned int msg_namelen; struct iovec *msg_iov;
-                size_t msg_iovlen; void *msg_control; size_t msg_controllen; int msg_flags; };
-struct mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; };
-int recvmmsg(int, struct mmsghdr *, unsigned int, int, void *);
-int sendmmsg(int, struct mmsghdr *, unsigned int, int);
-"""
-
-
-class _Mmsg:
-    """The cffi handle on libc's recvmmsg/sendmmsg (ABI mode: nothing to compile)."""
-
-    def __init__(self) -> None:
-        cffi: Any = importlib.import_module("cffi")  # pylibsrtp's dependency; loaded on use
-        self.ffi: Any = cffi.FFI()
-        self.ffi.cdef(_MMSG_CDEF)
-        self.libc: Any = self.ffi.dlopen(None)
-        # The hot loop reads and writes header fields through memoryviews (far cheaper per item
-        # than cffi attribute access); they assume this layout, checked here.
-        ffi = self.ffi
-        word = ffi.sizeof("size_t")
-        if (
-            ffi.sizeof("void *") != word
-            or ffi.sizeof("struct iovec") != 2 * word
-            or ffi.offsetof("struct iovec", "iov_len") != word
-            or ffi.sizeof("struct mmsghdr") % 4
-            or ffi.offsetof("struct mmsghdr", "msg_len") % 4
-        ):
-            raise MediaError("unexpected struct iovec/mmsghdr layout")
-
-
-class _Batch:
-    """One thread's receive buffers: BATCH slots of _SLOT octets, their source-address areas
-    and recvmmsg headers.
-
-    Shared by every endpoint read on this thread: a batch is filled and fully handled (relayed
-    packets leave from the slots) inside one synchronous reader callback, so two endpoints never
-    hold it at once.
-    """
-
-    def __init__(self, api: _Mmsg) -> None:
-        ffi = api.ffi
-        self.api = api
-        self._recvmmsg, self._null = api.libc.recvmmsg, ffi.NULL
-        self.data = ffi.new("char[]", BATCH * _SLOT)
-        self.names = ffi.new("char[]", BATCH * _NAME)
-        self.rx_iov = ffi.new("struct iovec[]", BATCH)
-        self.rx = ffi.new("struct mmsghdr[]", BATCH)
-        self.slots = [self.data + i * _SLOT for i in range(BATCH)]
-        self.name_views = [ffi.buffer(self.names + i * _NAME, _NAME) for i in range(BATCH)]
-        self.headers = [self.rx + i for i in range(BATCH)]
-        # Per-batch views for the relay loop: ``view[0:count].tolist()`` reads one field of
-        # every header or slot in a single C call instead of one cffi access per packet.
-        rx_words = memoryview(ffi.buffer(self.rx)).cast("I")
-        step = ffi.sizeof("struct mmsghdr") // 4
-        self.sizes = rx_words[ffi.offsetof("struct mmsghdr", "msg_len") // 4 :: step]
-        octets = memoryview(ffi.buffer(self.data))
-        self.first_octets = octets[0::_SLOT]
-        self.second_octets = octets[1::_SLOT]
-        # The first 8 octets of each source sockaddr_in: family, port and IPv4 address.
-        self.source_words = memoryview(ffi.buffer(self.names)).cast("Q")[0 :: _NAME // 8]
-        for i in range(BATCH):
-            iov = self.rx_iov[i]
-            iov.iov_base = self.slots[i]
-            iov.iov_len = MAX_PACKET_OCTETS + 1  # one more: a longer datagram shows as too long
-            header = self.rx[i].msg_hdr
-            header.msg_iov = self.rx_iov + i
-            header.msg_iovlen = 1
-            header.msg_name = self.names + i * _NAME
-        self._family = -1  # the kernel set msg_namelen to this family's sockaddr size
-
-    def receive(self, fd: int, family: int) -> int:
-        """recvmmsg without blocking: the number of datagrams now in the slots (0: none)."""
-        if family != self._family:  # the kernel shrinks msg_namelen to what it wrote
-            for i in range(BATCH):
-                self.rx[i].msg_hdr.msg_namelen = _NAME
-            self._family = family
-        count: int = self._recvmmsg(fd, self.rx, BATCH, _MSG_DONTWAIT, self._null)
-        if count < 0:
-            error = self.api.ffi.errno
-            if error not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
-                log.debug("RTP recvmmsg failed: %s", os.strerror(error))
-            return 0
-        return count
-
-    def datagram(self, index: int, size: int) -> tuple[bytes, Address]:
-        """Copy datagram ``index`` out of its slot, with its source address."""
-        data: bytes = self.api.ffi.buffer(self.slots[index], size)[:]
-        return data, _address(self.name_views[index][0:_NAME])
-
-
-def _address(raw: bytes) -> Address:
-    """A (host, port) from a struct sockaddr_in/_in6 as the kernel wrote it."""
-    family = int.from_bytes(raw[0:2], sys.byteorder)
-    port = int.from_bytes(raw[2:4], "big")
-    if family == socket.AF_INET6:
-        return socket.inet_ntop(socket.AF_INET6, raw[8:24]), port
-    return socket.inet_ntop(socket.AF_INET, raw[4:8]), port
-
-
-def _source_key(raw: bytes | None) -> int | bytes | None:
-    """What the relay loop compares a datagram's source with: for a sockaddr_in, its first 8
-    octets (family, port, address) as one native integer, as :attr:`_Batch.source_words` reads
-    them; any other sockaddr as it is."""
-    if raw is not None and len(raw) == 16:
-        return int.from_bytes(raw[0:8], sys.byteorder)
-    return raw
-
-
-def _sockaddr(address: Address, family: int) -> bytes | None:
-    """The struct sockaddr for a numeric (host, port) on a ``family`` socket, else ``None``."""
-    host, port = address[0], address[1]
-    if not 0 <= port <= 65535:
-        return None
-    head = family.to_bytes(2, sys.byteorder) + port.to_bytes(2, "big")
-    try:
-        if family == socket.AF_INET6:
-            return head + bytes(4) + socket.inet_pton(family, host) + bytes(4)
-        return head + socket.inet_pton(family, host) + bytes(8)
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-_api: _Mmsg | None = None
-_api_checked = False
-_local = threading.local()
-
-
-def _mmsg_api() -> _Mmsg | None:
-    """The recvmmsg/sendmmsg binding, loaded and self-tested on first use; ``None`` when this
-    platform lacks it (then endpoints use the asyncio datagram transport)."""
-    global _api, _api_checked
-    if not _api_checked:
-        _api_checked = True
-        if sys.platform.startswith("linux") and in_place_available():
-            try:
-                api = _Mmsg()
-                if _self_test(api):
-                    _api = api
-            except Exception as exc:  # no cffi, no libc symbol, odd ABI: the portable path
-                log.debug("batched RTP I/O unavailable: %s", exc)
-    return _api
-
-
-def _self_test(api: _Mmsg) -> bool:
-    """Send two datagrams to ourselves with sendmmsg and read them back with recvmmsg."""
-    batch = _Batch(api)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    io = _BatchedSocket(sock, batch)
-    try:
-        sock.bind(("127.0.0.1", 0))
-        sock.setblocking(False)
-        address = sock.getsockname()
-        io.set_peer(address)
-        for i, text in enumerate((b"callxml", b"batch")):
-            batch.slots[i][0 : len(text)] = text
-            io.tx_sizes[i] = len(text)
-        if io.send_prepared(2) != 2 or batch.receive(io.fd, io.family) != 2:
-            return False
-        sizes = batch.sizes[0:2].tolist()
-        if sizes != [batch.headers[i].msg_len for i in range(2)]:
-            return False
-        return [batch.datagram(i, sizes[i]) for i in range(2)] == [
-            (b"callxml", address),
-            (b"batch", address),
-        ]
-    finally:
-        io.close()
-
-
-def _batch(api: _Mmsg) -> _Batch:
-    batch: _Batch | None = getattr(_local, "batch", None)
-    if batch is None:
-        batch = _local.batch = _Batch(api)
-    return batch
-
-
 class _DatagramSink(Protocol):
-    """What the endpoint needs of its RTP transport (asyncio's, or :class:`_BatchedSocket`)."""
+    """What the endpoint needs of its RTP transport (asyncio's, or :class:`BatchedSocket`)."""
 
     def sendto(self, data: bytes, addr: Address) -> None: ...
 
     def is_closing(self) -> bool: ...
 
     def close(self) -> None: ...
-
-
-class _BatchedSocket:
-    """The RTP socket read with recvmmsg from a loop reader (:meth:`start`). Relayed packets
-    leave from the batch's slots through this socket's own sendmmsg headers, which hold the peer
-    address (:meth:`set_peer`); other packets go out one sendto each."""
-
-    def __init__(self, sock: socket.socket, batch: _Batch) -> None:
-        ffi = batch.api.ffi
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.family = sock.family
-        self.name_size = 28 if sock.family == socket.AF_INET6 else 16  # sockaddr_in6 / _in
-        self.batch = batch  # this thread's: the loop that reads the socket runs here
-        self._sendmmsg = batch.api.libc.sendmmsg
-        self.tx_iov = ffi.new("struct iovec[]", BATCH)
-        self.tx = ffi.new("struct mmsghdr[]", BATCH)
-        self.tx_iovs = [self.tx_iov + i for i in range(BATCH)]
-        self.tx_sizes = memoryview(ffi.buffer(self.tx_iov)).cast("P")[
-            1::2
-        ]  # iov_len (size_t: as wide as a pointer)
-        for i in range(BATCH):
-            self.tx_iov[i].iov_base = batch.slots[i]
-            self.tx[i].msg_hdr.msg_iov = self.tx_iov + i
-            self.tx[i].msg_hdr.msg_iovlen = 1
-        self.peer_raw: bytes | None = None  # the peer as a struct sockaddr, when numeric
-        self._peer_name: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closing = False
-        self.single_reads = 0  # see RtpEndpoint._readable
-
-    def start(self, loop: asyncio.AbstractEventLoop, readable: Callable[[], None]) -> None:
-        loop.add_reader(self.fd, readable)  # NotImplementedError on loops without readers
-        self._loop = loop
-
-    def set_peer(self, address: Address | None) -> None:
-        """Point the sendmmsg headers at ``address`` (``None`` or a host name: they cannot)."""
-        raw = _sockaddr(address, self.family) if address is not None else None
-        self.peer_raw = raw
-        if raw is not None:
-            name = self._peer_name = self.batch.api.ffi.new("char[]", raw)
-            for i in range(BATCH):
-                header = self.tx[i].msg_hdr
-                header.msg_name = name
-                header.msg_namelen = len(raw)
-
-    def send_prepared(self, count: int) -> int:
-        """sendmmsg the first ``count`` send slots to the peer; how many went (0 on error)."""
-        sent: int = self._sendmmsg(self.fd, self.tx, count, 0)
-        if sent < 0:
-            log.debug("RTP sendmmsg failed: %s", os.strerror(self.batch.api.ffi.errno))
-            return 0
-        return sent
-
-    def sendto(self, data: bytes, addr: Address) -> None:
-        if self._closing:
-            return
-        try:
-            self.sock.sendto(data, addr)
-        except OSError as exc:  # full send buffer (dropped, as the network would) or ICMP
-            log.debug("RTP send on %s failed: %s", self.local_name(), exc)
-
-    def local_name(self) -> object:
-        try:
-            return self.sock.getsockname()
-        except OSError:
-            return "?"
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def close(self) -> None:
-        if not self._closing:
-            self._closing = True
-            if self._loop is not None:
-                self._loop.remove_reader(self.fd)
-            self.sock.close()
 
 
 class RtpEndpoint(asyncio.DatagramProtocol):
@@ -485,7 +243,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._reception = rtcp.ReceptionStats()
         self._srtp: SrtpSession | None = None
         self._transport: _DatagramSink | None = None
-        self._io: _BatchedSocket | None = None  # the same object as _transport when batched
+        self._io: BatchedSocket | None = None  # the same object as _transport when batched
         self._remote_raw: bytes | None = None  # _remote as a struct sockaddr (batched I/O)
         self._rtcp_transport: asyncio.DatagramTransport | None = None
         self._remote: Address | None = None
@@ -493,6 +251,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._latched = False
         self._forward: Callable[[bytes], None] | None = None  # set by the relay when bridged
         self._forward_ep: RtpEndpoint | None = None  # ...or this, for the pass-through path
+        self._handlers: dict[PacketKind, PacketHandler] = {}  # STUN/ZRTP/DTLS consumers
         self._srtp_seen = (0, 0)  # SRTP drop counters already copied into stats
         self._tx_task: asyncio.Task[None] | None = None
         self._rtcp_task: asyncio.Task[None] | None = None
@@ -525,9 +284,10 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         want_rtcp = config.rtcp and not config.rtcp_mux
         rtp_sock, rtcp_sock = _bind_pair(config.host, config.port_range, want_rtcp)
         try:
-            api = _mmsg_api() if config.batched_io else None
+            # Batching pays only with in-place SRTP in the slots (see callxml.media.mmsg).
+            api = mmsg_api() if config.batched_io and in_place_available() else None
             if api is not None:
-                io = _BatchedSocket(rtp_sock, _batch(api))
+                io = BatchedSocket(rtp_sock, thread_batch(api))
                 try:
                     io.start(loop, self._readable)
                     self._io = io
@@ -649,12 +409,15 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         log.debug("RTP socket error on %s: %s", self.local_address, exc)
 
     def datagram_received(self, data: bytes, addr: Address) -> None:  # type: ignore[override]
-        """Hot path: demux, unprotect, latch, then pass through / forward (bridged) or deliver."""
-        if len(data) < HEADER_SIZE or 192 <= data[1] <= 223:  # RFC 5761 §4 demultiplexing
-            self.rtcp_received(data, addr)
+        """Hot path, one datagram: classify, then for RTP unprotect, latch, and pass through /
+        forward (bridged) or deliver. The batched reader's bridged loop (:meth:`_relay_batch`)
+        is the same decision over a batch of slots."""
+        size = len(data)
+        kind = classify(data, size)
+        if kind is not RTP:
+            self._not_media(kind, data, addr)
             return
         stats = self.stats
-        size = len(data)
         srtp = self._srtp
         target = self._forward_ep
         if target is not None:
@@ -666,9 +429,6 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                 if packet is None:
                     self._srtp_dropped(srtp)
                     return
-            elif data[0] >> 6 != 2:
-                stats.dropped_invalid += 1
-                return
             elif out is None:
                 packet = data
             else:
@@ -689,9 +449,6 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                 self._srtp_dropped(srtp)
                 return
             data = plain
-        elif data[0] >> 6 != 2:
-            stats.dropped_invalid += 1
-            return
         if addr != self._remote or not self._latched:
             self._latch(addr)
         stats.packets_received += 1
@@ -701,6 +458,44 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             forward(data)
             return
         self._deliver(data)
+
+    def _not_media(self, kind: PacketKind, data: bytes, addr: Address) -> None:
+        """Every received datagram that :func:`classify` did not call RTP, from both receive
+        paths: RTCP multiplexed on this port, the kinds a handler may take (counted whether or
+        not one is set; without one they are dropped), and the rest dropped as invalid. A new
+        protocol demultiplexed on the RTP port needs a kind in :func:`classify` and a branch
+        here, nowhere else. Nothing here latches: only media that passed its checks does."""
+        if kind is RTCP:
+            self.rtcp_received(data, addr)
+            return
+        stats = self.stats
+        if kind is STUN:
+            stats.stun_received += 1
+        elif kind is ZRTP:
+            stats.zrtp_received += 1
+        elif kind is DTLS:
+            stats.dtls_received += 1
+        else:
+            stats.dropped_invalid += 1
+            return
+        handler = self._handlers.get(kind)
+        if handler is not None:
+            try:
+                handler(data, addr)
+            except Exception:  # a consumer's bug must not stop this leg's media
+                log.exception("RTP port %s handler failed", kind.name)
+
+    def set_packet_handler(self, kind: PacketKind, handler: PacketHandler | None) -> None:
+        """Hand every received ``kind`` datagram (STUN, ZRTP or DTLS) to ``handler``, called
+        synchronously on the receive path with the datagram and its source; ``None`` goes back
+        to counting and dropping them. They never reach the codec or the relay, and never
+        move the symmetric-RTP latch."""
+        if kind not in HANDLED_KINDS:
+            raise ValueError(f"no handler can take {kind.name} packets")
+        if handler is None:
+            self._handlers.pop(kind, None)
+        else:
+            self._handlers[kind] = handler
 
     def _srtp_dropped(self, srtp: SrtpSession) -> None:
         stats = self.stats
@@ -746,41 +541,36 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         if io.single_reads:
             io.single_reads -= 1
             try:
-                data, addr = io.sock.recvfrom(MAX_PACKET_OCTETS + 1)
+                data, addr = io.sock.recvfrom(MAX_PACKET_OCTETS + 1)  # longer: classified invalid
             except OSError:  # nothing there after all (or an error the next read reports)
-                return
-            if len(data) > MAX_PACKET_OCTETS:
-                self.stats.dropped_invalid += 1
                 return
             self.datagram_received(data, addr)
             return
         batch = io.batch
-        for _ in range(_ROUNDS):
+        for _ in range(ROUNDS):
             count = batch.receive(io.fd, io.family)
             target = self._forward_ep
             if target is not None and target._io is not None and target._io.batch is batch:
                 self._relay_batch(batch, count, target)
             else:
-                headers = batch.headers
-                for i in range(count):
-                    size = headers[i].msg_len
-                    if size > MAX_PACKET_OCTETS:
-                        self.stats.dropped_invalid += 1
-                        continue
-                    self.datagram_received(*batch.datagram(i, size))
+                datagram, received = batch.datagram, self.datagram_received
+                for i, size in enumerate(batch.sizes[0:count].tolist()):
+                    received(*datagram(i, size))
             if count <= 1:
                 io.single_reads = SINGLE_READS
             if count < BATCH or io.is_closing():
                 return
 
-    def _relay_batch(self, batch: _Batch, count: int, target: RtpEndpoint) -> None:
-        """The bridged pass-through hot path on a batch: what :meth:`datagram_received` does
-        for one packet, in the slots, then one sendmmsg out of ``target``.
+    def _relay_batch(self, batch: Batch, count: int, target: RtpEndpoint) -> None:
+        """The bridged pass-through hot path on a batch: what :meth:`datagram_received` decides
+        for one packet -- the same :func:`classify`, the same :meth:`_not_media` for all but
+        RTP, the same SRTP checks, latch and counters -- done in the slots, then one sendmmsg
+        out of ``target``.
 
-        Per packet it costs two libsrtp calls and a few list and memoryview items: the sizes,
-        leading octets and IPv4 sources of the whole batch are read in one call each, the
-        libsrtp calls are bound once (:meth:`SrtpSession.in_place_calls`), and the send sizes
-        are written through a memoryview.
+        Per packet it costs two libsrtp calls and a few list and memoryview items: the sizes
+        and IPv4 sources of the whole batch are read in one call each, the libsrtp calls are
+        bound once (:meth:`SrtpSession.in_place_calls`), and the send sizes are written through
+        a memoryview.
         """
         io, target_io = self._io, target._io
         if io is None or target_io is None:
@@ -791,47 +581,49 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         rx_ctx = tx_ctx = None
         if srtp is not None:
             unprotect, rx_ctx, protect, tx_ctx, length, size_cell = srtp.in_place_calls(out)
-            firsts: list[int] = []
-        else:  # plain RTP in: only the version check (and SRTP protection for the other leg)
-            firsts = batch.first_octets[0:count].tolist()
         protect_in_place = out.protect_in_place if out is not None and srtp is None else None
         sizes: list[int] = batch.sizes[0:count].tolist()
-        seconds: list[int] = batch.second_octets[0:count].tolist()
-        slots, views, name_size = batch.slots, batch.name_views, io.name_size
+        slots, packets = batch.slots, batch.slot_views
+        views, name_size = batch.name_views, io.name_size
         sources: list[int] | list[bytes]
         if name_size == 16:  # sockaddr_in: its first 8 octets say it all (the rest is zero)
             sources = batch.source_words[0:count].tolist()
         else:
             sources = [views[i][0:name_size] for i in range(count)]
-        remote_key = _source_key(self._remote_raw) if self._latched else None
+        remote_key = source_key(self._remote_raw) if self._latched else None
         tx_iovs, tx_sizes = target_io.tx_iovs, target_io.tx_sizes
+        kind_of, rtp = classify, RTP
         ready = received_octets = sent_octets = 0
+        rest = count  # where the per-packet path takes over (a handler changed the leg)
         for i in range(count):
             size = sizes[i]
-            if size < HEADER_SIZE or size > MAX_PACKET_OCTETS or 192 <= seconds[i] <= 223:
-                if size > MAX_PACKET_OCTETS:  # too long for us: truncated by the read
-                    stats.dropped_invalid += 1
-                else:  # RTCP multiplexed on this port (RFC 5761 §4)
-                    self.datagram_received(*batch.datagram(i, size))
-                    remote_key = _source_key(self._remote_raw) if self._latched else None
+            kind = kind_of(packets[i], size)
+            if kind is not rtp:
+                self._not_media(kind, *batch.datagram(i, size))
+                if (
+                    self._srtp is not srtp
+                    or self._forward_ep is not target
+                    or target._srtp is not out
+                ):
+                    rest = i + 1  # re-keyed or re-routed (a ZRTP handler may): bound state is stale
+                    break
+                remote_key = source_key(self._remote_raw) if self._latched else None
                 continue
             slot = slots[i]
             if rx_ctx is not None:  # SRTP in: unprotect (and re-protect) in the slot
-                assert srtp is not None
                 size_cell[0] = size
                 status = unprotect(rx_ctx, slot, length)
                 if status:
+                    assert srtp is not None  # rx_ctx came from it
                     srtp.count_status(status)
                     self._srtp_dropped(srtp)
                     continue
                 if tx_ctx is not None and protect(tx_ctx, slot, length):
+                    assert srtp is not None
                     srtp.other_failures += 1  # e.g. far too old for the send window
                     self._srtp_dropped(srtp)
                     continue
                 new_size = size_cell[0]
-            elif firsts[i] >> 6 != 2:
-                stats.dropped_invalid += 1
-                continue
             elif protect_in_place is not None:
                 new_size = protect_in_place(slot, size)
                 if new_size < 0:  # e.g. a repeated sequence number (RFC 3711 §3.3.2)
@@ -841,12 +633,12 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                 new_size = size
             if sources[i] != remote_key:  # a new source, or not latched yet
                 raw = views[i][0:name_size]
-                addr = _address(raw)
+                addr = parse_sockaddr(raw)
                 if addr != self._remote or not self._latched:
                     self._latch(addr)  # RFC 4961 symmetric RTP
                 if addr == self._remote:
                     self._remote_raw = raw
-                remote_key = _source_key(self._remote_raw) if self._latched else None
+                remote_key = source_key(self._remote_raw) if self._latched else None
             received_octets += size
             if ready != i:
                 tx_iovs[ready].iov_base = slot
@@ -857,8 +649,10 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         stats.octets_received += received_octets
         if ready:
             target._send_relayed(target_io, ready, sent_octets, moved=ready != count)
+        for i in range(rest, count):  # after the change, in order, with the leg's new state
+            self.datagram_received(*batch.datagram(i, sizes[i]))
 
-    def _send_relayed(self, io: _BatchedSocket, count: int, octets: int, *, moved: bool) -> None:
+    def _send_relayed(self, io: BatchedSocket, count: int, octets: int, *, moved: bool) -> None:
         """Send the first ``count`` prepared send slots of ``io`` to our peer (sendmmsg)."""
         tx_iovs = io.tx_iovs
         if io.peer_raw is not None and not io.is_closing():
@@ -914,11 +708,12 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     # -- RTCP ----------------------------------------------------------------------------------
 
     def rtcp_received(self, data: bytes, addr: Address) -> None:
-        if self._srtp is not None:
-            plain = self._srtp.unprotect_rtcp(data)
+        """An RTCP packet from the RTCP port, or one multiplexed on the RTP port."""
+        srtp = self._srtp
+        if srtp is not None:
+            plain = srtp.unprotect_rtcp(data)
             if plain is None:
-                self.stats.dropped_auth = self._srtp.auth_failures
-                self.stats.dropped_replay = self._srtp.replays
+                self._srtp_dropped(srtp)
                 return
             data = plain
         try:
@@ -1139,16 +934,6 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._talkspurt = False
         self._source_frames += 1
         return True
-
-    def send_frame(self, pcm: bytes) -> None:
-        """Send one PCM frame immediately, unpaced (the caller keeps time)."""
-        self._check_open()
-        expected = 2 * self.frame_samples
-        if len(pcm) > MAX_PACKET_SIZE or len(pcm) != expected:
-            raise LocalProtocolError(f"a frame is {expected} octets of 16-bit PCM")
-        self._send_media(self.payload_type, self.codec.encode(pcm), self._talkspurt, None)
-        self._talkspurt = False
-        self._sender.advance(self.frame_samples)
 
     def flush_received(self) -> None:
         """Deliver whatever the jitter buffer still holds (end of call)."""

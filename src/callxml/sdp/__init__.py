@@ -1,8 +1,9 @@
 """SDP for callxml: session descriptions (RFC 8866), offer/answer (RFC 3264), SDES ``a=crypto``
 (RFC 4568) and the secure-media policy. Pure code: no sockets, no clocks, no asyncio.
 
-Modules: :mod:`.session` (parse/serialise), :mod:`.crypto` (``a=crypto`` and the suite table),
-:mod:`.policy` (which SRTP offers/answers we accept), :mod:`.negotiate` (offer/answer functions).
+Modules: :mod:`.session` (parse/serialise), :mod:`.crypto` (``a=crypto``; it re-exports the SRTP
+suite table, which lives in :mod:`callxml.media.suites`), :mod:`.policy` (which SRTP
+offers/answers we accept), :mod:`.negotiate` (offer/answer functions).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 from .crypto import (
     SUITES,
     CryptoAttribute,
-    CryptoSuite,
     InvalidCrypto,
     KeyParam,
+    SrtpSuite,
     find_suite,
     new_crypto,
     parse_crypto,
@@ -63,7 +64,6 @@ __all__ = [
     "Codec",
     "Connection",
     "CryptoAttribute",
-    "CryptoSuite",
     "Direction",
     "InvalidCrypto",
     "InvalidSdp",
@@ -74,6 +74,7 @@ __all__ = [
     "Origin",
     "RtpMap",
     "SessionDescription",
+    "SrtpSuite",
     "Timing",
     "answer_direction",
     "answer_offer",

@@ -1,13 +1,15 @@
-"""SDES ``a=crypto`` attributes (RFC 4568 §9.1) and the table of SRTP crypto-suites.
+"""SDES ``a=crypto`` attributes (RFC 4568 §9.1).
 
 Owns the wire form of one ``a=crypto`` value -- ``tag SP suite SP key-params [SP session-params]``
--- and what each suite name means in key, salt and authentication-tag lengths. It knows every suite
-name the seed documents list, in both spellings where two exist (RFC 6188 ``AES_256_CM_...`` and the
-``AES_CM_256_...`` form some stacks print).
+-- and how SDES spells suite names (case-insensitively, RFC 4568 §9.1). What each suite name means
+in key, salt and tag lengths is not SDP's: it is the one table in :mod:`callxml.media.suites`,
+re-exported here (:data:`SUITES`, :class:`SrtpSuite`, the name constants) because the parser checks
+every ``inline:`` key against it. It holds every suite a carrier's offer has been seen to list, in
+both spellings where two exist (RFC 6188 ``AES_256_CM_...`` and the ``AES_CM_256_...`` form some
+stacks print).
 
 It must not know the secure-media policy (which suites we accept: :mod:`callxml.sdp.policy`) nor
-SRTP itself (:mod:`callxml.media`); :attr:`CryptoSuite.srtp_profile` is only the profile number to
-hand to ``pylibsrtp.Policy``.
+SRTP sessions (:mod:`callxml.media.srtp`).
 
 Key material is secret: ``repr()`` of every object here hides it, and :func:`redact` scrubs it from
 any text (an SDP body, a SIP message) before that text reaches a log.
@@ -23,6 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from callxml.errors import MediaError
+from callxml.media.suites import (
+    AES_CM_128_HMAC_SHA1_32,
+    AES_CM_128_HMAC_SHA1_80,
+    SUITE_ALIASES,
+    SUITES,
+    SrtpSuite,
+    lookup,
+)
 
 __all__ = [
     "AES_CM_128_HMAC_SHA1_32",
@@ -31,9 +41,9 @@ __all__ = [
     "SUITES",
     "SUITE_ALIASES",
     "CryptoAttribute",
-    "CryptoSuite",
     "InvalidCrypto",
     "KeyParam",
+    "SrtpSuite",
     "find_suite",
     "new_crypto",
     "parse_crypto",
@@ -54,63 +64,13 @@ class InvalidCrypto(MediaError):
     """
 
 
-@dataclass(frozen=True, slots=True)
-class CryptoSuite:
-    """One SRTP crypto-suite: lengths in bytes, and the libsrtp profile if pylibsrtp has one.
+def find_suite(name: str) -> SrtpSuite | None:
+    """The suite called ``name`` in any spelling the table knows, or None.
 
-    ``srtp_profile`` is the DTLS-SRTP protection profile number (RFC 5764 §4.1.2, RFC 7714 §14.2)
-    that ``pylibsrtp.Policy(srtp_profile=...)`` takes; ``None`` when pylibsrtp cannot run the suite.
+    RFC 4568 §9.1 writes suite names as ABNF literals, which are case-insensitive, so
+    ``aes_cm_128_hmac_sha1_80`` is the same suite.
     """
-
-    name: str
-    key_len: int
-    salt_len: int
-    auth_tag_len: int
-    srtp_profile: int | None
-    rfc: str
-
-    @property
-    def keying_len(self) -> int:
-        """Length of ``key‖salt`` as carried in ``inline:`` (30 bytes for AES_CM_128)."""
-        return self.key_len + self.salt_len
-
-
-AES_CM_128_HMAC_SHA1_80 = "AES_CM_128_HMAC_SHA1_80"
-AES_CM_128_HMAC_SHA1_32 = "AES_CM_128_HMAC_SHA1_32"
-
-# style.md #7: the wire format as a table.  Sizes: RFC 4568 §6.2, RFC 6188 §3, RFC 7714 §12/§14.
-SUITES: dict[str, CryptoSuite] = {
-    s.name: s
-    for s in (
-        CryptoSuite(AES_CM_128_HMAC_SHA1_80, 16, 14, 10, 1, "RFC 4568 §6.2.1"),
-        CryptoSuite(AES_CM_128_HMAC_SHA1_32, 16, 14, 4, 2, "RFC 4568 §6.2.2"),
-        CryptoSuite("F8_128_HMAC_SHA1_80", 16, 14, 10, None, "RFC 4568 §6.2.3"),
-        CryptoSuite("AES_192_CM_HMAC_SHA1_80", 24, 14, 10, None, "RFC 6188 §3"),
-        CryptoSuite("AES_192_CM_HMAC_SHA1_32", 24, 14, 4, None, "RFC 6188 §3"),
-        CryptoSuite("AES_256_CM_HMAC_SHA1_80", 32, 14, 10, None, "RFC 6188 §3"),
-        CryptoSuite("AES_256_CM_HMAC_SHA1_32", 32, 14, 4, None, "RFC 6188 §3"),
-        CryptoSuite("AEAD_AES_128_GCM", 16, 12, 16, 7, "RFC 7714 §14.2"),
-        CryptoSuite("AEAD_AES_256_GCM", 32, 12, 16, 8, "RFC 7714 §14.2"),
-        CryptoSuite("AEAD_AES_128_GCM_8", 16, 12, 8, None, "RFC 7714 §14.2"),
-        CryptoSuite("AEAD_AES_256_GCM_8", 32, 12, 8, None, "RFC 7714 §14.2"),
-        # Not IANA-registered; libsrtp/FreeSWITCH/Asterisk name for AES-CM with no authentication.
-        CryptoSuite("AES_CM_128_NULL_AUTH", 16, 14, 0, None, "non-standard (libsrtp)"),
-    )
-}
-
-#: Other spellings seen in the wild (FreeSWITCH prints ``AES_CM_256_HMAC_SHA1_80``) → RFC name.
-SUITE_ALIASES: dict[str, str] = {
-    "AES_CM_192_HMAC_SHA1_80": "AES_192_CM_HMAC_SHA1_80",
-    "AES_CM_192_HMAC_SHA1_32": "AES_192_CM_HMAC_SHA1_32",
-    "AES_CM_256_HMAC_SHA1_80": "AES_256_CM_HMAC_SHA1_80",
-    "AES_CM_256_HMAC_SHA1_32": "AES_256_CM_HMAC_SHA1_32",
-}
-
-
-def find_suite(name: str) -> CryptoSuite | None:
-    """The suite called ``name`` (either spelling; ABNF literals are case-insensitive), or None."""
-    upper = name.upper()
-    return SUITES.get(SUITE_ALIASES.get(upper, upper))
+    return lookup(name.upper())
 
 
 _TAG = re.compile(r"[0-9]{1,9}")  # RFC 4568 §9.1: tag = 1*9DIGIT
@@ -176,7 +136,7 @@ class KeyParam:
         return text
 
 
-def _parse_key_param(text: str, suite: CryptoSuite | None) -> KeyParam:
+def _parse_key_param(text: str, suite: SrtpSuite | None) -> KeyParam:
     """Parse ``inline:<key||salt>[|lifetime][|MKI:length]`` (RFC 4568 §9.2)."""
     method, sep, info = text.partition(":")
     if not sep or method.lower() != "inline":
@@ -202,11 +162,12 @@ def _parse_key_param(text: str, suite: CryptoSuite | None) -> KeyParam:
             raise InvalidCrypto("bad lifetime or MKI in key-param")
     if suite is None:
         return KeyParam(material, b"", lifetime, mki, mki_length)
-    if len(material) != suite.keying_len:
+    if len(material) != suite.key_salt_octets:
         raise InvalidCrypto(
-            f"{suite.name} needs {suite.keying_len} bytes of key and salt, got {len(material)}"
+            f"{suite.name} needs {suite.key_salt_octets} bytes of key and salt, got {len(material)}"
         )
-    return KeyParam(material[: suite.key_len], material[suite.key_len :], lifetime, mki, mki_length)
+    key_octets = suite.key_octets
+    return KeyParam(material[:key_octets], material[key_octets:], lifetime, mki, mki_length)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +184,7 @@ class CryptoAttribute:
     session_params: tuple[str, ...] = ()
 
     @property
-    def suite_info(self) -> CryptoSuite | None:
+    def suite_info(self) -> SrtpSuite | None:
         return find_suite(self.suite)
 
     @property
@@ -272,10 +233,10 @@ def new_crypto(
     info = find_suite(suite)
     if info is None:
         raise ValueError(f"unknown crypto-suite {suite!r}")
-    material = random_bytes(info.keying_len)
-    if len(material) != info.keying_len:
+    material = random_bytes(info.key_salt_octets)
+    if len(material) != info.key_salt_octets:
         raise ValueError("random_bytes returned the wrong length")
-    key_param = KeyParam(material[: info.key_len], material[info.key_len :])
+    key_param = KeyParam(material[: info.key_octets], material[info.key_octets :])
     return CryptoAttribute(tag, info.name, (key_param,))
 
 

@@ -1,4 +1,9 @@
-"""Offer/answer for one audio stream (RFC 3264), as plain functions (style.md #9).
+"""Offer/answer for one audio stream (RFC 3264), as plain functions.
+
+Plain functions over immutable descriptions rather than an offer/answer object with state: the
+call (its SIP dialog) already holds what we offered last and what came back, so each step takes
+what it needs and returns a new description or raises, and every rule is a unit test with no
+call around it.
 
 Owns what we offer, what we answer and what we make of an answer: G.711 (PCMU, PCMA) at 8 kHz,
 ``telephone-event/8000`` (RFC 4733), ``ptime`` 20, the direction algebra used for hold
@@ -160,10 +165,12 @@ class NegotiatedMedia:
 
     @property
     def srtp_profile(self) -> int | None:
-        """The ``pylibsrtp.Policy`` profile for both directions, or None for plain RTP."""
+        """The suite's DTLS-SRTP protection profile number, which is also the
+        ``pylibsrtp.Policy`` profile for both directions; None for plain RTP or a suite without
+        one."""
         if self.our_crypto is None or self.our_crypto.suite_info is None:
             return None
-        return self.our_crypto.suite_info.srtp_profile
+        return self.our_crypto.suite_info.dtls_srtp_profile
 
 
 # -- building SDP ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The secure-media policy: which SRTP offers and answers callxml accepts (design.md's table).
+"""The secure-media policy: which SRTP offers and answers callxml accepts (docs/sdp.md's table).
 
 Owns the rules, as plain functions over parsed SDP, so every row of the policy table is a unit test:
 
@@ -27,10 +27,9 @@ import secrets
 from collections.abc import Callable
 
 from callxml.errors import SecureMediaError
+from callxml.media.suites import AES_CM_128_HMAC_SHA1_32, AES_CM_128_HMAC_SHA1_80
 
 from .crypto import (
-    AES_CM_128_HMAC_SHA1_32,
-    AES_CM_128_HMAC_SHA1_80,
     CryptoAttribute,
     InvalidCrypto,
     find_suite,
