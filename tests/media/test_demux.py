@@ -24,6 +24,7 @@ from callxml.media.rtp import PacketKind
 from callxml.media.srtp import SrtpSession, generate_key_salt
 from callxml.media.stream import RtpConfig, RtpEndpoint, SrtpKeys
 from callxml.media.suites import AES_CM_128_HMAC_SHA1_80
+from support.waiting import until
 
 SUITE = AES_CM_128_HMAC_SHA1_80
 PATHS = pytest.mark.parametrize("batched", [True, False], ids=["batched", "transport"])
@@ -40,12 +41,6 @@ RECEIVER_REPORT = struct.pack("!BBHI", 0x80, 201, 1, 0x4321)  # RR, no blocks: 8
 
 def _rtp(seq: int, ssrc: int = 0x1234) -> bytes:
     return struct.pack("!BBHII", 0x80, 0, seq, 160 * seq, ssrc) + bytes([seq & 0xFF]) * 160
-
-
-async def _until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
 
 
 class _Peer:
@@ -152,8 +147,10 @@ async def test_bridged_leg_relays_only_media_and_hands_other_protocols_to_their_
         MediaRelay(leg_a, leg_b).start()
         _burst(caller, intruder, leg_a.local_address, secure=secure)
         got: list[bytes] = []
-        await _until(lambda: len(got.__iadd__(callee.received())) >= 3)
-        await _until(lambda: leg_a.stats.dropped_invalid == 3 and leg_a.stats.rtcp_received == 1)
+        await until(lambda: len(got.__iadd__(callee.received())) >= 3, timeout=3.0)
+        await until(
+            lambda: leg_a.stats.dropped_invalid == 3 and leg_a.stats.rtcp_received == 1, timeout=3.0
+        )
         await asyncio.sleep(0.05)
         got += callee.received()
         assert got == [_rtp(1), _rtp(2), _rtp(3)]  # only media crossed, in order, re-keyed
@@ -189,7 +186,7 @@ async def test_unbridged_leg_delivers_only_media_and_counts_the_rest(
     try:
         leg.set_remote(("127.0.0.1", 9))  # SDP's idea; the caller's media moves the latch
         _burst(caller, intruder, leg.local_address, secure=secure)
-        await _until(lambda: len(delivered) >= 3 and leg.stats.dropped_invalid == 3)
+        await until(lambda: len(delivered) >= 3 and leg.stats.dropped_invalid == 3, timeout=3.0)
         await asyncio.sleep(0.05)
         assert delivered == [_rtp(1), _rtp(2), _rtp(3)]
         _check_counts(leg, secure=secure)
@@ -217,13 +214,13 @@ async def test_a_failing_handler_does_not_stop_the_media(
         caller.send(_rtp(1), leg.local_address)
         caller.send(ZRTP, leg.local_address)
         caller.send(_rtp(2), leg.local_address)
-        await _until(lambda: len(delivered) == 2)
+        await until(lambda: len(delivered) == 2, timeout=3.0)
         assert delivered == [_rtp(1), _rtp(2)]
         assert leg.stats.zrtp_received == 1
         assert "ZRTP handler failed" in caplog.text
         leg.set_packet_handler(PacketKind.ZRTP, None)  # back to counting and dropping
         caller.send(ZRTP, leg.local_address)
-        await _until(lambda: leg.stats.zrtp_received == 2)
+        await until(lambda: leg.stats.zrtp_received == 2, timeout=3.0)
     finally:
         await leg.close()
         caller.close()
@@ -256,7 +253,7 @@ async def test_a_handler_that_rekeys_the_leg_takes_effect_from_the_next_packet(
         for datagram in (_rtp(1), ZRTP, to_a.protect(_rtp(2)), to_a.protect(_rtp(3))):
             caller.send(datagram, to)
         got: list[bytes] = []
-        await _until(lambda: len(got.__iadd__(callee.received())) >= 3)
+        await until(lambda: len(got.__iadd__(callee.received())) >= 3, timeout=3.0)
         assert got == [_rtp(1), _rtp(2), _rtp(3)]
         assert switched == [True] and leg_a.secure
         assert leg_a.stats.packets_received == 3 and leg_a.stats.dropped_auth == 0
@@ -287,16 +284,16 @@ async def test_srtcp_drops_count_up_across_a_rekey(batched: bool) -> None:
     forged = _Peer((generate_key_salt(SUITE), generate_key_salt(SUITE)))  # wrong keys
     try:
         caller.send(caller.media(_rtp(1)), leg.local_address)
-        await _until(lambda: leg.stats.packets_received == 1)
+        await until(lambda: leg.stats.packets_received == 1, timeout=3.0)
         caller.send(forged.media(_rtp(2)), leg.local_address)
         caller.send(forged.control(RECEIVER_REPORT), leg.local_address)
-        await _until(lambda: leg.stats.dropped_auth == 2)
+        await until(lambda: leg.stats.dropped_auth == 2, timeout=3.0)
         new = (generate_key_salt(SUITE), generate_key_salt(SUITE))
         leg.set_srtp(SrtpKeys(SUITE, new[1], new[0]))  # re-keyed: a fresh session
         caller.send(forged.media(_rtp(3)), leg.local_address)
-        await _until(lambda: leg.stats.dropped_auth == 3)
+        await until(lambda: leg.stats.dropped_auth == 3, timeout=3.0)
         caller.send(forged.control(RECEIVER_REPORT), leg.local_address)
-        await _until(lambda: leg.stats.dropped_auth == 4)
+        await until(lambda: leg.stats.dropped_auth == 4, timeout=3.0)
         await asyncio.sleep(0.05)
         assert (leg.stats.dropped_auth, leg.stats.rtcp_received) == (4, 0)
     finally:

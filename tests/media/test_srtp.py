@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from media_srtp_reference import ReferenceSrtp, aes_cm, derive
 
 from callxml.errors import MediaError
 from callxml.media.srtp import PROFILES, SrtpSession, generate_key_salt, get_suite
 from callxml.media.suites import AES_CM_128_HMAC_SHA1_80, SUITES
+from support.srtp_reference import ReferenceSrtp, aes_cm, derive
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # Known-answer packets; each case names its public source (libsrtp srtp_driver.c, pion/srtp

@@ -69,7 +69,7 @@ def test_decimal_lifetime() -> None:
     assert crypto.key_params[0].mki is None
 
 
-def test_every_seed_suite_parses_with_its_sizes() -> None:
+def test_every_carrier_suite_parses_with_its_sizes() -> None:
     sd = SessionDescription.parse((FIXTURES / "carrier_offer_9_suites.sdp").read_bytes())
     lines = [parse_crypto(v) for v in sd.media[0].attributes_named("crypto")]
     sizes = {c.suite: (len(c.key_params[0].key), len(c.key_params[0].salt)) for c in lines}

@@ -93,7 +93,7 @@ def test_row_outbound_answer_accepted(secure_offer: Offer) -> None:
 def test_outbound_answer_renumbered_tag_is_accepted_when_the_suite_matches(
     secure_offer: Offer,
 ) -> None:
-    # The carrier seed's 183 answers with tag 5 -- peers renumber; the suite is what counts.
+    # The carrier article's 183 answers with tag 5 -- peers renumber; the suite is what counts.
     media = check_answer(secure_offer, load("carrier_answer_183.sdp"))
     assert media.their_crypto is not None and media.their_crypto.tag == 5
     assert (media.their_address, media.their_port) == ("192.0.2.77", 29078)
@@ -194,12 +194,12 @@ def test_inbound_enabled_refuses_plain_rtp() -> None:
     assert refusal(load("freeswitch_avp.sdp")) == "Secure media required: offer is RTP/AVP"
 
 
-def test_inbound_enabled_refuses_the_seed_offer_as_printed_on_rtp_avp() -> None:
+def test_inbound_enabled_refuses_the_carrier_offer_as_printed_on_rtp_avp() -> None:
     # The carrier article prints its 9-suite offer on RTP/AVP: a=crypto means nothing there.
     assert refusal(load("carrier_offer_9_suites.sdp")) == "Secure media required: offer is RTP/AVP"
 
 
-def test_seed_nine_suite_offer_on_savp_picks_tag_5() -> None:
+def test_carrier_nine_suite_offer_on_savp_picks_tag_5() -> None:
     offer = load("carrier_offer_9_suites.sdp")
     audio = replace(offer.media[0], proto="RTP/SAVP")
     media = answer(offer.with_media([audio]))

@@ -1,7 +1,7 @@
 """The RFC 4475 SIP torture test messages, each held to the RFC's own expectation.
 
-The messages are the exact bytes of RFC 4475 Appendix A (the base64 archive), copied from
-``/work/shared/testdata/rfc4475`` into ``tests/sip/fixtures/rfc4475``; ``index.tsv`` gives each
+The messages are the exact bytes of RFC 4475 Appendix A (the base64 archive), kept in
+``tests/sip/fixtures/rfc4475``; ``index.tsv`` gives each
 one's section, whether the RFC calls it valid or invalid, what it expects, and a sha256.
 
 Valid messages must parse with the right values; some of them are then refused by an element for

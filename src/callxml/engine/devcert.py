@@ -3,7 +3,8 @@
 Owns making (once) and reusing a local certificate authority and a server certificate signed by
 it, so ``callxml serve`` can listen on TLS 5061 with no configuration. The CA is separate from the
 server certificate so that a test softphone can trust the CA file alone, as real deployments
-trust a CA rather than a leaf (the carrier seed's point about appliances loading the CA by hand).
+trust a CA rather than a leaf (appliances such as SBCs have no system CA bundle: their operators
+load the CA by hand).
 
 Never used when the operator configures ``tls.cert``/``tls.key``.
 """

@@ -87,7 +87,7 @@ def _inbound_problem(crypto: CryptoAttribute) -> str | None:
     if suite is None or suite.name not in INBOUND_SUITES:
         return "suite not supported"
     if crypto.has_mki:
-        return "MKI not supported"  # the seed: "MKI parameter is not supported"
+        return "MKI not supported"  # hosted platforms refuse MKI outright; so do we
     if len(crypto.key_params) != 1:
         return "several keys"  # RFC 4568 §6.1: several keys need MKIs anyway
     if crypto.session_params:
