@@ -21,6 +21,7 @@ import json
 import socket
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,11 @@ from typing import Any
 import click
 
 from callxml.engine.devcert import ensure_dev_certificate
-from callxml.errors import CallXmlError, RemoteProtocolError
+from callxml.errors import CallXmlError, RemoteProtocolError, TransportError
 from callxml.media.tone import sine
 from callxml.media.wav import read_audio, write_wav
 from callxml.runtime.phone import Phone
+from callxml.sip.aio.resolver import DnsResolver, SystemResolver, locate
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig
 from callxml.sip.target import Target
@@ -110,21 +112,6 @@ def _route_source(host: str, port: int) -> str:
         return str(probe.getsockname()[0])
 
 
-async def _local_address(host: str, port: int, transport: str) -> str:
-    try:
-        ipaddress.ip_address(host)
-        literal = host
-    except ValueError:
-        loop = asyncio.get_running_loop()
-        kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
-        try:
-            infos = await loop.getaddrinfo(host, port, type=kind)
-        except OSError as exc:
-            raise click.ClickException(f"cannot resolve {host!r}: {exc}") from None
-        literal = str(infos[0][4][0])
-    return _route_source(literal, port)
-
-
 async def place_call(
     uri: str,
     *,
@@ -140,9 +127,14 @@ async def place_call(
     timeout: float = 30.0,
     bind: str | None = None,
     proxy: str | None = None,
+    dns: Sequence[str] = (),
 ) -> CallReport:
     """Dial ``uri``, send ``pcm`` (8 kHz PCM16) and ``digits``, stay ``duration`` seconds,
-    hang up, and report. Raises :class:`click.ClickException` for local setup problems."""
+    hang up, and report. Raises :class:`click.ClickException` for local setup problems.
+
+    The server is located as the engine locates it (RFC 3263: NAPTR, SRV, A/AAAA; ``dns``
+    servers, else the system's), and a listener is opened for every transport DNS may choose.
+    """
 
     report = CallReport(uri)
     try:
@@ -154,10 +146,15 @@ async def place_call(
             target = target.via(proxy)
         except (RemoteProtocolError, CallXmlError) as exc:
             raise click.UsageError(f"--proxy: {exc}") from None
-    hop = target.next_hop
-    local = bind or await _local_address(hop.host, hop.port, hop.transport)
+    try:
+        resolver = DnsResolver(dns) if dns else SystemResolver()
+        candidates = await locate(target.hop, resolver)
+    except TransportError as exc:
+        raise click.ClickException(str(exc)) from None
+    local = bind or _route_source(candidates[0].host, candidates[0].port)
+    transports = sorted({c.transport for c in candidates})
     with tempfile.TemporaryDirectory(prefix="callxml-call-") as scratch:
-        if hop.transport == "tls" and cert is None:
+        if "tls" in transports and cert is None:
             # A TLS listener needs a certificate even when we only call out (our Contact is a
             # TLS address the peer may connect back to); make a throw-away one.
             made = ensure_dev_certificate(Path(scratch), (local,))
@@ -165,9 +162,10 @@ async def place_call(
         tls = TlsConfig(ca_file=ca, cert_file=cert, key_file=key, verify=verify)
         try:
             phone = await Phone.start(
-                listeners=[ListenerConfig(hop.transport, local, 0)],
+                listeners=[ListenerConfig(transport, local, 0) for transport in transports],
                 tls=tls,
                 media_address=local,
+                resolver=resolver,
             )
         except CallXmlError as exc:
             raise click.ClickException(str(exc)) from None
@@ -255,6 +253,15 @@ def _check_from(ctx: click.Context, param: click.Parameter, value: str | None) -
         raise click.BadParameter(str(exc)) from None
 
 
+def _check_dns(servers: tuple[str, ...]) -> tuple[str, ...]:
+    if servers:
+        try:
+            DnsResolver(servers)
+        except TransportError as exc:
+            raise click.BadParameter(str(exc), param_hint="--dns") from None
+    return servers
+
+
 def _check_digits(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
     if not value:
         return ""
@@ -323,6 +330,13 @@ def _check_digits(ctx: click.Context, param: click.Parameter, value: str | None)
     help="Send the INVITE to this SIP URI (outbound proxy, e.g. 'sip:127.0.0.1:5060') "
     "instead of the target's host; the Request-URI stays URI.",
 )
+@click.option(
+    "--dns",
+    multiple=True,
+    callback=lambda ctx, param, value: _check_dns(value),
+    help="DNS server for locating the target (RFC 3263 NAPTR/SRV/A), e.g. 192.0.2.53 or "
+    "127.0.0.1:5353; repeat for several. Default: the system resolver.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def call_command(
     uri: str,
@@ -339,6 +353,7 @@ def call_command(
     bind: str | None,
     tone: float,
     proxy: str | None,
+    dns: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Place one call to URI and report how it went.
@@ -384,6 +399,7 @@ def call_command(
             timeout=timeout,
             bind=bind,
             proxy=proxy,
+            dns=dns,
         )
     )
     if as_json:
