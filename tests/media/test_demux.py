@@ -24,6 +24,7 @@ from callxml.media.rtp import PacketKind
 from callxml.media.srtp import SrtpSession, generate_key_salt
 from callxml.media.stream import RtpConfig, RtpEndpoint, SrtpKeys
 from callxml.media.suites import AES_CM_128_HMAC_SHA1_80
+from support.rtp import normalized
 from support.waiting import until
 
 SUITE = AES_CM_128_HMAC_SHA1_80
@@ -153,7 +154,9 @@ async def test_bridged_leg_relays_only_media_and_hands_other_protocols_to_their_
         )
         await asyncio.sleep(0.05)
         got += callee.received()
-        assert got == [_rtp(1), _rtp(2), _rtp(3)]  # only media crossed, in order, re-keyed
+        assert normalized(got) == normalized(
+            [_rtp(1), _rtp(2), _rtp(3)]
+        )  # only media crossed, in order, re-keyed
         _check_counts(leg_a, secure=secure)
         assert leg_b.stats.packets_sent == 3
         assert handed == {
@@ -254,7 +257,7 @@ async def test_a_handler_that_rekeys_the_leg_takes_effect_from_the_next_packet(
             caller.send(datagram, to)
         got: list[bytes] = []
         await until(lambda: len(got.__iadd__(callee.received())) >= 3, timeout=3.0)
-        assert got == [_rtp(1), _rtp(2), _rtp(3)]
+        assert normalized(got) == normalized([_rtp(1), _rtp(2), _rtp(3)])
         assert switched == [True] and leg_a.secure
         assert leg_a.stats.packets_received == 3 and leg_a.stats.dropped_auth == 0
     finally:

@@ -48,7 +48,7 @@ PhoneFactory = Callable[..., Awaitable[Box]]
 async def phones(dev_cert: DevCertificate) -> AsyncIterator[PhoneFactory]:
     made: list[Box] = []
 
-    async def make(*, ca: bool = True) -> Box:
+    async def make(*, ca: bool = True, rtp_timeout: float | None = 60.0) -> Box:
         queue: asyncio.Queue[IncomingCall] = asyncio.Queue()
 
         async def on_incoming(call: IncomingCall) -> None:
@@ -65,6 +65,7 @@ async def phones(dev_cert: DevCertificate) -> AsyncIterator[PhoneFactory]:
                 key_file=str(dev_cert.key),
             ),
             on_incoming=on_incoming,
+            rtp_timeout=rtp_timeout,
         )
         box = Box(phone, queue)
         made.append(box)
@@ -351,15 +352,20 @@ async def test_play_returns_when_the_call_ends_and_cancel_stops_sending(
 ) -> None:
     a, b = await phones(), await phones()
     a_leg, b_leg = await _connect(a, b, b.uri("udp"))
-    # Barge-in: cancelling the task that plays stops the packets at once.
+    ear = Ear(b_leg)
+    # Barge-in: cancelling the task that plays stops the prompt at once; the stream goes on
+    # with silence (an answered leg never falls silent on the wire).
     playing = asyncio.ensure_future(a_leg.play(sine(1000, 5000)))
-    await until(lambda: a_leg.stats.packets_sent >= 5, timeout=WAIT, step=0.01)
+    await until(lambda: goertzel_power(bytes(ear.pcm[-1600:]), 1000) > 0.5, timeout=WAIT)
     playing.cancel()
     with pytest.raises(asyncio.CancelledError):
         await playing
     sent = a_leg.stats.packets_sent
-    await asyncio.sleep(0.1)
-    assert a_leg.stats.packets_sent <= sent + 1
+    heard = len(ear.pcm)
+    await asyncio.sleep(0.3)
+    assert a_leg.stats.packets_sent >= sent + 10  # still sending, every 20 ms...
+    after = bytes(ear.pcm[heard + 1600 :])  # ...past what was in flight and in the jitter buffer
+    assert after and not any(after)  # ...silence, not the rest of the prompt
     # A long prompt ends, without an error, when the far end hangs up.
     playing = asyncio.ensure_future(a_leg.play(sine(1000, 5000)))
     await until(lambda: a_leg.stats.packets_sent >= sent + 5, timeout=WAIT, step=0.01)
@@ -395,3 +401,33 @@ async def test_keys_never_reach_the_logs(
     assert caplog.records  # the call did log (SIP, media): the check is not vacuous
     for secret in secrets:
         assert secret not in logged
+
+
+async def test_a_peer_gone_silent_is_hung_up_after_the_rtp_timeout(phones: PhoneFactory) -> None:
+    a, b = await phones(rtp_timeout=1.0), await phones()
+    a_leg, b_leg = await _connect(a, b, b.uri("udp"))
+    await until(lambda: a_leg.stats.packets_received > 5, timeout=WAIT)  # b's silence arrives
+    await b_leg.endpoint.close()  # b's media vanishes without a BYE (a crashed phone, a NAT)
+    reason = await a_leg.wait_ended(WAIT)
+    assert reason == "no RTP or RTCP for 1 s"
+    assert await b_leg.wait_ended(WAIT) == "remote hangup"  # our BYE reached b
+
+
+async def test_hold_is_not_silence_and_held_legs_stop_sending(phones: PhoneFactory) -> None:
+    a, b = await phones(rtp_timeout=1.0), await phones(rtp_timeout=1.0)
+    a_leg, b_leg = await _connect(a, b, b.uri("udp"))
+    await until(lambda: a_leg.stats.packets_received > 5, timeout=WAIT)
+    b_leg.hold()  # b re-INVITEs sendonly: a is held and must stop sending (RFC 3264 §6.1)
+    b_leg.endpoint.keep_sending(False)  # and b sends nothing either, as many phones on hold do
+    await until(lambda: a_leg.on_hold, timeout=WAIT)
+    await asyncio.sleep(0.1)
+    sent, heard = a_leg.stats.packets_sent, a_leg.stats.packets_received
+    await asyncio.sleep(1.8)  # longer than both RTP timeouts, in silence both ways...
+    assert a_leg.stats.packets_received <= heard + 1
+    assert not a_leg.ended.is_set() and not b_leg.ended.is_set()  # ...yet nobody hangs up
+    assert a_leg.stats.packets_sent <= sent + 1  # and a no longer fills the line
+    b_leg.endpoint.keep_sending(True)
+    b_leg.resume()
+    await until(lambda: not a_leg.on_hold, timeout=WAIT)
+    await until(lambda: a_leg.stats.packets_sent > sent + 10, timeout=WAIT)  # a talks again
+    await a_leg.hangup()

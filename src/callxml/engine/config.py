@@ -103,6 +103,7 @@ class EngineConfig:
     media_address: str = "127.0.0.1"
     media_port_min: int = 20000
     media_port_max: int = 29999
+    media_rtp_timeout: float = 60.0  # no RTP/RTCP this long on an answered leg: BYE (0: never)
     webhook_timeout: float = 15.0
     status_callback_retries: int = 3
     shutdown_grace: float = 30.0
@@ -337,10 +338,19 @@ def _parse_media(media: _Reader, config: EngineConfig) -> EngineConfig:
     address = _host(media, "address", config.media_address)
     port_min = _port(media, "port_min", config.media_port_min)
     port_max = _port(media, "port_max", config.media_port_max)
+    rtp_timeout = float(media.get("rtp_timeout", float, config.media_rtp_timeout))
     media.finish()
     if port_min > port_max or port_max - port_min < 3:
         raise ConfigError("media.port_max: the media port range needs at least 4 ports")
-    return replace(config, media_address=address, media_port_min=port_min, media_port_max=port_max)
+    if rtp_timeout != 0 and not 5 <= rtp_timeout <= 86400:
+        raise ConfigError("media.rtp_timeout: 0 (never) or between 5 seconds and a day")
+    return replace(
+        config,
+        media_address=address,
+        media_port_min=port_min,
+        media_port_max=port_max,
+        media_rtp_timeout=rtp_timeout,
+    )
 
 
 def _parse_webhooks(hooks: _Reader, config: EngineConfig) -> EngineConfig:

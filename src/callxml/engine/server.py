@@ -252,6 +252,7 @@ class Engine:
                 tls=self._tls(),
                 media_address=config.media_address,
                 media_port_range=(config.media_port_min, config.media_port_max),
+                rtp_timeout=config.media_rtp_timeout or None,
                 on_incoming=self._incoming,
                 authenticator=DomainAuthenticator(config),
                 resolver=DnsResolver(config.dns_servers) if config.dns_servers else None,

@@ -31,7 +31,7 @@ def make_forwarder(source: RtpEndpoint, target: RtpEndpoint) -> Callable[[bytes]
     Wrap it to watch the packets (e.g. for DTMF during a bridge) and install it with
     :meth:`RtpEndpoint.set_forward`.
     """
-    send = target.send_packet
+    send = target.send_relayed
     same_codec = source.codec.name == target.codec.name
     if _same_media(source, target):
         return send  # the packet goes out untouched (but re-protected)

@@ -13,6 +13,7 @@ import secrets
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 from callxml.errors import LocalProtocolError, RemoteProtocolError
 
@@ -254,3 +255,44 @@ class RtpSender:
     def advance(self, samples: int) -> None:
         """Move the media clock forward by ``samples`` (one frame's worth after each frame)."""
         self.timestamp = (self.timestamp + samples) & 0xFFFFFFFF
+
+
+_SEQ_TS_SSRC = struct.Struct("!HII")  # octets 2..11 of the fixed header (RFC 3550 §5.1)
+
+
+class RelayNumbering:
+    """Renumbers relayed packets into one outgoing stream: our SSRC, our sequence numbers, our
+    timestamps — so the peer of a bridged leg sees one continuous source from the answer to the
+    hang-up, across prompts, silence and the bridge.
+
+    Without it the peer would see the SSRC, sequence and timestamp jump when a bridge starts
+    (and again when it stops). RFC 3550 allows that, but SRTP receivers keep replay state per
+    stream and some (baresip's, seen in the tests) drop every packet whose index looks older
+    than the last one they took, whatever its SSRC. An RTP translator may rewrite these fields
+    (RFC 3550 §7.1, §7.3); the offsets are fixed per incoming SSRC, so gaps (loss), reordering and
+    the shared timestamp of an RFC 4733 event survive, and a new incoming source sets the marker
+    bit (a discontinuity, §5.1). The sender's sequence number follows what was relayed, so its
+    own packets continue after the bridge without a jump.
+    """
+
+    __slots__ = ("_in_ssrc", "_seq_delta", "_ts_delta", "sender")
+
+    def __init__(self, sender: RtpSender) -> None:
+        self.sender = sender
+        self._in_ssrc = -1
+        self._seq_delta = 0
+        self._ts_delta = 0
+
+    def rewrite(self, packet: bytearray | memoryview | Any) -> None:
+        """Rewrite the header of one RTP packet in place (the caller checked it is RTP)."""
+        sender = self.sender
+        seq, ts, ssrc = _SEQ_TS_SSRC.unpack_from(packet, 2)
+        if ssrc != self._in_ssrc:
+            self._in_ssrc = ssrc
+            self._seq_delta = (sender.sequence_number - seq) & 0xFFFF
+            self._ts_delta = (sender.timestamp - ts) & 0xFFFFFFFF
+            packet[1] |= 0x80
+        out_seq = (seq + self._seq_delta) & 0xFFFF
+        _SEQ_TS_SSRC.pack_into(packet, 2, out_seq, (ts + self._ts_delta) & 0xFFFFFFFF, sender.ssrc)
+        if (out_seq - sender.sequence_number) & 0xFFFF < 0x8000:  # newer than ours (§A.1)
+            sender.sequence_number = (out_seq + 1) & 0xFFFF

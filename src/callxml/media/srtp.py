@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import secrets
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import pylibsrtp
@@ -111,6 +112,7 @@ class SrtpSession:
         "_size",
         "_tx",
         "_tx_ctx",
+        "_view",
         "auth_failures",
         "other_failures",
         "replays",
@@ -139,6 +141,7 @@ class SrtpSession:
         if _FAST:
             self._cdata = _ffi.new("char[]", _BUFFER_OCTETS)
             self._buffer = _ffi.buffer(self._cdata)
+            self._view = memoryview(self._buffer)  # item access as ints, for header rewrites
             self._length = _ffi.new("int *")
             # The same int seen from Python: a memoryview item is cheaper than a cffi one.
             self._size = memoryview(_ffi.buffer(self._length)).cast("i")
@@ -226,8 +229,15 @@ class SrtpSession:
             self.other_failures += 1
         return None
 
-    def relay_to(self, srtp: bytes, out: SrtpSession) -> bytes | None:
-        """Unprotect with our receiving key and protect with ``out``'s sending key, in one go.
+    def relay_to(
+        self,
+        srtp: bytes,
+        out: SrtpSession,
+        rewrite: Callable[[memoryview | bytearray], None] | None = None,
+    ) -> bytes | None:
+        """Unprotect with our receiving key and protect with ``out``'s sending key, in one go;
+        ``rewrite`` may change the plain RTP header in between (the relay renumbers packets into
+        the outgoing leg's stream).
 
         The relay's hot path (SRTP leg to SRTP leg). ``None`` (counted here) when the packet
         fails authentication or the replay check, or cannot be re-protected; never raises.
@@ -237,6 +247,10 @@ class SrtpSession:
             plain = self.unprotect(srtp)
             if plain is None:
                 return None
+            if rewrite is not None:
+                header = bytearray(plain)
+                rewrite(header)
+                plain = bytes(header)
             try:
                 return out.protect(plain)
             except MediaError:
@@ -255,6 +269,8 @@ class SrtpSession:
         if status:
             self.count_status(status)
             return None
+        if rewrite is not None:
+            rewrite(self._view)
         if _lib.srtp_protect(out_ctx, cdata, length):  # e.g. far too old for the send window
             self.other_failures += 1
             return None

@@ -68,6 +68,7 @@ from callxml.media.rtp import (
     STUN,
     ZRTP,
     PacketKind,
+    RelayNumbering,
     RtpError,
     RtpPacket,
     RtpSender,
@@ -238,6 +239,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.frame_samples = 8000 * config.ptime_ms // 1000
         self.dtmf_events: asyncio.Queue[DtmfDigit] = asyncio.Queue(MAX_DTMF_QUEUE)
         self._sender = RtpSender()
+        self._numbering = RelayNumbering(self._sender)  # relayed packets join our stream
         self._jitter: JitterBuffer[tuple[int, bytes]] = JitterBuffer(config.jitter_depth)
         self._dtmf_rx = DtmfReceiver()
         self._reception = rtcp.ReceptionStats()
@@ -263,6 +265,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._talkspurt = True  # the next audio packet starts a talkspurt (marker bit)
         self._last_tick: float | None = None
         self._closed = False
+        self._continuous = False  # keep_sending(): silence fills every interval with no source
+        self._silence_payload = ("", b"")  # (codec, one ptime of encoded silence)
         self.local_address: Address = ("", 0)
         self.rtcp_address: Address | None = None
 
@@ -391,6 +395,27 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.payload_type = payload_type
         self.dtmf_payload_type = dtmf_payload_type
 
+    def keep_sending(self, on: bool = True) -> None:
+        """Send a packet every ``ptime`` for as long as the endpoint is open: the current
+        source's frame, DTMF, or silence in the negotiated codec when there is nothing to say.
+
+        Carriers and SBCs hang up calls after an RTP inactivity timeout and NAT bindings expire
+        when nothing flows, so an answered leg must never fall silent on the wire — not during
+        a ``<Pause>``, a webhook fetch or a ``<Gather>`` wait. The one RTP clock keeps running, so
+        sequence numbers and timestamps stay continuous across prompts and silence. While the
+        endpoint is bridged (:meth:`pass_through_to`, :meth:`set_forward`: the relay then sends
+        the other leg's audio out of it) nothing is generated; the clock still runs.
+        """
+        self._continuous = on
+        if on and not self._closed:
+            self._ensure_sending()
+
+    @property
+    def _bridged(self) -> bool:
+        # The relay always wires both directions, so a leg that forwards what it receives is
+        # also the one the other leg's audio leaves through.
+        return self._forward is not None or self._forward_ep is not None
+
     @property
     def secure(self) -> bool:
         return self._srtp is not None
@@ -422,26 +447,37 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         target = self._forward_ep
         if target is not None:
             # Bridged pass-through: the legs agree on codec and payload types, so the packet
-            # only changes keys. SRTP on both sides is one libsrtp unprotect+protect in place.
+            # only changes keys and is renumbered into the target's own stream. SRTP on both
+            # sides is one libsrtp unprotect+protect in place, the renumbering in between.
             out = target._srtp
-            if srtp is not None:
-                packet = srtp.relay_to(data, out) if out is not None else srtp.unprotect(data)
-                if packet is None:
+            renumber = target._numbering.rewrite
+            packet: bytes | bytearray
+            if srtp is not None and out is not None:
+                relayed = srtp.relay_to(data, out, renumber)
+                if relayed is None:
                     self._srtp_dropped(srtp)
                     return
-            elif out is None:
-                packet = data
+                packet = relayed
             else:
-                try:
-                    packet = out.protect(data)
-                except MediaError:  # e.g. a repeated sequence number (RFC 3711 §3.3.2)
-                    stats.dropped_invalid += 1
-                    return
+                if srtp is not None:
+                    plain = srtp.unprotect(data)
+                    if plain is None:
+                        self._srtp_dropped(srtp)
+                        return
+                    data = plain
+                packet = bytearray(data)
+                renumber(packet)
+                if out is not None:
+                    try:
+                        packet = out.protect(bytes(packet))
+                    except MediaError:  # e.g. a repeated sequence number (RFC 3711 §3.3.2)
+                        stats.dropped_invalid += 1
+                        return
             if addr != self._remote or not self._latched:
                 self._latch(addr)
             stats.packets_received += 1
             stats.octets_received += size
-            target.send_ready(packet)
+            target.send_ready(bytes(packet))
             return
         if srtp is not None:
             plain = srtp.unprotect(data)
@@ -593,6 +629,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         remote_key = source_key(self._remote_raw) if self._latched else None
         tx_iovs, tx_sizes = target_io.tx_iovs, target_io.tx_sizes
         kind_of, rtp = classify, RTP
+        renumber = target._numbering.rewrite
         ready = received_octets = sent_octets = 0
         rest = count  # where the per-packet path takes over (a handler changed the leg)
         for i in range(count):
@@ -610,7 +647,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                 remote_key = source_key(self._remote_raw) if self._latched else None
                 continue
             slot = slots[i]
-            if rx_ctx is not None:  # SRTP in: unprotect (and re-protect) in the slot
+            if rx_ctx is not None:  # SRTP in: unprotect, renumber, re-protect in the slot
                 size_cell[0] = size
                 status = unprotect(rx_ctx, slot, length)
                 if status:
@@ -618,6 +655,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                     srtp.count_status(status)
                     self._srtp_dropped(srtp)
                     continue
+                renumber(packets[i])
                 if tx_ctx is not None and protect(tx_ctx, slot, length):
                     assert srtp is not None
                     srtp.other_failures += 1  # e.g. far too old for the send window
@@ -625,11 +663,13 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                     continue
                 new_size = size_cell[0]
             elif protect_in_place is not None:
+                renumber(packets[i])
                 new_size = protect_in_place(slot, size)
                 if new_size < 0:  # e.g. a repeated sequence number (RFC 3711 §3.3.2)
                     stats.dropped_invalid += 1
                     continue
             else:
+                renumber(packets[i])
                 new_size = size
             if sources[i] != remote_key:  # a new source, or not latched yet
                 raw = views[i][0:name_size]
@@ -769,8 +809,15 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
     # -- sending -------------------------------------------------------------------------------
 
+    def send_relayed(self, rtp: bytes) -> None:
+        """Send a packet relayed from another leg (plain RTP): renumbered into this leg's own
+        stream (:class:`~callxml.media.rtp.RelayNumbering`), protected on SRTP legs."""
+        packet = bytearray(rtp)
+        self._numbering.rewrite(packet)
+        self.send_packet(bytes(packet))
+
     def send_packet(self, rtp: bytes) -> None:
-        """Send one ready-made RTP packet now (protecting it on SRTP legs); used by the relay."""
+        """Send one ready-made RTP packet now (protecting it on SRTP legs)."""
         remote = self._remote
         transport = self._transport
         if remote is None or transport is None:
@@ -896,7 +943,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             self._talkspurt = True
 
     async def _tick(self) -> bool:
-        """Send what belongs in this packet interval; False when there is nothing left."""
+        """Send what belongs in this packet interval; False when there is nothing left (only
+        without :meth:`keep_sending`: then silence is what belongs)."""
         queue = self._dtmf_tx
         while queue:
             item = queue.popleft()
@@ -904,9 +952,9 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                 if not item.done():
                     item.set_result(None)
                 continue
-            if item is None:  # inter-digit gap: the clock runs, nothing is sent
+            if item is None:  # inter-digit gap: the clock runs; silence if we keep sending
                 self._talkspurt = True
-                return True
+                return self._silence() or True
             if item.marker:  # RFC 4733 §2.5.1.2: every packet keeps the event's start time
                 self._dtmf_timestamp = self._sender.timestamp
             self._send_media(
@@ -915,24 +963,45 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             self._talkspurt = True
             return True
         source = self._source
-        if source is None:
-            return False
-        try:
-            if isinstance(source, AsyncIterator):
-                frame = await anext(source)
+        if source is not None:
+            frame: bytes | None
+            try:
+                if isinstance(source, AsyncIterator):
+                    frame = await anext(source)
+                else:
+                    frame = next(source)
+            except (StopIteration, StopAsyncIteration):
+                frame = None
+            except Exception as exc:  # a broken source must not stop the stream or the call
+                log.warning("RTP source failed: %s", exc)
+                frame = None
+            if frame is None:
+                if self._source is source:
+                    self._end_source()
+            elif self._source is not source:  # replaced while we awaited the frame
+                return True
             else:
-                frame = next(source)
-        except (StopIteration, StopAsyncIteration):
-            self._end_source()
-            return bool(self._dtmf_tx)
-        if self._source is not source:  # replaced while we awaited the frame
+                expected = 2 * self.frame_samples
+                if len(frame) != expected:
+                    frame = frame[:expected].ljust(expected, b"\x00")
+                self._send_media(self.payload_type, self.codec.encode(frame), self._talkspurt, None)
+                self._talkspurt = False
+                self._source_frames += 1
+                return True
+        if self._continuous:
+            self._silence()
             return True
-        expected = 2 * self.frame_samples
-        if len(frame) != expected:
-            frame = frame[:expected].ljust(expected, b"\x00")
-        self._send_media(self.payload_type, self.codec.encode(frame), self._talkspurt, None)
-        self._talkspurt = False
-        self._source_frames += 1
+        return bool(self._dtmf_tx)
+
+    def _silence(self) -> bool:
+        """One packet of silence in the negotiated codec, when keeping the stream going and
+        not bridged; returns whether one was sent."""
+        if not self._continuous or self._bridged:
+            return False
+        codec = self.codec.name
+        if self._silence_payload[0] != codec:
+            self._silence_payload = (codec, self.codec.encode(bytes(2 * self.frame_samples)))
+        self._send_media(self.payload_type, self._silence_payload[1], False, None)
         return True
 
     def flush_received(self) -> None:

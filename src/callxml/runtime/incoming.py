@@ -130,6 +130,7 @@ class IncomingCall:
             request_headers=self.headers,
             answered=False,
             sid=sid,
+            rtp_timeout=self._media.rtp_timeout,
         )
         self._adopt(leg)
         if answer:

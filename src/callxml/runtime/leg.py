@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from callxml.errors import ConfigError, LocalProtocolError, MediaError
@@ -26,8 +26,10 @@ from callxml.interpreter.call import new_sid
 from callxml.media.dtmf import DEFAULT_PAYLOAD_TYPE, DtmfDigit
 from callxml.media.stream import RtpConfig, RtpEndpoint, RtpStats, SrtpKeys
 from callxml.media.wav import pcm_frames
-from callxml.sdp import NegotiatedMedia
+from callxml.sdp import Direction, NegotiatedMedia, Offer, SessionDescription, hold, unhold
+from callxml.sdp.negotiate import offer_holds
 from callxml.sip.aio.useragent import UacCall, UasCall
+from callxml.sip.message import SipRequest
 
 __all__ = ["CallLeg", "Leg", "MediaSettings"]
 
@@ -71,15 +73,20 @@ class MediaSettings:
 
     ``address`` is the IP literal we bind and advertise in SDP ``c=`` (not a wildcard);
     ``port_range`` is inclusive (RFC 3550 §11: RTP even, RTCP odd above), None lets the OS pick.
+    ``rtp_timeout``: an answered leg that receives no RTP or RTCP for this many seconds (while
+    the peer has not put it on hold) is hung up — the peer is gone without a BYE; None: never.
     """
 
     address: str = "127.0.0.1"
     port_range: tuple[int, int] | None = None
     rtcp_interval: float = 5.0
+    rtp_timeout: float | None = 60.0  # no RTP/RTCP this long (hold excluded): hang up
 
     def __post_init__(self) -> None:
         if self.address in ("0.0.0.0", "::", ""):
             raise ConfigError("media.address: give the IP address peers should send RTP to")
+        if self.rtp_timeout is not None and not 1 <= self.rtp_timeout <= 86400:
+            raise ConfigError("media.rtp_timeout: must be between 1 second and a day")
 
     def rtp_config(self) -> RtpConfig:
         return RtpConfig(
@@ -127,6 +134,10 @@ def _apply_media(endpoint: RtpEndpoint, media: NegotiatedMedia) -> None:
         endpoint.set_srtp(None)
 
 
+def _audio_direction(sdp: SessionDescription, media: NegotiatedMedia) -> Direction:
+    return sdp.direction_for(sdp.media[media.media_index])
+
+
 class CallLeg:
     """One SIP call (dialog) with its media. Made by :meth:`Phone.dial` or
     :meth:`IncomingCall.accept`; never constructed by the application.
@@ -151,6 +162,7 @@ class CallLeg:
         request_headers: tuple[tuple[str, str], ...] = (),
         answered: bool,
         sid: str | None = None,
+        rtp_timeout: float | None = None,
     ) -> None:
         self.sid = sid or new_sid("CA")
         self.direction = direction
@@ -168,11 +180,15 @@ class CallLeg:
         self._consumer = _Consumer()
         endpoint.consumer = self._consumer
         self._closing: asyncio.Future[None] | None = None
+        self._rtp_timeout = rtp_timeout
+        self._media_watch: asyncio.Task[None] | None = None
+        self.on_hold = False  # the peer's latest offer holds us (sendonly, inactive, 0.0.0.0)
+        handle.on_reinvite = self._reinvited
         self._watch = asyncio.get_running_loop().create_task(
             self._watch_end(), name=f"leg-{self.sid}"
         )
         if answered:
-            _apply_media(self._endpoint, self.media)
+            self._start_media()
 
     # -- facts --------------------------------------------------------------------------------
 
@@ -224,6 +240,8 @@ class CallLeg:
         await asyncio.shield(self._closing)
 
     async def _release(self) -> None:
+        if self._media_watch is not None and self._media_watch is not asyncio.current_task():
+            self._media_watch.cancel()
         try:
             self._endpoint.flush_received()
         finally:
@@ -231,6 +249,67 @@ class CallLeg:
                 await self._endpoint.close()
             finally:
                 self.ended.set()
+
+    def _start_media(self) -> None:
+        """Point the endpoint at the peer, keep a packet going out every 20 ms from now on, and
+        watch that the peer still sends (:attr:`MediaSettings.rtp_timeout`)."""
+        _apply_media(self._endpoint, self.media)
+        self._endpoint.keep_sending()
+        if self._rtp_timeout is not None and self._media_watch is None:
+            self._media_watch = asyncio.get_running_loop().create_task(
+                self._watch_media(self._rtp_timeout), name=f"leg-media-{self.sid}"
+            )
+
+    def _activity(self) -> int:
+        stats = self._endpoint.stats
+        return stats.packets_received + stats.rtcp_received + stats.dropped_auth
+
+    async def _watch_media(self, timeout: float) -> None:
+        """Hang up a leg whose peer has sent nothing (RTP, RTCP, even undecryptable SRTP) for
+        ``timeout`` seconds while neither side holds the other: it is gone without a BYE."""
+        loop = asyncio.get_running_loop()
+        last, quiet_since = self._activity(), loop.time()
+        step = min(5.0, timeout / 4)
+        try:
+            while not self.ended.is_set():
+                await asyncio.sleep(step)
+                seen = self._activity()
+                expecting = self.media.direction in ("sendrecv", "recvonly")
+                if seen != last or self.on_hold or not expecting:
+                    last, quiet_since = seen, loop.time()
+                elif loop.time() - quiet_since >= timeout:
+                    log.info("leg %s: no RTP or RTCP for %g s; hanging up", self.sid, timeout)
+                    await self.hangup(f"no RTP or RTCP for {timeout:g} s")
+                    return
+        except asyncio.CancelledError:
+            return
+
+    def _reinvited(self, request: SipRequest) -> None:
+        """The peer re-INVITEd (answered by the SIP layer): note whether it holds us. Held, we
+        stop filling the line with silence (RFC 3264 §6.1: its sendonly or inactive offer means
+        we must not send); resumed, the stream starts again."""
+        if request.body:
+            self.on_hold = offer_holds(request.body)
+            if self.answered and not self.ended.is_set():
+                self._endpoint.keep_sending(not self.on_hold)
+
+    def hold(self) -> None:
+        """Put the peer on hold: re-INVITE with our audio ``sendonly`` (RFC 3264 §8.4, RFC 6337
+        §5.3); our 20 ms stream goes on (silence or music), theirs may stop."""
+        self._reoffer(hold(self.media))
+
+    def resume(self) -> None:
+        """Take the peer off hold: re-INVITE with ``sendrecv`` again."""
+        self._reoffer(unhold(self.media))
+
+    def _reoffer(self, offer: Offer) -> None:
+        self._check_media()
+        if self.ended.is_set():
+            raise LocalProtocolError("the call has already ended")
+        self._handle.reinvite(bytes(offer.sdp))
+        self.media = replace(
+            self.media, local_sdp=offer.sdp, direction=_audio_direction(offer.sdp, self.media)
+        )
 
     async def answer(self) -> None:
         """Inbound: send 200 OK with our SDP answer and start the media. Idempotent."""
@@ -243,7 +322,7 @@ class CallLeg:
             raise LocalProtocolError("only an inbound leg is answered")
         handle.accept(bytes(self.media.local_sdp))
         self.answered = True
-        _apply_media(self._endpoint, self.media)
+        self._start_media()
 
     async def reject(self, status: int, reason: str, *, warning: str | None = None) -> None:
         """Inbound, before :meth:`answer`: refuse the call with a final status (486, 603...)."""

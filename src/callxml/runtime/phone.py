@@ -135,6 +135,7 @@ class Phone:
         tls: TlsConfig | None = None,
         media_address: str = "127.0.0.1",
         media_port_range: tuple[int, int] | None = None,
+        rtp_timeout: float | None = 60.0,
         on_incoming: IncomingHandler | None = None,
         resolver: HostResolver | None = None,
         user: str = "callxml",
@@ -145,11 +146,12 @@ class Phone:
         """Open the SIP listeners (TLS ones need ``tls.cert_file``/``key_file``).
 
         ``tls`` also sets how outgoing TLS is verified (``ca_file``; ``verify=False`` only for
-        labs). Without ``on_incoming`` incoming calls get 480. ``resolver`` locates servers
+        labs). Without ``on_incoming`` incoming calls get 480. An answered leg that hears
+        nothing from its peer for ``rtp_timeout`` seconds is hung up. ``resolver`` locates servers
         (RFC 3263: NAPTR, SRV, A/AAAA; default the system's); ``failover_timeout`` is how long
         a located server may stay silent before the next one is tried.
         """
-        media = MediaSettings(media_address, media_port_range)
+        media = MediaSettings(media_address, media_port_range, rtp_timeout=rtp_timeout)
         holder: list[Phone] = []
 
         async def incoming(inbound: UasCall) -> None:
@@ -302,6 +304,7 @@ class Phone:
             sip_call_id=call.sip_call_id,
             answered=True,
             sid=sid,
+            rtp_timeout=self.media.rtp_timeout,
         )
         self._legs.add(leg)
         return attempt.answered(result, leg)

@@ -56,6 +56,7 @@ __all__ = [
     "build_offer",
     "check_answer",
     "hold",
+    "offer_holds",
     "reoffer",
     "reverse_direction",
     "unhold",
@@ -330,6 +331,20 @@ def _remote_address(sdp: SessionDescription, media: MediaDescription) -> tuple[s
             f"unsupported connection {connection.network_type} {connection.address_type}"
         )
     return connection.host, connection.is_null
+
+
+def offer_holds(sdp: SessionDescription | str | bytes) -> bool:
+    """Whether an offer puts us on hold (RFC 3264 §8.4, RFC 6337 §5.3): its audio is
+    ``sendonly`` or ``inactive``, or the old-style ``c=0.0.0.0``. A peer holding us may send
+    nothing, so an RTP inactivity check must not count that silence against it. Unparseable
+    SDP is not a hold (the answerer refuses it anyway)."""
+    try:
+        parsed = _parse(sdp)
+        media = parsed.media[_first_audio(parsed)]
+        _, null = _remote_address(parsed, media)
+    except (MediaError, ValueError):  # InvalidSdp is a MediaError
+        return False
+    return null or parsed.direction_for(media) in ("sendonly", "inactive")
 
 
 def _parse(sdp: SessionDescription | str | bytes) -> SessionDescription:

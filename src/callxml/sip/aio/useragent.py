@@ -41,6 +41,7 @@ from callxml.sip.events import (
     CallEnded,
     CallFailed,
     CallProgress,
+    CallReinvited,
     DialogConfirmed,
     Event,
     InviteReceived,
@@ -96,6 +97,8 @@ class _Handle:
         self._ua = ua
         self.id = call_id
         self._ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        #: Told of each re-INVITE the peer sent and the core answered (hold, unhold...).
+        self.on_reinvite: Callable[[SipRequest], None] | None = None
 
     @property
     def dialog(self) -> Dialog | None:
@@ -118,6 +121,10 @@ class _Handle:
     def hangup(self) -> None:
         """End the call whatever its state: BYE, CANCEL, or 480 for an unanswered one."""
         self._ua._verb(lambda core, now: core.hangup(self.id, now))
+
+    def reinvite(self, sdp: bytes) -> None:
+        """Send a re-INVITE with a new offer on the established call (hold, resume; §14.1)."""
+        self._ua._verb(lambda core, now: core.reinvite(self.id, sdp, now))
 
     def _end(self, reason: str) -> None:
         if not self._ended.done():
@@ -471,6 +478,10 @@ class UserAgent:
                 handle = self._handles.get(call_id)
                 if isinstance(handle, UasCall):
                     handle._confirm()
+            case CallReinvited(call=call_id, request=request):
+                handle = self._handles.get(call_id)
+                if handle is not None and handle.on_reinvite is not None:
+                    handle.on_reinvite(request)
             case CallCancelled(call=call_id):
                 handle = self._handles.pop(call_id, None)
                 if handle is not None:

@@ -1,0 +1,142 @@
+"""An answered leg never falls silent on the wire: a packet every 20 ms, one continuous stream.
+
+Silence fills every interval with nothing to say; prompts and DTMF take their place without a
+gap; a bridge relays the other leg's audio *renumbered into this leg's stream* (same SSRC,
+sequence numbers and timestamps carrying on), and silence resumes when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import struct
+from collections.abc import AsyncIterator
+
+import pytest
+
+from callxml.media.relay import MediaRelay
+from callxml.media.stream import RtpConfig, RtpEndpoint
+from callxml.media.tone import sine_frames
+from support.waiting import until
+
+PCMU_SILENCE = b"\xff" * 160
+
+
+class Peer:
+    """A raw UDP socket standing in for a phone: what it receives, with arrival times."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.address = self.sock.getsockname()
+        self.packets: list[tuple[float, bytes]] = []
+
+    def drain(self) -> list[tuple[float, bytes]]:
+        now = asyncio.get_running_loop().time()
+        while True:
+            try:
+                data = self.sock.recv(2048)
+            except BlockingIOError:
+                return self.packets
+            self.packets.append((now, data))
+
+    def send(self, packet: bytes, to: tuple[str, int]) -> None:
+        self.sock.sendto(packet, to)
+
+
+def header(packet: bytes) -> tuple[bool, int, int, int, int]:
+    """(marker, payload type, sequence, timestamp, SSRC)."""
+    b1, seq, ts, ssrc = struct.unpack_from("!xBHII", packet)
+    return bool(b1 & 0x80), b1 & 0x7F, seq, ts, ssrc
+
+
+def assert_one_stream(packets: list[bytes]) -> None:
+    """One SSRC, each sequence number one more than the last, timestamps 160 apart."""
+    fields = [header(p) for p in packets]
+    assert len({f[4] for f in fields}) == 1, "the SSRC changed"
+    for (_, _, seq_a, ts_a, _), (_, _, seq_b, ts_b, _) in itertools.pairwise(fields):
+        assert (seq_b - seq_a) & 0xFFFF == 1
+        assert (ts_b - ts_a) & 0xFFFFFFFF == 160
+
+
+@pytest.fixture
+async def endpoint() -> AsyncIterator[RtpEndpoint]:
+    ep = await RtpEndpoint.open(RtpConfig(rtcp=False))
+    try:
+        yield ep
+    finally:
+        await ep.close()
+
+
+async def test_silence_prompt_silence_is_one_unbroken_stream(endpoint: RtpEndpoint) -> None:
+    peer = Peer()
+    endpoint.set_remote(peer.address)
+    endpoint.keep_sending()
+    await until(lambda: len(peer.drain()) >= 10, timeout=5)
+    await endpoint.play(sine_frames(1000, 200))  # 10 frames of tone
+    count = len(peer.drain())
+    await until(lambda: len(peer.drain()) >= count + 10, timeout=5)
+    packets = [data for _, data in peer.drain()]
+    assert_one_stream(packets)
+    payloads = [p[12:] for p in packets]
+    first_tone = next(i for i, p in enumerate(payloads) if p != PCMU_SILENCE)
+    assert header(packets[first_tone])[0]  # the prompt starts a talkspurt (marker bit)
+    tone = payloads[first_tone : first_tone + 10]
+    assert all(p != PCMU_SILENCE for p in tone)
+    assert all(p == PCMU_SILENCE for p in payloads[:first_tone] + payloads[first_tone + 10 :])
+
+
+async def test_dtmf_gaps_are_filled_with_silence(endpoint: RtpEndpoint) -> None:
+    peer = Peer()
+    endpoint.set_remote(peer.address)
+    endpoint.keep_sending()
+    await endpoint.send_dtmf("12", duration_ms=60, gap_ms=100)
+    await until(lambda: len(peer.drain()) >= 20, timeout=5)
+    packets = [data for _, data in peer.drain()]
+    kinds = [header(p)[1] for p in packets]
+    assert endpoint.dtmf_payload_type in kinds and 0 in kinds
+    seqs = [header(p)[2] for p in packets]
+    assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs))
+
+
+async def test_bridge_relays_renumbered_and_silence_resumes_after_it() -> None:
+    config = RtpConfig(rtcp=False)
+    async with await RtpEndpoint.open(config) as a, await RtpEndpoint.open(config) as b:
+        caller, callee = Peer(), Peer()
+        a.set_remote(caller.address)
+        b.set_remote(callee.address)
+        a.keep_sending()
+        b.keep_sending()
+        await until(lambda: len(callee.drain()) >= 5, timeout=5)
+        relay = MediaRelay(a, b)
+        relay.start()
+        await asyncio.sleep(0.1)
+        before = len(callee.drain())
+        for seq in range(20):  # the caller's own stream: another SSRC, other numbers
+            packet = struct.pack("!BBHII", 0x80, 0, 40000 + seq, 777 + 160 * seq, 0xCAFE)
+            caller.send(packet + bytes([seq]) * 160, a.local_address)
+            await asyncio.sleep(0.02)
+        await until(lambda: len(callee.drain()) >= before + 20, timeout=5)
+        during = [d for _, d in callee.packets[before:]]
+        assert [p[12] for p in during] == list(range(20))  # only relayed audio, no silence
+        assert header(during[0])[0]  # a new source: the marker says so
+        relay.stop()
+        count = len(callee.drain())
+        await until(lambda: len(callee.drain()) >= count + 5, timeout=5)
+        every = [d for _, d in callee.drain()]
+        ssrcs = {header(p)[4] for p in every}
+        assert len(ssrcs) == 1  # the callee saw one source all along
+        seqs = [header(p)[2] for p in every]
+        assert all((y - x) & 0xFFFF == 1 for x, y in itertools.pairwise(seqs))
+        assert every[-1][12:] == PCMU_SILENCE  # silence again after the bridge
+
+
+async def test_without_keep_sending_nothing_is_sent_between_prompts(endpoint: RtpEndpoint) -> None:
+    peer = Peer()
+    endpoint.set_remote(peer.address)
+    await endpoint.play(sine_frames(1000, 100))
+    sent = endpoint.stats.packets_sent
+    await asyncio.sleep(0.2)
+    assert endpoint.stats.packets_sent == sent == 5
