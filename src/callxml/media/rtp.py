@@ -258,6 +258,8 @@ class RtpSender:
 
 
 _SEQ_TS_SSRC = struct.Struct("!HII")  # octets 2..11 of the fixed header (RFC 3550 §5.1)
+_unpack_header = _SEQ_TS_SSRC.unpack_from
+_pack_header = _SEQ_TS_SSRC.pack_into
 
 
 class RelayNumbering:
@@ -271,28 +273,46 @@ class RelayNumbering:
     than the last one they took, whatever its SSRC. An RTP translator may rewrite these fields
     (RFC 3550 §7.1, §7.3); the offsets are fixed per incoming SSRC, so gaps (loss), reordering and
     the shared timestamp of an RFC 4733 event survive, and a new incoming source sets the marker
-    bit (a discontinuity, §5.1). The sender's sequence number follows what was relayed, so its
-    own packets continue after the bridge without a jump.
+    bit (a discontinuity, §5.1). :meth:`sync` hands the sender the sequence number after the
+    newest relayed one, so its own packets continue after the bridge without a jump.
+
+    :meth:`rewrite` is on the relay's per-packet hot path: one unpack, one pack, no allocation.
     """
 
-    __slots__ = ("_in_ssrc", "_seq_delta", "_ts_delta", "sender")
+    __slots__ = ("_in_ssrc", "_last", "_seq_delta", "_ssrc", "_ts_delta", "sender")
 
     def __init__(self, sender: RtpSender) -> None:
         self.sender = sender
+        self._ssrc = sender.ssrc
         self._in_ssrc = -1
         self._seq_delta = 0
         self._ts_delta = 0
+        self._last = -1  # the newest sequence number sent out, -1 before any
 
     def rewrite(self, packet: bytearray | memoryview | Any) -> None:
         """Rewrite the header of one RTP packet in place (the caller checked it is RTP)."""
-        sender = self.sender
-        seq, ts, ssrc = _SEQ_TS_SSRC.unpack_from(packet, 2)
+        seq, ts, ssrc = _unpack_header(packet, 2)
         if ssrc != self._in_ssrc:
-            self._in_ssrc = ssrc
-            self._seq_delta = (sender.sequence_number - seq) & 0xFFFF
-            self._ts_delta = (sender.timestamp - ts) & 0xFFFFFFFF
-            packet[1] |= 0x80
-        out_seq = (seq + self._seq_delta) & 0xFFFF
-        _SEQ_TS_SSRC.pack_into(packet, 2, out_seq, (ts + self._ts_delta) & 0xFFFFFFFF, sender.ssrc)
-        if (out_seq - sender.sequence_number) & 0xFFFF < 0x8000:  # newer than ours (§A.1)
-            sender.sequence_number = (out_seq + 1) & 0xFFFF
+            self._restart(packet, seq, ts, ssrc)
+        seq = (seq + self._seq_delta) & 0xFFFF
+        _pack_header(packet, 2, seq, (ts + self._ts_delta) & 0xFFFFFFFF, self._ssrc)
+        last = self._last
+        if last < 0 or (seq - last) & 0xFFFF < 0x8000:  # newer than the newest (RFC 3550 §A.1)
+            self._last = seq
+
+    def _restart(self, packet: bytearray | memoryview | Any, seq: int, ts: int, ssrc: int) -> None:
+        """A new incoming source: continue our numbering from where it stands now."""
+        self.sync()
+        sender = self.sender
+        self._in_ssrc = ssrc
+        self._seq_delta = (sender.sequence_number - seq) & 0xFFFF
+        self._ts_delta = (sender.timestamp - ts) & 0xFFFFFFFF
+        packet[1] |= 0x80
+
+    def sync(self) -> None:
+        """Give the sender the sequence number after the newest relayed packet (call when the
+        relay stops, before our own packets go out again)."""
+        if self._last >= 0:
+            self.sender.sequence_number = (self._last + 1) & 0xFFFF
+            self._last = -1
+            self._in_ssrc = -1  # whatever comes next is a new start

@@ -1018,6 +1018,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         """
         self._forward_ep = None
         self._forward = forward
+        if forward is None:
+            self._numbering.sync()  # our own packets carry on after the relayed ones
 
     def pass_through_to(self, target: RtpEndpoint | None) -> None:
         """Re-send every authenticated received packet on ``target`` untouched but for the keys.
@@ -1027,3 +1029,5 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         """
         self._forward = None
         self._forward_ep = target
+        if target is None:
+            self._numbering.sync()  # our own packets carry on after the relayed ones
