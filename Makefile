@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEBS := sip-tester baresip baresip-core espeak-ng dnsmasq kamailio kamailio-tls-modules
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps run demo test lint typecheck pytest bench clean
+.PHONY: setup system-deps run demo test lint typecheck pytest bench clean $(addprefix bench-,$(BENCHES))
 
 # Debian packages the real-peer tests and <Say> need. Installs only what is missing; needs root
 # (or sudo) the first time.
@@ -48,8 +48,13 @@ pytest: $(STAMP)
 
 test: setup lint typecheck pytest
 
-bench: setup
-	$(BIN)/python bench/srtp_relay.py
+# Every benchmark prints its ratio against a reference measured in the same run, and its goal.
+BENCHES := srtp_relay conference
+
+bench: $(addprefix bench-,$(BENCHES))
+
+bench-%: setup
+	$(BIN)/python bench/$*.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
