@@ -42,7 +42,11 @@ __all__ = [
     "quote_string",
     "split_list",
     "unquote_string",
+    "warning_value",
 ]
+
+#: Longest Warning text we put on the wire (a bound; RFC 3261 §20.43 sets none).
+MAX_WARNING_TEXT = 200
 
 #: The RFC 3261 §17.1.1.1 magic cookie that starts every branch we (and RFC 3261 peers) make.
 BRANCH_MAGIC_COOKIE = "z9hG4bK"
@@ -316,6 +320,12 @@ class Via:
         return self.param("branch")
 
     @property
+    def branch_is_rfc3261(self) -> bool:
+        """True when the branch starts with the magic cookie (§8.1.1.7): an RFC 3261 peer,
+        not an RFC 2543 one (whose rules, such as an optional Contact, still apply)."""
+        return (self.branch or "").startswith(BRANCH_MAGIC_COOKIE)
+
+    @property
     def received(self) -> str | None:
         return self.param("received")
 
@@ -511,3 +521,13 @@ def new_tag() -> str:
 def new_call_id(host: str) -> str:
     """A fresh, globally unique Call-ID: 96 random bits ``@host`` (§8.1.1.4)."""
     return f"{secrets.token_hex(12)}@{host}"
+
+
+def warning_value(agent: str, text: str, code: int = 399) -> str:
+    """A ``Warning`` header value (RFC 3261 §20.43): ``399 agent "text"``; quotes and
+    backslashes in ``text`` are escaped, control characters dropped, length bounded."""
+    if not 300 <= code <= 399:
+        raise LocalProtocolError(f"warn-code must be 3xx: {code}")
+    clean = "".join(ch for ch in text if ch.isprintable())[:MAX_WARNING_TEXT]
+    escaped = clean.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{code} {agent} "{escaped}"'
