@@ -418,6 +418,9 @@ def parse_create_form(form: Mapping[str, str]) -> OutboundCall:
     from_ = form.get("From", "").strip()
     if not from_:
         raise ApiError(400, 21603, "A 'From' phone number is required.")
+    for name, value in (("To", to), ("From", from_)):
+        if any(not ch.isprintable() for ch in value):  # CR/LF would end up in a SIP header
+            raise ApiError(400, 21212 if name == "From" else 21211, f"Invalid '{name}': {value!r}")
     url = form.get("Url") or None
     twiml = form.get("Twiml") or None
     if url is None and twiml is None:

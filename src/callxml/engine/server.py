@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 
 import aiohttp
+import aiohttp.http_exceptions
 from aiohttp import web
 
 from callxml.audio import AudioCache
@@ -42,7 +43,7 @@ from callxml.engine.config import AccountConfig, DomainConfig, EngineConfig
 from callxml.engine.control import EngineControl
 from callxml.engine.devcert import ensure_dev_certificate
 from callxml.engine.store import TERMINAL_STATUSES, CallRecord, SqliteStore, Store
-from callxml.errors import CallXmlError, ConfigError, MediaError, TransportError
+from callxml.errors import CallXmlError, CapacityError, ConfigError, MediaError, TransportError
 from callxml.interpreter import CallInfo, CallSession
 from callxml.markup.verbs import Number, Sip
 from callxml.runtime import CallLeg, DialResult, IncomingCall, Phone, bridge
@@ -271,7 +272,7 @@ class Engine:
         config = self.config
         assert self.store is not None
         app = build_app(config, self.store, EngineControl(self))
-        self._http = web.AppRunner(app, access_log=None)
+        self._http = web.AppRunner(app, access_log=None, logger=HTTP_LOG)
         await self._http.setup()
         site = web.TCPSite(self._http, config.http_host, config.http_port)
         try:
@@ -481,8 +482,20 @@ class Engine:
         except CallXmlError as exc:
             await book.event("error", {"message": str(exc)})
             await book.status("failed", end_time=time.time(), error=str(exc))
+        except Exception as exc:  # a bug: contained to this call, which still gets a final status
+            await self._call_fault(live, exc)
         finally:
             self.forget(live)
+
+    async def _call_fault(self, live: LiveCall, exc: Exception) -> None:
+        """A bug escaped a call's driver: log it once, finish the record (``failed``, or
+        ``completed`` once answered) so no call is left live in the store."""
+        log.exception("call %s: internal error", live.sid)
+        status = "completed" if live.record.status == "in-progress" else "failed"
+        with contextlib.suppress(Exception):
+            await live.book.event("error", {"message": f"internal error: {exc!r}"})
+        with contextlib.suppress(Exception):
+            await live.book.status(status, end_time=time.time(), error=f"internal error: {exc!r}")
 
     async def _ring(
         self,
@@ -563,6 +576,11 @@ class Engine:
         live = await self._new_call(account, record, target)
         try:
             await self._run_inbound(live, domain, incoming)
+        except Exception as exc:  # a bug: answer the caller, finish the record, keep serving
+            if not incoming.decided:
+                with contextlib.suppress(CallXmlError):
+                    await incoming.reject(500, "Server Internal Error")
+            await self._call_fault(live, exc)
         finally:
             self.forget(live)
 
@@ -585,6 +603,11 @@ class Engine:
             leg = await incoming.accept(
                 secure_media_enabled=domain.secure_media, answer=False, sid=book.sid
             )
+        except CapacityError as exc:  # 503 + Retry-After already sent
+            log.warning("call %s refused: %s", book.sid, exc)
+            await book.event("sip", {"message": f"503 Service Unavailable: {exc}"})
+            await book.status("failed", sip_response_code=503, end_time=time.time(), error=str(exc))
+            return
         except MediaError as exc:  # 488 already sent, with a Warning saying why
             reason = getattr(exc, "reason", str(exc))
             await book.event("sip", {"message": f"488 Not Acceptable Here: {reason}"})
@@ -618,6 +641,25 @@ class Engine:
             call=info,
         )
         await self._run_call(live, leg, session)
+
+
+class _BadRequestsAreNotErrors(logging.Filter):
+    """aiohttp logs a request it cannot parse (an over-long request line, a bad header) as an
+    ERROR with a traceback. That is a client's mistake, answered 4xx: one INFO line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, aiohttp.http_exceptions.HttpProcessingError) and (exc.code or 400) < 500:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = f"{record.msg}: {type(exc).__name__}: {str(exc)[:200]}"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+#: The REST API's server log (aiohttp's own, with the filter above).
+HTTP_LOG = logging.getLogger("callxml.engine.http")
+HTTP_LOG.addFilter(_BadRequestsAreNotErrors())
 
 
 def _answered_session(live: LiveCall, call: OutboundCall) -> CallSession:
