@@ -170,3 +170,54 @@ async def test_an_overlong_http_request_line_is_not_an_error_traceback(
             writer.close()
     assert status_line.split()[1].startswith(b"4")
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+# -- a bug in a call's driver ends that call cleanly, and the engine keeps serving ------------
+
+
+class Boom(Exception):
+    """The fault a test injects."""
+
+
+async def test_a_fault_in_the_inbound_driver_answers_500_and_finishes_the_record(
+    tmp_path: Path, app: WebApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = engine_config(tmp_path, [{"name": "plain.test", "voice_url": app.url("/voice")}])
+    async with running_engine(config) as engine:
+        real = engine._run_inbound
+        faults = [Boom("injected")]
+
+        async def faulty(*args: Any) -> None:
+            if faults:
+                raise faults.pop()
+            await real(*args)
+
+        monkeypatch.setattr(engine, "_run_inbound", faulty)
+        async with RawPeer("udp", "127.0.0.1", sip_port(engine, "udp")) as peer:
+            peer.send(request("INVITE", "sip:ivr@plain.test", port=peer.port, body=SDP))
+            assert (await peer.response()).status == 500
+        failed = await until(lambda: [c for c in records(engine) if c.status == "failed"])
+        assert "internal error" in (failed[0].error or "")
+        async with RawPeer("udp", "127.0.0.1", sip_port(engine, "udp")) as peer:
+            peer.send(request("INVITE", "sip:ivr@plain.test", port=peer.port, body=SDP))
+            assert (await peer.response()).status == 200  # the next call is taken as usual
+
+
+async def test_a_fault_in_the_outbound_driver_finishes_the_record(
+    tmp_path: Path, app: WebApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_engine(engine_config(tmp_path, [])) as engine:
+
+        async def faulty(*args: Any) -> None:
+            raise Boom("injected")
+
+        monkeypatch.setattr(engine, "_ring", faulty)
+        url = f"http://127.0.0.1:{engine.http_port}/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json"
+        form = {"To": "sip:bob@127.0.0.1:9", "From": "sip:a@example.com", "Url": app.url("/v")}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(url, data=form, headers=API_AUTH) as r,
+        ):
+            assert r.status == 201
+        failed = await until(lambda: [c for c in records(engine) if c.status == "failed"])
+        assert "internal error" in (failed[0].error or "")

@@ -173,9 +173,10 @@ class RawPeer:
             return message
 
     async def silence(self, seconds: float) -> list[SipMessage]:
-        """Whatever arrives within ``seconds`` (parsed; unparseable data is skipped)."""
+        """Whatever arrives within ``seconds`` (parsed; unparseable data is skipped), or until
+        the other side closes the connection."""
         got: list[SipMessage] = []
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
             async with asyncio.timeout(seconds):
                 while True:
                     with contextlib.suppress(BadMessage):

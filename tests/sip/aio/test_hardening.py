@@ -249,3 +249,105 @@ async def test_idle_inbound_connections_cannot_lock_out_dialing() -> None:
         finally:
             for peer in peers:
                 await peer.__aexit__()
+
+
+# -- every asyncio entry point contains a fault ---------------------------------------------
+
+
+class Boom(Exception):
+    """The fault a test injects."""
+
+
+def fail_once(real: Callable[..., Any]) -> Callable[..., Any]:
+    """``real``, except that its first call raises :class:`Boom`."""
+    calls = []
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise Boom("injected")
+        return real(*args, **kwargs)
+
+    return wrapper
+
+
+async def options_answered(ua: UserAgent, transport: str) -> None:
+    """The agent still answers an OPTIONS over ``transport`` (a fresh socket)."""
+    async with RawPeer(transport, "127.0.0.1", ua.local(transport).port) as peer:
+        peer.send(request("OPTIONS", "sip:x@127.0.0.1", port=peer.port, transport=transport))
+        assert (await peer.response()).status == 200
+
+
+ENTRY_POINTS = {
+    # name: (object path on the started agent, attribute, the transport that reaches it)
+    "core.receive (UserAgent._on_message)": ("core", "receive", "udp"),
+    "parse (datagram_received)": ("module", "parse_message", "udp"),
+    "framing (data_received)": ("layer", "_accept", "tcp"),
+    "registration (connection_made)": ("layer", "_register", "tcp"),
+}
+
+
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+async def test_a_fault_at_a_message_entry_point_is_contained(
+    entry: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    where, name, transport = ENTRY_POINTS[entry]
+    async with agent() as ua:
+        import callxml.sip.aio.transport as module
+
+        owner: Any = {"core": ua._core, "layer": ua._transport, "module": module}[where]
+        monkeypatch.setattr(owner, name, fail_once(getattr(owner, name)))
+        with caplog.at_level(logging.ERROR):
+            async with RawPeer(transport, "127.0.0.1", ua.local(transport).port) as peer:
+                peer.send(
+                    request("OPTIONS", "sip:x@127.0.0.1", port=peer.port, transport=transport)
+                )
+                await peer.silence(0.3)  # the injected fault eats this one (or its connection)
+            await options_answered(ua, transport)  # ...and the agent carries on
+        assert ua.counters["faults"] == 1
+        assert sum(r.exc_info is not None and r.exc_info[0] is Boom for r in caplog.records) == 1
+
+
+async def test_a_fault_in_the_timer_callback_keeps_it_armed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with agent() as ua, RawPeer("udp", "127.0.0.1", 9) as black_hole:
+        assert ua._core is not None
+        monkeypatch.setattr(ua._core, "handle_timer", fail_once(ua._core.handle_timer))
+        with caplog.at_level(logging.ERROR):
+            outbound = ua.invite(f"sip:nobody@127.0.0.1:{black_hole.port}", sdp=SDP)
+            result = await outbound.result(timeout=64 * FAST.t1 + 10)
+        assert result.status == 408  # Timer B fired after the faulty first firing
+        assert ua.counters["faults"] == 1
+
+
+async def test_a_fault_sending_one_message_does_not_silence_the_lane(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with agent() as ua:
+        monkeypatch.setattr(ua._transport, "send_response", fail_once(ua._transport.send_response))
+        async with RawPeer("udp", "127.0.0.1", ua.local("udp").port) as peer:
+            peer.send(request("OPTIONS", "sip:x@127.0.0.1", port=peer.port))
+            assert await peer.silence(0.3) == []  # that response was lost to the fault...
+            peer.send(request("OPTIONS", "sip:x@127.0.0.1", port=peer.port))
+            assert (await peer.response()).status == 200  # ...the next one is not
+        assert ua.counters["faults"] == 1
+
+
+async def test_malformed_requests_leave_no_state() -> None:
+    answering = Answering()
+    async with agent(answering) as ua, RawPeer("udp", "127.0.0.1", ua.local("udp").port) as peer:
+        uri = f"sip:bob@127.0.0.1:{ua.local('udp').port}"
+        bad = [
+            request("INVITE", uri, port=peer.port, contact=c, body=SDP) for c in BAD_CONTACTS
+        ] + [
+            request("INVITE", uri, port=peer.port, contact="*", body=SDP),
+            request("INVITE", uri, port=peer.port, headers=["Record-Route: <http://x>"]),
+            fixture("ltgtruri", "udp", peer.port),
+            fixture("lwsruri", "udp", peer.port),
+        ]
+        for data in bad:
+            peer.send(data)
+            assert (await peer.response()).status == 400
+        assert ua._core is not None
+        assert ua._core.calls == {} and ua._core._server == {} and answering.calls == []
