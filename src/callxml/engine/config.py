@@ -107,6 +107,12 @@ class EngineConfig:
     status_callback_retries: int = 3
     shutdown_grace: float = 30.0
     trunk_uri_template: str | None = None  # e.g. "sip:{number}@trunk.example.com;secure=true"
+    # [sip] connection bounds (docs/reliability.md)
+    max_inbound_connections: int = 1024
+    max_outbound_connections: int = 256
+    connect_timeout: float = 10.0  # our TCP connects and every TLS handshake
+    connection_idle_timeout: float = 120.0
+    connection_read_timeout: float = 30.0
     accounts: tuple[AccountConfig, ...] = ()
     domains: tuple[DomainConfig, ...] = ()
 
@@ -265,8 +271,24 @@ def _parse_sip(sip: _Reader, config: EngineConfig) -> EngineConfig:
     trunk = sip.get("trunk_uri_template", str, None)
     if trunk is not None and "{number}" not in trunk:
         raise ConfigError("sip.trunk_uri_template: must contain '{number}'")
+    bounds = {
+        name: _bounded(sip, name, int, getattr(config, name), 1, 1_000_000)
+        for name in ("max_inbound_connections", "max_outbound_connections")
+    }
+    timeouts = {
+        name: _bounded(sip, name, float, getattr(config, name), 0.1, 86_400)
+        for name in ("connect_timeout", "connection_idle_timeout", "connection_read_timeout")
+    }
     sip.finish()
-    return replace(config, listeners=listeners, trunk_uri_template=trunk)
+    return replace(config, listeners=listeners, trunk_uri_template=trunk, **bounds, **timeouts)
+
+
+def _bounded(reader: _Reader, name: str, kind: type, default: Any, low: float, high: float) -> Any:
+    """A number between ``low`` and ``high`` (a bound of docs/reliability.md)."""
+    value = kind(reader.get(name, kind, default))
+    if not low <= value <= high:
+        raise ConfigError(f"{reader.key(name)}: must be between {low:g} and {high:g}")
+    return value
 
 
 def _parse_http(http: _Reader, config: EngineConfig) -> EngineConfig:

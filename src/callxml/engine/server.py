@@ -50,7 +50,7 @@ from callxml.runtime import CallLeg, DialResult, IncomingCall, Phone, bridge
 from callxml.runtime.dial import Dialer, resolve_targets
 from callxml.runtime.session import CallRunner, RuntimeServices
 from callxml.sip.aio.tls import TlsConfig
-from callxml.sip.aio.transport import ListenerConfig
+from callxml.sip.aio.transport import ListenerConfig, TransportLimits
 from callxml.sip.auth import Credentials, DigestServer
 from callxml.sip.events import Address
 from callxml.sip.message import SipRequest
@@ -254,6 +254,13 @@ class Engine:
                 media_port_range=(config.media_port_min, config.media_port_max),
                 on_incoming=self._incoming,
                 authenticator=DomainAuthenticator(config),
+                limits=TransportLimits(
+                    max_connections=config.max_inbound_connections,
+                    max_outbound_connections=config.max_outbound_connections,
+                    connect_timeout=config.connect_timeout,
+                    idle_timeout=config.connection_idle_timeout,
+                    read_timeout=config.connection_read_timeout,
+                ),
             )
         except OSError as exc:
             raise ConfigError(f"sip.listen: cannot listen: {exc}") from None

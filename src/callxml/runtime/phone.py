@@ -37,7 +37,7 @@ from callxml.runtime.leg import CallLeg, MediaSettings
 from callxml.sdp import NegotiatedMedia, Offer, build_offer, check_answer
 from callxml.sip.aio.resolver import HostResolver
 from callxml.sip.aio.tls import TlsConfig
-from callxml.sip.aio.transport import ListenerConfig
+from callxml.sip.aio.transport import ListenerConfig, TransportLimits
 from callxml.sip.aio.useragent import CallResult, UacCall, UasCall, UserAgent
 from callxml.sip.auth import Credentials, DigestServer
 from callxml.sip.target import Target
@@ -120,11 +120,13 @@ class Phone:
         user: str = "callxml",
         user_agent: str = "callxml",
         authenticator: DigestServer | AuthenticatorSelector | None = None,
+        limits: TransportLimits | None = None,
     ) -> Phone:
         """Open the SIP listeners (TLS ones need ``tls.cert_file``/``key_file``).
 
         ``tls`` also sets how outgoing TLS is verified (``ca_file``; ``verify=False`` only for
-        labs). Without ``on_incoming`` incoming calls get 480.
+        labs). Without ``on_incoming`` incoming calls get 480. ``limits`` bounds connections
+        (counts and timeouts, see :class:`TransportLimits`).
         """
         media = MediaSettings(media_address, media_port_range)
         holder: list[Phone] = []
@@ -140,6 +142,7 @@ class Phone:
             user=user,
             user_agent=user_agent,
             authenticator=authenticator,
+            limits=limits,
         )
         phone = cls(ua, media)
         phone._on_incoming = on_incoming
