@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEBS := sip-tester baresip baresip-core espeak-ng
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps run demo test lint typecheck pytest bench clean
+.PHONY: setup system-deps run demo test lint typecheck pytest bench bench-overload clean
 
 # Debian packages the real-peer tests and <Say> need. Installs only what is missing; needs root
 # (or sudo) the first time.
@@ -50,6 +50,10 @@ test: setup lint typecheck pytest
 
 bench: setup
 	$(BIN)/python bench/srtp_relay.py
+
+# Goodput at 1x, 2x and 4x the engine's own measured peak call rate (docs/performance.md).
+bench-overload: setup
+	$(BIN)/python bench/overload.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

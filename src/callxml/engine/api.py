@@ -50,11 +50,14 @@ REPEATABLE_FIELDS = frozenset({"StatusCallbackEvent"})
 class ApiError(Exception):
     """An error the API reports as Twilio does: HTTP status plus a Twilio error code."""
 
-    def __init__(self, status: int, code: int, message: str) -> None:
+    def __init__(
+        self, status: int, code: int, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = dict(headers or {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +196,9 @@ async def _errors(
     try:
         return await handler(request)
     except ApiError as exc:
-        return _error_response(exc.status, exc.code, exc.message)
+        response = _error_response(exc.status, exc.code, exc.message)
+        response.headers.update(exc.headers)
+        return response
     except web.HTTPNotFound:
         return _error_response(404, 20404, f"The requested resource {request.path} was not found")
     except web.HTTPMethodNotAllowed:

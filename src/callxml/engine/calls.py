@@ -126,8 +126,11 @@ class CallBook:
         target: CallbackTarget | None,
         record: CallRecord,
         recording_url: Callable[[str], str],
+        *,
+        on_settled: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_settled = on_settled  # called when the call is answered or ends (admission)
         self.callbacks = callbacks
         self.target = target
         self.record = record
@@ -183,6 +186,10 @@ class CallBook:
             )
             if current != status:
                 self._notify()
+            if self.on_settled is not None and (
+                status == "in-progress" or status in TERMINAL_STATUSES
+            ):
+                self.on_settled()
 
         await self._write(update)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from callxml.engine.admission import AdmissionLimits
 from callxml.errors import ConfigError
 
 __all__ = [
@@ -113,6 +114,7 @@ class EngineConfig:
     connect_timeout: float = 10.0  # our TCP connects and every TLS handshake
     connection_idle_timeout: float = 120.0
     connection_read_timeout: float = 30.0
+    limits: AdmissionLimits = field(default_factory=AdmissionLimits)  # [limits]: admission
     accounts: tuple[AccountConfig, ...] = ()
     domains: tuple[DomainConfig, ...] = ()
 
@@ -249,6 +251,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path = Path(".")) -> Engi
     config = _parse_media(_table(top, "media"), config)
     config = _parse_webhooks(_table(top, "webhooks"), config)
     config = _parse_engine(_table(top, "engine"), config)
+    config = _parse_limits(_table(top, "limits"), config)
     accounts_data = top.get("accounts", list, None)
     domains_data = top.get("domains", list, None)
     top.finish()
@@ -341,6 +344,35 @@ def _parse_webhooks(hooks: _Reader, config: EngineConfig) -> EngineConfig:
     if not 0 <= retries <= 10:
         raise ConfigError("webhooks.status_callback_retries: must be between 0 and 10")
     return replace(config, webhook_timeout=timeout, status_callback_retries=retries)
+
+
+def _parse_limits(limits: _Reader, config: EngineConfig) -> EngineConfig:
+    """``[limits]``: admission control (docs/reliability.md)."""
+    d = config.limits
+    parsed = AdmissionLimits(
+        max_calls=_bounded(limits, "max_calls", int, d.max_calls, 1, 1_000_000),
+        max_setups=_bounded(limits, "max_setups", int, d.max_setups, 1, 100_000),
+        invites_per_second=_bounded(
+            limits, "invites_per_second", float, d.invites_per_second, 0.1, 100_000
+        ),
+        invites_per_second_per_source=_bounded(
+            limits,
+            "invites_per_second_per_source",
+            float,
+            d.invites_per_second_per_source,
+            0.1,
+            100_000,
+        ),
+        creates_per_second=_bounded(
+            limits, "creates_per_second", float, d.creates_per_second, 0.1, 100_000
+        ),
+        max_webhook_fetches=_bounded(
+            limits, "max_webhook_fetches", int, d.max_webhook_fetches, 1, 1_000_000
+        ),
+        retry_after=_bounded(limits, "retry_after", int, d.retry_after, 1, 3600),
+    )
+    limits.finish()
+    return replace(config, limits=parsed)
 
 
 def _parse_engine(engine: _Reader, config: EngineConfig) -> EngineConfig:

@@ -30,6 +30,7 @@ import aiohttp.http_exceptions
 from aiohttp import web
 
 from callxml.audio import AudioCache
+from callxml.engine.admission import Admission, Slot
 from callxml.engine.api import OutboundCall, build_app, recording_uri
 from callxml.engine.callbacks import CallbackTarget, StatusCallbacks, callback_target
 from callxml.engine.calls import (
@@ -56,7 +57,7 @@ from callxml.sip.events import Address
 from callxml.sip.message import SipRequest
 from callxml.sip.target import Target
 from callxml.sip.uri import parse_uri
-from callxml.webhooks import WebhookClient
+from callxml.webhooks import Fetcher, WebhookClient, WebhookRequest, WebhookResponse
 
 __all__ = ["ALL_CALLBACK_EVENTS", "DomainAuthenticator", "Engine", "dial_target"]
 
@@ -162,6 +163,8 @@ class Engine:
         self._audio: AudioCache | None = None
         self._services: dict[str, RuntimeServices] = {}
         self._stopped = asyncio.Event()
+        self.admission = Admission(config.limits)
+        self._slots: dict[str, Slot] = {}
 
     # -------------------------------------------------------------------------- life
 
@@ -226,6 +229,15 @@ class Engine:
             )
             log.warning("call %s was unfinished at start; marked failed", record.sid)
 
+    def _admit_invite(
+        self, request: SipRequest, source: Address, now: float
+    ) -> tuple[str, int] | None:
+        """The SIP core's admission of a new INVITE (:data:`~callxml.sip.ua.Admitter`)."""
+        refused = self.admission.admit_invite(source.host, now)
+        if refused is None:
+            return None
+        return f"over capacity ({refused})", self.config.limits.retry_after
+
     def _tls(self) -> TlsConfig | None:
         config = self.config
         cert, key = config.tls_cert, config.tls_key
@@ -261,6 +273,7 @@ class Engine:
                     idle_timeout=config.connection_idle_timeout,
                     read_timeout=config.connection_read_timeout,
                 ),
+                admit=self._admit_invite,
             )
         except OSError as exc:
             raise ConfigError(f"sip.listen: cannot listen: {exc}") from None
@@ -344,6 +357,19 @@ class Engine:
         """The engine is done with ``live``: ``live.ended`` is set, :meth:`live` returns None."""
         live.ended.set()
         self._calls.pop(live.sid, None)
+        slot = self._slots.pop(live.sid, None)
+        if slot is not None:
+            slot.release()
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """What the engine refused, dropped or contained, by kind: admission refusals
+        (``admission.max_setups``...), and the SIP stack's (``sip.core.bad_request``,
+        ``sip.transport.timed_out``, ``sip.faults``...). See docs/reliability.md."""
+        out = {f"admission.{k}": v for k, v in self.admission.refused.items()}
+        if self.phone is not None:
+            out.update({f"sip.{k}": v for k, v in self.phone.user_agent.counters.items()})
+        return out
 
     def store_or_fail(self) -> Store:
         if self.store is None:
@@ -365,6 +391,12 @@ class Engine:
         if not self.accepting:
             raise EngineStopping("the engine is shutting down")
         to = dial_target(call.to, self.config.trunk_uri_template)
+        refused = self.admission.admit_create(asyncio.get_running_loop().time())
+        slot = self.admission.take() if refused is None else refused
+        if isinstance(slot, str):
+            raise CapacityError(
+                f"over the engine's {slot} limit", retry_after=self.config.limits.retry_after
+            )
         record = new_call_record(
             account_sid=account.sid,
             direction="outbound-api",
@@ -375,17 +407,29 @@ class Engine:
         target = callback_target(
             call.status_callback, call.status_callback_method, call.status_callback_event
         )
-        live = await self._new_call(account, record, target)
+        try:
+            live = await self._new_call(account, record, target, slot)
+        except BaseException:
+            slot.release()
+            raise
         task = live.start(self._originate(live, call, to))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return live.record
 
     async def _new_call(
-        self, account: AccountConfig, record: CallRecord, target: CallbackTarget | None
+        self,
+        account: AccountConfig,
+        record: CallRecord,
+        target: CallbackTarget | None,
+        slot: Slot | None = None,
     ) -> LiveCall:
-        """Write a new call's record (and its first status callback) and track it as live."""
+        """Write a new call's record (and its first status callback) and track it as live;
+        ``slot`` (its admission) is settled once answered or ended, released by :meth:`forget`."""
         live = LiveCall(self._book(record, target), account)
+        if slot is not None:
+            live.book.on_settled = slot.settle
+            self._slots[live.sid] = slot
         await live.book.create()
         self.register(live)
         return live
@@ -396,7 +440,7 @@ class Engine:
         if services is None:
             assert self._audio is not None and self.phone is not None
             services = RuntimeServices(
-                fetcher=self._fetchers[account.sid],
+                fetcher=_CountedFetcher(self._fetchers[account.sid], self.admission),
                 audio=self._audio,
                 recordings_dir=self.config.data_dir / "recordings",
             )
@@ -552,6 +596,18 @@ class Engine:
         if not self.accepting:
             await incoming.reject(503, "Service Unavailable", warning="the engine is stopping")
             return
+        # Rates were checked (and most refusals sent, statelessly) by _admit_invite in the SIP
+        # core; count the call, refusing still if capacity ran out in between.
+        slot = self.admission.take()
+        if isinstance(slot, str):
+            incoming.refuse_busy(f"over capacity ({slot})", self.config.limits.retry_after)
+            return
+        try:
+            await self._take_incoming(incoming, slot)
+        finally:
+            slot.release()  # the call is over, or was refused before it began (404, 403...)
+
+    async def _take_incoming(self, incoming: IncomingCall, slot: Slot) -> None:
         domain = self.config.domain(incoming.domain)
         if domain is None:
             await incoming.reject(404, "Not Found", warning=f"no SIP domain {incoming.domain!r}")
@@ -580,7 +636,7 @@ class Engine:
         target = callback_target(
             domain.status_callback, domain.status_callback_method, ALL_CALLBACK_EVENTS
         )
-        live = await self._new_call(account, record, target)
+        live = await self._new_call(account, record, target, slot)
         try:
             await self._run_inbound(live, domain, incoming)
         except Exception as exc:  # a bug: answer the caller, finish the record, keep serving
@@ -648,6 +704,22 @@ class Engine:
             call=info,
         )
         await self._run_call(live, leg, session)
+
+
+class _CountedFetcher:
+    """A call's webhook fetcher, counted in the admission's fetches in flight (a limit on new
+    calls: existing calls' fetches are never refused)."""
+
+    def __init__(self, fetcher: Fetcher, admission: Admission) -> None:
+        self._fetcher = fetcher
+        self._admission = admission
+
+    async def fetch(self, request: WebhookRequest) -> WebhookResponse:
+        self._admission.fetches += 1
+        try:
+            return await self._fetcher.fetch(request)
+        finally:
+            self._admission.fetches -= 1
 
 
 class _BadRequestsAreNotErrors(logging.Filter):

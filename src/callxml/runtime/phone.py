@@ -41,7 +41,7 @@ from callxml.sip.aio.transport import ListenerConfig, TransportLimits
 from callxml.sip.aio.useragent import CallResult, UacCall, UasCall, UserAgent
 from callxml.sip.auth import Credentials, DigestServer
 from callxml.sip.target import Target
-from callxml.sip.ua import AuthenticatorSelector
+from callxml.sip.ua import Admitter, AuthenticatorSelector
 
 __all__ = ["CANCEL_GRACE", "DialResult", "IncomingHandler", "Phone", "dial_status"]
 
@@ -121,12 +121,14 @@ class Phone:
         user_agent: str = "callxml",
         authenticator: DigestServer | AuthenticatorSelector | None = None,
         limits: TransportLimits | None = None,
+        admit: Admitter | None = None,
     ) -> Phone:
         """Open the SIP listeners (TLS ones need ``tls.cert_file``/``key_file``).
 
         ``tls`` also sets how outgoing TLS is verified (``ca_file``; ``verify=False`` only for
         labs). Without ``on_incoming`` incoming calls get 480. ``limits`` bounds connections
-        (counts and timeouts, see :class:`TransportLimits`).
+        (counts and timeouts, see :class:`TransportLimits`); ``admit`` refuses new
+        INVITEs under overload, statelessly (see :data:`~callxml.sip.ua.Admitter`).
         """
         media = MediaSettings(media_address, media_port_range)
         holder: list[Phone] = []
@@ -143,6 +145,7 @@ class Phone:
             user_agent=user_agent,
             authenticator=authenticator,
             limits=limits,
+            admit=admit,
         )
         phone = cls(ua, media)
         phone._on_incoming = on_incoming

@@ -18,6 +18,7 @@ strings (any scheme is allowed here, RFC 4475 §3.3.4), :mod:`callxml.sip.uri` p
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from dataclasses import dataclass, replace
@@ -47,6 +48,11 @@ __all__ = [
 
 #: Longest Warning text we put on the wire (a bound; RFC 3261 §20.43 sets none).
 MAX_WARNING_TEXT = 200
+
+#: Parsed header values remembered (the parsers are pure and their results frozen): one message
+#: is looked at by the transport, the transaction layer and the UA core, each reading its Via,
+#: From, To and CSeq, and parsing them again each time was the bulk of the cost of a message.
+PARSE_CACHE = 4096
 
 #: The RFC 3261 §17.1.1.1 magic cookie that starts every branch we (and RFC 3261 peers) make.
 BRANCH_MAGIC_COOKIE = "z9hG4bK"
@@ -79,6 +85,12 @@ def is_token(text: str) -> bool:
 
 
 def split_list(value: str, *, strict: bool = False) -> list[str]:
+    """See :func:`_split_list`; a fresh list each call (the split itself is memoised)."""
+    return list(_split_list(value, strict))
+
+
+@functools.lru_cache(maxsize=PARSE_CACHE)
+def _split_list(value: str, strict: bool) -> tuple[str, ...]:
     """Split a comma-separated header value, ignoring commas in quotes and ``<...>`` (§7.3.1).
 
     Elements come back stripped of surrounding whitespace. Lenient mode (the default) drops empty
@@ -114,8 +126,8 @@ def split_list(value: str, *, strict: bool = False) -> list[str]:
     if strict:
         if any(not item for item in items):
             raise _error("empty element in a comma-separated header value")
-        return items
-    return [item for item in items if item]
+        return tuple(items)
+    return tuple(item for item in items if item)
 
 
 class _Scanner:
@@ -360,6 +372,7 @@ def _parse_port(text: str) -> int:
     return port
 
 
+@functools.lru_cache(maxsize=PARSE_CACHE)
 def parse_via(value: str) -> Via:
     """Parse one Via value (already split from its comma list).
 
@@ -440,6 +453,7 @@ def _check_uri(uri: str, *, bracketed: bool) -> str:
 _DISPLAY_TOKENS = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*")
 
 
+@functools.lru_cache(maxsize=PARSE_CACHE)
 def parse_name_addr(value: str) -> NameAddr:
     """Parse ``[display-name] <URI> *(;param)`` or ``addr-spec *(;param)`` (§20.10, §20.20...).
 
@@ -493,6 +507,7 @@ class CSeq:
         return f"{self.seq} {self.method}"
 
 
+@functools.lru_cache(maxsize=PARSE_CACHE)
 def parse_cseq(value: str) -> CSeq:
     """Parse a CSeq value; leading zeros are fine (RFC 4475 §3.1.1.1), over 2**32-1 is not."""
     s = _Scanner(value.strip(_WS))

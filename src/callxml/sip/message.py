@@ -24,6 +24,7 @@ Application-level refusals of a well-formed request (416, 415, 420, 501...) are
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -222,6 +223,11 @@ _WORD = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
 _CALL_ID = re.compile(rf"{_WORD}(?:@{_WORD})?")
 
 
+@functools.lru_cache(maxsize=1024)
+def _lower_canonical(name: str) -> str:
+    return canonical_name(name).lower()
+
+
 def canonical_name(name: str) -> str:
     """The canonical spelling of a header name: compact forms expanded, known names recased.
 
@@ -282,7 +288,7 @@ class Headers:
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name`` in order, comma-separated lists split (respecting quotes/<>)."""
-        lname = canonical_name(name).lower()
+        lname = _lower_canonical(name)
         is_list = lname in _LIST_HEADERS
         values: list[str] = []
         for key, value in self._fields:
@@ -295,7 +301,7 @@ class Headers:
 
     def fields(self, name: str) -> list[str]:
         """The raw field values of ``name`` (one per header line, lists not split)."""
-        lname = canonical_name(name).lower()
+        lname = _lower_canonical(name)
         return [value for key, value in self._fields if key.lower() == lname]
 
     def add(self, name: str, value: str) -> None:
@@ -321,7 +327,7 @@ class Headers:
 
     def remove(self, name: str) -> None:
         """Remove every field of ``name`` (no error if there is none)."""
-        lname = canonical_name(name).lower()
+        lname = _lower_canonical(name)
         self._fields = [(k, v) for k, v in self._fields if k.lower() != lname]
 
     def insert_first(self, name: str, value: str) -> None:
@@ -349,7 +355,7 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        lname = canonical_name(name).lower()
+        lname = _lower_canonical(name)
         return any(key.lower() == lname for key, _ in self._fields)
 
     def __len__(self) -> int:

@@ -18,6 +18,7 @@ PRACK/UPDATE, and SRV/NAPTR (hosts are handed to the driver to resolve).
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import re
@@ -82,6 +83,7 @@ from callxml.sip.transaction import (
 from callxml.sip.uri import parse_uri
 
 __all__ = [
+    "Admitter",
     "AuthenticatorSelector",
     "Call",
     "CallState",
@@ -107,6 +109,10 @@ MAX_SERVER_TRANSACTIONS = 50_000  # beyond this, new requests get a stateless 50
 #: Chooses the digest server for one new incoming INVITE from the request and the address it
 #: came from; None lets it through unchallenged. It must not raise.
 AuthenticatorSelector = Callable[[SipRequest, Address], DigestServer | None]
+#: Admission of one new incoming INVITE (request, source, now): None to take it, or
+#: ``(why, retry_after_seconds)`` to refuse it statelessly with 503 + Retry-After before any
+#: transaction exists (the cheapest refusal there is). It must not raise.
+Admitter = Callable[[SipRequest, Address, float], tuple[str, int] | None]
 
 
 class Role(StrEnum):
@@ -140,6 +146,7 @@ class UserAgentConfig:
     outbound_proxy: str | None = None
     answer_reinvite: Callable[[bytes, bytes], bytes | None] | None = None
     authenticator: DigestServer | AuthenticatorSelector | None = None
+    admit: Admitter | None = None
 
 
 @dataclass
@@ -259,6 +266,11 @@ class UserAgentCore:
         #: state), ``dropped`` (malformed and unanswerable), ``fault`` (a bug contained: the
         #: transaction or call it hit was ended). Read by the driver for metrics and tests.
         self.counters: Counter[str] = Counter()
+        # Every deadline of every transaction and call, as (deadline, seq, kind, key): pushed
+        # whenever one is set, stale entries skipped when met. Scanning every transaction on
+        # every message instead made each message cost O(transactions) under load.
+        self._timers: list[tuple[float, int, str, object]] = []
+        self._timer_seq = itertools.count()
 
     # --- queries ---------------------------------------------------------------------------
 
@@ -277,16 +289,32 @@ class UserAgentCore:
         return out
 
     def next_timer(self) -> float | None:
-        deadlines = [t for txn in self._transactions() if (t := txn.next_timer()) is not None]
-        for call in self.calls.values():
-            if call.retransmit is not None:
-                deadlines.append(min(call.retransmit.next_at, call.retransmit.give_up_at))
-            if call.forget_at is not None:
-                deadlines.append(call.forget_at)
-        return min(deadlines, default=None)
+        heap = self._timers
+        while heap:
+            at, _, kind, key = heap[0]
+            current = self._deadline_of(kind, key)
+            if current is not None and current <= at:
+                return current
+            heapq.heappop(heap)  # stale: the object is gone or its deadline moved
+        return None
 
-    def _transactions(self) -> list[Transaction]:
-        return [*self._client.values(), *self._server.values()]
+    def _deadline_of(self, kind: str, key: object) -> float | None:
+        if kind == "txn":
+            txn = self._transaction(key)
+            return txn.next_timer() if txn is not None else None
+        call = self.calls.get(str(key))
+        return _call_deadline(call) if call is not None else None
+
+    def _transaction(self, key: object) -> Transaction | None:
+        assert isinstance(key, TransactionKey)
+        return self._client.get(key) or self._server.get(key)
+
+    def _schedule(self, kind: str, key: object, at: float | None) -> None:
+        if at is not None:
+            heapq.heappush(self._timers, (at, next(self._timer_seq), kind, key))
+
+    def _schedule_call(self, call: Call) -> None:
+        self._schedule("call", call.id, _call_deadline(call))
 
     # --- inputs: clock, network, transport -------------------------------------------------
 
@@ -294,22 +322,34 @@ class UserAgentCore:
         """Fire every timer due at ``now``. A fault in one transaction or call ends that one
         (see :meth:`_contain`) and the others still fire: one bad dialog must never stop the
         timers of every call."""
-        for txn in self._transactions():
-            deadline = txn.next_timer()
-            if deadline is not None and deadline <= now:
+        due: dict[tuple[str, object], None] = {}
+        while self._timers and self._timers[0][0] <= now:
+            _, _, kind, key = heapq.heappop(self._timers)
+            due[(kind, key)] = None
+        for kind, key in due:
+            if kind == "txn":
+                txn = self._transaction(key)
+                deadline = txn.next_timer() if txn is not None else None
+                if txn is None or deadline is None or deadline > now:
+                    continue  # stale, or rescheduled (its later entry is in the heap)
                 try:
                     txn.handle_timer(now)
                 except Exception:
                     self._contain(now, txn=txn)
                     continue
                 self._touched.append(txn)
-        for call in list(self.calls.values()):
+                continue
+            call = self.calls.get(str(key))
+            if call is None:
+                continue
             try:
                 self._retransmit_2xx(call, now)
                 if call.forget_at is not None and call.forget_at <= now:
                     self._forget(call)
+                    continue
             except Exception:
                 self._contain(now, call=call)
+            self._schedule_call(call)
         self._pump(now)
 
     def receive(self, message: SipMessage, source: Address, now: float) -> None:
@@ -554,6 +594,16 @@ class UserAgentCore:
         if problem is not None:  # §8.2: refused before any transaction or dialog exists
             self._refuse(request, source, 400, problem)
             return
+        if request.method == "INVITE" and request.to.tag is None and self.config.admit:
+            refusal = self.config.admit(request, source, now)
+            if refusal is not None:  # overload: refused before it costs anything more
+                why, retry_after = refusal
+                warning = warning_value(self._warn_agent(source.transport), why)
+                headers = (("Retry-After", str(retry_after)), ("Warning", warning))
+                busy = make_response(request, 503, to_tag=new_tag(), headers=headers)
+                self.counters["refused"] += 1
+                self._out.append((busy, source))
+                return
         if len(self._server) >= MAX_SERVER_TRANSACTIONS:  # overload: answer without state
             busy = make_response(request, 503, headers=(("Retry-After", "5"),))
             self._out.append((busy, source))
@@ -605,7 +655,9 @@ class UserAgentCore:
             auth_user = self._authenticate(txn, server, request, now)
             if auth_user is None:
                 return
-        if sum(c.state is not CallState.ENDED for c in self.calls.values()) >= MAX_CALLS:
+        if len(self.calls) >= MAX_CALLS and (
+            sum(c.state is not CallState.ENDED for c in self.calls.values()) >= MAX_CALLS
+        ):
             self._reply(txn, 503, now, headers=[("Retry-After", "5")])
             return
         call = Call(
@@ -881,6 +933,7 @@ class UserAgentCore:
         """Drain touched transactions: queue their messages, react to their events."""
         while self._touched:
             txn = self._touched.pop(0)
+            self._schedule("txn", txn.key, txn.next_timer())
             for message in txn.messages_to_send():
                 self._out.append((message, txn.address))
             for event in txn.events():
@@ -1029,6 +1082,7 @@ class UserAgentCore:
     ) -> None:
         t1 = self.config.timers.t1
         call.retransmit = _Retransmit(response, address, t1, now + t1, now + 64 * t1)
+        self._schedule_call(call)
 
     def _retransmit_2xx(self, call: Call, now: float) -> None:
         """§13.3.1.4: resend our 2xx at T1, 2T1... capped at T2; after 64*T1 without an ACK
@@ -1056,6 +1110,7 @@ class UserAgentCore:
             call.dialog.state = DialogState.TERMINATED
         # Keep the call (and its dialog id) a while to absorb retransmissions, then forget it.
         call.forget_at = now + 64 * self.config.timers.t1
+        self._schedule_call(call)
 
     def _forget(self, call: Call) -> None:
         self.calls.pop(call.id, None)
@@ -1148,6 +1203,16 @@ class UserAgentCore:
             self._reply(txn, 405, now, headers=[("Allow", ", ".join(ALLOWED_METHODS))])
         else:
             self._reply(txn, 501, now)
+
+
+def _call_deadline(call: Call) -> float | None:
+    """The call's own next deadline: a 2xx retransmission or give-up, or forgetting it."""
+    deadlines = []
+    if call.retransmit is not None:
+        deadlines.append(min(call.retransmit.next_at, call.retransmit.give_up_at))
+    if call.forget_at is not None:
+        deadlines.append(call.forget_at)
+    return min(deadlines, default=None)
 
 
 def _hostport(address: Address) -> str:

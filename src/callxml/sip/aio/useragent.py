@@ -48,7 +48,7 @@ from callxml.sip.events import (
 from callxml.sip.headers import warning_value
 from callxml.sip.message import SipMessage, SipRequest, SipResponse
 from callxml.sip.timers import DEFAULT_TIMERS, TimerConfig
-from callxml.sip.ua import AuthenticatorSelector, Call, UserAgentConfig, UserAgentCore
+from callxml.sip.ua import Admitter, AuthenticatorSelector, Call, UserAgentConfig, UserAgentCore
 
 __all__ = [
     "CallResult",
@@ -268,6 +268,7 @@ class UserAgent:
         outbound_proxy: str | None = None,
         authenticator: DigestServer | AuthenticatorSelector | None = None,
         answer_reinvite: Callable[[bytes, bytes], bytes | None] | None = None,
+        admit: Admitter | None = None,
     ) -> None:
         if not listeners:
             raise ConfigError("sip.listeners: at least one listener is needed")
@@ -284,6 +285,7 @@ class UserAgent:
             outbound_proxy=outbound_proxy,
             authenticator=authenticator,
             answer_reinvite=answer_reinvite,
+            admit=admit,
         )
         self._core: UserAgentCore | None = None
         self._handles: dict[str, UacCall | UasCall] = {}
