@@ -105,6 +105,10 @@ class EngineConfig:
     media_port_min: int = 20000
     media_port_max: int = 29999
     webhook_timeout: float = 15.0
+    # [webhooks] which addresses fetches may connect to (the SSRF guard, webhooks/guard.py)
+    webhook_allow_networks: tuple[str, ...] = ()
+    webhook_deny_networks: tuple[str, ...] = ()
+    multi_tenant: bool = False
     status_callback_retries: int = 3
     shutdown_grace: float = 30.0
     trunk_uri_template: str | None = None  # e.g. "sip:{number}@trunk.example.com;secure=true"
@@ -338,12 +342,32 @@ def _parse_media(media: _Reader, config: EngineConfig) -> EngineConfig:
 def _parse_webhooks(hooks: _Reader, config: EngineConfig) -> EngineConfig:
     timeout = float(hooks.get("timeout", float, config.webhook_timeout))
     retries = int(hooks.get("status_callback_retries", int, config.status_callback_retries))
+    allow = _networks(hooks, "allow_networks")
+    deny = _networks(hooks, "deny_networks")
+    multi_tenant = bool(hooks.get("multi_tenant", bool, config.multi_tenant))
     hooks.finish()
     if not 0 < timeout <= 120:
         raise ConfigError("webhooks.timeout: must be between 0 and 120 seconds")
     if not 0 <= retries <= 10:
         raise ConfigError("webhooks.status_callback_retries: must be between 0 and 10")
-    return replace(config, webhook_timeout=timeout, status_callback_retries=retries)
+    return replace(
+        config,
+        webhook_timeout=timeout,
+        status_callback_retries=retries,
+        webhook_allow_networks=allow,
+        webhook_deny_networks=deny,
+        multi_tenant=multi_tenant,
+    )
+
+
+def _networks(reader: _Reader, name: str) -> tuple[str, ...]:
+    values = reader.get(name, list, [])
+    for j, net in enumerate(values):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{reader.key(name)}[{j}]: not an IP network: {net!r}") from None
+    return tuple(str(net) for net in values)
 
 
 def _parse_limits(limits: _Reader, config: EngineConfig) -> EngineConfig:

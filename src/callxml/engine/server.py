@@ -58,6 +58,7 @@ from callxml.sip.message import SipRequest
 from callxml.sip.target import Target
 from callxml.sip.uri import parse_uri
 from callxml.webhooks import Fetcher, WebhookClient, WebhookRequest, WebhookResponse
+from callxml.webhooks.guard import GuardedConnector, NetworkPolicy, parse_networks
 
 __all__ = ["ALL_CALLBACK_EVENTS", "DomainAuthenticator", "Engine", "dial_target"]
 
@@ -197,8 +198,16 @@ class Engine:
         except Exception as exc:  # sqlite3.Error, OSError
             raise ConfigError(f"store.path: cannot open {config.database}: {exc}") from None
         self._recover()
+        policy = NetworkPolicy(
+            allow=parse_networks(config.webhook_allow_networks),
+            deny=parse_networks(config.webhook_deny_networks),
+            multi_tenant=config.multi_tenant,
+        )
+        # Every fetch (webhooks, <Play>, status callbacks) connects through the SSRF guard.
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=None), cookie_jar=aiohttp.DummyCookieJar()
+            connector=GuardedConnector(policy),
+            timeout=aiohttp.ClientTimeout(total=None),
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._audio = AudioCache(config.data_dir / "audio", session=self._session)
         for account in config.accounts:
