@@ -351,3 +351,34 @@ async def test_malformed_requests_leave_no_state() -> None:
             assert (await peer.response()).status == 400
         assert ua._core is not None
         assert ua._core.calls == {} and ua._core._server == {} and answering.calls == []
+
+
+async def test_a_peer_that_never_reads_is_dropped_not_buffered_without_bound() -> None:
+    # A real peer that stops reading fills the kernel's buffers first (megabytes on loopback);
+    # what matters is our side once they are full: asyncio's write buffer must not grow forever.
+    from callxml.errors import TransportError
+    from callxml.sip.aio.transport import MAX_WRITE_BUFFER, _Stream
+
+    async with agent() as ua:
+        stream = _Stream(ua._transport, "tcp")
+
+        class Stalled:
+            aborted = False
+
+            def is_closing(self) -> bool:
+                return self.aborted
+
+            def get_write_buffer_size(self) -> int:
+                return MAX_WRITE_BUFFER + 1
+
+            def write(self, data: bytes) -> None:
+                raise AssertionError("nothing more may be queued")
+
+            def abort(self) -> None:
+                self.aborted = True
+
+        stalled = Stalled()
+        stream.transport = stalled  # type: ignore[assignment]
+        with pytest.raises(TransportError, match="does not read"):
+            stream.send(b"SIP/2.0 200 OK\r\n\r\n")
+        assert stalled.aborted and ua.counters["transport.stalled"] == 1
