@@ -785,6 +785,7 @@ class UserAgentCore:
         dialog_id = DialogId(ack.call_id, ack.to.tag or "", ack.from_.tag or "")
         call = self.calls.get(self._dialogs.get(dialog_id, ""))
         if call is None or call.retransmit is None:
+            self.counters["stray"] += 1
             return  # a retransmitted or stray ACK: absorbed
         if ack.cseq.seq != call.retransmit.response.cseq.seq:
             return
@@ -802,6 +803,7 @@ class UserAgentCore:
         txn = self._client.get(client_key(response))
         if txn is None:
             # §13.2.2.4 / RFC 6026: a 2xx retransmission after Timer M still needs our ACK.
+            self.counters["stray"] += 1
             self._late_2xx(response)
             return
         txn.receive_response(response, now)

@@ -488,6 +488,7 @@ class TransportLayer:
         via = _top_via(message)
         if via is None:
             logger.info("dropping message without a usable Via from %s", peer)
+            self.counters["dropped"] += 1
             return
         if isinstance(message, SipResponse):
             # §18.1.2: a response whose top Via we did not write is not for us.
@@ -495,6 +496,7 @@ class TransportLayer:
                 self._our_sent_by
             ):
                 logger.info("dropping response for sent-by %s:%s from %s", via.host, via.port, peer)
+                self.counters["dropped"] += 1
                 return
         else:
             _replace_top_via(message, _stamp_received(via, peer))
