@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEBS := sip-tester baresip baresip-core espeak-ng dnsmasq kamailio kamailio-tls-modules
 STAMP := $(VENV)/.installed
+# Every benchmark prints its ratio against a reference measured in the same run, and its goal.
+BENCHES := srtp_relay conference overload
 
 .PHONY: setup system-deps run demo test lint typecheck pytest bench clean $(addprefix bench-,$(BENCHES))
 
@@ -47,9 +49,6 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q
 
 test: setup lint typecheck pytest
-
-# Every benchmark prints its ratio against a reference measured in the same run, and its goal.
-BENCHES := srtp_relay conference
 
 bench: $(addprefix bench-,$(BENCHES))
 

@@ -19,6 +19,7 @@ webhook becomes a fallback request.
     │   └── SecureMediaError         the secure-media policy refused an offer or answer (488)
     ├── WebhookError                 a webhook request failed (connect, timeout, status, body)
     ├── InterpreterError             a call flow broke a runtime rule (e.g. a redirect loop)
+    ├── CapacityError                no room for another call now (503 + Retry-After, REST 429)
     └── ConfigError                  bad configuration; names the offending key
 """
 
@@ -105,6 +106,16 @@ class WebhookError(CallXmlError):
 
 class InterpreterError(CallXmlError):
     """A call flow broke a runtime rule, such as fetching documents in an endless loop."""
+
+
+class CapacityError(CallXmlError):
+    """There is no room for this call now: media ports exhausted, or an admission limit
+    (docs/reliability.md) reached. Nothing was started; the caller was told to retry
+    (SIP ``503`` with ``Retry-After``, REST ``429``). ``retry_after`` is in seconds."""
+
+    def __init__(self, message: str, *, retry_after: int = 5):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ConfigError(CallXmlError):

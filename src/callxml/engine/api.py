@@ -50,11 +50,14 @@ REPEATABLE_FIELDS = frozenset({"StatusCallbackEvent"})
 class ApiError(Exception):
     """An error the API reports as Twilio does: HTTP status plus a Twilio error code."""
 
-    def __init__(self, status: int, code: int, message: str) -> None:
+    def __init__(
+        self, status: int, code: int, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = dict(headers or {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +196,9 @@ async def _errors(
     try:
         return await handler(request)
     except ApiError as exc:
-        return _error_response(exc.status, exc.code, exc.message)
+        response = _error_response(exc.status, exc.code, exc.message)
+        response.headers.update(exc.headers)
+        return response
     except web.HTTPNotFound:
         return _error_response(404, 20404, f"The requested resource {request.path} was not found")
     except web.HTTPMethodNotAllowed:
@@ -418,6 +423,9 @@ def parse_create_form(form: Mapping[str, str]) -> OutboundCall:
     from_ = form.get("From", "").strip()
     if not from_:
         raise ApiError(400, 21603, "A 'From' phone number is required.")
+    for name, value in (("To", to), ("From", from_)):
+        if any(not ch.isprintable() for ch in value):  # CR/LF would end up in a SIP header
+            raise ApiError(400, 21212 if name == "From" else 21211, f"Invalid '{name}': {value!r}")
     url = form.get("Url") or None
     twiml = form.get("Twiml") or None
     if url is None and twiml is None:

@@ -111,6 +111,12 @@ class CallBook:
     Every change is its own committed write (off the event loop), so a crash loses nothing
     already reported; a status change also queues the status callback, which never blocks the
     call. ``recording_url`` turns a recording sid into the ``RecordingUrl`` the flow is given.
+
+    One writer per call: writes are applied strictly in the order they were asked for, each
+    after the previous one has committed, and a write once asked for is finished even if the
+    task that asked is cancelled (its thread would finish anyway, and must not overtake the
+    next). Unordered threads let an ``in-progress`` land after ``completed``. And a final
+    status is final: a later non-final one is ignored.
     """
 
     def __init__(
@@ -120,35 +126,72 @@ class CallBook:
         target: CallbackTarget | None,
         record: CallRecord,
         recording_url: Callable[[str], str],
+        *,
+        on_settled: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_settled = on_settled  # called when the call is answered or ends (admission)
         self.callbacks = callbacks
         self.target = target
         self.record = record
         self.recording_url = recording_url
+        self._last: asyncio.Future[Any] | None = None  # the write asked for last
 
     @property
     def sid(self) -> str:
         return self.record.sid
 
+    async def _write(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work`` after every write asked for before it (see the class docstring)."""
+        previous = self._last
+
+        async def in_turn() -> T:
+            if previous is not None:
+                with contextlib.suppress(BaseException):
+                    await previous
+            return await work()
+
+        task = asyncio.ensure_future(in_turn())
+        self._last = task
+        return await asyncio.shield(task)
+
+    async def flush(self) -> None:
+        """Wait until every write asked for so far has been applied."""
+        if self._last is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._last)
+
     async def create(self) -> None:
-        await asyncio.to_thread(self.store.create_call, self.record)
-        self._notify()
+        async def create() -> None:
+            await asyncio.to_thread(self.store.create_call, self.record)
+            self._notify()
+
+        await self._write(create)
 
     async def event(self, kind: str, data: Mapping[str, Any]) -> None:
-        await asyncio.to_thread(
-            self.store.add_event, CallEvent(self.sid, kind, time.time(), dict(data))
-        )
+        event = CallEvent(self.sid, kind, time.time(), dict(data))
+        await self._write(lambda: asyncio.to_thread(self.store.add_event, event))
 
     async def status(self, status: str, **changes: Any) -> None:
-        if self.record.status == status and not changes:
-            return
-        changed = self.record.status != status
-        self.record = await asyncio.to_thread(
-            self.store.update_call, self.sid, status=status, date_updated=time.time(), **changes
-        )
-        if changed:
-            self._notify()
+        stamp = time.time()
+
+        async def update() -> None:
+            current = self.record.status
+            if current in TERMINAL_STATUSES and status not in TERMINAL_STATUSES:
+                return  # a late non-final status never reopens a finished call
+            if current == status and not changes:
+                return
+            self.record = await asyncio.to_thread(
+                self.store.update_call, self.sid, status=status, date_updated=stamp, **changes
+            )
+            if current != status:
+                self._notify()
+            if self.on_settled is not None and (
+                status == "in-progress" or status in TERMINAL_STATUSES
+            ):
+                self.on_settled()
+
+        await self._write(update)
 
     async def recording(self, sid: str, path: Path, duration: int) -> str:
         record = RecordingRecord(
@@ -159,7 +202,7 @@ class CallBook:
             duration=duration,
             date_created=time.time(),
         )
-        await asyncio.to_thread(self.store.add_recording, record)
+        await self._write(lambda: asyncio.to_thread(self.store.add_recording, record))
         return self.recording_url(sid)
 
     def _notify(self) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from callxml.engine.admission import AdmissionLimits
 from callxml.errors import ConfigError
 
 __all__ = [
@@ -105,11 +106,22 @@ class EngineConfig:
     media_port_max: int = 29999
     media_rtp_timeout: float = 60.0  # no RTP/RTCP this long on an answered leg: BYE (0: never)
     webhook_timeout: float = 15.0
+    # [webhooks] which addresses fetches may connect to (the SSRF guard, webhooks/guard.py)
+    webhook_allow_networks: tuple[str, ...] = ()
+    webhook_deny_networks: tuple[str, ...] = ()
+    multi_tenant: bool = False
     status_callback_retries: int = 3
     shutdown_grace: float = 30.0
     trunk_uri_template: str | None = None  # e.g. "sip:{number}@trunk.example.com;secure=true"
     dns_servers: tuple[str, ...] = ()  # empty: the system resolver (/etc/hosts, resolv.conf)
     failover_timeout: float = 4.0  # a located server silent this long: try the next (RFC 3263)
+    # [sip] connection bounds (docs/reliability.md)
+    max_inbound_connections: int = 1024
+    max_outbound_connections: int = 256
+    connect_timeout: float = 10.0  # our TCP connects and every TLS handshake
+    connection_idle_timeout: float = 120.0
+    connection_read_timeout: float = 30.0
+    limits: AdmissionLimits = field(default_factory=AdmissionLimits)  # [limits]: admission
     accounts: tuple[AccountConfig, ...] = ()
     domains: tuple[DomainConfig, ...] = ()
 
@@ -246,6 +258,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path = Path(".")) -> Engi
     config = _parse_media(_table(top, "media"), config)
     config = _parse_webhooks(_table(top, "webhooks"), config)
     config = _parse_engine(_table(top, "engine"), config)
+    config = _parse_limits(_table(top, "limits"), config)
     accounts_data = top.get("accounts", list, None)
     domains_data = top.get("domains", list, None)
     top.finish()
@@ -278,6 +291,14 @@ def _parse_sip(sip: _Reader, config: EngineConfig) -> EngineConfig:
     failover = float(sip.get("failover_timeout", float, config.failover_timeout))
     if not 0.5 <= failover <= 32:
         raise ConfigError("sip.failover_timeout: must be between 0.5 and 32 seconds")
+    bounds = {
+        name: _bounded(sip, name, int, getattr(config, name), 1, 1_000_000)
+        for name in ("max_inbound_connections", "max_outbound_connections")
+    }
+    timeouts = {
+        name: _bounded(sip, name, float, getattr(config, name), 0.1, 86_400)
+        for name in ("connect_timeout", "connection_idle_timeout", "connection_read_timeout")
+    }
     sip.finish()
     return replace(
         config,
@@ -285,6 +306,8 @@ def _parse_sip(sip: _Reader, config: EngineConfig) -> EngineConfig:
         trunk_uri_template=trunk,
         dns_servers=tuple(servers),
         failover_timeout=failover,
+        **bounds,
+        **timeouts,
     )
 
 
@@ -301,6 +324,14 @@ def _dns_server_ok(server: str) -> bool:
     except ValueError:
         return False
     return port.isdigit() and 0 < int(port) < 65536
+
+
+def _bounded(reader: _Reader, name: str, kind: type, default: Any, low: float, high: float) -> Any:
+    """A number between ``low`` and ``high`` (a bound of docs/reliability.md)."""
+    value = kind(reader.get(name, kind, default))
+    if not low <= value <= high:
+        raise ConfigError(f"{reader.key(name)}: must be between {low:g} and {high:g}")
+    return value
 
 
 def _parse_http(http: _Reader, config: EngineConfig) -> EngineConfig:
@@ -356,12 +387,61 @@ def _parse_media(media: _Reader, config: EngineConfig) -> EngineConfig:
 def _parse_webhooks(hooks: _Reader, config: EngineConfig) -> EngineConfig:
     timeout = float(hooks.get("timeout", float, config.webhook_timeout))
     retries = int(hooks.get("status_callback_retries", int, config.status_callback_retries))
+    allow = _networks(hooks, "allow_networks")
+    deny = _networks(hooks, "deny_networks")
+    multi_tenant = bool(hooks.get("multi_tenant", bool, config.multi_tenant))
     hooks.finish()
     if not 0 < timeout <= 120:
         raise ConfigError("webhooks.timeout: must be between 0 and 120 seconds")
     if not 0 <= retries <= 10:
         raise ConfigError("webhooks.status_callback_retries: must be between 0 and 10")
-    return replace(config, webhook_timeout=timeout, status_callback_retries=retries)
+    return replace(
+        config,
+        webhook_timeout=timeout,
+        status_callback_retries=retries,
+        webhook_allow_networks=allow,
+        webhook_deny_networks=deny,
+        multi_tenant=multi_tenant,
+    )
+
+
+def _networks(reader: _Reader, name: str) -> tuple[str, ...]:
+    values = reader.get(name, list, [])
+    for j, net in enumerate(values):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{reader.key(name)}[{j}]: not an IP network: {net!r}") from None
+    return tuple(str(net) for net in values)
+
+
+def _parse_limits(limits: _Reader, config: EngineConfig) -> EngineConfig:
+    """``[limits]``: admission control (docs/reliability.md)."""
+    d = config.limits
+    parsed = AdmissionLimits(
+        max_calls=_bounded(limits, "max_calls", int, d.max_calls, 1, 1_000_000),
+        max_setups=_bounded(limits, "max_setups", int, d.max_setups, 1, 100_000),
+        invites_per_second=_bounded(
+            limits, "invites_per_second", float, d.invites_per_second, 0.1, 100_000
+        ),
+        invites_per_second_per_source=_bounded(
+            limits,
+            "invites_per_second_per_source",
+            float,
+            d.invites_per_second_per_source,
+            0.1,
+            100_000,
+        ),
+        creates_per_second=_bounded(
+            limits, "creates_per_second", float, d.creates_per_second, 0.1, 100_000
+        ),
+        max_webhook_fetches=_bounded(
+            limits, "max_webhook_fetches", int, d.max_webhook_fetches, 1, 1_000_000
+        ),
+        retry_after=_bounded(limits, "retry_after", int, d.retry_after, 1, 3600),
+    )
+    limits.finish()
+    return replace(config, limits=parsed)
 
 
 def _parse_engine(engine: _Reader, config: EngineConfig) -> EngineConfig:

@@ -26,6 +26,7 @@ from callxml.engine.calls import (
 )
 from callxml.engine.config import AccountConfig
 from callxml.engine.store import TERMINAL_STATUSES, CallRecord, Store
+from callxml.errors import CapacityError
 
 __all__ = ["CallEngine", "EngineControl"]
 
@@ -35,6 +36,8 @@ INVALID_TO = 21211
 NOT_IN_PROGRESS = 21220
 #: Twilio: service unavailable.
 UNAVAILABLE = 20503
+#: Twilio: too many requests (the account's concurrency or rate limit).
+TOO_MANY_REQUESTS = 20429
 
 
 class CallEngine(Protocol):
@@ -58,6 +61,13 @@ class EngineControl:
             return await self.engine.originate(account, call)
         except EngineStopping:
             raise ApiError(503, UNAVAILABLE, "The engine is shutting down") from None
+        except CapacityError as exc:
+            raise ApiError(
+                429,
+                TOO_MANY_REQUESTS,
+                f"Too Many Requests: {exc}",
+                headers={"Retry-After": str(exc.retry_after)},
+            ) from None
         except InvalidTarget as exc:
             raise ApiError(400, INVALID_TO, f"Invalid 'To': {exc.to} ({exc.reason})") from None
 

@@ -26,9 +26,11 @@ import time
 from collections.abc import Callable
 
 import aiohttp
+import aiohttp.http_exceptions
 from aiohttp import web
 
 from callxml.audio import AudioCache
+from callxml.engine.admission import Admission, Slot
 from callxml.engine.api import OutboundCall, build_app, recording_uri
 from callxml.engine.callbacks import CallbackTarget, StatusCallbacks, callback_target
 from callxml.engine.calls import (
@@ -42,7 +44,7 @@ from callxml.engine.config import AccountConfig, DomainConfig, EngineConfig
 from callxml.engine.control import EngineControl
 from callxml.engine.devcert import ensure_dev_certificate
 from callxml.engine.store import TERMINAL_STATUSES, CallRecord, SqliteStore, Store
-from callxml.errors import CallXmlError, ConfigError, MediaError, TransportError
+from callxml.errors import CallXmlError, CapacityError, ConfigError, MediaError, TransportError
 from callxml.interpreter import CallInfo, CallSession
 from callxml.markup.verbs import Number, Sip
 from callxml.runtime import CallLeg, DialResult, IncomingCall, Phone, bridge
@@ -50,13 +52,14 @@ from callxml.runtime.dial import Dialer, resolve_targets
 from callxml.runtime.session import CallRunner, RuntimeServices
 from callxml.sip.aio.resolver import DnsResolver
 from callxml.sip.aio.tls import TlsConfig
-from callxml.sip.aio.transport import ListenerConfig
+from callxml.sip.aio.transport import ListenerConfig, TransportLimits
 from callxml.sip.auth import Credentials, DigestServer
 from callxml.sip.events import Address
 from callxml.sip.message import SipRequest
 from callxml.sip.target import Target
 from callxml.sip.uri import parse_uri
-from callxml.webhooks import WebhookClient
+from callxml.webhooks import Fetcher, WebhookClient, WebhookRequest, WebhookResponse
+from callxml.webhooks.guard import GuardedConnector, NetworkPolicy, parse_networks
 
 __all__ = ["ALL_CALLBACK_EVENTS", "DomainAuthenticator", "Engine", "dial_target"]
 
@@ -162,6 +165,8 @@ class Engine:
         self._audio: AudioCache | None = None
         self._services: dict[str, RuntimeServices] = {}
         self._stopped = asyncio.Event()
+        self.admission = Admission(config.limits)
+        self._slots: dict[str, Slot] = {}
 
     # -------------------------------------------------------------------------- life
 
@@ -194,8 +199,16 @@ class Engine:
         except Exception as exc:  # sqlite3.Error, OSError
             raise ConfigError(f"store.path: cannot open {config.database}: {exc}") from None
         self._recover()
+        policy = NetworkPolicy(
+            allow=parse_networks(config.webhook_allow_networks),
+            deny=parse_networks(config.webhook_deny_networks),
+            multi_tenant=config.multi_tenant,
+        )
+        # Every fetch (webhooks, <Play>, status callbacks) connects through the SSRF guard.
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=None), cookie_jar=aiohttp.DummyCookieJar()
+            connector=GuardedConnector(policy),
+            timeout=aiohttp.ClientTimeout(total=None),
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._audio = AudioCache(config.data_dir / "audio", session=self._session)
         for account in config.accounts:
@@ -225,6 +238,15 @@ class Engine:
                 error=record.error or "the engine stopped during the call",
             )
             log.warning("call %s was unfinished at start; marked failed", record.sid)
+
+    def _admit_invite(
+        self, request: SipRequest, source: Address, now: float
+    ) -> tuple[str, int] | None:
+        """The SIP core's admission of a new INVITE (:data:`~callxml.sip.ua.Admitter`)."""
+        refused = self.admission.admit_invite(source.host, now)
+        if refused is None:
+            return None
+        return f"over capacity ({refused})", self.config.limits.retry_after
 
     def _tls(self) -> TlsConfig | None:
         config = self.config
@@ -257,6 +279,14 @@ class Engine:
                 authenticator=DomainAuthenticator(config),
                 resolver=DnsResolver(config.dns_servers) if config.dns_servers else None,
                 failover_timeout=config.failover_timeout,
+                limits=TransportLimits(
+                    max_connections=config.max_inbound_connections,
+                    max_outbound_connections=config.max_outbound_connections,
+                    connect_timeout=config.connect_timeout,
+                    idle_timeout=config.connection_idle_timeout,
+                    read_timeout=config.connection_read_timeout,
+                ),
+                admit=self._admit_invite,
             )
         except OSError as exc:
             raise ConfigError(f"sip.listen: cannot listen: {exc}") from None
@@ -275,7 +305,7 @@ class Engine:
         config = self.config
         assert self.store is not None
         app = build_app(config, self.store, EngineControl(self))
-        self._http = web.AppRunner(app, access_log=None)
+        self._http = web.AppRunner(app, access_log=None, logger=HTTP_LOG)
         await self._http.setup()
         site = web.TCPSite(self._http, config.http_host, config.http_port)
         try:
@@ -340,6 +370,19 @@ class Engine:
         """The engine is done with ``live``: ``live.ended`` is set, :meth:`live` returns None."""
         live.ended.set()
         self._calls.pop(live.sid, None)
+        slot = self._slots.pop(live.sid, None)
+        if slot is not None:
+            slot.release()
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """What the engine refused, dropped or contained, by kind: admission refusals
+        (``admission.max_setups``...), and the SIP stack's (``sip.core.bad_request``,
+        ``sip.transport.timed_out``, ``sip.faults``...). See docs/reliability.md."""
+        out = {f"admission.{k}": v for k, v in self.admission.refused.items()}
+        if self.phone is not None:
+            out.update({f"sip.{k}": v for k, v in self.phone.user_agent.counters.items()})
+        return out
 
     def store_or_fail(self) -> Store:
         if self.store is None:
@@ -361,6 +404,12 @@ class Engine:
         if not self.accepting:
             raise EngineStopping("the engine is shutting down")
         to = dial_target(call.to, self.config.trunk_uri_template)
+        refused = self.admission.admit_create(asyncio.get_running_loop().time())
+        slot = self.admission.take() if refused is None else refused
+        if isinstance(slot, str):
+            raise CapacityError(
+                f"over the engine's {slot} limit", retry_after=self.config.limits.retry_after
+            )
         record = new_call_record(
             account_sid=account.sid,
             direction="outbound-api",
@@ -371,17 +420,29 @@ class Engine:
         target = callback_target(
             call.status_callback, call.status_callback_method, call.status_callback_event
         )
-        live = await self._new_call(account, record, target)
+        try:
+            live = await self._new_call(account, record, target, slot)
+        except BaseException:
+            slot.release()
+            raise
         task = live.start(self._originate(live, call, to))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return live.record
 
     async def _new_call(
-        self, account: AccountConfig, record: CallRecord, target: CallbackTarget | None
+        self,
+        account: AccountConfig,
+        record: CallRecord,
+        target: CallbackTarget | None,
+        slot: Slot | None = None,
     ) -> LiveCall:
-        """Write a new call's record (and its first status callback) and track it as live."""
+        """Write a new call's record (and its first status callback) and track it as live;
+        ``slot`` (its admission) is settled once answered or ended, released by :meth:`forget`."""
         live = LiveCall(self._book(record, target), account)
+        if slot is not None:
+            live.book.on_settled = slot.settle
+            self._slots[live.sid] = slot
         await live.book.create()
         self.register(live)
         return live
@@ -392,7 +453,7 @@ class Engine:
         if services is None:
             assert self._audio is not None and self.phone is not None
             services = RuntimeServices(
-                fetcher=self._fetchers[account.sid],
+                fetcher=_CountedFetcher(self._fetchers[account.sid], self.admission),
                 audio=self._audio,
                 recordings_dir=self.config.data_dir / "recordings",
             )
@@ -485,8 +546,20 @@ class Engine:
         except CallXmlError as exc:
             await book.event("error", {"message": str(exc)})
             await book.status("failed", end_time=time.time(), error=str(exc))
+        except Exception as exc:  # a bug: contained to this call, which still gets a final status
+            await self._call_fault(live, exc)
         finally:
             self.forget(live)
+
+    async def _call_fault(self, live: LiveCall, exc: Exception) -> None:
+        """A bug escaped a call's driver: log it once, finish the record (``failed``, or
+        ``completed`` once answered) so no call is left live in the store."""
+        log.exception("call %s: internal error", live.sid)
+        status = "completed" if live.record.status == "in-progress" else "failed"
+        with contextlib.suppress(Exception):
+            await live.book.event("error", {"message": f"internal error: {exc!r}"})
+        with contextlib.suppress(Exception):
+            await live.book.status(status, end_time=time.time(), error=f"internal error: {exc!r}")
 
     async def _ring(
         self,
@@ -536,6 +609,18 @@ class Engine:
         if not self.accepting:
             await incoming.reject(503, "Service Unavailable", warning="the engine is stopping")
             return
+        # Rates were checked (and most refusals sent, statelessly) by _admit_invite in the SIP
+        # core; count the call, refusing still if capacity ran out in between.
+        slot = self.admission.take()
+        if isinstance(slot, str):
+            incoming.refuse_busy(f"over capacity ({slot})", self.config.limits.retry_after)
+            return
+        try:
+            await self._take_incoming(incoming, slot)
+        finally:
+            slot.release()  # the call is over, or was refused before it began (404, 403...)
+
+    async def _take_incoming(self, incoming: IncomingCall, slot: Slot) -> None:
         domain = self.config.domain(incoming.domain)
         if domain is None:
             await incoming.reject(404, "Not Found", warning=f"no SIP domain {incoming.domain!r}")
@@ -564,9 +649,14 @@ class Engine:
         target = callback_target(
             domain.status_callback, domain.status_callback_method, ALL_CALLBACK_EVENTS
         )
-        live = await self._new_call(account, record, target)
+        live = await self._new_call(account, record, target, slot)
         try:
             await self._run_inbound(live, domain, incoming)
+        except Exception as exc:  # a bug: answer the caller, finish the record, keep serving
+            if not incoming.decided:
+                with contextlib.suppress(CallXmlError):
+                    await incoming.reject(500, "Server Internal Error")
+            await self._call_fault(live, exc)
         finally:
             self.forget(live)
 
@@ -589,6 +679,11 @@ class Engine:
             leg = await incoming.accept(
                 secure_media_enabled=domain.secure_media, answer=False, sid=book.sid
             )
+        except CapacityError as exc:  # 503 + Retry-After already sent
+            log.warning("call %s refused: %s", book.sid, exc)
+            await book.event("sip", {"message": f"503 Service Unavailable: {exc}"})
+            await book.status("failed", sip_response_code=503, end_time=time.time(), error=str(exc))
+            return
         except MediaError as exc:  # 488 already sent, with a Warning saying why
             reason = getattr(exc, "reason", str(exc))
             await book.event("sip", {"message": f"488 Not Acceptable Here: {reason}"})
@@ -622,6 +717,41 @@ class Engine:
             call=info,
         )
         await self._run_call(live, leg, session)
+
+
+class _CountedFetcher:
+    """A call's webhook fetcher, counted in the admission's fetches in flight (a limit on new
+    calls: existing calls' fetches are never refused)."""
+
+    def __init__(self, fetcher: Fetcher, admission: Admission) -> None:
+        self._fetcher = fetcher
+        self._admission = admission
+
+    async def fetch(self, request: WebhookRequest) -> WebhookResponse:
+        self._admission.fetches += 1
+        try:
+            return await self._fetcher.fetch(request)
+        finally:
+            self._admission.fetches -= 1
+
+
+class _BadRequestsAreNotErrors(logging.Filter):
+    """aiohttp logs a request it cannot parse (an over-long request line, a bad header) as an
+    ERROR with a traceback. That is a client's mistake, answered 4xx: one INFO line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, aiohttp.http_exceptions.HttpProcessingError) and (exc.code or 400) < 500:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = f"{record.msg}: {type(exc).__name__}: {str(exc)[:200]}"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+#: The REST API's server log (aiohttp's own, with the filter above).
+HTTP_LOG = logging.getLogger("callxml.engine.http")
+HTTP_LOG.addFilter(_BadRequestsAreNotErrors())
 
 
 def _answered_session(live: LiveCall, call: OutboundCall) -> CallSession:

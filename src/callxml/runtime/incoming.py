@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Callable
 
 from callxml.errors import (
+    CapacityError,
     LocalProtocolError,
     MediaError,
     RemoteProtocolError,
@@ -27,10 +28,12 @@ from callxml.sip.aio.useragent import UasCall
 from callxml.sip.message import SipRequest
 from callxml.sip.uri import parse_uri
 
-__all__ = ["MAX_X_HEADERS", "IncomingCall"]
+__all__ = ["MAX_X_HEADERS", "RETRY_AFTER", "IncomingCall"]
 
 #: Most X- headers of an INVITE kept for the webhook (``SipHeader_X-…``); a bound.
 MAX_X_HEADERS = 32
+#: Seconds a caller refused for lack of capacity is asked to wait (``Retry-After``).
+RETRY_AFTER = 5
 
 
 def _x_headers(request: SipRequest) -> tuple[tuple[str, str], ...]:
@@ -84,6 +87,19 @@ class IncomingCall:
         self.decided = True
         self._inbound.reject(status, reason, warning=warning)
 
+    def refuse_busy(self, why: str, retry_after: int = 0) -> None:
+        """Refuse at once with ``503 Service Unavailable`` and ``Retry-After`` (RFC 3261
+        §21.5.4): the caller learns to retry later instead of waiting for nothing."""
+        self.decided = True
+        seconds = retry_after or RETRY_AFTER
+        with contextlib.suppress(LocalProtocolError):
+            self._inbound.reject(
+                503,
+                "Service Unavailable",
+                warning=why,
+                headers=[("Retry-After", str(seconds))],
+            )
+
     async def accept(
         self, *, secure_media_enabled: bool, answer: bool = True, sid: str | None = None
     ) -> CallLeg:
@@ -100,7 +116,11 @@ class IncomingCall:
         if self._inbound.ended:
             raise TransportError("the caller hung up before the call was answered")
         self.decided = True
-        endpoint = await RtpEndpoint.open(self._media.rtp_config())
+        try:
+            endpoint = await RtpEndpoint.open(self._media.rtp_config())
+        except TransportError as exc:  # the media port range is exhausted
+            self.refuse_busy(f"no media port free: {exc}")
+            raise CapacityError(f"no media port free: {exc}", retry_after=RETRY_AFTER) from exc
         try:
             media = answer_offer(
                 self._inbound.sdp,

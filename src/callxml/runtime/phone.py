@@ -37,12 +37,12 @@ from callxml.runtime.leg import CallLeg, MediaSettings
 from callxml.sdp import NegotiatedMedia, Offer, build_offer, check_answer
 from callxml.sip.aio.resolver import HostResolver, SystemResolver, locate
 from callxml.sip.aio.tls import TlsConfig
-from callxml.sip.aio.transport import ListenerConfig, label
+from callxml.sip.aio.transport import ListenerConfig, TransportLimits, label
 from callxml.sip.aio.useragent import CallResult, UacCall, UasCall, UserAgent
 from callxml.sip.auth import Credentials, DigestServer
 from callxml.sip.events import Address
 from callxml.sip.target import Target
-from callxml.sip.ua import AuthenticatorSelector
+from callxml.sip.ua import Admitter, AuthenticatorSelector
 
 __all__ = [
     "CANCEL_GRACE",
@@ -142,6 +142,8 @@ class Phone:
         user_agent: str = "callxml",
         authenticator: DigestServer | AuthenticatorSelector | None = None,
         failover_timeout: float = FAILOVER_TIMEOUT,
+        limits: TransportLimits | None = None,
+        admit: Admitter | None = None,
     ) -> Phone:
         """Open the SIP listeners (TLS ones need ``tls.cert_file``/``key_file``).
 
@@ -149,7 +151,9 @@ class Phone:
         labs). Without ``on_incoming`` incoming calls get 480. An answered leg that hears
         nothing from its peer for ``rtp_timeout`` seconds is hung up. ``resolver`` locates servers
         (RFC 3263: NAPTR, SRV, A/AAAA; default the system's); ``failover_timeout`` is how long
-        a located server may stay silent before the next one is tried.
+        a located server may stay silent before the next one is tried. ``limits`` bounds
+        connections (counts and timeouts, see :class:`TransportLimits`); ``admit`` refuses new
+        INVITEs under overload, statelessly (see :data:`~callxml.sip.ua.Admitter`).
         """
         media = MediaSettings(media_address, media_port_range, rtp_timeout=rtp_timeout)
         holder: list[Phone] = []
@@ -165,6 +169,8 @@ class Phone:
             user=user,
             user_agent=user_agent,
             authenticator=authenticator,
+            limits=limits,
+            admit=admit,
         )
         phone = cls(ua, media, resolver=resolver, failover_timeout=failover_timeout)
         phone._on_incoming = on_incoming

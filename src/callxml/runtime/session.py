@@ -369,7 +369,9 @@ class CallRunner:
     # ---------------------------------------------------------------------------- tasks
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
-        assert self._group is not None, "the call is not running"
+        if self._group is None:  # the call is over: never leave the coroutine un-awaited
+            coro.close()
+            raise CallXmlError("the call is not running")
         task = self._group.create_task(
             self._guard(coro), name=name or getattr(coro, "__name__", "call-task")
         )

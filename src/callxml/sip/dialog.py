@@ -97,13 +97,10 @@ class Dialog:
 
         Route set: Record-Route of the request in order; remote target: its Contact.
         """
-        remote_tag = request.from_.tag
-        if remote_tag is None:
-            raise RemoteProtocolError(
-                "a request creating a dialog needs a From tag", status_hint=400
-            )
+        # §12.1.1 with §12.2.2's RFC 2543 rule: a From without a tag is a null remote tag.
+        remote_tag = request.from_.tag or ""
         contacts = request.contacts
-        if not contacts:
+        if not contacts and request.vias[0].branch_is_rfc3261:
             raise RemoteProtocolError("INVITE without Contact", status_hint=400)
         return cls(
             call_id=request.call_id,
@@ -111,7 +108,7 @@ class Dialog:
             remote_tag=remote_tag,
             local_uri=_without_tag(request.to),
             remote_uri=_without_tag(request.from_),
-            remote_target=contacts[0].uri,
+            remote_target=contacts[0].uri if contacts else request.from_.uri,  # RFC 2543
             route_set=[str(r) for r in request.record_routes][:MAX_ROUTE_SET],
             remote_seq=request.cseq.seq,
             secure=request.uri.lower().startswith("sips:"),

@@ -18,6 +18,7 @@ strings (any scheme is allowed here, RFC 4475 §3.3.4), :mod:`callxml.sip.uri` p
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from dataclasses import dataclass, replace
@@ -42,7 +43,16 @@ __all__ = [
     "quote_string",
     "split_list",
     "unquote_string",
+    "warning_value",
 ]
+
+#: Longest Warning text we put on the wire (a bound; RFC 3261 §20.43 sets none).
+MAX_WARNING_TEXT = 200
+
+#: Parsed header values remembered (the parsers are pure and their results frozen): one message
+#: is looked at by the transport, the transaction layer and the UA core, each reading its Via,
+#: From, To and CSeq, and parsing them again each time was the bulk of the cost of a message.
+PARSE_CACHE = 4096
 
 #: The RFC 3261 §17.1.1.1 magic cookie that starts every branch we (and RFC 3261 peers) make.
 BRANCH_MAGIC_COOKIE = "z9hG4bK"
@@ -75,6 +85,12 @@ def is_token(text: str) -> bool:
 
 
 def split_list(value: str, *, strict: bool = False) -> list[str]:
+    """See :func:`_split_list`; a fresh list each call (the split itself is memoised)."""
+    return list(_split_list(value, strict))
+
+
+@functools.lru_cache(maxsize=PARSE_CACHE)
+def _split_list(value: str, strict: bool) -> tuple[str, ...]:
     """Split a comma-separated header value, ignoring commas in quotes and ``<...>`` (§7.3.1).
 
     Elements come back stripped of surrounding whitespace. Lenient mode (the default) drops empty
@@ -110,8 +126,8 @@ def split_list(value: str, *, strict: bool = False) -> list[str]:
     if strict:
         if any(not item for item in items):
             raise _error("empty element in a comma-separated header value")
-        return items
-    return [item for item in items if item]
+        return tuple(items)
+    return tuple(item for item in items if item)
 
 
 class _Scanner:
@@ -316,6 +332,12 @@ class Via:
         return self.param("branch")
 
     @property
+    def branch_is_rfc3261(self) -> bool:
+        """True when the branch starts with the magic cookie (§8.1.1.7): an RFC 3261 peer,
+        not an RFC 2543 one (whose rules, such as an optional Contact, still apply)."""
+        return (self.branch or "").startswith(BRANCH_MAGIC_COOKIE)
+
+    @property
     def received(self) -> str | None:
         return self.param("received")
 
@@ -350,6 +372,7 @@ def _parse_port(text: str) -> int:
     return port
 
 
+@functools.lru_cache(maxsize=PARSE_CACHE)
 def parse_via(value: str) -> Via:
     """Parse one Via value (already split from its comma list).
 
@@ -430,6 +453,7 @@ def _check_uri(uri: str, *, bracketed: bool) -> str:
 _DISPLAY_TOKENS = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*")
 
 
+@functools.lru_cache(maxsize=PARSE_CACHE)
 def parse_name_addr(value: str) -> NameAddr:
     """Parse ``[display-name] <URI> *(;param)`` or ``addr-spec *(;param)`` (§20.10, §20.20...).
 
@@ -483,6 +507,7 @@ class CSeq:
         return f"{self.seq} {self.method}"
 
 
+@functools.lru_cache(maxsize=PARSE_CACHE)
 def parse_cseq(value: str) -> CSeq:
     """Parse a CSeq value; leading zeros are fine (RFC 4475 §3.1.1.1), over 2**32-1 is not."""
     s = _Scanner(value.strip(_WS))
@@ -511,3 +536,13 @@ def new_tag() -> str:
 def new_call_id(host: str) -> str:
     """A fresh, globally unique Call-ID: 96 random bits ``@host`` (§8.1.1.4)."""
     return f"{secrets.token_hex(12)}@{host}"
+
+
+def warning_value(agent: str, text: str, code: int = 399) -> str:
+    """A ``Warning`` header value (RFC 3261 §20.43): ``399 agent "text"``; quotes and
+    backslashes in ``text`` are escaped, control characters dropped, length bounded."""
+    if not 300 <= code <= 399:
+        raise LocalProtocolError(f"warn-code must be 3xx: {code}")
+    clean = "".join(ch for ch in text if ch.isprintable())[:MAX_WARNING_TEXT]
+    escaped = clean.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{code} {agent} "{escaped}"'

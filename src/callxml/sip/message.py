@@ -24,6 +24,7 @@ Application-level refusals of a well-formed request (416, 415, 420, 501...) are
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -222,6 +223,11 @@ _WORD = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
 _CALL_ID = re.compile(rf"{_WORD}(?:@{_WORD})?")
 
 
+@functools.lru_cache(maxsize=1024)
+def _lower_canonical(name: str) -> str:
+    return canonical_name(name).lower()
+
+
 def canonical_name(name: str) -> str:
     """The canonical spelling of a header name: compact forms expanded, known names recased.
 
@@ -282,7 +288,7 @@ class Headers:
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name`` in order, comma-separated lists split (respecting quotes/<>)."""
-        lname = canonical_name(name).lower()
+        lname = _lower_canonical(name)
         is_list = lname in _LIST_HEADERS
         values: list[str] = []
         for key, value in self._fields:
@@ -295,7 +301,7 @@ class Headers:
 
     def fields(self, name: str) -> list[str]:
         """The raw field values of ``name`` (one per header line, lists not split)."""
-        lname = canonical_name(name).lower()
+        lname = _lower_canonical(name)
         return [value for key, value in self._fields if key.lower() == lname]
 
     def add(self, name: str, value: str) -> None:
@@ -321,7 +327,7 @@ class Headers:
 
     def remove(self, name: str) -> None:
         """Remove every field of ``name`` (no error if there is none)."""
-        lname = canonical_name(name).lower()
+        lname = _lower_canonical(name)
         self._fields = [(k, v) for k, v in self._fields if k.lower() != lname]
 
     def insert_first(self, name: str, value: str) -> None:
@@ -349,7 +355,7 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        lname = canonical_name(name).lower()
+        lname = _lower_canonical(name)
         return any(key.lower() == lname for key, _ in self._fields)
 
     def __len__(self) -> int:
@@ -647,6 +653,57 @@ def parse_message(data: bytes) -> SipMessage:
     (bad syntax, Content-Length past the end), 505 (SIP version other than 2.0) or 513 (over
     :data:`MAX_MESSAGE_SIZE`).
     """
+    try:
+        return _parse_message(data)
+    except BadMessage as exc:
+        if exc.partial is None:
+            exc.partial = _salvage(data)
+        raise
+
+
+#: Header fields a stateless error response copies (§8.2.6.2): what :func:`_salvage` keeps.
+_ROUTING = frozenset({"Via", "From", "To", "Call-ID", "CSeq"})
+
+
+def _salvage(data: bytes) -> SipRequest | None:
+    """A request that failed before its header fields were read (a bad Request-URI, an
+    oversize message, an over-long or undecodable line), read leniently so far as a stateless
+    error response needs: the method and the Via, From, To, Call-ID and CSeq fields, each
+    as long as the strict parser would allow. None for a response or when even that fails;
+    the caller then drops the message (there is nowhere to send an answer)."""
+    head = bytes(data[:MAX_MESSAGE_SIZE]).lstrip(b"\r\n")
+    end = head.find(b"\r\n\r\n")
+    lines = (head if end < 0 else head[:end]).split(b"\r\n")
+    start = lines[0].decode("utf-8", "replace")
+    method = start.split(" ", 1)[0]
+    if start.upper().startswith("SIP/") or not is_token(method) or method == "ACK":
+        return None
+    headers = Headers()
+    for raw in lines[1 : MAX_HEADERS + 1]:
+        line = raw.decode("utf-8", "replace")
+        name, colon, value = line.partition(":")
+        name = canonical_name(name.strip(_WS))
+        if (
+            not colon
+            or name not in _ROUTING
+            or len(line) > MAX_LINE_LENGTH
+            or _CONTROL.search(value)
+            or not is_token(name)
+        ):
+            continue
+        if name != "Via" and name in headers:
+            continue
+        headers.add(name, value.strip(_WS))
+    if any(name not in headers for name in _MANDATORY):
+        return None
+    try:
+        parse_via(headers.get_all("Via")[0])
+    except (RemoteProtocolError, IndexError):
+        return None
+    return SipRequest(method, "sip:invalid", headers, b"")
+
+
+def _parse_message(data: bytes) -> SipMessage:
     if len(data) > MAX_MESSAGE_SIZE:
         raise BadMessage(f"message larger than {MAX_MESSAGE_SIZE} bytes", status_hint=513)
     data = bytes(data)
@@ -723,7 +780,9 @@ class StreamParser:
         return len(self._buffer)
 
     def _fail(self, message: str, status_hint: int = 400) -> BadMessage:
-        self._error = BadMessage(message, status_hint=status_hint)
+        # What can be read of the head still gets a stateless answer before the stream closes.
+        partial = _salvage(bytes(self._buffer[: self.max_message_size]))
+        self._error = BadMessage(message, status_hint=status_hint, partial=partial)
         self._buffer.clear()
         return self._error
 

@@ -18,13 +18,16 @@ PRACK/UPDATE, and SRV/NAPTR (hosts are handed to the driver to resolve).
 
 from __future__ import annotations
 
+import heapq
 import itertools
+import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from callxml.errors import LocalProtocolError, RemoteProtocolError
+from callxml.errors import CallXmlError, LocalProtocolError, RemoteProtocolError
 from callxml.sip.auth import (
     Credentials,
     DigestAuthorization,
@@ -53,7 +56,7 @@ from callxml.sip.events import (
     TransactionTimedOut,
     TransportErrorOccurred,
 )
-from callxml.sip.headers import new_branch, new_call_id, new_tag
+from callxml.sip.headers import new_branch, new_call_id, new_tag, warning_value
 from callxml.sip.message import (
     Headers,
     SipMessage,
@@ -77,8 +80,10 @@ from callxml.sip.transaction import (
     client_key,
     server_key,
 )
+from callxml.sip.uri import parse_uri
 
 __all__ = [
+    "Admitter",
     "AuthenticatorSelector",
     "Call",
     "CallState",
@@ -86,7 +91,10 @@ __all__ = [
     "UserAgentConfig",
     "UserAgentCore",
     "answer_hold",
+    "header_problem",
 ]
+
+logger = logging.getLogger(__name__)
 
 ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS")
 KNOWN_METHODS = frozenset(
@@ -101,6 +109,10 @@ MAX_SERVER_TRANSACTIONS = 50_000  # beyond this, new requests get a stateless 50
 #: Chooses the digest server for one new incoming INVITE from the request and the address it
 #: came from; None lets it through unchallenged. It must not raise.
 AuthenticatorSelector = Callable[[SipRequest, Address], DigestServer | None]
+#: Admission of one new incoming INVITE (request, source, now): None to take it, or
+#: ``(why, retry_after_seconds)`` to refuse it statelessly with 503 + Retry-After before any
+#: transaction exists (the cheapest refusal there is). It must not raise.
+Admitter = Callable[[SipRequest, Address, float], tuple[str, int] | None]
 
 
 class Role(StrEnum):
@@ -134,6 +146,7 @@ class UserAgentConfig:
     outbound_proxy: str | None = None
     answer_reinvite: Callable[[bytes, bytes], bytes | None] | None = None
     authenticator: DigestServer | AuthenticatorSelector | None = None
+    admit: Admitter | None = None
 
 
 @dataclass
@@ -249,6 +262,15 @@ class UserAgentCore:
         self._out: list[tuple[SipMessage, Address]] = []
         self._events: list[Event] = []
         self._ids = itertools.count(1)
+        #: What the core refused or lost, by kind: ``bad_request`` (answered 400 before any
+        #: state), ``dropped`` (malformed and unanswerable), ``fault`` (a bug contained: the
+        #: transaction or call it hit was ended). Read by the driver for metrics and tests.
+        self.counters: Counter[str] = Counter()
+        # Every deadline of every transaction and call, as (deadline, seq, kind, key): pushed
+        # whenever one is set, stale entries skipped when met. Scanning every transaction on
+        # every message instead made each message cost O(transactions) under load.
+        self._timers: list[tuple[float, int, str, object]] = []
+        self._timer_seq = itertools.count()
 
     # --- queries ---------------------------------------------------------------------------
 
@@ -267,46 +289,119 @@ class UserAgentCore:
         return out
 
     def next_timer(self) -> float | None:
-        deadlines = [t for txn in self._transactions() if (t := txn.next_timer()) is not None]
-        for call in self.calls.values():
-            if call.retransmit is not None:
-                deadlines.append(min(call.retransmit.next_at, call.retransmit.give_up_at))
-            if call.forget_at is not None:
-                deadlines.append(call.forget_at)
-        return min(deadlines, default=None)
+        heap = self._timers
+        while heap:
+            at, _, kind, key = heap[0]
+            current = self._deadline_of(kind, key)
+            if current is not None and current <= at:
+                return current
+            heapq.heappop(heap)  # stale: the object is gone or its deadline moved
+        return None
 
-    def _transactions(self) -> list[Transaction]:
-        return [*self._client.values(), *self._server.values()]
+    def _deadline_of(self, kind: str, key: object) -> float | None:
+        if kind == "txn":
+            txn = self._transaction(key)
+            return txn.next_timer() if txn is not None else None
+        call = self.calls.get(str(key))
+        return _call_deadline(call) if call is not None else None
+
+    def _transaction(self, key: object) -> Transaction | None:
+        assert isinstance(key, TransactionKey)
+        return self._client.get(key) or self._server.get(key)
+
+    def _schedule(self, kind: str, key: object, at: float | None) -> None:
+        if at is not None:
+            heapq.heappush(self._timers, (at, next(self._timer_seq), kind, key))
+
+    def _schedule_call(self, call: Call) -> None:
+        self._schedule("call", call.id, _call_deadline(call))
 
     # --- inputs: clock, network, transport -------------------------------------------------
 
     def handle_timer(self, now: float) -> None:
-        for txn in self._transactions():
-            deadline = txn.next_timer()
-            if deadline is not None and deadline <= now:
-                txn.handle_timer(now)
+        """Fire every timer due at ``now``. A fault in one transaction or call ends that one
+        (see :meth:`_contain`) and the others still fire: one bad dialog must never stop the
+        timers of every call."""
+        due: dict[tuple[str, object], None] = {}
+        while self._timers and self._timers[0][0] <= now:
+            _, _, kind, key = heapq.heappop(self._timers)
+            due[(kind, key)] = None
+        for kind, key in due:
+            if kind == "txn":
+                txn = self._transaction(key)
+                deadline = txn.next_timer() if txn is not None else None
+                if txn is None or deadline is None or deadline > now:
+                    continue  # stale, or rescheduled (its later entry is in the heap)
+                try:
+                    txn.handle_timer(now)
+                except Exception:
+                    self._contain(now, txn=txn)
+                    continue
                 self._touched.append(txn)
-        for call in list(self.calls.values()):
-            self._retransmit_2xx(call, now)
-            if call.forget_at is not None and call.forget_at <= now:
-                self._forget(call)
+                continue
+            call = self.calls.get(str(key))
+            if call is None:
+                continue
+            try:
+                self._retransmit_2xx(call, now)
+                if call.forget_at is not None and call.forget_at <= now:
+                    self._forget(call)
+                    continue
+            except Exception:
+                self._contain(now, call=call)
+            self._schedule_call(call)
         self._pump(now)
 
     def receive(self, message: SipMessage, source: Address, now: float) -> None:
         """A message from the transport (already framed, parsed, and for requests stamped
-        with ``received``/``rport``). Malformed content is answered with 400 or dropped."""
+        with ``received``/``rport``). Malformed content is answered with 400 (a Warning
+        names what is wrong) or dropped; either way it leaves no state behind."""
         try:
             if isinstance(message, SipRequest):
                 self._receive_request(message, source, now)
             else:
                 self._receive_response(message, now)
         except RemoteProtocolError as exc:
-            if isinstance(message, SipRequest) and message.method != "ACK":
-                try:
-                    self._out.append((make_response(message, exc.status_hint, str(exc)), source))
-                except (RemoteProtocolError, LocalProtocolError):
-                    pass
+            self._refuse(message, source, exc.status_hint, str(exc))
+        except Exception:
+            self._contain(now)
         self._pump(now)
+
+    def _refuse(self, message: SipMessage, source: Address, status: int, why: str) -> None:
+        """Answer a request we will not process, statelessly (no transaction, no dialog), with a
+        Warning saying why; ACKs and responses are dropped (nothing can answer them)."""
+        if not isinstance(message, SipRequest) or message.method == "ACK":
+            self.counters["dropped"] += 1
+            return
+        warning = warning_value(self._warn_agent(source.transport), why)
+        try:
+            response = make_response(message, status, headers=(("Warning", warning),))
+        except (RemoteProtocolError, LocalProtocolError):
+            self.counters["dropped"] += 1
+            return
+        self.counters["bad_request"] += 1
+        self._out.append((response, source))
+
+    def _contain(
+        self, now: float, *, txn: Transaction | None = None, call: Call | None = None
+    ) -> None:
+        """A bug met while handling one transaction or call (the exception being handled):
+        log it once, end what it hit so it cannot fire again, and carry on with the rest."""
+        self.counters["fault"] += 1
+        logger.exception("SIP core fault (%s); ending what it affected", txn or call or "input")
+        if txn is not None:
+            self._server.pop(txn.key, None)
+            self._client.pop(txn.key, None)
+            call = call or self.calls.get(self._owner.pop(txn.key, ""))
+        if call is not None and call.state is not CallState.ENDED:
+            self._end(call, now, "internal error")
+            self._events.append(CallEnded(call.id, by_peer=False, reason="internal error"))
+        elif call is not None:
+            self._forget(call)
+
+    def _warn_agent(self, transport: str) -> str:
+        local = self.config.local.get(transport) or next(iter(self.config.local.values()))
+        return _hostport(local)
 
     def transport_error(self, message: SipMessage, now: float, reason: str = "") -> None:
         """The driver could not send ``message``: fail the transaction that sent it."""
@@ -495,6 +590,20 @@ class UserAgentCore:
             txn.receive_request(request, now)
             self._touched.append(txn)
             return
+        problem = header_problem(request)
+        if problem is not None:  # §8.2: refused before any transaction or dialog exists
+            self._refuse(request, source, 400, problem)
+            return
+        if request.method == "INVITE" and request.to.tag is None and self.config.admit:
+            refusal = self.config.admit(request, source, now)
+            if refusal is not None:  # overload: refused before it costs anything more
+                why, retry_after = refusal
+                warning = warning_value(self._warn_agent(source.transport), why)
+                headers = (("Retry-After", str(retry_after)), ("Warning", warning))
+                busy = make_response(request, 503, to_tag=new_tag(), headers=headers)
+                self.counters["refused"] += 1
+                self._out.append((busy, source))
+                return
         if len(self._server) >= MAX_SERVER_TRANSACTIONS:  # overload: answer without state
             busy = make_response(request, 503, headers=(("Retry-After", "5"),))
             self._out.append((busy, source))
@@ -513,12 +622,13 @@ class UserAgentCore:
             methods=None,
             supported=(),
             content_types=("application/sdp",) if method == "INVITE" else None,
+            answer_types=("application/sdp",) if method == "INVITE" else None,
         )
         if status is not None:
             extra: list[tuple[str, str]] = []
             if status == 420:
                 extra.append(("Unsupported", ", ".join(unsupported_options(request, ()))))
-            if status == 415:
+            if status in (415, 406):
                 extra.append(("Accept", "application/sdp"))
             self._reply(txn, status, now, headers=extra)
             return
@@ -539,16 +649,15 @@ class UserAgentCore:
 
     def _on_new_invite(self, txn: ServerTransaction, request: SipRequest, now: float) -> None:
         assert isinstance(txn, ServerInviteTransaction)
-        if not request.contacts or request.from_.tag is None:
-            self._reply(txn, 400, now, reason="INVITE needs a Contact and a From tag")
-            return
         auth_user = None
         server = self._authenticator_for(request, txn.address)
         if server is not None:
             auth_user = self._authenticate(txn, server, request, now)
             if auth_user is None:
                 return
-        if sum(c.state is not CallState.ENDED for c in self.calls.values()) >= MAX_CALLS:
+        if len(self.calls) >= MAX_CALLS and (
+            sum(c.state is not CallState.ENDED for c in self.calls.values()) >= MAX_CALLS
+        ):
             self._reply(txn, 503, now, headers=[("Retry-After", "5")])
             return
         call = Call(
@@ -676,6 +785,7 @@ class UserAgentCore:
         dialog_id = DialogId(ack.call_id, ack.to.tag or "", ack.from_.tag or "")
         call = self.calls.get(self._dialogs.get(dialog_id, ""))
         if call is None or call.retransmit is None:
+            self.counters["stray"] += 1
             return  # a retransmitted or stray ACK: absorbed
         if ack.cseq.seq != call.retransmit.response.cseq.seq:
             return
@@ -693,6 +803,7 @@ class UserAgentCore:
         txn = self._client.get(client_key(response))
         if txn is None:
             # §13.2.2.4 / RFC 6026: a 2xx retransmission after Timer M still needs our ACK.
+            self.counters["stray"] += 1
             self._late_2xx(response)
             return
         txn.receive_response(response, now)
@@ -824,6 +935,7 @@ class UserAgentCore:
         """Drain touched transactions: queue their messages, react to their events."""
         while self._touched:
             txn = self._touched.pop(0)
+            self._schedule("txn", txn.key, txn.next_timer())
             for message in txn.messages_to_send():
                 self._out.append((message, txn.address))
             for event in txn.events():
@@ -832,10 +944,13 @@ class UserAgentCore:
                 except RemoteProtocolError as exc:
                     # A header that parsed at the framing level but not in depth (§8.2).
                     if isinstance(event, RequestReceived) and isinstance(txn, ServerTransaction):
+                        warning = warning_value(self._warn_agent(txn.address.transport), str(exc))
                         try:
-                            self._reply(txn, exc.status_hint, now, reason=str(exc)[:120])
+                            self._reply(txn, exc.status_hint, now, headers=[("Warning", warning)])
                         except (LocalProtocolError, RemoteProtocolError):
                             pass
+                except Exception:
+                    self._contain(now, txn=txn)
 
     def _on_transaction_event(self, txn: Transaction, event: Event, now: float) -> None:
         match event:
@@ -969,6 +1084,7 @@ class UserAgentCore:
     ) -> None:
         t1 = self.config.timers.t1
         call.retransmit = _Retransmit(response, address, t1, now + t1, now + 64 * t1)
+        self._schedule_call(call)
 
     def _retransmit_2xx(self, call: Call, now: float) -> None:
         """§13.3.1.4: resend our 2xx at T1, 2T1... capped at T2; after 64*T1 without an ACK
@@ -996,6 +1112,7 @@ class UserAgentCore:
             call.dialog.state = DialogState.TERMINATED
         # Keep the call (and its dialog id) a while to absorb retransmissions, then forget it.
         call.forget_at = now + 64 * self.config.timers.t1
+        self._schedule_call(call)
 
     def _forget(self, call: Call) -> None:
         self.calls.pop(call.id, None)
@@ -1090,6 +1207,49 @@ class UserAgentCore:
             self._reply(txn, 501, now)
 
 
+def _call_deadline(call: Call) -> float | None:
+    """The call's own next deadline: a 2xx retransmission or give-up, or forgetting it."""
+    deadlines = []
+    if call.retransmit is not None:
+        deadlines.append(min(call.retransmit.next_at, call.retransmit.give_up_at))
+    if call.forget_at is not None:
+        deadlines.append(call.forget_at)
+    return min(deadlines, default=None)
+
+
 def _hostport(address: Address) -> str:
     host = f"[{address.host}]" if ":" in address.host else address.host
     return f"{host}:{address.port}"
+
+
+def header_problem(request: SipRequest) -> str | None:
+    """What makes ``request`` unusable by this user agent, naming the header, or None.
+
+    :func:`~callxml.sip.message.parse_message` already checked the syntax of every header
+    (Via, From, To, Call-ID, CSeq, Max-Forwards, Content-Length, Contact, Record-Route). This is
+    the depth the UA will later rely on: an INVITE's Contact becomes the remote target that
+    every in-dialog request (our BYE, the ACK) is sent to, and its Record-Route the route set,
+    so both must be SIP URIs we can route to *now*, before a transaction or dialog exists
+    (a bad one found at BYE time used to take the timers of every call down with it).
+    """
+    if request.method != "INVITE":
+        return None
+    contacts = request.contacts
+    if not contacts and not request.vias[0].branch_is_rfc3261:
+        # RFC 2543 had no mandatory Contact: its requests go back to the From URI (RFC 4475
+        # §3.4.1 asks RFC 3261 elements to take such an INVITE).
+        target, name = request.from_.uri, "From"
+    elif len(contacts) != 1 or contacts[0].is_wildcard:
+        return "Contact: an INVITE needs exactly one Contact URI"
+    else:
+        target, name = contacts[0].uri, "Contact"
+    try:
+        next_hop(parse_uri(target))
+    except CallXmlError as exc:
+        return f"{name}: {exc}"
+    for route in request.record_routes:
+        try:
+            parse_uri(route.uri)
+        except CallXmlError as exc:
+            return f"Record-Route: {exc}"
+    return None

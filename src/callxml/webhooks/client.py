@@ -32,6 +32,7 @@ from callxml.webhooks.base import (
     WebhookRequest,
     WebhookResponse,
 )
+from callxml.webhooks.guard import NetworkRefused
 
 __all__ = ["WebhookClient", "check_url", "request_url"]
 
@@ -220,6 +221,10 @@ class WebhookClient:
         except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
             raise WebhookError(f"TLS failure: {exc}", error_code=TLS_FAILURE, url=url) from exc
         except aiohttp.ClientConnectorDNSError as exc:
+            if isinstance(exc.os_error, NetworkRefused):  # the SSRF guard (webhooks/guard.py)
+                raise WebhookError(
+                    str(exc.os_error), error_code=CONNECTION_FAILURE, url=url
+                ) from exc
             raise WebhookError(f"bad host name: {exc}", error_code=BAD_HOST, url=url) from exc
         except aiohttp.InvalidURL as exc:
             raise WebhookError(f"invalid URL: {exc}", error_code=INVALID_URL, url=url) from exc

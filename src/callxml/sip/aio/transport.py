@@ -20,7 +20,7 @@ import ipaddress
 import logging
 import socket
 import ssl
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, cast
@@ -34,7 +34,7 @@ from callxml.sip.aio.resolver import (
 )
 from callxml.sip.aio.tls import TlsConfig, client_context, server_context, verify_sip_identity
 from callxml.sip.events import Address
-from callxml.sip.headers import Via, parse_via
+from callxml.sip.headers import Via, parse_via, warning_value
 from callxml.sip.message import (
     BadMessage,
     SipMessage,
@@ -56,6 +56,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TRANSPORTS = ("udp", "tcp", "tls")
+#: Bytes queued for a peer that is not reading before its connection is dropped.
+MAX_WRITE_BUFFER = 1 << 20
 
 
 def label(address: Address) -> str:
@@ -84,11 +86,32 @@ class ListenerConfig:
 
 @dataclass(frozen=True)
 class TransportLimits:
-    """Bounds that keep a misbehaving peer from exhausting us."""
+    """Bounds that keep a misbehaving peer from exhausting us (docs/reliability.md).
 
-    max_connections: int = 1024
+    Inbound and outbound connections are counted apart, so sockets that peers open to us (idle
+    ones included) can never lock us out of a peer we must dial. Every connection is closed
+    after ``idle_timeout`` seconds without a byte either way, and a message that has started
+    arriving must be complete within ``read_timeout`` (a slowloris peer, a body short of its
+    Content-Length). ``connect_timeout`` bounds our TCP connect and every TLS handshake, ours
+    and our peers'.
+    """
+
+    max_connections: int = 1024  # inbound TCP/TLS connections at once
     connect_timeout: float = 10.0
     max_routes: int = 8192  # remembered request → connection routes for responses
+    max_outbound_connections: int = 256
+    idle_timeout: float = 120.0
+    read_timeout: float = 30.0
+    #: After a stream's framing is lost, how long the messages framed before it get to be
+    #: answered before the connection closes (§18.3).
+    close_linger: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect_timeout", "idle_timeout", "read_timeout"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be more than 0 seconds")
+        if self.max_connections < 1 or self.max_outbound_connections < 1:
+            raise ConfigError("connection limits must be at least 1")
 
 
 MessageHandler = Callable[[SipMessage, Address], None]
@@ -145,15 +168,18 @@ class _Datagram(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        if not data.strip(b"\r\n"):
-            return  # RFC 5626 §4.4.2-style keep-alive (CRLF): nothing to parse
-        peer = Address("udp", str(addr[0]), int(addr[1]))
         try:
-            message = parse_message(data)
-        except BadMessage as exc:
-            self.layer._reject(exc, peer, self, None)
-            return
-        self.layer._accept(message, peer, self, None)
+            if not data.strip(b"\r\n"):
+                return  # RFC 5626 §4.4.2-style keep-alive (CRLF): nothing to parse
+            peer = Address("udp", str(addr[0]), int(addr[1]))
+            try:
+                message = parse_message(data)
+            except BadMessage as exc:
+                self.layer._reject(exc, peer, self, None)
+                return
+            self.layer._accept(message, peer, self, None)
+        except Exception:  # an asyncio entry point: a bug here must not stop the socket
+            self.layer._fault("UDP datagram")
 
     def error_received(self, exc: Exception) -> None:
         logger.info("UDP error: %s", exc)
@@ -167,7 +193,7 @@ class _Datagram(asyncio.DatagramProtocol):
 class _Stream(asyncio.Protocol):
     """One TCP or TLS connection, inbound or outbound, framed by a StreamParser."""
 
-    def __init__(self, layer: TransportLayer, name: str) -> None:
+    def __init__(self, layer: TransportLayer, name: str, *, outbound: bool = False) -> None:
         self.layer = layer
         self.name = name
         self.parser = StreamParser()
@@ -177,41 +203,117 @@ class _Stream(asyncio.Protocol):
         self.certificate: bytes | None = None
         self.verified_names: set[str] = set()
         self.closed = asyncio.get_running_loop().create_future()
+        self.outbound = outbound
+        self._limits = layer._limits
+        self._deadline: asyncio.TimerHandle | None = None
+        self._message_started: float | None = None  # when the buffered partial message began
+        self._lingering = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        peername = transport.get_extra_info("peername")
-        sockname = transport.get_extra_info("sockname")
-        self.peer = Address(self.name, str(peername[0]), int(peername[1]))
-        self.local = (str(sockname[0]), int(sockname[1]))
-        ssl_object = transport.get_extra_info("ssl_object")
-        if isinstance(ssl_object, ssl.SSLObject):
-            self.certificate = ssl_object.getpeercert(binary_form=True)
-        if not self.layer._register(self):
-            self.transport.abort()
+        try:
+            self.transport = cast(asyncio.Transport, transport)
+            peername = transport.get_extra_info("peername")
+            sockname = transport.get_extra_info("sockname")
+            self.peer = Address(self.name, str(peername[0]), int(peername[1]))
+            self.local = (str(sockname[0]), int(sockname[1]))
+            ssl_object = transport.get_extra_info("ssl_object")
+            if isinstance(ssl_object, ssl.SSLObject):
+                self.certificate = ssl_object.getpeercert(binary_form=True)
+            if not self.layer._register(self):
+                self.transport.abort()
+                return
+            self._arm()
+        except Exception:
+            self.layer._fault("connection set-up")
+            transport.close()
 
     def data_received(self, data: bytes) -> None:
+        try:
+            self._receive(data)
+        except Exception:  # an asyncio entry point: contain the bug, lose only this stream
+            self.layer._fault(f"stream from {self.peer}")
+            self.abort()
+
+    def _receive(self, data: bytes) -> None:
         assert self.peer is not None
         pings = self.parser.keepalives
+        framed: list[SipMessage] = []
+        broken = False
+        unframed: BadMessage | None = None
         while True:
             try:
-                messages = self.parser.feed(data)
+                framed += self.parser.feed(data)
             except BadMessage as exc:
                 if self.parser.broken:
-                    # §18.3: a stream we cannot frame is unusable; close it.
+                    # §18.3: a stream we cannot frame is unusable. Answer what was framed before
+                    # the garbage (feed(b"") hands it over), stop reading, close shortly.
                     logger.info("closing %s: cannot frame stream: %s", label(self.peer), exc)
-                    self.close()
-                    return
+                    self.layer.counters["unframed"] += 1
+                    with contextlib.suppress(BadMessage):
+                        framed += self.parser.feed(b"")
+                    if exc.partial is not None:
+                        unframed = exc  # answered after the messages framed before it
+                    broken = True
+                    break
                 self.layer._reject(exc, self.peer, None, self)
                 data = b""  # the parser kept its place: carry on after the bad message
                 continue
             break
         if self.parser.keepalives > pings and self.is_open:
             self.send(b"\r\n")  # RFC 5626 §4.4.1: a CRLF pong for each CRLFCRLF ping
-        for message in messages:
+        for message in framed:
             self.layer._accept(message, self.peer, None, self)
+        if broken:
+            if unframed is not None:
+                self.layer._reject(unframed, self.peer, None, self)
+            self.linger()
+            return
+        if self.parser.buffered == 0:
+            self._message_started = None
+        elif self._message_started is None:
+            self._message_started = asyncio.get_running_loop().time()
+        self._arm()
+
+    def linger(self) -> None:
+        """Stop reading and close after ``close_linger`` s: time for queued answers to leave."""
+        if self.transport is not None and not self.transport.is_closing():
+            with contextlib.suppress(RuntimeError):
+                self.transport.pause_reading()
+        self._lingering = True
+        self._cancel_deadline()
+        self._deadline = asyncio.get_running_loop().call_later(
+            self._limits.close_linger, self.close
+        )
+
+    def _arm(self) -> None:
+        """(Re)arm the one deadline of this connection: the idle timeout, or, while a message
+        is half received, the read timeout counted from its first byte."""
+        if self._lingering:
+            return  # closing already, on its own deadline
+        self._cancel_deadline()
+        loop = asyncio.get_running_loop()
+        if self._message_started is not None:
+            at = self._message_started + self._limits.read_timeout
+            why = "message not completed within the read timeout"
+        else:
+            at = loop.time() + self._limits.idle_timeout
+            why = "idle timeout"
+        self._deadline = loop.call_at(at, self._expire, why)
+
+    def _expire(self, why: str) -> None:
+        self._deadline = None
+        if self.is_open:
+            logger.info("closing %s: %s", label(self.peer) if self.peer else self.name, why)
+            self.layer.counters["timed_out"] += 1
+            self.abort()
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
         self.layer._unregister(self)
         if not self.closed.done():
             self.closed.set_result(None)
@@ -224,11 +326,22 @@ class _Stream(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             where = label(self.peer) if self.peer else self.name
             raise TransportError(f"connection to {where} is closed")
+        if self.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            # A peer that never reads: drop it rather than buffer without bound.
+            self.layer.counters["stalled"] += 1
+            self.abort()
+            raise TransportError(f"{label(self.peer) if self.peer else self.name} does not read")
         self.transport.write(data)
+        if self._message_started is None:
+            self._arm()  # traffic our way keeps a connection in use alive too
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
 
 
 @dataclass
@@ -279,6 +392,9 @@ class TransportLayer:
         self._our_sent_by: set[tuple[str, int]] = set()
         self._client_ssl: ssl.SSLContext | None = None
         self._closed = False
+        #: What the transport refused or lost, by kind (``bad_message`` answered, ``dropped``
+        #: unanswerable, ``refused`` over a connection limit, ``timed_out``, ``fault``...).
+        self.counters: Counter[str] = Counter()
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -372,6 +488,7 @@ class TransportLayer:
         via = _top_via(message)
         if via is None:
             logger.info("dropping message without a usable Via from %s", peer)
+            self.counters["dropped"] += 1
             return
         if isinstance(message, SipResponse):
             # §18.1.2: a response whose top Via we did not write is not for us.
@@ -379,6 +496,7 @@ class TransportLayer:
                 self._our_sent_by
             ):
                 logger.info("dropping response for sent-by %s:%s from %s", via.host, via.port, peer)
+                self.counters["dropped"] += 1
                 return
         else:
             _replace_top_via(message, _stamp_received(via, peer))
@@ -386,7 +504,12 @@ class TransportLayer:
         try:
             self._handler(message, peer)
         except Exception:  # a bug upstairs must not kill the socket
-            logger.exception("message handler failed for a message from %s", peer)
+            self._fault(f"handling a message from {label(peer)}")
+
+    def _fault(self, where: str) -> None:
+        """A bug contained at an asyncio entry point (the exception being handled)."""
+        self.counters["fault"] += 1
+        logger.exception("SIP transport fault in %s", where)
 
     def _reject(
         self,
@@ -400,13 +523,19 @@ class TransportLayer:
         partial = exc.partial
         logger.info("bad message from %s: %s", label(peer), exc)
         if not isinstance(partial, SipRequest) or partial.method == "ACK":
+            self.counters["dropped"] += 1
             return
+        listener = self._listener_for(peer.transport, peer.host)
+        agent = "{}:{}".format(*listener.sent_by) if listener is not None else "callxml"
         try:
-            response = make_response(partial, exc.status_hint)
+            warning = warning_value(agent, str(exc))
+            response = make_response(partial, exc.status_hint, headers=(("Warning", warning),))
             data = bytes(response)
         except (RemoteProtocolError, LocalProtocolError, ValueError) as error:
             logger.info("cannot answer the bad request from %s: %s", label(peer), error)
+            self.counters["dropped"] += 1
             return
+        self.counters["bad_message"] += 1
         try:
             if stream is not None:
                 stream.send(data)
@@ -424,9 +553,14 @@ class TransportLayer:
 
     def _register(self, stream: _Stream) -> bool:
         assert stream.peer is not None
-        if self._closed or len(self._connections) >= self._limits.max_connections:
-            logger.warning("refusing connection from %s: connection limit", stream.peer)
+        if self._closed:
             return False
+        if not stream.outbound:
+            inbound = sum(not s.outbound for s in self._connections.values())
+            if inbound >= self._limits.max_connections:
+                self.counters["refused"] += 1
+                logger.warning("refusing connection from %s: connection limit", stream.peer)
+                return False
         key = (stream.name, stream.peer.host, stream.peer.port)
         self._connections.setdefault(key, stream)
         return True
@@ -501,12 +635,17 @@ class TransportLayer:
             host = _route_source(destination_host)
         return host, port
 
-    async def send_response(self, response: SipResponse) -> Address:
-        """Send ``response`` where RFC 3261 §18.2.2 and RFC 3581 §4 say; returns the peer."""
+    async def send_response(self, response: SipResponse, arrival: Address | None = None) -> Address:
+        """Send ``response`` where RFC 3261 §18.2.2 and RFC 3581 §4 say; returns the peer.
+
+        ``arrival`` is where the request came from: the response goes back over *that*
+        transport, whatever the Via claims. Following the Via's transport would let a spoofed
+        UDP request with ``Via: SIP/2.0/TCP victim:port`` make us open connections anywhere.
+        """
         via = _top_via(response)
         if via is None:
             raise TransportError("response has no usable top Via")
-        transport = via.transport.lower()
+        transport = arrival.transport if arrival is not None else via.transport.lower()
         if transport not in TRANSPORTS:
             raise TransportError(f"cannot send a response over {via.transport}")
         route = self._routes.get(_route_key(via))
@@ -580,8 +719,9 @@ class TransportLayer:
     async def _connect(self, destination: Address) -> _Stream:
         if self._closed:
             raise TransportError("transport layer is closed")
-        if len(self._connections) >= self._limits.max_connections:
-            raise TransportError("connection limit reached")
+        outbound = sum(s.outbound for s in self._connections.values())
+        if outbound + len(self._connecting) > self._limits.max_outbound_connections:
+            raise TransportError("outbound connection limit reached")
         loop = asyncio.get_running_loop()
         ctx: ssl.SSLContext | None = None
         server_hostname: str | None = None
@@ -596,11 +736,12 @@ class TransportLayer:
         try:
             _, protocol = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: _Stream(self, destination.transport),
+                    lambda: _Stream(self, destination.transport, outbound=True),
                     destination.host,
                     destination.port,
                     ssl=ctx,
                     server_hostname=server_hostname,
+                    ssl_handshake_timeout=self._limits.connect_timeout if ctx else None,
                 ),
                 self._limits.connect_timeout,
             )

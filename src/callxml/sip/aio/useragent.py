@@ -46,9 +46,10 @@ from callxml.sip.events import (
     Event,
     InviteReceived,
 )
+from callxml.sip.headers import warning_value
 from callxml.sip.message import SipMessage, SipRequest, SipResponse
 from callxml.sip.timers import DEFAULT_TIMERS, TimerConfig
-from callxml.sip.ua import AuthenticatorSelector, Call, UserAgentConfig, UserAgentCore
+from callxml.sip.ua import Admitter, AuthenticatorSelector, Call, UserAgentConfig, UserAgentCore
 
 __all__ = [
     "CallResult",
@@ -61,8 +62,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Longest Warning text we put on the wire (a bound; RFC 3261 §20.43 sets none).
-MAX_WARNING_TEXT = 200
+#: After the timer handler itself failed, how long before it runs again (never a busy loop).
+TIMER_FAULT_BACKOFF = 0.05
 
 
 @dataclass(frozen=True)
@@ -78,16 +79,6 @@ class CallResult:
     @property
     def answered(self) -> bool:
         return 200 <= self.status < 300
-
-
-def warning_value(agent: str, text: str, code: int = 399) -> str:
-    """A ``Warning`` header value (RFC 3261 §20.43): ``399 agent "text"``; quotes and
-    backslashes in ``text`` are escaped, control characters dropped, length bounded."""
-    if not 300 <= code <= 399:
-        raise LocalProtocolError(f"warn-code must be 3xx: {code}")
-    clean = "".join(ch for ch in text if ch.isprintable())[:MAX_WARNING_TEXT]
-    escaped = clean.replace("\\", "\\\\").replace('"', '\\"')
-    return f'{code} {agent} "{escaped}"'
 
 
 class _Handle:
@@ -284,6 +275,7 @@ class UserAgent:
         outbound_proxy: str | None = None,
         authenticator: DigestServer | AuthenticatorSelector | None = None,
         answer_reinvite: Callable[[bytes, bytes], bytes | None] | None = None,
+        admit: Admitter | None = None,
     ) -> None:
         if not listeners:
             raise ConfigError("sip.listeners: at least one listener is needed")
@@ -300,6 +292,7 @@ class UserAgent:
             outbound_proxy=outbound_proxy,
             authenticator=authenticator,
             answer_reinvite=answer_reinvite,
+            admit=admit,
         )
         self._core: UserAgentCore | None = None
         self._handles: dict[str, UacCall | UasCall] = {}
@@ -308,6 +301,8 @@ class UserAgent:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._local: dict[str, Address] = {}
+        self.faults = 0
+        self._timer_floor = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -420,40 +415,74 @@ class UserAgent:
 
     # -- the engine --------------------------------------------------------------------------
 
+    # Every method below that asyncio calls (a message, the timer, a lane) is an entry point:
+    # an exception escaping it would be lost in the loop's handler and, for the timer, leave it
+    # unarmed (every retransmission and timeout in the engine would stop). Each one logs the
+    # fault and always pumps, which re-arms the timer; the core ends whatever the fault hit.
+
     def _on_message(self, message: SipMessage, source: Address) -> None:
         if self._core is None:
             return
-        self._core.receive(message, source, asyncio.get_running_loop().time())
-        self._pump()
+        try:
+            self._core.receive(message, source, asyncio.get_running_loop().time())
+        except Exception:
+            self._fault("a message from " + label(source))
+        finally:
+            self._pump()
 
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
         if self._core is None:
             return
-        self._core.handle_timer(asyncio.get_running_loop().time())
-        self._pump()
+        loop = asyncio.get_running_loop()
+        try:
+            self._core.handle_timer(loop.time())
+        except Exception:
+            self._fault("the SIP timer")
+            self._timer_floor = loop.time() + TIMER_FAULT_BACKOFF  # no busy loop on a bad timer
+        finally:
+            self._pump()
+
+    def _fault(self, where: str) -> None:
+        self.faults += 1
+        logger.exception("SIP user agent fault handling %s", where)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Refusals, drops and contained faults of the transport and the core, by kind
+        (``transport.bad_message``, ``core.bad_request``, ``core.dropped``, ``faults``...)."""
+        out = {f"transport.{k}": v for k, v in self._transport.counters.items()}
+        if self._core is not None:
+            out.update({f"core.{k}": v for k, v in self._core.counters.items()})
+        out["faults"] = self.faults + out.get("transport.fault", 0) + out.get("core.fault", 0)
+        return out
 
     def _pump(self) -> None:
         """Send what the core queued, dispatch its events, re-arm the timer."""
         core = self._core
         if core is None:
             return
-        for message, address in core.outgoing():
-            self._enqueue(message, address)
-        for event in core.events():
-            try:
-                self._dispatch(event)
-            except Exception:  # an application bug must not stop the stack
-                logger.exception("handling %s failed", type(event).__name__)
-        deadline = core.next_timer()
+        try:
+            for message, address in core.outgoing():
+                self._enqueue(message, address)
+            for event in core.events():
+                try:
+                    self._dispatch(event)
+                except Exception:  # an application bug must not stop the stack
+                    self._fault(type(event).__name__)
+            deadline = core.next_timer()
+        except Exception:
+            self._fault("the core's output")
+            deadline = core.next_timer()
         if deadline != self._timer_at:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
             self._timer_at = deadline
             if deadline is not None:
-                self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
+                at = max(deadline, self._timer_floor)
+                self._timer = asyncio.get_running_loop().call_at(at, self._on_timer)
 
     def _dispatch(self, event: Event) -> None:
         match event:
@@ -519,7 +548,8 @@ class UserAgent:
 
     def _enqueue(self, message: SipMessage, address: Address) -> None:
         # Requests: one lane per destination. Responses are routed by the transport from their
-        # Via (§18.2.2), usually over an open connection: one shared lane keeps them in order.
+        # Via (§18.2.2) over the transport they arrived on (``address`` is where the request
+        # came from), usually an open connection: one shared lane keeps them in order.
         if isinstance(message, SipRequest):
             key: tuple[str, ...] = (address.transport, address.host, str(address.port))
         else:
@@ -547,8 +577,8 @@ class UserAgent:
                 try:
                     if isinstance(message, SipRequest):
                         await self._transport.send_request(message, address)
-                    else:
-                        await self._transport.send_response(message)
+                    else:  # back over the transport the request arrived on (§18.2.2)
+                        await self._transport.send_response(message, address)
                 except TransportError as exc:
                     logger.info("send to %s failed: %s", label(address), exc)
                     self._note_error(message, str(exc))
@@ -556,6 +586,8 @@ class UserAgent:
                         now = asyncio.get_running_loop().time()
                         self._core.transport_error(message, now, str(exc))
                         self._pump()
+                except Exception:  # one unsendable message must not silence the lane
+                    self._fault(f"sending to {label(address)}")
         finally:
             if self._lanes.get(key) is lane:
                 del self._lanes[key]
