@@ -221,3 +221,18 @@ async def test_echo_streams_transcript_and_call_sid_is_used() -> None:
     assert result.call_sid == sid
     assert result.requests[0].params["CallSid"] == sid
     assert lines[-1].endswith("call ended: completed")
+
+
+async def test_a_driver_failure_ends_the_simulated_call_failed() -> None:
+    """Issue 9: a bug under the simulator (here the parser) ends the call ``failed`` with the
+    error in the result; it does not escape as an exception."""
+    from callxml.interpreter import CallInfo, CallSession
+    from callxml.simulator.driver import SimulatedCall
+
+    def broken_parser(body: bytes) -> Any:
+        raise TypeError("a bug in the markup layer")
+
+    session = CallSession(url=URL, call=CallInfo.new(from_="+1", to="+2"), parse=broken_parser)
+    result = await SimulatedCall(session, MemoryFetcher({URL: doc("<Say>x</Say>")})).run()
+    assert result.status == "failed" and not result.ok
+    assert result.error == "internal error: TypeError: a bug in the markup layer"

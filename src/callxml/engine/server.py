@@ -47,7 +47,7 @@ from callxml.interpreter import CallInfo, CallSession
 from callxml.markup.verbs import Number, Sip
 from callxml.runtime import CallLeg, DialResult, IncomingCall, Phone, bridge
 from callxml.runtime.dial import Dialer, resolve_targets
-from callxml.runtime.session import CallRunner, RuntimeServices
+from callxml.runtime.session import INTERNAL_ERROR, CallRunner, RuntimeServices
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig
 from callxml.sip.auth import Credentials, DigestServer
@@ -481,6 +481,8 @@ class Engine:
         except CallXmlError as exc:
             await book.event("error", {"message": str(exc)})
             await book.status("failed", end_time=time.time(), error=str(exc))
+        except Exception as exc:
+            await _call_crashed(live, exc)
         finally:
             self.forget(live)
 
@@ -563,6 +565,10 @@ class Engine:
         live = await self._new_call(account, record, target)
         try:
             await self._run_inbound(live, domain, incoming)
+        except Exception as exc:
+            await _call_crashed(live, exc)
+            with contextlib.suppress(Exception):
+                await incoming.reject(500, "Server Internal Error")
         finally:
             self.forget(live)
 
@@ -618,6 +624,17 @@ class Engine:
             call=info,
         )
         await self._run_call(live, leg, session)
+
+
+async def _call_crashed(live: LiveCall, exc: Exception) -> None:
+    """A bug outside the call's driver (which handles its own, see ``CallRunner``): the record
+    still gets ``failed`` and a notification, and the traceback is logged."""
+    log.error("call %s failed unexpectedly", live.sid, exc_info=exc)
+    message = f"internal error: {type(exc).__name__}: {exc}"
+    with contextlib.suppress(Exception):
+        await live.book.event("error", {"message": message, "code": INTERNAL_ERROR})
+        if not live.over:
+            await live.book.status("failed", end_time=time.time(), error=message)
 
 
 def _answered_session(live: LiveCall, call: OutboundCall) -> CallSession:

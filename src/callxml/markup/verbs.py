@@ -309,6 +309,9 @@ class Application:
     method: HttpMethod = "POST"
     customer_id: str | None = None
     copy_parent_to: bool = False
+    status_callback: str | None = None
+    status_callback_event: tuple[str, ...] = ("completed",)
+    status_callback_method: HttpMethod = "POST"
     parameters: tuple[tuple[str, str], ...] = ()
     line: int = 0
     column: int = 0

@@ -61,6 +61,8 @@ MAX_LOGGED_BODY = 16 * 1024
 LEG_OPERATION_TIMEOUT = 35.0
 #: Pause for each ``w`` in ``<Play digits>`` (Twilio: half a second).
 DIGIT_WAIT = 0.5
+#: Twilio's error code for an internal failure, in the notification of a call whose driver failed.
+INTERNAL_ERROR = 20500
 
 
 class AudioSource(Protocol):
@@ -75,7 +77,10 @@ class CallLog(Protocol):
     """The durable record of one call (the engine writes it to its store)."""
 
     async def event(self, kind: str, data: Mapping[str, Any]) -> None:
-        """Add an event: ``webhook``, ``verb``, ``info``, ``warning``, ``error``, ``dial``..."""
+        """Add an event: ``webhook``, ``verb``, ``info``, ``warning``, ``error``, ``dial``...
+
+        ``warning`` and ``error`` events with a ``code`` are the call's notifications (the REST
+        API's ``Notifications.json``)."""
 
     async def status(self, status: str, **changes: Any) -> None:
         """The call's status changed (``in-progress``, ``completed``...), with other fields."""
@@ -180,6 +185,7 @@ class CallRunner:
         self._final_status: str | None = None
         self._end_request: str | None = None
         self._generation = 0  # bumped by redirect(): results of older work are dropped
+        self._crash: str | None = None  # why the driver failed, if it did
         self.done = asyncio.Event()
 
     # ---------------------------------------------------------------------------- public
@@ -207,11 +213,29 @@ class CallRunner:
                 await self._loop()
                 for task in list(self._tasks):
                     task.cancel()
+        except Exception as exc:  # a bug in the driver or the interpreter: end the call cleanly
+            await self._crashed(exc)
         finally:
             self._group = None
             await self._finish()
             self.done.set()
         return self.status
+
+    async def _crashed(self, exc: BaseException) -> None:
+        """The call's driver failed unexpectedly: the call must still end (``_finish`` hangs
+        up: BYE, or a final response if unanswered; a ringing ``<Dial>`` was cancelled with the
+        task group), its record must get the final status ``failed`` and a notification saying
+        why, and the traceback goes to the log for whoever fixes the bug."""
+        exc = _innermost(exc)
+        log.error(
+            "call %s: the call's driver failed; ending the call",
+            self.session.call.call_sid,
+            exc_info=exc,
+        )
+        self._final_status = "failed"
+        self._crash = f"internal error: {type(exc).__name__}: {exc}"
+        with contextlib.suppress(Exception):
+            await self.call_log.event("error", {"message": self._crash, "code": INTERNAL_ERROR})
 
     def redirect(
         self, url: str | None, method: str = "POST", *, twiml: bytes | None = None
@@ -282,7 +306,10 @@ class CallRunner:
 
     async def _end_from_outside(self, status: str) -> None:
         self._stop_media()
-        if self.session.answered:
+        if status == "failed":  # a task of the call failed (see _crashed)
+            self._final_status = "failed"
+            await self._hang_up("internal error")
+        elif self.session.answered:
             self._final_status = "completed"
             await self._hang_up("ended by the REST API")
         else:
@@ -384,10 +411,8 @@ class CallRunner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("call %s: task failed", self.session.call.call_sid)
-            with contextlib.suppress(Exception):
-                await self.call_log.event("error", {"message": f"internal error: {exc!r}"})
-            self._events.put_nowait(_Control(end="completed"))
+            await self._crashed(exc)
+            self._events.put_nowait(_Control(end="failed"))
 
     def _post(self, event: ev.Event, generation: int) -> None:
         if generation == self._generation:
@@ -549,7 +574,9 @@ class CallRunner:
         ended = self.now()
         duration = 0 if self._answered_at is None else max(0, round(ended - self._answered_at))
         changes: dict[str, Any] = {"end_time": _wall(), "duration": duration}
-        if self.session.error is not None:
+        if self._crash is not None:
+            changes["error"] = self._crash
+        elif self.session.error is not None:
             changes["error"] = str(self.session.error)
         try:
             await asyncio.shield(self.call_log.status(status, **changes))
@@ -563,6 +590,13 @@ class _Control:
 
     redirect: tuple[str | None, str, bytes | None] | None = None
     end: str | None = None
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The real error inside ``exc`` (a task group wraps errors in ExceptionGroups)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _wall() -> float:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from callxml.sip.target import Target
 from callxml.webhooks.base import Fetcher, fetch_outcome
 
 __all__ = ["DIAL_OUTCOMES", "SimulatedCall", "estimate_speech"]
+
+log = logging.getLogger(__name__)
 
 #: Outcomes a scripted far end may have (``--dial-outcome URI=...``).
 DIAL_OUTCOMES = ("answered", "busy", "no-answer", "failed")
@@ -107,10 +110,24 @@ class SimulatedCall:
         self._gather: act.CollectDigits | None = None  # a <Gather> waiting for the caller's keys
         self._recording: tuple[float, act.StartRecording] | None = None
         self._dial: _Dial | None = None
+        self._failed = False  # the driver itself failed (see run)
 
     # ----------------------------------------------------------------------------- the loop
 
     async def run(self) -> SimulationResult:
+        """Run the call to its end. A failure inside the simulator or the interpreter (a bug)
+        does not escape: the call ends ``failed`` with the error, as the engine's driver ends a
+        real call, and the traceback is logged."""
+        try:
+            await self._run()
+        except Exception as exc:
+            log.error("simulated call: the driver failed", exc_info=exc)
+            self.result.error = f"internal error: {type(exc).__name__}: {exc}"
+            self._transcript.add(self._now, f"error: {self.result.error}")
+            self._failed = True
+        return self._finish()
+
+    async def _run(self) -> None:
         session = self._session
         if self._hangup_after is not None:
             self._schedule(self._hangup_after, ev.CallerHungUp())
@@ -136,12 +153,11 @@ class SimulatedCall:
                 self._now = max(self._now, timer)
                 actions = session.handle_timer(self._now)
             await self._carry_out(actions)
-        return self._finish()
 
     def _finish(self) -> SimulationResult:
         result = self.result
         session = self._session
-        result.status = session.status
+        result.status = "failed" if self._failed else session.status
         result.answered = session.answered
         result.duration = self._now
         if session.error is not None and result.error is None:
