@@ -15,6 +15,7 @@ from callxml.simulator.memory import Handler
 from callxml.webhooks import WebhookRequest
 
 URL = "https://app.test/voice"
+TRUNK = "sip:{number}@trunk.test"
 
 
 def doc(body: str) -> str:
@@ -112,14 +113,33 @@ async def test_number_outcomes(outcome: str, status: str, elapsed: float) -> Non
         URL: doc("<Dial action='/after' timeout='7'>+15551234567</Dial>"),
         "https://app.test/after": doc(""),
     }
-    result = await run(pages, dial_outcomes={"*": outcome})
+    result = await run(pages, dial_outcomes={"*": outcome}, trunk_uri_template=TRUNK)
     assert result.requests[-1].params["DialCallStatus"] == status
     assert "DialSipCallId" not in result.requests[-1].params
     assert result.duration == pytest.approx(elapsed)
 
 
+async def test_a_number_without_a_trunk_fails_as_in_the_engine() -> None:
+    """The engine cannot place a <Number> without sip.trunk_uri_template; neither does the
+    simulator: the dial fails at once, with the engine's warning, whatever the script says."""
+    pages = {
+        URL: doc("<Dial action='/after'>+15551234567</Dial>"),
+        "https://app.test/after": doc(""),
+    }
+    result = await run(pages, dial_outcomes={"*": "answered"})
+    params = result.requests[-1].params
+    assert params["DialCallStatus"] == "failed" and params["DialCallDuration"] == "0"
+    assert "DialCallSid" not in params
+    assert "warning: Dial +15551234567: no trunk is configured (sip.trunk_uri_template)" in (
+        result.log
+    )
+    assert result.duration == 0
+
+
 async def test_answer_on_bridge_answers_when_far_end_does() -> None:
-    result = await run({URL: doc("<Dial answerOnBridge='true'>+1555</Dial>")})
+    result = await run(
+        {URL: doc("<Dial answerOnBridge='true'>+1555</Dial>")}, trunk_uri_template=TRUNK
+    )
     kinds = [type(a) for _, a in result.actions]
     assert act.Answer not in kinds[: kinds.index(act.StartDial)]
     assert any(isinstance(e, ev.Answered) for _, e in result.events)
@@ -147,7 +167,7 @@ async def test_hangup_after_during_dial_posts_final_request() -> None:
         URL: doc("<Dial action='/after'>+1555</Dial>"),
         "https://app.test/after": doc("<Say>not run</Say>"),
     }
-    result = await run(pages, hangup_after=5)
+    result = await run(pages, hangup_after=5, trunk_uri_template=TRUNK)
     assert result.duration == pytest.approx(5)
     p = result.requests[-1].params
     assert p["DialCallStatus"] == "completed"

@@ -1,7 +1,9 @@
 """``<Dial>``: call other parties, bridge the first to answer, report how it went.
 
-Owns the rules around the dial (the driver owns SIP and media): targets callxml cannot dial
-(``<Sim>``, ``<Application>``) are skipped with a warning; ``callerId`` defaults to the caller's
+Owns the rules around the dial (the driver owns SIP and media): nouns the capability table
+(:mod:`callxml.markup.capabilities`) says callxml cannot dial (``<Client>``, ``<Conference>``,
+``<Queue>``, ``<Sim>``, ``<Application>``) are not dialled, with a warning, for the simulator
+and the engine alike; ``callerId`` defaults to the caller's
 number; with ``answerOnBridge`` the caller's leg is not answered first. When the dial ends the
 session requests ``action`` with ``DialCallStatus``, ``DialCallSid``, ``DialCallDuration`` (and
 ``DialSipCallId``/``DialSipResponseCode`` for ``<Sip>`` targets); without ``action`` the next verb
@@ -13,9 +15,20 @@ from __future__ import annotations
 from callxml.interpreter import actions as act
 from callxml.interpreter.events import DIAL_STATUSES, DialFinished, Event
 from callxml.interpreter.tasks import Context, Continue, Navigate, Step, Task
-from callxml.markup.verbs import Application, Dial, DialNoun, Sim
+from callxml.markup.capabilities import Support, capability, message
+from callxml.markup.verbs import Dial, DialNoun
 
-__all__ = ["DialTask"]
+__all__ = ["NO_TRUNK", "DialTask", "trunk_uri"]
+
+#: Why a ``<Number>`` cannot be dialled without a trunk (engine and simulator say the same).
+NO_TRUNK = "no trunk is configured (sip.trunk_uri_template)"
+
+
+def trunk_uri(number: str, template: str) -> str:
+    """The SIP URI that dials ``number`` through the trunk ``template`` (``{number}`` is
+    replaced by the number's digits and a leading ``+``, as written)."""
+    digits = "".join(c for c in number if c.isdigit() or c == "+")
+    return template.replace("{number}", digits)
 
 
 class DialTask(Task):
@@ -29,9 +42,9 @@ class DialTask(Task):
         actions: list[act.Action] = []
         targets: list[DialNoun] = []
         for noun in verb.targets:
-            if isinstance(noun, Sim | Application):
-                kind = type(noun).__name__
-                actions.append(act.Log("warning", f"Dial: <{kind}> cannot be dialled; skipped"))
+            row = capability(type(noun).__name__)
+            if row.support is Support.UNSUPPORTED:
+                actions.append(act.Log("warning", f"Dial: {message(row)}"))
                 continue
             targets.append(noun)
         if not targets:

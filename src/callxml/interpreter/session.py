@@ -47,6 +47,7 @@ from callxml.interpreter.media import PauseTask, PlaybackTask
 from callxml.interpreter.record import RecordTask
 from callxml.interpreter.tasks import Context, Continue, EndCall, Navigate, Step, Task
 from callxml.markup import verbs as v
+from callxml.markup.capabilities import capability, message
 from callxml.webhooks.base import WebhookRequest, WebhookResponse, resolve_url
 
 __all__ = ["DOCUMENT_PARSE_FAILURE", "CallSession", "State", "make_task"]
@@ -92,9 +93,9 @@ def make_task(verb: v.Verb, ctx: Context) -> Task:
         case v.Hangup():
             return HangupTask()
         case v.Unsupported(name=name):
-            return SkipTask(f"<{name}> is not supported; skipped")
-        case _:
-            return SkipTask(f"<{type(verb).__name__}> is not supported by callxml yet; skipped")
+            return SkipTask(message(capability(name)))
+        case _:  # recognised verbs the capability table says are not run (Enqueue, Refer...)
+            return SkipTask(message(capability(type(verb).__name__)))
 
 
 class CallSession:

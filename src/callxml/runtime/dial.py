@@ -28,7 +28,9 @@ from callxml.errors import CallXmlError
 from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
 from callxml.interpreter.call import new_sid
-from callxml.markup.verbs import Client, Conference, DialNoun, Number, Queue, Sip
+from callxml.interpreter.dial import NO_TRUNK, trunk_uri
+from callxml.markup.capabilities import capability, message
+from callxml.markup.verbs import DialNoun, Number, Sip
 from callxml.runtime.leg import CallLeg, Leg
 from callxml.runtime.phone import DialResult
 from callxml.sip.auth import Credentials
@@ -118,20 +120,17 @@ def resolve_targets(
                 targets.append(DialTarget(str(parsed), parsed, creds))
             case Number(number=number):
                 if trunk_uri_template is None:
-                    error = "no trunk is configured"
-                    targets.append(DialTarget(number, kind="number", error=error))
+                    targets.append(DialTarget(number, kind="number", error=NO_TRUNK))
                     continue
-                digits = "".join(c for c in number if c.isdigit() or c == "+")
-                uri = trunk_uri_template.replace("{number}", digits)
+                uri = trunk_uri(number, trunk_uri_template)
                 try:
                     targets.append(DialTarget(uri, Target.parse(uri), kind="number"))
                 except CallXmlError as exc:
                     targets.append(DialTarget(uri, kind="number", error=f"trunk URI: {exc}"))
-            case Client() | Conference() | Queue():
+            case _:  # the interpreter drops what the capability table cannot dial
                 kind = type(noun).__name__
-                targets.append(DialTarget(kind, kind=kind, error=f"<{kind}> is not supported"))
-            case _:
-                targets.append(DialTarget(str(noun), kind="other", error="cannot be dialled"))
+                error = message(capability(kind))
+                targets.append(DialTarget(kind, kind=kind, error=error))
     return targets
 
 

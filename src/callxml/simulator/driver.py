@@ -28,7 +28,9 @@ from callxml.errors import CallXmlError, WebhookError
 from callxml.interpreter import CallSession, new_sid
 from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
+from callxml.interpreter.dial import NO_TRUNK, trunk_uri
 from callxml.markup import verbs as v
+from callxml.markup.capabilities import capability, message
 from callxml.sdp.policy import OUTBOUND_SUITE
 from callxml.simulator.result import DialRecord, RecordingRecord, RequestRecord, SimulationResult
 from callxml.simulator.transcript import Transcript
@@ -83,6 +85,7 @@ class SimulatedCall:
         hangup_after: float | None = None,
         prompt: Callable[[str], str] | None = None,
         echo: Callable[[str], object] | None = None,
+        trunk_uri_template: str | None = None,
     ) -> None:
         outcomes = dict(dial_outcomes or {})
         for target, outcome in outcomes.items():
@@ -99,6 +102,7 @@ class SimulatedCall:
         self._outcomes = outcomes
         self._hangup_after = hangup_after
         self._prompt = prompt
+        self._trunk = trunk_uri_template
         self._transcript = Transcript(echo)
         self.result = SimulationResult(call_sid=session.call.call_sid)
 
@@ -279,11 +283,14 @@ class SimulatedCall:
                 say(now, f"Reject: {reason} (SIP {status})")
             case act.Hangup(reason=reason):
                 say(now, f"Hangup ({reason})")
-            case act.Log(level=level, message=message, code=code):
-                line = f"{level}: {message}" + (f" [{code}]" if code else "")
-                self.result.log.append(line)
-                say(now, line)
+            case act.Log(level=level, message=text, code=code):
+                self._log(level, text, code)
         return None
+
+    def _log(self, level: str, text: str, code: int | None = None) -> None:
+        line = f"{level}: {text}" + (f" [{code}]" if code else "")
+        self.result.log.append(line)
+        self._transcript.add(self._now, line)
 
     def _play(self, id: int, seconds: float) -> None:
         self._playing[id] = self._now + seconds
@@ -362,15 +369,32 @@ class SimulatedCall:
     # ---------------------------------------------------------------------------- far ends
 
     def _resolve(self, noun: v.DialNoun) -> DialRecord:
+        """What the engine would call for ``noun``; ``outcome`` ``failed`` with the engine's
+        reason in ``warnings`` when it could not place the call at all."""
         outcome = "answered"
         match noun:
             case v.Number(number=number):
-                return DialRecord(number, "number", None, None, None, outcome)
+                if self._trunk is None:
+                    return DialRecord(
+                        number, "number", None, None, None, "failed", False, (NO_TRUNK,)
+                    )
+                uri = trunk_uri(number, self._trunk)
+                try:
+                    target = Target.parse(uri)
+                except CallXmlError as exc:
+                    reason = f"trunk URI: {exc}"
+                    return DialRecord(
+                        number, "number", None, None, None, "failed", False, (reason,)
+                    )
+                suite = OUTBOUND_SUITE if target.secure else None
+                port = target.next_hop.port
+                return DialRecord(number, "number", target.transport, port, suite, outcome)
             case v.Sip(uri=uri):
                 try:
                     target = noun.target or Target.parse(uri)
                 except CallXmlError as exc:
-                    return DialRecord(uri, "sip", None, None, None, "failed", False, (str(exc),))
+                    reason = f"invalid SIP URI: {exc}"
+                    return DialRecord(uri, "sip", None, None, None, "failed", False, (reason,))
                 suite = OUTBOUND_SUITE if target.secure else None
                 return DialRecord(
                     uri,
@@ -381,14 +405,10 @@ class SimulatedCall:
                     outcome,
                     warnings=target.warnings,
                 )
-            case v.Client(identity=identity):
-                return DialRecord(identity, "client", None, None, None, outcome)
-            case v.Conference(name=name):
-                return DialRecord(name, "conference", None, None, None, outcome)
-            case v.Queue(name=name):
-                return DialRecord(name, "queue", None, None, None, outcome)
-            case _:
-                return DialRecord(str(noun), "other", None, None, None, "failed")
+            case _:  # the interpreter drops what the capability table cannot dial
+                kind = type(noun).__name__
+                reason = message(capability(kind))
+                return DialRecord(kind, kind.lower(), None, None, None, "failed", False, (reason,))
 
     def _outcome_for(self, record: DialRecord) -> str:
         if record.outcome == "failed":
@@ -401,17 +421,24 @@ class SimulatedCall:
     def _start_dial(self, action: act.StartDial) -> None:
         now, say = self._now, self._transcript.add
         records = [self._resolve(noun) for noun in action.targets]
-        outcomes = [self._outcome_for(r) for r in records]
         say(now, f"Dial: timeout {action.timeout:g} s, callerId {action.caller_id or '-'}")
+        unplaced = [r for r in records if r.outcome == "failed" and r.warnings]
+        for record in unplaced:  # the engine's dialler says the same
+            self._log("warning", f"Dial {record.target}: {record.warnings[0]}")
+        if len(unplaced) == len(records):  # nothing was called: the engine fails at once
+            for record in records:
+                self.result.dials.append(record)
+            event = ev.DialFinished(status="failed")
+            self._dial = _Dial(None, now, event, action.answer_on_bridge)
+            self._schedule(now, event)
+            return
+        records = [r for r in records if r not in unplaced]
+        outcomes = [self._outcome_for(r) for r in records]
         for record in records:
-            if record.kind == "sip":
+            if record.port:
                 security = f", SRTP {record.srtp_suite}" if record.srtp_suite else ", RTP (no SRTP)"
-                where = (
-                    f"{(record.transport or '?').upper()} port {record.port}{security}"
-                    if record.port
-                    else "invalid URI"
-                )
-                say(now, f"  → sip {record.target}: {where}")
+                where = f"{(record.transport or '?').upper()} port {record.port}{security}"
+                say(now, f"  → {record.kind} {record.target}: {where}")
             else:
                 say(now, f"  → {record.kind} {record.target}")
         winner = outcomes.index("answered") if "answered" in outcomes else None
