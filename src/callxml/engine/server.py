@@ -21,6 +21,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -47,7 +48,7 @@ from callxml.interpreter import CallInfo, CallSession
 from callxml.markup.verbs import Number, Sip
 from callxml.runtime import CallLeg, DialResult, IncomingCall, Phone, bridge
 from callxml.runtime.dial import Dialer, resolve_targets
-from callxml.runtime.session import INTERNAL_ERROR, CallRunner, RuntimeServices
+from callxml.runtime.session import DIGIT_WAIT, INTERNAL_ERROR, CallRunner, RuntimeServices
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig
 from callxml.sip.auth import Credentials, DigestServer
@@ -477,7 +478,16 @@ class Engine:
                 sip_call_id=result.sip_call_id,
             )
             inline = call.twiml.encode() if call.twiml is not None and not call.url else None
-            await self._run_call(live, leg, _answered_session(live, call), inline_document=inline)
+            limit = asyncio.get_running_loop().call_later(
+                call.time_limit, _time_limit_reached, live
+            )
+            try:
+                if call.send_digits:
+                    await _send_digits(live, leg, call.send_digits)
+                session = _answered_session(live, call)
+                await self._run_call(live, leg, session, inline_document=inline)
+            finally:
+                limit.cancel()
         except CallXmlError as exc:
             await book.event("error", {"message": str(exc)})
             await book.status("failed", end_time=time.time(), error=str(exc))
@@ -510,7 +520,7 @@ class Engine:
 
         dialing = self.phone.dial(
             to,
-            from_uri=call.from_ if call.from_.startswith(("sip:", "sips:")) else None,
+            from_uri=_from_uri(call),
             timeout=call.timeout,
             credentials=credentials,
             on_ringing=on_ringing,
@@ -624,6 +634,36 @@ class Engine:
             call=info,
         )
         await self._run_call(live, leg, session)
+
+
+def _from_uri(call: OutboundCall) -> str | None:
+    """The From of the INVITE: ``CallerId`` when given (a SIP URI as is, a number or name as
+    ``sip:<it>@callxml.invalid``, as ``<Dial callerId>`` does), else ``From`` when it is a SIP
+    URI, else the phone's default."""
+    if call.caller_id:
+        if call.caller_id.startswith(("sip:", "sips:")):
+            return call.caller_id
+        return f"sip:{call.caller_id}@callxml.invalid"
+    return call.from_ if call.from_.startswith(("sip:", "sips:")) else None
+
+
+async def _send_digits(live: LiveCall, leg: CallLeg, digits: str) -> None:
+    """``SendDigits``: RFC 4733 keys to the answered callee before the flow starts (``w`` waits
+    half a second, as Twilio)."""
+    await live.book.event("info", {"message": f"sending digits {digits}"})
+    for chunk in re.split(r"([wW])", digits):
+        if chunk in ("w", "W"):
+            await asyncio.sleep(DIGIT_WAIT)
+        elif chunk:
+            await leg.send_digits(chunk)
+
+
+def _time_limit_reached(live: LiveCall) -> None:
+    """``TimeLimit``: the longest the call may last once answered; then it is hung up."""
+    if not live.over:
+        log.info("call %s: TimeLimit reached; hanging up", live.sid)
+        with contextlib.suppress(CallXmlError):
+            live.request_end("completed")
 
 
 async def _call_crashed(live: LiveCall, exc: Exception) -> None:
