@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
 from callxml.markup.verbs import Number, Sip
@@ -155,7 +157,7 @@ def test_record_posts_recording_to_action() -> None:
     ).start()
     start = h.actions[-1]
     assert start == act.StartRecording(
-        timeout=5, finish_on_key="1234567890*#", max_length=20, play_beep=False
+        timeout=5, finish_on_key="1234567890*#", max_length=20, play_beep=False, sid="RE" + "f" * 32
     )
     h.send(ev.RecordingFinished("https://rec.test/RE1", 7, "#"))
     p = params(h.requests[-1])
@@ -280,3 +282,35 @@ def test_play_digits_sends_dtmf() -> None:
     h = Harness({BASE: "<Play digits='ww12#'/>"}).start()
     assert isinstance(h.actions[-1], act.SendDigits)
     assert h.actions[-1].digits == "ww12#"
+
+
+@pytest.mark.parametrize(
+    ("events", "duration", "expected"),
+    [
+        ("", 7, ["completed"]),
+        ("in-progress completed absent", 7, ["in-progress", "completed"]),
+        ("in-progress completed absent", 0, ["in-progress", "absent"]),
+        ("in-progress", 7, ["in-progress"]),
+    ],
+)
+def test_record_recording_status_callback(events: str, duration: int, expected: list[str]) -> None:
+    """``recordingStatusCallback``: Twilio's parameters, for exactly the events asked for,
+    resolved against the document's URL; a callback, not a document."""
+    event_attr = f" recordingStatusCallbackEvent='{events}'" if events else ""
+    h = Harness(
+        {
+            BASE: f"<Record action='done' recordingStatusCallback='/rec-status'{event_attr}/>",
+            "https://app.test/done": "<Hangup/>",
+        }
+    ).start()
+    h.send(ev.RecordingFinished("https://rec.test/RE1" if duration else "", duration, "#"))
+    callbacks = [a.request for a in h.of(act.Callback)]
+    assert [dict(r.params)["RecordingStatus"] for r in callbacks] == expected
+    for request in callbacks:
+        p = params(request)
+        assert request.url == "https://app.test/rec-status" and request.method == "POST"
+        assert p["RecordingSid"] == "RE" + "f" * 32 and p["CallSid"].startswith("CA")
+        assert p["RecordingSource"] == "RecordVerb" and p["AccountSid"].startswith("AC")
+    completed = [params(r) for r in callbacks if params(r)["RecordingStatus"] == "completed"]
+    for p in completed:
+        assert p["RecordingUrl"] == "https://rec.test/RE1" and p["RecordingDuration"] == "7"

@@ -275,3 +275,49 @@ async def test_nothing_callable_fails() -> None:
     )
     assert result.status == "failed"
     assert "not supported" in notes[0][1]["message"]
+
+
+class Children:
+    """A ChildLog that keeps what the dialler told it."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str, Any]] = []
+        self.statuses: list[tuple[str, str]] = []
+
+    async def child_started(self, sid: str, to: str, from_: str, *, callback: Any = None) -> None:
+        self.started.append((sid, to, callback))
+
+    async def child_status(self, sid: str, status: str, **changes: Any) -> None:
+        self.statuses.append((sid, status))
+
+
+async def test_number_send_digits_and_noun_status_callback() -> None:
+    """``<Number sendDigits>`` reaches the callee (w = 0.5 s) before the bridge; the noun's
+    ``statusCallback`` travels with its child call to the ChildLog."""
+    uri = "sip:+15550100@trunk.test"
+    phone = FakePhone({uri: (0.0, "completed", 200)})
+    bridges = Bridges()
+    children = Children()
+    dialer = Dialer(phone, bridges, trunk_uri_template="sip:{number}@trunk.test", children=children)
+    noun = Number(
+        number="+15550100",
+        send_digits="1w2#",
+        status_callback="https://app.test/child",
+        status_callback_event=("initiated", "completed"),
+    )
+
+    async def child_hangs_up() -> None:
+        await until(lambda: bridges.started, step=0.005)
+        phone.legs[uri].caller_hangs_up()
+
+    hanger = asyncio.create_task(child_hangs_up())
+    result = await dialer(
+        dial_action(noun), FakeLeg(answered=True), answer_caller=no_answer, stop=asyncio.Event()
+    )
+    await hanger
+    assert result.status == "completed"
+    assert phone.legs[uri].digits_sent == ["1", "2#"]
+    ((sid, to, callback),) = children.started
+    assert to == uri and callback.url == "https://app.test/child"
+    assert callback.events == ("initiated", "completed") and callback.method == "POST"
+    assert (sid, "completed") in children.statuses

@@ -174,6 +174,37 @@ async def test_record_until_finish_key_saves_wav_and_posts_url(tmp_path: Path) -
         assert 1.9 < wav.getnframes() / 8000 <= 2.0
 
 
+async def test_record_status_callback_is_sent_with_the_saved_recording(tmp_path: Path) -> None:
+    """``<Record recordingStatusCallback>`` on a real call: the callback goes out through the
+    (signed) fetcher with the recording's sid and URL, is logged as a ``callback`` event, and
+    its answer is not run as a document."""
+
+    async def caller(leg: FakeLeg, pcm: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.02, leg.speak, 100)
+        loop.call_later(0.03, leg.press, "#")
+
+    leg = FakeLeg(on_play=caller)
+    routes = {
+        f"{BASE}/voice": doc(
+            '<Record action="/done" recordingStatusCallback="/rec"'
+            ' recordingStatusCallbackEvent="in-progress completed"/>'
+        ),
+        f"{BASE}/done": doc("<Hangup/>"),
+        f"{BASE}/rec": doc("<Say>not run</Say>"),
+    }
+    r, call_log, _ = runner(routes, leg, tmp_path)
+    await run(r)
+    await until(lambda: len(call_log.kinds("callback")) == 2, what="two recording callbacks")
+    sent = [c["parameters"] for c in call_log.kinds("callback")]
+    assert [p["RecordingStatus"] for p in sent] == ["in-progress", "completed"]
+    sid, _path, _duration = call_log.recordings[0]
+    assert all(p["RecordingSid"] == sid for p in sent)
+    assert sent[1]["RecordingUrl"].endswith(sid) and sent[1]["RecordingDuration"] == "2"
+    assert all(c["url"] == f"{BASE}/rec" and c["status"] == 200 for c in call_log.kinds("callback"))
+    assert b"SAY:not run" not in leg.played
+
+
 async def test_record_caller_hangs_up(tmp_path: Path) -> None:
     async def caller(leg: FakeLeg, pcm: bytes) -> None:
         loop = asyncio.get_running_loop()

@@ -256,3 +256,27 @@ async def test_a_driver_failure_ends_the_simulated_call_failed() -> None:
     result = await SimulatedCall(session, MemoryFetcher({URL: doc("<Say>x</Say>")})).run()
     assert result.status == "failed" and not result.ok
     assert result.error == "internal error: TypeError: a bug in the markup layer"
+
+
+async def test_status_callbacks_are_sent_like_the_engine() -> None:
+    """A noun's ``statusCallback`` and ``<Record recordingStatusCallback>`` are sent by the
+    simulator too (to the same fetcher), and shown; their answers are not run."""
+    pages = {
+        URL: doc(
+            "<Dial><Number statusCallback='/child' sendDigits='12'"
+            " statusCallbackEvent='initiated answered completed'>+15551234567</Number></Dial>"
+            "<Record action='/after' recordingStatusCallback='/rec' playBeep='false'/>"
+        ),
+        "https://app.test/after": doc("<Hangup/>"),
+        "https://app.test/child": doc("<Say>not run</Say>"),
+        "https://app.test/rec": doc("<Say>not run</Say>"),
+    }
+    result = await run(pages, trunk_uri_template=TRUNK, digits=["#"])
+    child = [dict(c.request.params) for c in result.callbacks if c.request.url.endswith("/child")]
+    assert [c["CallStatus"] for c in child] == ["initiated", "in-progress", "completed"]
+    assert all(c["ParentCallSid"] == result.call_sid for c in child)
+    rec = [dict(c.request.params) for c in result.callbacks if c.request.url.endswith("/rec")]
+    assert [r["RecordingStatus"] for r in rec] == ["completed"]
+    assert rec[0]["RecordingSid"] == result.recordings[0].url.rsplit("/", 1)[1]
+    assert "not run" not in result.said
+    assert any("sends digits 12" in line for line in result.transcript)

@@ -16,7 +16,6 @@ It must not know about HTTP or the REST API's error codes (the adapter in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
@@ -33,6 +32,7 @@ from callxml.engine.store import (
 )
 from callxml.errors import CallXmlError
 from callxml.interpreter import new_sid
+from callxml.runtime.dial import ChildCallback
 from callxml.runtime.session import CallRunner
 
 __all__ = [
@@ -126,6 +126,8 @@ class CallBook:
         self.target = target
         self.record = record
         self.recording_url = recording_url
+        self._child_callbacks: dict[str, CallbackTarget] = {}
+        self._child_status: dict[str, str] = {}
 
     @property
     def sid(self) -> str:
@@ -168,7 +170,9 @@ class CallBook:
 
     # -- child calls of a <Dial> (the runtime's ChildLog) -------------------------------------
 
-    async def child_started(self, sid: str, to: str, from_: str) -> None:
+    async def child_started(
+        self, sid: str, to: str, from_: str, *, callback: ChildCallback | None = None
+    ) -> None:
         record = new_call_record(
             sid=sid,
             account_sid=self.record.account_sid,
@@ -179,12 +183,27 @@ class CallBook:
             parent_call_sid=self.sid,
         )
         await asyncio.to_thread(self.store.create_call, record)
+        if callback is not None:  # the noun's statusCallback: this child's own callbacks
+            target = CallbackTarget(callback.url, callback.method, callback.events)
+            self._child_callbacks[sid] = target
+            if self.callbacks is not None:
+                self.callbacks.notify(target, record)
 
     async def child_status(self, sid: str, status: str, **changes: Any) -> None:
-        with contextlib.suppress(KeyError):
-            await asyncio.to_thread(
+        try:
+            record = await asyncio.to_thread(
                 self.store.update_call, sid, status=status, date_updated=time.time(), **changes
             )
+        except KeyError:
+            return
+        target = self._child_callbacks.get(sid)
+        if target is not None and self.callbacks is not None:
+            if self._child_status.get(sid) != status:
+                self.callbacks.notify(target, record)
+            self._child_status[sid] = status
+            if status in TERMINAL_STATUSES:
+                self._child_callbacks.pop(sid, None)
+                self._child_status.pop(sid, None)
 
 
 # -- live calls ---------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from callxml.webhooks.base import WebhookRequest
 __all__ = [
     "Action",
     "Answer",
+    "Callback",
     "CollectDigits",
     "DigitsCollected",
     "Fetch",
@@ -153,6 +154,7 @@ class StartRecording:
     max_length: float
     play_beep: bool = True
     trim: str = "trim-silence"
+    sid: str = ""  # the recording's RE… sid, chosen by the interpreter (empty: the driver's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +208,15 @@ class Hangup:
 
 
 @dataclass(frozen=True, slots=True)
+class Callback:
+    """Send ``request`` (signed, like every webhook request) and move on: a status callback
+    whose answer is not a document (``<Record recordingStatusCallback>``...). Its failure is
+    logged; it never changes the call."""
+
+    request: WebhookRequest
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     """A line for the call log: ``level`` is ``info``, ``warning`` or ``error``; ``code`` is a
     Twilio error/warning number when one applies."""
@@ -232,5 +243,6 @@ Action: TypeAlias = (
     | StopDial
     | Reject
     | Hangup
+    | Callback
     | Log
 )

@@ -128,7 +128,9 @@ class CallSession:
         self._fallback_url = fallback_url
         self._fallback_method = fallback_method
         self._parse = parse or _default_parse
-        self._ctx = Context(call, self.limits, new_sid, lambda: self.answered)
+        self._ctx = Context(
+            call, self.limits, new_sid, lambda: self.answered, lambda: self._current_url
+        )
 
         self.state = State.NEW
         self.answered = answered

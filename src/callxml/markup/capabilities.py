@@ -73,6 +73,7 @@ R, W, U = Support.RUNS, Support.WARNS, Support.UNSUPPORTED
 SKIPPED = "skipped with a warning; the next verb runs"
 NOT_DIALLED = "not dialled (a warning); with nothing else to dial, DialCallStatus is failed"
 IGNORED = "ignored with a warning"
+CHILD_CALLBACK = "the child call's status callbacks, signed, with ParentCallSid"
 SPEECH = "speech recognition is not available; ignored with a warning"
 
 # (element, attribute or None, support, note), in the order of docs/markup.md.
@@ -126,12 +127,12 @@ _ROWS: tuple[tuple[Any, ...], ...] = (
     ("Dial", "referMethod", U, "incoming REFERs are not accepted; ignored with a warning"),
     # ----------------------------------------------------------------------------- nouns
     ("Number", None, R, "dialled through sip.trunk_uri_template; failed without a trunk"),
-    ("Number", "sendDigits", U, IGNORED),
+    ("Number", "sendDigits", R, "RFC 4733 keys to the callee once it answers; w waits 0.5 s"),
     ("Number", "url", U, IGNORED),
     ("Number", "method", U, IGNORED),
-    ("Number", "statusCallback", U, IGNORED),
-    ("Number", "statusCallbackEvent", U, IGNORED),
-    ("Number", "statusCallbackMethod", U, IGNORED),
+    ("Number", "statusCallback", R, CHILD_CALLBACK),
+    ("Number", "statusCallbackEvent", R, "initiated, ringing, answered, completed"),
+    ("Number", "statusCallbackMethod", R, ""),
     ("Number", "byoc", U, IGNORED),
     ("Sip", None, R, "UDP/TCP/TLS; ;secure=true or sips: means TLS and SRTP"),
     ("Sip/Uri", None, W, "the first <Uri> by priority is dialled; more are ignored with a warning"),
@@ -140,9 +141,9 @@ _ROWS: tuple[tuple[Any, ...], ...] = (
     ("Sip", "password", R, "digest authentication"),
     ("Sip", "url", U, IGNORED),
     ("Sip", "method", U, IGNORED),
-    ("Sip", "statusCallback", U, IGNORED),
-    ("Sip", "statusCallbackEvent", U, IGNORED),
-    ("Sip", "statusCallbackMethod", U, IGNORED),
+    ("Sip", "statusCallback", R, CHILD_CALLBACK),
+    ("Sip", "statusCallbackEvent", R, "initiated, ringing, answered, completed"),
+    ("Sip", "statusCallbackMethod", R, ""),
     ("Client", None, U, NOT_DIALLED),
     ("Conference", None, U, NOT_DIALLED),
     ("Queue", None, U, NOT_DIALLED),
@@ -158,9 +159,9 @@ _ROWS: tuple[tuple[Any, ...], ...] = (
     ("Record", "maxLength", R, ""),
     ("Record", "playBeep", R, ""),
     ("Record", "trim", R, ""),
-    ("Record", "recordingStatusCallback", U, IGNORED),
-    ("Record", "recordingStatusCallbackMethod", U, IGNORED),
-    ("Record", "recordingStatusCallbackEvent", U, IGNORED),
+    ("Record", "recordingStatusCallback", R, "RecordingSid, RecordingUrl, RecordingStatus..."),
+    ("Record", "recordingStatusCallbackMethod", R, ""),
+    ("Record", "recordingStatusCallbackEvent", R, "in-progress, completed, absent"),
     ("Record", "transcribe", U, "no transcription engine; ignored with a warning"),
     ("Record", "transcribeCallback", U, "no transcription engine; ignored with a warning"),
     # --------------------------------------------------------------- the steering verbs

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -36,12 +37,14 @@ from callxml.runtime.phone import DialResult
 from callxml.sip.auth import Credentials
 from callxml.sip.target import Target
 
-__all__ = ["CallPlacer", "ChildLog", "DialTarget", "Dialer", "resolve_targets"]
+__all__ = ["CallPlacer", "ChildCallback", "ChildLog", "DialTarget", "Dialer", "resolve_targets"]
 
 log = logging.getLogger(__name__)
 
 #: Most targets one ``<Dial>`` calls (Twilio allows 10 nouns).
 MAX_TARGETS = 10
+#: Pause for each ``w`` in ``<Number sendDigits>`` (Twilio: half a second).
+DIGIT_WAIT = 0.5
 
 
 class CallPlacer(Protocol):
@@ -78,10 +81,23 @@ class Bridger(Protocol):
     ) -> BridgeHandle: ...
 
 
-class ChildLog(Protocol):
-    """Records of the child calls a dial makes (``outbound-dial`` calls with a parent)."""
+@dataclass(frozen=True, slots=True)
+class ChildCallback:
+    """A noun's ``statusCallback``: where the child call's status callbacks go, for which
+    events (``initiated ringing answered completed``)."""
 
-    async def child_started(self, sid: str, to: str, from_: str) -> None: ...
+    url: str
+    method: str = "POST"
+    events: tuple[str, ...] = ("completed",)
+
+
+class ChildLog(Protocol):
+    """Records of the child calls a dial makes (``outbound-dial`` calls with a parent); a
+    child with a ``callback`` gets status callbacks as its status changes."""
+
+    async def child_started(
+        self, sid: str, to: str, from_: str, *, callback: ChildCallback | None = None
+    ) -> None: ...
 
     async def child_status(self, sid: str, status: str, **changes: Any) -> None: ...
 
@@ -97,6 +113,20 @@ class DialTarget:
     credentials: Credentials | None = None
     kind: str = "sip"
     error: str = ""
+    noun: DialNoun | None = None  # the noun as written: its sendDigits and statusCallback
+
+    @property
+    def callback(self) -> ChildCallback | None:
+        noun = self.noun
+        if not isinstance(noun, Number | Sip) or noun.status_callback is None:
+            return None
+        return ChildCallback(
+            noun.status_callback, noun.status_callback_method, noun.status_callback_event
+        )
+
+    @property
+    def send_digits(self) -> str | None:
+        return self.noun.send_digits if isinstance(self.noun, Number) else None
 
 
 def resolve_targets(
@@ -117,14 +147,14 @@ def resolve_targets(
                     targets.append(DialTarget(uri, error=f"invalid SIP URI: {exc}"))
                     continue
                 creds = Credentials(username, password or "") if username else None
-                targets.append(DialTarget(str(parsed), parsed, creds))
+                targets.append(DialTarget(str(parsed), parsed, creds, noun=noun))
             case Number(number=number):
                 if trunk_uri_template is None:
                     targets.append(DialTarget(number, kind="number", error=NO_TRUNK))
                     continue
                 uri = trunk_uri(number, trunk_uri_template)
                 try:
-                    targets.append(DialTarget(uri, Target.parse(uri), kind="number"))
+                    targets.append(DialTarget(uri, Target.parse(uri), kind="number", noun=noun))
                 except CallXmlError as exc:
                     targets.append(DialTarget(uri, kind="number", error=f"trunk URI: {exc}"))
             case _:  # the interpreter drops what the capability table cannot dial
@@ -266,6 +296,8 @@ class Dialer:
             sip_response_code=winner.sip_response_code,
             sip_call_id=winner.sip_call_id,
         )
+        if winner.target.send_digits:  # <Number sendDigits>: to the callee, before the bridge
+            await _send_digits(child, winner.target.send_digits)
         handle = self.bridge(caller, child, on_star=star.set if action.hangup_on_star else None)
         ends = [
             asyncio.ensure_future(child.ended.wait()),
@@ -322,7 +354,9 @@ class _Attempt:
         children = self.dialer.children
         if children is not None:
             with contextlib.suppress(Exception):
-                await children.child_started(self.sid, self.target.label, self.from_uri)
+                await children.child_started(
+                    self.sid, self.target.label, self.from_uri, callback=self.target.callback
+                )
 
         def ringing() -> None:
             if children is not None and self._ringing is None:
@@ -396,6 +430,16 @@ class _Attempt:
             with contextlib.suppress(CallXmlError, TimeoutError, OSError):
                 await asyncio.wait_for(leg.hangup("another target answered first"), 10)
             await self.dialer._child_status(self.sid, "completed", end_time=_wall(), duration=0)
+
+
+async def _send_digits(leg: CallLeg, digits: str) -> None:
+    """RFC 4733 keys to ``leg``; ``w`` waits half a second (Twilio's ``sendDigits``)."""
+    for chunk in re.split(r"([wW])", digits):
+        if chunk in ("w", "W"):
+            await asyncio.sleep(DIGIT_WAIT)
+        elif chunk:
+            with contextlib.suppress(CallXmlError):
+                await leg.send_digits(chunk)
 
 
 def _wall() -> float:

@@ -61,6 +61,8 @@ MAX_LOGGED_BODY = 16 * 1024
 LEG_OPERATION_TIMEOUT = 35.0
 #: Pause for each ``w`` in ``<Play digits>`` (Twilio: half a second).
 DIGIT_WAIT = 0.5
+#: The longest a status callback (``act.Callback``) may take; the call waits for it at its end.
+CALLBACK_TIMEOUT = 10.0
 #: Twilio's error code for an internal failure, in the notification of a call whose driver failed.
 INTERNAL_ERROR = 20500
 
@@ -212,7 +214,8 @@ class CallRunner:
                 await self._carry_out(self.session.start(self.now()))
                 await self._loop()
                 for task in list(self._tasks):
-                    task.cancel()
+                    if task.get_name() != "callback":  # status callbacks are let finish
+                        task.cancel()
         except Exception as exc:  # a bug in the driver or the interpreter: end the call cleanly
             await self._crashed(exc)
         finally:
@@ -297,7 +300,9 @@ class CallRunner:
             await self._carry_out(self.session.start(self.now()))
 
     def _tasks_pending(self) -> bool:
-        return any(not t.done() for t in self._tasks if t.get_name() != "watch-leg")
+        return any(
+            not t.done() for t in self._tasks if t.get_name() not in ("watch-leg", "callback")
+        )
 
     async def _stuck(self) -> None:
         await self.call_log.event("error", {"message": "the call is stuck (driver bug); ended"})
@@ -386,6 +391,8 @@ class CallRunner:
                 self._we_ended = True
             case act.Hangup(reason=reason):
                 await self._hang_up(reason)
+            case act.Callback(request=request):
+                self._spawn(self._callback(request), "callback")
             case act.Log(level=level, message=message, code=code):
                 data: dict[str, Any] = {"message": message}
                 if code is not None:
@@ -433,6 +440,25 @@ class CallRunner:
         else:
             await self.call_log.event("webhook", webhook_event(request, outcome, None, elapsed))
             self._post(ev.DocumentFetched(outcome), generation)
+
+    async def _callback(self, request: WebhookRequest) -> None:
+        """A status callback (signed by the fetcher): recorded as a ``callback`` event; a failure
+        is a warning and changes nothing in the call."""
+        started = self.now()
+        try:
+            outcome = await asyncio.wait_for(
+                fetch_outcome(self.services.fetcher, request), CALLBACK_TIMEOUT
+            )
+        except TimeoutError:
+            outcome = WebhookError("status callback timed out", error_code=11205, url=request.url)
+        elapsed = self.now() - started
+        if isinstance(outcome, WebhookError):
+            data = webhook_event(request, None, outcome, elapsed)
+            await self.call_log.event("callback", data)
+            message = f"status callback to {request.url} failed: {outcome}"
+            await self.call_log.event("warning", {"message": message})
+        else:
+            await self.call_log.event("callback", webhook_event(request, outcome, None, elapsed))
 
     async def _answer(self, generation: int) -> None:
         if not self.leg.answered:
@@ -492,7 +518,7 @@ class CallRunner:
         if generation != self._generation:
             return  # redirected away: the recording is dropped, as Twilio does
         result = meter.result()
-        sid = self.services.new_sid("RE")
+        sid = action.sid or self.services.new_sid("RE")
         url = ""
         if result.duration > 0:
             path = await asyncio.to_thread(

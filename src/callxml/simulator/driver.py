@@ -35,7 +35,7 @@ from callxml.sdp.policy import OUTBOUND_SUITE
 from callxml.simulator.result import DialRecord, RecordingRecord, RequestRecord, SimulationResult
 from callxml.simulator.transcript import Transcript
 from callxml.sip.target import Target
-from callxml.webhooks.base import Fetcher, fetch_outcome
+from callxml.webhooks.base import Fetcher, WebhookRequest, fetch_outcome, resolve_url
 
 __all__ = ["DIAL_OUTCOMES", "SimulatedCall", "estimate_speech"]
 
@@ -53,6 +53,10 @@ RING_TIME = 2.0  # before a scripted far end answers or says busy
 TALK_TIME = 10.0  # how long an answered far end stays on the line
 MAX_STEPS = 100_000
 MAX_DURATION = 24 * 3600.0  # simulated seconds
+
+
+#: A far end's scripted outcome -> the final status of its child call.
+_CHILD_STATUS = {"busy": "busy", "no-answer": "no-answer", "failed": "failed"}
 
 
 def estimate_speech(text: str) -> float:
@@ -115,6 +119,7 @@ class SimulatedCall:
         self._recording: tuple[float, act.StartRecording] | None = None
         self._dial: _Dial | None = None
         self._failed = False  # the driver itself failed (see run)
+        self._queued: list[act.Action] = []  # status callbacks to send at the next step
 
     # ----------------------------------------------------------------------------- the loop
 
@@ -148,6 +153,9 @@ class SimulatedCall:
             if steps > MAX_STEPS or min(t for t in (timer, queued) if t is not None) > MAX_DURATION:
                 self._broken(f"the simulation exceeded {MAX_STEPS} steps or {MAX_DURATION:.0f} s")
                 break
+            if self._queued:  # status callbacks the far ends caused
+                callbacks, self._queued = self._queued, []
+                await self._carry_out(callbacks)
             if queued is not None and (timer is None or queued <= timer):
                 at, _, event = heapq.heappop(self._queue)
                 self._now = max(self._now, at)
@@ -283,6 +291,15 @@ class SimulatedCall:
                 say(now, f"Reject: {reason} (SIP {status})")
             case act.Hangup(reason=reason):
                 say(now, f"Hangup ({reason})")
+            case act.Callback(request=request):
+                self._transcript.request(now, request)
+                outcome = await fetch_outcome(self._fetcher, request)
+                failed = isinstance(outcome, WebhookError)
+                if isinstance(outcome, WebhookError):
+                    self.result.callbacks.append(RequestRecord(request, None, str(outcome)))
+                else:
+                    self.result.callbacks.append(RequestRecord(request, outcome))
+                say(now, f"(status callback: {'✗ ' + str(outcome) if failed else 'sent'})")
             case act.Log(level=level, message=text, code=code):
                 self._log(level, text, code)
         return None
@@ -342,7 +359,7 @@ class SimulatedCall:
             at, digits = self._now + beep + action.max_length, ""
         else:
             at, digits = self._now + beep + speech + action.timeout, ""
-        sid = new_sid("RE")
+        sid = action.sid or new_sid("RE")
         url = f"https://simulator.callxml.invalid/Recordings/{sid}"
         self._schedule(
             at, ev.RecordingFinished(url=url, duration=round(speech), digits=digits, sid=sid)
@@ -350,9 +367,9 @@ class SimulatedCall:
 
     def _stop_recording(self, digits: str) -> None:
         assert self._recording is not None
-        started, _ = self._recording
+        started, action = self._recording
         duration = max(0, round(min(self._now - started, RECORD_SPEECH)))
-        sid = new_sid("RE")
+        sid = action.sid or new_sid("RE")
         url = f"https://simulator.callxml.invalid/Recordings/{sid}" if duration else ""
         self._queue = [q for q in self._queue if not isinstance(q[2], ev.RecordingFinished)]
         heapq.heapify(self._queue)
@@ -432,6 +449,7 @@ class SimulatedCall:
             self._dial = _Dial(None, now, event, action.answer_on_bridge)
             self._schedule(now, event)
             return
+        nouns = [n for n, r in zip(action.targets, records, strict=True) if r not in unplaced]
         records = [r for r in records if r not in unplaced]
         outcomes = [self._outcome_for(r) for r in records]
         for record in records:
@@ -479,11 +497,47 @@ class SimulatedCall:
             sip_response_code=code if first_sip else None,
         )
         self._dial = _Dial(answer_at, finish_at, event, action.answer_on_bridge)
+        for i, (noun, record) in enumerate(zip(nouns, records, strict=True)):
+            final = "completed" if i == winner else _CHILD_STATUS.get(outcomes[i], "canceled")
+            self._child_callbacks(noun, record, action.caller_id or "", final, i == winner)
+        answerer = nouns[winner] if winner is not None else None
+        if isinstance(answerer, v.Number) and answerer.send_digits and winner is not None:
+            say(now, f"  sends digits {answerer.send_digits} to {records[winner].target}")
         if answer_at is not None:
             say(now, f"  far end answers after {ring:g} s and talks {duration} s")
             if action.answer_on_bridge and not self._session.answered:
                 self._schedule(answer_at, ev.Answered())
         self._schedule(finish_at, event)
+
+    def _child_callbacks(
+        self, noun: v.DialNoun, record: DialRecord, from_: str, final: str, answered: bool
+    ) -> None:
+        """A noun's ``statusCallback``: the child call's callbacks, for the events asked for,
+        sent (like the engine's) once the dial has started."""
+        if not isinstance(noun, v.Number | v.Sip) or noun.status_callback is None:
+            return
+        call = self._session.call
+        child = new_sid("CA")
+        statuses = ["initiated", "ringing"] + (["in-progress"] if answered else []) + [final]
+        events = {"initiated": "initiated", "ringing": "ringing", "in-progress": "answered"}
+        for sequence, status in enumerate(
+            s for s in statuses if events.get(s, "completed") in noun.status_callback_event
+        ):
+            params = (
+                ("AccountSid", call.account_sid),
+                ("ApiVersion", call.api_version),
+                ("CallSid", child),
+                ("CallStatus", status),
+                ("CallbackSource", "call-progress-events"),
+                ("Direction", "outbound-dial"),
+                ("From", from_),
+                ("ParentCallSid", call.call_sid),
+                ("SequenceNumber", str(sequence)),
+                ("To", record.target),
+            )
+            url = resolve_url(self._session.current_url, noun.status_callback)
+            request = WebhookRequest(url, noun.status_callback_method, params)
+            self._queued.append(act.Callback(request))
 
     def _stop_dial(self) -> None:
         dial = self._dial
