@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import sys
 import time
 import wave
 from collections.abc import Callable
@@ -242,3 +243,29 @@ async def test_time_limit_ends_the_call(tmp_path: Path, sipp: Sipp) -> None:
     assert (await callee.result()).returncode == 0  # SIPp got our BYE
     assert record.status == "completed" and took < 15
     assert record.duration is not None and record.duration <= 3
+
+
+async def test_the_sdk_example_runs(tmp_path: Path, sipp: Sipp) -> None:
+    """examples/twilio_sdk_client.py against a running engine and a SIPp callee."""
+    callee = await sipp.uas("uas_answer", media_port=True)
+    example = Path(__file__).resolve().parents[2] / "examples" / "twilio_sdk_client.py"
+    async with running_engine(engine_config(tmp_path, [])) as engine:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(example),
+            "--to",
+            f"sip:bob@127.0.0.1:{callee.port}?X-Ticket=7",
+            "--api",
+            f"http://127.0.0.1:{engine.http_port}",
+            "--account",
+            ACCOUNT_SID,
+            "--token",
+            AUTH_TOKEN,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(process.communicate(), 60)
+    text = output.decode()
+    assert process.returncode == 0, text
+    assert "ended: completed" in text and "refused as expected: 400 20001" in text
+    assert (await callee.result()).returncode == 0

@@ -247,7 +247,29 @@ def test_dial_with_action_posts_dial_parameters() -> None:
     assert p["DialCallDuration"] == "0"
     assert p["DialSipCallId"] == "abc@host"
     assert p["DialSipResponseCode"] == "486"
+    assert p["DialBridged"] == "false"
     assert h.spoken() == []
+
+
+def test_dial_action_carries_bridged_and_the_far_ends_x_headers() -> None:
+    h = Harness(
+        {
+            BASE: "<Dial action='/after'><Sip>sip:bob@example.com</Sip></Dial>",
+            "https://app.test/after": "<Hangup/>",
+        }
+    ).start()
+    h.send(
+        ev.DialFinished(
+            "completed",
+            "CA" + "4" * 32,
+            12,
+            sip_response_code=200,
+            sip_headers=(("X-Agent", "42"), ("X-Queue", "sales")),
+        )
+    )
+    p = params(h.requests[-1])
+    assert p["DialBridged"] == "true" and p["DialCallDuration"] == "12"
+    assert p["DialSipHeader_X-Agent"] == "42" and p["DialSipHeader_X-Queue"] == "sales"
 
 
 def test_dial_answer_on_bridge_does_not_answer_first() -> None:

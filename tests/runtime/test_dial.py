@@ -23,6 +23,7 @@ class Result:
     sip_call_id: str | None
     reason: str
     leg: Any = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class FakePhone:
@@ -68,7 +69,7 @@ class FakePhone:
         leg = None
         if status == "completed":
             leg = self.legs[uri] = FakeLeg(sid=sid or "CAchild", answered=True)
-        return Result(status, code, f"id-{uri}", "", leg)
+        return Result(status, code, f"id-{uri}", "", leg, (("X-Far-End", uri),))
 
 
 class Bridges:
@@ -145,6 +146,7 @@ async def test_answered_target_is_bridged_until_child_hangs_up() -> None:
     await hanger
     assert result.status == "completed" and result.sip_response_code == 200
     assert result.sip_call_id == "id-sip:jack@x.test" and result.call_sid.startswith("CA")
+    assert result.sip_headers == (("X-Far-End", "sip:jack@x.test"),)
     assert bridges.started == [(caller, phone.legs["sip:jack@x.test"])] and bridges.stopped == 1
     assert phone.calls[0]["timeout"] == 5 and phone.calls[0]["from"] == "sip:alice@example.com"
 

@@ -560,8 +560,16 @@ class _Api:
         )
         return web.json_response(body)
 
-    async def _recording_or_404(self, request: web.Request) -> RecordingRecord:
-        account = self.authenticate(request)
+    async def _recording_or_404(
+        self, request: web.Request, *, media: bool = False
+    ) -> RecordingRecord:
+        """The recording the path names, for an authenticated request; for ``media`` (the
+        audio), an account whose ``media_auth`` is off needs no credentials."""
+        owner = self.config.account(request.match_info.get("account", ""))
+        if media and owner is not None and not owner.media_auth:
+            account = owner
+        else:
+            account = self.authenticate(request)
         sid = request.match_info["sid"]
         rec: RecordingRecord | None = await self.in_thread(self.store.get_recording, sid)
         call_sid = request.match_info.get("call")
@@ -570,21 +578,28 @@ class _Api:
         return rec
 
     async def get_recording(self, request: web.Request) -> web.StreamResponse:
-        rec = await self._recording_or_404(request)
         ext = request.match_info.get("ext") or ""
+        rec = await self._recording_or_404(request, media=ext != ".json")
         if ext == ".json":
             return web.json_response(recording_json(rec, self.config.base_url))
         path = Path(rec.path)
         if not path.is_file():
             raise ApiError(404, 20404, f"The recording {rec.sid} has no media")
+        if ext == ".mp3":
+            try:
+                path = await self.in_thread(mp3_of, path)
+            except (RuntimeError, OSError) as exc:  # soundfile's LibsndfileError is a RuntimeError
+                raise ApiError(500, 20500, f"cannot encode {rec.sid} as MP3: {exc}") from None
+            return web.FileResponse(path, headers={"Content-Type": "audio/mpeg"})
         return web.FileResponse(path, headers={"Content-Type": "audio/x-wav"})
 
     async def delete_recording(self, request: web.Request) -> web.Response:
         """Delete a recording: its record and its audio file (204)."""
         rec = await self._recording_or_404(request)
         await self.in_thread(self.store.delete_recording, rec.sid)
-        with contextlib.suppress(OSError):
-            await self.in_thread(Path(rec.path).unlink)
+        for path in (Path(rec.path), Path(rec.path).with_suffix(".mp3")):
+            with contextlib.suppress(OSError):
+                await self.in_thread(path.unlink)
         return web.Response(status=204)
 
     async def openapi(self, request: web.Request) -> web.Response:
@@ -593,6 +608,21 @@ class _Api:
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
+
+
+def mp3_of(wav: Path) -> Path:
+    """The MP3 of a recording's WAV, encoded once beside it (libsndfile >= 1.1 writes MP3 through
+    LAME, via soundfile) and served from there afterwards."""
+    import soundfile
+
+    mp3 = wav.with_suffix(".mp3")
+    if mp3.is_file() and mp3.stat().st_mtime >= wav.stat().st_mtime:
+        return mp3
+    data, rate = soundfile.read(str(wav), dtype="int16")
+    partial = mp3.with_suffix(".mp3.part")
+    soundfile.write(str(partial), data, rate, format="MP3")
+    partial.replace(mp3)
+    return mp3
 
 
 def _paging(query: Mapping[str, str]) -> tuple[int, int]:
@@ -774,7 +804,7 @@ def build_app(config: EngineConfig, store: Store, control: CallControl) -> web.A
     )
     app.router.add_get(f"{prefix}/Recordings.json", api.list_recordings)
     app.router.add_get(
-        f"{prefix}/Recordings/{recording}{{ext:(\\.json|\\.wav)?}}", api.get_recording
+        f"{prefix}/Recordings/{recording}{{ext:(\\.json|\\.wav|\\.mp3)?}}", api.get_recording
     )
     app.router.add_delete(
         f"{prefix}/Recordings/{recording}{{ext:(\\.json)?}}", api.delete_recording

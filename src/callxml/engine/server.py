@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import ipaddress
 import logging
 import os
@@ -51,8 +52,9 @@ from callxml.runtime.dial import Dialer, resolve_targets
 from callxml.runtime.session import DIGIT_WAIT, INTERNAL_ERROR, CallRunner, RuntimeServices
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig
-from callxml.sip.auth import Credentials, DigestServer
+from callxml.sip.auth import Credentials, DigestServer, parse_authorization
 from callxml.sip.events import Address
+from callxml.sip.headers import parse_name_addr
 from callxml.sip.message import SipRequest
 from callxml.sip.target import Target
 from callxml.sip.uri import parse_uri
@@ -568,6 +570,7 @@ class Engine:
             to=incoming.to_uri,
             status="ringing",
             sip_call_id=incoming.sip_call_id,
+            caller_name=incoming.request.from_.display_name or None,
         )
         target = callback_target(
             domain.status_callback, domain.status_callback_method, ALL_CALLBACK_EVENTS
@@ -612,12 +615,7 @@ class Engine:
             return
         with contextlib.suppress(CallXmlError):
             await incoming.ring()
-        extra: list[tuple[str, str]] = [
-            ("SipCallId", incoming.sip_call_id),
-            ("SipDomain", domain.name),
-            ("SipTransport", incoming.transport),
-        ]
-        extra += [(f"SipHeader_{name}", value) for name, value in incoming.headers]
+        extra = _inbound_params(domain, incoming)
         info = CallInfo(
             call_sid=book.sid,
             account_sid=live.account.sid,
@@ -634,6 +632,53 @@ class Engine:
             call=info,
         )
         await self._run_call(live, leg, session)
+
+
+def domain_sid(name: str) -> str:
+    """A SIP domain's ``SipDomainSid``: ``SD`` + 32 hex digits, stable for the domain name."""
+    return "SD" + hashlib.md5(name.encode()).hexdigest()
+
+
+def _inbound_params(domain: DomainConfig, incoming: IncomingCall) -> list[tuple[str, str]]:
+    """What Twilio adds to the webhook parameters of a call to a SIP domain, as far as callxml
+    knows it: the caller's display name, where the call was forwarded from (Diversion, else
+    History-Info), the SIP facts and the INVITE's X- headers."""
+    request = incoming.request
+    params: list[tuple[str, str]] = []
+    if request.from_.display_name:
+        params.append(("CallerName", request.from_.display_name))
+    if (forwarded := _forwarded_from(request)) is not None:
+        params.append(("ForwardedFrom", forwarded))
+    params += [
+        ("SipCallId", incoming.sip_call_id),
+        ("SipDomain", domain.name),
+        ("SipDomainSid", domain_sid(domain.name)),
+        ("SipTransport", incoming.transport),
+        ("SipSourceIp", incoming.source[0]),
+    ]
+    if _admitted_by(domain, incoming.source[0]) == "digest":
+        with contextlib.suppress(CallXmlError):
+            # the user agent has verified these credentials before the call got here
+            value = request.headers.get("Authorization") or ""
+            params.append(("SipUsername", parse_authorization(value).username))
+    params += [(f"SipHeader_{name}", value) for name, value in incoming.headers]
+    return params
+
+
+def _forwarded_from(request: SipRequest) -> str | None:
+    """The user (or, without one, the URI) the call was diverted from: the first ``Diversion``
+    (RFC 5806), else the first ``History-Info`` entry when there are several (RFC 7044)."""
+    diversion = request.headers.get("Diversion")
+    history = request.headers.get_all("History-Info")
+    entries = ",".join(history).split(",") if history else []
+    value = diversion.split(",")[0] if diversion else (entries[0] if len(entries) > 1 else None)
+    if not value:
+        return None
+    try:
+        uri = parse_uri(parse_name_addr(value.strip()).uri)
+    except CallXmlError:
+        return None
+    return uri.user or str(uri)
 
 
 def _from_uri(call: OutboundCall) -> str | None:

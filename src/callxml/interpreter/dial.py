@@ -6,7 +6,8 @@ Owns the rules around the dial (the driver owns SIP and media): nouns the capabi
 and the engine alike; ``callerId`` defaults to the caller's
 number; with ``answerOnBridge`` the caller's leg is not answered first. When the dial ends the
 session requests ``action`` with ``DialCallStatus``, ``DialCallSid``, ``DialCallDuration`` (and
-``DialSipCallId``/``DialSipResponseCode`` for ``<Sip>`` targets); without ``action`` the next verb
+``DialSipCallId``/``DialSipResponseCode`` and one ``DialSipHeader_X-…`` per ``X-`` header of the
+far end's final response for SIP targets, and ``DialBridged``); without ``action`` the next verb
 runs. If the caller hangs up, the request is still made and its document is not run.
 """
 
@@ -84,10 +85,13 @@ class DialTask(Task):
         if event.call_sid:
             params.append(("DialCallSid", event.call_sid))
         params.append(("DialCallDuration", str(max(0, event.duration))))
+        bridged = status in ("completed", "answered")
+        params.append(("DialBridged", "true" if bridged else "false"))
         if event.sip_call_id is not None:
             params.append(("DialSipCallId", event.sip_call_id))
         if event.sip_response_code is not None:
             params.append(("DialSipResponseCode", str(event.sip_response_code)))
+        params += [(f"DialSipHeader_{name}", value) for name, value in event.sip_headers]
         return Step(actions, Navigate(self._verb.action, self._verb.method, tuple(params)))
 
     def hang_up(self, now: float) -> Step:

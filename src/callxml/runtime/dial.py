@@ -273,6 +273,7 @@ class Dialer:
             0,
             sip_call_id=chosen.sip_call_id,
             sip_response_code=chosen.sip_response_code or (487 if stopped else None),
+            sip_headers=chosen.sip_headers,
         )
 
     async def _bridge(
@@ -322,6 +323,7 @@ class Dialer:
             duration,
             sip_call_id=winner.sip_call_id,
             sip_response_code=winner.sip_response_code,
+            sip_headers=winner.sip_headers,
         )
 
     async def _child_status(self, sid: str, status: str, **changes: Any) -> None:
@@ -345,6 +347,7 @@ class _Attempt:
         self.status = "failed"
         self.sip_response_code: int | None = None
         self.sip_call_id: str | None = None
+        self.sip_headers: tuple[tuple[str, str], ...] = ()
         self._ringing: asyncio.Future[None] | None = None
 
     def start(self) -> None:
@@ -385,6 +388,7 @@ class _Attempt:
         self.status = result.status
         self.sip_response_code = result.sip_response_code
         self.sip_call_id = result.sip_call_id
+        self.sip_headers = result.headers
         await self.dialer._note(
             "dial",
             {
