@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from callxml.interpreter import actions as act
 from callxml.markup.verbs import Client, Number, Sip
 from callxml.runtime.dial import Dialer, resolve_targets
@@ -323,3 +325,40 @@ async def test_number_send_digits_and_noun_status_callback() -> None:
     assert to == uri and callback.url == "https://app.test/child"
     assert callback.events == ("initiated", "completed") and callback.method == "POST"
     assert (sid, "completed") in children.statuses
+
+
+@pytest.mark.parametrize("accept", [True, False])
+async def test_whisper_runs_before_the_bridge_and_can_decline(accept: bool) -> None:
+    """A noun's ``url``: the whisper runner gets the answered child leg first; True bridges,
+    False ends the child and the dial ``no-answer``."""
+    uri = "sip:bob@x.test"
+    phone = FakePhone({uri: (0.0, "completed", 200)})
+    bridges = Bridges()
+    seen: list[tuple[str, str, Any, str]] = []
+
+    async def whisper(
+        url: str, method: str, leg: Any, *, child_sid: str, to: str, from_: str
+    ) -> bool:
+        seen.append((url, method, leg, child_sid))
+        return accept
+
+    async def child_hangs_up() -> None:
+        await until(lambda: bridges.started, step=0.005)
+        phone.legs[uri].caller_hangs_up()
+
+    hanger = asyncio.create_task(child_hangs_up())
+    result = await Dialer(phone, bridges, whisper=whisper)(
+        dial_action(Sip(uri=uri, url="https://app.test/whisper", method="GET")),
+        FakeLeg(answered=True),
+        answer_caller=no_answer,
+        stop=asyncio.Event(),
+    )
+    hanger.cancel()
+    ((url, method, leg, child_sid),) = seen
+    assert url == "https://app.test/whisper" and method == "GET"
+    assert leg is phone.legs[uri] and child_sid == result.call_sid
+    if accept:
+        assert result.status == "completed" and bridges.started
+    else:
+        assert result.status == "no-answer" and not bridges.started
+        assert phone.legs[uri].hung_up == "whisper ended the call"

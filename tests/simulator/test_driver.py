@@ -280,3 +280,22 @@ async def test_status_callbacks_are_sent_like_the_engine() -> None:
     assert rec[0]["RecordingSid"] == result.recordings[0].url.rsplit("/", 1)[1]
     assert "not run" not in result.said
     assert any("sends digits 12" in line for line in result.transcript)
+
+
+@pytest.mark.parametrize(
+    ("whisper", "status"), [("<Say>You have a call</Say>", "completed"), ("<Hangup/>", "no-answer")]
+)
+async def test_noun_url_whisper(whisper: str, status: str) -> None:
+    """A noun's ``url`` runs on the answering far end before the bridge (with ParentCallSid);
+    when it hangs up the dial is ``no-answer``, as in the engine."""
+    pages = {
+        URL: doc("<Dial action='/after'><Sip url='/whisper'>sip:bob@example.com</Sip></Dial>"),
+        "https://app.test/whisper": doc(whisper),
+        "https://app.test/after": doc("<Hangup/>"),
+    }
+    result = await run(pages)
+    whispered = next(r for r in result.requests if r.request.url.endswith("/whisper"))
+    assert whispered.params["ParentCallSid"] == result.call_sid
+    assert whispered.params["Direction"] == "outbound-dial"
+    assert result.requests[-1].params["DialCallStatus"] == status
+    assert any(line.split("] ", 1)[-1].startswith("  whisper:") for line in result.transcript)

@@ -40,6 +40,7 @@ __all__ = [
     "CallBook",
     "CallControlError",
     "CallNotInProgress",
+    "ChildBook",
     "EngineStopping",
     "InvalidTarget",
     "LiveCall",
@@ -204,6 +205,36 @@ class CallBook:
             if status in TERMINAL_STATUSES:
                 self._child_callbacks.pop(sid, None)
                 self._child_status.pop(sid, None)
+
+
+class ChildBook:
+    """The ``CallLog`` of a whisper (a noun's ``url``) run on a child call: its events and
+    recordings go on the child's record; its status is the dialler's to write, not the
+    whisper's."""
+
+    def __init__(self, parent: CallBook, sid: str) -> None:
+        self.parent = parent
+        self.sid = sid
+
+    async def event(self, kind: str, data: Mapping[str, Any]) -> None:
+        await asyncio.to_thread(
+            self.parent.store.add_event, CallEvent(self.sid, kind, time.time(), dict(data))
+        )
+
+    async def status(self, status: str, **changes: Any) -> None:
+        return None
+
+    async def recording(self, sid: str, path: Path, duration: int) -> str:
+        record = RecordingRecord(
+            sid=sid,
+            call_sid=self.sid,
+            account_sid=self.parent.record.account_sid,
+            path=str(path),
+            duration=duration,
+            date_created=time.time(),
+        )
+        await asyncio.to_thread(self.parent.store.add_recording, record)
+        return self.parent.recording_url(sid)
 
 
 # -- live calls ---------------------------------------------------------------------------------

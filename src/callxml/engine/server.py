@@ -35,6 +35,7 @@ from callxml.engine.api import OutboundCall, build_app, recording_uri
 from callxml.engine.callbacks import CallbackTarget, StatusCallbacks, callback_target
 from callxml.engine.calls import (
     CallBook,
+    ChildBook,
     EngineStopping,
     InvalidTarget,
     LiveCall,
@@ -408,14 +409,39 @@ class Engine:
             lambda sid: base + recording_uri(account, sid),
         )
 
-    def _dialer(self, book: CallBook) -> Dialer:
+    def _dialer(self, book: CallBook, account: AccountConfig) -> Dialer:
         assert self.phone is not None
+        services = self._runtime_services(account)
+
+        async def whisper(
+            url: str, method: str, leg: CallLeg, *, child_sid: str, to: str, from_: str
+        ) -> bool:
+            """A noun's ``url``: its document runs on the called party before the bridge."""
+            info = CallInfo(
+                call_sid=child_sid,
+                account_sid=account.sid,
+                from_=from_,
+                to=to,
+                direction="outbound-dial",
+                extra=(("ParentCallSid", book.sid),),
+            )
+            session = CallSession(url=url, method=method, call=info, answered=True, whisper=True)
+            whisper_services = RuntimeServices(
+                fetcher=services.fetcher,
+                audio=services.audio,
+                recordings_dir=services.recordings_dir,
+            )
+            runner = CallRunner(session, leg, whisper_services, ChildBook(book, child_sid))
+            await runner.run()
+            return runner.session.returned
+
         return Dialer(
             self.phone,
             bridge,
             trunk_uri_template=self.config.trunk_uri_template,
             children=book,
             event=book.event,
+            whisper=whisper,
         )
 
     async def _run_call(
@@ -432,7 +458,7 @@ class Engine:
         call_services = RuntimeServices(
             fetcher=services.fetcher,
             audio=services.audio,
-            dial=self._dialer(book),
+            dial=self._dialer(book, live.account),
             recordings_dir=services.recordings_dir,
         )
         runner = CallRunner(session, leg, call_services, book, inline_document=inline_document)

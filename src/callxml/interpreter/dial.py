@@ -13,11 +13,13 @@ runs. If the caller hangs up, the request is still made and its document is not 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from callxml.interpreter import actions as act
 from callxml.interpreter.events import DIAL_STATUSES, DialFinished, Event
 from callxml.interpreter.tasks import Context, Continue, Navigate, Step, Task
 from callxml.markup.capabilities import Support, capability, message
-from callxml.markup.verbs import Dial, DialNoun
+from callxml.markup.verbs import Dial, DialNoun, Number, Sip
 
 __all__ = ["NO_TRUNK", "DialTask", "trunk_uri"]
 
@@ -47,6 +49,8 @@ class DialTask(Task):
             if row.support is Support.UNSUPPORTED:
                 actions.append(act.Log("warning", f"Dial: {message(row)}"))
                 continue
+            if isinstance(noun, Number | Sip) and noun.url is not None:
+                noun = replace(noun, url=self._ctx.resolve(noun.url))  # the whisper document
             targets.append(noun)
         if not targets:
             actions.append(act.Log("warning", "Dial: nothing to dial"))

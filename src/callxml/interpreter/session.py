@@ -105,7 +105,9 @@ class CallSession:
     and ``ErrorUrl``) when a fetch fails or returns something that is not valid markup. Pass
     ``answered=True`` for a call that is already up (an outbound API call). ``parse`` turns a
     body into a :class:`~callxml.markup.verbs.Document` (default: the markup parser);
-    ``new_sid`` makes ``RE…`` and other identifiers (inject a fixed one in tests).
+    ``new_sid`` makes ``RE…`` and other identifiers (inject a fixed one in tests). A ``whisper``
+    session runs a noun's ``url`` on the called party: at the end of its document it ends
+    without hanging up and sets :attr:`returned` (the dial then bridges the legs).
     """
 
     def __init__(
@@ -120,8 +122,13 @@ class CallSession:
         parse: Parser | None = None,
         new_sid: Callable[[str], str] = new_sid,
         answered: bool = False,
+        whisper: bool = False,
     ) -> None:
         self.call = call
+        self.whisper = whisper
+        #: A whisper session (``whisper=True``: a noun's ``url`` run on the called party before
+        #: the bridge) that reached the end of its document without hanging up: bridge now.
+        self.returned = False
         self.limits = limits or Limits()
         self._url = url
         self._method = method
@@ -395,6 +402,10 @@ class CallSession:
         """Start verbs until one is running, a fetch is in flight, or the call is over."""
         while self.state is State.RUNNING and self._task is None and not self._caller_gone:
             if self._next_verb >= len(self._verbs):
+                if self.whisper:  # the whisper is over: the legs are bridged, not hung up
+                    self.returned = True
+                    self._end()
+                    return
                 task: Task = HangupTask("end of document")
             else:
                 verb = self._verbs[self._next_verb]

@@ -73,6 +73,10 @@ R, W, U = Support.RUNS, Support.WARNS, Support.UNSUPPORTED
 SKIPPED = "skipped with a warning; the next verb runs"
 NOT_DIALLED = "not dialled (a warning); with nothing else to dial, DialCallStatus is failed"
 IGNORED = "ignored with a warning"
+WHISPER = (
+    "a whisper: the document runs on the called party before the bridge "
+    "(with ParentCallSid); a <Hangup> there ends the dial (no-answer)"
+)
 CHILD_CALLBACK = "the child call's status callbacks, signed, with ParentCallSid"
 SPEECH = "speech recognition is not available; ignored with a warning"
 
@@ -128,8 +132,8 @@ _ROWS: tuple[tuple[Any, ...], ...] = (
     # ----------------------------------------------------------------------------- nouns
     ("Number", None, R, "dialled through sip.trunk_uri_template; failed without a trunk"),
     ("Number", "sendDigits", R, "RFC 4733 keys to the callee once it answers; w waits 0.5 s"),
-    ("Number", "url", U, IGNORED),
-    ("Number", "method", U, IGNORED),
+    ("Number", "url", R, WHISPER),
+    ("Number", "method", R, ""),
     ("Number", "statusCallback", R, CHILD_CALLBACK),
     ("Number", "statusCallbackEvent", R, "initiated, ringing, answered, completed"),
     ("Number", "statusCallbackMethod", R, ""),
@@ -139,8 +143,8 @@ _ROWS: tuple[tuple[Any, ...], ...] = (
     ("Sip/Headers", None, R, "each <Header name value> is sent (X- headers only)"),
     ("Sip", "username", R, "digest authentication"),
     ("Sip", "password", R, "digest authentication"),
-    ("Sip", "url", U, IGNORED),
-    ("Sip", "method", U, IGNORED),
+    ("Sip", "url", R, WHISPER),
+    ("Sip", "method", R, ""),
     ("Sip", "statusCallback", R, CHILD_CALLBACK),
     ("Sip", "statusCallbackEvent", R, "initiated, ringing, answered, completed"),
     ("Sip", "statusCallbackMethod", R, ""),

@@ -37,7 +37,15 @@ from callxml.runtime.phone import DialResult
 from callxml.sip.auth import Credentials
 from callxml.sip.target import Target
 
-__all__ = ["CallPlacer", "ChildCallback", "ChildLog", "DialTarget", "Dialer", "resolve_targets"]
+__all__ = [
+    "CallPlacer",
+    "ChildCallback",
+    "ChildLog",
+    "DialTarget",
+    "Dialer",
+    "WhisperRunner",
+    "resolve_targets",
+]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +97,15 @@ class ChildCallback:
     url: str
     method: str = "POST"
     events: tuple[str, ...] = ("completed",)
+
+
+class WhisperRunner(Protocol):
+    """Runs a noun's ``url`` (a whisper) on the answered called party before the bridge;
+    True when its document ran to the end (bridge), False when it hung up or failed."""
+
+    async def __call__(
+        self, url: str, method: str, leg: CallLeg, *, child_sid: str, to: str, from_: str
+    ) -> bool: ...
 
 
 class ChildLog(Protocol):
@@ -180,9 +197,11 @@ class Dialer:
         children: ChildLog | None = None,
         clock: Callable[[], float] | None = None,
         event: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
+        whisper: WhisperRunner | None = None,
     ) -> None:
         self.phone = phone
         self.bridge = bridge
+        self.whisper = whisper
         self.trunk_uri_template = trunk_uri_template
         self.children = children
         self._clock = clock
@@ -286,6 +305,10 @@ class Dialer:
     ) -> ev.DialFinished:
         child = winner.answered_leg()
         assert child is not None
+        noun = winner.target.noun
+        whisper = (noun.url, noun.method) if isinstance(noun, Number | Sip) and noun.url else None
+        if whisper is not None and not await self._whisper(winner, child, caller, stop, *whisper):
+            return await self._whisper_declined(winner, child, caller, stop)
         if not caller.answered:
             await answer_caller()  # answerOnBridge: the caller is answered only now
         star = asyncio.Event()
@@ -325,6 +348,66 @@ class Dialer:
             sip_response_code=winner.sip_response_code,
             sip_headers=winner.sip_headers,
         )
+
+    async def _whisper_declined(
+        self, winner: _Attempt, child: CallLeg, caller: Leg, stop: asyncio.Event
+    ) -> ev.DialFinished:
+        """The whisper hung up (or the caller left during it): no bridge, the child is ended
+        and the dial is ``no-answer`` (``canceled`` when the caller left)."""
+        if not child.ended.is_set():
+            with contextlib.suppress(CallXmlError, TimeoutError, OSError):
+                await asyncio.wait_for(child.hangup("whisper ended the call"), 10)
+        await self._child_status(winner.sid, "completed", end_time=_wall(), duration=0)
+        gone = stop.is_set() or caller.ended.is_set()
+        return ev.DialFinished(
+            "canceled" if gone else "no-answer",
+            winner.sid,
+            0,
+            sip_call_id=winner.sip_call_id,
+            sip_response_code=winner.sip_response_code,
+            sip_headers=winner.sip_headers,
+        )
+
+    async def _whisper(
+        self,
+        winner: _Attempt,
+        child: CallLeg,
+        caller: Leg,
+        stop: asyncio.Event,
+        url: str,
+        method: str,
+    ) -> bool:
+        """Run the noun's whisper document on ``child`` (the caller keeps hearing ringing);
+        False when it hung up, failed, or the caller left meanwhile."""
+        if self.whisper is None:
+            await self._note("warning", {"message": f"Dial {winner.target.label}: no whisper"})
+            return True
+        whisper = asyncio.ensure_future(
+            self.whisper(
+                url,
+                method,
+                child,
+                child_sid=winner.sid,
+                to=winner.target.label,
+                from_=winner.from_uri,
+            )
+        )
+        waiters = [asyncio.ensure_future(caller.ended.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait([whisper, *waiters], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if not whisper.done():
+            whisper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await whisper
+            return False
+        try:
+            return bool(whisper.result()) and not child.ended.is_set()
+        except Exception:
+            log.exception("whisper for %s failed", winner.sid)
+            return False
 
     async def _child_status(self, sid: str, status: str, **changes: Any) -> None:
         if self.children is not None:

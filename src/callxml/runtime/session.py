@@ -594,7 +594,8 @@ class CallRunner:
     async def _finish(self) -> None:
         """Release the leg and write the final status, whatever happened."""
         self.leg.set_consumer(None, None)
-        if not self.leg.ended.is_set() and not self._we_ended:
+        returned = self.session.returned and self._crash is None  # a whisper: bridge next
+        if not self.leg.ended.is_set() and not self._we_ended and not returned:
             await asyncio.shield(self._hang_up("call over"))
         status = self.status
         ended = self.now()

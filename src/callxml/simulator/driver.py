@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from callxml.errors import CallXmlError, WebhookError
-from callxml.interpreter import CallSession, new_sid
+from callxml.interpreter import CallInfo, CallSession, new_sid
 from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
 from callxml.interpreter.dial import NO_TRUNK, trunk_uri
@@ -120,6 +120,7 @@ class SimulatedCall:
         self._dial: _Dial | None = None
         self._failed = False  # the driver itself failed (see run)
         self._queued: list[act.Action] = []  # status callbacks to send at the next step
+        self._whisper: tuple[v.Number | v.Sip, str, str] | None = None  # to run on the callee
 
     # ----------------------------------------------------------------------------- the loop
 
@@ -156,6 +157,9 @@ class SimulatedCall:
             if self._queued:  # status callbacks the far ends caused
                 callbacks, self._queued = self._queued, []
                 await self._carry_out(callbacks)
+            if self._whisper is not None:
+                await self._run_whisper(*self._whisper)
+                continue
             if queued is not None and (timer is None or queued <= timer):
                 at, _, event = heapq.heappop(self._queue)
                 self._now = max(self._now, at)
@@ -501,6 +505,8 @@ class SimulatedCall:
             final = "completed" if i == winner else _CHILD_STATUS.get(outcomes[i], "canceled")
             self._child_callbacks(noun, record, action.caller_id or "", final, i == winner)
         answerer = nouns[winner] if winner is not None else None
+        if isinstance(answerer, v.Number | v.Sip) and answerer.url and winner is not None:
+            self._whisper = (answerer, records[winner].target, action.caller_id or "")
         if isinstance(answerer, v.Number) and answerer.send_digits and winner is not None:
             say(now, f"  sends digits {answerer.send_digits} to {records[winner].target}")
         if answer_at is not None:
@@ -538,6 +544,47 @@ class SimulatedCall:
             url = resolve_url(self._session.current_url, noun.status_callback)
             request = WebhookRequest(url, noun.status_callback_method, params)
             self._queued.append(act.Callback(request))
+
+    async def _run_whisper(self, noun: v.Number | v.Sip, target: str, from_: str) -> None:
+        """A noun's ``url``: its document runs on the answering far end (a nested simulated
+        call, ``ParentCallSid`` set) before the bridge; a ``<Hangup>`` there (anything but
+        running to the end) ends the dial ``no-answer``, as in the engine. It takes no
+        simulated time of the caller's."""
+        self._whisper = None
+        assert noun.url is not None
+        call = self._session.call
+        info = CallInfo(
+            call_sid=new_sid("CA"),
+            account_sid=call.account_sid,
+            from_=from_,
+            to=target,
+            direction="outbound-dial",
+            extra=(("ParentCallSid", call.call_sid),),
+        )
+        session = CallSession(
+            url=noun.url,
+            method=noun.method,
+            call=info,
+            answered=True,
+            whisper=True,
+            limits=self._session.limits,
+        )
+        nested = SimulatedCall(session, self._fetcher, trunk_uri_template=self._trunk)
+        whispered = await nested.run()
+        for line in whispered.transcript:
+            self._transcript.add(self._now, "  whisper: " + line.split("] ", 1)[-1])
+        self.result.requests += whispered.requests
+        dial = self._dial
+        if session.returned or dial is None:
+            return
+        self._queue = [q for q in self._queue if not isinstance(q[2], ev.Answered)]
+        heapq.heapify(self._queue)
+        old = dial.event
+        dial.answer_at = None
+        dial.event = ev.DialFinished(
+            "no-answer", old.call_sid, 0, old.sip_call_id, old.sip_response_code
+        )
+        self._schedule(self._now, dial.event)
 
     def _stop_dial(self) -> None:
         dial = self._dial
