@@ -336,3 +336,44 @@ def test_record_recording_status_callback(events: str, duration: int, expected: 
     completed = [params(r) for r in callbacks if params(r)["RecordingStatus"] == "completed"]
     for p in completed:
         assert p["RecordingUrl"] == "https://rec.test/RE1" and p["RecordingDuration"] == "7"
+
+
+@pytest.mark.parametrize("bridged", [True, False])
+def test_dial_record_reports_the_recording(bridged: bool) -> None:
+    """``<Dial record>``: the dial is asked to record under a fresh sid; the action gets
+    ``RecordingUrl``/``RecordingSid``/``RecordingDuration`` and ``recordingStatusCallback``
+    ``completed`` (or ``absent`` when nothing was bridged)."""
+    h = Harness(
+        {
+            BASE: "<Dial action='/after' record='record-from-answer-dual' "
+            "recordingStatusCallback='/rec' recordingStatusCallbackEvent='completed absent'>"
+            "<Sip>sip:bob@example.com</Sip></Dial>",
+            "https://app.test/after": "<Hangup/>",
+        }
+    ).start()
+    start = h.actions[-1]
+    assert isinstance(start, act.StartDial) and start.record == "record-from-answer-dual"
+    assert start.recording_sid == "RE" + "f" * 32
+    if bridged:
+        h.send(
+            ev.DialFinished(
+                "completed",
+                "CA" + "4" * 32,
+                9,
+                recording_url="https://engine.test/RE1",
+                recording_duration=9,
+                recording_channels=2,
+            )
+        )
+    else:
+        h.send(ev.DialFinished("busy", "CA" + "4" * 32, 0))
+    (callback,) = [a.request for a in h.of(act.Callback)]
+    sent = params(callback)
+    assert callback.url == "https://app.test/rec" and sent["RecordingSource"] == "DialVerb"
+    p = params(h.requests[-1])
+    if bridged:
+        assert sent["RecordingStatus"] == "completed" and sent["RecordingChannels"] == "2"
+        assert p["RecordingUrl"] == "https://engine.test/RE1" and p["RecordingDuration"] == "9"
+        assert p["RecordingSid"] == "RE" + "f" * 32
+    else:
+        assert sent["RecordingStatus"] == "absent" and "RecordingUrl" not in p

@@ -362,3 +362,43 @@ async def test_whisper_runs_before_the_bridge_and_can_decline(accept: bool) -> N
     else:
         assert result.status == "no-answer" and not bridges.started
         assert phone.legs[uri].hung_up == "whisper ended the call"
+
+
+async def test_dial_record_taps_the_bridge_and_keeps_the_recording() -> None:
+    """``<Dial record>``: the bridge gets an audio tap; what both sides said is saved through
+    the recording sink under the interpreter's sid, and the result carries its URL."""
+    uri = "sip:bob@x.test"
+    phone = FakePhone({uri: (0.0, "completed", 200)})
+    taps: list[Any] = []
+    kept: list[tuple[str, int, int]] = []
+
+    class TappedBridges(Bridges):
+        def __call__(self, a: Any, b: Any, on_a_digit: Any = None, **kw: Any) -> Bridges:
+            taps.append(kw.get("on_audio"))
+            return super().__call__(a, b, on_a_digit, on_star=kw.get("on_star"))
+
+    async def keep(sid: str, pcm: bytes, channels: int, duration: int) -> str:
+        kept.append((sid, channels, duration))
+        return f"https://engine.test/Recordings/{sid}"
+
+    bridges = TappedBridges()
+
+    async def talk_then_hang_up() -> None:
+        await until(lambda: taps, step=0.005)
+        for _ in range(5):
+            taps[0]("a", b"\x10\x00" * 160)
+            taps[0]("b", b"\x20\x00" * 160)
+        await asyncio.sleep(1.05)
+        phone.legs[uri].caller_hangs_up()
+
+    talker = asyncio.create_task(talk_then_hang_up())
+    result = await Dialer(phone, bridges, recordings=keep)(
+        dial_action(Sip(uri=uri), record="record-from-answer-dual", recording_sid="RE" + "1" * 32),
+        FakeLeg(answered=True),
+        answer_caller=no_answer,
+        stop=asyncio.Event(),
+    )
+    await talker
+    assert kept == [("RE" + "1" * 32, 2, 1)]
+    assert result.recording_url == "https://engine.test/Recordings/RE" + "1" * 32
+    assert result.recording_duration == 1 and result.recording_channels == 2

@@ -153,7 +153,7 @@ class CallBook:
         if changed:
             self._notify()
 
-    async def recording(self, sid: str, path: Path, duration: int) -> str:
+    async def recording(self, sid: str, path: Path, duration: int, *, channels: int = 1) -> str:
         record = RecordingRecord(
             sid=sid,
             call_sid=self.sid,
@@ -161,6 +161,7 @@ class CallBook:
             path=str(path),
             duration=duration,
             date_created=time.time(),
+            channels=channels,
         )
         await asyncio.to_thread(self.store.add_recording, record)
         return self.recording_url(sid)

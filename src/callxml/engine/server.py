@@ -50,6 +50,7 @@ from callxml.interpreter import CallInfo, CallSession
 from callxml.markup.verbs import Number, Sip
 from callxml.runtime import CallLeg, DialResult, IncomingCall, Phone, bridge
 from callxml.runtime.dial import Dialer, resolve_targets
+from callxml.runtime.recorder import save_recording
 from callxml.runtime.session import DIGIT_WAIT, INTERNAL_ERROR, CallRunner, RuntimeServices
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig
@@ -435,6 +436,13 @@ class Engine:
             await runner.run()
             return runner.session.returned
 
+        async def keep(sid: str, pcm: bytes, channels: int, duration: int) -> str:
+            """A ``<Dial record>`` recording: saved like ``<Record>``'s, on the caller's call."""
+            path = await asyncio.to_thread(
+                save_recording, services.recordings_dir, sid, pcm, channels=channels
+            )
+            return await book.recording(sid, path, duration, channels=channels)
+
         return Dialer(
             self.phone,
             bridge,
@@ -442,6 +450,7 @@ class Engine:
             children=book,
             event=book.event,
             whisper=whisper,
+            recordings=keep,
         )
 
     async def _run_call(

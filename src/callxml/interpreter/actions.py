@@ -182,6 +182,8 @@ class StartDial:
     record: str = "do-not-record"
     ring_tone: str | None = None
     sequential: bool = False
+    recording_sid: str = ""  # with ``record``: the RE… sid the recording is saved under
+    recording_track: str = "both"  # both | inbound (the caller) | outbound (the called party)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from callxml.errors import LocalProtocolError
 from callxml.interpreter import actions as act
 from callxml.interpreter.events import DIAL_STATUSES, DialFinished, Event
 from callxml.interpreter.tasks import Context, Continue, Navigate, Step, Task
 from callxml.markup.capabilities import Support, capability, message
 from callxml.markup.verbs import Dial, DialNoun, Number, Sip
+from callxml.webhooks.base import WebhookRequest
 
 __all__ = ["NO_TRUNK", "DialTask", "trunk_uri"]
 
@@ -39,6 +41,8 @@ class DialTask(Task):
         self._verb = verb
         self._ctx = ctx
         self.needs_answer = not verb.answer_on_bridge
+        recording = verb.record != "do-not-record"
+        self._recording_sid = ctx.new_sid("RE") if recording else ""
 
     def start(self, now: float) -> Step:
         verb = self._verb
@@ -68,8 +72,12 @@ class DialTask(Task):
                 record=verb.record,
                 ring_tone=verb.ring_tone,
                 sequential=verb.sequential,
+                recording_sid=self._recording_sid,
+                recording_track=verb.recording_track,
             )
         )
+        if verb.record.startswith("record-from-ringing"):
+            actions.append(act.Log("warning", "Dial: record-from-ringing records from the answer"))
         return Step(actions)
 
     def receive(self, event: Event, now: float) -> Step:
@@ -83,6 +91,7 @@ class DialTask(Task):
         if status not in DIAL_STATUSES:
             actions.append(act.Log("warning", f"Dial: unknown outcome {status!r}, taken as failed"))
             status = "failed"
+        actions += self._recording_callback(event)
         if self._verb.action is None:
             return Step(actions, Continue())
         params: list[tuple[str, str]] = [("DialCallStatus", status)]
@@ -96,7 +105,43 @@ class DialTask(Task):
         if event.sip_response_code is not None:
             params.append(("DialSipResponseCode", str(event.sip_response_code)))
         params += [(f"DialSipHeader_{name}", value) for name, value in event.sip_headers]
+        if event.recording_url:
+            params += [
+                ("RecordingUrl", event.recording_url),
+                ("RecordingSid", self._recording_sid),
+                ("RecordingDuration", str(event.recording_duration)),
+            ]
         return Step(actions, Navigate(self._verb.action, self._verb.method, tuple(params)))
 
     def hang_up(self, now: float) -> Step:
         return Step([act.StopDial()])
+
+    def _recording_callback(self, event: DialFinished) -> list[act.Action]:
+        """``<Dial record recordingStatusCallback>``: ``completed`` with the recording, or
+        ``absent`` when recording was asked for and nothing was bridged."""
+        verb = self._verb
+        if not self._recording_sid or verb.recording_status_callback is None:
+            return []
+        status = "completed" if event.recording_url else "absent"
+        if status not in verb.recording_status_callback_event:
+            return []
+        call = self._ctx.call
+        params: list[tuple[str, str]] = [
+            ("AccountSid", call.account_sid),
+            ("CallSid", call.call_sid),
+            ("RecordingSid", self._recording_sid),
+            ("RecordingStatus", status),
+            ("RecordingSource", "DialVerb"),
+            ("RecordingChannels", str(event.recording_channels)),
+        ]
+        if event.recording_url:
+            params += [
+                ("RecordingUrl", event.recording_url),
+                ("RecordingDuration", str(event.recording_duration)),
+            ]
+        url = self._ctx.resolve(verb.recording_status_callback)
+        try:
+            request = WebhookRequest(url, verb.recording_status_callback_method, tuple(params))
+        except LocalProtocolError as exc:
+            return [act.Log("warning", f"Dial: recordingStatusCallback not sent: {exc}")]
+        return [act.Callback(request)]

@@ -103,6 +103,9 @@ class DialFinished:
     sip_call_id: str | None = None
     sip_response_code: int | None = None
     sip_headers: tuple[tuple[str, str], ...] = ()  # X- headers of the far end's final response
+    recording_url: str = ""  # <Dial record>: the bridged call's recording, when one was made
+    recording_duration: int = 0
+    recording_channels: int = 1
 
 
 @dataclass(frozen=True, slots=True)

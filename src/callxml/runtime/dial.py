@@ -34,6 +34,7 @@ from callxml.markup.capabilities import capability, message
 from callxml.markup.verbs import DialNoun, Number, Sip
 from callxml.runtime.leg import CallLeg, Leg
 from callxml.runtime.phone import DialResult
+from callxml.runtime.recorder import BridgeRecorder
 from callxml.sip.auth import Credentials
 from callxml.sip.target import Target
 
@@ -43,6 +44,7 @@ __all__ = [
     "ChildLog",
     "DialTarget",
     "Dialer",
+    "RecordingSink",
     "WhisperRunner",
     "resolve_targets",
 ]
@@ -86,6 +88,7 @@ class Bridger(Protocol):
         on_a_digit: Callable[[str], None] | None = None,
         *,
         on_star: Callable[[], None] | None = None,
+        on_audio: Callable[[str, bytes], None] | None = None,
     ) -> BridgeHandle: ...
 
 
@@ -97,6 +100,13 @@ class ChildCallback:
     url: str
     method: str = "POST"
     events: tuple[str, ...] = ("completed",)
+
+
+class RecordingSink(Protocol):
+    """Keeps a ``<Dial record>`` recording (PCM16, ``channels`` interleaved) under ``sid`` and
+    returns its ``RecordingUrl``."""
+
+    async def __call__(self, sid: str, pcm: bytes, channels: int, duration: int) -> str: ...
 
 
 class WhisperRunner(Protocol):
@@ -198,10 +208,12 @@ class Dialer:
         clock: Callable[[], float] | None = None,
         event: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
         whisper: WhisperRunner | None = None,
+        recordings: RecordingSink | None = None,
     ) -> None:
         self.phone = phone
         self.bridge = bridge
         self.whisper = whisper
+        self.recordings = recordings
         self.trunk_uri_template = trunk_uri_template
         self.children = children
         self._clock = clock
@@ -322,7 +334,20 @@ class Dialer:
         )
         if winner.target.send_digits:  # <Number sendDigits>: to the callee, before the bridge
             await _send_digits(child, winner.target.send_digits)
-        handle = self.bridge(caller, child, on_star=star.set if action.hangup_on_star else None)
+        on_star = star.set if action.hangup_on_star else None
+        recorder = None
+        if action.record != "do-not-record" and self.recordings is not None:
+            recorder = BridgeRecorder(
+                self.now(), dual=action.record.endswith("-dual"), track=action.recording_track
+            )
+            tap = recorder  # bound for the closure below
+
+            def on_audio(side: str, pcm: bytes) -> None:
+                tap.audio(side, pcm, self.now())
+
+            handle = self.bridge(caller, child, on_star=on_star, on_audio=on_audio)
+        else:
+            handle = self.bridge(caller, child, on_star=on_star)
         ends = [
             asyncio.ensure_future(child.ended.wait()),
             asyncio.ensure_future(caller.ended.wait()),
@@ -340,6 +365,15 @@ class Dialer:
                     await asyncio.wait_for(child.hangup("dial ended"), 10)
         duration = max(0, round(self.now() - bridged_at))
         await self._child_status(winner.sid, "completed", end_time=_wall(), duration=duration)
+        url, seconds, channels = "", 0, 1
+        if recorder is not None and self.recordings is not None and action.recording_sid:
+            pcm, channels, seconds = recorder.result(self.now())
+            if seconds > 0:
+                try:
+                    url = await self.recordings(action.recording_sid, pcm, channels, seconds)
+                except Exception:
+                    log.exception("dial recording %s not saved", action.recording_sid)
+                    url = ""
         return ev.DialFinished(
             "completed",
             winner.sid,
@@ -347,6 +381,9 @@ class Dialer:
             sip_call_id=winner.sip_call_id,
             sip_response_code=winner.sip_response_code,
             sip_headers=winner.sip_headers,
+            recording_url=url,
+            recording_duration=seconds if url else 0,
+            recording_channels=channels,
         )
 
     async def _whisper_declined(

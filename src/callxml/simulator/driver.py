@@ -23,6 +23,7 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from callxml.errors import CallXmlError, WebhookError
 from callxml.interpreter import CallInfo, CallSession, new_sid
@@ -120,6 +121,7 @@ class SimulatedCall:
         self._dial: _Dial | None = None
         self._failed = False  # the driver itself failed (see run)
         self._queued: list[act.Action] = []  # status callbacks to send at the next step
+        self._dial_action: act.StartDial | None = None
         self._whisper: tuple[v.Number | v.Sip, str, str] | None = None  # to run on the callee
 
     # ----------------------------------------------------------------------------- the loop
@@ -212,6 +214,9 @@ class SimulatedCall:
                 if self._dial is None or self._dial.event is not event:
                     return []
                 self._dial = None
+                if event.recording_url:
+                    recording = RecordingRecord(event.recording_url, event.recording_duration, "")
+                    self.result.recordings.append(recording)
                 self._transcript.add(
                     self._now,
                     f"dial ended: {event.status}, {event.duration} s bridged"
@@ -441,6 +446,7 @@ class SimulatedCall:
 
     def _start_dial(self, action: act.StartDial) -> None:
         now, say = self._now, self._transcript.add
+        self._dial_action = action
         records = [self._resolve(noun) for noun in action.targets]
         say(now, f"Dial: timeout {action.timeout:g} s, callerId {action.caller_id or '-'}")
         unplaced = [r for r in records if r.outcome == "failed" and r.warnings]
@@ -499,6 +505,7 @@ class SimulatedCall:
             duration=duration,
             sip_call_id=sip_call_id,
             sip_response_code=code if first_sip else None,
+            **self._dial_recording(action, duration if winner is not None else 0),
         )
         self._dial = _Dial(answer_at, finish_at, event, action.answer_on_bridge)
         for i, (noun, record) in enumerate(zip(nouns, records, strict=True)):
@@ -586,6 +593,14 @@ class SimulatedCall:
         )
         self._schedule(self._now, dial.event)
 
+    def _dial_recording(self, action: act.StartDial | None, seconds: int) -> dict[str, Any]:
+        """``<Dial record>``: the bridged time as a recording (mono, or dual for ``-dual``)."""
+        if action is None or not action.recording_sid or seconds <= 0:
+            return {}
+        url = f"https://simulator.callxml.invalid/Recordings/{action.recording_sid}"
+        channels = 2 if action.record.endswith("-dual") else 1
+        return {"recording_url": url, "recording_duration": seconds, "recording_channels": channels}
+
     def _stop_dial(self) -> None:
         dial = self._dial
         if dial is None:
@@ -600,6 +615,7 @@ class SimulatedCall:
             duration,
             dial.event.sip_call_id,
             (200 if bridged else 487) if code is not None else None,
+            **self._dial_recording(self._dial_action, duration),
         )
         dial.event = event
         self._schedule(self._now, event)
