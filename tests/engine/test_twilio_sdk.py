@@ -193,7 +193,8 @@ async def test_the_twilio_sdk_drives_calls(tmp_path: Path, sipp: Sipp) -> None:
     [
         ({"machine_detection": "Enable"}, "MachineDetection"),
         ({"async_amd": "true"}, "AsyncAmd"),
-        ({"record": True, "recording_channels": "dual"}, "Record"),
+        ({"trim": "trim-silence"}, "Trim"),
+        ({"recording_channels": "dual"}, "RecordingChannels"),
         ({"byoc": "BY123"}, "Byoc"),
     ],
 )
@@ -269,3 +270,45 @@ async def test_the_sdk_example_runs(tmp_path: Path, sipp: Sipp) -> None:
     assert process.returncode == 0, text
     assert "ended: completed" in text and "refused as expected: 400 20001" in text
     assert (await callee.result()).returncode == 0
+
+
+async def test_record_true_records_the_whole_call(tmp_path: Path, sipp: Sipp) -> None:
+    """``Record=true`` with ``RecordingChannels=dual``: the call (what the callee says on the
+    left, what callxml plays on the right) is recorded from the answer, listed among the call's
+    recordings, and ``RecordingStatusCallback`` hears ``in-progress`` then ``completed``."""
+    callee = await sipp.uas("uas_answer", media_port=True)
+    app = WebApp({"/rec": lambda form: ""})
+    await app.start()
+    async with running_engine(engine_config(tmp_path, [])) as engine:
+        client = sdk(engine)
+        call = await off_loop(
+            client.calls.create,
+            to=f"sip:bob@127.0.0.1:{callee.port}?X-Ticket=7",
+            from_="sip:alice@example.com",
+            twiml="<Response><Say>This call is recorded</Say><Hangup/></Response>",
+            record=True,
+            recording_channels="dual",
+            recording_status_callback=app.url("/rec"),
+            recording_status_callback_event=["in-progress", "completed"],
+        )
+        await wait_status(engine, call.sid, {"completed", "failed"})
+        await until(
+            lambda: len([p for p, _ in app.requests if p == "/rec"]) == 2,
+            what="two recording callbacks",
+        )
+        (recording,) = await off_loop(client.calls(call.sid).recordings.list)
+        assert engine.store is not None
+        stored = engine.store.get_recording(recording.sid)
+    await app.stop()
+    assert (await callee.result()).returncode == 0
+    assert recording.channels == 2 and int(recording.duration) >= 1
+    assert stored is not None
+    with wave.open(stored.path) as audio:
+        assert audio.getnchannels() == 2
+        frames = audio.readframes(audio.getnframes())
+    assert any(frames[i + 2 : i + 4] != b"\x00\x00" for i in range(0, len(frames), 4))  # speech
+    statuses = [form["RecordingStatus"] for path, form in app.requests if path == "/rec"]
+    assert statuses == ["in-progress", "completed"]
+    done = [form for path, form in app.requests if path == "/rec"][-1]
+    assert done["RecordingSid"] == recording.sid and done["RecordingSource"] == "OutboundAPI"
+    assert done["RecordingUrl"].endswith(recording.sid)

@@ -55,9 +55,8 @@ API_VERSION = "2010-04-01"
 MAX_PAGE_SIZE = 1000
 MAX_FORM_BYTES = 64 * 1024
 #: Form fields Twilio SDKs send once per value (``StatusCallbackEvent=initiated&…=answered``).
-REPEATABLE_FIELDS = frozenset({"StatusCallbackEvent"})
+REPEATABLE_FIELDS = frozenset({"StatusCallbackEvent", "RecordingStatusCallbackEvent"})
 #: What ``POST Calls.json`` honours; any other parameter is refused, never silently ignored.
-#: (``Record`` is accepted only as ``false``.)
 CREATE_FIELDS = frozenset(
     {
         "To",
@@ -77,6 +76,11 @@ CREATE_FIELDS = frozenset(
         "SendDigits",
         "CallerId",
         "Record",
+        "RecordingChannels",
+        "RecordingTrack",
+        "RecordingStatusCallback",
+        "RecordingStatusCallbackMethod",
+        "RecordingStatusCallbackEvent",
     }
 )
 #: What ``POST Calls/{Sid}.json`` honours.
@@ -104,8 +108,7 @@ UNSUPPORTED_HINTS = {
     "AsyncAmd": "answering machine detection is not available",
     "AsyncAmdStatusCallback": "answering machine detection is not available",
     "ApplicationSid": "there are no TwiML applications; give Url or Twiml",
-    "RecordingChannels": "Record is not supported; use the <Record> verb",
-    "RecordingStatusCallback": "Record is not supported; use the <Record> verb",
+    "Trim": "recordings are not trimmed",
 }
 
 
@@ -139,6 +142,12 @@ class OutboundCall:
     time_limit: int = 14400
     send_digits: str | None = None
     caller_id: str | None = None
+    record: bool = False
+    recording_channels: str = "mono"  # mono | dual
+    recording_track: str = "both"  # both | inbound | outbound
+    recording_status_callback: str | None = None
+    recording_status_callback_method: str = "POST"
+    recording_status_callback_event: tuple[str, ...] = ("completed",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -737,13 +746,10 @@ def parse_create_form(form: Mapping[str, str]) -> OutboundCall:
     ):
         raise ApiError(400, 20001, "SendDigits may hold only 0-9, *, # and w (at most 32)")
     caller_id = form.get("CallerId", "").strip() or None
-    if form.get("Record", "false").strip().lower() not in ("false", ""):
-        raise ApiError(
-            400,
-            UNSUPPORTED_PARAMETER,
-            "Record is not supported by callxml when creating a call: "
-            "record with the <Record> verb in the call's document",
-        )
+    record = form.get("Record", "false").strip().lower()
+    if record not in ("true", "false", ""):
+        raise ApiError(400, 20001, "Record must be true or false")
+    recording = _recording_options(form, record == "true")
     return OutboundCall(
         to=to,
         from_=from_,
@@ -761,7 +767,42 @@ def parse_create_form(form: Mapping[str, str]) -> OutboundCall:
         time_limit=time_limit,
         send_digits=send_digits,
         caller_id=caller_id,
+        **recording,
     )
+
+
+def _recording_options(form: Mapping[str, str], record: bool) -> dict[str, Any]:
+    """``Record=true`` and its ``Recording*`` options (which mean nothing, and are refused,
+    without it)."""
+    given = [name for name in form if name.startswith("Recording")]
+    if not record:
+        if given:
+            raise ApiError(400, UNSUPPORTED_PARAMETER, f"{given[0]} needs Record=true")
+        return {}
+    channels = form.get("RecordingChannels", "mono").strip().lower() or "mono"
+    if channels not in ("mono", "dual"):
+        raise ApiError(400, 20001, "RecordingChannels must be mono or dual")
+    track = form.get("RecordingTrack", "both").strip().lower() or "both"
+    if track not in ("both", "inbound", "outbound"):
+        raise ApiError(400, 20001, "RecordingTrack must be both, inbound or outbound")
+    callback = form.get("RecordingStatusCallback") or None
+    if callback is not None:
+        _check_url(callback, "RecordingStatusCallback")
+    raw_events = form.get("RecordingStatusCallbackEvent", "completed").replace(",", " ").split()
+    events = tuple(e.lower() for e in raw_events) or ("completed",)
+    for event in events:
+        if event not in ("in-progress", "completed", "absent"):
+            raise ApiError(400, 20001, f"Invalid RecordingStatusCallbackEvent {event!r}")
+    return {
+        "record": True,
+        "recording_channels": channels,
+        "recording_track": track,
+        "recording_status_callback": callback,
+        "recording_status_callback_method": _method(
+            form.get("RecordingStatusCallbackMethod"), "RecordingStatusCallbackMethod"
+        ),
+        "recording_status_callback_event": events,
+    }
 
 
 def parse_update_form(form: Mapping[str, str]) -> CallUpdate:

@@ -45,13 +45,19 @@ from callxml.engine.config import AccountConfig, DomainConfig, EngineConfig
 from callxml.engine.control import EngineControl
 from callxml.engine.devcert import ensure_dev_certificate
 from callxml.engine.store import TERMINAL_STATUSES, CallRecord, SqliteStore, Store
-from callxml.errors import CallXmlError, ConfigError, MediaError, TransportError
-from callxml.interpreter import CallInfo, CallSession
+from callxml.errors import CallXmlError, ConfigError, MediaError, TransportError, WebhookError
+from callxml.interpreter import CallInfo, CallSession, new_sid
 from callxml.markup.verbs import Number, Sip
 from callxml.runtime import CallLeg, DialResult, IncomingCall, Phone, bridge
 from callxml.runtime.dial import Dialer, resolve_targets
-from callxml.runtime.recorder import save_recording
-from callxml.runtime.session import DIGIT_WAIT, INTERNAL_ERROR, CallRunner, RuntimeServices
+from callxml.runtime.recorder import BridgeRecorder, save_recording
+from callxml.runtime.session import (
+    DIGIT_WAIT,
+    INTERNAL_ERROR,
+    CallRunner,
+    RuntimeServices,
+    webhook_event,
+)
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig
 from callxml.sip.auth import Credentials, DigestServer, parse_authorization
@@ -60,7 +66,8 @@ from callxml.sip.headers import parse_name_addr
 from callxml.sip.message import SipRequest
 from callxml.sip.target import Target
 from callxml.sip.uri import parse_uri
-from callxml.webhooks import WebhookClient
+from callxml.webhooks import WebhookClient, WebhookRequest
+from callxml.webhooks.base import fetch_outcome
 
 __all__ = ["ALL_CALLBACK_EVENTS", "DomainAuthenticator", "Engine", "dial_target"]
 
@@ -460,6 +467,7 @@ class Engine:
         session: CallSession,
         *,
         inline_document: bytes | None = None,
+        call_recorder: BridgeRecorder | None = None,
     ) -> str:
         """Drive ``session`` on ``leg`` to its end; the record follows every change."""
         book = live.book
@@ -470,7 +478,14 @@ class Engine:
             dial=self._dialer(book, live.account),
             recordings_dir=services.recordings_dir,
         )
-        runner = CallRunner(session, leg, call_services, book, inline_document=inline_document)
+        runner = CallRunner(
+            session,
+            leg,
+            call_services,
+            book,
+            inline_document=inline_document,
+            call_recorder=call_recorder,
+        )
         return await live.run(runner)
 
     # -------------------------------------------------------------------------- outbound
@@ -515,16 +530,28 @@ class Engine:
                 sip_call_id=result.sip_call_id,
             )
             inline = call.twiml.encode() if call.twiml is not None and not call.url else None
-            limit = asyncio.get_running_loop().call_later(
-                call.time_limit, _time_limit_reached, live
-            )
+            loop = asyncio.get_running_loop()
+            limit = loop.call_later(call.time_limit, _time_limit_reached, live)
+            recorder, recording_sid = None, ""
+            if call.record:  # Record=true: the whole call, from the answer
+                recorder = BridgeRecorder(
+                    loop.time(),
+                    dual=call.recording_channels == "dual",
+                    track=call.recording_track,
+                )
+                recording_sid = new_sid("RE")
+                await self._recording_callback(live, call, recording_sid, "in-progress")
             try:
                 if call.send_digits:
                     await _send_digits(live, leg, call.send_digits)
                 session = _answered_session(live, call)
-                await self._run_call(live, leg, session, inline_document=inline)
+                await self._run_call(
+                    live, leg, session, inline_document=inline, call_recorder=recorder
+                )
             finally:
                 limit.cancel()
+                if recorder is not None:
+                    await self._keep_call_recording(live, call, recorder, recording_sid)
         except CallXmlError as exc:
             await book.event("error", {"message": str(exc)})
             await book.status("failed", end_time=time.time(), error=str(exc))
@@ -532,6 +559,52 @@ class Engine:
             await _call_crashed(live, exc)
         finally:
             self.forget(live)
+
+    async def _keep_call_recording(
+        self, live: LiveCall, call: OutboundCall, recorder: BridgeRecorder, sid: str
+    ) -> None:
+        """Save ``Record=true``'s recording on the call and send its status callback."""
+        pcm, channels, seconds = recorder.result(asyncio.get_running_loop().time())
+        if seconds <= 0:
+            await self._recording_callback(live, call, sid, "absent")
+            return
+        services = self._runtime_services(live.account)
+        path = await asyncio.to_thread(
+            save_recording, services.recordings_dir, sid, pcm, channels=channels
+        )
+        url = await live.book.recording(sid, path, seconds, channels=channels)
+        extra = (("RecordingUrl", url), ("RecordingDuration", str(seconds)))
+        await self._recording_callback(live, call, sid, "completed", extra, channels)
+
+    async def _recording_callback(
+        self,
+        live: LiveCall,
+        call: OutboundCall,
+        sid: str,
+        status: str,
+        extra: tuple[tuple[str, str], ...] = (),
+        channels: int = 1,
+    ) -> None:
+        """``RecordingStatusCallback`` of a ``Record=true`` call, for the events asked for;
+        signed by the account's webhook client; its outcome is a ``callback`` event."""
+        url = call.recording_status_callback
+        if url is None or status not in call.recording_status_callback_event:
+            return
+        params = (
+            ("AccountSid", live.account.sid),
+            ("CallSid", live.sid),
+            ("RecordingSid", sid),
+            ("RecordingStatus", status),
+            ("RecordingSource", "OutboundAPI"),
+            ("RecordingChannels", str(2 if call.recording_channels == "dual" else channels)),
+            *extra,
+        )
+        request = WebhookRequest(url, call.recording_status_callback_method, params)
+        outcome = await fetch_outcome(self._fetchers[live.account.sid], request)
+        if isinstance(outcome, WebhookError):
+            await live.book.event("callback", webhook_event(request, None, outcome, 0.0))
+        else:
+            await live.book.event("callback", webhook_event(request, outcome, None, 0.0))
 
     async def _ring(
         self,

@@ -233,7 +233,10 @@ class Dialer:
         *,
         answer_caller: Callable[[], Awaitable[None]],
         stop: asyncio.Event,
+        on_audio: Callable[[str, bytes], None] | None = None,
     ) -> ev.DialFinished:
+        """Run the dial; ``on_audio(side, pcm)`` (the whole call's recording, REST
+        ``Record=true``) also hears the bridged audio, ``a`` the caller and ``b`` the callee."""
         targets = resolve_targets(action.targets, trunk_uri_template=self.trunk_uri_template)
         callable_targets = [t for t in targets if not t.error]
         for target in targets:
@@ -260,7 +263,7 @@ class Dialer:
             winner = await self._race(attempts, stop)
         if winner is None:
             return self._failed(attempts, stop.is_set())
-        return await self._bridge(action, caller, winner, answer_caller, stop)
+        return await self._bridge(action, caller, winner, answer_caller, stop, on_audio)
 
     async def _race(self, attempts: list[_Attempt], stop: asyncio.Event) -> _Attempt | None:
         """Start ``attempts`` and return the first answered one; cancel the rest."""
@@ -314,6 +317,7 @@ class Dialer:
         winner: _Attempt,
         answer_caller: Callable[[], Awaitable[None]],
         stop: asyncio.Event,
+        call_audio: Callable[[str, bytes], None] | None = None,
     ) -> ev.DialFinished:
         child = winner.answered_leg()
         assert child is not None
@@ -340,10 +344,14 @@ class Dialer:
             recorder = BridgeRecorder(
                 self.now(), dual=action.record.endswith("-dual"), track=action.recording_track
             )
+        if recorder is not None or call_audio is not None:
             tap = recorder  # bound for the closure below
 
             def on_audio(side: str, pcm: bytes) -> None:
-                tap.audio(side, pcm, self.now())
+                if tap is not None:
+                    tap.audio(side, pcm, self.now())
+                if call_audio is not None:
+                    call_audio(side, pcm)
 
             handle = self.bridge(caller, child, on_star=on_star, on_audio=on_audio)
         else:

@@ -41,7 +41,7 @@ from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
 from callxml.markup.verbs import Verb
 from callxml.runtime.leg import Leg
-from callxml.runtime.recorder import RecordingMeter, save_recording
+from callxml.runtime.recorder import BridgeRecorder, RecordingMeter, save_recording
 from callxml.webhooks.base import Fetcher, WebhookRequest, WebhookResponse, fetch_outcome
 
 __all__ = [
@@ -106,6 +106,7 @@ class DialRunner(Protocol):
         *,
         answer_caller: Callable[[], Awaitable[None]],
         stop: asyncio.Event,
+        on_audio: Callable[[str, bytes], None] | None = None,
     ) -> ev.DialFinished: ...
 
 
@@ -168,12 +169,16 @@ class CallRunner:
         call_log: CallLog,
         *,
         inline_document: bytes | None = None,
+        call_recorder: BridgeRecorder | None = None,
     ) -> None:
         self.session = session
         self.leg = leg
         self.services = services
         self.call_log = call_log
         self._inline = inline_document
+        #: The whole call's recording (REST ``Record=true``): ``a`` is the far end's audio,
+        #: ``b`` what callxml plays to it and, during a ``<Dial>``, the bridged party.
+        self.call_recorder = call_recorder
         self._events: asyncio.Queue[ev.Event | _Control] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._group: asyncio.TaskGroup | None = None
@@ -475,10 +480,12 @@ class CallRunner:
                 case act.Speak(text=text, language=language, voice=voice, loop=loop):
                     pcm = await self.services.audio.speech(text, language=language, voice=voice)
                     for _ in range(loop):
+                        self._heard(pcm)
                         await self.leg.play(pcm)
                 case act.Play(url=url, loop=loop):
                     pcm = await self.services.audio.url(url)
                     for _ in range(loop):
+                        self._heard(pcm)
                         await self.leg.play(pcm)
                 case act.SendDigits(digits=digits):
                     for chunk in re.split(r"([wW])", digits):
@@ -494,6 +501,7 @@ class CallRunner:
     async def _record(self, action: act.StartRecording, generation: int) -> None:
         if action.play_beep:
             with contextlib.suppress(MediaError):
+                self._heard(beep())
                 await self.leg.play(beep())
         meter = RecordingMeter(
             started=self.now(),
@@ -541,7 +549,17 @@ class CallRunner:
             await self._answer(generation)
 
         try:
-            result = await runner(action, self.leg, answer_caller=answer_caller, stop=stop)
+            if self.call_recorder is not None:
+                recorder = self.call_recorder
+
+                def bridged(side: str, pcm: bytes) -> None:
+                    recorder.audio(side, pcm, self.now())
+
+                result = await runner(
+                    action, self.leg, answer_caller=answer_caller, stop=stop, on_audio=bridged
+                )
+            else:
+                result = await runner(action, self.leg, answer_caller=answer_caller, stop=stop)
         finally:
             self._dial_stop = None
             if not self.leg.ended.is_set():
@@ -566,7 +584,14 @@ class CallRunner:
     def _start_consumer(self) -> None:
         self.leg.set_consumer(self._on_audio, self._on_digit)
 
+    def _heard(self, pcm: bytes) -> None:
+        """What callxml plays to the far end, for the whole call's recording."""
+        if self.call_recorder is not None:
+            self.call_recorder.audio("b", pcm, self.now())
+
     def _on_audio(self, pcm: bytes) -> None:
+        if self.call_recorder is not None:
+            self.call_recorder.audio("a", pcm, self.now())
         if self._recorder is not None:
             self._recorder.audio(pcm, self.now())
             if self._recorder.done:
