@@ -273,3 +273,47 @@ async def test_events_and_recordings(
         assert spec.status == 200 and "createCall" in await spec.text()
         missing = await http.get(f"{base}/nope")
         assert missing.status == 404 and (await missing.json())["code"] == 20404
+
+
+@pytest.mark.parametrize("media_auth", [True, False])
+async def test_recording_media_as_wav_and_mp3(tmp_path: Path, media_auth: bool) -> None:
+    """``RecordingUrl`` (WAV), ``.wav`` and ``.mp3`` all serve the audio; the MP3 is real MP3
+    (libsndfile through soundfile) that decodes to the same length. Whether media needs HTTP
+    auth is the account's ``media_auth`` (default: required); metadata always needs it."""
+    import numpy
+    import soundfile
+
+    config = parse_config(
+        {
+            "accounts": [{"sid": SID, "auth_token": TOKEN, "media_auth": media_auth}],
+            "domains": [],
+        }
+    )
+    store = SqliteStore(tmp_path / "api.db")
+    server = TestServer(build_app(config, store, RecordingControl(store)), host="127.0.0.1")
+    await server.start_server()
+    wav = tmp_path / "r.wav"
+    tone = (numpy.sin(numpy.arange(8000) * 2 * numpy.pi * 440 / 8000) * 8000).astype("int16")
+    soundfile.write(str(wav), tone, 8000, subtype="PCM_16")
+    rec_sid = "RE" + "f" * 32
+    store.add_recording(RecordingRecord(rec_sid, "CA" + "d" * 32, SID, str(wav), 1, 1.0))
+    base = str(server.make_url(f"/2010-04-01/Accounts/{SID}/Recordings/{rec_sid}"))
+    try:
+        async with aiohttp.ClientSession() as http:
+            for ext, kind in (("", "audio/x-wav"), (".wav", "audio/x-wav"), (".mp3", "audio/mpeg")):
+                answer = await http.get(base + ext, headers=_auth())
+                assert answer.status == 200 and answer.content_type == kind
+                body = await answer.read()
+                if ext == ".mp3":
+                    (tmp_path / "got.mp3").write_bytes(body)
+                    decoded, rate = soundfile.read(str(tmp_path / "got.mp3"))
+                    assert rate == 8000 and abs(len(decoded) - 8000) < 2000
+                else:
+                    assert body == wav.read_bytes()
+                anonymous = await http.get(base + ext)
+                assert anonymous.status == (401 if media_auth else 200)
+            metadata = await http.get(base + ".json")
+            assert metadata.status == 401  # metadata always needs credentials
+    finally:
+        await server.close()
+        store.close()

@@ -92,8 +92,12 @@ async def test_plain_domain_accepts_plain_rtp_and_runs_the_flow(
     assert form["Direction"] == "inbound" and form["SipDomain"] == "plain.test"
     assert form["To"].startswith("sip:ivr@plain.test") and form["SipHeader_X-Customer"] == "42"
     assert form["SipTransport"] == transport
+    assert form["CallerName"] == "sipp" and form["ForwardedFrom"] == "+15551230000"
+    assert form["SipSourceIp"] == "127.0.0.1" and "SipUsername" not in form
+    assert form["SipDomainSid"].startswith("SD") and len(form["SipDomainSid"]) == 34
     call = calls[0]
     assert call.status == "completed"  # type: ignore[attr-defined]
+    assert call.caller_name == "sipp"  # type: ignore[attr-defined]
     kinds = [e.kind for e in events]
     assert "webhook" in kinds and "verb" in kinds
     webhook = next(e for e in events if e.kind == "webhook")

@@ -109,6 +109,7 @@ async def test_right_password_runs_the_flow(
     assert 'Authorization: Digest username="alice",realm="auth.test"' in trace
     form = next(form for path, form in app.requests if path == "/voice")
     assert form["SipDomain"] == "auth.test" and form["To"].startswith("sip:ivr@auth.test")
+    assert form["SipUsername"] == "alice"  # the digest-authenticated user
     assert len(calls) == 1 and calls[0].status == "completed"  # type: ignore[attr-defined]
     invite = next(e for e in events if e.kind == "sip")
     assert invite.data["admitted_by"] == "digest"

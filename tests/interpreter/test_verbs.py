@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
 from callxml.markup.verbs import Number, Sip
@@ -155,7 +157,7 @@ def test_record_posts_recording_to_action() -> None:
     ).start()
     start = h.actions[-1]
     assert start == act.StartRecording(
-        timeout=5, finish_on_key="1234567890*#", max_length=20, play_beep=False
+        timeout=5, finish_on_key="1234567890*#", max_length=20, play_beep=False, sid="RE" + "f" * 32
     )
     h.send(ev.RecordingFinished("https://rec.test/RE1", 7, "#"))
     p = params(h.requests[-1])
@@ -245,7 +247,29 @@ def test_dial_with_action_posts_dial_parameters() -> None:
     assert p["DialCallDuration"] == "0"
     assert p["DialSipCallId"] == "abc@host"
     assert p["DialSipResponseCode"] == "486"
+    assert p["DialBridged"] == "false"
     assert h.spoken() == []
+
+
+def test_dial_action_carries_bridged_and_the_far_ends_x_headers() -> None:
+    h = Harness(
+        {
+            BASE: "<Dial action='/after'><Sip>sip:bob@example.com</Sip></Dial>",
+            "https://app.test/after": "<Hangup/>",
+        }
+    ).start()
+    h.send(
+        ev.DialFinished(
+            "completed",
+            "CA" + "4" * 32,
+            12,
+            sip_response_code=200,
+            sip_headers=(("X-Agent", "42"), ("X-Queue", "sales")),
+        )
+    )
+    p = params(h.requests[-1])
+    assert p["DialBridged"] == "true" and p["DialCallDuration"] == "12"
+    assert p["DialSipHeader_X-Agent"] == "42" and p["DialSipHeader_X-Queue"] == "sales"
 
 
 def test_dial_answer_on_bridge_does_not_answer_first() -> None:
@@ -280,3 +304,76 @@ def test_play_digits_sends_dtmf() -> None:
     h = Harness({BASE: "<Play digits='ww12#'/>"}).start()
     assert isinstance(h.actions[-1], act.SendDigits)
     assert h.actions[-1].digits == "ww12#"
+
+
+@pytest.mark.parametrize(
+    ("events", "duration", "expected"),
+    [
+        ("", 7, ["completed"]),
+        ("in-progress completed absent", 7, ["in-progress", "completed"]),
+        ("in-progress completed absent", 0, ["in-progress", "absent"]),
+        ("in-progress", 7, ["in-progress"]),
+    ],
+)
+def test_record_recording_status_callback(events: str, duration: int, expected: list[str]) -> None:
+    """``recordingStatusCallback``: Twilio's parameters, for exactly the events asked for,
+    resolved against the document's URL; a callback, not a document."""
+    event_attr = f" recordingStatusCallbackEvent='{events}'" if events else ""
+    h = Harness(
+        {
+            BASE: f"<Record action='done' recordingStatusCallback='/rec-status'{event_attr}/>",
+            "https://app.test/done": "<Hangup/>",
+        }
+    ).start()
+    h.send(ev.RecordingFinished("https://rec.test/RE1" if duration else "", duration, "#"))
+    callbacks = [a.request for a in h.of(act.Callback)]
+    assert [dict(r.params)["RecordingStatus"] for r in callbacks] == expected
+    for request in callbacks:
+        p = params(request)
+        assert request.url == "https://app.test/rec-status" and request.method == "POST"
+        assert p["RecordingSid"] == "RE" + "f" * 32 and p["CallSid"].startswith("CA")
+        assert p["RecordingSource"] == "RecordVerb" and p["AccountSid"].startswith("AC")
+    completed = [params(r) for r in callbacks if params(r)["RecordingStatus"] == "completed"]
+    for p in completed:
+        assert p["RecordingUrl"] == "https://rec.test/RE1" and p["RecordingDuration"] == "7"
+
+
+@pytest.mark.parametrize("bridged", [True, False])
+def test_dial_record_reports_the_recording(bridged: bool) -> None:
+    """``<Dial record>``: the dial is asked to record under a fresh sid; the action gets
+    ``RecordingUrl``/``RecordingSid``/``RecordingDuration`` and ``recordingStatusCallback``
+    ``completed`` (or ``absent`` when nothing was bridged)."""
+    h = Harness(
+        {
+            BASE: "<Dial action='/after' record='record-from-answer-dual' "
+            "recordingStatusCallback='/rec' recordingStatusCallbackEvent='completed absent'>"
+            "<Sip>sip:bob@example.com</Sip></Dial>",
+            "https://app.test/after": "<Hangup/>",
+        }
+    ).start()
+    start = h.actions[-1]
+    assert isinstance(start, act.StartDial) and start.record == "record-from-answer-dual"
+    assert start.recording_sid == "RE" + "f" * 32
+    if bridged:
+        h.send(
+            ev.DialFinished(
+                "completed",
+                "CA" + "4" * 32,
+                9,
+                recording_url="https://engine.test/RE1",
+                recording_duration=9,
+                recording_channels=2,
+            )
+        )
+    else:
+        h.send(ev.DialFinished("busy", "CA" + "4" * 32, 0))
+    (callback,) = [a.request for a in h.of(act.Callback)]
+    sent = params(callback)
+    assert callback.url == "https://app.test/rec" and sent["RecordingSource"] == "DialVerb"
+    p = params(h.requests[-1])
+    if bridged:
+        assert sent["RecordingStatus"] == "completed" and sent["RecordingChannels"] == "2"
+        assert p["RecordingUrl"] == "https://engine.test/RE1" and p["RecordingDuration"] == "9"
+        assert p["RecordingSid"] == "RE" + "f" * 32
+    else:
+        assert sent["RecordingStatus"] == "absent" and "RecordingUrl" not in p

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from callxml.interpreter import actions as act
 from callxml.markup.verbs import Client, Number, Sip
 from callxml.runtime.dial import Dialer, resolve_targets
@@ -23,6 +25,7 @@ class Result:
     sip_call_id: str | None
     reason: str
     leg: Any = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class FakePhone:
@@ -68,7 +71,7 @@ class FakePhone:
         leg = None
         if status == "completed":
             leg = self.legs[uri] = FakeLeg(sid=sid or "CAchild", answered=True)
-        return Result(status, code, f"id-{uri}", "", leg)
+        return Result(status, code, f"id-{uri}", "", leg, (("X-Far-End", uri),))
 
 
 class Bridges:
@@ -145,6 +148,7 @@ async def test_answered_target_is_bridged_until_child_hangs_up() -> None:
     await hanger
     assert result.status == "completed" and result.sip_response_code == 200
     assert result.sip_call_id == "id-sip:jack@x.test" and result.call_sid.startswith("CA")
+    assert result.sip_headers == (("X-Far-End", "sip:jack@x.test"),)
     assert bridges.started == [(caller, phone.legs["sip:jack@x.test"])] and bridges.stopped == 1
     assert phone.calls[0]["timeout"] == 5 and phone.calls[0]["from"] == "sip:alice@example.com"
 
@@ -275,3 +279,126 @@ async def test_nothing_callable_fails() -> None:
     )
     assert result.status == "failed"
     assert "not supported" in notes[0][1]["message"]
+
+
+class Children:
+    """A ChildLog that keeps what the dialler told it."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str, Any]] = []
+        self.statuses: list[tuple[str, str]] = []
+
+    async def child_started(self, sid: str, to: str, from_: str, *, callback: Any = None) -> None:
+        self.started.append((sid, to, callback))
+
+    async def child_status(self, sid: str, status: str, **changes: Any) -> None:
+        self.statuses.append((sid, status))
+
+
+async def test_number_send_digits_and_noun_status_callback() -> None:
+    """``<Number sendDigits>`` reaches the callee (w = 0.5 s) before the bridge; the noun's
+    ``statusCallback`` travels with its child call to the ChildLog."""
+    uri = "sip:+15550100@trunk.test"
+    phone = FakePhone({uri: (0.0, "completed", 200)})
+    bridges = Bridges()
+    children = Children()
+    dialer = Dialer(phone, bridges, trunk_uri_template="sip:{number}@trunk.test", children=children)
+    noun = Number(
+        number="+15550100",
+        send_digits="1w2#",
+        status_callback="https://app.test/child",
+        status_callback_event=("initiated", "completed"),
+    )
+
+    async def child_hangs_up() -> None:
+        await until(lambda: bridges.started, step=0.005)
+        phone.legs[uri].caller_hangs_up()
+
+    hanger = asyncio.create_task(child_hangs_up())
+    result = await dialer(
+        dial_action(noun), FakeLeg(answered=True), answer_caller=no_answer, stop=asyncio.Event()
+    )
+    await hanger
+    assert result.status == "completed"
+    assert phone.legs[uri].digits_sent == ["1", "2#"]
+    ((sid, to, callback),) = children.started
+    assert to == uri and callback.url == "https://app.test/child"
+    assert callback.events == ("initiated", "completed") and callback.method == "POST"
+    assert (sid, "completed") in children.statuses
+
+
+@pytest.mark.parametrize("accept", [True, False])
+async def test_whisper_runs_before_the_bridge_and_can_decline(accept: bool) -> None:
+    """A noun's ``url``: the whisper runner gets the answered child leg first; True bridges,
+    False ends the child and the dial ``no-answer``."""
+    uri = "sip:bob@x.test"
+    phone = FakePhone({uri: (0.0, "completed", 200)})
+    bridges = Bridges()
+    seen: list[tuple[str, str, Any, str]] = []
+
+    async def whisper(
+        url: str, method: str, leg: Any, *, child_sid: str, to: str, from_: str
+    ) -> bool:
+        seen.append((url, method, leg, child_sid))
+        return accept
+
+    async def child_hangs_up() -> None:
+        await until(lambda: bridges.started, step=0.005)
+        phone.legs[uri].caller_hangs_up()
+
+    hanger = asyncio.create_task(child_hangs_up())
+    result = await Dialer(phone, bridges, whisper=whisper)(
+        dial_action(Sip(uri=uri, url="https://app.test/whisper", method="GET")),
+        FakeLeg(answered=True),
+        answer_caller=no_answer,
+        stop=asyncio.Event(),
+    )
+    hanger.cancel()
+    ((url, method, leg, child_sid),) = seen
+    assert url == "https://app.test/whisper" and method == "GET"
+    assert leg is phone.legs[uri] and child_sid == result.call_sid
+    if accept:
+        assert result.status == "completed" and bridges.started
+    else:
+        assert result.status == "no-answer" and not bridges.started
+        assert phone.legs[uri].hung_up == "whisper ended the call"
+
+
+async def test_dial_record_taps_the_bridge_and_keeps_the_recording() -> None:
+    """``<Dial record>``: the bridge gets an audio tap; what both sides said is saved through
+    the recording sink under the interpreter's sid, and the result carries its URL."""
+    uri = "sip:bob@x.test"
+    phone = FakePhone({uri: (0.0, "completed", 200)})
+    taps: list[Any] = []
+    kept: list[tuple[str, int, int]] = []
+
+    class TappedBridges(Bridges):
+        def __call__(self, a: Any, b: Any, on_a_digit: Any = None, **kw: Any) -> Bridges:
+            taps.append(kw.get("on_audio"))
+            return super().__call__(a, b, on_a_digit, on_star=kw.get("on_star"))
+
+    async def keep(sid: str, pcm: bytes, channels: int, duration: int) -> str:
+        kept.append((sid, channels, duration))
+        return f"https://engine.test/Recordings/{sid}"
+
+    bridges = TappedBridges()
+
+    async def talk_then_hang_up() -> None:
+        await until(lambda: taps, step=0.005)
+        for _ in range(5):
+            taps[0]("a", b"\x10\x00" * 160)
+            taps[0]("b", b"\x20\x00" * 160)
+        await asyncio.sleep(1.05)
+        phone.legs[uri].caller_hangs_up()
+
+    talker = asyncio.create_task(talk_then_hang_up())
+    result = await Dialer(phone, bridges, recordings=keep)(
+        dial_action(Sip(uri=uri), record="record-from-answer-dual", recording_sid="RE" + "1" * 32),
+        FakeLeg(answered=True),
+        answer_caller=no_answer,
+        stop=asyncio.Event(),
+    )
+    await talker
+    assert kept == [("RE" + "1" * 32, 2, 1)]
+    assert result.recording_url == "https://engine.test/Recordings/RE" + "1" * 32
+    assert result.recording_duration == 1 and result.recording_channels == 2

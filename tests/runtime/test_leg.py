@@ -431,3 +431,24 @@ async def test_hold_is_not_silence_and_held_legs_stop_sending(phones: PhoneFacto
     await until(lambda: not a_leg.on_hold, timeout=WAIT)
     await until(lambda: a_leg.stats.packets_sent > sent + 10, timeout=WAIT)  # a talks again
     await a_leg.hangup()
+
+
+async def test_bridge_audio_tap_hears_both_sides_while_relaying(phones: PhoneFactory) -> None:
+    """``<Dial record>``'s tap: every relayed audio packet of each side, decoded, while the
+    relay still carries the audio through (SRTP on one side, RTP on the other)."""
+    caller, middle, callee = await phones(), await phones(), await phones()
+    caller_leg, inbound = await _connect(
+        caller, middle, middle.uri(secure=True), secure_media_enabled=True
+    )
+    outbound, callee_leg = await _connect(middle, callee, callee.uri("udp"))
+    heard: dict[str, bytearray] = {"a": bytearray(), "b": bytearray()}
+    joined = bridge(inbound, outbound, on_audio=lambda side, pcm: heard[side].extend(pcm))
+    callee_ear = Ear(callee_leg)
+    await asyncio.gather(caller_leg.play(sine(1000, 600)), callee_leg.play(sine(440, 600)))
+    assert goertzel_power(await callee_ear.heard(0.5), 1000) > 0.8  # still relayed
+    await until(lambda: len(heard["a"]) > 6000 and len(heard["b"]) > 6000, timeout=WAIT)
+    assert goertzel_power(bytes(heard["a"]), 1000) > 0.8
+    assert goertzel_power(bytes(heard["b"]), 440) > 0.8
+    joined.stop()
+    for leg in (caller_leg, callee_leg):
+        await leg.hangup()

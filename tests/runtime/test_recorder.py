@@ -87,3 +87,30 @@ def test_save_recording(tmp_path: Path) -> None:
     assert not list((tmp_path / "rec").glob(".*partial"))
     with wave.open(str(path)) as wav:
         assert wav.getnframes() == 8000 and wav.getframerate() == 8000
+
+
+def test_bridge_recorder_aligns_mixes_and_splits() -> None:
+    """``<Dial record>``: each side placed on the bridge's clock (a side that sent nothing for
+    a while is padded with silence), mixed to mono or kept apart in two channels, or only one
+    side for ``recordingTrack``."""
+    import numpy as np
+
+    from callxml.runtime.recorder import BridgeRecorder
+
+    frame = (np.full(160, 1000, dtype="<i2")).tobytes()  # 20 ms
+    for dual, track in ((False, "both"), (True, "both"), (False, "inbound"), (True, "outbound")):
+        recorder = BridgeRecorder(100.0, dual=dual, track=track)
+        for i in range(50):  # the caller talks for the first second
+            recorder.audio("a", frame, 100.0 + (i + 1) * 0.02)
+        for i in range(50):  # the called party only in the second
+            recorder.audio("b", frame, 101.0 + (i + 1) * 0.02)
+        pcm, channels, seconds = recorder.result(102.0)
+        assert seconds == 2 and channels == (2 if dual else 1)
+        samples = np.frombuffer(pcm, dtype="<i2").reshape(-1, channels)
+        assert len(samples) == 16000
+        a_part = samples[:8000, 0]
+        b_part = samples[8000:, -1]
+        assert (a_part == (0 if track == "outbound" else 1000)).all()
+        assert (b_part == (0 if track == "inbound" else 1000)).all()
+        if dual:
+            assert (samples[8000:, 0] == 0).all() and (samples[:8000, 1] == 0).all()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import wave
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from callxml.interpreter import CallInfo, CallSession
 from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
-from callxml.runtime.session import CallRunner, RuntimeServices, webhook_event
+from callxml.runtime.session import INTERNAL_ERROR, CallRunner, RuntimeServices, webhook_event
 from callxml.simulator.memory import MemoryFetcher
 from callxml.webhooks.base import WebhookRequest
 from support.fakes import FakeAudio, FakeLeg, MemoryCallLog
@@ -170,6 +174,37 @@ async def test_record_until_finish_key_saves_wav_and_posts_url(tmp_path: Path) -
         assert 1.9 < wav.getnframes() / 8000 <= 2.0
 
 
+async def test_record_status_callback_is_sent_with_the_saved_recording(tmp_path: Path) -> None:
+    """``<Record recordingStatusCallback>`` on a real call: the callback goes out through the
+    (signed) fetcher with the recording's sid and URL, is logged as a ``callback`` event, and
+    its answer is not run as a document."""
+
+    async def caller(leg: FakeLeg, pcm: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.02, leg.speak, 100)
+        loop.call_later(0.03, leg.press, "#")
+
+    leg = FakeLeg(on_play=caller)
+    routes = {
+        f"{BASE}/voice": doc(
+            '<Record action="/done" recordingStatusCallback="/rec"'
+            ' recordingStatusCallbackEvent="in-progress completed"/>'
+        ),
+        f"{BASE}/done": doc("<Hangup/>"),
+        f"{BASE}/rec": doc("<Say>not run</Say>"),
+    }
+    r, call_log, _ = runner(routes, leg, tmp_path)
+    await run(r)
+    await until(lambda: len(call_log.kinds("callback")) == 2, what="two recording callbacks")
+    sent = [c["parameters"] for c in call_log.kinds("callback")]
+    assert [p["RecordingStatus"] for p in sent] == ["in-progress", "completed"]
+    sid, _path, _duration = call_log.recordings[0]
+    assert all(p["RecordingSid"] == sid for p in sent)
+    assert sent[1]["RecordingUrl"].endswith(sid) and sent[1]["RecordingDuration"] == "2"
+    assert all(c["url"] == f"{BASE}/rec" and c["status"] == 200 for c in call_log.kinds("callback"))
+    assert b"SAY:not run" not in leg.played
+
+
 async def test_record_caller_hangs_up(tmp_path: Path) -> None:
     async def caller(leg: FakeLeg, pcm: bytes) -> None:
         loop = asyncio.get_running_loop()
@@ -327,3 +362,47 @@ def test_webhook_event_shape() -> None:
         "content_type": None,
         "error": None,
     }
+
+
+async def test_a_driver_failure_ends_the_call_failed_with_a_notification(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 9: any exception inside a call's driver ends the call cleanly — hung up (BYE), the
+    record ``failed`` with the error, a notification (an ``error`` event with a code) and the
+    traceback in the log — instead of leaving the call ``in-progress`` for ever."""
+
+    def broken_parser(body: bytes) -> Any:
+        raise TypeError("a bug in the markup layer")
+
+    leg = FakeLeg(answered=True)
+    fetcher = MemoryFetcher({f"{BASE}/voice": doc("<Say>hi</Say>")})
+    call_log = MemoryCallLog()
+    services = RuntimeServices(fetcher=fetcher, audio=FakeAudio(), recordings_dir=tmp_path)
+    session = CallSession(url=f"{BASE}/voice", call=CALL, answered=True, parse=broken_parser)
+    with caplog.at_level(logging.ERROR, logger="callxml.runtime.session"):
+        status = await run(CallRunner(session, leg, services, call_log))
+    assert status == "failed"
+    assert leg.hung_up is not None and leg.ended.is_set()
+    final, changes = call_log.statuses[-1]
+    assert final == "failed" and "TypeError: a bug in the markup layer" in changes["error"]
+    (notification,) = [e for e in call_log.kinds("error") if e.get("code") == INTERNAL_ERROR]
+    assert "a bug in the markup layer" in notification["message"]
+    assert any(r.exc_info and r.exc_info[0] is TypeError for r in caplog.records)
+
+
+async def test_a_failing_task_ends_the_call_failed(tmp_path: Path) -> None:
+    """A bug in one of the call's tasks (here: the audio source) fails the call the same way."""
+
+    class BrokenAudio(FakeAudio):
+        async def speech(self, text: str, *, language: str | None, voice: str | None) -> bytes:
+            raise KeyError("tts bug")
+
+    leg = FakeLeg()
+    fetcher = MemoryFetcher({f"{BASE}/voice": doc("<Say>hi</Say><Pause length='30'/>")})
+    call_log = MemoryCallLog()
+    services = RuntimeServices(fetcher=fetcher, audio=BrokenAudio(), recordings_dir=tmp_path)
+    session = CallSession(url=f"{BASE}/voice", call=CALL)
+    status = await run(CallRunner(session, leg, services, call_log))
+    assert status == "failed" and leg.hung_up is not None
+    assert call_log.statuses[-1][0] == "failed"
+    assert any(e.get("code") == INTERNAL_ERROR for e in call_log.kinds("error"))

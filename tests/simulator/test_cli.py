@@ -39,10 +39,21 @@ def test_dial_outcome_and_hangup_after(tmp_path: Path) -> None:
     flow = write(tmp_path, "flow.xml", "<Dial action='a.xml'>+15551112222</Dial>")
     write(tmp_path, "a.xml", "<Say>after</Say>")
     result = CliRunner().invoke(
-        main, ["simulate", str(flow), "--dial-outcome", "+15551112222=busy", "--hangup-after", "60"]
+        main,
+        [
+            "simulate",
+            str(flow),
+            "--dial-outcome",
+            "+15551112222=busy",
+            "--hangup-after",
+            "60",
+            "--trunk",
+            "sip:{number}@trunk.test;secure=true",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "DialCallStatus=busy" in result.output
+    assert "number +15551112222: TLS port 5061" in result.output
 
 
 def test_error_exits_nonzero_with_one_line(tmp_path: Path) -> None:

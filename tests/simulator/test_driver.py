@@ -15,6 +15,7 @@ from callxml.simulator.memory import Handler
 from callxml.webhooks import WebhookRequest
 
 URL = "https://app.test/voice"
+TRUNK = "sip:{number}@trunk.test"
 
 
 def doc(body: str) -> str:
@@ -112,14 +113,33 @@ async def test_number_outcomes(outcome: str, status: str, elapsed: float) -> Non
         URL: doc("<Dial action='/after' timeout='7'>+15551234567</Dial>"),
         "https://app.test/after": doc(""),
     }
-    result = await run(pages, dial_outcomes={"*": outcome})
+    result = await run(pages, dial_outcomes={"*": outcome}, trunk_uri_template=TRUNK)
     assert result.requests[-1].params["DialCallStatus"] == status
     assert "DialSipCallId" not in result.requests[-1].params
     assert result.duration == pytest.approx(elapsed)
 
 
+async def test_a_number_without_a_trunk_fails_as_in_the_engine() -> None:
+    """The engine cannot place a <Number> without sip.trunk_uri_template; neither does the
+    simulator: the dial fails at once, with the engine's warning, whatever the script says."""
+    pages = {
+        URL: doc("<Dial action='/after'>+15551234567</Dial>"),
+        "https://app.test/after": doc(""),
+    }
+    result = await run(pages, dial_outcomes={"*": "answered"})
+    params = result.requests[-1].params
+    assert params["DialCallStatus"] == "failed" and params["DialCallDuration"] == "0"
+    assert "DialCallSid" not in params
+    assert "warning: Dial +15551234567: no trunk is configured (sip.trunk_uri_template)" in (
+        result.log
+    )
+    assert result.duration == 0
+
+
 async def test_answer_on_bridge_answers_when_far_end_does() -> None:
-    result = await run({URL: doc("<Dial answerOnBridge='true'>+1555</Dial>")})
+    result = await run(
+        {URL: doc("<Dial answerOnBridge='true'>+1555</Dial>")}, trunk_uri_template=TRUNK
+    )
     kinds = [type(a) for _, a in result.actions]
     assert act.Answer not in kinds[: kinds.index(act.StartDial)]
     assert any(isinstance(e, ev.Answered) for _, e in result.events)
@@ -147,7 +167,7 @@ async def test_hangup_after_during_dial_posts_final_request() -> None:
         URL: doc("<Dial action='/after'>+1555</Dial>"),
         "https://app.test/after": doc("<Say>not run</Say>"),
     }
-    result = await run(pages, hangup_after=5)
+    result = await run(pages, hangup_after=5, trunk_uri_template=TRUNK)
     assert result.duration == pytest.approx(5)
     p = result.requests[-1].params
     assert p["DialCallStatus"] == "completed"
@@ -221,3 +241,61 @@ async def test_echo_streams_transcript_and_call_sid_is_used() -> None:
     assert result.call_sid == sid
     assert result.requests[0].params["CallSid"] == sid
     assert lines[-1].endswith("call ended: completed")
+
+
+async def test_a_driver_failure_ends_the_simulated_call_failed() -> None:
+    """Issue 9: a bug under the simulator (here the parser) ends the call ``failed`` with the
+    error in the result; it does not escape as an exception."""
+    from callxml.interpreter import CallInfo, CallSession
+    from callxml.simulator.driver import SimulatedCall
+
+    def broken_parser(body: bytes) -> Any:
+        raise TypeError("a bug in the markup layer")
+
+    session = CallSession(url=URL, call=CallInfo.new(from_="+1", to="+2"), parse=broken_parser)
+    result = await SimulatedCall(session, MemoryFetcher({URL: doc("<Say>x</Say>")})).run()
+    assert result.status == "failed" and not result.ok
+    assert result.error == "internal error: TypeError: a bug in the markup layer"
+
+
+async def test_status_callbacks_are_sent_like_the_engine() -> None:
+    """A noun's ``statusCallback`` and ``<Record recordingStatusCallback>`` are sent by the
+    simulator too (to the same fetcher), and shown; their answers are not run."""
+    pages = {
+        URL: doc(
+            "<Dial><Number statusCallback='/child' sendDigits='12'"
+            " statusCallbackEvent='initiated answered completed'>+15551234567</Number></Dial>"
+            "<Record action='/after' recordingStatusCallback='/rec' playBeep='false'/>"
+        ),
+        "https://app.test/after": doc("<Hangup/>"),
+        "https://app.test/child": doc("<Say>not run</Say>"),
+        "https://app.test/rec": doc("<Say>not run</Say>"),
+    }
+    result = await run(pages, trunk_uri_template=TRUNK, digits=["#"])
+    child = [dict(c.request.params) for c in result.callbacks if c.request.url.endswith("/child")]
+    assert [c["CallStatus"] for c in child] == ["initiated", "in-progress", "completed"]
+    assert all(c["ParentCallSid"] == result.call_sid for c in child)
+    rec = [dict(c.request.params) for c in result.callbacks if c.request.url.endswith("/rec")]
+    assert [r["RecordingStatus"] for r in rec] == ["completed"]
+    assert rec[0]["RecordingSid"] == result.recordings[0].url.rsplit("/", 1)[1]
+    assert "not run" not in result.said
+    assert any("sends digits 12" in line for line in result.transcript)
+
+
+@pytest.mark.parametrize(
+    ("whisper", "status"), [("<Say>You have a call</Say>", "completed"), ("<Hangup/>", "no-answer")]
+)
+async def test_noun_url_whisper(whisper: str, status: str) -> None:
+    """A noun's ``url`` runs on the answering far end before the bridge (with ParentCallSid);
+    when it hangs up the dial is ``no-answer``, as in the engine."""
+    pages = {
+        URL: doc("<Dial action='/after'><Sip url='/whisper'>sip:bob@example.com</Sip></Dial>"),
+        "https://app.test/whisper": doc(whisper),
+        "https://app.test/after": doc("<Hangup/>"),
+    }
+    result = await run(pages)
+    whispered = next(r for r in result.requests if r.request.url.endswith("/whisper"))
+    assert whispered.params["ParentCallSid"] == result.call_sid
+    assert whispered.params["Direction"] == "outbound-dial"
+    assert result.requests[-1].params["DialCallStatus"] == status
+    assert any(line.split("] ", 1)[-1].startswith("  whisper:") for line in result.transcript)

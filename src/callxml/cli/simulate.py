@@ -67,6 +67,12 @@ def _dial_outcomes(values: tuple[str, ...]) -> dict[str, str]:
     metavar="SECONDS",
     help="The caller hangs up after this many simulated seconds.",
 )
+@click.option(
+    "--trunk",
+    metavar="TEMPLATE",
+    help="The engine's sip.trunk_uri_template (sip:{number}@trunk...): without one a <Number> "
+    "cannot be dialled, as in the engine.",
+)
 @click.option("--method", type=click.Choice(["POST", "GET"]), default="POST", show_default=True)
 @click.option("--fallback-url", metavar="URL", help="Requested when a document fetch fails.")
 @click.option(
@@ -84,6 +90,7 @@ def simulate_command(
     digits: tuple[str, ...],
     dial_outcome: tuple[str, ...],
     hangup_after: float | None,
+    trunk: str | None,
     method: str,
     fallback_url: str | None,
     auth_token: str,
@@ -118,6 +125,7 @@ def simulate_command(
                 auth_token=auth_token,
                 prompt=prompt,
                 echo=echo,
+                trunk_uri_template=trunk,
             )
         )
     except (click.exceptions.Abort, EOFError, KeyboardInterrupt):

@@ -13,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
+import datetime
 import email.utils
+import hashlib
 import hmac
 import math
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,7 +29,15 @@ from urllib.parse import urlencode, urlsplit
 from aiohttp import web
 
 from callxml.engine.config import AccountConfig, EngineConfig
-from callxml.engine.store import CALL_STATUSES, CallRecord, RecordingRecord, Store
+from callxml.engine.store import (
+    CALL_STATUSES,
+    TERMINAL_STATUSES,
+    CallEvent,
+    CallRecord,
+    RecordingRecord,
+    Store,
+    TimeRange,
+)
 
 __all__ = [
     "API_VERSION",
@@ -44,7 +55,61 @@ API_VERSION = "2010-04-01"
 MAX_PAGE_SIZE = 1000
 MAX_FORM_BYTES = 64 * 1024
 #: Form fields Twilio SDKs send once per value (``StatusCallbackEvent=initiated&…=answered``).
-REPEATABLE_FIELDS = frozenset({"StatusCallbackEvent"})
+REPEATABLE_FIELDS = frozenset({"StatusCallbackEvent", "RecordingStatusCallbackEvent"})
+#: What ``POST Calls.json`` honours; any other parameter is refused, never silently ignored.
+CREATE_FIELDS = frozenset(
+    {
+        "To",
+        "From",
+        "Url",
+        "Twiml",
+        "Method",
+        "FallbackUrl",
+        "FallbackMethod",
+        "StatusCallback",
+        "StatusCallbackEvent",
+        "StatusCallbackMethod",
+        "Timeout",
+        "TimeLimit",
+        "SipAuthUsername",
+        "SipAuthPassword",
+        "SendDigits",
+        "CallerId",
+        "Record",
+        "RecordingChannels",
+        "RecordingTrack",
+        "RecordingStatusCallback",
+        "RecordingStatusCallbackMethod",
+        "RecordingStatusCallbackEvent",
+    }
+)
+#: What ``POST Calls/{Sid}.json`` honours.
+UPDATE_FIELDS = frozenset({"Url", "Method", "Twiml", "Status"})
+#: The filters of ``GET Calls.json``, kept in its page URIs.
+CALL_FILTERS = frozenset(
+    {
+        "Status",
+        "To",
+        "From",
+        "ParentCallSid",
+        "StartTime",
+        "StartTime<",
+        "StartTime>",
+        "EndTime",
+        "EndTime<",
+        "EndTime>",
+    }
+)
+#: Twilio's "Invalid parameter": what a parameter callxml does not honour is answered with.
+UNSUPPORTED_PARAMETER = 20001
+#: Why some well-known parameters are refused.
+UNSUPPORTED_HINTS = {
+    "MachineDetection": "answering machine detection is not available",
+    "AsyncAmd": "answering machine detection is not available",
+    "AsyncAmdStatusCallback": "answering machine detection is not available",
+    "ApplicationSid": "there are no TwiML applications; give Url or Twiml",
+    "Trim": "recordings are not trimmed",
+}
 
 
 class ApiError(Exception):
@@ -78,6 +143,14 @@ class OutboundCall:
     sip_auth_username: str | None = None
     sip_auth_password: str | None = None
     time_limit: int = 14400
+    send_digits: str | None = None
+    caller_id: str | None = None
+    record: bool = False
+    recording_channels: str = "mono"  # mono | dual
+    recording_track: str = "both"  # both | inbound | outbound
+    recording_status_callback: str | None = None
+    recording_status_callback_method: str = "POST"
+    recording_status_callback_event: tuple[str, ...] = ("completed",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,15 +211,12 @@ def call_json(record: CallRecord) -> dict[str, Any]:
         "sid": record.sid,
         "start_time": _date(record.start_time),
         "status": record.status,
+        # Only what this API serves: Twilio's payments, siprec, streams and user-defined
+        # messages have no counterpart here, so they are not advertised.
         "subresource_uris": {
             "events": f"{base}/Events.json",
             "notifications": f"{base}/Notifications.json",
             "recordings": f"{base}/Recordings.json",
-            "payments": f"{base}/Payments.json",
-            "siprec": f"{base}/Siprec.json",
-            "streams": f"{base}/Streams.json",
-            "user_defined_message_subscriptions": f"{base}/UserDefinedMessageSubscriptions.json",
-            "user_defined_messages": f"{base}/UserDefinedMessages.json",
         },
         "to": record.to,
         "to_formatted": record.to,
@@ -172,8 +242,89 @@ def recording_json(rec: RecordingRecord, base_url: str) -> dict[str, Any]:
         "sid": rec.sid,
         "source": "RecordVerb",
         "status": rec.status,
+        "conference_sid": None,
+        "price": None,
+        "price_unit": "USD",
+        "error_code": None,
+        "encryption_details": None,
+        "track": "both",
         "uri": f"{uri}.json",
         "media_url": f"{base_url}{uri}",
+        "subresource_uris": {},
+    }
+
+
+def account_json(account: AccountConfig) -> dict[str, Any]:
+    """An account in the shape of Twilio's Account resource (without the auth token)."""
+    base = f"/{API_VERSION}/Accounts/{account.sid}"
+    return {
+        "auth_token": None,  # never echoed: the client already has it
+        "date_created": None,
+        "date_updated": None,
+        "friendly_name": account.friendly_name or account.sid,
+        "owner_account_sid": account.sid,
+        "sid": account.sid,
+        "status": "active",
+        "type": "Full",
+        "uri": f"{base}.json",
+        "subresource_uris": {
+            "calls": f"{base}/Calls.json",
+            "recordings": f"{base}/Recordings.json",
+        },
+    }
+
+
+def notification_json(account_sid: str, event: CallEvent) -> dict[str, Any]:
+    """A call's warning or error event in the shape of Twilio's Notification resource."""
+    sid = "NO" + hashlib.md5(f"{event.call_sid}:{event.seq}".encode()).hexdigest()
+    code = event.data.get("code")
+    base = f"/{API_VERSION}/Accounts/{account_sid}/Calls/{event.call_sid}/Notifications"
+    return {
+        "account_sid": account_sid,
+        "api_version": API_VERSION,
+        "call_sid": event.call_sid,
+        "date_created": _date(event.at),
+        "date_updated": _date(event.at),
+        "error_code": None if code is None else str(code),
+        "log": "0" if event.kind == "error" else "1",
+        "message_date": _date(event.at),
+        "message_text": str(event.data.get("message", "")),
+        "more_info": f"https://www.twilio.com/docs/errors/{code}" if code else None,
+        "request_method": None,
+        "request_url": None,
+        "sid": sid,
+        "uri": f"{base}/{sid}.json",
+    }
+
+
+def _page(
+    key: str,
+    items: list[dict[str, Any]],
+    path: str,
+    query: Mapping[str, str],
+    *,
+    page: int,
+    page_size: int,
+    total: int,
+) -> dict[str, Any]:
+    """A page of a 2010-04-01 list resource (``calls``, ``recordings``...), with the page URIs
+    Twilio's SDKs follow."""
+
+    def page_uri(number: int) -> str:
+        return path + "?" + urlencode({**query, "PageSize": page_size, "Page": number})
+
+    last_page = max(0, math.ceil(total / page_size) - 1)
+    start = page * page_size
+    return {
+        key: items,
+        "end": start + len(items) - 1 if items else start,
+        "first_page_uri": page_uri(0),
+        "next_page_uri": page_uri(page + 1) if page < last_page else None,
+        "page": page,
+        "page_size": page_size,
+        "previous_page_uri": page_uri(page - 1) if page > 0 else None,
+        "start": start,
+        "uri": page_uri(page),
     }
 
 
@@ -270,42 +421,34 @@ class _Api:
     async def list_calls(self, request: web.Request) -> web.Response:
         account = self.authenticate(request)
         query = request.query
-        page_size = _int(query.get("PageSize", "50"), "PageSize", 1, MAX_PAGE_SIZE)
-        page = _int(query.get("Page", "0"), "Page", 0, 10**6)
+        page_size, page = _paging(query)
         status = query.get("Status")
         if status is not None and status not in CALL_STATUSES:
             raise ApiError(400, 20001, f"Invalid Status {status!r}")
-        filters = {
+        filters: dict[str, Any] = {
             "status": status,
             "to": query.get("To"),
             "from_": query.get("From"),
             "parent_call_sid": query.get("ParentCallSid"),
+            "start_time": _time_range(query, "StartTime"),
+            "end_time": _time_range(query, "EndTime"),
         }
         total = await self.in_thread(self.store.count_calls, account.sid, **filters)
         records = await self.in_thread(
             self.store.list_calls, account.sid, limit=page_size, offset=page * page_size, **filters
         )
         path = f"/{API_VERSION}/Accounts/{account.sid}/Calls.json"
-        kept = {k: v for k, v in query.items() if k in ("Status", "To", "From", "ParentCallSid")}
-
-        def page_uri(number: int) -> str:
-            return path + "?" + urlencode({**kept, "PageSize": page_size, "Page": number})
-
-        last_page = max(0, math.ceil(total / page_size) - 1)
-        start = page * page_size
-        return web.json_response(
-            {
-                "calls": [call_json(r) for r in records],
-                "end": start + len(records) - 1 if records else start,
-                "first_page_uri": page_uri(0),
-                "next_page_uri": page_uri(page + 1) if page < last_page else None,
-                "page": page,
-                "page_size": page_size,
-                "previous_page_uri": page_uri(page - 1) if page > 0 else None,
-                "start": start,
-                "uri": page_uri(page),
-            }
+        kept = {k: v for k, v in query.items() if k in CALL_FILTERS}
+        body = _page(
+            "calls",
+            [call_json(r) for r in records],
+            path,
+            kept,
+            page=page,
+            page_size=page_size,
+            total=total,
         )
+        return web.json_response(body)
 
     async def get_call(self, request: web.Request) -> web.Response:
         account = self.authenticate(request)
@@ -360,28 +503,118 @@ class _Api:
             }
         )
 
+    async def delete_call(self, request: web.Request) -> web.Response:
+        """Delete a finished call's record (204); a call not over yet is refused (20009)."""
+        account = self.authenticate(request)
+        sid = request.match_info["sid"]
+        record = self.record_or_404(account, sid, request.path)
+        if record.status not in TERMINAL_STATUSES:
+            raise ApiError(
+                400, 20009, f"Call {sid} is {record.status}; end it before deleting its record"
+            )
+        await self.in_thread(self.store.delete_call, sid)
+        return web.Response(status=204)
+
+    async def call_notifications(self, request: web.Request) -> web.Response:
+        account = self.authenticate(request)
+        sid = request.match_info["sid"]
+        self.record_or_404(account, sid, request.path)
+        query = request.query
+        page_size, page = _paging(query)
+        events = await self.in_thread(self.store.list_events, sid)
+        notes = [
+            notification_json(account.sid, e) for e in events if e.kind in ("warning", "error")
+        ]
+        path = f"/{API_VERSION}/Accounts/{account.sid}/Calls/{sid}/Notifications.json"
+        chunk = notes[page * page_size : (page + 1) * page_size]
+        body = _page(
+            "notifications", chunk, path, {}, page=page, page_size=page_size, total=len(notes)
+        )
+        return web.json_response(body)
+
+    async def get_account(self, request: web.Request) -> web.Response:
+        account = self.authenticate(request)
+        return web.json_response(account_json(account))
+
     async def call_recordings(self, request: web.Request) -> web.Response:
         account = self.authenticate(request)
         sid = request.match_info["sid"]
         self.record_or_404(account, sid, request.path)
-        recordings = await self.in_thread(self.store.list_recordings, sid)
-        return web.json_response(
-            {"recordings": [recording_json(r, self.config.base_url) for r in recordings]}
+        return await self._recordings_page(request, account, call_sid=sid)
+
+    async def list_recordings(self, request: web.Request) -> web.Response:
+        account = self.authenticate(request)
+        return await self._recordings_page(
+            request, account, call_sid=request.query.get("CallSid") or None
         )
 
-    async def get_recording(self, request: web.Request) -> web.StreamResponse:
-        account = self.authenticate(request)
+    async def _recordings_page(
+        self, request: web.Request, account: AccountConfig, *, call_sid: str | None
+    ) -> web.Response:
+        page_size, page = _paging(request.query)
+        total = await self.in_thread(
+            self.store.count_account_recordings, account.sid, call_sid=call_sid
+        )
+        records = await self.in_thread(
+            self.store.list_account_recordings,
+            account.sid,
+            call_sid=call_sid,
+            limit=page_size,
+            offset=page * page_size,
+        )
+        kept = {"CallSid": request.query["CallSid"]} if "CallSid" in request.query else {}
+        body = _page(
+            "recordings",
+            [recording_json(r, self.config.base_url) for r in records],
+            request.path,
+            kept,
+            page=page,
+            page_size=page_size,
+            total=total,
+        )
+        return web.json_response(body)
+
+    async def _recording_or_404(
+        self, request: web.Request, *, media: bool = False
+    ) -> RecordingRecord:
+        """The recording the path names, for an authenticated request; for ``media`` (the
+        audio), an account whose ``media_auth`` is off needs no credentials."""
+        owner = self.config.account(request.match_info.get("account", ""))
+        if media and owner is not None and not owner.media_auth:
+            account = owner
+        else:
+            account = self.authenticate(request)
         sid = request.match_info["sid"]
-        ext = request.match_info.get("ext") or ""
-        rec = await self.in_thread(self.store.get_recording, sid)
-        if rec is None or rec.account_sid != account.sid:
+        rec: RecordingRecord | None = await self.in_thread(self.store.get_recording, sid)
+        call_sid = request.match_info.get("call")
+        if rec is None or rec.account_sid != account.sid or call_sid not in (None, rec.call_sid):
             raise ApiError(404, 20404, f"The requested resource {request.path} was not found")
+        return rec
+
+    async def get_recording(self, request: web.Request) -> web.StreamResponse:
+        ext = request.match_info.get("ext") or ""
+        rec = await self._recording_or_404(request, media=ext != ".json")
         if ext == ".json":
             return web.json_response(recording_json(rec, self.config.base_url))
         path = Path(rec.path)
         if not path.is_file():
-            raise ApiError(404, 20404, f"The recording {sid} has no media")
+            raise ApiError(404, 20404, f"The recording {rec.sid} has no media")
+        if ext == ".mp3":
+            try:
+                path = await self.in_thread(mp3_of, path)
+            except (RuntimeError, OSError) as exc:  # soundfile's LibsndfileError is a RuntimeError
+                raise ApiError(500, 20500, f"cannot encode {rec.sid} as MP3: {exc}") from None
+            return web.FileResponse(path, headers={"Content-Type": "audio/mpeg"})
         return web.FileResponse(path, headers={"Content-Type": "audio/x-wav"})
+
+    async def delete_recording(self, request: web.Request) -> web.Response:
+        """Delete a recording: its record and its audio file (204)."""
+        rec = await self._recording_or_404(request)
+        await self.in_thread(self.store.delete_recording, rec.sid)
+        for path in (Path(rec.path), Path(rec.path).with_suffix(".mp3")):
+            with contextlib.suppress(OSError):
+                await self.in_thread(path.unlink)
+        return web.Response(status=204)
 
     async def openapi(self, request: web.Request) -> web.Response:
         text = resources.files("callxml").joinpath("schemas/openapi.yaml").read_text()
@@ -389,6 +622,71 @@ class _Api:
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
+
+
+def mp3_of(wav: Path) -> Path:
+    """The MP3 of a recording's WAV, encoded once beside it (libsndfile >= 1.1 writes MP3 through
+    LAME, via soundfile) and served from there afterwards."""
+    import soundfile
+
+    mp3 = wav.with_suffix(".mp3")
+    if mp3.is_file() and mp3.stat().st_mtime >= wav.stat().st_mtime:
+        return mp3
+    data, rate = soundfile.read(str(wav), dtype="int16")
+    partial = mp3.with_suffix(".mp3.part")
+    soundfile.write(str(partial), data, rate, format="MP3")
+    partial.replace(mp3)
+    return mp3
+
+
+def _paging(query: Mapping[str, str]) -> tuple[int, int]:
+    page_size = _int(query.get("PageSize", "50"), "PageSize", 1, MAX_PAGE_SIZE)
+    page = _int(query.get("Page", "0"), "Page", 0, 10**6)
+    return page_size, page
+
+
+def _when(value: str, name: str) -> tuple[float, float]:
+    """``YYYY-MM-DD`` (that UTC day) or ``YYYY-MM-DDTHH:MM:SSZ`` (that second), as the span of
+    Unix time it covers: [start, end)."""
+    for pattern, span in (("%Y-%m-%d", 86400.0), ("%Y-%m-%dT%H:%M:%SZ", 1.0)):
+        try:
+            moment = datetime.datetime.strptime(value.strip(), pattern)
+        except ValueError:
+            continue
+        start = moment.replace(tzinfo=datetime.UTC).timestamp()
+        return start, start + span
+    raise ApiError(400, 20001, f"{name} must be a date (YYYY-MM-DD) or YYYY-MM-DDTHH:MM:SSZ")
+
+
+def _time_range(query: Mapping[str, str], name: str) -> TimeRange:
+    """Twilio's ``StartTime``/``EndTime`` filters: ``Name=D`` (on the UTC day of D),
+    ``Name<=D`` (on or before D: the SDKs send ``Name<``) and ``Name>=D`` (on or after D:
+    ``Name>``); D is a date (the whole day) or a UTC time to the second."""
+    since: float | None = None
+    until: float | None = None
+    if (exact := query.get(name)) is not None:  # that UTC day (the SDKs send its midnight)
+        moment = _when(exact, name)[0]
+        since = moment - moment % 86400
+        until = since + 86400
+    if (before := query.get(f"{name}<")) is not None:
+        end = _when(before, f"{name}<")[1]
+        until = end if until is None else min(until, end)
+    if (after := query.get(f"{name}>")) is not None:
+        begin = _when(after, f"{name}>")[0]
+        since = begin if since is None else max(since, begin)
+    return since, until
+
+
+def _unsupported(form: Mapping[str, str], supported: frozenset[str], what: str) -> None:
+    """Refuse the first parameter callxml does not honour: never a silent 201."""
+    for name in form:
+        if name not in supported:
+            hint = UNSUPPORTED_HINTS.get(name, "")
+            raise ApiError(
+                400,
+                UNSUPPORTED_PARAMETER,
+                f"{name} is not supported by callxml {what}" + (f": {hint}" if hint else ""),
+            )
 
 
 def _int(value: str, name: str, low: int, high: int) -> int:
@@ -416,7 +714,9 @@ def _check_url(url: str, name: str) -> str:
 
 
 def parse_create_form(form: Mapping[str, str]) -> OutboundCall:
-    """Validate a create-call form as Twilio does, with Twilio's error codes."""
+    """Validate a create-call form as Twilio does, with Twilio's error codes; a parameter
+    callxml does not honour is refused (400, code 20001, naming it)."""
+    _unsupported(form, CREATE_FIELDS, "when creating a call")
     to = form.get("To", "").strip()
     if not to:
         raise ApiError(400, 21201, "No 'To' number is specified")
@@ -448,6 +748,16 @@ def parse_create_form(form: Mapping[str, str]) -> OutboundCall:
             raise ApiError(400, 21626, f"Invalid StatusCallbackEvent {event!r}")
     timeout = _int(form.get("Timeout", "60"), "Timeout", 1, 600)
     time_limit = _int(form.get("TimeLimit", "14400"), "TimeLimit", 1, 86400)
+    send_digits = form.get("SendDigits") or None
+    if send_digits is not None and (
+        len(send_digits) > 32 or any(c not in "0123456789*#wW" for c in send_digits)
+    ):
+        raise ApiError(400, 20001, "SendDigits may hold only 0-9, *, # and w (at most 32)")
+    caller_id = form.get("CallerId", "").strip() or None
+    record = form.get("Record", "false").strip().lower()
+    if record not in ("true", "false", ""):
+        raise ApiError(400, 20001, "Record must be true or false")
+    recording = _recording_options(form, record == "true")
     return OutboundCall(
         to=to,
         from_=from_,
@@ -463,11 +773,50 @@ def parse_create_form(form: Mapping[str, str]) -> OutboundCall:
         sip_auth_username=form.get("SipAuthUsername") or None,
         sip_auth_password=form.get("SipAuthPassword") or None,
         time_limit=time_limit,
+        send_digits=send_digits,
+        caller_id=caller_id,
+        **recording,
     )
 
 
+def _recording_options(form: Mapping[str, str], record: bool) -> dict[str, Any]:
+    """``Record=true`` and its ``Recording*`` options (which mean nothing, and are refused,
+    without it)."""
+    given = [name for name in form if name.startswith("Recording")]
+    if not record:
+        if given:
+            raise ApiError(400, UNSUPPORTED_PARAMETER, f"{given[0]} needs Record=true")
+        return {}
+    channels = form.get("RecordingChannels", "mono").strip().lower() or "mono"
+    if channels not in ("mono", "dual"):
+        raise ApiError(400, 20001, "RecordingChannels must be mono or dual")
+    track = form.get("RecordingTrack", "both").strip().lower() or "both"
+    if track not in ("both", "inbound", "outbound"):
+        raise ApiError(400, 20001, "RecordingTrack must be both, inbound or outbound")
+    callback = form.get("RecordingStatusCallback") or None
+    if callback is not None:
+        _check_url(callback, "RecordingStatusCallback")
+    raw_events = form.get("RecordingStatusCallbackEvent", "completed").replace(",", " ").split()
+    events = tuple(e.lower() for e in raw_events) or ("completed",)
+    for event in events:
+        if event not in ("in-progress", "completed", "absent"):
+            raise ApiError(400, 20001, f"Invalid RecordingStatusCallbackEvent {event!r}")
+    return {
+        "record": True,
+        "recording_channels": channels,
+        "recording_track": track,
+        "recording_status_callback": callback,
+        "recording_status_callback_method": _method(
+            form.get("RecordingStatusCallbackMethod"), "RecordingStatusCallbackMethod"
+        ),
+        "recording_status_callback_event": events,
+    }
+
+
 def parse_update_form(form: Mapping[str, str]) -> CallUpdate:
-    """Validate an update-call form as Twilio does, with Twilio's error codes."""
+    """Validate an update-call form as Twilio does, with Twilio's error codes; a parameter
+    callxml does not honour is refused (400, code 20001, naming it)."""
+    _unsupported(form, UPDATE_FIELDS, "when updating a call")
     url = form.get("Url") or None
     twiml = form.get("Twiml") or None
     status = form.get("Status") or None
@@ -488,12 +837,26 @@ def build_app(config: EngineConfig, store: Store, control: CallControl) -> web.A
     prefix = f"/{API_VERSION}/Accounts/{{account}}"
     app.router.add_post(f"{prefix}/Calls.json", api.create_call)
     app.router.add_get(f"{prefix}/Calls.json", api.list_calls)
+    recording = "{sid:RE[0-9a-f]{32}}"
+    app.router.add_get(f"/{API_VERSION}/Accounts/{{account}}.json", api.get_account)
     app.router.add_get(f"{prefix}/Calls/{{sid}}.json", api.get_call)
     app.router.add_post(f"{prefix}/Calls/{{sid}}.json", api.update_call)
+    app.router.add_delete(f"{prefix}/Calls/{{sid}}.json", api.delete_call)
     app.router.add_get(f"{prefix}/Calls/{{sid}}/Events.json", api.call_events)
+    app.router.add_get(f"{prefix}/Calls/{{sid}}/Notifications.json", api.call_notifications)
     app.router.add_get(f"{prefix}/Calls/{{sid}}/Recordings.json", api.call_recordings)
     app.router.add_get(
-        f"{prefix}/Recordings/{{sid:RE[0-9a-f]{{32}}}}{{ext:(\\.json|\\.wav)?}}", api.get_recording
+        f"{prefix}/Calls/{{call}}/Recordings/{recording}{{ext:\\.json}}", api.get_recording
+    )
+    app.router.add_delete(
+        f"{prefix}/Calls/{{call}}/Recordings/{recording}.json", api.delete_recording
+    )
+    app.router.add_get(f"{prefix}/Recordings.json", api.list_recordings)
+    app.router.add_get(
+        f"{prefix}/Recordings/{recording}{{ext:(\\.json|\\.wav|\\.mp3)?}}", api.get_recording
+    )
+    app.router.add_delete(
+        f"{prefix}/Recordings/{recording}{{ext:(\\.json)?}}", api.delete_recording
     )
     app.router.add_get("/openapi.yaml", api.openapi)
     app.router.add_get("/healthz", api.health)

@@ -33,6 +33,7 @@ from callxml.engine.store import (
 )
 from callxml.errors import CallXmlError
 from callxml.interpreter import new_sid
+from callxml.runtime.dial import ChildCallback
 from callxml.runtime.session import CallRunner
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "CallBook",
     "CallControlError",
     "CallNotInProgress",
+    "ChildBook",
     "EngineStopping",
     "InvalidTarget",
     "LiveCall",
@@ -136,6 +138,8 @@ class CallBook:
         self.record = record
         self.recording_url = recording_url
         self._last: asyncio.Future[Any] | None = None  # the write asked for last
+        self._child_callbacks: dict[str, CallbackTarget] = {}
+        self._child_status: dict[str, str] = {}
 
     @property
     def sid(self) -> str:
@@ -193,7 +197,7 @@ class CallBook:
 
         await self._write(update)
 
-    async def recording(self, sid: str, path: Path, duration: int) -> str:
+    async def recording(self, sid: str, path: Path, duration: int, *, channels: int = 1) -> str:
         record = RecordingRecord(
             sid=sid,
             call_sid=self.sid,
@@ -201,6 +205,7 @@ class CallBook:
             path=str(path),
             duration=duration,
             date_created=time.time(),
+            channels=channels,
         )
         await self._write(lambda: asyncio.to_thread(self.store.add_recording, record))
         return self.recording_url(sid)
@@ -211,7 +216,9 @@ class CallBook:
 
     # -- child calls of a <Dial> (the runtime's ChildLog) -------------------------------------
 
-    async def child_started(self, sid: str, to: str, from_: str) -> None:
+    async def child_started(
+        self, sid: str, to: str, from_: str, *, callback: ChildCallback | None = None
+    ) -> None:
         record = new_call_record(
             sid=sid,
             account_sid=self.record.account_sid,
@@ -221,13 +228,62 @@ class CallBook:
             status="initiated",
             parent_call_sid=self.sid,
         )
-        await asyncio.to_thread(self.store.create_call, record)
+        # The children's writes join the parent's ordered lane: one writer per call family.
+        await self._write(lambda: asyncio.to_thread(self.store.create_call, record))
+        if callback is not None:  # the noun's statusCallback: this child's own callbacks
+            target = CallbackTarget(callback.url, callback.method, callback.events)
+            self._child_callbacks[sid] = target
+            if self.callbacks is not None:
+                self.callbacks.notify(target, record)
 
     async def child_status(self, sid: str, status: str, **changes: Any) -> None:
-        with contextlib.suppress(KeyError):
-            await asyncio.to_thread(
-                self.store.update_call, sid, status=status, date_updated=time.time(), **changes
+        stamp = time.time()
+        try:
+            record = await self._write(
+                lambda: asyncio.to_thread(
+                    self.store.update_call, sid, status=status, date_updated=stamp, **changes
+                )
             )
+        except KeyError:
+            return
+        target = self._child_callbacks.get(sid)
+        if target is not None and self.callbacks is not None:
+            if self._child_status.get(sid) != status:
+                self.callbacks.notify(target, record)
+            self._child_status[sid] = status
+            if status in TERMINAL_STATUSES:
+                self._child_callbacks.pop(sid, None)
+                self._child_status.pop(sid, None)
+
+
+class ChildBook:
+    """The ``CallLog`` of a whisper (a noun's ``url``) run on a child call: its events and
+    recordings go on the child's record; its status is the dialler's to write, not the
+    whisper's."""
+
+    def __init__(self, parent: CallBook, sid: str) -> None:
+        self.parent = parent
+        self.sid = sid
+
+    async def event(self, kind: str, data: Mapping[str, Any]) -> None:
+        await asyncio.to_thread(
+            self.parent.store.add_event, CallEvent(self.sid, kind, time.time(), dict(data))
+        )
+
+    async def status(self, status: str, **changes: Any) -> None:
+        return None
+
+    async def recording(self, sid: str, path: Path, duration: int) -> str:
+        record = RecordingRecord(
+            sid=sid,
+            call_sid=self.sid,
+            account_sid=self.parent.record.account_sid,
+            path=str(path),
+            duration=duration,
+            date_created=time.time(),
+        )
+        await asyncio.to_thread(self.parent.store.add_recording, record)
+        return self.parent.recording_url(sid)
 
 
 # -- live calls ---------------------------------------------------------------------------------

@@ -59,9 +59,14 @@ class Credential:
 
 @dataclass(frozen=True, slots=True)
 class AccountConfig:
+    """An account. ``media_auth``: whether recording media (``RecordingUrl``, ``.wav``,
+    ``.mp3``) needs HTTP Basic auth with the account's sid and token (Twilio's "enforce HTTP
+    auth on media URLs"); metadata always does."""
+
     sid: str
     auth_token: str = field(repr=False)
     friendly_name: str = ""
+    media_auth: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,8 +498,9 @@ def _account(data: Any, where: str) -> AccountConfig:
     if not token or len(token) < 16:
         raise ConfigError(f"{where}.auth_token: required, at least 16 characters")
     name = str(reader.get("friendly_name", str, ""))
+    media_auth = bool(reader.get("media_auth", bool, True))
     reader.finish()
-    return AccountConfig(sid, token, name)
+    return AccountConfig(sid, token, name, media_auth)
 
 
 def _domain(data: Any, where: str) -> DomainConfig:

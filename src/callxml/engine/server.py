@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import ipaddress
 import logging
 import os
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -35,6 +37,7 @@ from callxml.engine.api import OutboundCall, build_app, recording_uri
 from callxml.engine.callbacks import CallbackTarget, StatusCallbacks, callback_target
 from callxml.engine.calls import (
     CallBook,
+    ChildBook,
     EngineStopping,
     InvalidTarget,
     LiveCall,
@@ -44,21 +47,37 @@ from callxml.engine.config import AccountConfig, DomainConfig, EngineConfig
 from callxml.engine.control import EngineControl
 from callxml.engine.devcert import ensure_dev_certificate
 from callxml.engine.store import TERMINAL_STATUSES, CallRecord, SqliteStore, Store
-from callxml.errors import CallXmlError, CapacityError, ConfigError, MediaError, TransportError
-from callxml.interpreter import CallInfo, CallSession
+from callxml.errors import (
+    CallXmlError,
+    CapacityError,
+    ConfigError,
+    MediaError,
+    TransportError,
+    WebhookError,
+)
+from callxml.interpreter import CallInfo, CallSession, new_sid
 from callxml.markup.verbs import Number, Sip
 from callxml.runtime import CallLeg, DialResult, IncomingCall, Phone, bridge
 from callxml.runtime.dial import Dialer, resolve_targets
-from callxml.runtime.session import CallRunner, RuntimeServices
+from callxml.runtime.recorder import BridgeRecorder, save_recording
+from callxml.runtime.session import (
+    DIGIT_WAIT,
+    INTERNAL_ERROR,
+    CallRunner,
+    RuntimeServices,
+    webhook_event,
+)
 from callxml.sip.aio.resolver import DnsResolver
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig, TransportLimits
-from callxml.sip.auth import Credentials, DigestServer
+from callxml.sip.auth import Credentials, DigestServer, parse_authorization
 from callxml.sip.events import Address
+from callxml.sip.headers import parse_name_addr
 from callxml.sip.message import SipRequest
 from callxml.sip.target import Target
 from callxml.sip.uri import parse_uri
 from callxml.webhooks import Fetcher, WebhookClient, WebhookRequest, WebhookResponse
+from callxml.webhooks.base import fetch_outcome
 from callxml.webhooks.guard import GuardedConnector, NetworkPolicy, parse_networks
 
 __all__ = ["ALL_CALLBACK_EVENTS", "DomainAuthenticator", "Engine", "dial_target"]
@@ -470,14 +489,47 @@ class Engine:
             lambda sid: base + recording_uri(account, sid),
         )
 
-    def _dialer(self, book: CallBook) -> Dialer:
+    def _dialer(self, book: CallBook, account: AccountConfig) -> Dialer:
         assert self.phone is not None
+        services = self._runtime_services(account)
+
+        async def whisper(
+            url: str, method: str, leg: CallLeg, *, child_sid: str, to: str, from_: str
+        ) -> bool:
+            """A noun's ``url``: its document runs on the called party before the bridge."""
+            info = CallInfo(
+                call_sid=child_sid,
+                account_sid=account.sid,
+                from_=from_,
+                to=to,
+                direction="outbound-dial",
+                extra=(("ParentCallSid", book.sid),),
+            )
+            session = CallSession(url=url, method=method, call=info, answered=True, whisper=True)
+            whisper_services = RuntimeServices(
+                fetcher=services.fetcher,
+                audio=services.audio,
+                recordings_dir=services.recordings_dir,
+            )
+            runner = CallRunner(session, leg, whisper_services, ChildBook(book, child_sid))
+            await runner.run()
+            return runner.session.returned
+
+        async def keep(sid: str, pcm: bytes, channels: int, duration: int) -> str:
+            """A ``<Dial record>`` recording: saved like ``<Record>``'s, on the caller's call."""
+            path = await asyncio.to_thread(
+                save_recording, services.recordings_dir, sid, pcm, channels=channels
+            )
+            return await book.recording(sid, path, duration, channels=channels)
+
         return Dialer(
             self.phone,
             bridge,
             trunk_uri_template=self.config.trunk_uri_template,
             children=book,
             event=book.event,
+            whisper=whisper,
+            recordings=keep,
         )
 
     async def _run_call(
@@ -487,6 +539,7 @@ class Engine:
         session: CallSession,
         *,
         inline_document: bytes | None = None,
+        call_recorder: BridgeRecorder | None = None,
     ) -> str:
         """Drive ``session`` on ``leg`` to its end; the record follows every change."""
         book = live.book
@@ -494,10 +547,17 @@ class Engine:
         call_services = RuntimeServices(
             fetcher=services.fetcher,
             audio=services.audio,
-            dial=self._dialer(book),
+            dial=self._dialer(book, live.account),
             recordings_dir=services.recordings_dir,
         )
-        runner = CallRunner(session, leg, call_services, book, inline_document=inline_document)
+        runner = CallRunner(
+            session,
+            leg,
+            call_services,
+            book,
+            inline_document=inline_document,
+            call_recorder=call_recorder,
+        )
         return await live.run(runner)
 
     # -------------------------------------------------------------------------- outbound
@@ -542,24 +602,81 @@ class Engine:
                 sip_call_id=result.sip_call_id,
             )
             inline = call.twiml.encode() if call.twiml is not None and not call.url else None
-            await self._run_call(live, leg, _answered_session(live, call), inline_document=inline)
+            loop = asyncio.get_running_loop()
+            limit = loop.call_later(call.time_limit, _time_limit_reached, live)
+            recorder, recording_sid = None, ""
+            if call.record:  # Record=true: the whole call, from the answer
+                recorder = BridgeRecorder(
+                    loop.time(),
+                    dual=call.recording_channels == "dual",
+                    track=call.recording_track,
+                )
+                recording_sid = new_sid("RE")
+                await self._recording_callback(live, call, recording_sid, "in-progress")
+            try:
+                if call.send_digits:
+                    await _send_digits(live, leg, call.send_digits)
+                session = _answered_session(live, call)
+                await self._run_call(
+                    live, leg, session, inline_document=inline, call_recorder=recorder
+                )
+            finally:
+                limit.cancel()
+                if recorder is not None:
+                    await self._keep_call_recording(live, call, recorder, recording_sid)
         except CallXmlError as exc:
             await book.event("error", {"message": str(exc)})
             await book.status("failed", end_time=time.time(), error=str(exc))
         except Exception as exc:  # a bug: contained to this call, which still gets a final status
-            await self._call_fault(live, exc)
+            await _call_crashed(live, exc)
         finally:
             self.forget(live)
 
-    async def _call_fault(self, live: LiveCall, exc: Exception) -> None:
-        """A bug escaped a call's driver: log it once, finish the record (``failed``, or
-        ``completed`` once answered) so no call is left live in the store."""
-        log.exception("call %s: internal error", live.sid)
-        status = "completed" if live.record.status == "in-progress" else "failed"
-        with contextlib.suppress(Exception):
-            await live.book.event("error", {"message": f"internal error: {exc!r}"})
-        with contextlib.suppress(Exception):
-            await live.book.status(status, end_time=time.time(), error=f"internal error: {exc!r}")
+    async def _keep_call_recording(
+        self, live: LiveCall, call: OutboundCall, recorder: BridgeRecorder, sid: str
+    ) -> None:
+        """Save ``Record=true``'s recording on the call and send its status callback."""
+        pcm, channels, seconds = recorder.result(asyncio.get_running_loop().time())
+        if seconds <= 0:
+            await self._recording_callback(live, call, sid, "absent")
+            return
+        services = self._runtime_services(live.account)
+        path = await asyncio.to_thread(
+            save_recording, services.recordings_dir, sid, pcm, channels=channels
+        )
+        url = await live.book.recording(sid, path, seconds, channels=channels)
+        extra = (("RecordingUrl", url), ("RecordingDuration", str(seconds)))
+        await self._recording_callback(live, call, sid, "completed", extra, channels)
+
+    async def _recording_callback(
+        self,
+        live: LiveCall,
+        call: OutboundCall,
+        sid: str,
+        status: str,
+        extra: tuple[tuple[str, str], ...] = (),
+        channels: int = 1,
+    ) -> None:
+        """``RecordingStatusCallback`` of a ``Record=true`` call, for the events asked for;
+        signed by the account's webhook client; its outcome is a ``callback`` event."""
+        url = call.recording_status_callback
+        if url is None or status not in call.recording_status_callback_event:
+            return
+        params = (
+            ("AccountSid", live.account.sid),
+            ("CallSid", live.sid),
+            ("RecordingSid", sid),
+            ("RecordingStatus", status),
+            ("RecordingSource", "OutboundAPI"),
+            ("RecordingChannels", str(2 if call.recording_channels == "dual" else channels)),
+            *extra,
+        )
+        request = WebhookRequest(url, call.recording_status_callback_method, params)
+        outcome = await fetch_outcome(self._fetchers[live.account.sid], request)
+        if isinstance(outcome, WebhookError):
+            await live.book.event("callback", webhook_event(request, None, outcome, 0.0))
+        else:
+            await live.book.event("callback", webhook_event(request, outcome, None, 0.0))
 
     async def _ring(
         self,
@@ -585,7 +702,7 @@ class Engine:
 
         dialing = self.phone.dial(
             to,
-            from_uri=call.from_ if call.from_.startswith(("sip:", "sips:")) else None,
+            from_uri=_from_uri(call),
             timeout=call.timeout,
             credentials=credentials,
             on_ringing=on_ringing,
@@ -645,6 +762,7 @@ class Engine:
             to=incoming.to_uri,
             status="ringing",
             sip_call_id=incoming.sip_call_id,
+            caller_name=incoming.request.from_.display_name or None,
         )
         target = callback_target(
             domain.status_callback, domain.status_callback_method, ALL_CALLBACK_EVENTS
@@ -653,10 +771,10 @@ class Engine:
         try:
             await self._run_inbound(live, domain, incoming)
         except Exception as exc:  # a bug: answer the caller, finish the record, keep serving
+            await _call_crashed(live, exc)
             if not incoming.decided:
                 with contextlib.suppress(CallXmlError):
                     await incoming.reject(500, "Server Internal Error")
-            await self._call_fault(live, exc)
         finally:
             self.forget(live)
 
@@ -695,12 +813,7 @@ class Engine:
             return
         with contextlib.suppress(CallXmlError):
             await incoming.ring()
-        extra: list[tuple[str, str]] = [
-            ("SipCallId", incoming.sip_call_id),
-            ("SipDomain", domain.name),
-            ("SipTransport", incoming.transport),
-        ]
-        extra += [(f"SipHeader_{name}", value) for name, value in incoming.headers]
+        extra = _inbound_params(domain, incoming)
         info = CallInfo(
             call_sid=book.sid,
             account_sid=live.account.sid,
@@ -752,6 +865,94 @@ class _BadRequestsAreNotErrors(logging.Filter):
 #: The REST API's server log (aiohttp's own, with the filter above).
 HTTP_LOG = logging.getLogger("callxml.engine.http")
 HTTP_LOG.addFilter(_BadRequestsAreNotErrors())
+
+
+def domain_sid(name: str) -> str:
+    """A SIP domain's ``SipDomainSid``: ``SD`` + 32 hex digits, stable for the domain name."""
+    return "SD" + hashlib.md5(name.encode()).hexdigest()
+
+
+def _inbound_params(domain: DomainConfig, incoming: IncomingCall) -> list[tuple[str, str]]:
+    """What Twilio adds to the webhook parameters of a call to a SIP domain, as far as callxml
+    knows it: the caller's display name, where the call was forwarded from (Diversion, else
+    History-Info), the SIP facts and the INVITE's X- headers."""
+    request = incoming.request
+    params: list[tuple[str, str]] = []
+    if request.from_.display_name:
+        params.append(("CallerName", request.from_.display_name))
+    if (forwarded := _forwarded_from(request)) is not None:
+        params.append(("ForwardedFrom", forwarded))
+    params += [
+        ("SipCallId", incoming.sip_call_id),
+        ("SipDomain", domain.name),
+        ("SipDomainSid", domain_sid(domain.name)),
+        ("SipTransport", incoming.transport),
+        ("SipSourceIp", incoming.source[0]),
+    ]
+    if _admitted_by(domain, incoming.source[0]) == "digest":
+        with contextlib.suppress(CallXmlError):
+            # the user agent has verified these credentials before the call got here
+            value = request.headers.get("Authorization") or ""
+            params.append(("SipUsername", parse_authorization(value).username))
+    params += [(f"SipHeader_{name}", value) for name, value in incoming.headers]
+    return params
+
+
+def _forwarded_from(request: SipRequest) -> str | None:
+    """The user (or, without one, the URI) the call was diverted from: the first ``Diversion``
+    (RFC 5806), else the first ``History-Info`` entry when there are several (RFC 7044)."""
+    diversion = request.headers.get("Diversion")
+    history = request.headers.get_all("History-Info")
+    entries = ",".join(history).split(",") if history else []
+    value = diversion.split(",")[0] if diversion else (entries[0] if len(entries) > 1 else None)
+    if not value:
+        return None
+    try:
+        uri = parse_uri(parse_name_addr(value.strip()).uri)
+    except CallXmlError:
+        return None
+    return uri.user or str(uri)
+
+
+def _from_uri(call: OutboundCall) -> str | None:
+    """The From of the INVITE: ``CallerId`` when given (a SIP URI as is, a number or name as
+    ``sip:<it>@callxml.invalid``, as ``<Dial callerId>`` does), else ``From`` when it is a SIP
+    URI, else the phone's default."""
+    if call.caller_id:
+        if call.caller_id.startswith(("sip:", "sips:")):
+            return call.caller_id
+        return f"sip:{call.caller_id}@callxml.invalid"
+    return call.from_ if call.from_.startswith(("sip:", "sips:")) else None
+
+
+async def _send_digits(live: LiveCall, leg: CallLeg, digits: str) -> None:
+    """``SendDigits``: RFC 4733 keys to the answered callee before the flow starts (``w`` waits
+    half a second, as Twilio)."""
+    await live.book.event("info", {"message": f"sending digits {digits}"})
+    for chunk in re.split(r"([wW])", digits):
+        if chunk in ("w", "W"):
+            await asyncio.sleep(DIGIT_WAIT)
+        elif chunk:
+            await leg.send_digits(chunk)
+
+
+def _time_limit_reached(live: LiveCall) -> None:
+    """``TimeLimit``: the longest the call may last once answered; then it is hung up."""
+    if not live.over:
+        log.info("call %s: TimeLimit reached; hanging up", live.sid)
+        with contextlib.suppress(CallXmlError):
+            live.request_end("completed")
+
+
+async def _call_crashed(live: LiveCall, exc: Exception) -> None:
+    """A bug outside the call's driver (which handles its own, see ``CallRunner``): the record
+    still gets ``failed`` and a notification, and the traceback is logged."""
+    log.error("call %s failed unexpectedly", live.sid, exc_info=exc)
+    message = f"internal error: {type(exc).__name__}: {exc}"
+    with contextlib.suppress(Exception):
+        await live.book.event("error", {"message": message, "code": INTERNAL_ERROR})
+        if not live.over:
+            await live.book.status("failed", end_time=time.time(), error=message)
 
 
 def _answered_session(live: LiveCall, call: OutboundCall) -> CallSession:

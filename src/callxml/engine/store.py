@@ -31,6 +31,7 @@ __all__ = [
     "RecordingRecord",
     "SqliteStore",
     "Store",
+    "TimeRange",
 ]
 
 #: Statuses of Twilio's Calls resource; the terminal ones end a call for good.
@@ -95,6 +96,11 @@ class RecordingRecord:
     channels: int = 1
 
 
+#: A time window for list filters: (from, inclusive; until, exclusive) in Unix seconds, either
+#: end open (None).
+TimeRange = tuple[float | None, float | None]
+
+
 class Store(Protocol):
     """Where call records live. Each write is durable when the method returns."""
 
@@ -112,6 +118,8 @@ class Store(Protocol):
         to: str | None = None,
         from_: str | None = None,
         parent_call_sid: str | None = None,
+        start_time: TimeRange = (None, None),
+        end_time: TimeRange = (None, None),
         limit: int = 50,
         offset: int = 0,
     ) -> list[CallRecord]: ...
@@ -124,7 +132,13 @@ class Store(Protocol):
         to: str | None = None,
         from_: str | None = None,
         parent_call_sid: str | None = None,
+        start_time: TimeRange = (None, None),
+        end_time: TimeRange = (None, None),
     ) -> int: ...
+
+    def delete_call(self, sid: str) -> bool:
+        """Delete a call and its events (not its recordings, as Twilio); False if unknown."""
+        ...
 
     def add_event(self, event: CallEvent) -> CallEvent: ...
 
@@ -135,6 +149,16 @@ class Store(Protocol):
     def get_recording(self, sid: str) -> RecordingRecord | None: ...
 
     def list_recordings(self, call_sid: str) -> list[RecordingRecord]: ...
+
+    def list_account_recordings(
+        self, account_sid: str, *, call_sid: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[RecordingRecord]: ...
+
+    def count_account_recordings(self, account_sid: str, *, call_sid: str | None = None) -> int: ...
+
+    def delete_recording(self, sid: str) -> bool:
+        """Delete a recording's record (the caller removes its file); False if unknown."""
+        ...
 
     def unfinished_calls(self) -> list[CallRecord]: ...
 
@@ -270,6 +294,8 @@ class SqliteStore:
         to: str | None,
         from_: str | None,
         parent_call_sid: str | None,
+        start_time: TimeRange = (None, None),
+        end_time: TimeRange = (None, None),
     ) -> tuple[str, list[Any]]:
         clauses = ["account_sid = ?"]
         args: list[Any] = [account_sid]
@@ -282,6 +308,13 @@ class SqliteStore:
             if value is not None:
                 clauses.append(f"{_quoted(column)} = ?")
                 args.append(value)
+        for column, (since, until) in (("start_time", start_time), ("end_time", end_time)):
+            if since is not None:
+                clauses.append(f"{column} >= ?")
+                args.append(since)
+            if until is not None:
+                clauses.append(f"{column} < ?")
+                args.append(until)
         return " AND ".join(clauses), args
 
     def list_calls(
@@ -292,10 +325,14 @@ class SqliteStore:
         to: str | None = None,
         from_: str | None = None,
         parent_call_sid: str | None = None,
+        start_time: TimeRange = (None, None),
+        end_time: TimeRange = (None, None),
         limit: int = 50,
         offset: int = 0,
     ) -> list[CallRecord]:
-        where, args = self._filters(account_sid, status, to, from_, parent_call_sid)
+        where, args = self._filters(
+            account_sid, status, to, from_, parent_call_sid, start_time, end_time
+        )
         with self._lock:
             rows = self._db.execute(
                 f"SELECT * FROM calls WHERE {where} "
@@ -312,11 +349,21 @@ class SqliteStore:
         to: str | None = None,
         from_: str | None = None,
         parent_call_sid: str | None = None,
+        start_time: TimeRange = (None, None),
+        end_time: TimeRange = (None, None),
     ) -> int:
-        where, args = self._filters(account_sid, status, to, from_, parent_call_sid)
+        where, args = self._filters(
+            account_sid, status, to, from_, parent_call_sid, start_time, end_time
+        )
         with self._lock:
             row = self._db.execute(f"SELECT COUNT(*) FROM calls WHERE {where}", args).fetchone()
         return int(row[0])
+
+    def delete_call(self, sid: str) -> bool:
+        with self._transaction() as db:
+            gone = db.execute("DELETE FROM calls WHERE sid = ?", (sid,)).rowcount
+            db.execute("DELETE FROM events WHERE call_sid = ?", (sid,))
+        return bool(gone)
 
     def unfinished_calls(self) -> list[CallRecord]:
         """Calls not in a terminal state: after a crash, the engine marks these failed."""
@@ -374,6 +421,34 @@ class SqliteStore:
                 "SELECT * FROM recordings WHERE call_sid = ? ORDER BY date_created", (call_sid,)
             ).fetchall()
         return [_recording_from_row(row) for row in rows]
+
+    def list_account_recordings(
+        self, account_sid: str, *, call_sid: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[RecordingRecord]:
+        where, args = self._recording_filters(account_sid, call_sid)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM recordings WHERE {where} "
+                "ORDER BY date_created DESC, sid DESC LIMIT ? OFFSET ?",
+                [*args, max(0, min(limit, 1000)), max(0, offset)],
+            ).fetchall()
+        return [_recording_from_row(row) for row in rows]
+
+    def count_account_recordings(self, account_sid: str, *, call_sid: str | None = None) -> int:
+        where, args = self._recording_filters(account_sid, call_sid)
+        with self._lock:
+            row = self._db.execute(f"SELECT COUNT(*) FROM recordings WHERE {where}", args)
+            return int(row.fetchone()[0])
+
+    @staticmethod
+    def _recording_filters(account_sid: str, call_sid: str | None) -> tuple[str, list[Any]]:
+        if call_sid is None:
+            return "account_sid = ?", [account_sid]
+        return "account_sid = ? AND call_sid = ?", [account_sid, call_sid]
+
+    def delete_recording(self, sid: str) -> bool:
+        with self._transaction() as db:
+            return bool(db.execute("DELETE FROM recordings WHERE sid = ?", (sid,)).rowcount)
 
     def close(self) -> None:
         with self._lock:

@@ -22,6 +22,7 @@ from callxml.webhooks.base import WebhookRequest
 __all__ = [
     "Action",
     "Answer",
+    "Callback",
     "CollectDigits",
     "DigitsCollected",
     "Fetch",
@@ -153,6 +154,7 @@ class StartRecording:
     max_length: float
     play_beep: bool = True
     trim: str = "trim-silence"
+    sid: str = ""  # the recording's RE… sid, chosen by the interpreter (empty: the driver's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +182,8 @@ class StartDial:
     record: str = "do-not-record"
     ring_tone: str | None = None
     sequential: bool = False
+    recording_sid: str = ""  # with ``record``: the RE… sid the recording is saved under
+    recording_track: str = "both"  # both | inbound (the caller) | outbound (the called party)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +207,15 @@ class Hangup:
     """End the call (BYE if answered; a final error response if not). ``reason`` is for logs."""
 
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    """Send ``request`` (signed, like every webhook request) and move on: a status callback
+    whose answer is not a document (``<Record recordingStatusCallback>``...). Its failure is
+    logged; it never changes the call."""
+
+    request: WebhookRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,5 +245,6 @@ Action: TypeAlias = (
     | StopDial
     | Reject
     | Hangup
+    | Callback
     | Log
 )

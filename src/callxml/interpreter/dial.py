@@ -1,21 +1,39 @@
 """``<Dial>``: call other parties, bridge the first to answer, report how it went.
 
-Owns the rules around the dial (the driver owns SIP and media): targets callxml cannot dial
-(``<Sim>``, ``<Application>``) are skipped with a warning; ``callerId`` defaults to the caller's
+Owns the rules around the dial (the driver owns SIP and media): nouns the capability table
+(:mod:`callxml.markup.capabilities`) says callxml cannot dial (``<Client>``, ``<Conference>``,
+``<Queue>``, ``<Sim>``, ``<Application>``) are not dialled, with a warning, for the simulator
+and the engine alike; ``callerId`` defaults to the caller's
 number; with ``answerOnBridge`` the caller's leg is not answered first. When the dial ends the
 session requests ``action`` with ``DialCallStatus``, ``DialCallSid``, ``DialCallDuration`` (and
-``DialSipCallId``/``DialSipResponseCode`` for ``<Sip>`` targets); without ``action`` the next verb
+``DialSipCallId``/``DialSipResponseCode`` and one ``DialSipHeader_X-…`` per ``X-`` header of the
+far end's final response for SIP targets, and ``DialBridged``); without ``action`` the next verb
 runs. If the caller hangs up, the request is still made and its document is not run.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from callxml.errors import LocalProtocolError
 from callxml.interpreter import actions as act
 from callxml.interpreter.events import DIAL_STATUSES, DialFinished, Event
 from callxml.interpreter.tasks import Context, Continue, Navigate, Step, Task
-from callxml.markup.verbs import Application, Dial, DialNoun, Sim
+from callxml.markup.capabilities import Support, capability, message
+from callxml.markup.verbs import Dial, DialNoun, Number, Sip
+from callxml.webhooks.base import WebhookRequest
 
-__all__ = ["DialTask"]
+__all__ = ["NO_TRUNK", "DialTask", "trunk_uri"]
+
+#: Why a ``<Number>`` cannot be dialled without a trunk (engine and simulator say the same).
+NO_TRUNK = "no trunk is configured (sip.trunk_uri_template)"
+
+
+def trunk_uri(number: str, template: str) -> str:
+    """The SIP URI that dials ``number`` through the trunk ``template`` (``{number}`` is
+    replaced by the number's digits and a leading ``+``, as written)."""
+    digits = "".join(c for c in number if c.isdigit() or c == "+")
+    return template.replace("{number}", digits)
 
 
 class DialTask(Task):
@@ -23,16 +41,20 @@ class DialTask(Task):
         self._verb = verb
         self._ctx = ctx
         self.needs_answer = not verb.answer_on_bridge
+        recording = verb.record != "do-not-record"
+        self._recording_sid = ctx.new_sid("RE") if recording else ""
 
     def start(self, now: float) -> Step:
         verb = self._verb
         actions: list[act.Action] = []
         targets: list[DialNoun] = []
         for noun in verb.targets:
-            if isinstance(noun, Sim | Application):
-                kind = type(noun).__name__
-                actions.append(act.Log("warning", f"Dial: <{kind}> cannot be dialled; skipped"))
+            row = capability(type(noun).__name__)
+            if row.support is Support.UNSUPPORTED:
+                actions.append(act.Log("warning", f"Dial: {message(row)}"))
                 continue
+            if isinstance(noun, Number | Sip) and noun.url is not None:
+                noun = replace(noun, url=self._ctx.resolve(noun.url))  # the whisper document
             targets.append(noun)
         if not targets:
             actions.append(act.Log("warning", "Dial: nothing to dial"))
@@ -50,8 +72,12 @@ class DialTask(Task):
                 record=verb.record,
                 ring_tone=verb.ring_tone,
                 sequential=verb.sequential,
+                recording_sid=self._recording_sid,
+                recording_track=verb.recording_track,
             )
         )
+        if verb.record.startswith("record-from-ringing"):
+            actions.append(act.Log("warning", "Dial: record-from-ringing records from the answer"))
         return Step(actions)
 
     def receive(self, event: Event, now: float) -> Step:
@@ -65,17 +91,57 @@ class DialTask(Task):
         if status not in DIAL_STATUSES:
             actions.append(act.Log("warning", f"Dial: unknown outcome {status!r}, taken as failed"))
             status = "failed"
+        actions += self._recording_callback(event)
         if self._verb.action is None:
             return Step(actions, Continue())
         params: list[tuple[str, str]] = [("DialCallStatus", status)]
         if event.call_sid:
             params.append(("DialCallSid", event.call_sid))
         params.append(("DialCallDuration", str(max(0, event.duration))))
+        bridged = status in ("completed", "answered")
+        params.append(("DialBridged", "true" if bridged else "false"))
         if event.sip_call_id is not None:
             params.append(("DialSipCallId", event.sip_call_id))
         if event.sip_response_code is not None:
             params.append(("DialSipResponseCode", str(event.sip_response_code)))
+        params += [(f"DialSipHeader_{name}", value) for name, value in event.sip_headers]
+        if event.recording_url:
+            params += [
+                ("RecordingUrl", event.recording_url),
+                ("RecordingSid", self._recording_sid),
+                ("RecordingDuration", str(event.recording_duration)),
+            ]
         return Step(actions, Navigate(self._verb.action, self._verb.method, tuple(params)))
 
     def hang_up(self, now: float) -> Step:
         return Step([act.StopDial()])
+
+    def _recording_callback(self, event: DialFinished) -> list[act.Action]:
+        """``<Dial record recordingStatusCallback>``: ``completed`` with the recording, or
+        ``absent`` when recording was asked for and nothing was bridged."""
+        verb = self._verb
+        if not self._recording_sid or verb.recording_status_callback is None:
+            return []
+        status = "completed" if event.recording_url else "absent"
+        if status not in verb.recording_status_callback_event:
+            return []
+        call = self._ctx.call
+        params: list[tuple[str, str]] = [
+            ("AccountSid", call.account_sid),
+            ("CallSid", call.call_sid),
+            ("RecordingSid", self._recording_sid),
+            ("RecordingStatus", status),
+            ("RecordingSource", "DialVerb"),
+            ("RecordingChannels", str(event.recording_channels)),
+        ]
+        if event.recording_url:
+            params += [
+                ("RecordingUrl", event.recording_url),
+                ("RecordingDuration", str(event.recording_duration)),
+            ]
+        url = self._ctx.resolve(verb.recording_status_callback)
+        try:
+            request = WebhookRequest(url, verb.recording_status_callback_method, tuple(params))
+        except LocalProtocolError as exc:
+            return [act.Log("warning", f"Dial: recordingStatusCallback not sent: {exc}")]
+        return [act.Callback(request)]

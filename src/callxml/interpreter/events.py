@@ -93,7 +93,8 @@ class DialFinished:
     failed, canceled, answered). ``duration`` is the bridged time in seconds (0 if never answered).
 
     ``sip_call_id`` and ``sip_response_code`` are set when a ``<Sip>`` target was dialled: the
-    Call-ID of the outbound leg and the final SIP response (200, 486, 487...).
+    Call-ID of the outbound leg and the final SIP response (200, 486, 487...);
+    ``sip_headers`` the ``X-`` headers of that response (``DialSipHeader_X-…``).
     """
 
     status: str
@@ -101,6 +102,10 @@ class DialFinished:
     duration: int = 0
     sip_call_id: str | None = None
     sip_response_code: int | None = None
+    sip_headers: tuple[tuple[str, str], ...] = ()  # X- headers of the far end's final response
+    recording_url: str = ""  # <Dial record>: the bridged call's recording, when one was made
+    recording_duration: int = 0
+    recording_channels: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ from callxml.interpreter.media import PauseTask, PlaybackTask
 from callxml.interpreter.record import RecordTask
 from callxml.interpreter.tasks import Context, Continue, EndCall, Navigate, Step, Task
 from callxml.markup import verbs as v
+from callxml.markup.capabilities import capability, message
 from callxml.webhooks.base import WebhookRequest, WebhookResponse, resolve_url
 
 __all__ = ["DOCUMENT_PARSE_FAILURE", "CallSession", "State", "make_task"]
@@ -92,9 +93,9 @@ def make_task(verb: v.Verb, ctx: Context) -> Task:
         case v.Hangup():
             return HangupTask()
         case v.Unsupported(name=name):
-            return SkipTask(f"<{name}> is not supported; skipped")
-        case _:
-            return SkipTask(f"<{type(verb).__name__}> is not supported by callxml yet; skipped")
+            return SkipTask(message(capability(name)))
+        case _:  # recognised verbs the capability table says are not run (Enqueue, Refer...)
+            return SkipTask(message(capability(type(verb).__name__)))
 
 
 class CallSession:
@@ -104,7 +105,9 @@ class CallSession:
     and ``ErrorUrl``) when a fetch fails or returns something that is not valid markup. Pass
     ``answered=True`` for a call that is already up (an outbound API call). ``parse`` turns a
     body into a :class:`~callxml.markup.verbs.Document` (default: the markup parser);
-    ``new_sid`` makes ``RE…`` and other identifiers (inject a fixed one in tests).
+    ``new_sid`` makes ``RE…`` and other identifiers (inject a fixed one in tests). A ``whisper``
+    session runs a noun's ``url`` on the called party: at the end of its document it ends
+    without hanging up and sets :attr:`returned` (the dial then bridges the legs).
     """
 
     def __init__(
@@ -119,15 +122,22 @@ class CallSession:
         parse: Parser | None = None,
         new_sid: Callable[[str], str] = new_sid,
         answered: bool = False,
+        whisper: bool = False,
     ) -> None:
         self.call = call
+        self.whisper = whisper
+        #: A whisper session (``whisper=True``: a noun's ``url`` run on the called party before
+        #: the bridge) that reached the end of its document without hanging up: bridge now.
+        self.returned = False
         self.limits = limits or Limits()
         self._url = url
         self._method = method
         self._fallback_url = fallback_url
         self._fallback_method = fallback_method
         self._parse = parse or _default_parse
-        self._ctx = Context(call, self.limits, new_sid, lambda: self.answered)
+        self._ctx = Context(
+            call, self.limits, new_sid, lambda: self.answered, lambda: self._current_url
+        )
 
         self.state = State.NEW
         self.answered = answered
@@ -392,6 +402,10 @@ class CallSession:
         """Start verbs until one is running, a fetch is in flight, or the call is over."""
         while self.state is State.RUNNING and self._task is None and not self._caller_gone:
             if self._next_verb >= len(self._verbs):
+                if self.whisper:  # the whisper is over: the legs are bridged, not hung up
+                    self.returned = True
+                    self._end()
+                    return
                 task: Task = HangupTask("end of document")
             else:
                 verb = self._verbs[self._next_verb]

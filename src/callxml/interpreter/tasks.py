@@ -17,6 +17,7 @@ from typing import TypeAlias
 from callxml.interpreter.actions import Action, Hangup, Reject
 from callxml.interpreter.call import CallInfo, Limits
 from callxml.interpreter.events import Event
+from callxml.webhooks.base import resolve_url
 
 __all__ = ["Context", "Continue", "EndCall", "Navigate", "Outcome", "Step", "Task"]
 
@@ -64,11 +65,13 @@ class Context:
         limits: Limits,
         new_sid: Callable[[str], str],
         is_answered: Callable[[], bool],
+        current_url: Callable[[], str] = lambda: "",
     ) -> None:
         self.call = call
         self.limits = limits
         self._new_sid = new_sid
         self._is_answered = is_answered
+        self._current_url = current_url
         self._last_id = 0
 
     def next_id(self) -> int:
@@ -82,6 +85,10 @@ class Context:
     @property
     def answered(self) -> bool:
         return self._is_answered()
+
+    def resolve(self, url: str) -> str:
+        """``url`` resolved against the document running now (RFC 3986 §5.2)."""
+        return resolve_url(self._current_url(), url)
 
 
 class Task:

@@ -35,6 +35,7 @@ from callxml.markup.verbs import (
     Sip,
     Unsupported,
     Verb,
+    WhatsApp,
 )
 
 __all__ = [
@@ -66,5 +67,6 @@ __all__ = [
     "Sip",
     "Unsupported",
     "Verb",
+    "WhatsApp",
     "parse_document",
 ]

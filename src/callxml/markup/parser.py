@@ -23,16 +23,19 @@ the offset of its ``<`` in the source text; lines and columns are 1-based, count
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeAlias
+from urllib.parse import quote
 
 from lxml import etree
 
 from callxml.errors import MarkupError
+from callxml.markup.capabilities import attribute_row, capability, message, warning_code
 from callxml.markup.verbs import (
     LOOP_FOREVER,
     Application,
@@ -61,6 +64,7 @@ from callxml.markup.verbs import (
     Sip,
     Unsupported,
     Verb,
+    WhatsApp,
 )
 from callxml.sip.target import Target
 from callxml.sip.uri import InvalidUri
@@ -72,7 +76,7 @@ MAX_DOCUMENT_BYTES = 64 * 1024
 
 #: Verbs that are recognised but not run; the interpreter skips them with a warning.
 UNSUPPORTED_VERBS = frozenset(
-    {"Connect", "Start", "Stop", "Stream", "Siprec", "Pay", "Echo", "Sms", "Parameter"}
+    {"Connect", "Start", "Stop", "Stream", "Siprec", "Pay", "Echo", "Sms", "Message", "Parameter"}
 )
 
 Element: TypeAlias = etree._Element
@@ -296,6 +300,15 @@ ATTRIBUTES: dict[str, AttributeTable] = {
         "postWorkActivitySid": ("post_work_activity_sid", _text),
     },
     "Sim": {},
+    "WhatsApp": {},
+    "Uri": {
+        "priority": ("priority", _int(0, 10**6)),
+        "weight": ("weight", _int(0, 10**6)),
+        "username": ("username", _text),
+        "password": ("password", _text),
+    },
+    "Headers": {},
+    "Header": {"name": ("name", _text), "value": ("value", _text)},
     "Application": {
         **_STATUS_CALLBACK,
         "url": ("url", _url),
@@ -556,6 +569,14 @@ class _Context:
             MarkupWarning(code=code, message=message, line=position[0], column=position[1])
         )
 
+    def check_support(self, element: Element, key: str | None = None) -> None:
+        """Warn when the verb or noun ``element`` (``key``: its row, e.g. ``Hangup/Parameter``)
+        does not simply run (the capability table)."""
+        row = capability(key or _name(element))
+        code = warning_code(row)
+        if code is not None:
+            self.warn(code, message(row), self.where(element))
+
     def error(self, code: str, message: str, element: Element) -> MarkupError:
         line, column = self.where(element)
         return MarkupError(message, code=code, line=line, column=column)
@@ -584,10 +605,28 @@ class _Context:
                     f"<{name} {attribute}={value!r}>: {exc}; using the default",
                     self.attribute_position(element, attribute),
                 )
+                continue
+            row = attribute_row(table_name or name, attribute)
+            code = None if row is None else warning_code(row)
+            if (
+                row is not None
+                and code is not None
+                and values[field_name] != _default(table_name or name, field_name)
+            ):
+                self.warn(code, message(row), self.attribute_position(element, attribute))
         line, column = self.where(element)
         values["line"] = line
         values["column"] = column
         return values
+
+
+def _default(table: str, field_name: str) -> Any:
+    """The dataclass default of ``field_name`` for the element of attribute table ``table``."""
+    cls = ELEMENT_CLASSES.get(table)
+    found = (
+        next((f for f in dataclasses.fields(cls) if f.name == field_name), None) if cls else None
+    )
+    return None if found is None else found.default
 
 
 def _name(element: Element) -> str:
@@ -639,13 +678,24 @@ def _parse_gather(ctx: _Context, element: Element) -> Gather:
     for child in element:
         parse = GATHER_CHILD_PARSERS[_name(child)]
         children.append(parse(ctx, child))
-    if "speech" in fields.get("input", ()):
-        ctx.warn(
-            "speech-input",
-            "<Gather input> includes speech; callxml collects DTMF only",
-            ctx.attribute_position(element, "input"),
-        )
     return Gather(children=tuple(children), **fields)
+
+
+#: A URI scheme, as in ``tel:`` or ``sip:`` (no dots: ``example.com:5060`` has none).
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+-]*:")
+
+
+def _with_scheme(ctx: _Context, element: Element, text: str) -> str:
+    """Twilio dials ``kate@example.com`` as ``sip:kate@example.com``; so does callxml, with a
+    warning (another scheme, such as ``tel:``, stays an error)."""
+    if not text or _SCHEME.match(text):
+        return text
+    ctx.warn(
+        "sip-uri",
+        f"<Sip> {text[:80]!r} has no scheme; dialled as sip:{text[:80]}",
+        ctx.where(element),
+    )
+    return "sip:" + text
 
 
 def _parse_sip_target(ctx: _Context, element: Element, text: str) -> Target:
@@ -673,9 +723,43 @@ def _parse_number(ctx: _Context, element: Element) -> Number:
 
 
 def _parse_sip(ctx: _Context, element: Element) -> Sip:
-    uri = (element.text or "").strip()
+    fields = ctx.fields(element)
+    uris: list[tuple[int, int, str, dict[str, Any]]] = []
+    headers: list[tuple[str, str]] = []
+    for index, child in enumerate(element):
+        child_fields = ctx.fields(child)
+        if _name(child) == "Uri":
+            text = (child.text or "").strip()
+            uris.append((child_fields.pop("priority", 0), index, text, child_fields))
+        else:  # <Headers>
+            ctx.check_support(child, "Sip/Headers")
+            for header in child:
+                values = ctx.fields(header)
+                if values.get("name"):
+                    headers.append((values["name"], values.get("value", "")))
+    uri = _own_text(element)
+    if uris:
+        if uri:
+            line, column = ctx.text_position(element)
+            raise MarkupError(
+                "<Sip> has both a URI as text and <Uri> children; use one",
+                code="bare-text",
+                line=line,
+                column=column,
+            )
+        uris.sort(key=lambda item: item[:2])
+        _, _, uri, chosen = uris[0]
+        if len(uris) > 1:
+            ctx.check_support(element[uris[1][1]], "Sip/Uri")
+        for key in ("username", "password"):
+            if key in chosen:
+                fields[key] = chosen[key]
+    uri = _with_scheme(ctx, element, uri)
+    if headers and uri:
+        extra = "&".join(f"{quote(n, safe='-')}={quote(v, safe='')}" for n, v in headers)
+        uri += ("&" if "?" in uri else "?") + extra
     target = _parse_sip_target(ctx, element, uri)
-    return Sip(uri=uri, target=target, **ctx.fields(element))
+    return Sip(uri=uri, target=target, **fields)
 
 
 def _parameters(ctx: _Context, element: Element) -> tuple[tuple[str, str], ...]:
@@ -714,6 +798,10 @@ def _parse_sim(ctx: _Context, element: Element) -> Sim:
     return Sim(sid=_noun_text(ctx, element), **ctx.fields(element))
 
 
+def _parse_whatsapp(ctx: _Context, element: Element) -> WhatsApp:
+    return WhatsApp(number=_noun_text(ctx, element), **ctx.fields(element))
+
+
 def _parse_application(ctx: _Context, element: Element) -> Application:
     fields = ctx.fields(element)
     sid = _child_text(element, "ApplicationSid") or _own_text(element)
@@ -724,7 +812,10 @@ def _parse_application(ctx: _Context, element: Element) -> Application:
 
 def _parse_dial(ctx: _Context, element: Element) -> Dial:
     fields = ctx.fields(element)
-    targets: list[DialNoun] = [NOUN_PARSERS[_name(child)](ctx, child) for child in element]
+    targets: list[DialNoun] = []
+    for child in element:
+        targets.append(NOUN_PARSERS[_name(child)](ctx, child))
+        ctx.check_support(child)
     bare = _own_text(element)
     if bare and targets:
         line, column = ctx.text_position(element)
@@ -753,11 +844,18 @@ def _parse_redirect(ctx: _Context, element: Element) -> Redirect:
 
 
 def _parse_reject(ctx: _Context, element: Element) -> Reject:
-    return Reject(**ctx.fields(element))
+    return Reject(parameters=_verb_parameters(ctx, element, "Reject"), **ctx.fields(element))
 
 
 def _parse_hangup(ctx: _Context, element: Element) -> Hangup:
-    return Hangup(**ctx.fields(element))
+    return Hangup(parameters=_verb_parameters(ctx, element, "Hangup"), **ctx.fields(element))
+
+
+def _verb_parameters(ctx: _Context, element: Element, verb: str) -> tuple[tuple[str, str], ...]:
+    """``<Parameter>`` children of ``<Hangup>``/``<Reject>``: kept, and warned about once."""
+    if len(element):
+        ctx.check_support(element[0], f"{verb}/Parameter")
+    return _parameters(ctx, element)
 
 
 def _parse_leave(ctx: _Context, element: Element) -> Leave:
@@ -787,11 +885,6 @@ def _parse_refer(ctx: _Context, element: Element) -> Refer:
 
 def _parse_unsupported(ctx: _Context, element: Element) -> Unsupported:
     name = _name(element)
-    ctx.warn(
-        "unsupported-verb",
-        f"<{name}> is recognised but not supported by callxml; it will be skipped",
-        ctx.where(element),
-    )
     line, column = ctx.where(element)
     attributes = tuple((str(key), str(value)) for key, value in element.attrib.items())
     return Unsupported(name=name, attributes=attributes, line=line, column=column)
@@ -828,9 +921,34 @@ NOUN_PARSERS: dict[str, Callable[[_Context, Element], DialNoun]] = {
     "Conference": _parse_conference,
     "Queue": _parse_queue,
     "Sim": _parse_sim,
+    "WhatsApp": _parse_whatsapp,
     "Application": _parse_application,
 }
 
+
+#: The dataclass of each element with an attribute table (for attribute defaults).
+ELEMENT_CLASSES: dict[str, type] = {
+    "Say": Say,
+    "Play": Play,
+    "Pause": Pause,
+    "Gather": Gather,
+    "Dial": Dial,
+    "Record": Record,
+    "Redirect": Redirect,
+    "Reject": Reject,
+    "Hangup": Hangup,
+    "Leave": Leave,
+    "Enqueue": Enqueue,
+    "Refer": Refer,
+    "Number": Number,
+    "Sip": Sip,
+    "Client": Client,
+    "Conference": Conference,
+    "Queue": Queue,
+    "Sim": Sim,
+    "WhatsApp": WhatsApp,
+    "Application": Application,
+}
 
 #: Where each element may appear (for error messages; the XSD is what enforces it).
 ALLOWED_CHILDREN: dict[str, tuple[str, ...]] = {
@@ -841,6 +959,10 @@ ALLOWED_CHILDREN: dict[str, tuple[str, ...]] = {
     "Application": ("ApplicationSid", "Parameter"),
     "Enqueue": ("Task",),
     "Refer": ("Sip",),
+    "Sip": ("Uri", "Headers"),
+    "Headers": ("Header",),
+    "Hangup": ("Parameter",),
+    "Reject": ("Parameter",),
 }
 KNOWN_ELEMENTS = frozenset({"Response"}.union(*ALLOWED_CHILDREN.values()))
 
@@ -881,6 +1003,12 @@ def _schema_error(ctx: _Context, root: Element, entry: Any) -> MarkupError:
         )
     if kind == "SCHEMAV_ELEMENT_CONTENT":
         return error("missing-element", f"<{name}> is incomplete: {message}")
+    if kind == "SCHEMAV_CVC_COMPLEX_TYPE_2_3" and name in ("Hangup", "Reject"):
+        return error(
+            "unexpected-text",
+            f"<{name}> must be empty (apart from <Parameter> children)",
+            ctx.text_position(element),
+        )
     if kind == "SCHEMAV_CVC_COMPLEX_TYPE_2_3":
         return error(
             "bare-text",
@@ -957,6 +1085,9 @@ def parse_document(data: bytes | str) -> Document:
         raise _schema_error(ctx, root, next(iter(log)))
 
     fields = ctx.fields(root)
-    verbs = tuple(VERB_PARSERS[_name(child)](ctx, child) for child in root)
-    response = Response(verbs=verbs, **fields)
+    verbs: list[Verb] = []
+    for child in root:
+        ctx.check_support(child)
+        verbs.append(VERB_PARSERS[_name(child)](ctx, child))
+    response = Response(verbs=tuple(verbs), **fields)
     return Document(response=response, warnings=tuple(ctx.warnings))

@@ -148,14 +148,17 @@ class Reject:
     """Refuse an unanswered call: ``rejected`` (SIP 603) or ``busy`` (SIP 486)."""
 
     reason: RejectReason = "rejected"
+    parameters: tuple[tuple[str, str], ...] = ()
     line: int = 0
     column: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Hangup:
-    """End the call."""
+    """End the call. ``parameters`` are ``<Parameter>`` children (for Voice SDK clients in
+    Twilio; callxml has none, so they are ignored with a warning)."""
 
+    parameters: tuple[tuple[str, str], ...] = ()
     line: int = 0
     column: int = 0
 
@@ -207,7 +210,9 @@ class Number:
 class Sip:
     """A SIP URI to dial.
 
-    ``uri`` is the text as written; ``target`` is what it means, worked out once
+    ``uri`` is the URI as written (the text, or the first ``<Uri>`` child by ``priority`` with
+    the ``<Headers>`` added as URI headers; ``sip:`` prefixed when the author left the scheme
+    out, as Twilio does); ``target`` is what it means, worked out once
     (:class:`callxml.sip.target.Target`: transport, next hop, media policy, X- headers —
     ``sips:`` or ``;secure=true`` → TLS on 5061 with SRTP required), and carried down to the
     transport unchanged. The parser always sets ``target`` for a valid document; it is optional
@@ -301,6 +306,15 @@ class Sim:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WhatsApp:
+    """A WhatsApp number to call (recognised; callxml cannot dial it)."""
+
+    number: str
+    line: int = 0
+    column: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Application:
     """Another application to hand the call to (recognised; callxml cannot dial it)."""
 
@@ -309,6 +323,9 @@ class Application:
     method: HttpMethod = "POST"
     customer_id: str | None = None
     copy_parent_to: bool = False
+    status_callback: str | None = None
+    status_callback_event: tuple[str, ...] = ("completed",)
+    status_callback_method: HttpMethod = "POST"
     parameters: tuple[tuple[str, str], ...] = ()
     line: int = 0
     column: int = 0
@@ -388,7 +405,7 @@ class Response:
 GatherChild: TypeAlias = Say | Play | Pause
 
 #: What a ``<Dial>`` may dial.
-DialNoun: TypeAlias = Number | Sip | Client | Conference | Queue | Sim | Application
+DialNoun: TypeAlias = Number | Sip | Client | Conference | Queue | Sim | WhatsApp | Application
 
 #: Any top-level verb; ``match`` on it in the interpreter.
 Verb: TypeAlias = (

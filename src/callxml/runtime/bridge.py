@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from callxml.errors import LocalProtocolError
 from callxml.media.relay import MediaRelay, make_forwarder
+from callxml.media.rtp import RtpPacket
 from callxml.runtime.leg import CallLeg
 
 __all__ = ["DTMF_EVENTS", "Bridge", "bridge"]
@@ -32,12 +33,14 @@ class Bridge:
         b: CallLeg,
         on_a_digit: Callable[[str], None] | None = None,
         on_star: Callable[[], None] | None = None,
+        on_audio: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.a = a
         self.b = b
         self._relay = MediaRelay(a.endpoint, b.endpoint)
         self._on_a_digit = on_a_digit
         self._on_star = on_star
+        self._on_audio = on_audio
         self._last_event: int | None = None
 
     @property
@@ -48,9 +51,15 @@ class Bridge:
         self.a.stop_playing()
         self.b.stop_playing()
         self._relay.start()
+        a, b = self.a.endpoint, self.b.endpoint
+        a_forward = make_forwarder(a, b)
         if self._on_a_digit is not None or self._on_star is not None:
-            forward = make_forwarder(self.a.endpoint, self.b.endpoint)
-            self.a.endpoint.set_forward(self._watch_digits(forward))
+            a_forward = self._watch_digits(a_forward)
+        if self._on_audio is not None:  # <Dial record>: decode both sides on their way
+            a_forward = self._tap(a_forward, self.a, "a")
+            b.set_forward(self._tap(make_forwarder(b, a), self.b, "b"))
+        if a_forward is not None and (self._on_audio or self._on_a_digit or self._on_star):
+            a.set_forward(a_forward)
 
     def _watch_digits(self, forward: Callable[[bytes], None]) -> Callable[[bytes], None]:
         dtmf_pt = self.a.endpoint.dtmf_payload_type
@@ -69,6 +78,25 @@ class Bridge:
             forward(data)
 
         return watch
+
+    def _tap(
+        self, forward: Callable[[bytes], None], leg: CallLeg, side: str
+    ) -> Callable[[bytes], None]:
+        """Hand the audio of every relayed packet of ``leg`` (decoded to PCM) to the recorder."""
+        endpoint = leg.endpoint
+        on_audio = self._on_audio
+        assert on_audio is not None
+
+        def tap(data: bytes) -> None:
+            forward(data)
+            if len(data) > 12 and data[1] & 0x7F == endpoint.payload_type:
+                try:
+                    packet = RtpPacket.parse(data)
+                    on_audio(side, endpoint.codec.decode(packet.payload))
+                except Exception:
+                    log.debug("recording tap: packet not decoded", exc_info=True)
+
+        return tap
 
     def _digit(self, digit: str) -> None:
         try:
@@ -89,16 +117,19 @@ def bridge(
     on_a_digit: Callable[[str], None] | None = None,
     *,
     on_star: Callable[[], None] | None = None,
+    on_audio: Callable[[str, bytes], None] | None = None,
 ) -> Bridge:
     """Relay audio and DTMF between two answered legs, both ways, until :meth:`Bridge.stop`.
 
     SRTP on one side and RTP on the other is fine (each leg protects with its own keys);
     PCMU↔PCMA is transcoded. ``on_a_digit`` sees every key leg ``a`` presses (still relayed);
     ``on_star`` (``<Dial hangupOnStar>``) is called when ``a`` presses ``*``, which is then not
-    relayed.
+    relayed. ``on_audio(side, pcm)`` (``<Dial record>``) gets every relayed audio packet of
+    side ``"a"`` and ``"b"``, decoded (the relay then decodes each packet: slower, so only when
+    recording).
     """
     if not (a.answered and b.answered):
         raise LocalProtocolError("both legs must be answered before bridging")
-    made = Bridge(a, b, on_a_digit, on_star)
+    made = Bridge(a, b, on_a_digit, on_star, on_audio)
     made.start()
     return made

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -28,18 +29,32 @@ from callxml.errors import CallXmlError
 from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
 from callxml.interpreter.call import new_sid
-from callxml.markup.verbs import Client, Conference, DialNoun, Number, Queue, Sip
+from callxml.interpreter.dial import NO_TRUNK, trunk_uri
+from callxml.markup.capabilities import capability, message
+from callxml.markup.verbs import DialNoun, Number, Sip
 from callxml.runtime.leg import CallLeg, Leg
 from callxml.runtime.phone import DialResult
+from callxml.runtime.recorder import BridgeRecorder
 from callxml.sip.auth import Credentials
 from callxml.sip.target import Target
 
-__all__ = ["CallPlacer", "ChildLog", "DialTarget", "Dialer", "resolve_targets"]
+__all__ = [
+    "CallPlacer",
+    "ChildCallback",
+    "ChildLog",
+    "DialTarget",
+    "Dialer",
+    "RecordingSink",
+    "WhisperRunner",
+    "resolve_targets",
+]
 
 log = logging.getLogger(__name__)
 
 #: Most targets one ``<Dial>`` calls (Twilio allows 10 nouns).
 MAX_TARGETS = 10
+#: Pause for each ``w`` in ``<Number sendDigits>`` (Twilio: half a second).
+DIGIT_WAIT = 0.5
 
 
 class CallPlacer(Protocol):
@@ -73,13 +88,43 @@ class Bridger(Protocol):
         on_a_digit: Callable[[str], None] | None = None,
         *,
         on_star: Callable[[], None] | None = None,
+        on_audio: Callable[[str, bytes], None] | None = None,
     ) -> BridgeHandle: ...
 
 
-class ChildLog(Protocol):
-    """Records of the child calls a dial makes (``outbound-dial`` calls with a parent)."""
+@dataclass(frozen=True, slots=True)
+class ChildCallback:
+    """A noun's ``statusCallback``: where the child call's status callbacks go, for which
+    events (``initiated ringing answered completed``)."""
 
-    async def child_started(self, sid: str, to: str, from_: str) -> None: ...
+    url: str
+    method: str = "POST"
+    events: tuple[str, ...] = ("completed",)
+
+
+class RecordingSink(Protocol):
+    """Keeps a ``<Dial record>`` recording (PCM16, ``channels`` interleaved) under ``sid`` and
+    returns its ``RecordingUrl``."""
+
+    async def __call__(self, sid: str, pcm: bytes, channels: int, duration: int) -> str: ...
+
+
+class WhisperRunner(Protocol):
+    """Runs a noun's ``url`` (a whisper) on the answered called party before the bridge;
+    True when its document ran to the end (bridge), False when it hung up or failed."""
+
+    async def __call__(
+        self, url: str, method: str, leg: CallLeg, *, child_sid: str, to: str, from_: str
+    ) -> bool: ...
+
+
+class ChildLog(Protocol):
+    """Records of the child calls a dial makes (``outbound-dial`` calls with a parent); a
+    child with a ``callback`` gets status callbacks as its status changes."""
+
+    async def child_started(
+        self, sid: str, to: str, from_: str, *, callback: ChildCallback | None = None
+    ) -> None: ...
 
     async def child_status(self, sid: str, status: str, **changes: Any) -> None: ...
 
@@ -95,6 +140,20 @@ class DialTarget:
     credentials: Credentials | None = None
     kind: str = "sip"
     error: str = ""
+    noun: DialNoun | None = None  # the noun as written: its sendDigits and statusCallback
+
+    @property
+    def callback(self) -> ChildCallback | None:
+        noun = self.noun
+        if not isinstance(noun, Number | Sip) or noun.status_callback is None:
+            return None
+        return ChildCallback(
+            noun.status_callback, noun.status_callback_method, noun.status_callback_event
+        )
+
+    @property
+    def send_digits(self) -> str | None:
+        return self.noun.send_digits if isinstance(self.noun, Number) else None
 
 
 def resolve_targets(
@@ -115,23 +174,20 @@ def resolve_targets(
                     targets.append(DialTarget(uri, error=f"invalid SIP URI: {exc}"))
                     continue
                 creds = Credentials(username, password or "") if username else None
-                targets.append(DialTarget(str(parsed), parsed, creds))
+                targets.append(DialTarget(str(parsed), parsed, creds, noun=noun))
             case Number(number=number):
                 if trunk_uri_template is None:
-                    error = "no trunk is configured"
-                    targets.append(DialTarget(number, kind="number", error=error))
+                    targets.append(DialTarget(number, kind="number", error=NO_TRUNK))
                     continue
-                digits = "".join(c for c in number if c.isdigit() or c == "+")
-                uri = trunk_uri_template.replace("{number}", digits)
+                uri = trunk_uri(number, trunk_uri_template)
                 try:
-                    targets.append(DialTarget(uri, Target.parse(uri), kind="number"))
+                    targets.append(DialTarget(uri, Target.parse(uri), kind="number", noun=noun))
                 except CallXmlError as exc:
                     targets.append(DialTarget(uri, kind="number", error=f"trunk URI: {exc}"))
-            case Client() | Conference() | Queue():
+            case _:  # the interpreter drops what the capability table cannot dial
                 kind = type(noun).__name__
-                targets.append(DialTarget(kind, kind=kind, error=f"<{kind}> is not supported"))
-            case _:
-                targets.append(DialTarget(str(noun), kind="other", error="cannot be dialled"))
+                error = message(capability(kind))
+                targets.append(DialTarget(kind, kind=kind, error=error))
     return targets
 
 
@@ -151,9 +207,13 @@ class Dialer:
         children: ChildLog | None = None,
         clock: Callable[[], float] | None = None,
         event: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
+        whisper: WhisperRunner | None = None,
+        recordings: RecordingSink | None = None,
     ) -> None:
         self.phone = phone
         self.bridge = bridge
+        self.whisper = whisper
+        self.recordings = recordings
         self.trunk_uri_template = trunk_uri_template
         self.children = children
         self._clock = clock
@@ -173,7 +233,10 @@ class Dialer:
         *,
         answer_caller: Callable[[], Awaitable[None]],
         stop: asyncio.Event,
+        on_audio: Callable[[str, bytes], None] | None = None,
     ) -> ev.DialFinished:
+        """Run the dial; ``on_audio(side, pcm)`` (the whole call's recording, REST
+        ``Record=true``) also hears the bridged audio, ``a`` the caller and ``b`` the callee."""
         targets = resolve_targets(action.targets, trunk_uri_template=self.trunk_uri_template)
         callable_targets = [t for t in targets if not t.error]
         for target in targets:
@@ -200,7 +263,7 @@ class Dialer:
             winner = await self._race(attempts, stop)
         if winner is None:
             return self._failed(attempts, stop.is_set())
-        return await self._bridge(action, caller, winner, answer_caller, stop)
+        return await self._bridge(action, caller, winner, answer_caller, stop, on_audio)
 
     async def _race(self, attempts: list[_Attempt], stop: asyncio.Event) -> _Attempt | None:
         """Start ``attempts`` and return the first answered one; cancel the rest."""
@@ -244,6 +307,7 @@ class Dialer:
             0,
             sip_call_id=chosen.sip_call_id,
             sip_response_code=chosen.sip_response_code or (487 if stopped else None),
+            sip_headers=chosen.sip_headers,
         )
 
     async def _bridge(
@@ -253,9 +317,14 @@ class Dialer:
         winner: _Attempt,
         answer_caller: Callable[[], Awaitable[None]],
         stop: asyncio.Event,
+        call_audio: Callable[[str, bytes], None] | None = None,
     ) -> ev.DialFinished:
         child = winner.answered_leg()
         assert child is not None
+        noun = winner.target.noun
+        whisper = (noun.url, noun.method) if isinstance(noun, Number | Sip) and noun.url else None
+        if whisper is not None and not await self._whisper(winner, child, caller, stop, *whisper):
+            return await self._whisper_declined(winner, child, caller, stop)
         if not caller.answered:
             await answer_caller()  # answerOnBridge: the caller is answered only now
         star = asyncio.Event()
@@ -267,7 +336,26 @@ class Dialer:
             sip_response_code=winner.sip_response_code,
             sip_call_id=winner.sip_call_id,
         )
-        handle = self.bridge(caller, child, on_star=star.set if action.hangup_on_star else None)
+        if winner.target.send_digits:  # <Number sendDigits>: to the callee, before the bridge
+            await _send_digits(child, winner.target.send_digits)
+        on_star = star.set if action.hangup_on_star else None
+        recorder = None
+        if action.record != "do-not-record" and self.recordings is not None:
+            recorder = BridgeRecorder(
+                self.now(), dual=action.record.endswith("-dual"), track=action.recording_track
+            )
+        if recorder is not None or call_audio is not None:
+            tap = recorder  # bound for the closure below
+
+            def on_audio(side: str, pcm: bytes) -> None:
+                if tap is not None:
+                    tap.audio(side, pcm, self.now())
+                if call_audio is not None:
+                    call_audio(side, pcm)
+
+            handle = self.bridge(caller, child, on_star=on_star, on_audio=on_audio)
+        else:
+            handle = self.bridge(caller, child, on_star=on_star)
         ends = [
             asyncio.ensure_future(child.ended.wait()),
             asyncio.ensure_future(caller.ended.wait()),
@@ -285,13 +373,86 @@ class Dialer:
                     await asyncio.wait_for(child.hangup("dial ended"), 10)
         duration = max(0, round(self.now() - bridged_at))
         await self._child_status(winner.sid, "completed", end_time=_wall(), duration=duration)
+        url, seconds, channels = "", 0, 1
+        if recorder is not None and self.recordings is not None and action.recording_sid:
+            pcm, channels, seconds = recorder.result(self.now())
+            if seconds > 0:
+                try:
+                    url = await self.recordings(action.recording_sid, pcm, channels, seconds)
+                except Exception:
+                    log.exception("dial recording %s not saved", action.recording_sid)
+                    url = ""
         return ev.DialFinished(
             "completed",
             winner.sid,
             duration,
             sip_call_id=winner.sip_call_id,
             sip_response_code=winner.sip_response_code,
+            sip_headers=winner.sip_headers,
+            recording_url=url,
+            recording_duration=seconds if url else 0,
+            recording_channels=channels,
         )
+
+    async def _whisper_declined(
+        self, winner: _Attempt, child: CallLeg, caller: Leg, stop: asyncio.Event
+    ) -> ev.DialFinished:
+        """The whisper hung up (or the caller left during it): no bridge, the child is ended
+        and the dial is ``no-answer`` (``canceled`` when the caller left)."""
+        if not child.ended.is_set():
+            with contextlib.suppress(CallXmlError, TimeoutError, OSError):
+                await asyncio.wait_for(child.hangup("whisper ended the call"), 10)
+        await self._child_status(winner.sid, "completed", end_time=_wall(), duration=0)
+        gone = stop.is_set() or caller.ended.is_set()
+        return ev.DialFinished(
+            "canceled" if gone else "no-answer",
+            winner.sid,
+            0,
+            sip_call_id=winner.sip_call_id,
+            sip_response_code=winner.sip_response_code,
+            sip_headers=winner.sip_headers,
+        )
+
+    async def _whisper(
+        self,
+        winner: _Attempt,
+        child: CallLeg,
+        caller: Leg,
+        stop: asyncio.Event,
+        url: str,
+        method: str,
+    ) -> bool:
+        """Run the noun's whisper document on ``child`` (the caller keeps hearing ringing);
+        False when it hung up, failed, or the caller left meanwhile."""
+        if self.whisper is None:
+            await self._note("warning", {"message": f"Dial {winner.target.label}: no whisper"})
+            return True
+        whisper = asyncio.ensure_future(
+            self.whisper(
+                url,
+                method,
+                child,
+                child_sid=winner.sid,
+                to=winner.target.label,
+                from_=winner.from_uri,
+            )
+        )
+        waiters = [asyncio.ensure_future(caller.ended.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait([whisper, *waiters], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if not whisper.done():
+            whisper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await whisper
+            return False
+        try:
+            return bool(whisper.result()) and not child.ended.is_set()
+        except Exception:
+            log.exception("whisper for %s failed", winner.sid)
+            return False
 
     async def _child_status(self, sid: str, status: str, **changes: Any) -> None:
         if self.children is not None:
@@ -314,6 +475,7 @@ class _Attempt:
         self.status = "failed"
         self.sip_response_code: int | None = None
         self.sip_call_id: str | None = None
+        self.sip_headers: tuple[tuple[str, str], ...] = ()
         self._ringing: asyncio.Future[None] | None = None
 
     def start(self) -> None:
@@ -323,7 +485,9 @@ class _Attempt:
         children = self.dialer.children
         if children is not None:
             with contextlib.suppress(Exception):
-                await children.child_started(self.sid, self.target.label, self.from_uri)
+                await children.child_started(
+                    self.sid, self.target.label, self.from_uri, callback=self.target.callback
+                )
 
         def ringing() -> None:
             if children is not None and self._ringing is None:
@@ -352,6 +516,7 @@ class _Attempt:
         self.status = result.status
         self.sip_response_code = result.sip_response_code
         self.sip_call_id = result.sip_call_id
+        self.sip_headers = result.headers
         await self.dialer._note(
             "dial",
             {
@@ -397,6 +562,16 @@ class _Attempt:
             with contextlib.suppress(CallXmlError, TimeoutError, OSError):
                 await asyncio.wait_for(leg.hangup("another target answered first"), 10)
             await self.dialer._child_status(self.sid, "completed", end_time=_wall(), duration=0)
+
+
+async def _send_digits(leg: CallLeg, digits: str) -> None:
+    """RFC 4733 keys to ``leg``; ``w`` waits half a second (Twilio's ``sendDigits``)."""
+    for chunk in re.split(r"([wW])", digits):
+        if chunk in ("w", "W"):
+            await asyncio.sleep(DIGIT_WAIT)
+        elif chunk:
+            with contextlib.suppress(CallXmlError):
+                await leg.send_digits(chunk)
 
 
 def _wall() -> float:

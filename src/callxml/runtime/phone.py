@@ -41,6 +41,7 @@ from callxml.sip.aio.transport import ListenerConfig, TransportLimits, label
 from callxml.sip.aio.useragent import CallResult, UacCall, UasCall, UserAgent
 from callxml.sip.auth import Credentials, DigestServer
 from callxml.sip.events import Address
+from callxml.sip.message import SipResponse
 from callxml.sip.target import Target
 from callxml.sip.ua import Admitter, AuthenticatorSelector
 
@@ -100,6 +101,7 @@ class DialResult:
     leg: CallLeg | None = None
     transport: str | None = None
     warnings: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()  # the X- headers of the final response
 
 
 IncomingHandler = Callable[[IncomingCall], Awaitable[None]]
@@ -384,6 +386,15 @@ class Phone:
             return CallResult(408, "Request Timeout", None, "no final response"), True
 
 
+#: Most X- headers of a final response kept for ``DialSipHeader_X-…`` (a bound).
+MAX_RESPONSE_HEADERS = 20
+
+
+def _x_headers(response: SipResponse) -> tuple[tuple[str, str], ...]:
+    found = [(k, v) for k, v in response.headers.items() if k.lower().startswith("x-")]
+    return tuple(found[:MAX_RESPONSE_HEADERS])
+
+
 class _Attempt:
     """What one :meth:`Phone.dial` has learnt so far, and the :class:`DialResult` it makes."""
 
@@ -407,6 +418,7 @@ class _Attempt:
             leg,
             transport=destination.transport if destination else self.target.transport,
             warnings=self.target.warnings,
+            headers=_x_headers(result.response) if result and result.response else (),
         )
 
     def failed(self, status: str, result: CallResult | None, reason: str) -> DialResult:

@@ -15,6 +15,7 @@ It knows nothing of SIP or of the call log.
 from __future__ import annotations
 
 import math
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,14 @@ import numpy as np
 
 from callxml.media.wav import write_wav
 
-__all__ = ["SAMPLE_RATE", "SILENCE_RMS", "RecordingMeter", "RecordingResult", "save_recording"]
+__all__ = [
+    "SAMPLE_RATE",
+    "SILENCE_RMS",
+    "BridgeRecorder",
+    "RecordingMeter",
+    "RecordingResult",
+    "save_recording",
+]
 
 SAMPLE_RATE = 8000
 #: A frame whose RMS level is below this (about -40 dBFS) counts as silence.
@@ -148,11 +156,63 @@ class RecordingMeter:
         return RecordingResult(pcm, self.digits)
 
 
-def save_recording(directory: Path, sid: str, pcm: bytes) -> Path:
-    """Write ``pcm`` as ``directory/sid.wav`` (8 kHz mono PCM16) atomically; return the path."""
+def save_recording(directory: Path, sid: str, pcm: bytes, *, channels: int = 1) -> Path:
+    """Write ``pcm`` as ``directory/sid.wav`` (8 kHz PCM16; ``channels`` interleaved)
+    atomically; return the path."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{sid}.wav"
     partial = directory / f".{sid}.wav.partial"
-    write_wav(partial, pcm, sample_rate=SAMPLE_RATE)
+    if channels == 1:
+        write_wav(partial, pcm, sample_rate=SAMPLE_RATE)
+    else:
+        with wave.open(str(partial), "wb") as out:
+            out.setnchannels(channels)
+            out.setsampwidth(2)
+            out.setframerate(SAMPLE_RATE)
+            out.writeframes(pcm)
     partial.replace(path)  # a crash never leaves a half-written file under the served name
     return path
+
+
+class BridgeRecorder:
+    """``<Dial record>``: the two sides of a bridge, each placed on the bridge's clock.
+
+    Fed decoded 20 ms frames of side ``a`` (the caller) and ``b`` (the called party) with
+    ``now``; a side that falls behind (silence suppression, loss) is padded with silence, so
+    the two stay aligned. :meth:`result` gives mono (mixed) or dual (``a`` left, ``b`` right)
+    PCM16, with only the sides ``track`` asks for (``both``, ``inbound`` = ``a``, ``outbound``
+    = ``b``). Bounded by :data:`MAX_SECONDS`.
+    """
+
+    def __init__(self, started: float, *, dual: bool = False, track: str = "both") -> None:
+        self.started = started
+        self.dual = dual
+        self.track = track
+        self._sides = {"a": bytearray(), "b": bytearray()}
+        self._limit = int(MAX_SECONDS * SAMPLE_RATE) * 2
+
+    def audio(self, side: str, pcm: bytes, now: float) -> None:
+        buffer = self._sides[side]
+        due = round((now - self.started) * SAMPLE_RATE) * 2 - len(pcm)
+        if due - len(buffer) > len(pcm):  # more than a frame behind: silence was not sent
+            buffer.extend(bytes(min(due, self._limit) - len(buffer)))
+        buffer.extend(pcm[: max(0, self._limit - len(buffer))])
+
+    def result(self, now: float) -> tuple[bytes, int, int]:
+        """(PCM16 bytes, channels, whole seconds) of the recording up to ``now``."""
+        length = max(len(self._sides["a"]), len(self._sides["b"]))
+        length = max(length, min(round((now - self.started) * SAMPLE_RATE) * 2, self._limit))
+        length -= length % 2
+        a, b = (
+            np.frombuffer(bytes(self._sides[s].ljust(length, b"\0")[:length]), dtype="<i2")
+            for s in ("a", "b")
+        )
+        if self.track == "inbound":
+            b = np.zeros_like(b)
+        elif self.track == "outbound":
+            a = np.zeros_like(a)
+        seconds = round(length / 2 / SAMPLE_RATE)
+        if self.dual:
+            return np.column_stack((a, b)).astype("<i2").tobytes(), 2, seconds
+        mixed = np.clip(a.astype(np.int32) + b.astype(np.int32), -32768, 32767)
+        return mixed.astype("<i2").tobytes(), 1, seconds

@@ -41,7 +41,7 @@ from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
 from callxml.markup.verbs import Verb
 from callxml.runtime.leg import Leg
-from callxml.runtime.recorder import RecordingMeter, save_recording
+from callxml.runtime.recorder import BridgeRecorder, RecordingMeter, save_recording
 from callxml.webhooks.base import Fetcher, WebhookRequest, WebhookResponse, fetch_outcome
 
 __all__ = [
@@ -61,6 +61,10 @@ MAX_LOGGED_BODY = 16 * 1024
 LEG_OPERATION_TIMEOUT = 35.0
 #: Pause for each ``w`` in ``<Play digits>`` (Twilio: half a second).
 DIGIT_WAIT = 0.5
+#: The longest a status callback (``act.Callback``) may take; the call waits for it at its end.
+CALLBACK_TIMEOUT = 10.0
+#: Twilio's error code for an internal failure, in the notification of a call whose driver failed.
+INTERNAL_ERROR = 20500
 
 
 class AudioSource(Protocol):
@@ -75,7 +79,10 @@ class CallLog(Protocol):
     """The durable record of one call (the engine writes it to its store)."""
 
     async def event(self, kind: str, data: Mapping[str, Any]) -> None:
-        """Add an event: ``webhook``, ``verb``, ``info``, ``warning``, ``error``, ``dial``..."""
+        """Add an event: ``webhook``, ``verb``, ``info``, ``warning``, ``error``, ``dial``...
+
+        ``warning`` and ``error`` events with a ``code`` are the call's notifications (the REST
+        API's ``Notifications.json``)."""
 
     async def status(self, status: str, **changes: Any) -> None:
         """The call's status changed (``in-progress``, ``completed``...), with other fields."""
@@ -99,6 +106,7 @@ class DialRunner(Protocol):
         *,
         answer_caller: Callable[[], Awaitable[None]],
         stop: asyncio.Event,
+        on_audio: Callable[[str, bytes], None] | None = None,
     ) -> ev.DialFinished: ...
 
 
@@ -161,12 +169,16 @@ class CallRunner:
         call_log: CallLog,
         *,
         inline_document: bytes | None = None,
+        call_recorder: BridgeRecorder | None = None,
     ) -> None:
         self.session = session
         self.leg = leg
         self.services = services
         self.call_log = call_log
         self._inline = inline_document
+        #: The whole call's recording (REST ``Record=true``): ``a`` is the far end's audio,
+        #: ``b`` what callxml plays to it and, during a ``<Dial>``, the bridged party.
+        self.call_recorder = call_recorder
         self._events: asyncio.Queue[ev.Event | _Control] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._group: asyncio.TaskGroup | None = None
@@ -180,6 +192,7 @@ class CallRunner:
         self._final_status: str | None = None
         self._end_request: str | None = None
         self._generation = 0  # bumped by redirect(): results of older work are dropped
+        self._crash: str | None = None  # why the driver failed, if it did
         self.done = asyncio.Event()
 
     # ---------------------------------------------------------------------------- public
@@ -206,12 +219,31 @@ class CallRunner:
                 await self._carry_out(self.session.start(self.now()))
                 await self._loop()
                 for task in list(self._tasks):
-                    task.cancel()
+                    if task.get_name() != "callback":  # status callbacks are let finish
+                        task.cancel()
+        except Exception as exc:  # a bug in the driver or the interpreter: end the call cleanly
+            await self._crashed(exc)
         finally:
             self._group = None
             await self._finish()
             self.done.set()
         return self.status
+
+    async def _crashed(self, exc: BaseException) -> None:
+        """The call's driver failed unexpectedly: the call must still end (``_finish`` hangs
+        up: BYE, or a final response if unanswered; a ringing ``<Dial>`` was cancelled with the
+        task group), its record must get the final status ``failed`` and a notification saying
+        why, and the traceback goes to the log for whoever fixes the bug."""
+        exc = _innermost(exc)
+        log.error(
+            "call %s: the call's driver failed; ending the call",
+            self.session.call.call_sid,
+            exc_info=exc,
+        )
+        self._final_status = "failed"
+        self._crash = f"internal error: {type(exc).__name__}: {exc}"
+        with contextlib.suppress(Exception):
+            await self.call_log.event("error", {"message": self._crash, "code": INTERNAL_ERROR})
 
     def redirect(
         self, url: str | None, method: str = "POST", *, twiml: bytes | None = None
@@ -273,7 +305,9 @@ class CallRunner:
             await self._carry_out(self.session.start(self.now()))
 
     def _tasks_pending(self) -> bool:
-        return any(not t.done() for t in self._tasks if t.get_name() != "watch-leg")
+        return any(
+            not t.done() for t in self._tasks if t.get_name() not in ("watch-leg", "callback")
+        )
 
     async def _stuck(self) -> None:
         await self.call_log.event("error", {"message": "the call is stuck (driver bug); ended"})
@@ -282,7 +316,10 @@ class CallRunner:
 
     async def _end_from_outside(self, status: str) -> None:
         self._stop_media()
-        if self.session.answered:
+        if status == "failed":  # a task of the call failed (see _crashed)
+            self._final_status = "failed"
+            await self._hang_up("internal error")
+        elif self.session.answered:
             self._final_status = "completed"
             await self._hang_up("ended by the REST API")
         else:
@@ -359,6 +396,8 @@ class CallRunner:
                 self._we_ended = True
             case act.Hangup(reason=reason):
                 await self._hang_up(reason)
+            case act.Callback(request=request):
+                self._spawn(self._callback(request), "callback")
             case act.Log(level=level, message=message, code=code):
                 data: dict[str, Any] = {"message": message}
                 if code is not None:
@@ -386,10 +425,8 @@ class CallRunner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("call %s: task failed", self.session.call.call_sid)
-            with contextlib.suppress(Exception):
-                await self.call_log.event("error", {"message": f"internal error: {exc!r}"})
-            self._events.put_nowait(_Control(end="completed"))
+            await self._crashed(exc)
+            self._events.put_nowait(_Control(end="failed"))
 
     def _post(self, event: ev.Event, generation: int) -> None:
         if generation == self._generation:
@@ -411,6 +448,25 @@ class CallRunner:
             await self.call_log.event("webhook", webhook_event(request, outcome, None, elapsed))
             self._post(ev.DocumentFetched(outcome), generation)
 
+    async def _callback(self, request: WebhookRequest) -> None:
+        """A status callback (signed by the fetcher): recorded as a ``callback`` event; a failure
+        is a warning and changes nothing in the call."""
+        started = self.now()
+        try:
+            outcome = await asyncio.wait_for(
+                fetch_outcome(self.services.fetcher, request), CALLBACK_TIMEOUT
+            )
+        except TimeoutError:
+            outcome = WebhookError("status callback timed out", error_code=11205, url=request.url)
+        elapsed = self.now() - started
+        if isinstance(outcome, WebhookError):
+            data = webhook_event(request, None, outcome, elapsed)
+            await self.call_log.event("callback", data)
+            message = f"status callback to {request.url} failed: {outcome}"
+            await self.call_log.event("warning", {"message": message})
+        else:
+            await self.call_log.event("callback", webhook_event(request, outcome, None, elapsed))
+
     async def _answer(self, generation: int) -> None:
         if not self.leg.answered:
             await self._leg_call(self.leg.answer(), "answer")
@@ -426,10 +482,12 @@ class CallRunner:
                 case act.Speak(text=text, language=language, voice=voice, loop=loop):
                     pcm = await self.services.audio.speech(text, language=language, voice=voice)
                     for _ in range(loop):
+                        self._heard(pcm)
                         await self.leg.play(pcm)
                 case act.Play(url=url, loop=loop):
                     pcm = await self.services.audio.url(url)
                     for _ in range(loop):
+                        self._heard(pcm)
                         await self.leg.play(pcm)
                 case act.SendDigits(digits=digits):
                     for chunk in re.split(r"([wW])", digits):
@@ -445,6 +503,7 @@ class CallRunner:
     async def _record(self, action: act.StartRecording, generation: int) -> None:
         if action.play_beep:
             with contextlib.suppress(MediaError):
+                self._heard(beep())
                 await self.leg.play(beep())
         meter = RecordingMeter(
             started=self.now(),
@@ -469,7 +528,7 @@ class CallRunner:
         if generation != self._generation:
             return  # redirected away: the recording is dropped, as Twilio does
         result = meter.result()
-        sid = self.services.new_sid("RE")
+        sid = action.sid or self.services.new_sid("RE")
         url = ""
         if result.duration > 0:
             path = await asyncio.to_thread(
@@ -492,7 +551,17 @@ class CallRunner:
             await self._answer(generation)
 
         try:
-            result = await runner(action, self.leg, answer_caller=answer_caller, stop=stop)
+            if self.call_recorder is not None:
+                recorder = self.call_recorder
+
+                def bridged(side: str, pcm: bytes) -> None:
+                    recorder.audio(side, pcm, self.now())
+
+                result = await runner(
+                    action, self.leg, answer_caller=answer_caller, stop=stop, on_audio=bridged
+                )
+            else:
+                result = await runner(action, self.leg, answer_caller=answer_caller, stop=stop)
         finally:
             self._dial_stop = None
             if not self.leg.ended.is_set():
@@ -517,7 +586,14 @@ class CallRunner:
     def _start_consumer(self) -> None:
         self.leg.set_consumer(self._on_audio, self._on_digit)
 
+    def _heard(self, pcm: bytes) -> None:
+        """What callxml plays to the far end, for the whole call's recording."""
+        if self.call_recorder is not None:
+            self.call_recorder.audio("b", pcm, self.now())
+
     def _on_audio(self, pcm: bytes) -> None:
+        if self.call_recorder is not None:
+            self.call_recorder.audio("a", pcm, self.now())
         if self._recorder is not None:
             self._recorder.audio(pcm, self.now())
             if self._recorder.done:
@@ -545,13 +621,16 @@ class CallRunner:
     async def _finish(self) -> None:
         """Release the leg and write the final status, whatever happened."""
         self.leg.set_consumer(None, None)
-        if not self.leg.ended.is_set() and not self._we_ended:
+        returned = self.session.returned and self._crash is None  # a whisper: bridge next
+        if not self.leg.ended.is_set() and not self._we_ended and not returned:
             await asyncio.shield(self._hang_up("call over"))
         status = self.status
         ended = self.now()
         duration = 0 if self._answered_at is None else max(0, round(ended - self._answered_at))
         changes: dict[str, Any] = {"end_time": _wall(), "duration": duration}
-        if self.session.error is not None:
+        if self._crash is not None:
+            changes["error"] = self._crash
+        elif self.session.error is not None:
             changes["error"] = str(self.session.error)
         try:
             await asyncio.shield(self.call_log.status(status, **changes))
@@ -565,6 +644,13 @@ class _Control:
 
     redirect: tuple[str | None, str, bytes | None] | None = None
     end: str | None = None
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The real error inside ``exc`` (a task group wraps errors in ExceptionGroups)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _wall() -> float:

@@ -66,6 +66,7 @@ async def simulate(
     echo: Callable[[str], object] | None = None,
     call_sid: str | None = None,
     limits: Limits | None = None,
+    trunk_uri_template: str | None = None,
 ) -> SimulationResult:
     """Simulate one inbound call to ``source`` and return what happened.
 
@@ -76,7 +77,9 @@ async def simulate(
     ``sip:bob@example.com``, or ``*`` for any) to ``answered``, ``busy``, ``no-answer`` or
     ``failed``; ``hangup_after`` hangs the caller up after that many simulated seconds.
     ``prompt`` is asked for a ``<Gather>``'s keys once ``digits`` runs out; ``echo`` receives each
-    transcript line as it happens.
+    transcript line as it happens. ``trunk_uri_template`` is the engine's
+    ``sip.trunk_uri_template``: without one a ``<Number>`` cannot be dialled, in the simulator
+    as in the engine.
     """
     info = CallInfo.new(from_=from_, to=to, account_sid=account_sid)
     if call_sid is not None:
@@ -108,6 +111,7 @@ async def simulate(
             hangup_after=hangup_after,
             prompt=prompt,
             echo=echo,
+            trunk_uri_template=trunk_uri_template,
         )
         return await call.run()
     finally:

@@ -19,22 +19,28 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from callxml.errors import CallXmlError, WebhookError
-from callxml.interpreter import CallSession, new_sid
+from callxml.interpreter import CallInfo, CallSession, new_sid
 from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
+from callxml.interpreter.dial import NO_TRUNK, trunk_uri
 from callxml.markup import verbs as v
+from callxml.markup.capabilities import capability, message
 from callxml.sdp.policy import OUTBOUND_SUITE
 from callxml.simulator.result import DialRecord, RecordingRecord, RequestRecord, SimulationResult
 from callxml.simulator.transcript import Transcript
 from callxml.sip.target import Target
-from callxml.webhooks.base import Fetcher, fetch_outcome
+from callxml.webhooks.base import Fetcher, WebhookRequest, fetch_outcome, resolve_url
 
 __all__ = ["DIAL_OUTCOMES", "SimulatedCall", "estimate_speech"]
+
+log = logging.getLogger(__name__)
 
 #: Outcomes a scripted far end may have (``--dial-outcome URI=...``).
 DIAL_OUTCOMES = ("answered", "busy", "no-answer", "failed")
@@ -48,6 +54,10 @@ RING_TIME = 2.0  # before a scripted far end answers or says busy
 TALK_TIME = 10.0  # how long an answered far end stays on the line
 MAX_STEPS = 100_000
 MAX_DURATION = 24 * 3600.0  # simulated seconds
+
+
+#: A far end's scripted outcome -> the final status of its child call.
+_CHILD_STATUS = {"busy": "busy", "no-answer": "no-answer", "failed": "failed"}
 
 
 def estimate_speech(text: str) -> float:
@@ -80,6 +90,7 @@ class SimulatedCall:
         hangup_after: float | None = None,
         prompt: Callable[[str], str] | None = None,
         echo: Callable[[str], object] | None = None,
+        trunk_uri_template: str | None = None,
     ) -> None:
         outcomes = dict(dial_outcomes or {})
         for target, outcome in outcomes.items():
@@ -96,6 +107,7 @@ class SimulatedCall:
         self._outcomes = outcomes
         self._hangup_after = hangup_after
         self._prompt = prompt
+        self._trunk = trunk_uri_template
         self._transcript = Transcript(echo)
         self.result = SimulationResult(call_sid=session.call.call_sid)
 
@@ -107,10 +119,27 @@ class SimulatedCall:
         self._gather: act.CollectDigits | None = None  # a <Gather> waiting for the caller's keys
         self._recording: tuple[float, act.StartRecording] | None = None
         self._dial: _Dial | None = None
+        self._failed = False  # the driver itself failed (see run)
+        self._queued: list[act.Action] = []  # status callbacks to send at the next step
+        self._dial_action: act.StartDial | None = None
+        self._whisper: tuple[v.Number | v.Sip, str, str] | None = None  # to run on the callee
 
     # ----------------------------------------------------------------------------- the loop
 
     async def run(self) -> SimulationResult:
+        """Run the call to its end. A failure inside the simulator or the interpreter (a bug)
+        does not escape: the call ends ``failed`` with the error, as the engine's driver ends a
+        real call, and the traceback is logged."""
+        try:
+            await self._run()
+        except Exception as exc:
+            log.error("simulated call: the driver failed", exc_info=exc)
+            self.result.error = f"internal error: {type(exc).__name__}: {exc}"
+            self._transcript.add(self._now, f"error: {self.result.error}")
+            self._failed = True
+        return self._finish()
+
+    async def _run(self) -> None:
         session = self._session
         if self._hangup_after is not None:
             self._schedule(self._hangup_after, ev.CallerHungUp())
@@ -127,6 +156,12 @@ class SimulatedCall:
             if steps > MAX_STEPS or min(t for t in (timer, queued) if t is not None) > MAX_DURATION:
                 self._broken(f"the simulation exceeded {MAX_STEPS} steps or {MAX_DURATION:.0f} s")
                 break
+            if self._queued:  # status callbacks the far ends caused
+                callbacks, self._queued = self._queued, []
+                await self._carry_out(callbacks)
+            if self._whisper is not None:
+                await self._run_whisper(*self._whisper)
+                continue
             if queued is not None and (timer is None or queued <= timer):
                 at, _, event = heapq.heappop(self._queue)
                 self._now = max(self._now, at)
@@ -136,12 +171,11 @@ class SimulatedCall:
                 self._now = max(self._now, timer)
                 actions = session.handle_timer(self._now)
             await self._carry_out(actions)
-        return self._finish()
 
     def _finish(self) -> SimulationResult:
         result = self.result
         session = self._session
-        result.status = session.status
+        result.status = "failed" if self._failed else session.status
         result.answered = session.answered
         result.duration = self._now
         if session.error is not None and result.error is None:
@@ -180,6 +214,9 @@ class SimulatedCall:
                 if self._dial is None or self._dial.event is not event:
                     return []
                 self._dial = None
+                if event.recording_url:
+                    recording = RecordingRecord(event.recording_url, event.recording_duration, "")
+                    self.result.recordings.append(recording)
                 self._transcript.add(
                     self._now,
                     f"dial ended: {event.status}, {event.duration} s bridged"
@@ -263,11 +300,23 @@ class SimulatedCall:
                 say(now, f"Reject: {reason} (SIP {status})")
             case act.Hangup(reason=reason):
                 say(now, f"Hangup ({reason})")
-            case act.Log(level=level, message=message, code=code):
-                line = f"{level}: {message}" + (f" [{code}]" if code else "")
-                self.result.log.append(line)
-                say(now, line)
+            case act.Callback(request=request):
+                self._transcript.request(now, request)
+                outcome = await fetch_outcome(self._fetcher, request)
+                failed = isinstance(outcome, WebhookError)
+                if isinstance(outcome, WebhookError):
+                    self.result.callbacks.append(RequestRecord(request, None, str(outcome)))
+                else:
+                    self.result.callbacks.append(RequestRecord(request, outcome))
+                say(now, f"(status callback: {'✗ ' + str(outcome) if failed else 'sent'})")
+            case act.Log(level=level, message=text, code=code):
+                self._log(level, text, code)
         return None
+
+    def _log(self, level: str, text: str, code: int | None = None) -> None:
+        line = f"{level}: {text}" + (f" [{code}]" if code else "")
+        self.result.log.append(line)
+        self._transcript.add(self._now, line)
 
     def _play(self, id: int, seconds: float) -> None:
         self._playing[id] = self._now + seconds
@@ -319,7 +368,7 @@ class SimulatedCall:
             at, digits = self._now + beep + action.max_length, ""
         else:
             at, digits = self._now + beep + speech + action.timeout, ""
-        sid = new_sid("RE")
+        sid = action.sid or new_sid("RE")
         url = f"https://simulator.callxml.invalid/Recordings/{sid}"
         self._schedule(
             at, ev.RecordingFinished(url=url, duration=round(speech), digits=digits, sid=sid)
@@ -327,9 +376,9 @@ class SimulatedCall:
 
     def _stop_recording(self, digits: str) -> None:
         assert self._recording is not None
-        started, _ = self._recording
+        started, action = self._recording
         duration = max(0, round(min(self._now - started, RECORD_SPEECH)))
-        sid = new_sid("RE")
+        sid = action.sid or new_sid("RE")
         url = f"https://simulator.callxml.invalid/Recordings/{sid}" if duration else ""
         self._queue = [q for q in self._queue if not isinstance(q[2], ev.RecordingFinished)]
         heapq.heapify(self._queue)
@@ -346,15 +395,32 @@ class SimulatedCall:
     # ---------------------------------------------------------------------------- far ends
 
     def _resolve(self, noun: v.DialNoun) -> DialRecord:
+        """What the engine would call for ``noun``; ``outcome`` ``failed`` with the engine's
+        reason in ``warnings`` when it could not place the call at all."""
         outcome = "answered"
         match noun:
             case v.Number(number=number):
-                return DialRecord(number, "number", None, None, None, outcome)
+                if self._trunk is None:
+                    return DialRecord(
+                        number, "number", None, None, None, "failed", False, (NO_TRUNK,)
+                    )
+                uri = trunk_uri(number, self._trunk)
+                try:
+                    target = Target.parse(uri)
+                except CallXmlError as exc:
+                    reason = f"trunk URI: {exc}"
+                    return DialRecord(
+                        number, "number", None, None, None, "failed", False, (reason,)
+                    )
+                suite = OUTBOUND_SUITE if target.secure else None
+                port = target.next_hop.port
+                return DialRecord(number, "number", target.transport, port, suite, outcome)
             case v.Sip(uri=uri):
                 try:
                     target = noun.target or Target.parse(uri)
                 except CallXmlError as exc:
-                    return DialRecord(uri, "sip", None, None, None, "failed", False, (str(exc),))
+                    reason = f"invalid SIP URI: {exc}"
+                    return DialRecord(uri, "sip", None, None, None, "failed", False, (reason,))
                 suite = OUTBOUND_SUITE if target.secure else None
                 return DialRecord(
                     uri,
@@ -365,14 +431,10 @@ class SimulatedCall:
                     outcome,
                     warnings=target.warnings,
                 )
-            case v.Client(identity=identity):
-                return DialRecord(identity, "client", None, None, None, outcome)
-            case v.Conference(name=name):
-                return DialRecord(name, "conference", None, None, None, outcome)
-            case v.Queue(name=name):
-                return DialRecord(name, "queue", None, None, None, outcome)
-            case _:
-                return DialRecord(str(noun), "other", None, None, None, "failed")
+            case _:  # the interpreter drops what the capability table cannot dial
+                kind = type(noun).__name__
+                reason = message(capability(kind))
+                return DialRecord(kind, kind.lower(), None, None, None, "failed", False, (reason,))
 
     def _outcome_for(self, record: DialRecord) -> str:
         if record.outcome == "failed":
@@ -384,18 +446,27 @@ class SimulatedCall:
 
     def _start_dial(self, action: act.StartDial) -> None:
         now, say = self._now, self._transcript.add
+        self._dial_action = action
         records = [self._resolve(noun) for noun in action.targets]
-        outcomes = [self._outcome_for(r) for r in records]
         say(now, f"Dial: timeout {action.timeout:g} s, callerId {action.caller_id or '-'}")
+        unplaced = [r for r in records if r.outcome == "failed" and r.warnings]
+        for record in unplaced:  # the engine's dialler says the same
+            self._log("warning", f"Dial {record.target}: {record.warnings[0]}")
+        if len(unplaced) == len(records):  # nothing was called: the engine fails at once
+            for record in records:
+                self.result.dials.append(record)
+            event = ev.DialFinished(status="failed")
+            self._dial = _Dial(None, now, event, action.answer_on_bridge)
+            self._schedule(now, event)
+            return
+        nouns = [n for n, r in zip(action.targets, records, strict=True) if r not in unplaced]
+        records = [r for r in records if r not in unplaced]
+        outcomes = [self._outcome_for(r) for r in records]
         for record in records:
-            if record.kind == "sip":
+            if record.port:
                 security = f", SRTP {record.srtp_suite}" if record.srtp_suite else ", RTP (no SRTP)"
-                where = (
-                    f"{(record.transport or '?').upper()} port {record.port}{security}"
-                    if record.port
-                    else "invalid URI"
-                )
-                say(now, f"  → sip {record.target}: {where}")
+                where = f"{(record.transport or '?').upper()} port {record.port}{security}"
+                say(now, f"  → {record.kind} {record.target}: {where}")
             else:
                 say(now, f"  → {record.kind} {record.target}")
         winner = outcomes.index("answered") if "answered" in outcomes else None
@@ -434,13 +505,101 @@ class SimulatedCall:
             duration=duration,
             sip_call_id=sip_call_id,
             sip_response_code=code if first_sip else None,
+            **self._dial_recording(action, duration if winner is not None else 0),
         )
         self._dial = _Dial(answer_at, finish_at, event, action.answer_on_bridge)
+        for i, (noun, record) in enumerate(zip(nouns, records, strict=True)):
+            final = "completed" if i == winner else _CHILD_STATUS.get(outcomes[i], "canceled")
+            self._child_callbacks(noun, record, action.caller_id or "", final, i == winner)
+        answerer = nouns[winner] if winner is not None else None
+        if isinstance(answerer, v.Number | v.Sip) and answerer.url and winner is not None:
+            self._whisper = (answerer, records[winner].target, action.caller_id or "")
+        if isinstance(answerer, v.Number) and answerer.send_digits and winner is not None:
+            say(now, f"  sends digits {answerer.send_digits} to {records[winner].target}")
         if answer_at is not None:
             say(now, f"  far end answers after {ring:g} s and talks {duration} s")
             if action.answer_on_bridge and not self._session.answered:
                 self._schedule(answer_at, ev.Answered())
         self._schedule(finish_at, event)
+
+    def _child_callbacks(
+        self, noun: v.DialNoun, record: DialRecord, from_: str, final: str, answered: bool
+    ) -> None:
+        """A noun's ``statusCallback``: the child call's callbacks, for the events asked for,
+        sent (like the engine's) once the dial has started."""
+        if not isinstance(noun, v.Number | v.Sip) or noun.status_callback is None:
+            return
+        call = self._session.call
+        child = new_sid("CA")
+        statuses = ["initiated", "ringing"] + (["in-progress"] if answered else []) + [final]
+        events = {"initiated": "initiated", "ringing": "ringing", "in-progress": "answered"}
+        for sequence, status in enumerate(
+            s for s in statuses if events.get(s, "completed") in noun.status_callback_event
+        ):
+            params = (
+                ("AccountSid", call.account_sid),
+                ("ApiVersion", call.api_version),
+                ("CallSid", child),
+                ("CallStatus", status),
+                ("CallbackSource", "call-progress-events"),
+                ("Direction", "outbound-dial"),
+                ("From", from_),
+                ("ParentCallSid", call.call_sid),
+                ("SequenceNumber", str(sequence)),
+                ("To", record.target),
+            )
+            url = resolve_url(self._session.current_url, noun.status_callback)
+            request = WebhookRequest(url, noun.status_callback_method, params)
+            self._queued.append(act.Callback(request))
+
+    async def _run_whisper(self, noun: v.Number | v.Sip, target: str, from_: str) -> None:
+        """A noun's ``url``: its document runs on the answering far end (a nested simulated
+        call, ``ParentCallSid`` set) before the bridge; a ``<Hangup>`` there (anything but
+        running to the end) ends the dial ``no-answer``, as in the engine. It takes no
+        simulated time of the caller's."""
+        self._whisper = None
+        assert noun.url is not None
+        call = self._session.call
+        info = CallInfo(
+            call_sid=new_sid("CA"),
+            account_sid=call.account_sid,
+            from_=from_,
+            to=target,
+            direction="outbound-dial",
+            extra=(("ParentCallSid", call.call_sid),),
+        )
+        session = CallSession(
+            url=noun.url,
+            method=noun.method,
+            call=info,
+            answered=True,
+            whisper=True,
+            limits=self._session.limits,
+        )
+        nested = SimulatedCall(session, self._fetcher, trunk_uri_template=self._trunk)
+        whispered = await nested.run()
+        for line in whispered.transcript:
+            self._transcript.add(self._now, "  whisper: " + line.split("] ", 1)[-1])
+        self.result.requests += whispered.requests
+        dial = self._dial
+        if session.returned or dial is None:
+            return
+        self._queue = [q for q in self._queue if not isinstance(q[2], ev.Answered)]
+        heapq.heapify(self._queue)
+        old = dial.event
+        dial.answer_at = None
+        dial.event = ev.DialFinished(
+            "no-answer", old.call_sid, 0, old.sip_call_id, old.sip_response_code
+        )
+        self._schedule(self._now, dial.event)
+
+    def _dial_recording(self, action: act.StartDial | None, seconds: int) -> dict[str, Any]:
+        """``<Dial record>``: the bridged time as a recording (mono, or dual for ``-dual``)."""
+        if action is None or not action.recording_sid or seconds <= 0:
+            return {}
+        url = f"https://simulator.callxml.invalid/Recordings/{action.recording_sid}"
+        channels = 2 if action.record.endswith("-dual") else 1
+        return {"recording_url": url, "recording_duration": seconds, "recording_channels": channels}
 
     def _stop_dial(self) -> None:
         dial = self._dial
@@ -456,6 +615,7 @@ class SimulatedCall:
             duration,
             dial.event.sip_call_id,
             (200 if bridged else 487) if code is not None else None,
+            **self._dial_recording(self._dial_action, duration),
         )
         dial.event = event
         self._schedule(self._now, event)

@@ -60,7 +60,8 @@ class SimulationResult:
 
     ``status`` is the final Twilio ``CallStatus``; ``error`` is set when the flow broke (fetch
     failure without fallback, redirect loop...). ``said``/``played`` are what the caller heard,
-    ``gathered`` the digits each ``<Gather>`` collected (``""`` for no input), ``transcript`` the
+    ``gathered`` the digits each ``<Gather>`` collected (``""`` for no input), ``callbacks`` the
+    status callbacks sent (``<Record recordingStatusCallback>``...), ``transcript`` the
     printed lines, ``events``/``actions`` the raw interpreter traffic with simulated times, and
     ``duration`` the simulated length of the call in seconds.
     """
@@ -73,6 +74,7 @@ class SimulationResult:
     dials: list[DialRecord] = field(default_factory=list)
     recordings: list[RecordingRecord] = field(default_factory=list)
     requests: list[RequestRecord] = field(default_factory=list)
+    callbacks: list[RequestRecord] = field(default_factory=list)
     transcript: list[str] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     events: list[tuple[float, Event]] = field(default_factory=list)
