@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from callxml.cli.call import call_command, place_call
 from callxml.media.tone import sine
-from support.engine import WebApp, engine_config, running_engine, sip_port
+from support.engine import WebApp, engine_config, running_engine, sip_port, web_app
 
 pytestmark = pytest.mark.peer
 
@@ -21,12 +21,8 @@ FLOW = "<Response><Say>Hello from the proxy test.</Say><Pause length='3'/></Resp
 
 @pytest.fixture
 async def app() -> AsyncIterator[WebApp]:
-    web = WebApp({"/voice": lambda form: FLOW})
-    await web.start()
-    try:
+    async with web_app({"/voice": lambda form: FLOW}) as web:
         yield web
-    finally:
-        await web.stop()
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])

@@ -15,7 +15,7 @@ import pytest
 
 from callxml.runtime import Phone
 from callxml.sip.aio.transport import ListenerConfig
-from support.engine import WebApp, engine_config, running_engine, sip_port
+from support.engine import WebApp, engine_config, running_engine, sip_port, web_app
 
 pytestmark = pytest.mark.peer
 
@@ -25,12 +25,8 @@ FLOW = "<Response><Say>Hi.</Say><Pause length='3'/><Hangup/></Response>"
 
 @pytest.fixture
 async def app() -> AsyncIterator[WebApp]:
-    web = WebApp({"/voice": lambda form: FLOW})
-    await web.start()
-    try:
+    async with web_app({"/voice": lambda form: FLOW}) as web:
         yield web
-    finally:
-        await web.stop()
 
 
 async def test_a_pause_is_filled_with_packets_every_20_ms(tmp_path: Path, app: WebApp) -> None:

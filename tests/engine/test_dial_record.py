@@ -5,7 +5,6 @@ caller's call, the ``action`` gets ``RecordingUrl``/``RecordingSid``/``Recording
 
 from __future__ import annotations
 
-import asyncio
 import io
 import wave
 from pathlib import Path
@@ -13,8 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from callxml.engine.api import OutboundCall
-from support.engine import API_AUTH, WebApp, engine_config, running_engine
+from support.engine import API_AUTH, WebApp, engine_config, originate_twiml, running_engine
 from support.sipp import Sipp
 
 pytestmark = pytest.mark.peer
@@ -32,19 +30,7 @@ async def test_dial_record_dual(tmp_path: Path, sipp: Sipp) -> None:
                 f" record='record-from-answer-dual' recordingStatusCallback='{app.url('/rec')}'>"
                 f"<Sip>sip:carol@127.0.0.1:{second.port}?X-Ticket=7</Sip></Dial></Response>"
             )
-            record = await engine.originate(
-                engine.config.accounts[0],
-                OutboundCall(
-                    to=f"sip:bob@127.0.0.1:{first.port}?X-Ticket=7",
-                    from_="sip:alice@example.com",
-                    url=None,
-                    twiml=twiml,
-                    timeout=10,
-                ),
-            )
-            live = engine.live(record.sid)
-            assert live is not None
-            await asyncio.wait_for(live.ended.wait(), 30)
+            sid = await originate_twiml(engine, f"sip:bob@127.0.0.1:{first.port}?X-Ticket=7", twiml)
             after = next(form for path, form in app.requests if path == "/after")
             async with aiohttp.ClientSession(headers=API_AUTH) as http:
                 async with http.get(after["RecordingUrl"] + ".wav") as resp:
@@ -61,7 +47,7 @@ async def test_dial_record_dual(tmp_path: Path, sipp: Sipp) -> None:
     with wave.open(io.BytesIO(audio)) as wav:
         assert wav.getnchannels() == 2 and wav.getframerate() == 8000
         assert 1.0 <= wav.getnframes() / 8000 <= 3.0
-    assert meta["call_sid"] == record.sid and meta["channels"] == 2
+    assert meta["call_sid"] == sid and meta["channels"] == 2
     (callback,) = [form for path, form in app.requests if path == "/rec"]
     assert callback["RecordingStatus"] == "completed" and callback["RecordingChannels"] == "2"
     assert callback["RecordingSid"] == after["RecordingSid"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -14,26 +13,14 @@ import pytest
 from callxml.engine.api import OutboundCall
 from callxml.engine.calls import InvalidTarget
 from callxml.engine.server import Engine
-from support.engine import ACCOUNT_SID, API_AUTH, WebApp, engine_config, running_engine
+from support.engine import ACCOUNT_SID, API_AUTH, WebApp, engine_config, running_engine, wait_status
 from support.sipp import Sipp
-from support.waiting import until
 
 pytestmark = pytest.mark.peer
 
 
 def api(engine: Engine, path: str) -> str:
     return f"http://127.0.0.1:{engine.http_port}/2010-04-01/Accounts/{ACCOUNT_SID}/{path}"
-
-
-async def wait_status(engine: Engine, sid: str, statuses: set[str]) -> Any:
-    store = engine.store
-    assert store is not None
-
-    def reached() -> Any:
-        record = store.get_call(sid)
-        return record if record is not None and record.status in statuses else None
-
-    return await until(reached, what=f"call {sid} reaching {statuses}")
 
 
 @pytest.fixture

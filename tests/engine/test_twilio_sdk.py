@@ -28,7 +28,14 @@ from twilio.rest import Client
 
 from callxml.engine.server import Engine
 from callxml.engine.store import RecordingRecord
-from support.engine import ACCOUNT_SID, AUTH_TOKEN, WebApp, engine_config, running_engine
+from support.engine import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    WebApp,
+    engine_config,
+    running_engine,
+    wait_status,
+)
 from support.sipp import Sipp
 from support.waiting import until
 
@@ -47,17 +54,6 @@ def sdk(engine: Engine) -> Client:
 
 async def off_loop(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
     return await asyncio.to_thread(fn, *args, **kw)
-
-
-async def wait_status(engine: Engine, sid: str, statuses: set[str]) -> Any:
-    store = engine.store
-    assert store is not None
-
-    def reached() -> Any:
-        record = store.get_call(sid)
-        return record if record is not None and record.status in statuses else None
-
-    return await until(reached, what=f"call {sid} reaching {statuses}")
 
 
 def wav(path: Path, seconds: float = 0.5) -> Path:

@@ -5,13 +5,11 @@ the child and reports ``DialCallStatus=no-answer``."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 
-from callxml.engine.api import OutboundCall
-from support.engine import WebApp, engine_config, running_engine
+from support.engine import WebApp, engine_config, originate_twiml, running_engine
 from support.sipp import Sipp
 
 pytestmark = pytest.mark.peer
@@ -40,29 +38,15 @@ async def test_whisper_then_bridge_or_no_answer(
                 f"<Sip url='{app.url('/whisper')}'>"
                 f"sip:carol@127.0.0.1:{second.port}?X-Ticket=7</Sip></Dial></Response>"
             )
-            record = await engine.originate(
-                engine.config.accounts[0],
-                OutboundCall(
-                    to=f"sip:bob@127.0.0.1:{first.port}?X-Ticket=7",
-                    from_="sip:alice@example.com",
-                    url=None,
-                    twiml=twiml,
-                    timeout=10,
-                ),
-            )
-            live = engine.live(record.sid)
-            assert live is not None
-            await asyncio.wait_for(live.ended.wait(), 30)
+            sid = await originate_twiml(engine, f"sip:bob@127.0.0.1:{first.port}?X-Ticket=7", twiml)
             assert engine.store is not None
-            children = engine.store.list_calls(
-                engine.config.accounts[0].sid, parent_call_sid=record.sid
-            )
+            children = engine.store.list_calls(engine.config.accounts[0].sid, parent_call_sid=sid)
     finally:
         await app.stop()
     assert (await first.result()).returncode == 0
     assert (await second.result()).returncode == 0
     whispered = next(form for path, form in app.requests if path == "/whisper")
-    assert whispered["ParentCallSid"] == record.sid
+    assert whispered["ParentCallSid"] == sid
     assert whispered["Direction"] == "outbound-dial"
     assert [c.sid for c in children] == [whispered["CallSid"]]
     after = next(form for path, form in app.requests if path == "/after")

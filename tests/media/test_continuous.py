@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import socket
 import struct
 from collections.abc import AsyncIterator
 
@@ -18,32 +17,22 @@ import pytest
 from callxml.media.relay import MediaRelay
 from callxml.media.stream import RtpConfig, RtpEndpoint
 from callxml.media.tone import sine_frames
+from support.rtp import RtpPeer
 from support.waiting import until
 
 PCMU_SILENCE = b"\xff" * 160
 
 
-class Peer:
-    """A raw UDP socket standing in for a phone: what it receives, with arrival times."""
+class Peer(RtpPeer):
+    """A far end that keeps everything it received, in order."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.setblocking(False)
-        self.address = self.sock.getsockname()
-        self.packets: list[tuple[float, bytes]] = []
+        super().__init__()
+        self.packets: list[bytes] = []
 
-    def drain(self) -> list[tuple[float, bytes]]:
-        now = asyncio.get_running_loop().time()
-        while True:
-            try:
-                data = self.sock.recv(2048)
-            except BlockingIOError:
-                return self.packets
-            self.packets.append((now, data))
-
-    def send(self, packet: bytes, to: tuple[str, int]) -> None:
-        self.sock.sendto(packet, to)
+    def drain(self) -> list[bytes]:
+        self.packets += self.received()
+        return self.packets
 
 
 def header(packet: bytes) -> tuple[bool, int, int, int, int]:
@@ -78,7 +67,7 @@ async def test_silence_prompt_silence_is_one_unbroken_stream(endpoint: RtpEndpoi
     await endpoint.play(sine_frames(1000, 200))  # 10 frames of tone
     count = len(peer.drain())
     await until(lambda: len(peer.drain()) >= count + 10, timeout=5)
-    packets = [data for _, data in peer.drain()]
+    packets = list(peer.drain())
     assert_one_stream(packets)
     payloads = [p[12:] for p in packets]
     first_tone = next(i for i, p in enumerate(payloads) if p != PCMU_SILENCE)
@@ -94,7 +83,7 @@ async def test_dtmf_gaps_are_filled_with_silence(endpoint: RtpEndpoint) -> None:
     endpoint.keep_sending()
     await endpoint.send_dtmf("12", duration_ms=60, gap_ms=100)
     await until(lambda: len(peer.drain()) >= 20, timeout=5)
-    packets = [data for _, data in peer.drain()]
+    packets = list(peer.drain())
     kinds = [header(p)[1] for p in packets]
     assert endpoint.dtmf_payload_type in kinds and 0 in kinds
     seqs = [header(p)[2] for p in packets]
@@ -119,13 +108,13 @@ async def test_bridge_relays_renumbered_and_silence_resumes_after_it() -> None:
             caller.send(packet + bytes([seq]) * 160, a.local_address)
             await asyncio.sleep(0.02)
         await until(lambda: len(callee.drain()) >= before + 20, timeout=5)
-        during = [d for _, d in callee.packets[before:]]
+        during = callee.packets[before:]
         assert [p[12] for p in during] == list(range(20))  # only relayed audio, no silence
         assert header(during[0])[0]  # a new source: the marker says so
         relay.stop()
         count = len(callee.drain())
         await until(lambda: len(callee.drain()) >= count + 5, timeout=5)
-        every = [d for _, d in callee.drain()]
+        every = list(callee.drain())
         ssrcs = {header(p)[4] for p in every}
         assert len(ssrcs) == 1  # the callee saw one source all along
         seqs = [header(p)[2] for p in every]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import struct
 import sys
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from callxml.media.rtp import PacketKind
 from callxml.media.srtp import SrtpSession, generate_key_salt
 from callxml.media.stream import RtpConfig, RtpEndpoint, SrtpKeys
 from callxml.media.suites import AES_CM_128_HMAC_SHA1_80
-from support.rtp import normalized
+from support.rtp import RtpPeer, normalized, rtp_packet
 from support.waiting import until
 
 SUITE = AES_CM_128_HMAC_SHA1_80
@@ -40,46 +39,6 @@ TOO_LONG = b"\x80\x00" + bytes(1598)  # longer than any packet we accept (1500)
 RECEIVER_REPORT = struct.pack("!BBHI", 0x80, 201, 1, 0x4321)  # RR, no blocks: 8 octets
 
 
-def _rtp(seq: int, ssrc: int = 0x1234) -> bytes:
-    return struct.pack("!BBHII", 0x80, 0, seq, 160 * seq, ssrc) + bytes([seq & 0xFF]) * 160
-
-
-class _Peer:
-    """A raw loopback socket; with ``keys`` it speaks SRTP/SRTCP (our key, their key)."""
-
-    def __init__(self, keys: tuple[bytes, bytes] | None = None) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.setblocking(False)
-        self.address: tuple[str, int] = self.sock.getsockname()
-        self.srtp = SrtpSession(SUITE, our_key=keys[0], their_key=keys[1]) if keys else None
-
-    def media(self, packet: bytes) -> bytes:
-        return self.srtp.protect(packet) if self.srtp is not None else packet
-
-    def control(self, packet: bytes) -> bytes:
-        return self.srtp.protect_rtcp(packet) if self.srtp is not None else packet
-
-    def send(self, datagram: bytes, to: tuple[str, int]) -> None:
-        self.sock.sendto(datagram, to)
-
-    def received(self) -> list[bytes]:
-        out: list[bytes] = []
-        while True:
-            try:
-                data = self.sock.recv(4096)
-            except BlockingIOError:
-                return out
-            if self.srtp is not None:
-                plain = self.srtp.unprotect(data)
-                assert plain is not None
-                data = plain
-            out.append(data)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def _keys(secure: bool) -> tuple[bytes, bytes] | None:
     return (generate_key_salt(SUITE), generate_key_salt(SUITE)) if secure else None
 
@@ -92,20 +51,20 @@ async def _leg(batched: bool, peer_keys: tuple[bytes, bytes] | None) -> RtpEndpo
     return leg
 
 
-def _burst(caller: _Peer, intruder: _Peer, to: tuple[str, int], *, secure: bool) -> None:
+def _burst(caller: RtpPeer, intruder: RtpPeer, to: tuple[str, int], *, secure: bool) -> None:
     """One of every kind, all queued before the endpoint reads (one batch when batched)."""
-    caller.send(caller.media(_rtp(1)), to)
+    caller.send(caller.media(rtp_packet(1)), to)
     caller.send(caller.control(RECEIVER_REPORT), to)  # RTCP multiplexed on the RTP port
     intruder.send(STUN, to)
-    caller.send(caller.media(_rtp(2)), to)
+    caller.send(caller.media(rtp_packet(2)), to)
     intruder.send(ZRTP, to)
     intruder.send(DTLS, to)
     intruder.send(WRONG_VERSION, to)
     intruder.send(TOO_SHORT, to)
     intruder.send(TOO_LONG, to)
     if secure:
-        intruder.send(_rtp(9), to)  # plain RTP on an SRTP leg: fails authentication
-    caller.send(caller.media(_rtp(3)), to)
+        intruder.send(rtp_packet(9), to)  # plain RTP on an SRTP leg: fails authentication
+    caller.send(caller.media(rtp_packet(3)), to)
 
 
 def _check_counts(leg: RtpEndpoint, *, secure: bool) -> None:
@@ -125,7 +84,7 @@ async def test_bridged_leg_relays_only_media_and_hands_other_protocols_to_their_
     batched: bool, secure: bool
 ) -> None:
     caller_keys, callee_keys = _keys(secure), _keys(secure)
-    caller, callee, intruder = _Peer(caller_keys), _Peer(callee_keys), _Peer()
+    caller, callee, intruder = RtpPeer(caller_keys), RtpPeer(callee_keys), RtpPeer()
     leg_a, leg_b = await _leg(batched, caller_keys), await _leg(batched, callee_keys)
     handed: dict[PacketKind, list[tuple[bytes, tuple[str, int]]]] = {}
 
@@ -155,7 +114,7 @@ async def test_bridged_leg_relays_only_media_and_hands_other_protocols_to_their_
         await asyncio.sleep(0.05)
         got += callee.received()
         assert normalized(got) == normalized(
-            [_rtp(1), _rtp(2), _rtp(3)]
+            [rtp_packet(1), rtp_packet(2), rtp_packet(3)]
         )  # only media crossed, in order, re-keyed
         _check_counts(leg_a, secure=secure)
         assert leg_b.stats.packets_sent == 3
@@ -182,7 +141,7 @@ async def test_unbridged_leg_delivers_only_media_and_counts_the_rest(
 ) -> None:
     """No handler set: STUN/ZRTP/DTLS are counted and dropped, never given to the codec side."""
     caller_keys = _keys(secure)
-    caller, intruder = _Peer(caller_keys), _Peer()
+    caller, intruder = RtpPeer(caller_keys), RtpPeer()
     leg = await _leg(batched, caller_keys)
     delivered: list[bytes] = []
     leg.set_forward(delivered.append)  # what would otherwise be decoded
@@ -191,7 +150,7 @@ async def test_unbridged_leg_delivers_only_media_and_counts_the_rest(
         _burst(caller, intruder, leg.local_address, secure=secure)
         await until(lambda: len(delivered) >= 3 and leg.stats.dropped_invalid == 3, timeout=3.0)
         await asyncio.sleep(0.05)
-        assert delivered == [_rtp(1), _rtp(2), _rtp(3)]
+        assert delivered == [rtp_packet(1), rtp_packet(2), rtp_packet(3)]
         _check_counts(leg, secure=secure)
         assert leg.remote_address == caller.address
     finally:
@@ -204,7 +163,7 @@ async def test_unbridged_leg_delivers_only_media_and_counts_the_rest(
 async def test_a_failing_handler_does_not_stop_the_media(
     batched: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caller = _Peer()
+    caller = RtpPeer()
     leg = await _leg(batched, None)
     delivered: list[bytes] = []
     leg.set_forward(delivered.append)
@@ -214,11 +173,11 @@ async def test_a_failing_handler_does_not_stop_the_media(
 
     leg.set_packet_handler(PacketKind.ZRTP, broken)
     try:
-        caller.send(_rtp(1), leg.local_address)
+        caller.send(rtp_packet(1), leg.local_address)
         caller.send(ZRTP, leg.local_address)
-        caller.send(_rtp(2), leg.local_address)
+        caller.send(rtp_packet(2), leg.local_address)
         await until(lambda: len(delivered) == 2, timeout=3.0)
-        assert delivered == [_rtp(1), _rtp(2)]
+        assert delivered == [rtp_packet(1), rtp_packet(2)]
         assert leg.stats.zrtp_received == 1
         assert "ZRTP handler failed" in caplog.text
         leg.set_packet_handler(PacketKind.ZRTP, None)  # back to counting and dropping
@@ -238,7 +197,7 @@ async def test_a_handler_that_rekeys_the_leg_takes_effect_from_the_next_packet(
     per-packet path does, not relayed as the plain RTP the batch started with."""
     keys = _keys(True)
     assert keys is not None
-    caller, callee = _Peer(), _Peer()
+    caller, callee = RtpPeer(), RtpPeer()
     leg_a, leg_b = await _leg(batched, None), await _leg(batched, None)
     to_a = SrtpSession(SUITE, our_key=keys[0], their_key=None)
     switched: list[bool] = []
@@ -253,11 +212,16 @@ async def test_a_handler_that_rekeys_the_leg_takes_effect_from_the_next_packet(
         leg_b.set_remote(callee.address)
         MediaRelay(leg_a, leg_b).start()
         to = leg_a.local_address
-        for datagram in (_rtp(1), ZRTP, to_a.protect(_rtp(2)), to_a.protect(_rtp(3))):
+        for datagram in (
+            rtp_packet(1),
+            ZRTP,
+            to_a.protect(rtp_packet(2)),
+            to_a.protect(rtp_packet(3)),
+        ):
             caller.send(datagram, to)
         got: list[bytes] = []
         await until(lambda: len(got.__iadd__(callee.received())) >= 3, timeout=3.0)
-        assert normalized(got) == normalized([_rtp(1), _rtp(2), _rtp(3)])
+        assert normalized(got) == normalized([rtp_packet(1), rtp_packet(2), rtp_packet(3)])
         assert switched == [True] and leg_a.secure
         assert leg_a.stats.packets_received == 3 and leg_a.stats.dropped_auth == 0
     finally:
@@ -282,18 +246,18 @@ async def test_srtcp_drops_count_up_across_a_rekey(batched: bool) -> None:
     """Failed SRTCP counts like failed SRTP: one more each time, never reset by new keys."""
     keys = _keys(True)
     assert keys is not None
-    caller = _Peer(keys)
+    caller = RtpPeer(keys)
     leg = await _leg(batched, keys)
-    forged = _Peer((generate_key_salt(SUITE), generate_key_salt(SUITE)))  # wrong keys
+    forged = RtpPeer((generate_key_salt(SUITE), generate_key_salt(SUITE)))  # wrong keys
     try:
-        caller.send(caller.media(_rtp(1)), leg.local_address)
+        caller.send(caller.media(rtp_packet(1)), leg.local_address)
         await until(lambda: leg.stats.packets_received == 1, timeout=3.0)
-        caller.send(forged.media(_rtp(2)), leg.local_address)
+        caller.send(forged.media(rtp_packet(2)), leg.local_address)
         caller.send(forged.control(RECEIVER_REPORT), leg.local_address)
         await until(lambda: leg.stats.dropped_auth == 2, timeout=3.0)
         new = (generate_key_salt(SUITE), generate_key_salt(SUITE))
         leg.set_srtp(SrtpKeys(SUITE, new[1], new[0]))  # re-keyed: a fresh session
-        caller.send(forged.media(_rtp(3)), leg.local_address)
+        caller.send(forged.media(rtp_packet(3)), leg.local_address)
         await until(lambda: leg.stats.dropped_auth == 3, timeout=3.0)
         caller.send(forged.control(RECEIVER_REPORT), leg.local_address)
         await until(lambda: leg.stats.dropped_auth == 4, timeout=3.0)

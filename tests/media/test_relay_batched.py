@@ -19,64 +19,21 @@ from callxml.media.relay import MediaRelay
 from callxml.media.srtp import SrtpSession, generate_key_salt
 from callxml.media.stream import RtpConfig, RtpEndpoint, SrtpKeys
 from callxml.media.suites import AES_CM_128_HMAC_SHA1_80
-from support.rtp import normalized
+from support.rtp import RtpPeer, normalized, rtp_packet
+from support.waiting import until
 
 SUITE = AES_CM_128_HMAC_SHA1_80
 PATHS = pytest.mark.parametrize("batched", [True, False], ids=["batched", "transport"])
 
 
-def _rtp(seq: int, ssrc: int = 0x1234, payload: bytes | None = None) -> bytes:
-    body = payload if payload is not None else bytes([seq & 0xFF]) * 160
-    return struct.pack("!BBHII", 0x80, 0, seq, 160 * seq, ssrc) + body
-
-
-async def _until(predicate: object, timeout: float = 3.0) -> None:
-    assert callable(predicate)
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
-
-
-class _Peer:
-    """A raw loopback socket playing one far end, with its own SRTP keys (or plain RTP)."""
-
-    def __init__(self, keys: tuple[bytes, bytes] | None) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.setblocking(False)
-        self.address: tuple[str, int] = self.sock.getsockname()
-        self.srtp = (
-            SrtpSession(SUITE, our_key=keys[0], their_key=keys[1]) if keys is not None else None
-        )
-
-    def send(self, packet: bytes, to: tuple[str, int]) -> None:
-        self.sock.sendto(self.srtp.protect(packet) if self.srtp else packet, to)
-
-    def received(self) -> list[bytes]:
-        out: list[bytes] = []
-        while True:
-            try:
-                data = self.sock.recv(4096)
-            except BlockingIOError:
-                return out
-            if self.srtp is not None:
-                plain = self.srtp.unprotect(data)
-                assert plain is not None, "the relay sent a packet that does not authenticate"
-                data = plain
-            out.append(data)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 async def _bridge(
     batched: bool, secure_a: bool, secure_b: bool
-) -> tuple[RtpEndpoint, RtpEndpoint, _Peer, _Peer]:
+) -> tuple[RtpEndpoint, RtpEndpoint, RtpPeer, RtpPeer]:
     """caller peer <-> leg A ==relay== leg B <-> callee peer."""
     config = RtpConfig(rtcp=False, batched_io=batched)
     caller_keys = (generate_key_salt(SUITE), generate_key_salt(SUITE)) if secure_a else None
     callee_keys = (generate_key_salt(SUITE), generate_key_salt(SUITE)) if secure_b else None
-    caller, callee = _Peer(caller_keys), _Peer(callee_keys)
+    caller, callee = RtpPeer(caller_keys), RtpPeer(callee_keys)
     leg_a = await RtpEndpoint.open(
         config, srtp=SrtpKeys(SUITE, caller_keys[1], caller_keys[0]) if caller_keys else None
     )
@@ -90,7 +47,7 @@ async def _bridge(
     return leg_a, leg_b, caller, callee
 
 
-async def _teardown(*items: RtpEndpoint | _Peer) -> None:
+async def _teardown(*items: RtpEndpoint | RtpPeer) -> None:
     for item in items:
         if isinstance(item, RtpEndpoint):
             await item.close()
@@ -116,20 +73,20 @@ async def test_burst_bigger_than_a_batch_arrives_whole_and_in_order(
     try:
         total = 3 * BATCH + 5
         for seq in range(total):  # all queued before the loop runs: several full batches
-            caller.send(_rtp(seq), leg_a.local_address)
+            caller.send_media(rtp_packet(seq), leg_a.local_address)
         got: list[bytes] = []
-        await _until(lambda: len(got.__iadd__(callee.received())) >= total)
+        await until(lambda: len(got.__iadd__(callee.received())) >= total, timeout=3.0)
         assert normalized(got) == normalized(
-            [_rtp(seq) for seq in range(total)]
+            [rtp_packet(seq) for seq in range(total)]
         )  # same bytes, same order, re-keyed
         assert leg_a.stats.packets_received == leg_b.stats.packets_sent == total
         assert leg_a.stats.octets_received == total * (172 + 10 * secure_a)
         assert leg_b.stats.octets_sent == total * (172 + 10 * secure_b)
         # and back the other way, one packet: the caller hears the callee
-        callee.send(_rtp(7, ssrc=99), leg_b.local_address)
+        callee.send_media(rtp_packet(7, ssrc=99), leg_b.local_address)
         back: list[bytes] = []
-        await _until(lambda: bool(back.__iadd__(caller.received())))
-        assert normalized(back) == normalized([_rtp(7, ssrc=99)])
+        await until(lambda: bool(back.__iadd__(caller.received())), timeout=3.0)
+        assert normalized(back) == normalized([rtp_packet(7, ssrc=99)])
     finally:
         await _teardown(leg_a, leg_b, caller, callee)
 
@@ -137,21 +94,21 @@ async def test_burst_bigger_than_a_batch_arrives_whole_and_in_order(
 @PATHS
 async def test_bad_datagrams_in_a_batch_are_dropped_and_counted(batched: bool) -> None:
     leg_a, leg_b, caller, callee = await _bridge(batched, True, True)
-    intruder = _Peer(None)
+    intruder = RtpPeer(None)
     try:
         to = leg_a.local_address
-        caller.send(_rtp(1), to)
-        intruder.sock.sendto(_rtp(2), to)  # plain RTP on an SRTP leg: fails authentication
+        caller.send_media(rtp_packet(1), to)
+        intruder.sock.sendto(rtp_packet(2), to)  # plain RTP on an SRTP leg: fails authentication
         intruder.sock.sendto(bytes(2000), to)  # longer than any RTP packet we accept
-        first = caller.srtp.protect(_rtp(3)) if caller.srtp else b""
+        first = caller.srtp.protect(rtp_packet(3)) if caller.srtp else b""
         caller.sock.sendto(first, to)
         caller.sock.sendto(first, to)  # the same packet again: a replay (RFC 3711 §3.3.2)
-        caller.send(_rtp(4), to)
+        caller.send_media(rtp_packet(4), to)
         got: list[bytes] = []
-        await _until(lambda: len(got.__iadd__(callee.received())) >= 3)
+        await until(lambda: len(got.__iadd__(callee.received())) >= 3, timeout=3.0)
         await asyncio.sleep(0.05)
         got += callee.received()
-        assert normalized(got) == normalized([_rtp(1), _rtp(3), _rtp(4)])
+        assert normalized(got) == normalized([rtp_packet(1), rtp_packet(3), rtp_packet(4)])
         stats = leg_a.stats
         assert (stats.dropped_auth, stats.dropped_replay, stats.dropped_invalid) == (1, 1, 1)
         assert leg_a.remote_address == caller.address  # nothing moved the latch
@@ -163,17 +120,17 @@ async def test_bad_datagrams_in_a_batch_are_dropped_and_counted(batched: bool) -
 async def test_srtp_leg_follows_an_authenticated_new_source(batched: bool) -> None:
     """NAT rebinding: the caller's packets now come from another port; replies follow them."""
     leg_a, leg_b, caller, callee = await _bridge(batched, True, True)
-    moved = _Peer(None)
+    moved = RtpPeer(None)
     moved.srtp = caller.srtp  # same keys and crypto context, new address
     try:
-        caller.send(_rtp(1), leg_a.local_address)
-        await _until(lambda: leg_b.stats.packets_sent == 1)
-        moved.send(_rtp(2), leg_a.local_address)
-        await _until(lambda: leg_a.remote_address == moved.address)
-        callee.send(_rtp(9, ssrc=5), leg_b.local_address)
+        caller.send_media(rtp_packet(1), leg_a.local_address)
+        await until(lambda: leg_b.stats.packets_sent == 1, timeout=3.0)
+        moved.send_media(rtp_packet(2), leg_a.local_address)
+        await until(lambda: leg_a.remote_address == moved.address, timeout=3.0)
+        callee.send_media(rtp_packet(9, ssrc=5), leg_b.local_address)
         back: list[bytes] = []
-        await _until(lambda: bool(back.__iadd__(moved.received())))
-        assert normalized(back) == normalized([_rtp(9, ssrc=5)])
+        await until(lambda: bool(back.__iadd__(moved.received())), timeout=3.0)
+        assert normalized(back) == normalized([rtp_packet(9, ssrc=5)])
         assert caller.received() == []
     finally:
         await _teardown(leg_a, leg_b, caller, callee, moved)
@@ -182,12 +139,14 @@ async def test_srtp_leg_follows_an_authenticated_new_source(batched: bool) -> No
 @PATHS
 async def test_plain_rtp_leg_latches_once(batched: bool) -> None:
     leg_a, leg_b, caller, callee = await _bridge(batched, False, False)
-    other = _Peer(None)
+    other = RtpPeer(None)
     try:
-        caller.send(_rtp(1), leg_a.local_address)
-        await _until(lambda: leg_b.stats.packets_sent == 1)
-        other.send(_rtp(2), leg_a.local_address)  # relayed (plain RTP cannot be checked)...
-        await _until(lambda: leg_b.stats.packets_sent == 2)
+        caller.send_media(rtp_packet(1), leg_a.local_address)
+        await until(lambda: leg_b.stats.packets_sent == 1, timeout=3.0)
+        other.send_media(
+            rtp_packet(2), leg_a.local_address
+        )  # relayed (plain RTP cannot be checked)...
+        await until(lambda: leg_b.stats.packets_sent == 2, timeout=3.0)
         assert leg_a.remote_address == caller.address  # ...but the latch stays put
     finally:
         await _teardown(leg_a, leg_b, caller, callee, other)
@@ -199,10 +158,10 @@ async def test_plain_to_srtp_repeat_is_dropped_not_raised(batched: bool) -> None
     leg_a, leg_b, caller, callee = await _bridge(batched, False, True)
     try:
         for seq in (1, 1, 2):
-            caller.send(_rtp(seq), leg_a.local_address)
+            caller.send_media(rtp_packet(seq), leg_a.local_address)
         got: list[bytes] = []
-        await _until(lambda: len(got.__iadd__(callee.received())) >= 2)
-        assert normalized(got) == normalized([_rtp(1), _rtp(2)])
+        await until(lambda: len(got.__iadd__(callee.received())) >= 2, timeout=3.0)
+        assert normalized(got) == normalized([rtp_packet(1), rtp_packet(2)])
         assert leg_a.stats.dropped_invalid == 1
     finally:
         await _teardown(leg_a, leg_b, caller, callee)
@@ -213,19 +172,19 @@ async def test_multiplexed_rtcp_in_a_bridged_batch_is_not_relayed(batched: bool)
     config = RtpConfig(rtcp=False, rtcp_mux=True, batched_io=batched)
     leg_a = await RtpEndpoint.open(config)
     leg_b = await RtpEndpoint.open(config)
-    caller, callee = _Peer(None), _Peer(None)
+    caller, callee = RtpPeer(None), RtpPeer(None)
     try:
         leg_a.set_remote(caller.address)
         leg_b.set_remote(callee.address)
         MediaRelay(leg_a, leg_b).start()
         receiver_report = struct.pack("!BBHI", 0x80, 201, 1, 0x4321)  # RR, no blocks
-        caller.send(_rtp(1), leg_a.local_address)
-        caller.send(receiver_report, leg_a.local_address)
-        caller.send(_rtp(2), leg_a.local_address)
+        caller.send_media(rtp_packet(1), leg_a.local_address)
+        caller.send_media(receiver_report, leg_a.local_address)
+        caller.send_media(rtp_packet(2), leg_a.local_address)
         got: list[bytes] = []
-        await _until(lambda: len(got.__iadd__(callee.received())) >= 2)
-        assert normalized(got) == normalized([_rtp(1), _rtp(2)])
-        await _until(lambda: leg_a.stats.rtcp_received == 1)
+        await until(lambda: len(got.__iadd__(callee.received())) >= 2, timeout=3.0)
+        assert normalized(got) == normalized([rtp_packet(1), rtp_packet(2)])
+        await until(lambda: leg_a.stats.rtcp_received == 1, timeout=3.0)
     finally:
         await _teardown(leg_a, leg_b, caller, callee)
 
@@ -234,13 +193,13 @@ async def test_unbridged_batched_leg_delivers_like_the_transport() -> None:
     """Without a bridge the batched reader hands each datagram to datagram_received."""
     seen: list[tuple[bytes, tuple[str, int]]] = []
     ep = await RtpEndpoint.open(RtpConfig(rtcp=False))
-    peer = _Peer(None)
+    peer = RtpPeer(None)
     ep.set_forward(lambda data: seen.append((data, ep.remote_address or ("", 0))))
     try:
         for seq in range(BATCH + 3):
-            peer.send(_rtp(seq), ep.local_address)
-        await _until(lambda: len(seen) == BATCH + 3)
-        assert [data for data, _ in seen] == [_rtp(seq) for seq in range(BATCH + 3)]
+            peer.send_media(rtp_packet(seq), ep.local_address)
+        await until(lambda: len(seen) == BATCH + 3, timeout=3.0)
+        assert [data for data, _ in seen] == [rtp_packet(seq) for seq in range(BATCH + 3)]
         assert ep.remote_address == peer.address  # latched from the kernel's sockaddr
     finally:
         await _teardown(ep, peer)
@@ -265,8 +224,8 @@ async def test_quiet_leg_reads_singly_then_batches_a_burst() -> None:
         io = leg_a._io
         if io is None:
             pytest.skip(reason="batched I/O needs Linux recvmmsg")
-        caller.send(_rtp(0), leg_a.local_address)
-        await _until(lambda: leg_b.stats.packets_sent == 1)
+        caller.send_media(rtp_packet(0), leg_a.local_address)
+        await until(lambda: leg_b.stats.packets_sent == 1, timeout=3.0)
         assert io.single_reads == mmsg.SINGLE_READS  # one datagram found: read singly next
         counts: list[int] = []
         receive = io.batch.receive
@@ -278,10 +237,10 @@ async def test_quiet_leg_reads_singly_then_batches_a_burst() -> None:
         io.batch.receive = counting  # type: ignore[method-assign]
         total = 1 + 4 * BATCH
         for seq in range(1, total):  # all queued before the loop runs again
-            caller.send(_rtp(seq), leg_a.local_address)
+            caller.send_media(rtp_packet(seq), leg_a.local_address)
         got: list[bytes] = []
-        await _until(lambda: len(got.__iadd__(callee.received())) >= total)
-        assert normalized(got) == normalized([_rtp(seq) for seq in range(total)])
+        await until(lambda: len(got.__iadd__(callee.received())) >= total, timeout=3.0)
+        assert normalized(got) == normalized([rtp_packet(seq) for seq in range(total)])
         assert leg_b.stats.packets_sent == total
         # the first SINGLE_READS datagrams came one per wakeup; recvmmsg took the rest in batches
         assert counts[:4] == [BATCH, BATCH, BATCH, total - 1 - mmsg.SINGLE_READS - 3 * BATCH]
@@ -313,7 +272,7 @@ async def test_ipv6_burst_is_relayed_and_the_leg_follows_a_new_source(batched: b
         total = 2 * BATCH + 3
         for seq in range(total):
             (caller if seq < BATCH + 1 else moved).sendto(
-                to_a.protect(_rtp(seq)), leg_a.local_address
+                to_a.protect(rtp_packet(seq)), leg_a.local_address
             )
         got: list[bytes] = []
 
@@ -326,8 +285,8 @@ async def test_ipv6_burst_is_relayed_and_the_leg_follows_a_new_source(batched: b
                 assert plain is not None
                 got.append(plain)
 
-        await _until(arrived)
-        assert normalized(got) == normalized([_rtp(seq) for seq in range(total)])
+        await until(arrived, timeout=3.0)
+        assert normalized(got) == normalized([rtp_packet(seq) for seq in range(total)])
         assert leg_a.stats.packets_received == leg_b.stats.packets_sent == total
         assert leg_a.remote_address == moved.getsockname()[:2]  # RFC 4961: followed the source
     finally:
@@ -348,7 +307,7 @@ def test_in_place_calls_are_relay_in_place_unrolled() -> None:
     out_b = SrtpSession(SUITE, our_key=k_out, their_key=None)
     slots = [srtp._ffi.new("char[]", srtp.IN_PLACE_BUFFER_OCTETS) for _ in range(2)]
     unprotect, rx_ctx, protect, tx_ctx, length, size = b.in_place_calls(out_b)
-    for packet in [sender.protect(_rtp(seq)) for seq in range(3)] + [_rtp(9)]:
+    for packet in [sender.protect(rtp_packet(seq)) for seq in range(3)] + [rtp_packet(9)]:
         for slot in slots:
             slot[0 : len(packet)] = packet
         expected = a.relay_in_place(slots[0], len(packet), out_a)

@@ -50,6 +50,7 @@ from callxml.engine.devcert import DevCertificate, ensure_dev_certificate
 from callxml.media.tone import sine
 from callxml.media.wav import read_audio, write_wav
 from support.ports import free_port, is_free
+from support.process import stop_process
 
 BARESIP = shutil.which("baresip")
 MODULE_PATH = Path("/usr/lib/baresip/modules")
@@ -320,15 +321,7 @@ class BaresipPeer:
         process = self._process
         if process is None:
             return None
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), timeout)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
+        await stop_process(process, grace=timeout)
         return process.returncode
 
     @property

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from support.ports import free_port
+from support.process import stop_process
 from support.waiting import until
 
 DNSMASQ = shutil.which("dnsmasq") or (
@@ -100,10 +101,4 @@ async def dns_server(records: DnsRecords, workdir: Path) -> AsyncIterator[str]:
             pytest.fail(f"dnsmasq exited with {process.returncode}: {out}")
         yield f"127.0.0.1:{port}"
     finally:
-        if process.returncode is None:
-            process.terminate()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), 5)
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await stop_process(process)

@@ -18,9 +18,11 @@ from typing import Any
 
 from aiohttp import web
 
+from callxml.engine.api import OutboundCall
 from callxml.engine.config import parse_config
 from callxml.engine.server import Engine
 from support.ports import free_port
+from support.waiting import until
 from support.web import serve_app
 
 ACCOUNT_SID = "AC" + "a" * 32
@@ -165,3 +167,41 @@ async def serve_process(config: Path, **options: Any) -> asyncio.subprocess.Proc
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "callxml.cli", "serve", "--config", str(config), **options
     )
+
+
+async def wait_status(engine: Engine, sid: str, statuses: set[str]) -> Any:
+    """The call record once its status is one of ``statuses`` (bounded wait)."""
+    store = engine.store
+    assert store is not None
+
+    def reached() -> Any:
+        record = store.get_call(sid)
+        return record if record is not None and record.status in statuses else None
+
+    return await until(reached, what=f"call {sid} reaching {statuses}")
+
+
+@contextlib.asynccontextmanager
+async def web_app(routes: dict[str, Callable[[dict[str, str]], str]]) -> AsyncIterator[WebApp]:
+    """A started :class:`WebApp` serving ``routes``, stopped on exit."""
+    app = WebApp(routes)
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()
+
+
+async def originate_twiml(
+    engine: Engine, to: str, twiml: str, *, from_: str = "sip:alice@example.com"
+) -> str:
+    """Place a REST call to ``to`` running ``twiml`` and wait (bounded) until it is over;
+    returns its sid."""
+    record = await engine.originate(
+        engine.config.accounts[0],
+        OutboundCall(to=to, from_=from_, url=None, twiml=twiml, timeout=10),
+    )
+    live = engine.live(record.sid)
+    assert live is not None
+    await asyncio.wait_for(live.ended.wait(), 30)
+    return record.sid

@@ -24,6 +24,7 @@ import pytest
 
 from callxml.engine.devcert import DevCertificate
 from support.ports import free_port
+from support.process import stop_process
 from support.waiting import until
 
 KAMAILIO = shutil.which("kamailio") or shutil.which("kamailio", path="/usr/sbin")
@@ -199,13 +200,7 @@ async def kamailio(config: KamailioConfig, directory: Path) -> AsyncIterator[Kam
             pytest.fail(f"kamailio exited with {process.returncode}:\n{running.log()[-3000:]}")
         yield running
     finally:
-        if process.returncode is None:
-            process.terminate()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), 10)
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await stop_process(process, grace=10)
 
 
 def _listening(running: Kamailio) -> bool:
