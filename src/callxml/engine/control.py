@@ -62,11 +62,13 @@ class EngineControl:
         except EngineStopping:
             raise ApiError(503, UNAVAILABLE, "The engine is shutting down") from None
         except CapacityError as exc:
+            retry = {"Retry-After": str(exc.retry_after)}
+            if exc.limit == "store":  # not the client's rate: the service is down for now
+                raise ApiError(
+                    503, UNAVAILABLE, "Service Unavailable: records cannot be kept", headers=retry
+                ) from None
             raise ApiError(
-                429,
-                TOO_MANY_REQUESTS,
-                f"Too Many Requests: {exc}",
-                headers={"Retry-After": str(exc.retry_after)},
+                429, TOO_MANY_REQUESTS, f"Too Many Requests: {exc}", headers=retry
             ) from None
         except InvalidTarget as exc:
             raise ApiError(400, INVALID_TO, f"Invalid 'To': {exc.to} ({exc.reason})") from None

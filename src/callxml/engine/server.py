@@ -46,6 +46,7 @@ from callxml.engine.calls import (
 from callxml.engine.config import AccountConfig, DomainConfig, EngineConfig
 from callxml.engine.control import EngineControl
 from callxml.engine.devcert import ensure_dev_certificate
+from callxml.engine.health import StoreHealth
 from callxml.engine.store import TERMINAL_STATUSES, CallRecord, SqliteStore, Store
 from callxml.errors import (
     CallXmlError,
@@ -184,7 +185,8 @@ class Engine:
         self._audio: AudioCache | None = None
         self._services: dict[str, RuntimeServices] = {}
         self._stopped = asyncio.Event()
-        self.admission = Admission(config.limits)
+        self.store_health = StoreHealth()
+        self.admission = Admission(config.limits, store_health=self.store_health)
         self._slots: dict[str, Slot] = {}
 
     # -------------------------------------------------------------------------- life
@@ -427,7 +429,9 @@ class Engine:
         slot = self.admission.take() if refused is None else refused
         if isinstance(slot, str):
             raise CapacityError(
-                f"over the engine's {slot} limit", retry_after=self.config.limits.retry_after
+                f"over the engine's {slot} limit",
+                retry_after=self.config.limits.retry_after,
+                limit=slot,
             )
         record = new_call_record(
             account_sid=account.sid,
@@ -487,6 +491,7 @@ class Engine:
             target,
             record,
             lambda sid: base + recording_uri(account, sid),
+            health=self.store_health,
         )
 
     def _dialer(self, book: CallBook, account: AccountConfig) -> Dialer:
