@@ -3,7 +3,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBS := sip-tester baresip baresip-core espeak-ng
+DEBS := sip-tester baresip baresip-core espeak-ng linphone-cli
 STAMP := $(VENV)/.installed
 
 .PHONY: setup system-deps run demo test lint typecheck pytest bench clean

@@ -9,11 +9,15 @@ from pathlib import Path
 import pytest
 
 from callxml.errors import MediaError, SecureMediaError
+from callxml.media.suites import SUITES
 from callxml.sdp.crypto import parse_crypto
 from callxml.sdp.negotiate import NegotiatedMedia, Offer, answer_offer, build_offer, check_answer
 from callxml.sdp.policy import (
+    INBOUND_SUITES,
+    SDES_SUITES,
     check_inbound,
     check_outbound_answer,
+    check_suites,
     choose_inbound_crypto,
     warning_header,
 )
@@ -216,8 +220,10 @@ def test_aead_null_auth_192_256_are_skipped() -> None:
     lines = [v for v in offer.media[0].attributes_named("crypto") if "AES_CM_128_HMAC" not in v]
     assert len(lines) == 7
     reason = refusal(savp(*lines))
-    for suite in ("AEAD_AES_256_GCM_8", "AES_192_CM_HMAC_SHA1_80", "AES_256_CM_HMAC_SHA1_80"):
+    for suite in ("AEAD_AES_256_GCM_8", "AES_192_CM_HMAC_SHA1_80"):
         assert f"{suite} (suite not supported)" in reason
+    # runnable, but the default srtp_suites allow only the AES-128 counter-mode pair
+    assert "AES_256_CM_HMAC_SHA1_80 (suite not allowed by this domain)" in reason
     assert reason.endswith("; ...")  # seven skipped lines, six listed
     assert "inline" not in reason
 
@@ -350,3 +356,73 @@ def test_check_functions_directly() -> None:
     assert check_outbound_answer(None, replace(audio, proto="RTP/AVP", attributes=())) is None
     with pytest.raises(MediaError):
         check_inbound(audio, secure_media_enabled=False, arrived_over_tls=True)
+
+
+# -- a domain's srtp_suites ----------------------------------------------------------------------
+
+
+def test_sdes_suites_are_exactly_what_the_srtp_layer_runs() -> None:
+    from callxml.media.srtp import PROFILES
+
+    assert set(SDES_SUITES) == set(PROFILES)
+    assert INBOUND_SUITES == ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
+
+
+@pytest.mark.parametrize(
+    "suite",
+    ["AEAD_AES_256_GCM", "AEAD_AES_128_GCM", "AES_256_CM_HMAC_SHA1_80", "AES_256_CM_HMAC_SHA1_32"],
+)
+def test_a_domain_allowing_a_wider_suite_answers_it_with_a_fresh_key_of_its_size(
+    suite: str,
+) -> None:
+    size = SUITES[suite].key_salt_octets
+    theirs = base64.b64encode(bytes(range(size))).decode()
+    offer = savp(f"1 {suite} inline:{theirs}")
+    media = answer_offer(
+        offer,
+        address="198.51.100.1",
+        port=6000,
+        secure_media_enabled=True,
+        arrived_over_tls=True,
+        srtp_suites=(suite, "AES_CM_128_HMAC_SHA1_80"),
+    )
+    assert media.our_crypto is not None and media.our_crypto.suite == suite
+    assert len(media.our_crypto.keying_material()) == size
+    assert media.our_crypto.keying_material() != bytes(range(size))
+    # the default domain refuses the same offer, naming the suite and why
+    reason = refusal(offer)
+    assert f"tag 1 {suite} (suite not allowed by this domain)" in reason
+
+
+def test_the_offer_order_wins_among_allowed_suites() -> None:
+    """RFC 4568 §7.1.2: the offerer's order is its preference; the domain's list only allows."""
+    gcm = base64.b64encode(bytes(44)).decode()
+    offer = savp(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_A}", f"2 AEAD_AES_256_GCM inline:{gcm}")
+    media = answer_offer(
+        offer,
+        address="198.51.100.1",
+        port=6000,
+        secure_media_enabled=True,
+        arrived_over_tls=True,
+        srtp_suites=("AEAD_AES_256_GCM", "AES_CM_128_HMAC_SHA1_80"),
+    )
+    assert media.their_crypto is not None and media.their_crypto.tag == 1
+    only_gcm = answer_offer(
+        offer,
+        address="198.51.100.1",
+        port=6000,
+        secure_media_enabled=True,
+        arrived_over_tls=True,
+        srtp_suites=("AEAD_AES_256_GCM",),
+    )
+    assert only_gcm.their_crypto is not None and only_gcm.their_crypto.tag == 2
+
+
+def test_check_suites() -> None:
+    assert check_suites(["aead_aes_256_gcm", "AES_CM_256_HMAC_SHA1_80"]) == (
+        "AEAD_AES_256_GCM",
+        "AES_256_CM_HMAC_SHA1_80",
+    )
+    for bad in (["AES_192_CM_HMAC_SHA1_80"], ["NOPE"], [], ["AEAD_AES_128_GCM"] * 2, [3]):
+        with pytest.raises(ValueError):
+            check_suites(bad)  # type: ignore[arg-type]

@@ -63,6 +63,10 @@ class AccountConfig:
     friendly_name: str = ""
 
 
+#: :data:`callxml.sdp.policy.INBOUND_SUITES`, spelled out: importing sdp here would load media.
+DEFAULT_SRTP_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
+
+
 @dataclass(frozen=True, slots=True)
 class DomainConfig:
     """A SIP domain: calls to ``anything@name`` run this domain's webhook flow."""
@@ -76,6 +80,8 @@ class DomainConfig:
     status_callback: str | None = None
     status_callback_method: str = "POST"
     secure_media: bool = False
+    #: SDES suites this domain accepts, in order (docs/sdp.md).
+    srtp_suites: tuple[str, ...] = DEFAULT_SRTP_SUITES
     allowed_ips: tuple[str, ...] = ()
     credentials: tuple[Credential, ...] = ()
 
@@ -429,11 +435,23 @@ def _domain(data: Any, where: str) -> DomainConfig:
         status_callback=reader.url("status_callback", None),
         status_callback_method=reader.method("status_callback_method"),
         secure_media=bool(reader.get("secure_media", bool, False)),
+        srtp_suites=_srtp_suites(reader.get("srtp_suites", list, None), f"{where}.srtp_suites"),
         allowed_ips=allowed,
         credentials=creds,
     )
     reader.finish()
     return domain
+
+
+def _srtp_suites(names: list[Any] | None, where: str) -> tuple[str, ...]:
+    if names is None:
+        return DEFAULT_SRTP_SUITES
+    from callxml.sdp.policy import check_suites  # loads media: only when the key is there
+
+    try:
+        return check_suites(names)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _allowed_ips(networks: list[Any], where: str) -> tuple[str, ...]:

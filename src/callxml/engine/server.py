@@ -586,7 +586,10 @@ class Engine:
         )
         try:
             leg = await incoming.accept(
-                secure_media_enabled=domain.secure_media, answer=False, sid=book.sid
+                secure_media_enabled=domain.secure_media,
+                srtp_suites=domain.srtp_suites,
+                answer=False,
+                sid=book.sid,
             )
         except MediaError as exc:  # 488 already sent, with a Warning saying why
             reason = getattr(exc, "reason", str(exc))
@@ -597,6 +600,7 @@ class Engine:
             await book.event("warning", {"message": f"call not accepted: {exc}"})
             await book.status("canceled", end_time=time.time(), error=str(exc))
             return
+        await book.event("media", {"secure": leg.secure, "suite": leg.suite})
         with contextlib.suppress(CallXmlError):
             await incoming.ring()
         extra: list[tuple[str, str]] = [

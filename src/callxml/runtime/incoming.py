@@ -11,7 +11,7 @@ Routing (which domain, who may call) is the engine's business, not this module's
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from callxml.errors import (
     LocalProtocolError,
@@ -23,6 +23,7 @@ from callxml.errors import (
 from callxml.media.stream import RtpEndpoint
 from callxml.runtime.leg import CallLeg, MediaSettings
 from callxml.sdp import answer_offer
+from callxml.sdp.policy import INBOUND_SUITES
 from callxml.sip.aio.useragent import UasCall
 from callxml.sip.message import SipRequest
 from callxml.sip.uri import parse_uri
@@ -85,10 +86,16 @@ class IncomingCall:
         self._inbound.reject(status, reason, warning=warning)
 
     async def accept(
-        self, *, secure_media_enabled: bool, answer: bool = True, sid: str | None = None
+        self,
+        *,
+        secure_media_enabled: bool,
+        srtp_suites: Sequence[str] = INBOUND_SUITES,
+        answer: bool = True,
+        sid: str | None = None,
     ) -> CallLeg:
         """Negotiate media under the domain's policy and return the leg.
 
+        ``srtp_suites`` are the SDES suites the domain allows (:mod:`callxml.sdp.policy`).
         With ``answer`` (the default) the 200 OK goes out at once; with ``answer=False`` the
         leg is made (policy checked, SDP answer ready, RTP socket bound) and
         :meth:`CallLeg.answer` sends it later. A refusal by the secure-media policy, or an
@@ -108,6 +115,7 @@ class IncomingCall:
                 port=endpoint.local_address[1],
                 secure_media_enabled=secure_media_enabled,
                 arrived_over_tls=self._inbound.arrived_over_tls,
+                srtp_suites=srtp_suites,
             )
         except MediaError as exc:
             await endpoint.close()

@@ -26,6 +26,7 @@ from callxml.errors import MediaError, SecureMediaError
 
 from .crypto import CryptoAttribute, new_crypto
 from .policy import (
+    INBOUND_SUITES,
     RTP_AVP,
     RTP_SAVP,
     check_inbound,
@@ -351,6 +352,7 @@ def answer_offer(
     port: int,
     secure_media_enabled: bool = False,
     arrived_over_tls: bool = False,
+    srtp_suites: Sequence[str] = INBOUND_SUITES,
     codecs: Sequence[str] = ("PCMU", "PCMA"),
     dtmf: bool = True,
     direction: Direction = "sendrecv",
@@ -366,6 +368,7 @@ def answer_offer(
 
     ``previous`` is the last negotiation of this dialog when answering a re-offer: our origin is
     kept, the version bumped only if our SDP changed, and our key kept if the suite did not change.
+    ``srtp_suites`` are the SDES suites the domain allows (policy.py).
 
     Raises :class:`SecureMediaError` (488, with :func:`~callxml.sdp.policy.warning_header`) when
     the secure-media policy refuses, :class:`MediaError` when no stream is usable (488), and
@@ -379,6 +382,7 @@ def answer_offer(
         _codecs(codecs),
         secure_media_enabled=secure_media_enabled,
         arrived_over_tls=arrived_over_tls,
+        srtp_suites=srtp_suites,
     )
     media = remote.media[choice.index]
     offered = remote.direction_for(media)
@@ -441,6 +445,7 @@ def _choose_stream(
     *,
     secure_media_enabled: bool,
     arrived_over_tls: bool,
+    srtp_suites: Sequence[str],
 ) -> _Choice:
     """The first active audio stream that passes the policy and has a codec we run.
 
@@ -453,7 +458,10 @@ def _choose_stream(
             continue
         try:
             their_crypto = check_inbound(
-                media, secure_media_enabled=secure_media_enabled, arrived_over_tls=arrived_over_tls
+                media,
+                secure_media_enabled=secure_media_enabled,
+                arrived_over_tls=arrived_over_tls,
+                suites=srtp_suites,
             )
             rtpmaps = media.rtpmaps()
             for pt in media.payload_types:
