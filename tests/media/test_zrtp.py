@@ -386,7 +386,7 @@ def test_truncated_and_garbled_packets_are_ignored_and_counted() -> None:
 def rewrap(packet: bytes, message: bytes) -> bytes:
     """The same packet header around another message, with a correct CRC."""
     head = packet[:12] + message
-    return head + struct.pack("!I", crc32c(head))
+    return head + struct.pack("<I", crc32c(head))
 
 
 def test_well_framed_but_malformed_messages_are_ignored() -> None:
@@ -539,3 +539,31 @@ def test_fuzzing_every_message_of_a_real_exchange_never_raises() -> None:
             c.receive(rewrap(packet, bytes(message)), 0.0)
             c.receive(packet, 0.0)
             assert c.state in ("discovery", "failed", "responder", "committed")
+
+
+# A Hello that linphonec 5.1.65 (bzrtp 5.1.64, Debian bookworm) sent us, captured on loopback:
+# its CRC is written least octet first, and it offers S256; AES1 AES3; HS80 HS32; DH3k Mult; B32.
+BZRTP_HELLO = bytes.fromhex(
+    "10000f915a52545013c05788505a001e48656c6c6f202020312e3130425a52545076312e3100000000000000"
+    "86816e83bd75e0151feae629a40db95d65572a8fe1abd3afc3fa006cf2f266091db8c9e310231e31dac7fe5d"
+    "0001222153323536414553314145533348533830485333324448336b4d756c7442333220964cd15c04706b2d"
+    "eea5cce1"
+)
+
+
+def test_a_real_bzrtp_hello_is_understood_and_acknowledged() -> None:
+    ours = ZrtpSession(zid=new_zid(), ssrc=7)
+    ours.start(0.0)
+    out = ours.receive(BZRTP_HELLO, 0.0)
+    assert [message_type(p) for p in out] == [b"HelloACK"], ours.ignored
+    hello = ours._their_hello
+    assert hello is not None
+    assert hello.version == b"1.10" and hello.key_agreements == (b"DH3k", b"Mult")
+    assert (hello.hashes, hello.ciphers, hello.sas_types) == (
+        (b"S256",),
+        (b"AES1", b"AES3"),
+        (b"B32 ",),
+    )
+    # the same packet with its CRC in network order is refused: bzrtp writes it reflected
+    crc = BZRTP_HELLO[-4:]
+    assert ZrtpSession(zid=new_zid(), ssrc=8).receive(BZRTP_HELLO[:-4] + crc[::-1], 0.0) == []

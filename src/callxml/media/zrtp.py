@@ -34,7 +34,7 @@ import struct
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives.asymmetric import dh, ec, x25519
@@ -43,8 +43,10 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 __all__ = [
     "DEFAULT_ALGORITHMS",
     "PROTOCOL_VERSION",
+    "MemoryZrtpCache",
     "RetainedSecrets",
     "ZrtpAlgorithms",
+    "ZrtpCache",
     "ZrtpResult",
     "ZrtpSession",
     "crc32c",
@@ -110,6 +112,7 @@ _MANDATORY: Final = {
 }
 _B32_ALPHABET: Final = "ybndrfg8ejkmcpqxot1uwisza345h769"  # §5.1.6
 _MAX_IGNORED_REASONS = 32
+_FLAG_V = 0x04  # §5.7: the Confirm flags octet is 0000 E V A D (V: SAS verified)
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,7 +399,9 @@ class ZrtpSession:
         self._lookup = lookup
         self._random = random_bytes
         self._their_hello_hash = their_hello_hash
-        self._seq = int.from_bytes(random_bytes(2), "big")
+        # §5: starts anywhere; low enough never to wrap (bzrtp drops a sequence number that is
+        # not above the last one, wrap or not).
+        self._seq = int.from_bytes(random_bytes(2), "big") & 0x3FFF
         # §9: the hash chain; H3 goes in Hello, H2 in Commit, H1 in DHPart, H0 in Confirm.
         self._h0 = random_bytes(32)
         self._h1 = _sha256(self._h0)
@@ -504,7 +509,7 @@ class ZrtpSession:
         """§5: 0001 + zeros, sequence number, magic cookie, SSRC, the message, CRC-32C."""
         self._seq = (self._seq + 1) & 0xFFFF
         head = struct.pack("!HH4sI", 0x1000, self._seq, MAGIC, self.ssrc) + message
-        return head + struct.pack("!I", crc32c(head))
+        return head + struct.pack("<I", crc32c(head))  # RFC 4960 App. B: least octet first
 
     def _unwrap(self, packet: bytes) -> bytes | None:
         size = len(packet)
@@ -514,7 +519,7 @@ class ZrtpSession:
         if packet[0] & 0xF0 != 0x10 or packet[4:8] != MAGIC:
             self._ignore("not a ZRTP packet")
             return None
-        (crc,) = struct.unpack_from("!I", packet, size - 4)
+        (crc,) = struct.unpack_from("<I", packet, size - 4)
         if crc32c(packet[:-4]) != crc:
             self._ignore("bad CRC")
             return None
@@ -877,7 +882,7 @@ class ZrtpSession:
         name = "i" if self._initiator else "r"
         cached = self._secrets
         verified = bool(cached and cached.verified and self._s1_matched)
-        flags = 0x2 if verified else 0  # §5.7: V
+        flags = _FLAG_V if verified else 0  # §5.7: E V A D are the low four bits
         plain = self._h0 + struct.pack("!II", flags, 0xFFFFFFFF)  # sig len 0; cache forever
         iv = self._random(16)
         encrypted = _aes_cfb(self._keys["zrtpkey" + name], iv, plain, encrypt=True)
@@ -917,7 +922,7 @@ class ZrtpSession:
         if not self._their_dhpart_ok(h0):
             return self._fail("ZRTP Confirm1 does not match DHPart1 (hash chain)", error=None)
         self._confirm1 = message
-        self._peer_verified = bool(flags & 0x2)
+        self._peer_verified = bool(flags & _FLAG_V)
         self._confirm2 = self._confirm(b"Confirm2")
         self.state = "confirming"
         return self._send_with_timer(self._confirm2, now, "T2")
@@ -937,7 +942,7 @@ class ZrtpSession:
         if not self._their_dhpart_ok(h0):
             return self._fail("ZRTP Confirm2 does not match DHPart2 (hash chain)", error=None)
         self._confirm2 = message
-        self._peer_verified = bool(flags & 0x2)
+        self._peer_verified = bool(flags & _FLAG_V)
         self._complete()
         return [ack]
 
@@ -1035,3 +1040,48 @@ _HANDLERS: Final[dict[bytes, Callable[[ZrtpSession, bytes, float], list[bytes]]]
 def supported_names(values: Sequence[bytes]) -> str:
     """``b"DH3k", b"X255"`` → ``"DH3k X255"`` for logs and docs."""
     return " ".join(v.decode(errors="replace").strip() for v in values)
+
+
+class ZrtpCache(Protocol):
+    """Where our ZID and the peers' retained secrets live (§4.9): the engine's store, or
+    :class:`MemoryZrtpCache` for a process that keeps nothing."""
+
+    def zrtp_zid(self) -> bytes:
+        """Our ZID: made once, then always the same."""
+        ...
+
+    def zrtp_secrets(self, peer_zid: bytes) -> RetainedSecrets | None:
+        """What we retained for ``peer_zid``, if anything."""
+        ...
+
+    def save_zrtp_secrets(self, peer_zid: bytes, retained: RetainedSecrets) -> None:
+        """Keep ``retained`` for ``peer_zid`` (after a completed exchange, §4.6.1)."""
+        ...
+
+
+class MemoryZrtpCache:
+    """A :class:`ZrtpCache` in memory: continuity lasts as long as the object (tests, the
+    ``callxml call`` softphone). Bounded: the oldest peer goes first past ``max_peers``."""
+
+    def __init__(self, zid: bytes | None = None, *, max_peers: int = 1000) -> None:
+        self._zid = zid or new_zid()
+        self._peers: dict[bytes, RetainedSecrets] = {}
+        self._max = max_peers
+
+    def zrtp_zid(self) -> bytes:
+        return self._zid
+
+    def zrtp_secrets(self, peer_zid: bytes) -> RetainedSecrets | None:
+        return self._peers.get(peer_zid)
+
+    def save_zrtp_secrets(self, peer_zid: bytes, retained: RetainedSecrets) -> None:
+        self._peers.pop(peer_zid, None)
+        while len(self._peers) >= self._max:
+            self._peers.pop(next(iter(self._peers)))
+        self._peers[peer_zid] = retained
+
+    def set_verified(self, peer_zid: bytes, verified: bool = True) -> None:
+        """A person compared the SAS with the peer's (§7.1)."""
+        entry = self._peers.get(peer_zid)
+        if entry is not None:
+            self._peers[peer_zid] = RetainedSecrets(entry.rs1, entry.rs2, verified)
