@@ -277,3 +277,37 @@ def test_the_default_srtp_suites_are_the_policy_s() -> None:
     from callxml.sdp.policy import INBOUND_SUITES
 
     assert DomainConfig("d", "AC", "http://x/").srtp_suites == INBOUND_SUITES
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({}, ("none", False)),
+        ({"secure_media": True}, ("sdes", True)),
+        ({"secure_media": False}, ("none", False)),
+        ({"media_encryption": "sdes"}, ("sdes", True)),
+        ({"media_encryption": "zrtp"}, ("zrtp", False)),
+        ({"media_encryption": "sdes-or-zrtp", "secure_media": True}, ("sdes-or-zrtp", True)),
+    ],
+)
+def test_media_encryption_and_the_older_secure_media(
+    extra: dict[str, object], expected: tuple[str, bool]
+) -> None:
+    (domain,) = parse_config(_domain_with(**extra)).domains
+    assert (domain.media_encryption, domain.secure_media) == expected
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"media_encryption": "dtls"}, "domains[0].media_encryption: must be one of"),
+        (
+            {"media_encryption": "zrtp", "secure_media": True},
+            "domains[0].secure_media: contradicts media_encryption = 'zrtp'",
+        ),
+    ],
+)
+def test_bad_media_encryption_names_the_key(extra: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(_domain_with(**extra))
+    assert str(info.value).startswith(message), str(info.value)

@@ -426,3 +426,81 @@ def test_check_suites() -> None:
     for bad in (["AES_192_CM_HMAC_SHA1_80"], ["NOPE"], [], ["AEAD_AES_128_GCM"] * 2, [3]):
         with pytest.raises(ValueError):
             check_suites(bad)  # type: ignore[arg-type]
+
+
+# -- ZRTP (RFC 6189): a=zrtp-hash and the media_encryption rows ---------------------------------
+
+HELLO_HASH = "1.10 " + "ab" * 32
+
+
+def avp(*extra: str) -> SessionDescription:
+    lines = "".join(f"a={e}\r\n" for e in extra)
+    return SessionDescription.parse(
+        "v=0\r\no=- 5 5 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n"
+        f"m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n{lines}"
+    )
+
+
+def test_a_zrtp_offer_is_rtp_avp_with_our_hello_hash() -> None:
+    offer = build_offer(address="192.0.2.1", port=4000, secure=False, zrtp_hash=HELLO_HASH)
+    (audio,) = offer.sdp.media
+    assert offer.zrtp and not offer.secure and audio.proto == "RTP/AVP"
+    assert audio.attributes_named("zrtp-hash") == (HELLO_HASH,)
+    assert not audio.attributes_named("crypto")
+    with pytest.raises(ValueError):
+        build_offer(address="192.0.2.1", port=4000, secure=True, zrtp_hash=HELLO_HASH)
+
+
+def test_zrtp_domain_answers_an_avp_offer_with_its_hash_and_keeps_theirs() -> None:
+    theirs = "1.10 " + "cd" * 32
+    media = answer_offer(
+        avp(f"zrtp-hash:{theirs}"), address="198.51.100.1", port=6000, zrtp_hash=HELLO_HASH
+    )
+    assert media.zrtp and media.their_zrtp_hash == theirs and not media.secure
+    assert media.local_sdp.media[0].attributes_named("zrtp-hash") == (HELLO_HASH,)
+    plain = answer_offer(avp(), address="198.51.100.1", port=6000)
+    assert not plain.zrtp and not plain.local_sdp.media[0].attributes_named("zrtp-hash")
+
+
+def test_zrtp_domain_refuses_an_srtp_offer() -> None:
+    with pytest.raises(SecureMediaError) as info:
+        answer_offer(
+            savp(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_A}"),
+            address="198.51.100.1",
+            port=6000,
+            arrived_over_tls=True,
+            zrtp_hash=HELLO_HASH,
+        )
+    assert info.value.reason == "ZRTP required: offer is RTP/SAVP, expected RTP/AVP"
+
+
+def test_sdes_or_zrtp_takes_either_by_the_offer_s_profile() -> None:
+    both = {"secure_media_enabled": True, "zrtp_hash": HELLO_HASH}
+    sdes = answer_offer(
+        savp(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_A}"),
+        address="198.51.100.1",
+        port=6000,
+        arrived_over_tls=True,
+        **both,  # type: ignore[arg-type]
+    )
+    assert sdes.secure and not sdes.zrtp
+    assert not sdes.local_sdp.media[0].attributes_named("zrtp-hash")
+    zrtp = answer_offer(avp(), address="198.51.100.1", port=6000, **both)  # type: ignore[arg-type]
+    assert zrtp.zrtp and not zrtp.secure  # ZRTP needs no TLS: it is end to end on the media
+    with pytest.raises(SecureMediaError) as info:  # SDES keys in SDP still need TLS
+        answer_offer(
+            savp(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_A}"),
+            address="198.51.100.1",
+            port=6000,
+            **both,  # type: ignore[arg-type]
+        )
+    assert "did not arrive over TLS" in info.value.reason
+
+
+def test_the_answer_to_a_zrtp_offer_must_be_plain_rtp() -> None:
+    offer = build_offer(address="192.0.2.1", port=4000, secure=False, zrtp_hash=HELLO_HASH)
+    theirs = "1.10 " + "ef" * 32
+    media = check_answer(offer, avp(f"zrtp-hash:{theirs}"))
+    assert media.zrtp and media.their_zrtp_hash == theirs
+    with pytest.raises(SecureMediaError):
+        check_answer(offer, savp(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_B}"))

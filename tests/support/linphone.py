@@ -227,7 +227,10 @@ class LinphonePeer:
                 buffer = buffer.replace(PROMPT, "\n")
                 *complete, buffer = buffer.split("\n")
                 if len(self.lines) < MAX_LINES:
-                    self.lines.extend(line for line in complete if line.strip())
+                    new = [line for line in complete if line.strip()]
+                    self.lines.extend(new)
+                    with (self.directory / "stdout.txt").open("a") as out:  # for post-mortems
+                        out.writelines(line + "\n" for line in new)
                 self._changed.set()
         self._changed.set()
 
@@ -307,15 +310,20 @@ class LinphonePeer:
     async def terminate(self) -> None:
         await self.command("terminate")
 
-    async def wait_output(self, pattern: str, *, timeout: float = DEFAULT_TIMEOUT) -> re.Match[str]:
-        """The first match of ``pattern`` in what linphonec printed."""
+    async def wait_output(
+        self, pattern: str, *, timeout: float = DEFAULT_TIMEOUT, nth: int = 1
+    ) -> re.Match[str]:
+        """The ``nth`` match of ``pattern`` in what linphonec printed (one per line)."""
         regex = re.compile(pattern)
 
         def find() -> re.Match[str] | None:
+            seen = 0
             for line in self.lines:
                 match = regex.search(line)
                 if match:
-                    return match
+                    seen += 1
+                    if seen == nth:
+                        return match
             return None
 
         found = await self._until(find, timeout, repr(pattern))
@@ -325,9 +333,9 @@ class LinphonePeer:
     async def wait_log(self, text: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         await self._until(lambda: text in self.log(), timeout, repr(text))
 
-    async def wait_sas(self, *, timeout: float = DEFAULT_TIMEOUT) -> str:
-        """The ZRTP SAS linphonec printed for its call."""
-        match = await self.wait_output(_SAS.pattern, timeout=timeout)
+    async def wait_sas(self, *, timeout: float = DEFAULT_TIMEOUT, nth: int = 1) -> str:
+        """The ZRTP SAS linphonec printed for its ``nth`` encrypted call."""
+        match = await self.wait_output(_SAS.pattern, timeout=timeout, nth=nth)
         return match.group(2)
 
     def zrtp_algorithms(self) -> str:

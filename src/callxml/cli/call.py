@@ -59,6 +59,11 @@ class CallReport:
     transport: str | None = None
     secure: bool = False
     suite: str | None = None
+    encryption: str | None = None  # sdes, zrtp or None
+    zrtp_sas: str | None = None
+    zrtp_sas_verified: bool | None = None
+    zrtp_algorithms: str | None = None
+    zrtp_cache: str | None = None  # match, mismatch or new
     codec: str | None = None
     sip_call_id: str | None = None
     end_reason: str | None = None
@@ -83,7 +88,15 @@ class CallReport:
             out.append(f"  transport: {self.transport}")
         if self.codec:
             media = f"SRTP {self.suite}" if self.secure else "RTP (not encrypted)"
+            if self.encryption == "zrtp":
+                media += " keyed by ZRTP"
             out.append(f"  media:     {media}, {self.codec}")
+        if self.zrtp_sas:
+            verified = "verified" if self.zrtp_sas_verified else "compare it with the peer's"
+            out.append(
+                f"  zrtp:      SAS {self.zrtp_sas} ({verified}); {self.zrtp_algorithms}; "
+                f"cache {self.zrtp_cache}"
+            )
         if self.stats:
             s = self.stats
             dropped = s["dropped_auth"] + s["dropped_replay"] + s["dropped_invalid"]
@@ -140,6 +153,7 @@ async def place_call(
     timeout: float = 30.0,
     bind: str | None = None,
     proxy: str | None = None,
+    zrtp: bool = False,
 ) -> CallReport:
     """Dial ``uri``, send ``pcm`` (8 kHz PCM16) and ``digits``, stay ``duration`` seconds,
     hang up, and report. Raises :class:`click.ClickException` for local setup problems."""
@@ -154,6 +168,8 @@ async def place_call(
             target = target.via(proxy)
         except (RemoteProtocolError, CallXmlError) as exc:
             raise click.UsageError(f"--proxy: {exc}") from None
+    if zrtp:
+        target = target.with_media_encryption("zrtp")
     hop = target.next_hop
     local = bind or await _local_address(hop.host, hop.port, hop.transport)
     with tempfile.TemporaryDirectory(prefix="callxml-call-") as scratch:
@@ -208,6 +224,15 @@ async def _run(
     report.secure = leg.secure
     report.suite = leg.suite
     report.codec = leg.codec
+    report.encryption = leg.encryption
+    zrtp = leg.zrtp_result
+    if zrtp is not None:
+        report.zrtp_sas = zrtp.sas
+        report.zrtp_sas_verified = zrtp.verified
+        report.zrtp_algorithms = zrtp.algorithms
+        report.zrtp_cache = (
+            "match" if zrtp.cache_match else ("mismatch" if zrtp.cache_mismatch else "new")
+        )
     received: list[str] = []
     leg.set_consumer(report.audio.extend, received.append)
     loop = asyncio.get_running_loop()
@@ -323,6 +348,12 @@ def _check_digits(ctx: click.Context, param: click.Parameter, value: str | None)
     help="Send the INVITE to this SIP URI (outbound proxy, e.g. 'sip:127.0.0.1:5060') "
     "instead of the target's host; the Request-URI stays URI.",
 )
+@click.option(
+    "--zrtp",
+    is_flag=True,
+    help="Key the media with ZRTP (RFC 6189) instead of SDES; the report shows the SAS to "
+    "compare with the peer's.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def call_command(
     uri: str,
@@ -339,6 +370,7 @@ def call_command(
     bind: str | None,
     tone: float,
     proxy: str | None,
+    zrtp: bool,
     as_json: bool,
 ) -> None:
     """Place one call to URI and report how it went.
@@ -348,10 +380,13 @@ def call_command(
       callxml call 'sip:alice@192.0.2.10'
       callxml call 'sip:jack@pbx.example.com;secure=true' --ca ca.pem --record heard.wav
       callxml call 'sip:ivr@demo.callxml.localhost' --proxy sip:127.0.0.1:5060
+      callxml call 'sip:alice@192.0.2.10' --zrtp
 
     ;secure=true (or sips:) uses SIP over TLS on port 5061 unless the URI names a port,
     and SRTP (AES_CM_128_HMAC_SHA1_80). Exit status: 0 answered with media, 1 not answered,
     3 media negotiation failed (e.g. the peer refused SRTP), 4 answered but no RTP received.
+    --zrtp keys the media with ZRTP in band (RTP/AVP with a=zrtp-hash); the report shows the
+    SAS, and a ZRTP failure is exit status 3.
     """
     if (cert is None) != (key is None):
         raise click.UsageError("--cert and --key go together")
@@ -384,6 +419,7 @@ def call_command(
             timeout=timeout,
             bind=bind,
             proxy=proxy,
+            zrtp=zrtp,
         )
     )
     if as_json:

@@ -62,7 +62,7 @@ from callxml.markup.verbs import (
     Unsupported,
     Verb,
 )
-from callxml.sip.target import Target
+from callxml.sip.target import MEDIA_ENCRYPTIONS, Target
 from callxml.sip.uri import InvalidUri
 
 __all__ = ["MAX_DOCUMENT_BYTES", "VERB_PARSERS", "parse_document"]
@@ -88,6 +88,12 @@ Converter: TypeAlias = Callable[[str], Any]
 
 
 def _text(value: str) -> str:
+    return value
+
+
+def _media_encryption(value: str) -> str:
+    if value not in MEDIA_ENCRYPTIONS:
+        raise ValueError(f"must be one of {', '.join(MEDIA_ENCRYPTIONS)}")
     return value
 
 
@@ -267,6 +273,8 @@ ATTRIBUTES: dict[str, AttributeTable] = {
         "password": ("password", _text),
         "url": ("url", _url),
         "method": ("method", _method),
+        # a callxml extension (docs/markup.md): key the media with ZRTP, RFC 6189
+        "mediaEncryption": ("media_encryption", _media_encryption),
     },
     "Client": {**_STATUS_CALLBACK, "url": ("url", _url), "method": ("method", _method)},
     "Conference": {
@@ -675,7 +683,18 @@ def _parse_number(ctx: _Context, element: Element) -> Number:
 def _parse_sip(ctx: _Context, element: Element) -> Sip:
     uri = (element.text or "").strip()
     target = _parse_sip_target(ctx, element, uri)
-    return Sip(uri=uri, target=target, **ctx.fields(element))
+    fields = ctx.fields(element)
+    encryption = fields.pop("media_encryption", None)
+    if "mediaEncryption" in element.attrib:
+        ctx.warn(
+            "callxml-extension",
+            "<Sip mediaEncryption> is a callxml extension (ZRTP, RFC 6189); other platforms "
+            "ignore it",
+            ctx.attribute_position(element, "mediaEncryption"),
+        )
+    if encryption is not None:
+        target = target.with_media_encryption(encryption)
+    return Sip(uri=uri, target=target, **fields)
 
 
 def _parameters(ctx: _Context, element: Element) -> tuple[tuple[str, str], ...]:

@@ -22,6 +22,7 @@ from callxml.errors import (
 )
 from callxml.media.stream import RtpEndpoint
 from callxml.runtime.leg import CallLeg, MediaSettings
+from callxml.runtime.zrtpkeying import ZrtpKeying
 from callxml.sdp import answer_offer
 from callxml.sdp.policy import INBOUND_SUITES
 from callxml.sip.aio.useragent import UasCall
@@ -90,12 +91,16 @@ class IncomingCall:
         *,
         secure_media_enabled: bool,
         srtp_suites: Sequence[str] = INBOUND_SUITES,
+        zrtp: bool = False,
         answer: bool = True,
         sid: str | None = None,
     ) -> CallLeg:
         """Negotiate media under the domain's policy and return the leg.
 
         ``srtp_suites`` are the SDES suites the domain allows (:mod:`callxml.sdp.policy`).
+        ``zrtp`` lets ZRTP key an ``RTP/AVP`` offer (RFC 6189; the domain's ``zrtp`` or, with
+        ``secure_media_enabled``, ``sdes-or-zrtp``): the leg's media then stays blocked from
+        :meth:`CallLeg.answer` until :meth:`CallLeg.wait_secure` returns.
         With ``answer`` (the default) the 200 OK goes out at once; with ``answer=False`` the
         leg is made (policy checked, SDP answer ready, RTP socket bound) and
         :meth:`CallLeg.answer` sends it later. A refusal by the secure-media policy, or an
@@ -108,6 +113,7 @@ class IncomingCall:
             raise TransportError("the caller hung up before the call was answered")
         self.decided = True
         endpoint = await RtpEndpoint.open(self._media.rtp_config())
+        keying = ZrtpKeying(endpoint, self._media.zrtp_cache) if zrtp else None
         try:
             media = answer_offer(
                 self._inbound.sdp,
@@ -116,6 +122,7 @@ class IncomingCall:
                 secure_media_enabled=secure_media_enabled,
                 arrived_over_tls=self._inbound.arrived_over_tls,
                 srtp_suites=srtp_suites,
+                zrtp_hash=keying.hello_hash if keying is not None else None,
             )
         except MediaError as exc:
             await endpoint.close()
@@ -138,6 +145,7 @@ class IncomingCall:
             request_headers=self.headers,
             answered=False,
             sid=sid,
+            zrtp=keying,
         )
         self._adopt(leg)
         if answer:

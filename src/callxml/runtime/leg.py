@@ -26,6 +26,8 @@ from callxml.interpreter.call import new_sid
 from callxml.media.dtmf import DEFAULT_PAYLOAD_TYPE, DtmfDigit
 from callxml.media.stream import RtpConfig, RtpEndpoint, RtpStats, SrtpKeys
 from callxml.media.wav import pcm_frames
+from callxml.media.zrtp import ZrtpCache, ZrtpResult
+from callxml.runtime.zrtpkeying import ZrtpKeying
 from callxml.sdp import NegotiatedMedia
 from callxml.sip.aio.useragent import UacCall, UasCall
 
@@ -71,11 +73,15 @@ class MediaSettings:
 
     ``address`` is the IP literal we bind and advertise in SDP ``c=`` (not a wildcard);
     ``port_range`` is inclusive (RFC 3550 §11: RTP even, RTCP odd above), None lets the OS pick.
+    ``zrtp_cache`` keeps our ZID and the ZRTP retained secrets.
     """
 
     address: str = "127.0.0.1"
     port_range: tuple[int, int] | None = None
     rtcp_interval: float = 5.0
+    #: Our ZRTP ZID and the peers' retained secrets (the engine's store); None: one in-memory
+    #: cache for the process.
+    zrtp_cache: ZrtpCache | None = None
 
     def __post_init__(self) -> None:
         if self.address in ("0.0.0.0", "::", ""):
@@ -110,8 +116,11 @@ class _Consumer:
                 log.exception("DTMF consumer failed")
 
 
-def _apply_media(endpoint: RtpEndpoint, media: NegotiatedMedia) -> None:
-    """Point the endpoint at the peer with the negotiated codec, payload types and keys."""
+def _apply_media(
+    endpoint: RtpEndpoint, media: NegotiatedMedia, zrtp: ZrtpKeying | None = None
+) -> None:
+    """Point the endpoint at the peer with the negotiated codec, payload types and keys; a ZRTP
+    leg starts its exchange here, with media blocked until it completes."""
     dtmf = media.dtmf_payload_type
     endpoint.set_payload_types(
         media.codec.name, media.payload_type, dtmf if dtmf is not None else DEFAULT_PAYLOAD_TYPE
@@ -125,6 +134,8 @@ def _apply_media(endpoint: RtpEndpoint, media: NegotiatedMedia) -> None:
         )
     else:
         endpoint.set_srtp(None)
+    if media.zrtp and zrtp is not None:
+        zrtp.start(media.their_zrtp_hash)
 
 
 class CallLeg:
@@ -151,6 +162,7 @@ class CallLeg:
         request_headers: tuple[tuple[str, str], ...] = (),
         answered: bool,
         sid: str | None = None,
+        zrtp: ZrtpKeying | None = None,
     ) -> None:
         self.sid = sid or new_sid("CA")
         self.direction = direction
@@ -168,23 +180,53 @@ class CallLeg:
         self._consumer = _Consumer()
         endpoint.consumer = self._consumer
         self._closing: asyncio.Future[None] | None = None
+        #: The ZRTP exchange keying this leg (``media.zrtp``), else None.
+        self.zrtp = zrtp if media.zrtp else None
         self._watch = asyncio.get_running_loop().create_task(
             self._watch_end(), name=f"leg-{self.sid}"
         )
         if answered:
-            _apply_media(self._endpoint, self.media)
+            _apply_media(self._endpoint, self.media, self.zrtp)
 
     # -- facts --------------------------------------------------------------------------------
 
     @property
     def secure(self) -> bool:
-        """True when the media is SRTP (keys exchanged with SDES ``a=crypto``)."""
-        return self.media.secure
+        """True when the media is SRTP: keys from SDES ``a=crypto``, or from a completed ZRTP
+        exchange."""
+        return self.media.secure or self.zrtp_result is not None
+
+    @property
+    def encryption(self) -> str | None:
+        """How the media is keyed: ``sdes``, ``zrtp`` (also while the exchange runs) or None."""
+        if self.media.secure:
+            return "sdes"
+        return "zrtp" if self.zrtp is not None else None
 
     @property
     def suite(self) -> str | None:
+        result = self.zrtp_result
+        if result is not None:
+            return result.suite
         info = self.media.our_crypto.suite_info if self.media.our_crypto else None
         return info.name if info is not None else None
+
+    @property
+    def zrtp_result(self) -> ZrtpResult | None:
+        """The completed ZRTP exchange (SAS, algorithms, cache state), else None."""
+        return self.zrtp.result if self.zrtp is not None else None
+
+    async def wait_secure(self) -> ZrtpResult | None:
+        """On a ZRTP leg, wait until ZRTP completes (media flows from then on) and return the
+        exchange; when it fails or times out, hang up with the reason as :attr:`end_reason` and
+        raise :class:`~callxml.errors.SecureMediaError`. None on other legs (nothing to wait)."""
+        if self.zrtp is None:
+            return None
+        try:
+            return await self.zrtp.wait()
+        except MediaError as exc:
+            await self.hangup(str(exc))
+            raise
 
     @property
     def codec(self) -> str:
@@ -203,6 +245,9 @@ class CallLeg:
     def __repr__(self) -> str:
         state = "ended" if self.ended.is_set() else ("up" if self.answered else "pending")
         media = f"srtp={self.suite}" if self.secure else "rtp"
+        if self.zrtp is not None:
+            result = self.zrtp_result
+            media = f"zrtp={result.suite} sas={result.sas}" if result else "zrtp=pending"
         return f"CallLeg({self.sid} {self.direction} {self.transport} {media} {state})"
 
     # -- life ---------------------------------------------------------------------------------
@@ -224,6 +269,8 @@ class CallLeg:
         await asyncio.shield(self._closing)
 
     async def _release(self) -> None:
+        if self.zrtp is not None:
+            self.zrtp.close()
         try:
             self._endpoint.flush_received()
         finally:
@@ -243,7 +290,7 @@ class CallLeg:
             raise LocalProtocolError("only an inbound leg is answered")
         handle.accept(bytes(self.media.local_sdp))
         self.answered = True
-        _apply_media(self._endpoint, self.media)
+        _apply_media(self._endpoint, self.media, self.zrtp)
 
     async def reject(self, status: int, reason: str, *, warning: str | None = None) -> None:
         """Inbound, before :meth:`answer`: refuse the call with a final status (486, 603...)."""

@@ -32,8 +32,10 @@ from callxml.errors import (
     TransportError,
 )
 from callxml.media.stream import RtpEndpoint
+from callxml.media.zrtp import MemoryZrtpCache, ZrtpCache
 from callxml.runtime.incoming import IncomingCall
 from callxml.runtime.leg import CallLeg, MediaSettings
+from callxml.runtime.zrtpkeying import ZrtpKeying
 from callxml.sdp import NegotiatedMedia, Offer, build_offer, check_answer
 from callxml.sip.aio.resolver import HostResolver, SystemResolver, locate
 from callxml.sip.aio.tls import TlsConfig
@@ -141,15 +143,18 @@ class Phone:
         user_agent: str = "callxml",
         authenticator: DigestServer | AuthenticatorSelector | None = None,
         failover_timeout: float = FAILOVER_TIMEOUT,
+        zrtp_cache: ZrtpCache | None = None,
     ) -> Phone:
         """Open the SIP listeners (TLS ones need ``tls.cert_file``/``key_file``).
 
         ``tls`` also sets how outgoing TLS is verified (``ca_file``; ``verify=False`` only for
         labs). Without ``on_incoming`` incoming calls get 480. ``resolver`` locates servers
         (RFC 3263: NAPTR, SRV, A/AAAA; default the system's); ``failover_timeout`` is how long
-        a located server may stay silent before the next one is tried.
+        a located server may stay silent before the next one is tried. ``zrtp_cache`` keeps our
+        ZRTP ZID and the peers' retained secrets (default: in memory, for this process).
         """
-        media = MediaSettings(media_address, media_port_range)
+        cache = zrtp_cache if zrtp_cache is not None else MemoryZrtpCache()  # a ZID per phone
+        media = MediaSettings(media_address, media_port_range, zrtp_cache=cache)
         holder: list[Phone] = []
 
         async def incoming(inbound: UasCall) -> None:
@@ -240,9 +245,13 @@ class Phone:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         endpoint = await RtpEndpoint.open(self.media.rtp_config())
+        zrtp = ZrtpKeying(endpoint, self.media.zrtp_cache) if target.zrtp else None
         try:
             offer = build_offer(
-                address=self.media.address, port=endpoint.local_address[1], secure=target.secure
+                address=self.media.address,
+                port=endpoint.local_address[1],
+                secure=target.secure and not target.zrtp,
+                zrtp_hash=zrtp.hello_hash if zrtp is not None else None,
             )
             for index, destination in enumerate(candidates):
                 more = index + 1 < len(candidates)
@@ -302,8 +311,16 @@ class Phone:
             sip_call_id=call.sip_call_id,
             answered=True,
             sid=sid,
+            zrtp=zrtp,
         )
         self._legs.add(leg)
+        if leg.zrtp is not None:
+            # RFC 6189: the call is up, but not secure until ZRTP completes; a failure ends it.
+            try:
+                await leg.wait_secure()
+            except MediaError as exc:
+                reason = exc.reason if isinstance(exc, SecureMediaError) else str(exc)
+                return attempt.failed("failed", result, reason)
         return attempt.answered(result, leg)
 
     async def _check_answer(

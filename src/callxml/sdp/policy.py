@@ -48,6 +48,7 @@ from .session import MediaDescription
 
 __all__ = [
     "INBOUND_SUITES",
+    "MEDIA_ENCRYPTIONS",
     "MIN_LIFETIME",
     "OUTBOUND_SUITE",
     "RTP_AVP",
@@ -80,6 +81,10 @@ SDES_SUITES = (
 OUTBOUND_SUITE = AES_CM_128_HMAC_SHA1_80
 #: Shortest key lifetime (packets) we accept: we never re-key, and 2^20 packets is 5.8 h at 50 pps.
 MIN_LIFETIME = 2**20
+#: A domain's ``media_encryption`` (docs/sdp.md): ``none`` (plain RTP/AVP), ``sdes`` (what
+#: ``secure_media = true`` means: RTP/SAVP over TLS), ``zrtp`` (RTP/AVP keyed in band, RFC 6189),
+#: ``sdes-or-zrtp`` (either, by the offer's profile).
+MEDIA_ENCRYPTIONS = ("none", "sdes", "zrtp", "sdes-or-zrtp")
 #: Most skipped lines we list in a refusal reason.
 _MAX_LISTED = 6
 
@@ -175,13 +180,16 @@ def check_inbound(
     secure_media_enabled: bool,
     arrived_over_tls: bool,
     suites: Sequence[str] = INBOUND_SUITES,
+    zrtp: bool = False,
 ) -> CryptoAttribute | None:
     """Apply the inbound rows of the policy to one offered audio stream (``suites``: the
-    domain's ``srtp_suites``).
+    domain's ``srtp_suites``; ``zrtp``: ZRTP may key an ``RTP/AVP`` offer, RFC 6189).
 
     Returns the offerer's chosen crypto line when secure media is enabled, None when it is not;
     raises :class:`SecureMediaError` (→ 488 with a ``Warning``) when the stream is unacceptable.
     """
+    if secure_media_enabled and zrtp and media.proto == RTP_AVP:
+        return None  # sdes-or-zrtp: a plain offer is keyed by ZRTP in band, TLS or not
     if secure_media_enabled:
         if not arrived_over_tls:
             raise SecureMediaError("Secure media required: request did not arrive over TLS")
@@ -189,6 +197,8 @@ def check_inbound(
             raise SecureMediaError(f"Secure media required: offer is {media.proto}")
         return choose_inbound_crypto(media, suites)
     if media.proto != RTP_AVP:
+        if zrtp:
+            raise SecureMediaError(f"ZRTP required: offer is {media.proto}, expected RTP/AVP")
         raise SecureMediaError(f"Secure media disabled for this domain: offer is {media.proto}")
     # a=crypto is only defined for SRTP transports (RFC 4568 §5); on RTP/AVP we ignore it.
     return None
