@@ -537,3 +537,16 @@ def test_sip_media_encryption_zrtp_is_a_flagged_extension(uri: str, transport: s
     plain = parse(f'<Dial><Sip mediaEncryption="sdes">{uri}</Sip></Dial>').response.verbs[0]
     assert isinstance(plain, Dial) and isinstance(plain.targets[0], Sip)
     assert plain.targets[0].target is not None and not plain.targets[0].target.zrtp
+
+
+def test_sip_srtp_suites_is_a_flagged_extension() -> None:
+    document = parse(
+        '<Dial><Sip srtpSuites="aead_aes_256_gcm AES_CM_128_HMAC_SHA1_80">'
+        "sip:jack@example.com;secure=true</Sip></Dial>"
+    )
+    dial = document.response.verbs[0]
+    assert isinstance(dial, Dial) and isinstance(dial.targets[0], Sip)
+    target = dial.targets[0].target
+    assert target is not None
+    assert target.srtp_suites == ("AEAD_AES_256_GCM", "AES_CM_128_HMAC_SHA1_80")
+    assert [w.code for w in document.warnings] == ["callxml-extension"]

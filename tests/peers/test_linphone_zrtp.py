@@ -7,11 +7,15 @@
   from the same linphonec matches the retained secret on both sides (our log says ``cache:
   match`` and the webhook ``ZrtpSasVerified=true``; linphonec says ``previously verified yes``).
 * callxml dials linphonec with a ZRTP target (``<Sip mediaEncryption="zrtp">`` in markup):
-  linphonec is the called party (UAS), the SAS is the same on both sides, tones both ways.
+  linphonec is the called party (UAS), the SAS is the same on both sides, tones both ways --
+  from a Phone, from ``callxml call --zrtp``, and from the engine's ``<Dial>`` bridging a
+  plain-RTP baresip caller to it;
+* a caller that never does ZRTP is hung up with the reason, with no RTP sent to it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +192,60 @@ async def test_callxml_call_reports_the_zrtp_sas(tmp_path: Path, linphone: Linph
     assert report.suite == "AES_CM_128_HMAC_SHA1_80" and report.zrtp_cache == "new"
     text = "\n".join(report.lines())
     assert f"SAS {their_sas}" in text and "keyed by ZRTP" in text
+
+
+async def test_dial_sip_media_encryption_zrtp_bridges_to_linphone(
+    tmp_path: Path, linphone: LinphoneFactory, baresip: BaresipFactory
+) -> None:
+    """``<Dial><Sip mediaEncryption="zrtp">``: a plain-RTP caller (baresip) is bridged to
+    linphonec over a ZRTP-keyed leg; the dial's call-log note has linphonec's SAS, and the
+    tones cross the bridge both ways."""
+    bob = await linphone(
+        LinphoneOptions(
+            user="bob", play=tone_wav(tmp_path / "bob.wav", THEIR_TONE, 60_000, amplitude=0.3)
+        ),
+        name="bob",
+    )
+    app = WebApp(
+        {
+            "/voice": lambda form: (
+                '<Response><Dial action="/dialed" timeout="10">'
+                f'<Sip mediaEncryption="zrtp">{bob.uri()}</Sip></Dial></Response>'
+            ),
+            "/dialed": lambda form: "<Response><Hangup/></Response>",
+        }
+    )
+    await app.start()
+    config = engine_config(tmp_path, [{"name": "127.0.0.1", "voice_url": app.url("/voice")}])
+    try:
+        async with running_engine(config) as engine:
+            store = engine.store
+            assert store is not None
+            sid = config.accounts[0].sid
+            alice = await baresip(
+                BaresipOptions(
+                    user="alice",
+                    mediaenc=None,
+                    tls=False,
+                    play=tone_wav(tmp_path / "alice.wav", OUR_TONE, 30_000, amplitude=0.3),
+                ),
+                name="alice",
+            )
+            await alice.dial(f"sip:ivr@127.0.0.1:{sip_port(engine, 'udp')}")
+            sas = await bob.wait_sas(timeout=20)
+            await asyncio.sleep(3)  # both tones through the bridge
+            await alice.hangup()
+            await until(lambda: "/dialed" in app.paths(), timeout=15)
+            parent = next(c for c in store.list_calls(sid) if c.direction == "inbound")
+            notes = [e.data for e in store.list_events(parent.sid, kind="dial")]
+        heard_by_alice = alice.received_audio()
+        await alice.stop()
+    finally:
+        await app.stop()
+    (note,) = notes
+    assert note["zrtp_sas"] == sas and note["suite"] == "AES_CM_128_HMAC_SHA1_80", note
+    assert note["zrtp_algorithms"] == "DH3k/S256/AES1/HS80/B32"
+    dialed = next(form for path, form in app.requests if path == "/dialed")
+    assert dialed["DialCallStatus"] == "completed"
+    assert best_window(heard_by_alice, THEIR_TONE) > 0.5, "alice did not hear bob"
+    assert best_window(bob.received_audio(), OUR_TONE) > 0.5, "bob did not hear alice"

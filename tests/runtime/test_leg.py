@@ -487,3 +487,43 @@ async def test_zrtp_secrets_never_reach_the_logs(
     assert "ZRTP secure" in logged  # the exchange did log (with its SAS): not vacuous
     for secret in secrets:
         assert secret not in logged
+
+
+@pytest.mark.parametrize(
+    "suite",
+    ["AEAD_AES_256_GCM", "AEAD_AES_128_GCM", "AES_256_CM_HMAC_SHA1_80", "AES_256_CM_HMAC_SHA1_32"],
+)
+async def test_wider_suites_end_to_end_between_two_phones(phones: PhoneFactory, suite: str) -> None:
+    """``srtpSuites`` offered over TLS to a callee that allows only ``suite``: the answer takes
+    that line, both legs run it, the tone crosses both ways, the tags are the suite's."""
+    from callxml.media.suites import SUITES
+    from callxml.sip.target import Target
+
+    a, b = await phones(), await phones()
+    target = Target.parse(b.uri(secure=True)).with_srtp_suites(
+        ("AES_CM_128_HMAC_SHA1_80", suite) if suite != "AEAD_AES_256_GCM" else (suite,)
+    )
+    dial = asyncio.ensure_future(a.phone.dial(target, timeout=WAIT))
+    incoming = await b.next_call()
+    b_leg = await incoming.accept(secure_media_enabled=True, srtp_suites=(suite,))
+    result = await asyncio.wait_for(dial, WAIT)
+    assert result.leg is not None, result
+    a_leg = result.leg
+    assert a_leg.suite == b_leg.suite == suite
+    a_ear, b_ear = Ear(a_leg), Ear(b_leg)
+    await asyncio.gather(a_leg.play(sine(1000, 600)), b_leg.play(sine(440, 600)))
+    assert goertzel_power(await b_ear.heard(0.5), 1000) > 0.8
+    assert goertzel_power(await a_ear.heard(0.5), 440) > 0.8
+    tag = SUITES[suite].srtp_tag_octets
+    assert a_leg.stats.octets_sent == a_leg.stats.packets_sent * (12 + 160 + tag)
+    await a_leg.hangup()
+    await b_leg.wait_ended(WAIT)
+
+
+async def test_an_unknown_srtp_suite_fails_the_dial_with_the_reason(phones: PhoneFactory) -> None:
+    from callxml.sip.target import Target
+
+    a, b = await phones(), await phones()
+    target = Target.parse(b.uri(secure=True)).with_srtp_suites(("ROT13_HMAC_MD5",))
+    result = await a.phone.dial(target, timeout=WAIT)
+    assert result.status == "failed" and result.reason.startswith("srtpSuites: 'ROT13_HMAC_MD5'")

@@ -504,3 +504,29 @@ def test_the_answer_to_a_zrtp_offer_must_be_plain_rtp() -> None:
     assert media.zrtp and media.their_zrtp_hash == theirs
     with pytest.raises(SecureMediaError):
         check_answer(offer, savp(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_B}"))
+
+
+def test_an_offer_asking_for_more_suites_lists_them_in_order_and_takes_the_answered_one() -> None:
+    offer = build_offer(
+        address="192.0.2.1",
+        port=4000,
+        secure=True,
+        srtp_suites=("AEAD_AES_256_GCM", "AES_CM_128_HMAC_SHA1_80"),
+    )
+    lines = offer.sdp.media[0].attributes_named("crypto")
+    assert [line.split()[:2] for line in lines] == [
+        ["1", "AEAD_AES_256_GCM"],
+        ["2", "AES_CM_128_HMAC_SHA1_80"],
+    ]
+    assert [len(c.keying_material()) for c in offer.offered_cryptos] == [44, 30]
+    media = check_answer(offer, answer_with(f"2 AES_CM_128_HMAC_SHA1_80 inline:{KEY_B}"))
+    assert media.our_crypto is offer.offered_cryptos[1] and media.srtp_profile == 1
+    with pytest.raises(SecureMediaError) as info:
+        check_answer(offer, answer_with(f"1 AES_CM_128_HMAC_SHA1_32 inline:{KEY_B}"))
+    assert "expected AEAD_AES_256_GCM or AES_CM_128_HMAC_SHA1_80" in info.value.reason
+    with pytest.raises(ValueError):
+        build_offer(
+            address="192.0.2.1", port=4000, secure=True, srtp_suites=("F8_128_HMAC_SHA1_80",)
+        )
+    plain = build_offer(address="192.0.2.1", port=4000, secure=True)
+    assert len(plain.sdp.media[0].attributes_named("crypto")) == 1 and not plain.offered_cryptos

@@ -289,10 +289,14 @@ class LinphonePeer:
                     with contextlib.suppress(ProcessLookupError):
                         process.kill()
                     await process.wait()
-        if self._pump is not None:
-            with contextlib.suppress(asyncio.CancelledError):
+        if self._pump is not None:  # reads stdout to its end
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._pump, timeout)
             self._pump = None
+        if process.stdin is not None:  # every pipe closed: the transport goes with the loop
+            process.stdin.close()
+            with contextlib.suppress(ConnectionError, BrokenPipeError):
+                await process.stdin.wait_closed()
         return process.returncode
 
     @property

@@ -91,6 +91,13 @@ def _text(value: str) -> str:
     return value
 
 
+def _suite_names(value: str) -> tuple[str, ...]:
+    names = tuple(n for n in value.replace(",", " ").split() if n)
+    if not names or len(names) > 6 or any(not n.replace("_", "").isalnum() for n in names):
+        raise ValueError("a space-separated list of up to 6 SRTP suite names")
+    return names
+
+
 def _media_encryption(value: str) -> str:
     if value not in MEDIA_ENCRYPTIONS:
         raise ValueError(f"must be one of {', '.join(MEDIA_ENCRYPTIONS)}")
@@ -273,8 +280,10 @@ ATTRIBUTES: dict[str, AttributeTable] = {
         "password": ("password", _text),
         "url": ("url", _url),
         "method": ("method", _method),
-        # a callxml extension (docs/markup.md): key the media with ZRTP, RFC 6189
+        # callxml extensions (docs/markup.md): key the media with ZRTP, RFC 6189; offer these
+        # SDES suites instead of AES_CM_128_HMAC_SHA1_80 alone
         "mediaEncryption": ("media_encryption", _media_encryption),
+        "srtpSuites": ("srtp_suites", _suite_names),
     },
     "Client": {**_STATUS_CALLBACK, "url": ("url", _url), "method": ("method", _method)},
     "Conference": {
@@ -685,15 +694,18 @@ def _parse_sip(ctx: _Context, element: Element) -> Sip:
     target = _parse_sip_target(ctx, element, uri)
     fields = ctx.fields(element)
     encryption = fields.pop("media_encryption", None)
-    if "mediaEncryption" in element.attrib:
-        ctx.warn(
-            "callxml-extension",
-            "<Sip mediaEncryption> is a callxml extension (ZRTP, RFC 6189); other platforms "
-            "ignore it",
-            ctx.attribute_position(element, "mediaEncryption"),
-        )
+    suites = fields.pop("srtp_suites", None)
+    for attribute, what in (("mediaEncryption", "ZRTP, RFC 6189"), ("srtpSuites", "SDES suites")):
+        if attribute in element.attrib:
+            ctx.warn(
+                "callxml-extension",
+                f"<Sip {attribute}> is a callxml extension ({what}); other platforms ignore it",
+                ctx.attribute_position(element, attribute),
+            )
     if encryption is not None:
         target = target.with_media_encryption(encryption)
+    if suites is not None:
+        target = target.with_srtp_suites(suites)
     return Sip(uri=uri, target=target, **fields)
 
 

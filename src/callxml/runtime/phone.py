@@ -37,6 +37,7 @@ from callxml.runtime.incoming import IncomingCall
 from callxml.runtime.leg import CallLeg, MediaSettings
 from callxml.runtime.zrtpkeying import ZrtpKeying
 from callxml.sdp import NegotiatedMedia, Offer, build_offer, check_answer
+from callxml.sdp.policy import check_suites
 from callxml.sip.aio.resolver import HostResolver, SystemResolver, locate
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig, label
@@ -237,6 +238,11 @@ class Phone:
                 target = target.via(proxy)
             except RemoteProtocolError as exc:
                 return DialResult("failed", None, None, f"invalid proxy URI: {exc}")
+        if target.secure and target.srtp_suites and not target.zrtp:
+            try:
+                check_suites(target.srtp_suites)
+            except ValueError as exc:
+                return DialResult("failed", None, None, f"srtpSuites: {exc}")
         attempt = _Attempt(target)
         try:
             candidates = await locate(target.hop, self._resolver)
@@ -252,6 +258,7 @@ class Phone:
                 port=endpoint.local_address[1],
                 secure=target.secure and not target.zrtp,
                 zrtp_hash=zrtp.hello_hash if zrtp is not None else None,
+                srtp_suites=target.srtp_suites if not target.zrtp else (),
             )
             for index, destination in enumerate(candidates):
                 more = index + 1 < len(candidates)

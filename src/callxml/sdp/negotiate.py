@@ -32,6 +32,7 @@ from .policy import (
     check_inbound,
     check_outbound_answer,
     new_outbound_crypto,
+    new_outbound_cryptos,
 )
 from .session import (
     Attribute,
@@ -132,6 +133,8 @@ class Offer:
     sdp: SessionDescription
     our_crypto: CryptoAttribute | None = None
     zrtp: bool = False
+    #: Every crypto line offered when there were several (``srtpSuites``); else empty.
+    offered_cryptos: tuple[CryptoAttribute, ...] = ()
 
     @property
     def secure(self) -> bool:
@@ -190,7 +193,7 @@ def _audio_section(
     codecs: Sequence[tuple[Codec, int]],
     dtmf_payload_type: int | None,
     direction: Direction,
-    crypto: CryptoAttribute | None,
+    crypto: CryptoAttribute | Sequence[CryptoAttribute] | None,
     zrtp_hash: str | None = None,
 ) -> MediaDescription:
     if not 0 < port <= 65535:
@@ -202,8 +205,8 @@ def _audio_section(
         attributes.append(Attribute("rtpmap", f"{dtmf_payload_type} {TELEPHONE_EVENT}/8000"))
         attributes.append(Attribute("fmtp", f"{dtmf_payload_type} {DTMF_EVENTS}"))
     attributes += [Attribute("ptime", str(PTIME)), Attribute(direction)]
-    if crypto is not None:
-        attributes.append(Attribute("crypto", str(crypto)))
+    for line in (crypto,) if isinstance(crypto, CryptoAttribute) else (crypto or ()):
+        attributes.append(Attribute("crypto", str(line)))
     if zrtp_hash is not None:  # RFC 6189 §8.1: binds the ZRTP Hello to the signalling
         attributes.append(Attribute("zrtp-hash", zrtp_hash))
     return MediaDescription(
@@ -247,29 +250,43 @@ def build_offer(
     direction: Direction = "sendrecv",
     session_id: int | None = None,
     zrtp_hash: str | None = None,
+    srtp_suites: Sequence[str] = (),
     random_bytes: RandomBytes = secrets.token_bytes,
 ) -> Offer:
     """Our initial offer: one audio stream; ``secure`` → RTP/SAVP with one fresh crypto line;
     ``zrtp_hash`` (our ZRTP Hello's hash, not with ``secure``) → RTP/AVP with
     ``a=zrtp-hash`` (RFC 6189 §8.1), keyed in band.
 
+    ``srtp_suites`` (with ``secure``; the ``<Sip srtpSuites>`` extension) offers one crypto
+    line per suite, in that order, instead of the single ``AES_CM_128_HMAC_SHA1_80`` line;
+    ``ValueError`` names a suite we cannot offer.
+
     ``address`` is our RTP IP address (IPv4 or IPv6 literal); ``random_bytes`` is injectable for
     tests only -- leave it alone in real calls.
     """
     if secure and zrtp_hash is not None:
         raise ValueError("an offer is keyed by SDES (secure) or by ZRTP, not both")
-    crypto = new_outbound_crypto(random_bytes=random_bytes) if secure else None
+    several = (
+        new_outbound_cryptos(srtp_suites, random_bytes=random_bytes)
+        if secure and srtp_suites
+        else ()
+    )
+    crypto = (
+        (several[0] if several else new_outbound_crypto(random_bytes=random_bytes))
+        if secure
+        else None
+    )
     section = _audio_section(
         port=port,
         secure=secure,
         codecs=[(c, c.static_payload_type) for c in _codecs(codecs)],
         dtmf_payload_type=dtmf_payload_type if dtmf else None,
         direction=direction,
-        crypto=crypto,
+        crypto=several or crypto,
         zrtp_hash=zrtp_hash,
     )
     sid = secrets.randbits(62) if session_id is None else session_id
-    return Offer(_session(address, sid, [section]), crypto, zrtp_hash is not None)
+    return Offer(_session(address, sid, [section]), crypto, zrtp_hash is not None, several)
 
 
 def reoffer(previous: Offer | NegotiatedMedia, *, direction: Direction) -> Offer:
@@ -547,7 +564,12 @@ def check_answer(offer: Offer, answer: SessionDescription | str | bytes) -> Nego
         raise MediaError(f"answer has m={media.media} where we offered audio")
     if media.port == 0:
         raise MediaError("answer refused the audio stream (port 0)")
-    their_crypto = check_outbound_answer(offer.our_crypto, media)
+    their_crypto = check_outbound_answer(offer.offered_cryptos or offer.our_crypto, media)
+    our_crypto = offer.our_crypto
+    if their_crypto is not None and offer.offered_cryptos:  # the line whose suite they took
+        our_crypto = next(
+            c for c in offer.offered_cryptos if c.suite_info == their_crypto.suite_info
+        )
     our_media = ours.media[index]
     our_rtpmaps = our_media.rtpmaps()
     offered = {
@@ -589,7 +611,7 @@ def check_answer(offer: Offer, answer: SessionDescription | str | bytes) -> Nego
         their_port=media.port,
         their_ptime=media.ptime,
         direction=direction,
-        our_crypto=offer.our_crypto,
+        our_crypto=our_crypto,
         their_crypto=their_crypto,
         zrtp=offer.zrtp,
         their_zrtp_hash=_zrtp_hash(media) if offer.zrtp else None,

@@ -4,7 +4,8 @@ Owns the rules, as plain functions over parsed SDP, so every row of the policy t
 
 * outbound ``secure=true``: offer ``RTP/SAVP`` with exactly one ``a=crypto`` line,
   ``AES_CM_128_HMAC_SHA1_80``, a fresh 30-byte key+salt, no lifetime, no MKI
-  (:func:`new_outbound_crypto`);
+  (:func:`new_outbound_crypto`) -- unless the callxml extension ``<Sip srtpSuites>`` asks for
+  a list of :data:`SDES_SUITES`, one line each (:func:`new_outbound_cryptos`);
 * the answer to that offer must be ``RTP/SAVP`` with one crypto line of our suite and no MKI -- a
   renumbered tag is fine when the suite matches (:func:`check_outbound_answer`);
 * inbound, domain secure media enabled: the INVITE arrived over TLS and offers ``RTP/SAVP``; the
@@ -59,6 +60,7 @@ __all__ = [
     "check_suites",
     "choose_inbound_crypto",
     "new_outbound_crypto",
+    "new_outbound_cryptos",
     "warning_header",
 ]
 
@@ -105,6 +107,18 @@ def new_outbound_crypto(
 ) -> CryptoAttribute:
     """Our offer's only crypto line: tag 1, AES_CM_128_HMAC_SHA1_80, fresh key, nothing else."""
     return new_crypto(1, OUTBOUND_SUITE, random_bytes=random_bytes)
+
+
+def new_outbound_cryptos(
+    suites: Sequence[str], *, random_bytes: Callable[[int], bytes] = secrets.token_bytes
+) -> tuple[CryptoAttribute, ...]:
+    """The crypto lines of an offer that asks for more than :data:`OUTBOUND_SUITE` (the
+    ``<Sip srtpSuites>`` extension): tags 1.. in ``suites``' order (our preference, RFC 4568
+    §7.1.1), a fresh key each. ``ValueError`` for a suite outside :data:`SDES_SUITES`."""
+    return tuple(
+        new_crypto(tag, suite, random_bytes=random_bytes)
+        for tag, suite in enumerate(check_suites(suites), start=1)
+    )
 
 
 def check_suites(names: Sequence[str]) -> tuple[str, ...]:
@@ -205,15 +219,18 @@ def check_inbound(
 
 
 def check_outbound_answer(
-    our_crypto: CryptoAttribute | None, media: MediaDescription
+    our_crypto: CryptoAttribute | Sequence[CryptoAttribute] | None, media: MediaDescription
 ) -> CryptoAttribute | None:
     """Check the answered audio stream against what we offered; return the answerer's crypto.
 
-    ``our_crypto`` None means we offered plain ``RTP/AVP``. Any violation raises
-    :class:`SecureMediaError`: the leg fails (ACK then BYE, ``DialCallStatus=failed``).
+    ``our_crypto`` None means we offered plain ``RTP/AVP``; several lines (the ``srtpSuites``
+    extension) mean the answer may take any one of their suites (RFC 4568 §7.1.2). Any
+    violation raises :class:`SecureMediaError`: the leg fails (ACK then BYE,
+    ``DialCallStatus=failed``).
     """
     crypto_lines = media.attributes_named("crypto")
-    if our_crypto is None:
+    offered = (our_crypto,) if isinstance(our_crypto, CryptoAttribute) else tuple(our_crypto or ())
+    if not offered:
         if media.proto != RTP_AVP:
             raise SecureMediaError(f"Media answer is {media.proto} but we offered RTP/AVP")
         if crypto_lines:
@@ -230,9 +247,11 @@ def check_outbound_answer(
     except InvalidCrypto as exc:
         raise SecureMediaError(f"Secure media answer refused: malformed a=crypto ({exc})") from None
     suite = find_suite(theirs.suite)
-    if suite is None or suite.name != OUTBOUND_SUITE:
+    ours = next((c for c in offered if suite is not None and c.suite_info == suite), None)
+    if ours is None:
+        expected = " or ".join(c.suite for c in offered)
         raise SecureMediaError(
-            f"Secure media answer refused: suite {theirs.suite}, expected {OUTBOUND_SUITE}"
+            f"Secure media answer refused: suite {theirs.suite}, expected {expected}"
         )
     # RFC 4568 §7.1.3 wants our tag back; peers renumber, and the suite matching is what counts.
     if theirs.has_mki:
@@ -242,6 +261,6 @@ def check_outbound_answer(
     lifetime = theirs.key_params[0].lifetime_packets
     if lifetime is not None and lifetime < MIN_LIFETIME:
         raise SecureMediaError("Secure media answer refused: key lifetime too short")
-    if theirs.keying_material() == our_crypto.keying_material():
+    if theirs.keying_material() == ours.keying_material():
         raise SecureMediaError("Secure media answer refused: answer reuses our key")
     return theirs

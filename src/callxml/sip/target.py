@@ -26,6 +26,7 @@ transport layer (``callxml.sip.aio.resolver``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import unquote
 
@@ -78,6 +79,7 @@ class Target:
     headers: tuple[tuple[str, str], ...] = ()
     warnings: tuple[str, ...] = ()
     media_encryption: str | None = None
+    srtp_suites: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, uri: SipUri | str) -> Target:
@@ -117,6 +119,12 @@ class Target:
         if value not in MEDIA_ENCRYPTIONS:
             raise InvalidUri(f"mediaEncryption must be one of {', '.join(MEDIA_ENCRYPTIONS)}")
         return replace(self, media_encryption=None if value == "sdes" else value)
+
+    def with_srtp_suites(self, names: Sequence[str]) -> Target:
+        """This target offering these SDES suites, in this order, when it is secure (the callxml
+        extension ``<Sip srtpSuites>``); empty: exactly ``AES_CM_128_HMAC_SHA1_80``. Names are
+        checked where offers are built (:func:`callxml.sdp.policy.check_suites`)."""
+        return replace(self, srtp_suites=tuple(n.strip().upper() for n in names if n.strip()))
 
     @property
     def zrtp(self) -> bool:
