@@ -219,6 +219,12 @@ def test_hello_hash_of_sdp_must_match() -> None:
     assert b.state == "failed" and "a=zrtp-hash" in (b.failure or "")
     version, digest = a.hello_hash.split()
     assert version == "1.10" and len(bytes.fromhex(digest)) == 32
+    # learnt from the SDP answer after our own offer was made: the same check
+    c = ZrtpSession(zid=new_zid(), ssrc=3)
+    d = ZrtpSession(zid=new_zid(), ssrc=4)
+    d.expect_hello_hash(c.hello_hash)
+    run(c, d)
+    assert_keyed(c, d)
 
 
 # -- retained secrets (§4.3, §4.6.1) ---------------------------------------------------------

@@ -72,6 +72,7 @@ async def test_linphone_aes_256_only_reaches_a_domain_that_allows_it(
                 await peer.wait_output(r"Call 1 with .* connected\.", timeout=20)
                 await asyncio.sleep(3)  # tones both ways
                 await peer.terminate()
+                await peer.wait_output(r"Call 1 with .* ended", timeout=15)  # its WAV is closed
                 await until(lambda: store.list_calls(sid, status="completed"), timeout=15)
                 events = store.list_events(store.list_calls(sid)[0].sid)
             else:

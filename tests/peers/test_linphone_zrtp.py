@@ -238,6 +238,7 @@ async def test_dial_sip_media_encryption_zrtp_bridges_to_linphone(
             await until(lambda: "/dialed" in app.paths(), timeout=15)
             parent = next(c for c in store.list_calls(sid) if c.direction == "inbound")
             notes = [e.data for e in store.list_events(parent.sid, kind="dial")]
+            await bob.wait_output(r"Call \d+ with .* ended", timeout=15)  # its WAV is closed
         heard_by_alice = alice.received_audio()
         await alice.stop()
     finally:

@@ -352,7 +352,8 @@ class LinphonePeer:
         return _CACHE.findall(self.log())
 
     def received_audio(self) -> bytes:
-        """8 kHz mono PCM16 of what linphonec received in its latest call."""
+        """8 kHz mono PCM16 of what linphonec received in its latest call (read it after the
+        call ended: linphonec writes the WAV header when it closes the file)."""
         if not self.record_path.exists():
             raise AssertionError(f"linphonec recorded nothing\n{self.output()[-3000:]}")
         return read_audio(self.record_path)

@@ -451,6 +451,12 @@ class ZrtpSession:
         """Our ``a=zrtp-hash`` value (§8.1): version, a space, the hex SHA-256 of our Hello."""
         return f"{PROTOCOL_VERSION.decode()} {_sha256(self._hello).hex()}"
 
+    def expect_hello_hash(self, value: str) -> None:
+        """The peer's ``a=zrtp-hash`` (§8.1), learnt from its SDP after we made ours: its
+        Hello must hash to it, or the exchange fails."""
+        if self._their_hello is None:
+            self._their_hello_hash = value
+
     @property
     def done(self) -> bool:
         return self.state in ("secure", "failed")

@@ -88,7 +88,7 @@ class ZrtpKeying:
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
         if their_hello_hash is not None:
-            self.session._their_hello_hash = their_hello_hash
+            self.session.expect_hello_hash(their_hello_hash)
         self.endpoint.block_clear_media()
         self.endpoint.set_packet_handler(PacketKind.ZRTP, self._received)
         self._send(self.session.start(loop.time()))
