@@ -242,3 +242,72 @@ def test_no_accounts_and_no_domains_leaves_the_demo_domain_without_an_owner() ->
 )
 def test_every_section_names_the_key(data: dict[str, object], message: str) -> None:
     test_bad_config_names_the_key(data, message)
+
+
+def _domain_with(**extra: object) -> dict[str, object]:
+    domain = {"name": "d", "account": ACCOUNT["sid"], "voice_url": "http://x/", **extra}
+    return {"accounts": [ACCOUNT], "domains": [domain]}
+
+
+def test_srtp_suites_default_and_ordered_list() -> None:
+    (default,) = parse_config(_domain_with()).domains
+    assert default.srtp_suites == ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
+    wide = _domain_with(srtp_suites=["AEAD_AES_256_GCM", "aes_cm_128_hmac_sha1_80"])
+    (domain,) = parse_config(wide).domains
+    assert domain.srtp_suites == ("AEAD_AES_256_GCM", "AES_CM_128_HMAC_SHA1_80")
+
+
+@pytest.mark.parametrize(
+    ("suites", "message"),
+    [
+        (["AES_192_CM_HMAC_SHA1_80"], "domains[0].srtp_suites: 'AES_192_CM_HMAC_SHA1_80' is not"),
+        ([], "domains[0].srtp_suites: at least one suite is needed"),
+        (["AEAD_AES_128_GCM", "AEAD_AES_128_GCM"], "domains[0].srtp_suites: AEAD_AES_128_GCM is"),
+        ("AEAD_AES_128_GCM", "domains[0].srtp_suites: must be list"),
+    ],
+)
+def test_bad_srtp_suites_name_the_key(suites: object, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(_domain_with(srtp_suites=suites))
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_the_default_srtp_suites_are_the_policy_s() -> None:
+    from callxml.engine.config import DomainConfig
+    from callxml.sdp.policy import INBOUND_SUITES
+
+    assert DomainConfig("d", "AC", "http://x/").srtp_suites == INBOUND_SUITES
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({}, ("none", False)),
+        ({"secure_media": True}, ("sdes", True)),
+        ({"secure_media": False}, ("none", False)),
+        ({"media_encryption": "sdes"}, ("sdes", True)),
+        ({"media_encryption": "zrtp"}, ("zrtp", False)),
+        ({"media_encryption": "sdes-or-zrtp", "secure_media": True}, ("sdes-or-zrtp", True)),
+    ],
+)
+def test_media_encryption_and_the_older_secure_media(
+    extra: dict[str, object], expected: tuple[str, bool]
+) -> None:
+    (domain,) = parse_config(_domain_with(**extra)).domains
+    assert (domain.media_encryption, domain.secure_media) == expected
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"media_encryption": "dtls"}, "domains[0].media_encryption: must be one of"),
+        (
+            {"media_encryption": "zrtp", "secure_media": True},
+            "domains[0].secure_media: contradicts media_encryption = 'zrtp'",
+        ),
+    ],
+)
+def test_bad_media_encryption_names_the_key(extra: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(_domain_with(**extra))
+    assert str(info.value).startswith(message), str(info.value)

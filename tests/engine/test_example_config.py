@@ -17,3 +17,12 @@ def test_example_config_loads() -> None:
     assert plain is not None and not plain.secure_media
     assert secure is not None and secure.secure_media and secure.allowed_ips == ("127.0.0.0/8",)
     assert config.database == EXAMPLE.parent / "callxml.db"
+
+
+def test_example_zrtp_domains() -> None:
+    config = load_config(EXAMPLE)
+    zrtp = config.domain("zrtp.localhost")
+    both = config.domain("carrier.localhost")
+    assert zrtp is not None and zrtp.media_encryption == "zrtp" and not zrtp.secure_media
+    assert both is not None and both.media_encryption == "sdes-or-zrtp" and both.secure_media
+    assert both.srtp_suites[0] == "AEAD_AES_256_GCM"

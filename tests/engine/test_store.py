@@ -121,3 +121,68 @@ def test_records_survive_kill_9(tmp_path: Path) -> None:
     # Whatever was in flight is either absent or a consistent, unfinished record.
     for record in store.unfinished_calls():
         assert record.status == "ringing"
+
+
+def test_zrtp_zid_is_made_once_and_survives_a_restart(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "c.db")
+    zid = store.zrtp_zid()
+    assert len(zid) == 12 and store.zrtp_zid() == zid
+    store.close()
+    again = SqliteStore(tmp_path / "c.db")
+    assert again.zrtp_zid() == zid
+    assert SqliteStore(tmp_path / "other.db").zrtp_zid() != zid
+
+
+def test_zrtp_peer_records_round_trip_and_hide_secrets(tmp_path: Path) -> None:
+    from callxml.engine.store import ZrtpPeerRecord
+
+    store = SqliteStore(tmp_path / "c.db")
+    peer = b"\xaa" * 12
+    assert store.get_zrtp_peer(peer) is None
+    record = ZrtpPeerRecord(peer, b"\x01" * 32, None, False, 5.0)
+    store.put_zrtp_peer(record)
+    assert store.get_zrtp_peer(peer) == record
+    store.put_zrtp_peer(ZrtpPeerRecord(peer, b"\x02" * 32, b"\x01" * 32, True, 6.0))
+    store.close()
+    again = SqliteStore(tmp_path / "c.db")
+    got = again.get_zrtp_peer(peer)
+    assert got is not None and (got.rs1, got.rs2, got.verified) == (
+        b"\x02" * 32,
+        b"\x01" * 32,
+        True,
+    )
+    assert "0202" not in repr(got) and "\\x02" not in repr(got)
+
+
+def test_the_store_backed_zrtp_cache_keeps_continuity_across_restarts(tmp_path: Path) -> None:
+    """Two ZRTP engines, one keeping its cache in the store: the second call after a restart
+    matches the retained secret and keeps the verified flag (RFC 6189 §4.3.2, §7.1)."""
+    from callxml.engine.zrtpcache import StoreZrtpCache
+    from callxml.media.zrtp import MemoryZrtpCache, ZrtpSession
+
+    def call(ours: StoreZrtpCache, theirs: MemoryZrtpCache) -> tuple[ZrtpSession, ZrtpSession]:
+        a = ZrtpSession(zid=ours.zrtp_zid(), ssrc=1, lookup=ours.zrtp_secrets)
+        b = ZrtpSession(zid=theirs.zrtp_zid(), ssrc=2, lookup=theirs.zrtp_secrets)
+        queue = [("a", p) for p in a.start(0.0)] + [("b", p) for p in b.start(0.0)]
+        while queue:
+            sender, packet = queue.pop(0)
+            target, name = (b, "b") if sender == "a" else (a, "a")
+            queue += [(name, p) for p in target.receive(packet, 0.0)]
+        assert a.result is not None and b.result is not None
+        ours.save_zrtp_secrets(a.result.peer_zid, a.result.cache_update)
+        theirs.save_zrtp_secrets(b.result.peer_zid, b.result.cache_update)
+        return a, b
+
+    phone = MemoryZrtpCache()
+    store = SqliteStore(tmp_path / "c.db")
+    first, _ = call(StoreZrtpCache(store), phone)
+    assert first.result is not None and not first.result.cache_match
+    assert StoreZrtpCache(store).set_verified(phone.zrtp_zid())
+    phone.set_verified(StoreZrtpCache(store).zrtp_zid())
+    store.close()
+    store = SqliteStore(tmp_path / "c.db")  # the engine restarted
+    second, peer = call(StoreZrtpCache(store), phone)
+    assert second.result is not None and peer.result is not None
+    assert second.result.cache_match and peer.result.cache_match
+    assert second.result.verified and second.result.sas == peer.result.sas
+    assert not StoreZrtpCache(store).set_verified(bytes(12))

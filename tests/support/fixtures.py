@@ -10,6 +10,8 @@ the fixture (a different lifetime, several at once) uses the same code:
   127.0.0.1 and localhost, per session: the tests that load it only read it;
 * ``baresip`` — start baresip softphones (:func:`~support.baresip.baresip_peers`), all stopped
   after the test;
+* ``linphone`` — start linphonec softphones (:func:`~support.linphone.linphone_peers`), all
+  stopped after the test;
 * ``their_tone`` — a WAV of :data:`~support.baresip.THEIR_TONE` for a baresip to play;
 * ``serve`` — serve an aiohttp app on a free port (:func:`~support.web.serve_app`), stopped
   after the test.
@@ -26,6 +28,7 @@ from aiohttp import web
 from callxml.engine.devcert import DevCertificate
 from support.baresip import THEIR_TONE, BaresipFactory, baresip_peers, tone_wav
 from support.certs import Pki, dev_certificate, make_pki
+from support.linphone import LinphoneFactory, linphone_peers
 from support.sipp import Sipp, scenario_dir
 from support.web import Serve, serve_app
 
@@ -52,6 +55,12 @@ def dev_cert(tmp_path_factory: pytest.TempPathFactory) -> DevCertificate:
 @pytest.fixture
 async def baresip(tmp_path: Path) -> AsyncIterator[BaresipFactory]:
     async with baresip_peers(tmp_path) as make:
+        yield make
+
+
+@pytest.fixture
+async def linphone(tmp_path: Path) -> AsyncIterator[LinphoneFactory]:
+    async with linphone_peers(tmp_path) as make:
         yield make
 
 

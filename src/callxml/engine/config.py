@@ -69,6 +69,10 @@ class AccountConfig:
     media_auth: bool = True
 
 
+#: :data:`callxml.sdp.policy.INBOUND_SUITES`, spelled out: importing sdp here would load media.
+DEFAULT_SRTP_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
+
+
 @dataclass(frozen=True, slots=True)
 class DomainConfig:
     """A SIP domain: calls to ``anything@name`` run this domain's webhook flow."""
@@ -82,6 +86,10 @@ class DomainConfig:
     status_callback: str | None = None
     status_callback_method: str = "POST"
     secure_media: bool = False
+    #: ``none``, ``sdes`` (= ``secure_media``), ``zrtp`` or ``sdes-or-zrtp`` (docs/sdp.md).
+    media_encryption: str = "none"
+    #: SDES suites this domain accepts, in order (docs/sdp.md).
+    srtp_suites: tuple[str, ...] = DEFAULT_SRTP_SUITES
     allowed_ips: tuple[str, ...] = ()
     credentials: tuple[Credential, ...] = ()
 
@@ -524,12 +532,46 @@ def _domain(data: Any, where: str) -> DomainConfig:
         fallback_method=reader.method("fallback_method"),
         status_callback=reader.url("status_callback", None),
         status_callback_method=reader.method("status_callback_method"),
-        secure_media=bool(reader.get("secure_media", bool, False)),
+        **_media_encryption(reader, where),
+        srtp_suites=_srtp_suites(reader.get("srtp_suites", list, None), f"{where}.srtp_suites"),
         allowed_ips=allowed,
         credentials=creds,
     )
     reader.finish()
     return domain
+
+
+#: :data:`callxml.sdp.policy.MEDIA_ENCRYPTIONS`, spelled out like the default suites.
+MEDIA_ENCRYPTIONS = ("none", "sdes", "zrtp", "sdes-or-zrtp")
+
+
+def _media_encryption(reader: _Reader, where: str) -> dict[str, Any]:
+    """``media_encryption``, and ``secure_media = true`` as the older spelling of ``sdes``."""
+    secure = reader.get("secure_media", bool, None)
+    chosen = reader.get("media_encryption", str, None)
+    if chosen is None:
+        chosen = "sdes" if secure else "none"
+    elif chosen not in MEDIA_ENCRYPTIONS:
+        raise ConfigError(
+            f"{where}.media_encryption: must be one of {', '.join(MEDIA_ENCRYPTIONS)}"
+        )
+    sdes = chosen in ("sdes", "sdes-or-zrtp")
+    if secure is not None and secure != sdes:
+        raise ConfigError(
+            f"{where}.secure_media: contradicts media_encryption = {chosen!r} (drop secure_media)"
+        )
+    return {"secure_media": sdes, "media_encryption": chosen}
+
+
+def _srtp_suites(names: list[Any] | None, where: str) -> tuple[str, ...]:
+    if names is None:
+        return DEFAULT_SRTP_SUITES
+    from callxml.sdp.policy import check_suites  # loads media: only when the key is there
+
+    try:
+        return check_suites(names)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _allowed_ips(networks: list[Any], where: str) -> tuple[str, ...]:

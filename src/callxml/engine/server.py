@@ -26,6 +26,7 @@ import re
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import aiohttp.http_exceptions
@@ -48,6 +49,7 @@ from callxml.engine.control import EngineControl
 from callxml.engine.devcert import ensure_dev_certificate
 from callxml.engine.health import StoreHealth
 from callxml.engine.store import TERMINAL_STATUSES, CallRecord, SqliteStore, Store
+from callxml.engine.zrtpcache import StoreZrtpCache
 from callxml.errors import (
     CallXmlError,
     CapacityError,
@@ -58,6 +60,7 @@ from callxml.errors import (
 )
 from callxml.interpreter import CallInfo, CallSession, new_sid
 from callxml.markup.verbs import Number, Sip
+from callxml.media.zrtp import ZrtpResult
 from callxml.runtime import CallLeg, DialResult, IncomingCall, Phone, bridge
 from callxml.runtime.dial import Dialer, resolve_targets
 from callxml.runtime.recorder import BridgeRecorder, save_recording
@@ -308,6 +311,7 @@ class Engine:
                     read_timeout=config.connection_read_timeout,
                 ),
                 admit=self._admit_invite,
+                zrtp_cache=StoreZrtpCache(self.store) if self.store is not None else None,
             )
         except OSError as exc:
             raise ConfigError(f"sip.listen: cannot listen: {exc}") from None
@@ -318,7 +322,12 @@ class Engine:
         if config.trunk_uri_template:
             self.echo(f"SIP: <Number> dials through {config.trunk_uri_template}")
         for domain in config.domains:
-            secure = "secure media required" if domain.secure_media else "plain RTP"
+            secure = {
+                "none": "plain RTP",
+                "sdes": "secure media required",
+                "zrtp": "ZRTP required",
+                "sdes-or-zrtp": "SDES or ZRTP required",
+            }[domain.media_encryption]
             access = ", digest authentication" if domain.credentials else ""
             self.echo(f"SIP: domain {domain.name} -> {domain.voice_url} ({secure}{access})")
 
@@ -590,6 +599,8 @@ class Engine:
                 },
             )
             leg = result.leg
+            if leg is not None and leg.zrtp_result is not None:
+                await book.event("media", zrtp_event(leg.zrtp_result))
             if leg is None:
                 status = result.status if result.status in TERMINAL_STATUSES else "failed"
                 await book.status(
@@ -800,7 +811,11 @@ class Engine:
         )
         try:
             leg = await incoming.accept(
-                secure_media_enabled=domain.secure_media, answer=False, sid=book.sid
+                secure_media_enabled=domain.secure_media,
+                srtp_suites=domain.srtp_suites,
+                zrtp=domain.media_encryption in ("zrtp", "sdes-or-zrtp"),
+                answer=False,
+                sid=book.sid,
             )
         except CapacityError as exc:  # 503 + Retry-After already sent
             log.warning("call %s refused: %s", book.sid, exc)
@@ -816,9 +831,20 @@ class Engine:
             await book.event("warning", {"message": f"call not accepted: {exc}"})
             await book.status("canceled", end_time=time.time(), error=str(exc))
             return
-        with contextlib.suppress(CallXmlError):
-            await incoming.ring()
         extra = _inbound_params(domain, incoming)
+        answered = False
+        if leg.zrtp is not None:
+            # RFC 6189: ZRTP runs on the media path, so the call is answered first; nothing is
+            # played until it completes, and the flow starts with the SAS in its parameters.
+            secured = await self._secure_zrtp(book, leg)
+            if secured is None:
+                return
+            extra += secured
+            answered = True
+        else:
+            await book.event("media", {"encryption": leg.encryption, "suite": leg.suite})
+            with contextlib.suppress(CallXmlError):
+                await incoming.ring()
         info = CallInfo(
             call_sid=book.sid,
             account_sid=live.account.sid,
@@ -833,8 +859,43 @@ class Engine:
             fallback_url=domain.fallback_url,
             fallback_method=domain.fallback_method,
             call=info,
+            answered=answered,
         )
         await self._run_call(live, leg, session)
+
+    async def _secure_zrtp(self, book: CallBook, leg: CallLeg) -> list[tuple[str, str]] | None:
+        """Answer a ZRTP leg and wait for the exchange: the webhook parameters it adds
+        (``ZrtpSas``, ``ZrtpSasVerified``: callxml extensions), or None when it failed and the
+        call was ended with the reason recorded."""
+        try:
+            await leg.answer()
+            await book.status("in-progress", start_time=time.time())
+            result = await leg.wait_secure()
+        except CallXmlError as exc:
+            reason = getattr(exc, "reason", str(exc))
+            await leg.hangup(reason)
+            await book.event("media", {"encryption": "zrtp", "failure": reason})
+            await book.status("failed", end_time=time.time(), error=reason)
+            return None
+        assert result is not None
+        await book.event("media", zrtp_event(result))
+        return [("ZrtpSas", result.sas), ("ZrtpSasVerified", str(result.verified).lower())]
+
+
+def zrtp_event(result: ZrtpResult) -> dict[str, Any]:
+    """What the call log keeps of a completed ZRTP exchange: never a key or secret."""
+    cache = "match" if result.cache_match else ("mismatch" if result.cache_mismatch else "new")
+    return {
+        "encryption": "zrtp",
+        "suite": result.suite,
+        "sas": result.sas,
+        "sas_verified": result.verified,
+        "peer_sas_verified": result.peer_verified,
+        "algorithms": result.algorithms,
+        "role": "initiator" if result.initiator else "responder",
+        "cache": cache,
+        "peer_zid": result.peer_zid.hex(),
+    }
 
 
 class _CountedFetcher:

@@ -15,6 +15,7 @@ It must not know about SIP, media or HTTP: it stores plain records.
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
@@ -32,6 +33,7 @@ __all__ = [
     "SqliteStore",
     "Store",
     "TimeRange",
+    "ZrtpPeerRecord",
 ]
 
 #: Statuses of Twilio's Calls resource; the terminal ones end a call for good.
@@ -162,6 +164,13 @@ class Store(Protocol):
 
     def unfinished_calls(self) -> list[CallRecord]: ...
 
+    # ZRTP (RFC 6189 §4.9): our ZID, made once and kept, and what we retained per peer ZID.
+    def zrtp_zid(self) -> bytes: ...
+
+    def get_zrtp_peer(self, peer_zid: bytes) -> ZrtpPeerRecord | None: ...
+
+    def put_zrtp_peer(self, record: ZrtpPeerRecord) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -207,7 +216,31 @@ CREATE TABLE IF NOT EXISTS recordings (
     channels INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS recordings_call ON recordings (call_sid);
+CREATE TABLE IF NOT EXISTS zrtp_identity (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    zid BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS zrtp_peers (
+    peer_zid BLOB PRIMARY KEY,
+    rs1 BLOB,
+    rs2 BLOB,
+    verified INTEGER NOT NULL,
+    date_updated REAL NOT NULL
+);
 """
+
+
+@dataclass(frozen=True, slots=True)
+class ZrtpPeerRecord:
+    """What we retained for one ZRTP peer (RFC 6189 §4.9): its ZID, rs1 and rs2 (32 octets or
+    None) and whether a person verified the SAS. ``repr`` hides the secrets."""
+
+    peer_zid: bytes
+    rs1: bytes | None = field(default=None, repr=False)
+    rs2: bytes | None = field(default=None, repr=False)
+    verified: bool = False
+    date_updated: float = 0.0
+
 
 _CALL_COLUMNS = tuple(f.name for f in fields(CallRecord))
 _RECORDING_COLUMNS = tuple(f.name for f in fields(RecordingRecord))
@@ -449,6 +482,48 @@ class SqliteStore:
     def delete_recording(self, sid: str) -> bool:
         with self._transaction() as db:
             return bool(db.execute("DELETE FROM recordings WHERE sid = ?", (sid,)).rowcount)
+
+    # -- ZRTP cache ----------------------------------------------------------------------------
+
+    def zrtp_zid(self) -> bytes:
+        """Our ZID: 96 random bits made on first use and kept in the file (§4.9)."""
+        with self._transaction() as db:
+            row = db.execute("SELECT zid FROM zrtp_identity WHERE id = 1").fetchone()
+            if row is not None:
+                return bytes(row["zid"])
+            zid = secrets.token_bytes(12)
+            db.execute("INSERT INTO zrtp_identity (id, zid) VALUES (1, ?)", (zid,))
+            return zid
+
+    def get_zrtp_peer(self, peer_zid: bytes) -> ZrtpPeerRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM zrtp_peers WHERE peer_zid = ?", (bytes(peer_zid),)
+            ).fetchone()
+        if row is None:
+            return None
+        return ZrtpPeerRecord(
+            peer_zid=bytes(row["peer_zid"]),
+            rs1=bytes(row["rs1"]) if row["rs1"] is not None else None,
+            rs2=bytes(row["rs2"]) if row["rs2"] is not None else None,
+            verified=bool(row["verified"]),
+            date_updated=row["date_updated"],
+        )
+
+    def put_zrtp_peer(self, record: ZrtpPeerRecord) -> None:
+        """Insert or replace one peer's record as one committed transaction."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO zrtp_peers (peer_zid, rs1, rs2, verified, date_updated)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    bytes(record.peer_zid),
+                    record.rs1,
+                    record.rs2,
+                    int(record.verified),
+                    record.date_updated,
+                ),
+            )
 
     def close(self) -> None:
         with self._lock:

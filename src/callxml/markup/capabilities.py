@@ -159,6 +159,8 @@ _ROWS: tuple[tuple[Any, ...], ...] = (
     ("Sip", "statusCallback", R, CHILD_CALLBACK),
     ("Sip", "statusCallbackEvent", R, "initiated, ringing, answered, completed"),
     ("Sip", "statusCallbackMethod", R, ""),
+    ("Sip", "mediaEncryption", R, "callxml extension: sdes (default) or zrtp (RFC 6189)"),
+    ("Sip", "srtpSuites", R, "callxml extension: the SDES suites a secure target offers"),
     ("Client", None, U, NOT_DIALLED),
     ("Conference", None, U, NOT_DIALLED),
     ("Queue", None, U, NOT_DIALLED),

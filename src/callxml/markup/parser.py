@@ -66,7 +66,7 @@ from callxml.markup.verbs import (
     Verb,
     WhatsApp,
 )
-from callxml.sip.target import Target
+from callxml.sip.target import MEDIA_ENCRYPTIONS, Target
 from callxml.sip.uri import InvalidUri
 
 __all__ = ["MAX_DOCUMENT_BYTES", "VERB_PARSERS", "parse_document"]
@@ -92,6 +92,19 @@ Converter: TypeAlias = Callable[[str], Any]
 
 
 def _text(value: str) -> str:
+    return value
+
+
+def _suite_names(value: str) -> tuple[str, ...]:
+    names = tuple(n for n in value.replace(",", " ").split() if n)
+    if not names or len(names) > 6 or any(not n.replace("_", "").isalnum() for n in names):
+        raise ValueError("a space-separated list of up to 6 SRTP suite names")
+    return names
+
+
+def _media_encryption(value: str) -> str:
+    if value not in MEDIA_ENCRYPTIONS:
+        raise ValueError(f"must be one of {', '.join(MEDIA_ENCRYPTIONS)}")
     return value
 
 
@@ -271,6 +284,10 @@ ATTRIBUTES: dict[str, AttributeTable] = {
         "password": ("password", _text),
         "url": ("url", _url),
         "method": ("method", _method),
+        # callxml extensions (docs/markup.md): key the media with ZRTP, RFC 6189; offer these
+        # SDES suites instead of AES_CM_128_HMAC_SHA1_80 alone
+        "mediaEncryption": ("media_encryption", _media_encryption),
+        "srtpSuites": ("srtp_suites", _suite_names),
     },
     "Client": {**_STATUS_CALLBACK, "url": ("url", _url), "method": ("method", _method)},
     "Conference": {
@@ -759,6 +776,19 @@ def _parse_sip(ctx: _Context, element: Element) -> Sip:
         extra = "&".join(f"{quote(n, safe='-')}={quote(v, safe='')}" for n, v in headers)
         uri += ("&" if "?" in uri else "?") + extra
     target = _parse_sip_target(ctx, element, uri)
+    encryption = fields.pop("media_encryption", None)
+    suites = fields.pop("srtp_suites", None)
+    for attribute, what in (("mediaEncryption", "ZRTP, RFC 6189"), ("srtpSuites", "SDES suites")):
+        if attribute in element.attrib:
+            ctx.warn(
+                "callxml-extension",
+                f"<Sip {attribute}> is a callxml extension ({what}); other platforms ignore it",
+                ctx.attribute_position(element, attribute),
+            )
+    if encryption is not None:
+        target = target.with_media_encryption(encryption)
+    if suites is not None:
+        target = target.with_srtp_suites(suites)
     return Sip(uri=uri, target=target, **fields)
 
 

@@ -517,16 +517,20 @@ class _Attempt:
         self.sip_response_code = result.sip_response_code
         self.sip_call_id = result.sip_call_id
         self.sip_headers = result.headers
-        await self.dialer._note(
-            "dial",
-            {
-                "uri": self.target.label,
-                "status": result.status,
-                "sip_response_code": result.sip_response_code,
-                "sip_call_id": result.sip_call_id,
-                "reason": result.reason,
-            },
-        )
+        note: dict[str, Any] = {
+            "uri": self.target.label,
+            "status": result.status,
+            "sip_response_code": result.sip_response_code,
+            "sip_call_id": result.sip_call_id,
+            "reason": result.reason,
+        }
+        leg = result.leg  # a CallLeg, or a test double of the Leg protocol without these
+        if getattr(leg, "secure", False):
+            note["suite"] = getattr(leg, "suite", None)
+        zrtp = getattr(leg, "zrtp_result", None)
+        if zrtp is not None:  # the SAS for the log (RFC 6189 §7): never a key
+            note.update(zrtp_sas=zrtp.sas, zrtp_algorithms=zrtp.algorithms)
+        await self.dialer._note("dial", note)
         if result.leg is None:
             await self.dialer._child_status(
                 self.sid,

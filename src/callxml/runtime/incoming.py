@@ -11,7 +11,7 @@ Routing (which domain, who may call) is the engine's business, not this module's
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from callxml.errors import (
     CapacityError,
@@ -23,7 +23,9 @@ from callxml.errors import (
 )
 from callxml.media.stream import RtpEndpoint
 from callxml.runtime.leg import CallLeg, MediaSettings
+from callxml.runtime.zrtpkeying import ZrtpKeying
 from callxml.sdp import answer_offer
+from callxml.sdp.policy import INBOUND_SUITES
 from callxml.sip.aio.useragent import UasCall
 from callxml.sip.message import SipRequest
 from callxml.sip.uri import parse_uri
@@ -101,10 +103,20 @@ class IncomingCall:
             )
 
     async def accept(
-        self, *, secure_media_enabled: bool, answer: bool = True, sid: str | None = None
+        self,
+        *,
+        secure_media_enabled: bool,
+        srtp_suites: Sequence[str] = INBOUND_SUITES,
+        zrtp: bool = False,
+        answer: bool = True,
+        sid: str | None = None,
     ) -> CallLeg:
         """Negotiate media under the domain's policy and return the leg.
 
+        ``srtp_suites`` are the SDES suites the domain allows (:mod:`callxml.sdp.policy`).
+        ``zrtp`` lets ZRTP key an ``RTP/AVP`` offer (RFC 6189; the domain's ``zrtp`` or, with
+        ``secure_media_enabled``, ``sdes-or-zrtp``): the leg's media then stays blocked from
+        :meth:`CallLeg.answer` until :meth:`CallLeg.wait_secure` returns.
         With ``answer`` (the default) the 200 OK goes out at once; with ``answer=False`` the
         leg is made (policy checked, SDP answer ready, RTP socket bound) and
         :meth:`CallLeg.answer` sends it later. A refusal by the secure-media policy, or an
@@ -121,6 +133,7 @@ class IncomingCall:
         except TransportError as exc:  # the media port range is exhausted
             self.refuse_busy(f"no media port free: {exc}")
             raise CapacityError(f"no media port free: {exc}", retry_after=RETRY_AFTER) from exc
+        keying = ZrtpKeying(endpoint, self._media.zrtp_cache) if zrtp else None
         try:
             media = answer_offer(
                 self._inbound.sdp,
@@ -128,6 +141,8 @@ class IncomingCall:
                 port=endpoint.local_address[1],
                 secure_media_enabled=secure_media_enabled,
                 arrived_over_tls=self._inbound.arrived_over_tls,
+                srtp_suites=srtp_suites,
+                zrtp_hash=keying.hello_hash if keying is not None else None,
             )
         except MediaError as exc:
             await endpoint.close()
@@ -151,6 +166,7 @@ class IncomingCall:
             answered=False,
             sid=sid,
             rtp_timeout=self._media.rtp_timeout,
+            zrtp=keying,
         )
         self._adopt(leg)
         if answer:

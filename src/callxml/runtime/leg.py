@@ -26,6 +26,8 @@ from callxml.interpreter.call import new_sid
 from callxml.media.dtmf import DEFAULT_PAYLOAD_TYPE, DtmfDigit
 from callxml.media.stream import RtpConfig, RtpEndpoint, RtpStats, SrtpKeys
 from callxml.media.wav import pcm_frames
+from callxml.media.zrtp import ZrtpCache, ZrtpResult
+from callxml.runtime.zrtpkeying import ZrtpKeying
 from callxml.sdp import Direction, NegotiatedMedia, Offer, SessionDescription, hold, unhold
 from callxml.sdp.negotiate import offer_holds
 from callxml.sip.aio.useragent import UacCall, UasCall
@@ -75,12 +77,16 @@ class MediaSettings:
     ``port_range`` is inclusive (RFC 3550 §11: RTP even, RTCP odd above), None lets the OS pick.
     ``rtp_timeout``: an answered leg that receives no RTP or RTCP for this many seconds (while
     the peer has not put it on hold) is hung up — the peer is gone without a BYE; None: never.
+    ``zrtp_cache`` keeps our ZID and the ZRTP retained secrets.
     """
 
     address: str = "127.0.0.1"
     port_range: tuple[int, int] | None = None
     rtcp_interval: float = 5.0
     rtp_timeout: float | None = 60.0  # no RTP/RTCP this long (hold excluded): hang up
+    #: Our ZRTP ZID and the peers' retained secrets (the engine's store); None: one in-memory
+    #: cache for the process.
+    zrtp_cache: ZrtpCache | None = None
 
     def __post_init__(self) -> None:
         if self.address in ("0.0.0.0", "::", ""):
@@ -117,8 +123,11 @@ class _Consumer:
                 log.exception("DTMF consumer failed")
 
 
-def _apply_media(endpoint: RtpEndpoint, media: NegotiatedMedia) -> None:
-    """Point the endpoint at the peer with the negotiated codec, payload types and keys."""
+def _apply_media(
+    endpoint: RtpEndpoint, media: NegotiatedMedia, zrtp: ZrtpKeying | None = None
+) -> None:
+    """Point the endpoint at the peer with the negotiated codec, payload types and keys; a ZRTP
+    leg starts its exchange here, with media blocked until it completes."""
     dtmf = media.dtmf_payload_type
     endpoint.set_payload_types(
         media.codec.name, media.payload_type, dtmf if dtmf is not None else DEFAULT_PAYLOAD_TYPE
@@ -132,6 +141,8 @@ def _apply_media(endpoint: RtpEndpoint, media: NegotiatedMedia) -> None:
         )
     else:
         endpoint.set_srtp(None)
+    if media.zrtp and zrtp is not None:
+        zrtp.start(media.their_zrtp_hash)
 
 
 def _audio_direction(sdp: SessionDescription, media: NegotiatedMedia) -> Direction:
@@ -163,6 +174,7 @@ class CallLeg:
         answered: bool,
         sid: str | None = None,
         rtp_timeout: float | None = None,
+        zrtp: ZrtpKeying | None = None,
     ) -> None:
         self.sid = sid or new_sid("CA")
         self.direction = direction
@@ -184,6 +196,8 @@ class CallLeg:
         self._media_watch: asyncio.Task[None] | None = None
         self.on_hold = False  # the peer's latest offer holds us (sendonly, inactive, 0.0.0.0)
         handle.on_reinvite = self._reinvited
+        #: The ZRTP exchange keying this leg (``media.zrtp``), else None.
+        self.zrtp = zrtp if media.zrtp else None
         self._watch = asyncio.get_running_loop().create_task(
             self._watch_end(), name=f"leg-{self.sid}"
         )
@@ -194,13 +208,41 @@ class CallLeg:
 
     @property
     def secure(self) -> bool:
-        """True when the media is SRTP (keys exchanged with SDES ``a=crypto``)."""
-        return self.media.secure
+        """True when the media is SRTP: keys from SDES ``a=crypto``, or from a completed ZRTP
+        exchange."""
+        return self.media.secure or self.zrtp_result is not None
+
+    @property
+    def encryption(self) -> str | None:
+        """How the media is keyed: ``sdes``, ``zrtp`` (also while the exchange runs) or None."""
+        if self.media.secure:
+            return "sdes"
+        return "zrtp" if self.zrtp is not None else None
 
     @property
     def suite(self) -> str | None:
+        result = self.zrtp_result
+        if result is not None:
+            return result.suite
         info = self.media.our_crypto.suite_info if self.media.our_crypto else None
         return info.name if info is not None else None
+
+    @property
+    def zrtp_result(self) -> ZrtpResult | None:
+        """The completed ZRTP exchange (SAS, algorithms, cache state), else None."""
+        return self.zrtp.result if self.zrtp is not None else None
+
+    async def wait_secure(self) -> ZrtpResult | None:
+        """On a ZRTP leg, wait until ZRTP completes (media flows from then on) and return the
+        exchange; when it fails or times out, hang up with the reason as :attr:`end_reason` and
+        raise :class:`~callxml.errors.SecureMediaError`. None on other legs (nothing to wait)."""
+        if self.zrtp is None:
+            return None
+        try:
+            return await self.zrtp.wait()
+        except MediaError as exc:
+            await self.hangup(str(exc))
+            raise
 
     @property
     def codec(self) -> str:
@@ -219,6 +261,9 @@ class CallLeg:
     def __repr__(self) -> str:
         state = "ended" if self.ended.is_set() else ("up" if self.answered else "pending")
         media = f"srtp={self.suite}" if self.secure else "rtp"
+        if self.zrtp is not None:
+            result = self.zrtp_result
+            media = f"zrtp={result.suite} sas={result.sas}" if result else "zrtp=pending"
         return f"CallLeg({self.sid} {self.direction} {self.transport} {media} {state})"
 
     # -- life ---------------------------------------------------------------------------------
@@ -242,6 +287,8 @@ class CallLeg:
     async def _release(self) -> None:
         if self._media_watch is not None and self._media_watch is not asyncio.current_task():
             self._media_watch.cancel()
+        if self.zrtp is not None:
+            self.zrtp.close()
         try:
             self._endpoint.flush_received()
         finally:
@@ -252,8 +299,9 @@ class CallLeg:
 
     def _start_media(self) -> None:
         """Point the endpoint at the peer, keep a packet going out every 20 ms from now on, and
-        watch that the peer still sends (:attr:`MediaSettings.rtp_timeout`)."""
-        _apply_media(self._endpoint, self.media)
+        watch that the peer still sends (:attr:`MediaSettings.rtp_timeout`). A ZRTP leg starts
+        its exchange here; its endpoint sends nothing but ZRTP until the keys are in."""
+        _apply_media(self._endpoint, self.media, self.zrtp)
         self._endpoint.keep_sending()
         if self._rtp_timeout is not None and self._media_watch is None:
             self._media_watch = asyncio.get_running_loop().create_task(

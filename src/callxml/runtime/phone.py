@@ -32,9 +32,12 @@ from callxml.errors import (
     TransportError,
 )
 from callxml.media.stream import RtpEndpoint
+from callxml.media.zrtp import MemoryZrtpCache, ZrtpCache
 from callxml.runtime.incoming import IncomingCall
 from callxml.runtime.leg import CallLeg, MediaSettings
+from callxml.runtime.zrtpkeying import ZrtpKeying
 from callxml.sdp import NegotiatedMedia, Offer, build_offer, check_answer
+from callxml.sdp.policy import check_suites
 from callxml.sip.aio.resolver import HostResolver, SystemResolver, locate
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig, TransportLimits, label
@@ -146,6 +149,7 @@ class Phone:
         failover_timeout: float = FAILOVER_TIMEOUT,
         limits: TransportLimits | None = None,
         admit: Admitter | None = None,
+        zrtp_cache: ZrtpCache | None = None,
     ) -> Phone:
         """Open the SIP listeners (TLS ones need ``tls.cert_file``/``key_file``).
 
@@ -156,8 +160,13 @@ class Phone:
         a located server may stay silent before the next one is tried. ``limits`` bounds
         connections (counts and timeouts, see :class:`TransportLimits`); ``admit`` refuses new
         INVITEs under overload, statelessly (see :data:`~callxml.sip.ua.Admitter`).
+        ``zrtp_cache`` keeps our ZRTP ZID and the peers' retained secrets (default: in memory,
+        for this process).
         """
-        media = MediaSettings(media_address, media_port_range, rtp_timeout=rtp_timeout)
+        cache = zrtp_cache if zrtp_cache is not None else MemoryZrtpCache()  # a ZID per phone
+        media = MediaSettings(
+            media_address, media_port_range, rtp_timeout=rtp_timeout, zrtp_cache=cache
+        )
         holder: list[Phone] = []
 
         async def incoming(inbound: UasCall) -> None:
@@ -242,6 +251,11 @@ class Phone:
                 target = target.via(proxy)
             except RemoteProtocolError as exc:
                 return DialResult("failed", None, None, f"invalid proxy URI: {exc}")
+        if target.secure and target.srtp_suites and not target.zrtp:
+            try:
+                check_suites(target.srtp_suites)
+            except ValueError as exc:
+                return DialResult("failed", None, None, f"srtpSuites: {exc}")
         attempt = _Attempt(target)
         try:
             candidates = await locate(target.hop, self._resolver)
@@ -250,9 +264,14 @@ class Phone:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         endpoint = await RtpEndpoint.open(self.media.rtp_config())
+        zrtp = ZrtpKeying(endpoint, self.media.zrtp_cache) if target.zrtp else None
         try:
             offer = build_offer(
-                address=self.media.address, port=endpoint.local_address[1], secure=target.secure
+                address=self.media.address,
+                port=endpoint.local_address[1],
+                secure=target.secure and not target.zrtp,
+                zrtp_hash=zrtp.hello_hash if zrtp is not None else None,
+                srtp_suites=target.srtp_suites if not target.zrtp else (),
             )
             for index, destination in enumerate(candidates):
                 more = index + 1 < len(candidates)
@@ -313,8 +332,16 @@ class Phone:
             answered=True,
             sid=sid,
             rtp_timeout=self.media.rtp_timeout,
+            zrtp=zrtp,
         )
         self._legs.add(leg)
+        if leg.zrtp is not None:
+            # RFC 6189: the call is up, but not secure until ZRTP completes; a failure ends it.
+            try:
+                await leg.wait_secure()
+            except MediaError as exc:
+                reason = exc.reason if isinstance(exc, SecureMediaError) else str(exc)
+                return attempt.failed("failed", result, reason)
         return attempt.answered(result, leg)
 
     async def _check_answer(

@@ -10,7 +10,9 @@ A ``<Sip>`` noun, a REST ``To`` and ``callxml call``'s argument are all text suc
   §4.2, without SRV); the TLS identity to check is the URI's own host, never the ``maddr`` or a
   resolved address (RFC 5922 §7.2);
 * **media policy** — a secure target requires SRTP (the SDP layer builds the offer from
-  :attr:`Target.secure`);
+  :attr:`Target.secure`); :attr:`Target.media_encryption` ``"zrtp"`` (the callxml extension
+  ``<Sip mediaEncryption="zrtp">``, :meth:`Target.with_media_encryption`) keys the media with
+  ZRTP in band instead of SDES, whatever the transport;
 * **Request-URI** — without our own ``secure`` instruction (it is not the callee's business)
   and without ``?headers``, which go into the request instead (RFC 3261 §19.1.5); a secure
   ``sip:`` target carries ``;transport=tls`` so that proxies on the way keep it on TLS;
@@ -24,12 +26,17 @@ transport layer (``callxml.sip.aio.resolver``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import unquote
 
 from callxml.errors import TransportError
 from callxml.sip.events import Address
-from callxml.sip.uri import SipUri, parse_uri
+from callxml.sip.uri import InvalidUri, SipUri, parse_uri
+
+#: What ``<Sip mediaEncryption>`` may say (a callxml extension): ``sdes`` is the default rule
+#: (SDES exactly when ``secure=true``), ``zrtp`` keys the media in band (RFC 6189).
+MEDIA_ENCRYPTIONS = ("sdes", "zrtp")
 
 __all__ = ["DEFAULT_PORTS", "MAX_URI_HEADERS", "Target", "next_hop"]
 
@@ -71,6 +78,8 @@ class Target:
     secure: bool
     headers: tuple[tuple[str, str], ...] = ()
     warnings: tuple[str, ...] = ()
+    media_encryption: str | None = None
+    srtp_suites: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, uri: SipUri | str) -> Target:
@@ -103,6 +112,24 @@ class Target:
             headers=tuple(headers),
             warnings=tuple(warnings),
         )
+
+    def with_media_encryption(self, value: str | None) -> Target:
+        """This target with its media keyed by ``value``: ``"zrtp"`` (RFC 6189, in band, no
+        ``a=crypto`` even over TLS), ``"sdes"`` or None (SDES exactly when :attr:`secure`)."""
+        if value not in MEDIA_ENCRYPTIONS:
+            raise InvalidUri(f"mediaEncryption must be one of {', '.join(MEDIA_ENCRYPTIONS)}")
+        return replace(self, media_encryption=None if value == "sdes" else value)
+
+    def with_srtp_suites(self, names: Sequence[str]) -> Target:
+        """This target offering these SDES suites, in this order, when it is secure (the callxml
+        extension ``<Sip srtpSuites>``); empty: exactly ``AES_CM_128_HMAC_SHA1_80``. Names are
+        checked where offers are built (:func:`callxml.sdp.policy.check_suites`)."""
+        return replace(self, srtp_suites=tuple(n.strip().upper() for n in names if n.strip()))
+
+    @property
+    def zrtp(self) -> bool:
+        """The media is keyed by ZRTP (the offer is RTP/AVP with ``a=zrtp-hash``)."""
+        return self.media_encryption == "zrtp"
 
     @property
     def transport(self) -> str:
