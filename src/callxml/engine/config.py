@@ -135,6 +135,9 @@ class EngineConfig:
     connection_idle_timeout: float = 120.0
     connection_read_timeout: float = 30.0
     limits: AdmissionLimits = field(default_factory=AdmissionLimits)  # [limits]: admission
+    # [metrics] GET /metrics: off, or bearer token instead of an account's Basic credentials
+    metrics_enabled: bool = True
+    metrics_token: str | None = None
     accounts: tuple[AccountConfig, ...] = ()
     domains: tuple[DomainConfig, ...] = ()
 
@@ -272,6 +275,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path = Path(".")) -> Engi
     config = _parse_webhooks(_table(top, "webhooks"), config)
     config = _parse_engine(_table(top, "engine"), config)
     config = _parse_limits(_table(top, "limits"), config)
+    config = _parse_metrics(_table(top, "metrics"), config)
     accounts_data = top.get("accounts", list, None)
     domains_data = top.get("domains", list, None)
     top.finish()
@@ -455,6 +459,16 @@ def _parse_limits(limits: _Reader, config: EngineConfig) -> EngineConfig:
     )
     limits.finish()
     return replace(config, limits=parsed)
+
+
+def _parse_metrics(metrics: _Reader, config: EngineConfig) -> EngineConfig:
+    """``[metrics]``: ``GET /metrics`` (docs/engine.md)."""
+    enabled = bool(metrics.get("enabled", bool, config.metrics_enabled))
+    token = metrics.get("token", str, config.metrics_token)
+    if token is not None and len(token) < 16:
+        raise ConfigError(f"{metrics.key('token')}: use at least 16 characters")
+    metrics.finish()
+    return replace(config, metrics_enabled=enabled, metrics_token=token)
 
 
 def _parse_engine(engine: _Reader, config: EngineConfig) -> EngineConfig:

@@ -25,12 +25,14 @@ import os
 import re
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import aiohttp.http_exceptions
 from aiohttp import web
+from prometheus_client import Histogram
 
 from callxml.audio import AudioCache
 from callxml.engine.admission import Admission, Slot
@@ -48,6 +50,7 @@ from callxml.engine.config import AccountConfig, DomainConfig, EngineConfig
 from callxml.engine.control import EngineControl
 from callxml.engine.devcert import ensure_dev_certificate
 from callxml.engine.health import StoreHealth
+from callxml.engine.metrics import EngineMetrics, metrics_handler
 from callxml.engine.store import TERMINAL_STATUSES, CallRecord, SqliteStore, Store
 from callxml.engine.zrtpcache import StoreZrtpCache
 from callxml.errors import (
@@ -191,6 +194,7 @@ class Engine:
         self.store_health = StoreHealth()
         self.admission = Admission(config.limits, store_health=self.store_health)
         self._slots: dict[str, Slot] = {}
+        self.metrics = EngineMetrics(self)
 
     # -------------------------------------------------------------------------- life
 
@@ -219,7 +223,7 @@ class Engine:
     async def start(self) -> None:
         config = self.config
         try:
-            self.store = SqliteStore(config.database)
+            self.store = self.metrics.timed_store(SqliteStore(config.database))
         except Exception as exc:  # sqlite3.Error, OSError
             raise ConfigError(f"store.path: cannot open {config.database}: {exc}") from None
         self._recover()
@@ -335,6 +339,8 @@ class Engine:
         config = self.config
         assert self.store is not None
         app = build_app(config, self.store, EngineControl(self))
+        if config.metrics_enabled:
+            app.router.add_get("/metrics", metrics_handler(config, self.metrics))
         self._http = web.AppRunner(app, access_log=None, logger=HTTP_LOG)
         await self._http.setup()
         site = web.TCPSite(self._http, config.http_host, config.http_port)
@@ -395,14 +401,20 @@ class Engine:
     def register(self, live: LiveCall) -> None:
         """Track ``live`` from now on: :meth:`live` finds it and :meth:`stop` drains it."""
         self._calls[live.sid] = live
+        self.metrics.calls_started.labels(live.record.direction).inc()
 
     def forget(self, live: LiveCall) -> None:
         """The engine is done with ``live``: ``live.ended`` is set, :meth:`live` returns None."""
         live.ended.set()
-        self._calls.pop(live.sid, None)
+        if self._calls.pop(live.sid, None) is not None:
+            self.metrics.calls_ended.labels(live.record.status).inc()
         slot = self._slots.pop(live.sid, None)
         if slot is not None:
             slot.release()
+
+    def live_statuses(self) -> dict[str, int]:
+        """How many calls the engine runs now, by status (metrics)."""
+        return dict(Counter(live.record.status for live in self._calls.values()))
 
     @property
     def counters(self) -> dict[str, int]:
@@ -485,7 +497,9 @@ class Engine:
         if services is None:
             assert self._audio is not None and self.phone is not None
             services = RuntimeServices(
-                fetcher=_CountedFetcher(self._fetchers[account.sid], self.admission),
+                fetcher=_CountedFetcher(
+                    self._fetchers[account.sid], self.admission, self.metrics.webhook_seconds
+                ),
                 audio=self._audio,
                 recordings_dir=self.config.data_dir / "recordings",
             )
@@ -902,15 +916,22 @@ class _CountedFetcher:
     """A call's webhook fetcher, counted in the admission's fetches in flight (a limit on new
     calls: existing calls' fetches are never refused)."""
 
-    def __init__(self, fetcher: Fetcher, admission: Admission) -> None:
+    def __init__(self, fetcher: Fetcher, admission: Admission, seconds: Histogram) -> None:
         self._fetcher = fetcher
         self._admission = admission
+        self._ok = seconds.labels("ok")
+        self._failed = seconds.labels("failed")
 
     async def fetch(self, request: WebhookRequest) -> WebhookResponse:
         self._admission.fetches += 1
+        start = time.perf_counter()
+        outcome = self._failed
         try:
-            return await self._fetcher.fetch(request)
+            response = await self._fetcher.fetch(request)
+            outcome = self._ok
+            return response
         finally:
+            outcome.observe(time.perf_counter() - start)
             self._admission.fetches -= 1
 
 

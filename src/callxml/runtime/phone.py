@@ -31,7 +31,7 @@ from callxml.errors import (
     SecureMediaError,
     TransportError,
 )
-from callxml.media.stream import RtpEndpoint
+from callxml.media.stream import RtpEndpoint, RtpStats, add_stats
 from callxml.media.zrtp import MemoryZrtpCache, ZrtpCache
 from callxml.runtime.incoming import IncomingCall
 from callxml.runtime.leg import CallLeg, MediaSettings
@@ -131,6 +131,9 @@ class Phone:
         self.failover_timeout = failover_timeout
         self._legs: set[CallLeg] = set()
         self._on_incoming: IncomingHandler | None = None
+        # RTP counters of the legs already pruned from _legs, so rtp_totals() covers every leg
+        # this phone ever had without keeping ended legs (and their endpoints) alive.
+        self._retired = RtpStats()
 
     @classmethod
     async def start(
@@ -214,10 +217,26 @@ class Phone:
 
     async def _incoming(self, inbound: UasCall) -> None:
         assert self._on_incoming is not None
-        await self._on_incoming(IncomingCall(inbound, self.media, self._legs.add))
+        await self._on_incoming(IncomingCall(inbound, self.media, self._adopt))
+
+    def _adopt(self, leg: CallLeg) -> None:
+        self._forget_ended()
+        self._legs.add(leg)
 
     def _forget_ended(self) -> None:
-        self._legs = {leg for leg in self._legs if not leg.ended.is_set()}
+        ended = [leg for leg in self._legs if leg.ended.is_set()]
+        for leg in ended:
+            add_stats(self._retired, leg.stats)
+        self._legs.difference_update(ended)
+
+    def rtp_totals(self) -> RtpStats:
+        """RTP counters summed over every leg this phone has had, live or ended (metrics)."""
+        self._forget_ended()
+        total = RtpStats()
+        add_stats(total, self._retired)
+        for leg in self._legs:
+            add_stats(total, leg.stats)
+        return total
 
     async def dial(
         self,
@@ -334,7 +353,7 @@ class Phone:
             rtp_timeout=self.media.rtp_timeout,
             zrtp=zrtp,
         )
-        self._legs.add(leg)
+        self._adopt(leg)
         if leg.zrtp is not None:
             # RFC 6189: the call is up, but not secure until ZRTP completes; a failure ends it.
             try:

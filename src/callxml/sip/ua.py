@@ -266,6 +266,9 @@ class UserAgentCore:
         #: state), ``dropped`` (malformed and unanswerable), ``fault`` (a bug contained: the
         #: transaction or call it hit was ended). Read by the driver for metrics and tests.
         self.counters: Counter[str] = Counter()
+        #: Transactions started, by ``(side, method)``: side ``server`` or ``client``; a method
+        #: outside the methods SIP defines is counted as ``other`` so a peer cannot grow this.
+        self.transactions: Counter[tuple[str, str]] = Counter()
         # Every deadline of every transaction and call, as (deadline, seq, kind, key): pushed
         # whenever one is set, stale entries skipped when met. Scanning every transaction on
         # every message instead made each message cost O(transactions) under load.
@@ -613,6 +616,7 @@ class UserAgentCore:
         else:
             txn = ServerNonInviteTransaction(request, source, now, config=self.config.timers)
         self._server[txn.key] = txn
+        self.transactions["server", _counted(request.method)] += 1
         self._touched.append(txn)  # its RequestReceived event leads to _on_request
 
     def _on_request(self, txn: ServerTransaction, request: SipRequest, now: float) -> None:
@@ -998,6 +1002,7 @@ class UserAgentCore:
         else:
             txn = ClientNonInviteTransaction(request, address, now, config=self.config.timers)
         self._client[txn.key] = txn
+        self.transactions["client", _counted(request.method)] += 1
         self._touched.append(txn)
         if call is not None:
             self._owner[txn.key] = call.id
@@ -1205,6 +1210,10 @@ class UserAgentCore:
             self._reply(txn, 405, now, headers=[("Allow", ", ".join(ALLOWED_METHODS))])
         else:
             self._reply(txn, 501, now)
+
+
+def _counted(method: str) -> str:
+    return method if method in KNOWN_METHODS or method in ALLOWED_METHODS else "other"
 
 
 def _call_deadline(call: Call) -> float | None:

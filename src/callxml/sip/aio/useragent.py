@@ -458,6 +458,11 @@ class UserAgent:
         out["faults"] = self.faults + out.get("transport.fault", 0) + out.get("core.fault", 0)
         return out
 
+    @property
+    def transactions(self) -> dict[tuple[str, str], int]:
+        """SIP transactions started, by ``(side, method)`` (metrics)."""
+        return dict(self._core.transactions) if self._core is not None else {}
+
     def _pump(self) -> None:
         """Send what the core queued, dispatch its events, re-arm the timer."""
         core = self._core
