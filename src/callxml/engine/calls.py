@@ -259,6 +259,7 @@ class CallBook:
             to=to,
             status="initiated",
             parent_call_sid=self.sid,
+            node=self.record.node,  # a <Dial>'s legs live where their parent does
         )
         # The children's writes join the parent's ordered lane: one writer per call family.
         await self._write(lambda: asyncio.to_thread(self.store.create_call, record))

@@ -11,6 +11,8 @@ It must not start anything: it only reads and checks.
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -110,6 +112,14 @@ class EngineConfig:
     public_url: str = ""  # base URL for RecordingUrl etc.; default http://http_host:http_port
     data_dir: Path = Path("./callxml-data")
     database: Path = Path("./callxml.db")
+    # [store] url: PostgreSQL shared by several engines (None: the SQLite file above)
+    database_url: str | None = None
+    store_pool_size: int = 10
+    recordings_dir: Path | None = None  # None: data_dir/recordings (several engines: share it)
+    # [cluster] engines sharing a PostgreSQL store (docs/deploy.md)
+    node_id: str = ""  # "": the host name
+    node_lease: float = 10.0  # seconds a node counts as alive after its last heartbeat
+    node_api_url: str = ""  # where the other engines reach this one's REST API: base_url
     tls_cert: Path | None = None  # None: a self-signed development certificate in data_dir
     tls_key: Path | None = None
     tls_ca_bundle: Path | None = None
@@ -144,6 +154,15 @@ class EngineConfig:
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.http_host}:{self.http_port}"
+
+    @property
+    def recordings(self) -> Path:
+        """Where recordings are written (and read back by the REST API of any engine)."""
+        return self.recordings_dir or self.data_dir / "recordings"
+
+    @property
+    def node(self) -> str:
+        return self.node_id or socket.gethostname()
 
     def account(self, sid: str) -> AccountConfig | None:
         return next((a for a in self.accounts if a.sid == sid), None)
@@ -276,6 +295,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path = Path(".")) -> Engi
     config = _parse_engine(_table(top, "engine"), config)
     config = _parse_limits(_table(top, "limits"), config)
     config = _parse_metrics(_table(top, "metrics"), config)
+    config = _parse_cluster(_table(top, "cluster"), config)
     accounts_data = top.get("accounts", list, None)
     domains_data = top.get("domains", list, None)
     top.finish()
@@ -376,10 +396,37 @@ def _parse_tls(tls: _Reader, config: EngineConfig, base_dir: Path) -> EngineConf
 def _parse_store(store: _Reader, config: EngineConfig, base_dir: Path) -> EngineConfig:
     database = store.path("path", base_dir, config.database)
     data_dir = store.path("data_dir", base_dir, config.data_dir)
+    recordings = store.path("recordings_dir", base_dir, config.recordings_dir)
+    url = store.get("url", str, config.database_url)
+    if url is not None:
+        if urlsplit(url).scheme not in ("postgresql", "postgres"):
+            raise ConfigError(f"{store.key('url')}: must be a postgresql:// URL")
+        if "path" in store.data:
+            raise ConfigError(f"{store.key('url')}: give path (SQLite) or url, not both")
+    pool = _bounded(store, "pool_size", int, config.store_pool_size, 1, 1000)
     store.finish()
     return replace(
-        config, database=database or config.database, data_dir=data_dir or config.data_dir
+        config,
+        database=database or config.database,
+        data_dir=data_dir or config.data_dir,
+        recordings_dir=recordings,
+        database_url=url,
+        store_pool_size=pool,
     )
+
+
+_NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def _parse_cluster(cluster: _Reader, config: EngineConfig) -> EngineConfig:
+    """``[cluster]``: this engine among several sharing a PostgreSQL store (docs/deploy.md)."""
+    node_id = str(cluster.get("node_id", str, config.node_id))
+    if node_id and not _NODE_ID.match(node_id):
+        raise ConfigError(f"{cluster.key('node_id')}: letters, digits, '.', '_', '-' (<= 63)")
+    lease = _bounded(cluster, "lease", float, config.node_lease, 2, 3600)
+    api_url = cluster.url("api_url", None) or ""
+    cluster.finish()
+    return replace(config, node_id=node_id, node_lease=lease, node_api_url=api_url.rstrip("/"))
 
 
 def _parse_media(media: _Reader, config: EngineConfig) -> EngineConfig:

@@ -46,12 +46,13 @@ from callxml.engine.calls import (
     LiveCall,
     new_call_record,
 )
+from callxml.engine.cluster import Cluster
 from callxml.engine.config import AccountConfig, DomainConfig, EngineConfig
 from callxml.engine.control import EngineControl
 from callxml.engine.devcert import ensure_dev_certificate
 from callxml.engine.health import StoreHealth
 from callxml.engine.metrics import EngineMetrics, metrics_handler
-from callxml.engine.store import TERMINAL_STATUSES, CallRecord, SqliteStore, Store
+from callxml.engine.store import TERMINAL_STATUSES, CallRecord, SqliteStore, SqlStore, Store
 from callxml.engine.zrtpcache import StoreZrtpCache
 from callxml.errors import (
     CallXmlError,
@@ -195,6 +196,8 @@ class Engine:
         self.admission = Admission(config.limits, store_health=self.store_health)
         self._slots: dict[str, Slot] = {}
         self.metrics = EngineMetrics(self)
+        #: Membership among engines sharing a PostgreSQL store (None on SQLite).
+        self.cluster: Cluster | None = None
 
     # -------------------------------------------------------------------------- life
 
@@ -222,11 +225,25 @@ class Engine:
 
     async def start(self) -> None:
         config = self.config
-        try:
-            self.store = self.metrics.timed_store(SqliteStore(config.database))
-        except Exception as exc:  # sqlite3.Error, OSError
-            raise ConfigError(f"store.path: cannot open {config.database}: {exc}") from None
-        self._recover()
+        store = self._open_store()
+        self.store = self.metrics.timed_store(store)
+        if config.database_url is not None:
+            # Engines sharing the database: take our node id, and finalise only our own calls
+            # (a live peer's are its own; a dead peer's are reaped once its lease runs out).
+            self.cluster = Cluster(
+                store,
+                config.node,
+                config.node_api_url or config.base_url,
+                lease=config.node_lease,
+            )
+            try:
+                await self.cluster.join()
+            except BaseException:
+                store.close()
+                raise
+            self._recover(node=config.node)
+        else:
+            self._recover()
         policy = NetworkPolicy(
             allow=parse_networks(config.webhook_allow_networks),
             deny=parse_networks(config.webhook_deny_networks),
@@ -253,19 +270,40 @@ class Engine:
         await self._start_http()
         self.accepting = True
 
-    def _recover(self) -> None:
-        """After a crash: calls left unfinished are marked failed (no call is ever left live)."""
+    def _open_store(self) -> SqlStore:
+        config = self.config
+        if config.database_url is not None:
+            from callxml.engine.pgstore import PostgresStore
+
+            return PostgresStore(
+                config.database_url, pool_size=config.store_pool_size, node=config.node
+            )
+        try:
+            return SqliteStore(config.database, node=config.node)
+        except ConfigError:
+            raise
+        except Exception as exc:  # sqlite3.Error, OSError
+            raise ConfigError(f"store.path: cannot open {config.database}: {exc}") from None
+
+    def _recover(self, *, node: str | None = None) -> None:
+        """After a crash: calls left unfinished (this node's, when ``node`` is given, and any
+        made before calls named their node) are marked failed: no call is ever left live."""
         assert self.store is not None
         now = time.time()
-        for record in self.store.unfinished_calls():
-            self.store.update_call(
+        unfinished = self.store.unfinished_calls()
+        for record in unfinished:
+            if node is not None and record.node not in (node, None):
+                continue
+            done = self.store.finish_call(
                 record.sid,
+                unless=TERMINAL_STATUSES,
                 status="failed",
                 date_updated=now,
                 end_time=record.end_time or now,
                 error=record.error or "the engine stopped during the call",
             )
-            log.warning("call %s was unfinished at start; marked failed", record.sid)
+            if done:
+                log.warning("call %s was unfinished at start; marked failed", record.sid)
 
     def _admit_invite(
         self, request: SipRequest, source: Address, now: float
@@ -339,6 +377,8 @@ class Engine:
         config = self.config
         assert self.store is not None
         app = build_app(config, self.store, EngineControl(self))
+        if self.cluster is not None:
+            app.middlewares.append(self.cluster.middleware)
         if config.metrics_enabled:
             app.router.add_get("/metrics", metrics_handler(config, self.metrics))
         self._http = web.AppRunner(app, access_log=None, logger=HTTP_LOG)
@@ -378,6 +418,8 @@ class Engine:
             await callbacks.close()
         if self.phone is not None:
             await self.phone.close()
+        if self.cluster is not None:
+            await self.cluster.leave()
         for fetcher in self._fetchers.values():
             await fetcher.close()
         if self._session is not None:
@@ -460,6 +502,7 @@ class Engine:
             from_=call.from_,
             to=call.to,
             status="queued",
+            node=self.config.node,
         )
         target = callback_target(
             call.status_callback, call.status_callback_method, call.status_callback_event
@@ -501,7 +544,7 @@ class Engine:
                     self._fetchers[account.sid], self.admission, self.metrics.webhook_seconds
                 ),
                 audio=self._audio,
-                recordings_dir=self.config.data_dir / "recordings",
+                recordings_dir=self.config.recordings,
             )
             self._services[account.sid] = services
         return services
@@ -793,6 +836,7 @@ class Engine:
             status="ringing",
             sip_call_id=incoming.sip_call_id,
             caller_name=incoming.request.from_.display_name or None,
+            node=self.config.node,
         )
         target = callback_target(
             domain.status_callback, domain.status_callback_method, ALL_CALLBACK_EVENTS
