@@ -99,9 +99,10 @@ def start_postgres(host: str = "127.0.0.1") -> Iterator[PostgresServer]:
     )
     port = free_port("tcp")
     log = (root / "postgres.log").open("wb")
+    options = {"-D": str(datadir), "-h": host, "-p": str(port), "-k": str(sockets)}
+    settings = ["-c", "fsync=on", "-c", "max_connections=200"]
     process = subprocess.Popen(
-        [str(BINDIR / "postgres"), "-D", str(datadir), "-h", host, "-p", str(port)]
-        + ["-k", str(sockets), "-c", "fsync=on", "-c", "max_connections=200"],
+        [str(BINDIR / "postgres"), *(x for pair in options.items() for x in pair), *settings],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
