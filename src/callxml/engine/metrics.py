@@ -30,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from callxml.engine.admission import Admission
+from callxml.engine.cluster import Cluster
 from callxml.engine.config import EngineConfig
 from callxml.engine.health import StoreHealth
 from callxml.engine.store import TERMINAL_STATUSES
@@ -66,6 +67,7 @@ class Observed(Protocol):
     admission: Admission
     store_health: StoreHealth
     phone: Phone | None
+    cluster: Cluster | None
 
     def live_statuses(self) -> dict[str, int]: ...
 
@@ -189,6 +191,13 @@ class _EngineCollector:
             "1 while the store accepts writes, 0 while writes are being retried.",
             value=0 if engine.store_health.failing else 1,
         )
+
+        if engine.cluster is not None:
+            yield CounterMetricFamily(
+                "callxml_cluster_calls_reaped",
+                "Calls of dead engines (lease run out) this engine marked failed.",
+                value=engine.cluster.reaped,
+            )
 
         phone = engine.phone
         if phone is None:
