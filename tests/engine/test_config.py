@@ -238,7 +238,37 @@ def test_no_accounts_and_no_domains_leaves_the_demo_domain_without_an_owner() ->
             {"accounts": [ACCOUNT], "domains": [{**DOMAIN, "port": 5060}]},
             "domains[0].port: unknown key",
         ),
+        (
+            {"accounts": [ACCOUNT], "domains": [{**DOMAIN, "digest_algorithms": ["SHA-1"]}]},
+            "domains[0].digest_algorithms: 'SHA-1' is not one of MD5, SHA-256, SHA-512-256",
+        ),
+        (
+            {"accounts": [ACCOUNT], "domains": [{**DOMAIN, "digest_algorithms": []}]},
+            "domains[0].digest_algorithms: name at least one algorithm",
+        ),
+        ({"registrar": {"min_expires": 0}}, "registrar.min_expires: must be between 1 and"),
+        (
+            {"registrar": {"min_expires": 600, "max_expires": 60}},
+            "registrar.min_expires: must not exceed registrar.max_expires",
+        ),
+        ({"registrar": {"max_bindings": 5000}}, "registrar.max_bindings: must be between 1"),
+        ({"registrar": {"ttl": 1}}, "registrar.ttl: unknown key"),
     ],
 )
 def test_every_section_names_the_key(data: dict[str, object], message: str) -> None:
     test_bad_config_names_the_key(data, message)
+
+
+def test_registrar_section_and_digest_algorithms() -> None:
+    config = parse_config(
+        {
+            "registrar": {"min_expires": 30, "max_expires": 600, "max_bindings": 3},
+            "accounts": [ACCOUNT],
+            "domains": [{**DOMAIN, "digest_algorithms": ["sha-256", "MD5", "SHA-256"]}],
+        }
+    )
+    assert (config.registrar_min_expires, config.registrar_max_expires) == (30, 600)
+    assert config.registrar_default_expires == 600  # the default is cut to the maximum
+    assert config.registrar_max_bindings == 3
+    assert config.domains[0].digest_algorithms == ("SHA-256", "MD5")
+    assert parse_config({}).domains[0].digest_algorithms == ("MD5", "SHA-256")

@@ -205,6 +205,34 @@ def test_domain_authenticator_selection(tmp_path: Path) -> None:
     assert (md5.algorithm, sha256.algorithm) == ("MD5", "SHA-256")
 
 
+def test_a_register_is_always_challenged_and_a_secure_domains_only_over_tls(
+    tmp_path: Path,
+) -> None:
+    """A listed address may place calls without credentials, never register as a user; a
+    secure domain's REGISTER is not challenged off TLS (the registrar refuses it, 403)."""
+    config = engine_config(
+        tmp_path,
+        [
+            *domains(WebApp({})),
+            {
+                "name": "secure.test",
+                "voice_url": "http://127.0.0.1:1/voice",
+                "secure_media": True,
+                "credentials": [{"username": USER, "password": PASSWORD}],
+            },
+        ],
+    )
+    select = DomainAuthenticator(config)
+    here = Address("udp", "127.0.0.1", 5555)
+    register = SipRequest("REGISTER", "sip:listed.test", _invite("sip:listed.test").headers)
+    server = select(register, here)
+    assert server is not None and server.realm == "listed.test"
+    secure = SipRequest("REGISTER", "sip:secure.test", _invite("sip:secure.test").headers)
+    assert select(secure, here) is None
+    over_tls = select(secure, Address("tls", "127.0.0.1", 5555))
+    assert over_tls is not None and over_tls.realm == "secure.test"
+
+
 def test_domain_authenticator_secret_is_per_start(tmp_path: Path) -> None:
     config = engine_config(tmp_path, domains(WebApp({})))
     request = _invite("sip:ivr@auth.test")

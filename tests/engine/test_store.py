@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from callxml.engine.store import CallEvent, CallRecord, RecordingRecord, SqliteStore
+from callxml.engine.store import (
+    BindingRecord,
+    CallEvent,
+    CallRecord,
+    RecordingRecord,
+    SqliteStore,
+)
 
 
 def _call(sid: str, **kw: object) -> CallRecord:
@@ -121,3 +127,19 @@ def test_records_survive_kill_9(tmp_path: Path) -> None:
     # Whatever was in flight is either absent or a consistent, unfinished record.
     for record in store.unfinished_calls():
         assert record.status == "ringing"
+
+
+def test_bindings_are_written_together_and_expire(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "c.db")
+    a = BindingRecord("alice@d.test", "contact:a", "sip:alice@10.0.0.1", expires_at=100.0)
+    b = BindingRecord("alice@d.test", "contact:b", "sip:alice@10.0.0.2", expires_at=50.0)
+    store.update_bindings([a, b], [])
+    assert store.list_bindings(now=60.0) == [a]  # an expired binding is never listed
+    moved = BindingRecord("alice@d.test", "contact:a", "sip:alice@10.0.0.9", expires_at=200.0)
+    store.update_bindings([moved], [("alice@d.test", "contact:b")])
+    assert store.list_bindings(now=0.0) == [moved]  # replaced by (aor, key); b deleted
+    store.update_bindings([b], [])
+    assert store.purge_bindings(60.0) == 1 and store.list_bindings(now=0.0) == [moved]
+    store.close()
+    again = SqliteStore(tmp_path / "c.db")  # durable across a restart
+    assert again.list_bindings(now=0.0) == [moved]

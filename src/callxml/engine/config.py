@@ -84,6 +84,10 @@ class DomainConfig:
     secure_media: bool = False
     allowed_ips: tuple[str, ...] = ()
     credentials: tuple[Credential, ...] = ()
+    # One digest challenge per algorithm, in this order (RFC 8760 §2.4). MD5 first: many phones
+    # (and SIPp) answer only the first challenge and know only MD5; some (baresip 1.0) refuse a
+    # 401 that offers any algorithm they do not know, and need ("MD5",) alone.
+    digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
 
     @property
     def needs_auth(self) -> bool:
@@ -127,6 +131,11 @@ class EngineConfig:
     connection_idle_timeout: float = 120.0
     connection_read_timeout: float = 30.0
     limits: AdmissionLimits = field(default_factory=AdmissionLimits)  # [limits]: admission
+    # [registrar] bounds on the bindings of devices registered to domains with credentials
+    registrar_min_expires: int = 60
+    registrar_max_expires: int = 3600
+    registrar_default_expires: int = 3600
+    registrar_max_bindings: int = 10
     accounts: tuple[AccountConfig, ...] = ()
     domains: tuple[DomainConfig, ...] = ()
 
@@ -264,6 +273,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path = Path(".")) -> Engi
     config = _parse_webhooks(_table(top, "webhooks"), config)
     config = _parse_engine(_table(top, "engine"), config)
     config = _parse_limits(_table(top, "limits"), config)
+    config = _parse_registrar(_table(top, "registrar"), config)
     accounts_data = top.get("accounts", list, None)
     domains_data = top.get("domains", list, None)
     top.finish()
@@ -449,6 +459,28 @@ def _parse_limits(limits: _Reader, config: EngineConfig) -> EngineConfig:
     return replace(config, limits=parsed)
 
 
+def _parse_registrar(registrar: _Reader, config: EngineConfig) -> EngineConfig:
+    """``[registrar]``: expiry bounds (RFC 3261 §10.3 step 7) and bindings per user."""
+    low = _bounded(registrar, "min_expires", int, config.registrar_min_expires, 1, 86_400)
+    high = _bounded(registrar, "max_expires", int, config.registrar_max_expires, 1, 604_800)
+    default = _bounded(
+        registrar, "default_expires", int, min(config.registrar_default_expires, high), 1, 604_800
+    )
+    bindings = _bounded(registrar, "max_bindings", int, config.registrar_max_bindings, 1, 1000)
+    registrar.finish()
+    if low > high:
+        raise ConfigError("registrar.min_expires: must not exceed registrar.max_expires")
+    if not low <= default <= high:
+        raise ConfigError("registrar.default_expires: must lie between min_expires and max_expires")
+    return replace(
+        config,
+        registrar_min_expires=low,
+        registrar_max_expires=high,
+        registrar_default_expires=default,
+        registrar_max_bindings=bindings,
+    )
+
+
 def _parse_engine(engine: _Reader, config: EngineConfig) -> EngineConfig:
     grace = float(engine.get("shutdown_grace", float, config.shutdown_grace))
     engine.finish()
@@ -515,6 +547,7 @@ def _domain(data: Any, where: str) -> DomainConfig:
     assert voice_url is not None
     allowed = _allowed_ips(reader.get("allowed_ips", list, []), f"{where}.allowed_ips")
     creds = _credentials(reader.get("credentials", list, []), f"{where}.credentials")
+    algorithms = _digest_algorithms(reader.get("digest_algorithms", list, None), where)
     domain = DomainConfig(
         name=name.lower().rstrip("."),
         account_sid=account,
@@ -527,9 +560,29 @@ def _domain(data: Any, where: str) -> DomainConfig:
         secure_media=bool(reader.get("secure_media", bool, False)),
         allowed_ips=allowed,
         credentials=creds,
+        **({"digest_algorithms": algorithms} if algorithms else {}),
     )
     reader.finish()
     return domain
+
+
+def _digest_algorithms(names: list[Any] | None, where: str) -> tuple[str, ...]:
+    """``digest_algorithms``: the challenges a domain sends, in order (RFC 8760)."""
+    if names is None:
+        return ()
+    known = ("MD5", "SHA-256", "SHA-512-256")
+    out: list[str] = []
+    for name in names:
+        upper = str(name).upper()
+        if upper not in known:
+            raise ConfigError(
+                f"{where}.digest_algorithms: {name!r} is not one of {', '.join(known)}"
+            )
+        if upper not in out:
+            out.append(upper)
+    if not out:
+        raise ConfigError(f"{where}.digest_algorithms: name at least one algorithm")
+    return tuple(out)
 
 
 def _allowed_ips(networks: list[Any], where: str) -> tuple[str, ...]:

@@ -7,7 +7,9 @@ domain → 404, source address check → 403, digest authentication for domains 
 401/403, the domain's secure-media policy → 488, then the domain's webhook flow), originated
 calls (:meth:`Engine.originate`: dial, then the flow on the answered call), and the bookkeeping
 of every live call (:mod:`callxml.engine.calls`), so the API can redirect or end it and SIGTERM
-can drain it (stop accepting, let calls finish within ``shutdown_grace``, then BYE).
+can drain it (stop accepting, let calls finish within ``shutdown_grace``, then BYE). REGISTERs go
+to the registrar (:mod:`callxml.engine.registrar`), which also finds the devices ``<Client>``,
+a ``<Sip>`` to one of our users and REST ``To=client:…`` ring.
 
 SIP, SDP and media rules live in :mod:`callxml.runtime`; call flow rules in
 :mod:`callxml.interpreter`; HTTP in :mod:`callxml.engine.api`, reached through the adapter in
@@ -46,6 +48,7 @@ from callxml.engine.calls import (
 from callxml.engine.config import AccountConfig, DomainConfig, EngineConfig
 from callxml.engine.control import EngineControl
 from callxml.engine.devcert import ensure_dev_certificate
+from callxml.engine.registrar import RegistrarService
 from callxml.engine.store import TERMINAL_STATUSES, CallRecord, SqliteStore, Store
 from callxml.errors import (
     CallXmlError,
@@ -59,6 +62,7 @@ from callxml.interpreter import CallInfo, CallSession, new_sid
 from callxml.markup.verbs import Number, Sip
 from callxml.runtime import CallLeg, DialResult, IncomingCall, Phone, bridge
 from callxml.runtime.dial import Dialer, resolve_targets
+from callxml.runtime.fork import dial_fork
 from callxml.runtime.recorder import BridgeRecorder, save_recording
 from callxml.runtime.session import (
     DIGIT_WAIT,
@@ -85,11 +89,11 @@ __all__ = ["ALL_CALLBACK_EVENTS", "DomainAuthenticator", "Engine", "dial_target"
 log = logging.getLogger(__name__)
 
 ALL_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
-#: Digest challenges a domain sends, one WWW-Authenticate each, in this order. MD5 comes first
-#: because many phones (and SIPp) answer only the first challenge and know only MD5; clients that
-#: follow RFC 8760 §2.4 pick SHA-256 themselves. Accepting MD5 at all is what bounds the
-#: strength, not the order.
-DOMAIN_DIGEST_ALGORITHMS = ("MD5", "SHA-256")
+#: Digest challenges a domain sends by default (``digest_algorithms``), one WWW-Authenticate
+#: each, in this order. MD5 comes first because many phones (and SIPp) answer only the first
+#: challenge and know only MD5; clients that follow RFC 8760 §2.4 pick SHA-256 themselves.
+#: Accepting MD5 at all is what bounds the strength, not the order.
+DOMAIN_DIGEST_ALGORITHMS = ("MD5", "SHA-256")  # as DomainConfig.digest_algorithms
 #: After the grace period, how long hung-up calls get to post their last requests.
 DRAIN_AFTER_HANGUP = 5.0
 #: What ends :meth:`Engine.serve`.
@@ -98,13 +102,19 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 TWIML_URL = "http://twiml.callxml.invalid/inline"
 
 
-def dial_target(to: str, trunk_uri_template: str | None) -> Target:
+def dial_target(to: str, trunk_uri_template: str | None) -> Target | str:
     """What to call for ``to``: a SIP URI as written (transport, media policy and X- headers
-    worked out once), or a number through the trunk template.
+    worked out once), a number through the trunk template, or — for ``client:alice`` — the
+    client identity (``alice``), whose registered devices are looked up when the call is dialled.
 
-    Raises :class:`InvalidTarget` for a SIP URI that does not parse, or a number when no
-    trunk is configured.
+    Raises :class:`InvalidTarget` for a SIP URI that does not parse, a number when no
+    trunk is configured, or an empty client identity.
     """
+    if to.lower().startswith("client:"):
+        identity = to[len("client:") :].strip()
+        if not identity or any(c in identity for c in "@:;<> \t"):
+            raise InvalidTarget(to, "a client identity is a user name, as in client:alice")
+        return identity
     is_sip = to.lower().startswith(("sip:", "sips:"))
     noun: Sip | Number = Sip(uri=to) if is_sip else Number(number=to)
     resolved = resolve_targets([noun], trunk_uri_template=trunk_uri_template)[0]
@@ -136,7 +146,7 @@ class DomainAuthenticator:
                 for credential in domain.credentials:
                     passwords.setdefault(credential.username, credential.password)
                 self._servers[domain.name] = DigestServer(
-                    domain.name, secret, passwords.get, algorithms=DOMAIN_DIGEST_ALGORITHMS
+                    domain.name, secret, passwords.get, algorithms=domain.digest_algorithms
                 )
 
     def server_for(self, domain: DomainConfig) -> DigestServer | None:
@@ -148,7 +158,16 @@ class DomainAuthenticator:
         except CallXmlError:
             return None  # not a SIP URI: routing refuses it
         domain = self._config.domain(name)
-        if domain is None or _admitted_by_address(domain, source.host):
+        if domain is None:
+            return None
+        if request.method == "REGISTER":
+            # A listed address may place calls, never take over a user's: a REGISTER always
+            # proves the user. A secure domain's user is not even challenged off TLS (the
+            # registrar refuses it), so no digest exchange crosses the network in the clear.
+            if domain.secure_media and source.transport != "tls":
+                return None
+            return self._servers.get(domain.name)
+        if _admitted_by_address(domain, source.host):
             return None
         return self._servers.get(domain.name)
 
@@ -173,6 +192,7 @@ class Engine:
         self.echo = echo
         self.store: Store | None = None
         self.phone: Phone | None = None
+        self.registrar: RegistrarService | None = None
         self.accepting = False
         self.http_port = config.http_port
         self._calls: dict[str, LiveCall] = {}
@@ -218,6 +238,7 @@ class Engine:
         except Exception as exc:  # sqlite3.Error, OSError
             raise ConfigError(f"store.path: cannot open {config.database}: {exc}") from None
         self._recover()
+        self.registrar = RegistrarService(config, self.store)
         policy = NetworkPolicy(
             allow=parse_networks(config.webhook_allow_networks),
             deny=parse_networks(config.webhook_deny_networks),
@@ -241,6 +262,7 @@ class Engine:
             callbacks.start()
             self._callbacks[account.sid] = callbacks
         await self._start_phone()
+        self.registrar.start()
         await self._start_http()
         self.accepting = True
 
@@ -306,6 +328,7 @@ class Engine:
                     read_timeout=config.connection_read_timeout,
                 ),
                 admit=self._admit_invite,
+                on_register=self.registrar,
             )
         except OSError as exc:
             raise ConfigError(f"sip.listen: cannot listen: {exc}") from None
@@ -317,7 +340,7 @@ class Engine:
             self.echo(f"SIP: <Number> dials through {config.trunk_uri_template}")
         for domain in config.domains:
             secure = "secure media required" if domain.secure_media else "plain RTP"
-            access = ", digest authentication" if domain.credentials else ""
+            access = ", digest authentication, registrar" if domain.credentials else ""
             self.echo(f"SIP: domain {domain.name} -> {domain.voice_url} ({secure}{access})")
 
     async def _start_http(self) -> None:
@@ -359,6 +382,8 @@ class Engine:
             await self._http.cleanup()
         for callbacks in self._callbacks.values():
             await callbacks.close()
+        if self.registrar is not None:
+            await self.registrar.stop()
         if self.phone is not None:
             await self.phone.close()
         for fetcher in self._fetchers.values():
@@ -522,6 +547,7 @@ class Engine:
             )
             return await book.recording(sid, path, duration, channels=channels)
 
+        assert self.registrar is not None
         return Dialer(
             self.phone,
             bridge,
@@ -530,6 +556,7 @@ class Engine:
             event=book.event,
             whisper=whisper,
             recordings=keep,
+            directory=self.registrar.directory(account),
         )
 
     async def _run_call(
@@ -566,7 +593,7 @@ class Engine:
         self,
         live: LiveCall,
         call: OutboundCall,
-        to: Target,
+        to: Target | str,
     ) -> None:
         """The life of an originated call: dial, record the outcome, run the flow if answered."""
         book = live.book
@@ -579,7 +606,7 @@ class Engine:
             await book.event(
                 "sip",
                 {
-                    "message": f"dial {to}: {result.status}",
+                    "message": f"dial {to if isinstance(to, Target) else call.to}: {result.status}",
                     "sip_response_code": result.sip_response_code,
                     "reason": result.reason,
                 },
@@ -682,9 +709,11 @@ class Engine:
         self,
         live: LiveCall,
         call: OutboundCall,
-        to: Target,
+        to: Target | str,
     ) -> DialResult | None:
         """Dial ``to`` until answer, failure or ring timeout; the record shows ``ringing``.
+        A client identity (``to`` as text) or a SIP URI naming one of the account's registered
+        users rings every device of that user at once (:func:`~callxml.runtime.fork.dial_fork`).
 
         None when the dial was cancelled from outside (REST ``Status=canceled``, or the drain);
         the cancellation propagates when it is this task itself being cancelled.
@@ -700,14 +729,29 @@ class Engine:
         def on_ringing() -> None:
             ringing.append(asyncio.ensure_future(live.book.status("ringing")))
 
-        dialing = self.phone.dial(
-            to,
-            from_uri=_from_uri(call),
-            timeout=call.timeout,
-            credentials=credentials,
-            on_ringing=on_ringing,
-            sid=live.sid,
-        )
+        assert self.registrar is not None
+        users = self.registrar.directory(live.account)
+        callee = users.client(to) if isinstance(to, str) else users.sip(to)
+        if callee is not None:
+            dialing = dial_fork(
+                self.phone,
+                callee,
+                from_uri=_from_uri(call),
+                timeout=call.timeout,
+                headers=to.headers if isinstance(to, Target) else (),
+                on_ringing=on_ringing,
+                sid=live.sid,
+            )
+        else:
+            assert isinstance(to, Target)
+            dialing = self.phone.dial(
+                to,
+                from_uri=_from_uri(call),
+                timeout=call.timeout,
+                credentials=credentials,
+                on_ringing=on_ringing,
+                sid=live.sid,
+            )
         try:
             return await live.dial(dialing)
         except asyncio.CancelledError:

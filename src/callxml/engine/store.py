@@ -1,4 +1,4 @@
-"""Durable call records: calls, their events, and recordings.
+"""Durable call records: calls, their events, and recordings; and the registrar's bindings.
 
 Owns the :class:`Store` seam and its embedded implementation on SQLite. It is a seam (a
 Protocol the engine, the REST API and status callbacks use, never SQLite itself) because where
@@ -7,7 +7,9 @@ database server (a PostgreSQL store would implement the same Protocol), and the 
 engine must not change between the two. The rule it exists for: *no call record is lost*.
 Every state change is its own committed transaction, the database runs in WAL mode with
 ``synchronous=FULL``, so a ``kill -9`` at any moment leaves every committed call readable after
-restart, and nothing half-written.
+restart, and nothing half-written. The registrar's bindings (devices registered to our domains)
+live here too, so a restart does not forget who is registered: one REGISTER's changes are one
+transaction, and bindings past their expiry are never listed.
 
 It must not know about SIP, media or HTTP: it stores plain records.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -26,6 +28,7 @@ from typing import Any, Protocol
 __all__ = [
     "CALL_STATUSES",
     "TERMINAL_STATUSES",
+    "BindingRecord",
     "CallEvent",
     "CallRecord",
     "RecordingRecord",
@@ -96,6 +99,28 @@ class RecordingRecord:
     channels: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class BindingRecord:
+    """One registered contact of an address of record (``user@domain``): ``key`` identifies it
+    within the address (its Contact, or its RFC 5626 instance and reg-id); ``expires_at`` is Unix
+    seconds; ``transport``/``source_host``/``source_port`` where its REGISTER came from."""
+
+    aor: str
+    key: str
+    contact: str
+    expires_at: float
+    q: float = 1.0
+    call_id: str = ""
+    cseq: int = 0
+    instance: str | None = None
+    reg_id: int | None = None
+    transport: str = "udp"
+    source_host: str = ""
+    source_port: int = 0
+    registered_at: float = 0.0
+    user_agent: str = ""
+
+
 #: A time window for list filters: (from, inclusive; until, exclusive) in Unix seconds, either
 #: end open (None).
 TimeRange = tuple[float | None, float | None]
@@ -162,6 +187,21 @@ class Store(Protocol):
 
     def unfinished_calls(self) -> list[CallRecord]: ...
 
+    def update_bindings(
+        self, save: Sequence[BindingRecord], delete: Sequence[tuple[str, str]]
+    ) -> None:
+        """Write one REGISTER's changes at once: ``save`` (insert or replace by aor and key)
+        and ``delete`` (``(aor, key)`` pairs)."""
+        ...
+
+    def list_bindings(self, *, now: float) -> list[BindingRecord]:
+        """Every binding that has not expired by ``now``."""
+        ...
+
+    def purge_bindings(self, now: float) -> int:
+        """Delete the bindings expired by ``now``; returns how many."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -207,10 +247,29 @@ CREATE TABLE IF NOT EXISTS recordings (
     channels INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS recordings_call ON recordings (call_sid);
+CREATE TABLE IF NOT EXISTS bindings (
+    aor TEXT NOT NULL,
+    key TEXT NOT NULL,
+    contact TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    q REAL NOT NULL,
+    call_id TEXT NOT NULL,
+    cseq INTEGER NOT NULL,
+    instance TEXT,
+    reg_id INTEGER,
+    transport TEXT NOT NULL,
+    source_host TEXT NOT NULL,
+    source_port INTEGER NOT NULL,
+    registered_at REAL NOT NULL,
+    user_agent TEXT NOT NULL,
+    PRIMARY KEY (aor, key)
+);
+CREATE INDEX IF NOT EXISTS bindings_expiry ON bindings (expires_at);
 """
 
 _CALL_COLUMNS = tuple(f.name for f in fields(CallRecord))
 _RECORDING_COLUMNS = tuple(f.name for f in fields(RecordingRecord))
+_BINDING_COLUMNS = tuple(f.name for f in fields(BindingRecord))
 
 
 def _quoted(column: str) -> str:
@@ -449,6 +508,34 @@ class SqliteStore:
     def delete_recording(self, sid: str) -> bool:
         with self._transaction() as db:
             return bool(db.execute("DELETE FROM recordings WHERE sid = ?", (sid,)).rowcount)
+
+    # -- registrar bindings ---------------------------------------------------------------------
+
+    def update_bindings(
+        self, save: Sequence[BindingRecord], delete: Sequence[tuple[str, str]]
+    ) -> None:
+        names = ", ".join(_quoted(c) for c in _BINDING_COLUMNS)
+        marks = ", ".join("?" for _ in _BINDING_COLUMNS)
+        with self._transaction() as db:
+            for aor, key in delete:
+                db.execute("DELETE FROM bindings WHERE aor = ? AND key = ?", (aor, key))
+            for record in save:
+                values = asdict(record)
+                db.execute(
+                    f"INSERT OR REPLACE INTO bindings ({names}) VALUES ({marks})",
+                    [values[c] for c in _BINDING_COLUMNS],
+                )
+
+    def list_bindings(self, *, now: float) -> list[BindingRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM bindings WHERE expires_at > ? ORDER BY aor, registered_at", (now,)
+            ).fetchall()
+        return [BindingRecord(**{c: row[c] for c in _BINDING_COLUMNS}) for row in rows]
+
+    def purge_bindings(self, now: float) -> int:
+        with self._transaction() as db:
+            return int(db.execute("DELETE FROM bindings WHERE expires_at <= ?", (now,)).rowcount)
 
     def close(self) -> None:
         with self._lock:
