@@ -233,6 +233,16 @@ def test_a_register_is_always_challenged_and_a_secure_domains_only_over_tls(
     assert over_tls is not None and over_tls.realm == "secure.test"
 
 
+def test_a_carriers_call_over_a_registration_is_not_challenged(tmp_path: Path) -> None:
+    """A carrier cannot answer a challenge: its INVITE over a registration's flow (the TLS
+    connection we opened to it) is let through; the same INVITE from anywhere else is not."""
+    config = engine_config(tmp_path, domains(WebApp({})))
+    flow = Address("tls", "192.0.2.10", 5061)
+    select = DomainAuthenticator(config, from_carrier=lambda source: source == flow)
+    assert select(_invite("sip:ivr@auth.test"), flow) is None
+    assert select(_invite("sip:ivr@auth.test"), Address("tls", "192.0.2.10", 40000)) is not None
+
+
 def test_domain_authenticator_secret_is_per_start(tmp_path: Path) -> None:
     config = engine_config(tmp_path, domains(WebApp({})))
     request = _invite("sip:ivr@auth.test")

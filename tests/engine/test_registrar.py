@@ -19,25 +19,24 @@ import dataclasses
 import logging
 import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from callxml.engine.devcert import DevCertificate, ensure_dev_certificate
 from callxml.engine.server import Engine
 from callxml.engine.store import BindingRecord, SqliteStore
-from callxml.media.tone import goertzel_power
 from callxml.sip.auth import Credentials, DigestClient, select_challenge
 from callxml.sip.message import SipResponse
-from support.baresip import BaresipFactory, BaresipOptions, BaresipPeer, tone_wav
+from support.baresip import BaresipFactory, BaresipOptions, BaresipPeer, best_window, tone_wav
 from support.engine import (
     ACCOUNT_SID,
     API_AUTH,
+    FlowApp,
     engine_config,
+    flow_app,
     running_engine,
     sip_port,
     wait_status,
@@ -56,49 +55,13 @@ OUR_TONE = 1000.0
 AOR = f"alice@{DOMAIN}"
 
 
-def best_window(pcm: bytes, frequency: float, seconds: float = 0.5) -> float:
-    """The strongest presence of ``frequency`` in any window of ``pcm``."""
-    step = int(8000 * seconds) * 2
-    windows = [pcm[i : i + step] for i in range(0, max(0, len(pcm) - step) + 1, step // 2)]
-    return max((goertzel_power(w, frequency) for w in windows if len(w) == step), default=0.0)
-
-
-@dataclass
-class App:
-    """A real local web app: documents by path, and the tone the flow plays."""
-
-    routes: dict[str, str]
-    tone: Path
-    base: str = ""
-    requests: list[tuple[str, dict[str, str]]] | None = None
-
-    def paths(self) -> list[str]:
-        return [path for path, _ in self.requests or []]
-
-    def form(self, path: str) -> dict[str, str]:
-        return next(form for p, form in self.requests or [] if p == path)
-
-
 @pytest.fixture
-async def app(tmp_path: Path, serve: Any) -> AsyncIterator[App]:
-    made = App({}, tone_wav(tmp_path / "ours.wav", OUR_TONE, 3000, amplitude=0.3), requests=[])
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        if request.path == "/tone.wav":
-            return web.FileResponse(made.tone)
-        form = {k: str(v) for k, v in (await request.post()).items()}
-        assert made.requests is not None
-        made.requests.append((request.path, form))
-        document = made.routes.get(request.path, "<Response><Hangup/></Response>")
-        return web.Response(text=document, content_type="text/xml")
-
-    application = web.Application()
-    application.router.add_route("*", "/{tail:.*}", handle)
-    made.base = await serve(application)
-    yield made
+async def app(tmp_path: Path) -> AsyncIterator[FlowApp]:
+    async with flow_app(tone_wav(tmp_path / "ours.wav", OUR_TONE, 3000, amplitude=0.3)) as made:
+        yield made
 
 
-def config_for(tmp_path: Path, app: App, **domain: Any) -> Any:
+def config_for(tmp_path: Path, app: FlowApp, **domain: Any) -> Any:
     dev = ensure_dev_certificate(tmp_path / "data" / "tls")
     settings = {
         "name": DOMAIN,
@@ -176,7 +139,7 @@ def outbound_connections(engine: Engine) -> list[Any]:
 
 
 async def test_a_rest_call_to_a_client_reaches_it_over_its_tls_registration(
-    tmp_path: Path, baresip: BaresipFactory, app: App, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, baresip: BaresipFactory, app: FlowApp, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     app.routes["/rest"] = (
@@ -213,7 +176,7 @@ async def test_a_rest_call_to_a_client_reaches_it_over_its_tls_registration(
 
 
 async def test_dial_client_from_another_caller_bridges_both_ways(
-    tmp_path: Path, baresip: BaresipFactory, app: App
+    tmp_path: Path, baresip: BaresipFactory, app: FlowApp
 ) -> None:
     app.routes["/voice"] = (
         '<Response><Dial action="/dialed" timeout="10">'
@@ -256,7 +219,7 @@ async def test_dial_client_from_another_caller_bridges_both_ways(
 
 
 async def test_two_devices_ring_one_answers_the_other_is_cancelled(
-    tmp_path: Path, baresip: BaresipFactory, app: App
+    tmp_path: Path, baresip: BaresipFactory, app: FlowApp
 ) -> None:
     app.routes["/rest"] = '<Response><Pause length="1"/></Response>'
     config = config_for(tmp_path, app)
@@ -282,7 +245,7 @@ async def test_two_devices_ring_one_answers_the_other_is_cancelled(
 
 
 async def test_bad_registrations_are_refused(
-    tmp_path: Path, baresip: BaresipFactory, app: App
+    tmp_path: Path, baresip: BaresipFactory, app: FlowApp
 ) -> None:
     config = config_for(tmp_path, app)
     async with running_engine(config) as engine:
@@ -347,7 +310,9 @@ def contacts_of(response: SipResponse) -> list[str]:
     return response.headers.get_all("Contact")
 
 
-async def test_a_contact_flood_and_absurd_expiries_are_bounded(tmp_path: Path, app: App) -> None:
+async def test_a_contact_flood_and_absurd_expiries_are_bounded(
+    tmp_path: Path, app: FlowApp
+) -> None:
     config = config_for(tmp_path, app)
     config = dataclasses.replace(config, registrar_max_bindings=3)
     dev = ensure_dev_certificate(tmp_path / "data" / "tls")
@@ -374,7 +339,7 @@ async def test_a_contact_flood_and_absurd_expiries_are_bounded(tmp_path: Path, a
     assert wildcard.status == 200 and contacts_of(wildcard) == [] and after == 0
 
 
-async def test_a_secure_domain_takes_registers_over_tls_only(tmp_path: Path, app: App) -> None:
+async def test_a_secure_domain_takes_registers_over_tls_only(tmp_path: Path, app: FlowApp) -> None:
     config = config_for(tmp_path, app)
     async with (
         running_engine(config) as engine,
@@ -386,7 +351,9 @@ async def test_a_secure_domain_takes_registers_over_tls_only(tmp_path: Path, app
     assert not refused.headers.get_all("WWW-Authenticate")
 
 
-async def test_bindings_survive_a_restart_and_expired_ones_do_not(tmp_path: Path, app: App) -> None:
+async def test_bindings_survive_a_restart_and_expired_ones_do_not(
+    tmp_path: Path, app: FlowApp
+) -> None:
     config = config_for(tmp_path, app)
     dev = ensure_dev_certificate(tmp_path / "data" / "tls")
     async with running_engine(config) as engine:

@@ -47,7 +47,7 @@ from typing import Any
 import pytest
 
 from callxml.engine.devcert import DevCertificate, ensure_dev_certificate
-from callxml.media.tone import sine
+from callxml.media.tone import goertzel_power, sine
 from callxml.media.wav import read_audio, write_wav
 from support.ports import free_port, is_free
 from support.process import stop_process
@@ -452,3 +452,11 @@ def tone_wav(
     """Write a sine tone as an 8 kHz mono WAV for baresip to play (``play=``); returns ``path``."""
     write_wav(path, sine(frequency, duration_ms, amplitude=amplitude))
     return path
+
+
+def best_window(pcm: bytes, frequency: float, seconds: float = 0.5) -> float:
+    """The strongest presence of ``frequency`` in any ``seconds``-long window of ``pcm`` (8 kHz
+    PCM16): a tone test that does not care when, in a call, the tone got through."""
+    step = int(8000 * seconds) * 2
+    windows = [pcm[i : i + step] for i in range(0, max(0, len(pcm) - step) + 1, step // 2)]
+    return max((goertzel_power(w, frequency) for w in windows if len(w) == step), default=0.0)

@@ -45,6 +45,7 @@ __all__ = [
     "CallControl",
     "CallUpdate",
     "OutboundCall",
+    "RegistrationInfo",
     "build_app",
     "parse_create_form",
     "parse_update_form",
@@ -162,6 +163,26 @@ class CallUpdate:
     method: str = "POST"
     twiml: str | None = None
     status: str | None = None  # completed | canceled
+
+
+@dataclass(frozen=True)
+class RegistrationInfo:
+    """One ``[[registrations]]`` entry as ``Registrations.json`` shows it: its state
+    (``registering``, ``registered``, ``failing``, ``unregistering``, ``stopped``), until when the
+    carrier holds our binding, the last final response, consecutive failures, the next attempt
+    (times in Unix seconds) and the flow (the connection calls come back over)."""
+
+    name: str
+    registrar: str
+    username: str
+    domain: str
+    state: str
+    registered_until: float | None
+    last_response: str
+    failures: int
+    next_attempt: float | None
+    expires: int
+    flow: str | None
 
 
 class CallControl(Protocol):

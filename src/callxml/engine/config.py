@@ -11,6 +11,7 @@ It must not start anything: it only reads and checks.
 from __future__ import annotations
 
 import ipaddress
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from callxml.engine.admission import AdmissionLimits
-from callxml.errors import ConfigError
+from callxml.errors import CallXmlError, ConfigError
 
 __all__ = [
     "DEMO_ACCOUNT_SID",
@@ -28,6 +29,7 @@ __all__ = [
     "DomainConfig",
     "EngineConfig",
     "Listener",
+    "RegistrationSettings",
     "load_config",
     "parse_config",
 ]
@@ -95,6 +97,28 @@ class DomainConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RegistrationSettings:
+    """A registration with a carrier (``[[registrations]]``): callxml registers ``username`` at
+    ``registrar`` over TLS and runs ``domain``'s flow on the calls that come back over that
+    connection. The password comes from the file, ``password_file``, or the environment,
+    ``password_env``, when not written in the configuration itself."""
+
+    name: str
+    registrar: str
+    username: str
+    password: str = field(repr=False)
+    domain: str
+    realm: str | None = None
+    aor: str | None = None
+    contact_user: str | None = None
+    expires: int = 3600
+    outbound_proxy: str | None = None
+    keepalive: float = 30.0
+    retry_base: float = 30.0
+    retry_max: float = 1800.0
+
+
+@dataclass(frozen=True, slots=True)
 class EngineConfig:
     listeners: tuple[Listener, ...] = (
         Listener("udp", "127.0.0.1", 5060),
@@ -138,6 +162,7 @@ class EngineConfig:
     registrar_max_bindings: int = 10
     accounts: tuple[AccountConfig, ...] = ()
     domains: tuple[DomainConfig, ...] = ()
+    registrations: tuple[RegistrationSettings, ...] = ()
 
     @property
     def base_url(self) -> str:
@@ -276,9 +301,11 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path = Path(".")) -> Engi
     config = _parse_registrar(_table(top, "registrar"), config)
     accounts_data = top.get("accounts", list, None)
     domains_data = top.get("domains", list, None)
+    registrations_data = top.get("registrations", list, [])
     top.finish()
     accounts = _parse_accounts(accounts_data)
-    return replace(config, accounts=accounts, domains=_parse_domains(domains_data, accounts))
+    config = replace(config, accounts=accounts, domains=_parse_domains(domains_data, accounts))
+    return replace(config, registrations=_parse_registrations(registrations_data, config, base_dir))
 
 
 def _table(top: _Reader, name: str) -> _Reader:
@@ -605,3 +632,111 @@ def _credentials(items: list[Any], where: str) -> tuple[Credential, ...]:
         cred.finish()
         creds.append(Credential(user, password))
     return tuple(creds)
+
+
+def _parse_registrations(
+    data: list[Any], config: EngineConfig, base_dir: Path
+) -> tuple[RegistrationSettings, ...]:
+    """``[[registrations]]``: registrations with carriers, over TLS only (their calls come back
+    over that connection, and the digest exchange must not cross the network in the clear)."""
+    out = tuple(_registration(item, f"registrations[{i}]", base_dir) for i, item in enumerate(data))
+    names = [r.name for r in out]
+    if len(set(names)) != len(names):
+        raise ConfigError("registrations: duplicate name")
+    for i, registration in enumerate(out):
+        if config.domain(registration.domain) is None:
+            raise ConfigError(f"registrations[{i}].domain: no domain {registration.domain!r}")
+    if out and not any(lis.transport == "tls" for lis in config.listeners):
+        raise ConfigError("registrations: need a tls listener in sip.listen (our Contact)")
+    return out
+
+
+def _registration(data: Any, where: str, base_dir: Path) -> RegistrationSettings:
+    # Imported here: ``import callxml.engine`` (config and records) must not load the SIP stack.
+    from callxml.sip.headers import is_token
+    from callxml.sip.uri import parse_uri
+
+    reader = _Reader(data, where)
+    registrar = reader.get("registrar", str, None)
+    if not registrar:
+        raise ConfigError(f"{where}.registrar: required (e.g. 'sips:carrier.example.com')")
+    try:
+        uri = parse_uri(registrar)
+    except CallXmlError as exc:
+        raise ConfigError(f"{where}.registrar: {exc}") from None
+    if not (uri.secure or uri.transport == "tls"):
+        raise ConfigError(
+            f"{where}.registrar: must be sips: or ;transport=tls (calls come back over that "
+            f"TLS connection), got {registrar!r}"
+        )
+    if uri.user is not None or uri.password is not None:
+        raise ConfigError(f"{where}.registrar: names the registrar's domain, not a user")
+    username = reader.get("username", str, None)
+    if not username or not is_token(username.replace("@", "").replace("+", "")):
+        raise ConfigError(f"{where}.username: required, a SIP user name")
+    password = _secret(reader, where, base_dir)
+    domain = reader.get("domain", str, None)
+    if not domain:
+        raise ConfigError(f"{where}.domain: required (the domain whose flow runs its calls)")
+    proxy = reader.get("outbound_proxy", str, None)
+    if proxy is not None:
+        try:
+            parse_uri(proxy)
+        except CallXmlError as exc:
+            raise ConfigError(f"{where}.outbound_proxy: {exc}") from None
+    aor = reader.get("aor", str, None)
+    if aor is not None:
+        try:
+            parse_uri(aor)
+        except CallXmlError as exc:
+            raise ConfigError(f"{where}.aor: {exc}") from None
+    contact_user = reader.get("contact_user", str, None)
+    if contact_user is not None and not is_token(contact_user):
+        raise ConfigError(f"{where}.contact_user: must be a SIP user name")
+    retry_base = float(_bounded(reader, "retry_base", float, 30.0, 1, 3600))
+    settings = RegistrationSettings(
+        name=str(reader.get("name", str, f"{username}@{uri.bare_host}")),
+        registrar=registrar,
+        username=username,
+        password=password,
+        domain=str(domain).lower().rstrip("."),
+        realm=reader.get("realm", str, None),
+        aor=aor,
+        contact_user=contact_user,
+        expires=int(_bounded(reader, "expires", int, 3600, 60, 86_400)),
+        outbound_proxy=proxy,
+        keepalive=float(_bounded(reader, "keepalive", float, 30.0, 1, 3600)),
+        retry_base=retry_base,
+        retry_max=float(
+            _bounded(reader, "retry_max", float, max(1800.0, retry_base), retry_base, 86_400)
+        ),
+    )
+    reader.finish()
+    return settings
+
+
+def _secret(reader: _Reader, where: str, base_dir: Path) -> str:
+    """Exactly one of ``password``, ``password_file`` (its first line) or ``password_env``."""
+    given = [k for k in ("password", "password_file", "password_env") if k in reader.data]
+    inline = reader.get("password", str, None)
+    file = reader.path("password_file", base_dir, None)
+    env = reader.get("password_env", str, None)
+    if len(given) != 1:
+        raise ConfigError(f"{where}.password: give one of password, password_file, password_env")
+    if inline is not None:
+        secret: str = inline
+    elif file is not None:
+        try:
+            secret = file.read_text(encoding="utf-8").splitlines()[0] if file.stat().st_size else ""
+        except OSError as exc:
+            raise ConfigError(
+                f"{where}.password_file: cannot read {file}: {exc.strerror}"
+            ) from None
+    else:
+        assert env is not None
+        if env not in os.environ:
+            raise ConfigError(f"{where}.password_env: the environment has no {env}")
+        secret = os.environ[env]
+    if not secret:
+        raise ConfigError(f"{where}.password: empty")
+    return secret

@@ -35,7 +35,7 @@ from aiohttp import web
 
 from callxml.audio import AudioCache
 from callxml.engine.admission import Admission, Slot
-from callxml.engine.api import OutboundCall, build_app, recording_uri
+from callxml.engine.api import OutboundCall, RegistrationInfo, build_app, recording_uri
 from callxml.engine.callbacks import CallbackTarget, StatusCallbacks, callback_target
 from callxml.engine.calls import (
     CallBook,
@@ -49,6 +49,7 @@ from callxml.engine.config import AccountConfig, DomainConfig, EngineConfig
 from callxml.engine.control import EngineControl
 from callxml.engine.devcert import ensure_dev_certificate
 from callxml.engine.registrar import RegistrarService
+from callxml.engine.registrations import RegistrationService
 from callxml.engine.store import TERMINAL_STATUSES, CallRecord, SqliteStore, Store
 from callxml.errors import (
     CallXmlError,
@@ -71,7 +72,7 @@ from callxml.runtime.session import (
     RuntimeServices,
     webhook_event,
 )
-from callxml.sip.aio.resolver import DnsResolver
+from callxml.sip.aio.resolver import DnsResolver, HostResolver, SystemResolver
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig, TransportLimits
 from callxml.sip.auth import Credentials, DigestServer, parse_authorization
@@ -133,11 +134,19 @@ class DomainAuthenticator:
     (routing answers 404), a domain without credentials, or a source inside the domain's
     ``allowed_ips`` — like Twilio's SIP domains, a domain with both accepts a listed address
     *or* valid credentials. Nonces are signed with a secret drawn at each start, so nonces from
-    an earlier run are simply challenged again.
+    an earlier run are simply challenged again. ``from_carrier(source)`` tells an INVITE that
+    came over a registration's flow (a carrier's call, never challenged: it cannot answer).
     """
 
-    def __init__(self, config: EngineConfig, *, secret: bytes | None = None) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        secret: bytes | None = None,
+        from_carrier: Callable[[Address], bool] | None = None,
+    ) -> None:
         self._config = config
+        self._from_carrier = from_carrier
         secret = secret if secret is not None else os.urandom(32)
         self._servers: dict[str, DigestServer] = {}
         for domain in config.domains:
@@ -157,6 +166,8 @@ class DomainAuthenticator:
             name = parse_uri(request.uri).bare_host
         except CallXmlError:
             return None  # not a SIP URI: routing refuses it
+        if request.method == "INVITE" and self._from_carrier and self._from_carrier(source):
+            return None
         domain = self._config.domain(name)
         if domain is None:
             return None
@@ -193,6 +204,7 @@ class Engine:
         self.store: Store | None = None
         self.phone: Phone | None = None
         self.registrar: RegistrarService | None = None
+        self.registrations: RegistrationService | None = None
         self.accepting = False
         self.http_port = config.http_port
         self._calls: dict[str, LiveCall] = {}
@@ -263,6 +275,9 @@ class Engine:
             self._callbacks[account.sid] = callbacks
         await self._start_phone()
         self.registrar.start()
+        assert self.phone is not None
+        self.registrations = RegistrationService(config, self.phone.user_agent, self._resolver())
+        self.registrations.start()
         await self._start_http()
         self.accepting = True
 
@@ -317,8 +332,8 @@ class Engine:
                 media_port_range=(config.media_port_min, config.media_port_max),
                 rtp_timeout=config.media_rtp_timeout or None,
                 on_incoming=self._incoming,
-                authenticator=DomainAuthenticator(config),
-                resolver=DnsResolver(config.dns_servers) if config.dns_servers else None,
+                authenticator=DomainAuthenticator(config, from_carrier=self._from_carrier),
+                resolver=self._resolver(),
                 failover_timeout=config.failover_timeout,
                 limits=TransportLimits(
                     max_connections=config.max_inbound_connections,
@@ -342,6 +357,16 @@ class Engine:
             secure = "secure media required" if domain.secure_media else "plain RTP"
             access = ", digest authentication, registrar" if domain.credentials else ""
             self.echo(f"SIP: domain {domain.name} -> {domain.voice_url} ({secure}{access})")
+
+    def _resolver(self) -> HostResolver:
+        """How dialled hosts and registrars are located (RFC 3263): ``sip.dns_servers``, else the
+        system's resolver."""
+        dns = self.config.dns_servers
+        return DnsResolver(dns) if dns else SystemResolver()
+
+    def _from_carrier(self, source: Address) -> bool:
+        """Whether ``source`` is the far end of a registration's flow (a carrier's call)."""
+        return self.registrations is not None and self.registrations.domain_for(source) is not None
 
     async def _start_http(self) -> None:
         config = self.config
@@ -384,6 +409,8 @@ class Engine:
             await callbacks.close()
         if self.registrar is not None:
             await self.registrar.stop()
+        if self.registrations is not None:
+            await self.registrations.stop()  # Expires 0 to each carrier before the sockets close
         if self.phone is not None:
             await self.phone.close()
         for fetcher in self._fetchers.values():
@@ -427,6 +454,13 @@ class Engine:
         if self.phone is not None:
             out.update({f"sip.{k}": v for k, v in self.phone.user_agent.counters.items()})
         return out
+
+    def registrations_of(self, account: AccountConfig) -> list[RegistrationInfo]:
+        """``account``'s registrations with carriers (those running its domains)."""
+        if self.registrations is None:
+            return []
+        domains = {d.name for d in self.config.domains if d.account_sid == account.sid}
+        return [r for r in self.registrations.snapshot() if r.domain in domains]
 
     def store_or_fail(self) -> Store:
         if self.store is None:
@@ -782,14 +816,18 @@ class Engine:
             slot.release()  # the call is over, or was refused before it began (404, 403...)
 
     async def _take_incoming(self, incoming: IncomingCall, slot: Slot) -> None:
-        domain = self.config.domain(incoming.domain)
+        # A call over a registration's flow is the carrier's: it runs that registration's domain.
+        source = Address(incoming.transport, *incoming.source)
+        carrier = self.registrations.domain_for(source) if self.registrations else None
+        domain = carrier or self.config.domain(incoming.domain)
         if domain is None:
             await incoming.reject(404, "Not Found", warning=f"no SIP domain {incoming.domain!r}")
             return
         # With credentials too, the user agent has already let in only a listed address or valid
         # digest credentials (DomainAuthenticator); without, the address decides alone.
         if (
-            domain.allowed_ips
+            carrier is None
+            and domain.allowed_ips
             and not domain.credentials
             and not _admitted_by_address(domain, incoming.source[0])
         ):
@@ -812,8 +850,9 @@ class Engine:
             domain.status_callback, domain.status_callback_method, ALL_CALLBACK_EVENTS
         )
         live = await self._new_call(account, record, target, slot)
+        admitted = "registration" if carrier else _admitted_by(domain, incoming.source[0])
         try:
-            await self._run_inbound(live, domain, incoming)
+            await self._run_inbound(live, domain, incoming, admitted)
         except Exception as exc:  # a bug: answer the caller, finish the record, keep serving
             await _call_crashed(live, exc)
             if not incoming.decided:
@@ -823,7 +862,7 @@ class Engine:
             self.forget(live)
 
     async def _run_inbound(
-        self, live: LiveCall, domain: DomainConfig, incoming: IncomingCall
+        self, live: LiveCall, domain: DomainConfig, incoming: IncomingCall, admitted_by: str
     ) -> None:
         book = live.book
         await book.event(
@@ -834,7 +873,7 @@ class Engine:
                 "source": f"{incoming.source[0]}:{incoming.source[1]}",
                 "domain": domain.name,
                 "secure_media": domain.secure_media,
-                "admitted_by": _admitted_by(domain, incoming.source[0]),
+                "admitted_by": admitted_by,
             },
         )
         try:

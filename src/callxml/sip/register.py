@@ -208,6 +208,11 @@ class Registration:
         )
 
     @property
+    def requests_pending(self) -> bool:
+        """A REGISTER is queued for :meth:`requests`."""
+        return bool(self._out)
+
+    @property
     def in_flight(self) -> SipRequest | None:
         """The REGISTER waiting for its final response, if any."""
         return self._in_flight
