@@ -267,3 +267,32 @@ async def test_423_interval_too_brief_is_answered_with_min_expires(
         asked = registers(proxy)
     assert asked[0] == "120" and "600" in asked  # 423, then again with Kamailio's minimum
     assert registered.expires == 600 and registered.last_response == "200 OK"
+
+
+async def test_registrations_json_shows_each_registration_and_never_a_password(
+    tmp_path: Path, app: FlowApp, dev_cert: DevCertificate
+) -> None:
+    async with kamailio(carrier(dev_cert), tmp_path / "kamailio") as proxy:
+        config = config_for(tmp_path, app, dev_cert, proxy)
+        async with running_engine(config) as engine:
+            await until(lambda: state(engine) == "registered")
+            base = f"http://127.0.0.1:{engine.http_port}/2010-04-01/Accounts/{ACCOUNT_SID}"
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"{base}/Registrations.json", headers=API_AUTH) as response,
+            ):
+                status, body, text = response.status, await response.json(), await response.text()
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"{base}/Registrations.json") as anonymous,
+            ):
+                refused = anonymous.status
+    assert status == 200 and refused == 401
+    [entry] = body["registrations"]
+    assert entry["name"] == "carrier" and entry["state"] == "registered"
+    assert entry["registrar"] == f"sips:127.0.0.1:{proxy.port('tls')}"
+    assert entry["domain"] == DOMAIN and entry["username"] == USER
+    assert entry["registered_until"] and entry["last_response"] == "200 OK"
+    assert entry["expires"] == 300 and entry["failures"] == 0
+    assert entry["flow"] == f"tls:127.0.0.1:{proxy.port('tls')}"
+    assert PASSWORD not in text

@@ -11,7 +11,7 @@ import pytest
 
 from callxml.interpreter import actions as act
 from callxml.markup.verbs import Client, Conference, Number, Sip
-from callxml.runtime.dial import Dialer, resolve_targets
+from callxml.runtime.dial import ChildCallback, Dialer, resolve_targets
 from callxml.runtime.fork import Branch, Callee
 from callxml.sip.auth import Credentials
 from callxml.sip.events import Address
@@ -348,7 +348,12 @@ async def test_every_device_rings_and_the_first_answer_wins() -> None:
         caller.caller_hangs_up()
 
     leaving = asyncio.ensure_future(caller_leaves())
-    noun = Client(identity="alice", parameters=(("ticket", "42"), ("bad name", "x")))
+    noun = Client(
+        identity="alice",
+        parameters=(("ticket", "42"), ("bad name", "x")),
+        status_callback="https://app.test/child",
+        status_callback_event=("ringing", "completed"),
+    )
     result = await dialer(
         dial_action(noun, timeout=10), caller, answer_caller=no_answer, stop=asyncio.Event()
     )
@@ -358,10 +363,12 @@ async def test_every_device_rings_and_the_first_answer_wins() -> None:
     assert phone.cancelled == [str(soft.target)]  # the other device got CANCEL
     sent = phone.calls[0]["sent_headers"]
     assert sent == (("X-Identity", "alice"), ("X-ticket", "42"))
-    # One child call for the noun, whatever the number of devices, shown as client:alice.
-    assert [(to, sid) for sid, to, _ in children.started] == [
-        ("client:alice", children.started[0][0])
-    ]
+    # One child call for the noun, whatever the number of devices, shown as client:alice, with
+    # the <Client>'s own statusCallback.
+    [(sid, to, callback)] = children.started
+    assert to == "client:alice"
+    assert callback == ChildCallback("https://app.test/child", "POST", ("ringing", "completed"))
+    assert next(status for child, status in children.statuses if child == sid) == "ringing"
 
 
 async def test_a_user_without_devices_is_no_answer_480() -> None:
