@@ -613,3 +613,14 @@ def test_a_call_to_a_flow_keeps_its_in_dialog_requests_on_that_flow() -> None:
     core.bye(call.id, 1.0)
     [(bye, destination)] = core.outgoing()
     assert isinstance(bye, SipRequest) and bye.method == "BYE" and destination == flow
+
+
+def test_an_outbound_proxy_is_a_loose_route() -> None:
+    reg = Registration(
+        config(outbound_proxy="sip:edge.example.test;transport=tls"),
+        via="SIP/2.0/TLS 127.0.0.1:5061;rport",
+    )
+    reg.start(0.0)
+    [request] = reg.requests()
+    assert request.uri == f"sip:{DOMAIN}"  # the registrar's domain stays the Request-URI
+    assert request.headers.get_all("Route") == ["<sip:edge.example.test;transport=tls;lr>"]
