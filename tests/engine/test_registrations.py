@@ -53,7 +53,8 @@ CARRIER_ROUTE = f"""
     xlog("L_NOTICE", "REQ $rm $ru $pr\\n");
     force_rport();
     if (is_method("REGISTER")) {{
-        xlog("L_NOTICE", "REG expires=$hdr(Expires) from $si:$sp $pr $hdr(Authorization)\\n");
+        xlog("L_NOTICE", "REG expires=$hdr(Expires) from $si:$sp $pr ci=$ci cseq=$cs");
+        xlog("L_NOTICE", " $hdr(Authorization)\\n");
         pv_www_authenticate("$td", "{PASSWORD}", "0");
         $var(rc) = $rc;
         if ($var(rc) == -2 || $var(rc) == -3) {{ sl_send_reply("403", "Forbidden"); exit; }}
@@ -84,7 +85,7 @@ CARRIER_ROUTE = f"""
 
 
 def carrier(
-    dev: DevCertificate, *, algorithm: str = "MD5", min_expires: int = 60
+    dev: DevCertificate, *, algorithm: str = "MD5", min_expires: int = 60, max_expires: int = 3600
 ) -> KamailioConfig:
     return KamailioConfig(
         cert=dev,
@@ -95,6 +96,7 @@ def carrier(
             ("auth", "algorithm", algorithm),
             ("registrar", "min_expires", min_expires),
             ("registrar", "min_expires_mode", 1),  # 423 Interval Too Brief, not a silent raise
+            ("registrar", "max_expires", max_expires),
             ("registrar", "received_avp", "$avp(RECEIVED)"),
             ("nathelper", "received_avp", "$avp(RECEIVED)"),
         ),
@@ -296,3 +298,43 @@ async def test_registrations_json_shows_each_registration_and_never_a_password(
     assert entry["expires"] == 300 and entry["failures"] == 0
     assert entry["flow"] == f"tls:127.0.0.1:{proxy.port('tls')}"
     assert PASSWORD not in text
+
+
+async def test_the_registration_is_refreshed_before_what_the_carrier_granted_lapses(
+    tmp_path: Path, app: FlowApp, dev_cert: DevCertificate
+) -> None:
+    """We ask for 300 s; Kamailio grants 10 (its max_expires): the refresh (at 80 %, 8 s) comes
+    on the same Call-ID with a higher CSeq, over the same connection, and the binding never
+    lapses meanwhile."""
+    async with kamailio(
+        carrier(dev_cert, min_expires=1, max_expires=10), tmp_path / "kamailio"
+    ) as proxy:
+        config = config_for(tmp_path, app, dev_cert, proxy)
+        async with running_engine(config) as engine:
+            await until(lambda: state(engine) == "registered")
+            first = view(engine)
+            lapsed: list[Any] = []
+
+            async def watch() -> None:
+                while True:
+                    now = view(engine)
+                    if now.state != "registered" and now.registered_until is None:
+                        lapsed.append(now)
+                    await asyncio.sleep(0.1)
+
+            watcher = asyncio.ensure_future(watch())
+            try:
+                await until(lambda: len(registers(proxy)) >= 4, timeout=30, what="a refresh")
+                await until(lambda: state(engine) == "registered" and view(engine).failures == 0)
+            finally:
+                watcher.cancel()
+            later = view(engine)
+        log = proxy.log()
+    sent = re.findall(r"REG expires=300 from \S+ tls ci=(\S+) cseq=(\d+)", log)
+    assert len({call_id for call_id, _ in sent}) == 1  # §10.2: one Call-ID for the boot cycle
+    assert [int(cseq) for _, cseq in sent] == sorted(int(cseq) for _, cseq in sent)
+    assert len(sent) >= 3  # registered (challenge + answer), then refreshed
+    assert lapsed == []
+    assert later.flow == first.flow  # over the same connection
+    assert later.registered_until is not None and first.registered_until is not None
+    assert later.registered_until > first.registered_until
