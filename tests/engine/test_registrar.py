@@ -371,3 +371,27 @@ async def test_bindings_survive_a_restart_and_expired_ones_do_not(
         found = engine.registrar.registrar.lookup(AOR, engine.registrar.clock())
     assert [b.contact for b in found] == ["sip:alice@127.0.0.1:5555;transport=tls"]
     assert found[0].transport == "tls"
+
+
+async def test_a_registered_device_calling_in_is_hung_up_over_its_own_connection(
+    tmp_path: Path, baresip: BaresipFactory, app: FlowApp
+) -> None:
+    """alice, registered over TLS, calls the domain over that connection; the flow hangs up,
+    and our BYE goes back over alice's connection (no connection of our own to her Contact)."""
+    app.routes["/voice"] = f"<Response><Play>{app.base}/tone.wav</Play><Hangup/></Response>"
+    config = config_for(tmp_path, app)
+    async with running_engine(config) as engine:
+        alice = await alice_phone(baresip, engine, tmp_path)
+        await until(lambda: registered(engine) == 1)
+        await alice.dial(f"sip:ivr@{DOMAIN};transport=tls")
+        await alice.wait_event("CALL_ESTABLISHED", timeout=15)
+        closed = await alice.wait_event("CALL_CLOSED", timeout=15)  # our BYE reached her
+        opened = outbound_connections(engine)
+        store = engine.store
+        assert store is not None
+        [call] = store.list_calls(ACCOUNT_SID)
+        record = await wait_status(engine, call.sid, {"completed"})
+    assert opened == []
+    assert closed.get("param") == "Connection reset by peer", closed  # libre: a BYE received
+    assert record.direction == "inbound" and "SRTP is Enabled" in alice.log()
+    assert best_window(alice.received_audio(), OUR_TONE) > 0.5

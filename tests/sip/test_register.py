@@ -18,6 +18,7 @@ from callxml.errors import LocalProtocolError
 from callxml.sip.auth import Credentials, DigestServer
 from callxml.sip.events import (
     Address,
+    InviteReceived,
     RegisterReceived,
     ResponseReceived,
     TransactionKey,
@@ -624,3 +625,51 @@ def test_an_outbound_proxy_is_a_loose_route() -> None:
     [request] = reg.requests()
     assert request.uri == f"sip:{DOMAIN}"  # the registrar's domain stays the Request-URI
     assert request.headers.get_all("Route") == ["<sip:edge.example.test;transport=tls;lr>"]
+
+
+def test_the_flows_of_current_bindings_are_indexed() -> None:
+    registrar = Registrar()
+    first = Address("tls", "192.0.2.7", 40001)
+    apply(registrar, register(["<sip:alice@10.0.0.1>"]), source=first)
+    assert [b.contact for b in registrar.over_flow("tls", "192.0.2.7", 40001, 0.0)] == [
+        "sip:alice@10.0.0.1"
+    ]
+    moved = Address("tls", "192.0.2.7", 40002)  # the same contact from a new connection
+    apply(registrar, register(["<sip:alice@10.0.0.1>"], cseq=2), source=moved)
+    assert registrar.over_flow("tls", "192.0.2.7", 40001, 0.0) == []
+    assert len(registrar.over_flow("tls", "192.0.2.7", 40002, 0.0)) == 1
+    assert registrar.over_flow("tls", "192.0.2.7", 40002, 4000.0) == []  # lapsed
+    registrar.expire(4000.0)
+    assert registrar._flows == {}
+    apply(registrar, register(["<sip:alice@10.0.0.1>"], cseq=3), 5000.0, source=moved)
+    apply(registrar, register(["*"], expires="0", cseq=4), 5000.0, source=moved)
+    assert registrar._flows == {}
+
+
+def test_a_registered_caller_is_sent_our_bye_over_its_flow() -> None:
+    """RFC 5626 §5.3, the other way round: a device that registered over TLS calls in over that
+    connection; our BYE goes back over it, not to its (NATed) Contact."""
+    core = UserAgentCore(UserAgentConfig(local={"tls": Address("tls", "127.0.0.1", 5061)}))
+    invite = SipRequest(
+        "INVITE",
+        "sip:ivr@example.test",
+        Headers(
+            [
+                ("Via", "SIP/2.0/TLS 10.9.9.9:5061;branch=z9hG4bK-dev;rport"),
+                ("From", "<sip:alice@example.test>;tag=dev"),
+                ("To", "<sip:ivr@example.test>"),
+                ("Call-ID", "dev-call"),
+                ("CSeq", "1 INVITE"),
+                ("Contact", "<sip:alice@10.9.9.9:5061;transport=tls>"),
+            ]
+        ),
+    )
+    source = Address("tls", "192.0.2.7", 40001)
+    core.receive(invite, source, 0.0)
+    [event] = [e for e in core.events() if isinstance(e, InviteReceived)]
+    core.keep_on_flow(event.call)
+    core.answer(event.call, b"", 0.1)
+    core.outgoing()
+    core.bye(event.call, 1.0)
+    [(bye, destination)] = [(m, d) for m, d in core.outgoing() if isinstance(m, SipRequest)]
+    assert bye.method == "BYE" and destination == Address("tls", "192.0.2.7", 40001, flow=True)

@@ -194,6 +194,13 @@ class RegistrarService:
 
     # -- calls -------------------------------------------------------------------------------
 
+    def registered_flow(self, transport: str, host: str, port: int) -> bool:
+        """Whether a TCP/TLS connection from ``host``:``port`` is the flow a current binding
+        came over (a registered device calling over it)."""
+        if transport == "udp":
+            return False
+        return bool(self.registrar.over_flow(transport, host, port, self.clock()))
+
     def directory(self, account: AccountConfig) -> AccountDirectory:
         """The users of ``account``'s registrar domains, for its calls."""
         domains = tuple(

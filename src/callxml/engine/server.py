@@ -837,6 +837,10 @@ class Engine:
         if account is None:  # config validation makes this impossible
             await incoming.reject(500, "Server Internal Error")
             return
+        if self.registrar is not None and self.registrar.registered_flow(
+            incoming.transport, *incoming.source
+        ):
+            incoming.keep_on_flow()  # a registered device: our BYE goes back over its flow
         record = new_call_record(
             account_sid=account.sid,
             direction="inbound",

@@ -605,10 +605,25 @@ class Registrar:
     ) -> None:
         self.policy = policy or RegistrarPolicy()
         self._aors: dict[str, dict[str, Binding]] = {}
+        # (transport, source host, port) -> the bindings that came over that flow
+        self._flows: dict[tuple[str, str, int], dict[tuple[str, str], Binding]] = {}
         for binding in bindings:
             table = self._aors.setdefault(binding.aor, {})
             if len(table) < self.policy.max_bindings:
                 table[binding.key] = binding
+                self._index(binding)
+
+    def _index(self, binding: Binding) -> None:
+        flow = (binding.transport, binding.source_host, binding.source_port)
+        self._flows.setdefault(flow, {})[(binding.aor, binding.key)] = binding
+
+    def _unindex(self, binding: Binding) -> None:
+        flow = (binding.transport, binding.source_host, binding.source_port)
+        found = self._flows.get(flow)
+        if found is not None and found.get((binding.aor, binding.key)) is binding:
+            del found[(binding.aor, binding.key)]
+            if not found:
+                del self._flows[flow]
 
     # --- queries -------------------------------------------------------------------------
 
@@ -623,6 +638,12 @@ class Registrar:
         """Every current binding, by address of record."""
         return [b for aor in sorted(self._aors) for b in self.lookup(aor, now)]
 
+    def over_flow(self, transport: str, host: str, port: int, now: float) -> list[Binding]:
+        """The current bindings whose REGISTER came from ``transport:host:port``: a request
+        arriving from there comes from a registered device (over its flow)."""
+        found = self._flows.get((transport, host, port), {})
+        return [b for b in found.values() if b.expires_at > now]
+
     def next_expiry(self) -> float | None:
         return min((b.expires_at for t in self._aors.values() for b in t.values()), default=None)
 
@@ -634,6 +655,7 @@ class Registrar:
             for key, binding in list(table.items()):
                 if binding.expires_at <= now:
                     gone.append(table.pop(key))
+                    self._unindex(binding)
             if not table:
                 del self._aors[aor]
         return gone
@@ -786,10 +808,14 @@ class Registrar:
         """§10.3: all updates take effect together, or (on any refusal above) none does."""
         kept = {b.key for b in saved}
         removed = tuple(b for b in removed if b.key not in kept)  # replaced, not removed
+        for old in self._aors.get(aor, {}).values():
+            self._unindex(old)
         if table:
             self._aors[aor] = table
         else:
             self._aors.pop(aor, None)
+        for binding in table.values():
+            self._index(binding)
         return self._ok(aor, table, now, saved, removed)
 
     def _ok(

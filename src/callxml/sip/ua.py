@@ -202,6 +202,7 @@ class Call:
     # both
     reinvite_key: TransactionKey | None = None
     forget_at: float | None = None
+    flow: Address | None = None  # UAS: the registered flow the caller's INVITE came over
 
 
 _DIRECTION_LINE = r"(?m)^a=(sendrecv|sendonly|recvonly|inactive)[ \t]*\r?$"
@@ -552,6 +553,7 @@ class UserAgentCore:
         response = self._response(call, 200, sdp)
         dialog = Dialog.for_uas(call.invite, call.local_tag)
         dialog.state = DialogState.CONFIRMED
+        dialog.flow = call.flow  # a registered caller is reached over its flow (RFC 5626 §5.3)
         call.dialog = dialog
         call.local_sdp = sdp
         call.state = CallState.CONFIRMED
@@ -583,6 +585,14 @@ class UserAgentCore:
         self._touched.append(call.server)
         self._end(call, now, f"rejected with {status}")
         self._pump(now)
+
+    def keep_on_flow(self, call_id: str) -> None:
+        """The caller of incoming call ``call_id`` is a registered device and its INVITE came
+        over that device's flow: send our in-dialog requests (BYE, re-INVITE) over it too, not
+        to its Contact, which may be unreachable behind NAT (RFC 5626 §5.3)."""
+        call = self._uas_call(call_id)
+        source = call.address
+        call.flow = Address(source.transport, source.host, source.port, flow=True)
 
     def cancel(self, call_id: str, now: float) -> None:
         """CANCEL our pending INVITE (§9.1). Sent once a provisional response has arrived;

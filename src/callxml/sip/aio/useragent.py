@@ -217,6 +217,11 @@ class UasCall(_Handle):
         """A provisional response: 180 Ringing, or 183 with early-media ``sdp``."""
         self._ua._verb(lambda core, now: core.ring(self.id, now, status=status, sdp=sdp))
 
+    def keep_on_flow(self) -> None:
+        """The caller is a registered device calling over its flow: our BYE (and any other
+        in-dialog request) goes back over that connection (RFC 5626 §5.3)."""
+        self._ua._verb(lambda core, now: core.keep_on_flow(self.id))
+
     def accept(self, sdp: bytes) -> None:
         """200 OK with ``sdp``; retransmitted until the ACK arrives (see :meth:`confirmed`)."""
         self._ua._verb(lambda core, now: core.answer(self.id, sdp, now))
