@@ -80,6 +80,12 @@ class IncomingCall:
     def __repr__(self) -> str:
         return f"IncomingCall({self.sip_call_id!r} {self.transport} {self.to_uri!r})"
 
+    def keep_on_flow(self) -> None:
+        """The caller is a device registered over this very connection: our in-dialog requests
+        go back over it (RFC 5626 §5.3), as the registrar decides."""
+        with contextlib.suppress(LocalProtocolError):
+            self._inbound.keep_on_flow()
+
     async def ring(self) -> None:
         """Send 180 Ringing."""
         self._inbound.ring(180)

@@ -41,7 +41,7 @@ from callxml.sdp.policy import check_suites
 from callxml.sip.aio.resolver import HostResolver, SystemResolver, locate
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig, TransportLimits, label
-from callxml.sip.aio.useragent import CallResult, UacCall, UasCall, UserAgent
+from callxml.sip.aio.useragent import CallResult, RegisterHandler, UacCall, UasCall, UserAgent
 from callxml.sip.auth import Credentials, DigestServer
 from callxml.sip.events import Address
 from callxml.sip.message import SipResponse
@@ -153,6 +153,7 @@ class Phone:
         limits: TransportLimits | None = None,
         admit: Admitter | None = None,
         zrtp_cache: ZrtpCache | None = None,
+        on_register: RegisterHandler | None = None,
     ) -> Phone:
         """Open the SIP listeners (TLS ones need ``tls.cert_file``/``key_file``).
 
@@ -165,6 +166,8 @@ class Phone:
         INVITEs under overload, statelessly (see :data:`~callxml.sip.ua.Admitter`).
         ``zrtp_cache`` keeps our ZRTP ZID and the peers' retained secrets (default: in memory,
         for this process).
+        ``on_register`` makes it a registrar: it gets every REGISTER, challenged by
+        ``authenticator`` like an INVITE (without it REGISTER is answered 405).
         """
         cache = zrtp_cache if zrtp_cache is not None else MemoryZrtpCache()  # a ZID per phone
         media = MediaSettings(
@@ -185,6 +188,7 @@ class Phone:
             authenticator=authenticator,
             limits=limits,
             admit=admit,
+            on_register=on_register,
         )
         phone = cls(ua, media, resolver=resolver, failover_timeout=failover_timeout)
         phone._on_incoming = on_incoming
@@ -249,6 +253,7 @@ class Phone:
         on_ringing: Callable[[], None] | None = None,
         sid: str | None = None,
         proxy: str | None = None,
+        destinations: Sequence[Address] = (),
     ) -> DialResult:
         """Call ``target`` and wait for the answer, at most ``timeout`` seconds of ringing.
 
@@ -256,7 +261,9 @@ class Phone:
         ``proxy`` (a SIP URI such as ``sip:127.0.0.1:5060;transport=tcp``) sends the INVITE to
         that host, port and transport instead (an outbound proxy, :meth:`Target.via`).
         ``headers`` are added to the INVITE after the target's own X- headers. ``on_ringing``
-        is called once, on the first 180/183. Never raises for the far end's behaviour: every
+        is called once, on the first 180/183. ``destinations`` replaces locating the target's
+        host (RFC 3263): a registered device's flow, then its Contact's address, tried in that
+        order like located servers. Never raises for the far end's behaviour: every
         outcome is a :class:`DialResult`. Cancelling the task cancels the INVITE (or hangs up)
         before re-raising.
         """
@@ -277,7 +284,7 @@ class Phone:
                 return DialResult("failed", None, None, f"srtpSuites: {exc}")
         attempt = _Attempt(target)
         try:
-            candidates = await locate(target.hop, self._resolver)
+            candidates = list(destinations) or await locate(target.hop, self._resolver)
         except TransportError as exc:
             return attempt.failed("failed", None, str(exc))
         loop = asyncio.get_running_loop()

@@ -24,6 +24,7 @@ __all__ = [
     "DialogConfirmed",
     "Event",
     "InviteReceived",
+    "RegisterReceived",
     "RequestReceived",
     "ResponseReceived",
     "TransactionKey",
@@ -40,12 +41,18 @@ class Address:
     ``transport`` is ``"udp"``, ``"tcp"`` or ``"tls"``; ``host`` an IP literal without brackets
     or a name the transport resolves (RFC 3263); ``server_name`` the TLS identity to check
     (RFC 5922), None when it is the host itself or irrelevant.
+
+    ``flow`` marks the far end of a connection the *peer* opened to us (RFC 5626 §5.3): a request
+    for it goes over that very connection or fails, never over a new one, and no server identity
+    is checked (a client presents none; the REGISTER that made the binding was authenticated).
+    That is how a device behind NAT, registered over TCP or TLS, is reached.
     """
 
     transport: str
     host: str
     port: int
     server_name: str | None = None
+    flow: bool = False
 
     @property
     def reliable(self) -> bool:
@@ -132,6 +139,18 @@ class InviteReceived:
 
 
 @dataclass(frozen=True)
+class RegisterReceived:
+    """A REGISTER outside any dialog, for the registrar (RFC 3261 §10.3); answer it with
+    ``UserAgentCore.respond(key, ...)``. ``auth_user`` is the username its digest credentials
+    proved (the core challenged it, §22.3), None when no digest server was chosen for it."""
+
+    key: TransactionKey
+    request: SipRequest
+    source: Address
+    auth_user: str | None
+
+
+@dataclass(frozen=True)
 class CallProgress:
     """A provisional response (180, 183...) to our INVITE."""
 
@@ -199,6 +218,7 @@ Event = (
     | TransportErrorOccurred
     | TransactionTerminated
     | InviteReceived
+    | RegisterReceived
     | CallProgress
     | CallAnswered
     | DialogConfirmed

@@ -7,6 +7,10 @@ BYE, OPTIONS, re-INVITE for hold/unhold with the same media, 481 for unknown dia
 sending ACK for 2xx (§13.2.2.4), retransmitting our 2xx until the ACK arrives (§13.3.1.4 with
 RFC 6026), answering 401/407 challenges with :mod:`auth`, challenging new incoming INVITEs
 (one digest server for all, or one chosen per request, §22.3), and reporting call-level events.
+REGISTER, both ways, is :mod:`callxml.sip.register`'s; the core only carries it: the
+application's own requests in client transactions (:meth:`UserAgentCore.send_request`) and, with
+``registrar`` on, incoming REGISTERs challenged like INVITEs and handed over to be answered
+(:meth:`UserAgentCore.respond`).
 
 It never touches a socket or a clock. A driver (``callxml.sip.aio``) feeds it with
 ``receive(message, source, now)`` and ``handle_timer(now)``, sends what ``outgoing()`` returns
@@ -49,6 +53,7 @@ from callxml.sip.events import (
     DialogConfirmed,
     Event,
     InviteReceived,
+    RegisterReceived,
     RequestReceived,
     ResponseReceived,
     TransactionKey,
@@ -104,6 +109,7 @@ MAX_AUTH_ATTEMPTS = 3
 MAX_AUTHORIZATIONS = 8  # Authorization headers looked at in one request (one per realm, §22.3)
 MAX_CALLS = 10_000  # new INVITEs beyond this many live calls get 503 (a bound, not an RFC rule)
 MAX_SERVER_TRANSACTIONS = 50_000  # beyond this, new requests get a stateless 503
+MAX_PENDING_REGISTERS = 1_000  # REGISTERs handed to the registrar and not yet answered: then 503
 
 
 #: Chooses the digest server for one new incoming INVITE from the request and the address it
@@ -137,6 +143,9 @@ class UserAgentConfig:
     hold/unhold with the same media. ``authenticator`` (optional) challenges new incoming
     INVITEs (RFC 3261 §22.2): one :class:`DigestServer` for all of them, or an
     :data:`AuthenticatorSelector` choosing one per request (per domain, say) or none.
+    ``registrar``: new REGISTERs are challenged the same way and handed to the application as
+    :class:`~callxml.sip.events.RegisterReceived` (the rules are :mod:`callxml.sip.register`'s);
+    without it they get 405.
     """
 
     local: Mapping[str, Address]
@@ -147,6 +156,7 @@ class UserAgentConfig:
     answer_reinvite: Callable[[bytes, bytes], bytes | None] | None = None
     authenticator: DigestServer | AuthenticatorSelector | None = None
     admit: Admitter | None = None
+    registrar: bool = False
 
 
 @dataclass
@@ -192,6 +202,7 @@ class Call:
     # both
     reinvite_key: TransactionKey | None = None
     forget_at: float | None = None
+    flow: Address | None = None  # UAS: the registered flow the caller's INVITE came over
 
 
 _DIRECTION_LINE = r"(?m)^a=(sendrecv|sendonly|recvonly|inactive)[ \t]*\r?$"
@@ -258,6 +269,8 @@ class UserAgentCore:
         self._owner: dict[TransactionKey, str] = {}  # transaction → call id
         self._dialogs: dict[DialogId, str] = {}
         self._credentials: dict[TransactionKey, Credentials] = {}  # for non-INVITE retries
+        self._requests: set[TransactionKey] = set()  # client transactions the application owns
+        self._registers: set[TransactionKey] = set()  # REGISTERs the application must answer
         self._touched: list[Transaction] = []
         self._out: list[tuple[SipMessage, Address]] = []
         self._events: list[Event] = []
@@ -395,6 +408,8 @@ class UserAgentCore:
         if txn is not None:
             self._server.pop(txn.key, None)
             self._client.pop(txn.key, None)
+            self._requests.discard(txn.key)
+            self._registers.discard(txn.key)
             call = call or self.calls.get(self._owner.pop(txn.key, ""))
         if call is not None and call.state is not CallState.ENDED:
             self._end(call, now, "internal error")
@@ -425,6 +440,48 @@ class UserAgentCore:
         self._pump(now)
 
     # --- the application's verbs -------------------------------------------------------------
+
+    def send_request(self, request: SipRequest, destination: Address, now: float) -> TransactionKey:
+        """Send an out-of-dialog non-INVITE request the application owns (a REGISTER, RFC 3261
+        §10.2) in a client transaction of its own (§17.1.2); returns its key.
+
+        Its final response comes back as a :class:`~callxml.sip.events.ResponseReceived` event
+        with that key, or its failure as :class:`~callxml.sip.events.TransactionTimedOut` /
+        :class:`~callxml.sip.events.TransportErrorOccurred`; provisional responses are absorbed.
+        Authentication and retries are the application's (:mod:`callxml.sip.register`).
+        """
+        if request.method in ("INVITE", "ACK", "CANCEL"):
+            raise LocalProtocolError(f"send_request() does not send {request.method}")
+        txn = ClientNonInviteTransaction(request, destination, now, config=self.config.timers)
+        if txn.key in self._client:
+            raise LocalProtocolError(f"a transaction with branch {txn.key.branch} exists")
+        self._client[txn.key] = txn
+        self._requests.add(txn.key)
+        self._touched.append(txn)
+        self._pump(now)
+        return txn.key
+
+    def respond(
+        self,
+        key: TransactionKey,
+        status: int,
+        now: float,
+        *,
+        reason: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Answer a REGISTER reported by :class:`~callxml.sip.events.RegisterReceived` with a
+        final response (a To tag is added, §8.2.6.2)."""
+        if key not in self._registers:
+            raise LocalProtocolError("no REGISTER waits for an answer under that key")
+        if status < 200:
+            raise LocalProtocolError("respond() sends a final response (200-699)")
+        self._registers.discard(key)
+        txn = self._server.get(key)
+        if txn is None or txn.state not in (State.TRYING, State.PROCEEDING):
+            return  # the transaction is gone (a transport error): nobody to answer
+        self._reply(txn, status, now, reason=reason, headers=headers)
+        self._pump(now)
 
     def invite(
         self,
@@ -499,6 +556,7 @@ class UserAgentCore:
         response = self._response(call, 200, sdp)
         dialog = Dialog.for_uas(call.invite, call.local_tag)
         dialog.state = DialogState.CONFIRMED
+        dialog.flow = call.flow  # a registered caller is reached over its flow (RFC 5626 §5.3)
         call.dialog = dialog
         call.local_sdp = sdp
         call.state = CallState.CONFIRMED
@@ -530,6 +588,14 @@ class UserAgentCore:
         self._touched.append(call.server)
         self._end(call, now, f"rejected with {status}")
         self._pump(now)
+
+    def keep_on_flow(self, call_id: str) -> None:
+        """The caller of incoming call ``call_id`` is a registered device and its INVITE came
+        over that device's flow: send our in-dialog requests (BYE, re-INVITE) over it too, not
+        to its Contact, which may be unreachable behind NAT (RFC 5626 §5.3)."""
+        call = self._uas_call(call_id)
+        source = call.address
+        call.flow = Address(source.transport, source.host, source.port, flow=True)
 
     def cancel(self, call_id: str, now: float) -> None:
         """CANCEL our pending INVITE (§9.1). Sent once a provisional response has arrived;
@@ -644,6 +710,8 @@ class UserAgentCore:
             return
         if method == "INVITE":
             self._on_new_invite(txn, request, now)
+        elif method == "REGISTER" and self.config.registrar:
+            self._on_register(txn, request, now)
         elif method == "OPTIONS":
             self._reply(txn, 200, now, headers=self._capabilities())
         elif method == "BYE":
@@ -677,6 +745,21 @@ class UserAgentCore:
         self.calls[call.id] = call
         self._owner[txn.key] = call.id
         self._events.append(InviteReceived(call.id, request, txn.address))
+
+    def _on_register(self, txn: ServerTransaction, request: SipRequest, now: float) -> None:
+        """§10.3 steps 2-3 here (authentication with the same digest servers as INVITEs); the
+        binding rules are the application's registrar (:mod:`callxml.sip.register`)."""
+        auth_user = None
+        server = self._authenticator_for(request, txn.address)
+        if server is not None:
+            auth_user = self._authenticate(txn, server, request, now)
+            if auth_user is None:
+                return
+        if len(self._registers) >= MAX_PENDING_REGISTERS:
+            self._reply(txn, 503, now, headers=[("Retry-After", "5")])
+            return
+        self._registers.add(txn.key)
+        self._events.append(RegisterReceived(txn.key, request, txn.address, auth_user))
 
     def _authenticator_for(self, request: SipRequest, source: Address) -> DigestServer | None:
         choice = self.config.authenticator
@@ -814,6 +897,10 @@ class UserAgentCore:
         self._touched.append(txn)
 
     def _on_response(self, txn: ClientTransaction, response: SipResponse, now: float) -> None:
+        if txn.key in self._requests:  # the application's own request (send_request)
+            if response.status >= 200:
+                self._events.append(ResponseReceived(txn.key, response))
+            return
         call = self.calls.get(self._owner.get(txn.key, ""))
         method = txn.request.method
         if call is None:
@@ -869,6 +956,8 @@ class UserAgentCore:
             return
         dialog = Dialog.for_uac(txn.request, response)
         dialog.state = DialogState.CONFIRMED
+        if call.address.flow:  # a registered device reached over its flow (RFC 5626 §5.3)
+            dialog.flow = call.address
         call.dialog = dialog
         self._dialogs[dialog.id] = call.id
         call.remote_sdp = response.body
@@ -973,6 +1062,8 @@ class UserAgentCore:
                     self._client.pop(key, None)
                 self._owner.pop(key, None)
                 self._credentials.pop(key, None)
+                self._requests.discard(key)
+                self._registers.discard(key)
             case AckReceived():
                 pass  # the ACK for a non-2xx: nothing left to do
             case _:
@@ -981,6 +1072,12 @@ class UserAgentCore:
     def _on_failure(
         self, txn: Transaction, event: TransactionTimedOut | TransportErrorOccurred, now: float
     ) -> None:
+        if txn.key in self._requests:  # the application's own request: it decides what next
+            self._events.append(event)
+            return
+        if txn.key in self._registers:  # a REGISTER whose answer cannot be sent any more
+            self._registers.discard(txn.key)
+            return
         call = self.calls.get(self._owner.get(txn.key, ""))
         if call is None or txn.key.server or txn.request.method != "INVITE":
             return
