@@ -151,6 +151,7 @@ class IncomingCall:
             answered=False,
             sid=sid,
             rtp_timeout=self._media.rtp_timeout,
+            secure_media=secure_media_enabled,
         )
         self._adopt(leg)
         if answer:

@@ -8,8 +8,10 @@ use, so tests plug in fakes. Legs are made by :class:`~callxml.runtime.phone.Pho
 :class:`~callxml.runtime.incoming.IncomingCall` (accepting); :mod:`callxml.runtime.bridge` relays
 media between two of them.
 
-It knows nothing of verbs, webhooks or documents, and applies no policy: the secure-media rules
-were applied when the media was negotiated. Keys are never logged.
+It knows nothing of verbs, webhooks or documents. The secure-media rules were applied when the
+media was negotiated; the leg keeps the policy it was set up under to answer the peer's
+re-offers (re-INVITE, UPDATE) with it (:mod:`callxml.runtime.renegotiation`), moving the endpoint
+to new addresses, codecs or keys without stopping the audio. Keys are never logged.
 """
 
 from __future__ import annotations
@@ -17,17 +19,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
-from callxml.errors import ConfigError, LocalProtocolError, MediaError
+from callxml.errors import ConfigError, LocalProtocolError, MediaError, SecureMediaError
 from callxml.interpreter.call import new_sid
 from callxml.media.dtmf import DEFAULT_PAYLOAD_TYPE, DtmfDigit
-from callxml.media.stream import RtpConfig, RtpEndpoint, RtpStats, SrtpKeys
+from callxml.media.stream import RtpConfig, RtpEndpoint, RtpStats
 from callxml.media.wav import pcm_frames
+from callxml.runtime.renegotiation import (
+    answer_reoffer,
+    apply_change,
+    check_reoffer_answer,
+    srtp_keys,
+)
 from callxml.sdp import Direction, NegotiatedMedia, Offer, SessionDescription, hold, unhold
-from callxml.sdp.negotiate import offer_holds
+from callxml.sdp.negotiate import offer_holds, reoffer
 from callxml.sip.aio.useragent import UacCall, UasCall
 from callxml.sip.message import SipRequest
 
@@ -124,14 +132,8 @@ def _apply_media(endpoint: RtpEndpoint, media: NegotiatedMedia) -> None:
         media.codec.name, media.payload_type, dtmf if dtmf is not None else DEFAULT_PAYLOAD_TYPE
     )
     endpoint.set_remote((media.their_address, media.their_port))
-    ours, theirs = media.our_crypto, media.their_crypto
-    if ours is not None and theirs is not None and ours.suite_info is not None:
-        # RFC 4568 §6.1: we protect with the key we sent, unprotect with the one we received.
-        endpoint.set_srtp(
-            SrtpKeys(ours.suite_info.name, ours.keying_material(), theirs.keying_material())
-        )
-    else:
-        endpoint.set_srtp(None)
+    # RFC 4568 §6.1: we protect with the key we sent, unprotect with the one we received.
+    endpoint.set_srtp(srtp_keys(media))
 
 
 def _audio_direction(sdp: SessionDescription, media: NegotiatedMedia) -> Direction:
@@ -163,6 +165,7 @@ class CallLeg:
         answered: bool,
         sid: str | None = None,
         rtp_timeout: float | None = None,
+        secure_media: bool = False,
     ) -> None:
         self.sid = sid or new_sid("CA")
         self.direction = direction
@@ -183,7 +186,16 @@ class CallLeg:
         self._rtp_timeout = rtp_timeout
         self._media_watch: asyncio.Task[None] | None = None
         self.on_hold = False  # the peer's latest offer holds us (sendonly, inactive, 0.0.0.0)
+        # Re-offers are answered under the policy the call was set up with (docs/sdp.md).
+        self._secure_media = secure_media
+        self._pending_answer: NegotiatedMedia | None = None  # ours to the peer's re-offer
+        self._pending_offer: tuple[Offer, NegotiatedMedia] | None = None  # ours, and before it
+        self._media_listeners: list[Callable[[CallLeg], None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         handle.on_reinvite = self._reinvited
+        handle.on_reoffer_answered = self._reoffer_answered
+        handle.on_reoffer_failed = self._reoffer_failed
+        handle.set_answerer(self._answer_reoffer)
         self._watch = asyncio.get_running_loop().create_task(
             self._watch_end(), name=f"leg-{self.sid}"
         )
@@ -284,14 +296,108 @@ class CallLeg:
         except asyncio.CancelledError:
             return
 
+    # -- renegotiation ---------------------------------------------------------------------
+
+    def _answer_reoffer(self, offer: bytes, current: bytes) -> bytes:
+        """The SIP core's answerer for this call: the peer's re-INVITE or UPDATE offer answered
+        with :func:`~callxml.runtime.renegotiation.answer_reoffer` under the call's policy
+        (raising ``OfferRefused`` → 488). An offer-less re-INVITE gets our current SDP as the
+        offer; the ACK brings the answer (:meth:`_reoffer_answered`). Applied in
+        :meth:`_reinvited`, once the 2xx is on its way."""
+        if not offer:
+            self._pending_offer = (Offer(self.media.local_sdp, self.media.our_crypto), self.media)
+            return bytes(self.media.local_sdp)
+        host, port = self._endpoint.local_address[:2]
+        self._pending_answer = answer_reoffer(
+            offer,
+            self.media,
+            address=host,
+            port=port,
+            secure_media=self._secure_media,
+            over_tls=self.transport == "tls",
+        )
+        return bytes(self._pending_answer.local_sdp)
+
     def _reinvited(self, request: SipRequest) -> None:
-        """The peer re-INVITEd (answered by the SIP layer): note whether it holds us. Held, we
-        stop filling the line with silence (RFC 3264 §6.1: its sendonly or inactive offer means
-        we must not send); resumed, the stream starts again."""
+        """The peer re-INVITEd or UPDATEd (answered by the SIP layer with our answer): move the
+        endpoint to what was agreed, and note whether it holds us. Held, we stop filling the
+        line with silence (RFC 3264 §6.1: its sendonly or inactive offer means we must not
+        send); resumed, the stream starts again."""
+        agreed, self._pending_answer = self._pending_answer, None
+        if agreed is not None and request.body:
+            self._renegotiated(agreed)
         if request.body:
             self.on_hold = offer_holds(request.body)
             if self.answered and not self.ended.is_set():
                 self._endpoint.keep_sending(not self.on_hold)
+
+    def _reoffer_answered(self, sdp: bytes, method: str) -> None:
+        """The peer answered our re-offer (or the offer in our 2xx to its offer-less
+        re-INVITE, answered in the ACK, or a session refresh): check it like a first answer and
+        apply it. An answer that breaks the secure-media policy ends the call (RFC 4568 §7.5);
+        any other unusable answer leaves the media as it was."""
+        pending, self._pending_offer = self._pending_offer, None
+        if not sdp or self.ended.is_set():
+            if pending is not None and not sdp:
+                self.media = pending[1]  # no answer after all: the old session stays
+            return
+        offer = (
+            pending[0]
+            if pending is not None
+            else Offer(self.media.local_sdp, self.media.our_crypto)
+        )
+        try:
+            agreed = check_reoffer_answer(offer, sdp)
+        except MediaError as exc:
+            log.warning("leg %s: the answer to our %s is unusable: %s", self.sid, method, exc)
+            if pending is not None:
+                self.media = pending[1]
+            if isinstance(exc, SecureMediaError):
+                self._spawn(self.hangup(exc.reason))
+            return
+        self._renegotiated(agreed)
+
+    def _reoffer_failed(self, status: int, method: str) -> None:
+        """Our re-INVITE or UPDATE was refused: the session stays as it was (RFC 3264 §8)."""
+        pending, self._pending_offer = self._pending_offer, None
+        if pending is not None:
+            self.media = pending[1]
+        log.info("leg %s: our %s was answered %d; media unchanged", self.sid, method, status)
+
+    def _renegotiated(self, agreed: NegotiatedMedia) -> None:
+        old, self.media = self.media, agreed
+        if not self.answered or self.ended.is_set():
+            return
+        change = apply_change(self._endpoint, old, agreed)
+        if change.any:
+            log.info(
+                "leg %s: media renegotiated (codec %s, remote %s, keys %s)",
+                self.sid,
+                change.codec,
+                change.remote,
+                change.keys,
+            )
+        if change.codec:
+            for listener in list(self._media_listeners):
+                try:
+                    listener(self)
+                except Exception:
+                    log.exception("leg %s: media listener failed", self.sid)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` beside the leg (a reference is kept until it is done)."""
+        task = asyncio.get_running_loop().create_task(work, name=f"leg-{self.sid}-task")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def add_media_listener(self, listener: Callable[[CallLeg], None]) -> None:
+        """Call ``listener(leg)`` whenever a renegotiation changes the codec or payload types
+        (a bridge then rewires its relay)."""
+        self._media_listeners.append(listener)
+
+    def remove_media_listener(self, listener: Callable[[CallLeg], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._media_listeners.remove(listener)
 
     def hold(self) -> None:
         """Put the peer on hold: re-INVITE with our audio ``sendonly`` (RFC 3264 §8.4, RFC 6337
@@ -302,11 +408,19 @@ class CallLeg:
         """Take the peer off hold: re-INVITE with ``sendrecv`` again."""
         self._reoffer(unhold(self.media))
 
+    def reoffer(self, *, codecs: Sequence[str]) -> None:
+        """Re-INVITE offering only ``codecs`` (same port, same key): e.g. to move this leg to the
+        codec of the leg it is bridged with, so the relay passes packets through instead of
+        transcoding. The peer's answer is applied when it comes; a refusal changes nothing."""
+        self._reoffer(reoffer(self.media, codecs=codecs))
+
     def _reoffer(self, offer: Offer) -> None:
         self._check_media()
         if self.ended.is_set():
             raise LocalProtocolError("the call has already ended")
+        before = self.media
         self._handle.reinvite(bytes(offer.sdp))
+        self._pending_offer = (offer, before)
         self.media = replace(
             self.media, local_sdp=offer.sdp, direction=_audio_direction(offer.sdp, self.media)
         )

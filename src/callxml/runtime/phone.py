@@ -313,6 +313,7 @@ class Phone:
             answered=True,
             sid=sid,
             rtp_timeout=self.media.rtp_timeout,
+            secure_media=target.secure,
         )
         self._legs.add(leg)
         return attempt.answered(result, leg)

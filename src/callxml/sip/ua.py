@@ -3,17 +3,25 @@
 This module owns what a SIP user agent does above its transactions: matching incoming
 messages to transactions (§17.1.3, §17.2.3) and dialogs (§12.2.2), creating server transactions
 for new requests, answering what needs no application decision (CANCEL with 487 to the INVITE,
-BYE, OPTIONS, re-INVITE for hold/unhold with the same media, 481 for unknown dialogs, 405/501),
-sending ACK for 2xx (§13.2.2.4), retransmitting our 2xx until the ACK arrives (§13.3.1.4 with
-RFC 6026), answering 401/407 challenges with :mod:`auth`, challenging new incoming INVITEs
-(one digest server for all, or one chosen per request, §22.3), and reporting call-level events.
+BYE, OPTIONS, 481 for unknown dialogs, 405/501), sending ACK for 2xx (§13.2.2.4), retransmitting
+our 2xx until the ACK arrives (§13.3.1.4 with RFC 6026), answering 401/407 challenges with
+:mod:`auth`, challenging new incoming INVITEs (one digest server for all, or one chosen per
+request, §22.3), and reporting call-level events.
+
+Session modification: a re-INVITE (§14) or UPDATE (RFC 3311) from the peer is answered by the
+call's *answerer* (:meth:`UserAgentCore.set_answerer`: the runtime installs one per call that
+runs its SDP offer/answer under the call's media policy; without one, :func:`answer_hold`
+mirrors the direction of the offer into our current SDP). It is called synchronously with the
+offer and returns the answer, or raises :class:`OfferRefused` (488 with a Warning). Our own
+re-INVITEs and UPDATEs report the peer's answer as :class:`ReofferAnswered` (or
+:class:`ReofferFailed`); glare is 491 both ways, retried after §14.1's random wait.
 
 It never touches a socket or a clock. A driver (``callxml.sip.aio``) feeds it with
 ``receive(message, source, now)`` and ``handle_timer(now)``, sends what ``outgoing()`` returns
 (``(message, destination)`` pairs) and reads ``events()``. Simplified: RFC 2543 transaction
 matching (see :func:`~callxml.sip.transaction.server_key`). Not handled: merged-request
 detection (§8.2.2.2), forked early dialogs (a second 2xx is ACKed and hung up, §13.2.2.4),
-PRACK/UPDATE, and SRV/NAPTR (hosts are handed to the driver to resolve).
+UPDATE in an early dialog, and SRV/NAPTR (hosts are handed to the driver to resolve).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import random
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -49,6 +58,8 @@ from callxml.sip.events import (
     DialogConfirmed,
     Event,
     InviteReceived,
+    ReofferAnswered,
+    ReofferFailed,
     RequestReceived,
     ResponseReceived,
     TransactionKey,
@@ -84,9 +95,11 @@ from callxml.sip.uri import parse_uri
 
 __all__ = [
     "Admitter",
+    "Answerer",
     "AuthenticatorSelector",
     "Call",
     "CallState",
+    "OfferRefused",
     "Role",
     "UserAgentConfig",
     "UserAgentCore",
@@ -96,7 +109,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS")
+ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "UPDATE")
 KNOWN_METHODS = frozenset(
     {"REGISTER", "INFO", "UPDATE", "PRACK", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH"}
 )
@@ -104,6 +117,7 @@ MAX_AUTH_ATTEMPTS = 3
 MAX_AUTHORIZATIONS = 8  # Authorization headers looked at in one request (one per realm, §22.3)
 MAX_CALLS = 10_000  # new INVITEs beyond this many live calls get 503 (a bound, not an RFC rule)
 MAX_SERVER_TRANSACTIONS = 50_000  # beyond this, new requests get a stateless 503
+MAX_GLARE_RETRIES = 3  # our re-INVITE/UPDATE answered 491 is retried at most this often
 
 
 #: Chooses the digest server for one new incoming INVITE from the request and the address it
@@ -113,6 +127,20 @@ AuthenticatorSelector = Callable[[SipRequest, Address], DigestServer | None]
 #: ``(why, retry_after_seconds)`` to refuse it statelessly with 503 + Retry-After before any
 #: transaction exists (the cheapest refusal there is). It must not raise.
 Admitter = Callable[[SipRequest, Address, float], tuple[str, int] | None]
+#: Answers the peer's offer in a re-INVITE or UPDATE: ``(offer, our current SDP)`` to our answer.
+#: An empty offer (an offer-less re-INVITE) asks for *our* offer, which then goes in the 2xx and
+#: is answered in the ACK (§14.2). None refuses with 488; :class:`OfferRefused` refuses with
+#: its status and reason (a Warning). It runs synchronously inside the core and must not block.
+Answerer = Callable[[bytes, bytes], bytes | None]
+
+
+class OfferRefused(RemoteProtocolError):
+    """Raised by an :data:`Answerer` that will not accept an offer: the request is answered with
+    ``status_hint`` (488 Not Acceptable Here by default, RFC 3261 §21.4.26) and a Warning
+    carrying the message (§20.43). The session stays as it was (RFC 3264 §8)."""
+
+    def __init__(self, message: str, *, status_hint: int = 488):
+        super().__init__(message, status_hint=status_hint)
 
 
 class Role(StrEnum):
@@ -144,7 +172,7 @@ class UserAgentConfig:
     user_agent: str = "callxml"
     timers: TimerConfig = DEFAULT_TIMERS
     outbound_proxy: str | None = None
-    answer_reinvite: Callable[[bytes, bytes], bytes | None] | None = None
+    answer_reinvite: Answerer | None = None
     authenticator: DigestServer | AuthenticatorSelector | None = None
     admit: Admitter | None = None
 
@@ -158,6 +186,16 @@ class _Retransmit:
     interval: float
     next_at: float
     give_up_at: float
+
+
+@dataclass
+class _Retry:
+    """Our re-INVITE or UPDATE that got 491 (glare), waiting to be sent again (§14.1)."""
+
+    method: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+    at: float
 
 
 @dataclass
@@ -191,6 +229,14 @@ class Call:
     auth_user: str | None = None  # the username its digest credentials proved (§22.3)
     # both
     reinvite_key: TransactionKey | None = None
+    update_key: TransactionKey | None = None  # our UPDATE in flight (RFC 3311)
+    offer_pending: bool = False  # our re-INVITE/UPDATE carries an offer not yet answered
+    offer_in_2xx: bool = False  # we offered in a 2xx (offer-less re-INVITE): answer in the ACK
+    answerer: Answerer | None = None  # answers the peer's re-offers (set_answerer)
+    retry: _Retry | None = None
+    glare_retries: int = 0
+    offer: bytes = b""  # the SDP of our pending re-INVITE/UPDATE (local_sdp once answered)
+    modify_headers: tuple[tuple[str, str], ...] = ()  # its extra headers, for a retry
     forget_at: float | None = None
 
 
@@ -247,10 +293,17 @@ class UserAgentCore:
     :meth:`outgoing` and :meth:`events`, and call :meth:`handle_timer` at :meth:`next_timer`.
     """
 
-    def __init__(self, config: UserAgentConfig, *, auth_client: DigestClient | None = None):
+    def __init__(
+        self,
+        config: UserAgentConfig,
+        *,
+        auth_client: DigestClient | None = None,
+        rng: random.Random | None = None,
+    ):
         if not config.local:
             raise LocalProtocolError("a user agent needs at least one local address")
         self.config = config
+        self._random = rng or random.Random()  # §14.1's glare waits (seeded in tests)
         self.calls: dict[str, Call] = {}
         self._auth = auth_client or DigestClient()
         self._client: dict[TransactionKey, ClientTransaction] = {}
@@ -344,6 +397,7 @@ class UserAgentCore:
                 continue
             try:
                 self._retransmit_2xx(call, now)
+                self._retry_modification(call, now)
                 if call.forget_at is not None and call.forget_at <= now:
                     self._forget(call)
                     continue
@@ -563,16 +617,61 @@ class UserAgentCore:
         else:
             self.reject(call_id, 480, now)
 
-    def reinvite(self, call_id: str, sdp: bytes, now: float) -> None:
-        """Send a re-INVITE with a new offer (e.g. hold) on an established call (§14.1)."""
+    def reinvite(
+        self, call_id: str, sdp: bytes, now: float, *, headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """Send a re-INVITE with a new offer (hold, new media, a session refresh) on an
+        established call (§14.1). The answer comes back as :class:`ReofferAnswered`, a failure
+        as :class:`ReofferFailed`; 491 (glare) is retried after §14.1's random wait. We never
+        send an offer-less re-INVITE: its 2xx would carry an offer our ACK must answer."""
+        if not sdp:
+            raise LocalProtocolError("a re-INVITE we send carries an offer (§14.1)")
+        call = self._modifiable(call_id, "re-INVITE")
+        self._send_modification(call, "INVITE", sdp, tuple(headers), now)
+        self._pump(now)
+
+    def update(
+        self,
+        call_id: str,
+        now: float,
+        *,
+        sdp: bytes = b"",
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Send an UPDATE (RFC 3311 §5.1) on an established call: a new offer ``sdp``, or none
+        (a session refresh, RFC 4028 §7.4). Reported like :meth:`reinvite`. Only send it to a
+        peer whose Allow lists UPDATE (RFC 3311 §5.1); others answer 405 or 501."""
+        call = self._modifiable(call_id, "UPDATE")
+        self._send_modification(call, "UPDATE", sdp, tuple(headers), now)
+        self._pump(now)
+
+    def set_answerer(self, call_id: str, answerer: Answerer | None) -> None:
+        """Answer the peer's re-INVITEs and UPDATEs on this call with ``answerer`` (None: the
+        configured default, :attr:`UserAgentConfig.answer_reinvite` or :func:`answer_hold`)."""
+        self._call(call_id).answerer = answerer
+
+    def _modifiable(self, call_id: str, what: str) -> Call:
         call = self._call(call_id)
         if call.dialog is None or call.state is not CallState.CONFIRMED:
-            raise LocalProtocolError(f"cannot re-INVITE {call.id} in state {call.state}")
-        if call.reinvite_key is not None:
-            raise LocalProtocolError("a re-INVITE is already pending (§14.1)")
-        call.local_sdp = sdp
-        self._send_in_dialog(call, "INVITE", now, body=sdp)
-        self._pump(now)
+            raise LocalProtocolError(f"cannot {what} {call.id} in state {call.state}")
+        if call.reinvite_key is not None or call.update_key is not None:
+            # §14.1, RFC 3311 §5.1: one offer at a time.
+            raise LocalProtocolError("a re-INVITE or UPDATE is already pending")
+        call.retry = None  # a newer modification replaces one waiting out a 491
+        return call
+
+    def _send_modification(
+        self,
+        call: Call,
+        method: str,
+        body: bytes,
+        headers: tuple[tuple[str, str], ...],
+        now: float,
+    ) -> None:
+        call.offer = body
+        call.offer_pending = bool(body)
+        call.modify_headers = headers
+        self._send_in_dialog(call, method, now, body=body, headers=headers)
 
     # --- requests from the network -----------------------------------------------------------
 
@@ -621,7 +720,7 @@ class UserAgentCore:
             request,
             methods=None,
             supported=(),
-            content_types=("application/sdp",) if method == "INVITE" else None,
+            content_types=("application/sdp",) if method in ("INVITE", "UPDATE") else None,
             answer_types=("application/sdp",) if method == "INVITE" else None,
         )
         if status is not None:
@@ -749,6 +848,8 @@ class UserAgentCore:
                 self._events.append(CallEnded(call.id, by_peer=True, reason="BYE"))
         elif method == "INVITE":
             self._on_reinvite(call, txn, request, now)
+        elif method == "UPDATE":
+            self._on_update(call, txn, request, now)
         elif method == "OPTIONS":
             self._reply(txn, 200, now, headers=self._capabilities())
         else:
@@ -758,21 +859,18 @@ class UserAgentCore:
         self, call: Call, txn: ServerTransaction, request: SipRequest, now: float
     ) -> None:
         assert call.dialog is not None and isinstance(txn, ServerInviteTransaction)
-        if call.reinvite_key is not None:
-            self._reply(txn, 491, now)  # glare, §14.2
+        if call.reinvite_key is not None or (call.offer_pending and request.body):
+            self._reply(txn, 491, now)  # glare, §14.2 (RFC 3311 §5.2 for our UPDATE's offer)
             return
         if call.retransmit is not None:
             self._reply(txn, 500, now, headers=[("Retry-After", "1")])  # §14.2
             return
-        answerer = self.config.answer_reinvite or answer_hold
-        sdp = answerer(request.body, call.local_sdp)
+        sdp = self._answer(call, txn, request, now)
         if sdp is None:
-            self._reply(txn, 488, now)
             return
+        if not request.body:
+            call.offer_in_2xx = True  # we offer in the 2xx; the answer comes in the ACK
         call.dialog.refresh_target(request)
-        if request.body:
-            call.remote_sdp = request.body
-        call.local_sdp = sdp
         call.server = txn
         self._owner[txn.key] = call.id
         response = self._response(call, 200, sdp, request)
@@ -780,6 +878,51 @@ class UserAgentCore:
         self._touched.append(txn)
         self._start_retransmit(call, response, txn.address, now)
         self._events.append(CallReinvited(call.id, request))
+
+    def _on_update(
+        self, call: Call, txn: ServerTransaction, request: SipRequest, now: float
+    ) -> None:
+        """RFC 3311 §5.2: an UPDATE with an offer is answered in its 2xx (by the call's
+        answerer), one without is a refresh; both are target refreshes."""
+        assert call.dialog is not None
+        if request.body and (call.offer_pending or call.offer_in_2xx):
+            # §5.2: our own offer is unanswered (491), or went in a 2xx awaiting its ACK (500).
+            if call.offer_pending:
+                self._reply(txn, 491, now)
+            else:
+                self._reply(txn, 500, now, headers=[("Retry-After", "1")])
+            return
+        sdp = b""
+        if request.body:
+            answer = self._answer(call, txn, request, now)
+            if answer is None:
+                return
+            sdp = answer
+        call.dialog.refresh_target(request)
+        response = self._response(call, 200, sdp, request)
+        txn.send_response(response, now)
+        self._touched.append(txn)
+        self._events.append(CallReinvited(call.id, request))
+
+    def _answer(
+        self, call: Call, txn: ServerTransaction, request: SipRequest, now: float
+    ) -> bytes | None:
+        """Our SDP for the 2xx to the peer's re-INVITE or UPDATE, from the call's answerer; None
+        once the request has been refused (488, or the status :class:`OfferRefused` names)."""
+        answerer = call.answerer or self.config.answer_reinvite or answer_hold
+        try:
+            sdp = answerer(request.body, call.local_sdp)
+        except OfferRefused as exc:
+            warning = warning_value(self._warn_agent(txn.address.transport), str(exc))
+            self._reply(txn, exc.status_hint, now, headers=[("Warning", warning)])
+            return None
+        if sdp is None:
+            self._reply(txn, 488, now)
+            return None
+        if request.body:
+            call.remote_sdp = request.body
+        call.local_sdp = sdp
+        return sdp
 
     def _receive_2xx_ack(self, ack: SipRequest, now: float) -> None:
         dialog_id = DialogId(ack.call_id, ack.to.tag or "", ack.from_.tag or "")
@@ -796,6 +939,9 @@ class UserAgentCore:
             call.remote_sdp = ack.body  # offer in the 2xx, answer in the ACK (§13.2.1)
         if first:
             self._events.append(DialogConfirmed(call.id, ack))
+        elif call.offer_in_2xx:  # the answer to the offer of our 2xx to an offer-less re-INVITE
+            call.offer_in_2xx = False
+            self._events.append(ReofferAnswered(call.id, ack.body, "INVITE"))
 
     # --- responses from the network ----------------------------------------------------------
 
@@ -818,6 +964,8 @@ class UserAgentCore:
             self._on_reinvite_response(call, txn, response, now)
         elif method == "INVITE":
             self._on_invite_response(call, txn, response, now)
+        elif method == "UPDATE" and txn.key == call.update_key and response.status >= 200:
+            self._on_update_response(call, txn, response, now)
         elif response.status in (401, 407) and method != "CANCEL":
             creds = self._credentials.get(txn.key) or call.credentials
             retry = self._authorized_retry(call, txn.request, response, creds)
@@ -886,13 +1034,13 @@ class UserAgentCore:
         if status < 200 or call.dialog is None:
             return
         if status < 300:
-            if call.reinvite_key == txn.key:
-                call.remote_sdp = response.body or call.remote_sdp
-                call.dialog.refresh_target(response)
             destination = call.dialog.destination()
             ack = call.dialog.create_ack(txn.request.cseq.seq, via=self._via(destination.transport))
             self._out.append((ack, destination))
-            call.reinvite_key = None
+            if call.reinvite_key == txn.key:
+                call.reinvite_key = None
+                call.dialog.refresh_target(response)
+                self._offer_answered(call, "INVITE", response.body)
             return
         call.reinvite_key = None
         if status in (401, 407):
@@ -900,10 +1048,68 @@ class UserAgentCore:
             if retry is not None:
                 self._start_client(retry, txn.address, now, call)  # sets reinvite_key again
                 return
-        if status in (408, 481) and call.state is not CallState.ENDED:  # §14.1: dialog gone
+        self._offer_failed(call, "INVITE", status, now)
+
+    def _on_update_response(
+        self, call: Call, txn: ClientTransaction, response: SipResponse, now: float
+    ) -> None:
+        status = response.status
+        call.update_key = None
+        if status < 300:
+            if call.dialog is not None:
+                call.dialog.refresh_target(response)  # RFC 3311 §5.1: a target refresh
+            self._offer_answered(call, "UPDATE", response.body)
+            return
+        if status in (401, 407):
+            creds = self._credentials.get(txn.key) or call.credentials
+            retry = self._authorized_retry(call, txn.request, response, creds)
+            if retry is not None and creds is not None:
+                self._credentials[client_key(retry)] = creds
+                self._start_client(retry, txn.address, now, call)  # sets update_key again
+                return
+        self._offer_failed(call, "UPDATE", status, now)
+
+    def _offer_answered(self, call: Call, method: str, sdp: bytes) -> None:
+        """Our re-INVITE/UPDATE got its 2xx: what we offered is now our SDP (RFC 3264 §8)."""
+        if call.offer_pending and sdp:
+            call.local_sdp = call.offer
+            call.remote_sdp = sdp
+        call.offer, call.offer_pending, call.glare_retries = b"", False, 0
+        self._events.append(ReofferAnswered(call.id, sdp, method))
+
+    def _offer_failed(self, call: Call, method: str, status: int, now: float) -> None:
+        """Our re-INVITE/UPDATE failed: the session stays as it was (§14.1, RFC 3264 §8). A 491
+        (glare) is retried after a random wait (§14.1: 2.1-4 s when we own the Call-ID, else up
+        to 2 s); 408, 481 or no response at all mean the dialog is gone (§12.2.1.2, §14.1)."""
+        if call.state is CallState.ENDED:
+            return
+        if status == 491 and call.glare_retries < MAX_GLARE_RETRIES:
+            owner = call.role is Role.UAC
+            wait = self._random.uniform(2.1, 4.0) if owner else self._random.uniform(0.0, 2.0)
+            call.glare_retries += 1
+            call.retry = _Retry(method, call.offer, call.modify_headers, now + wait)
+            call.offer_pending = False  # that offer is dead; the peer's may be answered meanwhile
+            self._schedule_call(call)
+            return
+        call.offer, call.offer_pending, call.glare_retries = b"", False, 0
+        if status in (408, 481) and call.dialog is not None:
             self._send_in_dialog(call, "BYE", now)
-            self._end(call, now, f"re-INVITE answered {status}")
+            self._end(call, now, f"{'re-INVITE' if method == 'INVITE' else method} got {status}")
             self._events.append(CallEnded(call.id, by_peer=False, reason=f"{status}"))
+            return
+        self._events.append(ReofferFailed(call.id, status, method))
+
+    def _retry_modification(self, call: Call, now: float) -> None:
+        """Send again the re-INVITE/UPDATE that met glare, once its wait is over."""
+        retry = call.retry
+        if retry is None or retry.at > now:
+            return
+        call.retry = None
+        if call.state is not CallState.CONFIRMED or call.dialog is None:
+            return
+        if call.reinvite_key is not None or call.update_key is not None:
+            return  # the application sent a newer one meanwhile
+        self._send_modification(call, retry.method, retry.body, retry.headers, now)
 
     def _late_2xx(self, response: SipResponse) -> None:
         if response.status // 100 != 2 or response.cseq.method != "INVITE":
@@ -978,10 +1184,19 @@ class UserAgentCore:
         self, txn: Transaction, event: TransactionTimedOut | TransportErrorOccurred, now: float
     ) -> None:
         call = self.calls.get(self._owner.get(txn.key, ""))
-        if call is None or txn.key.server or txn.request.method != "INVITE":
+        if call is None or txn.key.server:
+            return
+        # §14.1: no response at all to our re-INVITE (or UPDATE) ends the dialog like a 408.
+        status = 408 if isinstance(event, TransactionTimedOut) else 503
+        if txn.key == call.update_key:
+            call.update_key = None
+            self._offer_failed(call, "UPDATE", status, now)
+            return
+        if txn.request.method != "INVITE":
             return
         if txn.key == call.reinvite_key:
             call.reinvite_key = None
+            self._offer_failed(call, "INVITE", status, now)
             return
         if txn.key == call.invite_key and call.state in (CallState.CALLING, CallState.EARLY):
             timed_out = isinstance(event, TransactionTimedOut)
@@ -1006,6 +1221,8 @@ class UserAgentCore:
                     call.invite_key = txn.key
                 else:
                     call.reinvite_key = txn.key
+            elif request.method == "UPDATE":
+                call.update_key = txn.key
 
     def _send_cancel(self, call: Call, now: float) -> None:
         """§9.1: same Request-URI, Call-ID, From, To, CSeq number and top Via as the INVITE."""
@@ -1022,16 +1239,28 @@ class UserAgentCore:
         call.cancel_sent = True
         self._start_client(SipRequest("CANCEL", invite.uri, h), call.address, now, call)
 
-    def _send_in_dialog(self, call: Call, method: str, now: float, *, body: bytes = b"") -> None:
+    def _send_in_dialog(
+        self,
+        call: Call,
+        method: str,
+        now: float,
+        *,
+        body: bytes = b"",
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
         assert call.dialog is not None
         destination = call.dialog.destination()
         contact = self._contact(destination.transport, secure=call.dialog.secure)
+        extra = self._common_headers(Headers())
+        for name, value in headers:
+            extra.add(name, value)
         request = call.dialog.create_request(
             method,
             via=self._via(destination.transport),
-            contact=contact if method == "INVITE" else None,
+            # target refresh requests carry our Contact (§12.2, RFC 3311 §5.1)
+            contact=contact if method in ("INVITE", "UPDATE") else None,
             body=body,
-            headers=tuple(self._common_headers(Headers()).items()),
+            headers=tuple(extra.items()),
         )
         self._start_client(request, destination, now, call)
 
@@ -1208,10 +1437,13 @@ class UserAgentCore:
 
 
 def _call_deadline(call: Call) -> float | None:
-    """The call's own next deadline: a 2xx retransmission or give-up, or forgetting it."""
+    """The call's own next deadline: a 2xx retransmission or give-up, a glare retry, or
+    forgetting it."""
     deadlines = []
     if call.retransmit is not None:
         deadlines.append(min(call.retransmit.next_at, call.retransmit.give_up_at))
+    if call.retry is not None:
+        deadlines.append(call.retry.at)
     if call.forget_at is not None:
         deadlines.append(call.forget_at)
     return min(deadlines, default=None)

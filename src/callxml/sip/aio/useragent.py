@@ -13,6 +13,10 @@ events into per-call handles:
   arrived over and the peer address; ``ring()`` / ``accept(sdp)`` / ``reject(status, reason,
   warning=...)`` / ``bye()``.
 
+Both handles modify an established session with ``reinvite(sdp)`` / ``update(sdp)`` (answers
+come back through ``on_reoffer_answered`` / ``on_reoffer_failed``) and answer the peer's
+re-INVITEs and UPDATEs with the answerer installed by ``set_answerer`` (then ``on_reinvite``).
+
 SIP rules live in the core; this module only decides *when* (the clock) and *how* (sockets).
 SDP bodies are opaque bytes here.
 """
@@ -45,11 +49,20 @@ from callxml.sip.events import (
     DialogConfirmed,
     Event,
     InviteReceived,
+    ReofferAnswered,
+    ReofferFailed,
 )
 from callxml.sip.headers import warning_value
 from callxml.sip.message import SipMessage, SipRequest, SipResponse
 from callxml.sip.timers import DEFAULT_TIMERS, TimerConfig
-from callxml.sip.ua import Admitter, AuthenticatorSelector, Call, UserAgentConfig, UserAgentCore
+from callxml.sip.ua import (
+    Admitter,
+    Answerer,
+    AuthenticatorSelector,
+    Call,
+    UserAgentConfig,
+    UserAgentCore,
+)
 
 __all__ = [
     "CallResult",
@@ -88,8 +101,14 @@ class _Handle:
         self._ua = ua
         self.id = call_id
         self._ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        #: Told of each re-INVITE the peer sent and the core answered (hold, unhold...).
+        #: Told of each re-INVITE or UPDATE the peer sent and the core answered (hold, unhold,
+        #: new media, a refresh), after the 2xx was queued.
         self.on_reinvite: Callable[[SipRequest], None] | None = None
+        #: Told of the peer's answer ``(sdp, method)`` to our re-INVITE or UPDATE (``sdp`` empty
+        #: for a refresh without a body), or to the offer in our 2xx to its offer-less re-INVITE.
+        self.on_reoffer_answered: Callable[[bytes, str], None] | None = None
+        #: Told when our re-INVITE or UPDATE failed ``(status, method)``: the session is unchanged.
+        self.on_reoffer_failed: Callable[[int, str], None] | None = None
 
     @property
     def dialog(self) -> Dialog | None:
@@ -113,9 +132,19 @@ class _Handle:
         """End the call whatever its state: BYE, CANCEL, or 480 for an unanswered one."""
         self._ua._verb(lambda core, now: core.hangup(self.id, now))
 
-    def reinvite(self, sdp: bytes) -> None:
+    def reinvite(self, sdp: bytes, headers: Sequence[tuple[str, str]] = ()) -> None:
         """Send a re-INVITE with a new offer on the established call (hold, resume; §14.1)."""
-        self._ua._verb(lambda core, now: core.reinvite(self.id, sdp, now))
+        self._ua._verb(lambda core, now: core.reinvite(self.id, sdp, now, headers=headers))
+
+    def update(self, sdp: bytes = b"", headers: Sequence[tuple[str, str]] = ()) -> None:
+        """Send an UPDATE (RFC 3311): a new offer ``sdp``, or a refresh without one."""
+        self._ua._verb(lambda core, now: core.update(self.id, now, sdp=sdp, headers=headers))
+
+    def set_answerer(self, answerer: Answerer | None) -> None:
+        """Answer the peer's re-INVITEs and UPDATEs with ``answerer`` (see
+        :data:`~callxml.sip.ua.Answerer`): called synchronously with the offer and our current
+        SDP; it returns the answer or raises :class:`~callxml.sip.ua.OfferRefused`."""
+        self._ua._verb(lambda core, now: core.set_answerer(self.id, answerer))
 
     def _end(self, reason: str) -> None:
         if not self._ended.done():
@@ -274,7 +303,7 @@ class UserAgent:
         timers: TimerConfig = DEFAULT_TIMERS,
         outbound_proxy: str | None = None,
         authenticator: DigestServer | AuthenticatorSelector | None = None,
-        answer_reinvite: Callable[[bytes, bytes], bytes | None] | None = None,
+        answer_reinvite: Answerer | None = None,
         admit: Admitter | None = None,
     ) -> None:
         if not listeners:
@@ -511,6 +540,14 @@ class UserAgent:
                 handle = self._handles.get(call_id)
                 if handle is not None and handle.on_reinvite is not None:
                     handle.on_reinvite(request)
+            case ReofferAnswered(call=call_id, sdp=sdp, method=method):
+                handle = self._handles.get(call_id)
+                if handle is not None and handle.on_reoffer_answered is not None:
+                    handle.on_reoffer_answered(sdp, method)
+            case ReofferFailed(call=call_id, status=status, method=method):
+                handle = self._handles.get(call_id)
+                if handle is not None and handle.on_reoffer_failed is not None:
+                    handle.on_reoffer_failed(status, method)
             case CallCancelled(call=call_id):
                 handle = self._handles.pop(call_id, None)
                 if handle is not None:
