@@ -42,6 +42,7 @@ from callxml.sip.aio.useragent import CallResult, UacCall, UasCall, UserAgent
 from callxml.sip.auth import Credentials, DigestServer
 from callxml.sip.events import Address
 from callxml.sip.message import SipResponse
+from callxml.sip.session_timer import DEFAULT_SESSION_TIMER, SessionTimerConfig
 from callxml.sip.target import Target
 from callxml.sip.ua import Admitter, AuthenticatorSelector
 
@@ -146,6 +147,7 @@ class Phone:
         failover_timeout: float = FAILOVER_TIMEOUT,
         limits: TransportLimits | None = None,
         admit: Admitter | None = None,
+        session_timer: SessionTimerConfig | None = DEFAULT_SESSION_TIMER,
     ) -> Phone:
         """Open the SIP listeners (TLS ones need ``tls.cert_file``/``key_file``).
 
@@ -156,6 +158,8 @@ class Phone:
         a located server may stay silent before the next one is tried. ``limits`` bounds
         connections (counts and timeouts, see :class:`TransportLimits`); ``admit`` refuses new
         INVITEs under overload, statelessly (see :data:`~callxml.sip.ua.Admitter`).
+        ``session_timer`` is RFC 4028 (refresh every half interval, BYE when the peer stops;
+        None: off).
         """
         media = MediaSettings(media_address, media_port_range, rtp_timeout=rtp_timeout)
         holder: list[Phone] = []
@@ -173,6 +177,7 @@ class Phone:
             authenticator=authenticator,
             limits=limits,
             admit=admit,
+            session_timer=session_timer,
         )
         phone = cls(ua, media, resolver=resolver, failover_timeout=failover_timeout)
         phone._on_incoming = on_incoming

@@ -16,6 +16,13 @@ offer and returns the answer, or raises :class:`OfferRefused` (488 with a Warnin
 re-INVITEs and UPDATEs report the peer's answer as :class:`ReofferAnswered` (or
 :class:`ReofferFailed`); glare is 491 both ways, retried after §14.1's random wait.
 
+Session timers (RFC 4028, rules in :mod:`callxml.sip.session_timer`): our INVITEs carry
+``Supported: timer`` and Session-Expires; incoming ones asking for too short an interval get 422
+with our Min-SE, and a 422 to ours is retried with the interval it names. Once a 2xx settles an
+interval, the side that refreshes sends an UPDATE (or a re-INVITE with our SDP when the peer does
+not allow UPDATE) every half interval; the other side, or a refresh answered 408/481 or not at
+all, ends the call with BYE (:class:`CallEnded` with reason ``session expired``).
+
 It never touches a socket or a clock. A driver (``callxml.sip.aio``) feeds it with
 ``receive(message, source, now)`` and ``handle_timer(now)``, sends what ``outgoing()`` returns
 (``(message, destination)`` pairs) and reads ``events()``. Simplified: RFC 2543 transaction
@@ -77,6 +84,19 @@ from callxml.sip.message import (
     make_response,
     unsupported_options,
 )
+from callxml.sip.session_timer import (
+    DEFAULT_SESSION_TIMER,
+    Refresher,
+    SessionTimer,
+    SessionTimerConfig,
+    TimerAction,
+    UasDecision,
+    request_headers,
+    retry_interval,
+    supports_timer,
+    uac_negotiated,
+    uas_negotiate,
+)
 from callxml.sip.target import next_hop
 from callxml.sip.timers import DEFAULT_TIMERS, TimerConfig
 from callxml.sip.transaction import (
@@ -118,6 +138,7 @@ MAX_AUTHORIZATIONS = 8  # Authorization headers looked at in one request (one pe
 MAX_CALLS = 10_000  # new INVITEs beyond this many live calls get 503 (a bound, not an RFC rule)
 MAX_SERVER_TRANSACTIONS = 50_000  # beyond this, new requests get a stateless 503
 MAX_GLARE_RETRIES = 3  # our re-INVITE/UPDATE answered 491 is retried at most this often
+MAX_422_RETRIES = 2  # RFC 4028 §7.4: asking again with a larger interval, at most this often
 
 
 #: Chooses the digest server for one new incoming INVITE from the request and the address it
@@ -165,6 +186,7 @@ class UserAgentConfig:
     hold/unhold with the same media. ``authenticator`` (optional) challenges new incoming
     INVITEs (RFC 3261 §22.2): one :class:`DigestServer` for all of them, or an
     :data:`AuthenticatorSelector` choosing one per request (per domain, say) or none.
+    ``session_timer`` is our side of RFC 4028 (None: no session timers, ``timer`` not supported).
     """
 
     local: Mapping[str, Address]
@@ -175,6 +197,7 @@ class UserAgentConfig:
     answer_reinvite: Answerer | None = None
     authenticator: DigestServer | AuthenticatorSelector | None = None
     admit: Admitter | None = None
+    session_timer: SessionTimerConfig | None = DEFAULT_SESSION_TIMER
 
 
 @dataclass
@@ -237,6 +260,11 @@ class Call:
     glare_retries: int = 0
     offer: bytes = b""  # the SDP of our pending re-INVITE/UPDATE (local_sdp once answered)
     modify_headers: tuple[tuple[str, str], ...] = ()  # its extra headers, for a retry
+    peer_allows: frozenset[str] = frozenset()  # the peer's Allow (its INVITE, or its 2xx)
+    timer_decision: UasDecision | None = None  # RFC 4028 §9, for the 2xx to an INVITE (UAS)
+    session_timer: SessionTimer | None = None  # RFC 4028, once a 2xx settled an interval
+    timer_retries: int = 0  # our requests answered 422 and sent again (§7.4)
+    peer_timer: bool = False  # the peer said it supports session timers (Supported: timer)
     forget_at: float | None = None
 
 
@@ -349,6 +377,10 @@ class UserAgentCore:
             if current is not None and current <= at:
                 return current
             heapq.heappop(heap)  # stale: the object is gone or its deadline moved
+            if current is not None and kind == "call":
+                # A call's next deadline may be a later one of several (a 2xx retransmission
+                # done, its session timer still running): keep that one in the heap.
+                self._schedule(kind, key, current)
         return None
 
     def _deadline_of(self, kind: str, key: object) -> float | None:
@@ -398,6 +430,7 @@ class UserAgentCore:
             try:
                 self._retransmit_2xx(call, now)
                 self._retry_modification(call, now)
+                self._session_timer_due(call, now)
                 if call.forget_at is not None and call.forget_at <= now:
                     self._forget(call)
                     continue
@@ -513,6 +546,9 @@ class UserAgentCore:
             h.add("Route", f"<{proxy};lr>" if ";lr" not in proxy else f"<{proxy}>")
         h.add("Contact", self._contact(destination.transport, secure=target.startswith("sips:")))
         self._common_headers(h)
+        if self.config.session_timer is not None:  # RFC 4028 §7.1
+            for name, value in request_headers(self.config.session_timer):
+                h.add(name, value)
         for name, value in headers:
             h.add(name, value)
         if sdp:
@@ -547,7 +583,11 @@ class UserAgentCore:
     def answer(self, call_id: str, sdp: bytes, now: float) -> None:
         """Answer an incoming call with 200 OK carrying ``sdp``; retransmitted until ACKed."""
         call = self._uas_call(call_id)
-        response = self._response(call, 200, sdp)
+        decision = call.timer_decision
+        extra = decision.response_headers() if decision is not None else []
+        response = self._response(call, 200, sdp, extra=extra)
+        if decision is not None:  # RFC 4028 §9: the interval starts with our 2xx
+            call.session_timer = SessionTimer(decision.interval, decision.we_refresh, now)
         dialog = Dialog.for_uas(call.invite, call.local_tag)
         dialog.state = DialogState.CONFIRMED
         call.dialog = dialog
@@ -671,7 +711,15 @@ class UserAgentCore:
         call.offer = body
         call.offer_pending = bool(body)
         call.modify_headers = headers
-        self._send_in_dialog(call, method, now, body=body, headers=headers)
+        extra = list(headers)
+        timer, config = call.session_timer, self.config.session_timer
+        if timer is not None and config is not None:
+            # RFC 4028 §7.4: every re-INVITE/UPDATE we send is a refresh; the refresher stays
+            # who it is (the UAC of this request when it is us).
+            refresher = Refresher.UAC if timer.we_refresh else Refresher.UAS
+            extra += request_headers(config, interval=timer.interval, refresher=refresher)
+            timer.refresh_sent()
+        self._send_in_dialog(call, method, now, body=body, headers=extra)
 
     # --- requests from the network -----------------------------------------------------------
 
@@ -719,14 +767,15 @@ class UserAgentCore:
         status = check_request(
             request,
             methods=None,
-            supported=(),
+            supported=self._supported(),
             content_types=("application/sdp",) if method in ("INVITE", "UPDATE") else None,
             answer_types=("application/sdp",) if method == "INVITE" else None,
         )
         if status is not None:
             extra: list[tuple[str, str]] = []
             if status == 420:
-                extra.append(("Unsupported", ", ".join(unsupported_options(request, ()))))
+                unsupported = unsupported_options(request, self._supported())
+                extra.append(("Unsupported", ", ".join(unsupported)))
             if status in (415, 406):
                 extra.append(("Accept", "application/sdp"))
             self._reply(txn, status, now, headers=extra)
@@ -759,6 +808,9 @@ class UserAgentCore:
         ):
             self._reply(txn, 503, now, headers=[("Retry-After", "5")])
             return
+        decision = self._timer_decision(txn, request, now)
+        if decision is not None and decision.too_small is not None:
+            return  # answered 422 (RFC 4028 §9)
         call = Call(
             id=f"in-{next(self._ids)}",
             role=Role.UAS,
@@ -768,6 +820,9 @@ class UserAgentCore:
             remote_sdp=request.body,
             server=txn,
             auth_user=auth_user,
+            peer_allows=_allowed(request),
+            timer_decision=decision,
+            peer_timer=supports_timer(request),
         )
         self.calls[call.id] = call
         self._owner[txn.key] = call.id
@@ -865,6 +920,9 @@ class UserAgentCore:
         if call.retransmit is not None:
             self._reply(txn, 500, now, headers=[("Retry-After", "1")])  # §14.2
             return
+        decision = self._timer_decision(txn, request, now)
+        if decision is not None and decision.too_small is not None:
+            return  # answered 422 (RFC 4028 §9)
         sdp = self._answer(call, txn, request, now)
         if sdp is None:
             return
@@ -873,7 +931,8 @@ class UserAgentCore:
         call.dialog.refresh_target(request)
         call.server = txn
         self._owner[txn.key] = call.id
-        response = self._response(call, 200, sdp, request)
+        extra = self._refreshed(call, decision, now)
+        response = self._response(call, 200, sdp, request, extra=extra)
         txn.send_response(response, now)
         self._touched.append(txn)
         self._start_retransmit(call, response, txn.address, now)
@@ -892,6 +951,9 @@ class UserAgentCore:
             else:
                 self._reply(txn, 500, now, headers=[("Retry-After", "1")])
             return
+        decision = self._timer_decision(txn, request, now)
+        if decision is not None and decision.too_small is not None:
+            return  # answered 422 (RFC 4028 §9)
         sdp = b""
         if request.body:
             answer = self._answer(call, txn, request, now)
@@ -899,7 +961,8 @@ class UserAgentCore:
                 return
             sdp = answer
         call.dialog.refresh_target(request)
-        response = self._response(call, 200, sdp, request)
+        extra = self._refreshed(call, decision, now)
+        response = self._response(call, 200, sdp, request, extra=extra)
         txn.send_response(response, now)
         self._touched.append(txn)
         self._events.append(CallReinvited(call.id, request))
@@ -996,6 +1059,13 @@ class UserAgentCore:
                 call.provisional_seen = False
                 self._start_client(retry, txn.address, now, call)
                 return
+        if status == 422 and not call.cancel_requested:
+            retry = self._retry_after_422(call, call.invite, response)
+            if retry is not None:
+                call.invite = retry
+                call.provisional_seen = False
+                self._start_client(retry, txn.address, now, call)
+                return
         if call.state is not CallState.ENDED:
             self._end(call, now, f"{status} {response.reason}")
             self._events.append(CallFailed(call.id, status, response.reason, response))
@@ -1017,6 +1087,9 @@ class UserAgentCore:
         self._dialogs[dialog.id] = call.id
         call.remote_sdp = response.body
         call.state = CallState.CONFIRMED
+        call.peer_allows = _allowed(response)
+        call.peer_timer = supports_timer(response)
+        self._uac_timer(call, response, now)
         destination = dialog.destination()
         call.ack = dialog.create_ack(txn.request.cseq.seq, via=self._via(destination.transport))
         self._out.append((call.ack, destination))
@@ -1040,6 +1113,7 @@ class UserAgentCore:
             if call.reinvite_key == txn.key:
                 call.reinvite_key = None
                 call.dialog.refresh_target(response)
+                self._uac_timer(call, response, now)
                 self._offer_answered(call, "INVITE", response.body)
             return
         call.reinvite_key = None
@@ -1048,6 +1122,8 @@ class UserAgentCore:
             if retry is not None:
                 self._start_client(retry, txn.address, now, call)  # sets reinvite_key again
                 return
+        if status == 422 and self._refresh_after_422(call, "INVITE", response, now):
+            return
         self._offer_failed(call, "INVITE", status, now)
 
     def _on_update_response(
@@ -1058,6 +1134,7 @@ class UserAgentCore:
         if status < 300:
             if call.dialog is not None:
                 call.dialog.refresh_target(response)  # RFC 3311 §5.1: a target refresh
+            self._uac_timer(call, response, now)
             self._offer_answered(call, "UPDATE", response.body)
             return
         if status in (401, 407):
@@ -1067,6 +1144,8 @@ class UserAgentCore:
                 self._credentials[client_key(retry)] = creds
                 self._start_client(retry, txn.address, now, call)  # sets update_key again
                 return
+        if status == 422 and self._refresh_after_422(call, "UPDATE", response, now):
+            return
         self._offer_failed(call, "UPDATE", status, now)
 
     def _offer_answered(self, call: Call, method: str, sdp: bytes) -> None:
@@ -1092,12 +1171,149 @@ class UserAgentCore:
             self._schedule_call(call)
             return
         call.offer, call.offer_pending, call.glare_retries = b"", False, 0
+        if call.session_timer is not None and status not in (408, 481):
+            call.session_timer.refresh_failed(status, now)  # retried before the expiry (§10)
+            self._schedule_call(call)
         if status in (408, 481) and call.dialog is not None:
             self._send_in_dialog(call, "BYE", now)
             self._end(call, now, f"{'re-INVITE' if method == 'INVITE' else method} got {status}")
             self._events.append(CallEnded(call.id, by_peer=False, reason=f"{status}"))
             return
         self._events.append(ReofferFailed(call.id, status, method))
+
+    # --- session timers (RFC 4028) ------------------------------------------------------------
+
+    def _supported(self) -> tuple[str, ...]:
+        """The option tags we support (our Supported header, and what Require may ask)."""
+        return ("timer",) if self.config.session_timer is not None else ()
+
+    def _timer_decision(
+        self, txn: ServerTransaction, request: SipRequest, now: float
+    ) -> UasDecision | None:
+        """§9 for a request that creates or refreshes the session: the decision for its 2xx, or
+        None without session timers. A request asking for too short an interval is answered
+        422 with our Min-SE here; its decision says so (``too_small``) and the caller stops."""
+        config = self.config.session_timer
+        if config is None:
+            return None
+        decision = uas_negotiate(request, config)  # a malformed value: 400, via _pump
+        if decision.too_small is not None:
+            self._reply(txn, 422, now, headers=[("Min-SE", str(decision.too_small))])
+        return decision
+
+    def _refreshed(
+        self, call: Call, decision: UasDecision | None, now: float
+    ) -> list[tuple[str, str]]:
+        """The peer refreshed the session with a request we answer 2xx: restart the interval
+        (§10) and return the Session-Expires (and Require) of that 2xx."""
+        if decision is None:
+            return []
+        if call.session_timer is None:
+            call.session_timer = SessionTimer(decision.interval, decision.we_refresh, now)
+        else:
+            call.session_timer.refreshed(decision.interval, decision.we_refresh, now)
+        self._schedule_call(call)
+        return decision.response_headers()
+
+    def _uac_timer(self, call: Call, response: SipResponse, now: float) -> None:
+        """The 2xx to our INVITE or refresh settled the interval, or ended session timers (no
+        Session-Expires, §7.2). A malformed value is taken as none."""
+        if self.config.session_timer is None:
+            return
+        try:
+            negotiated = uac_negotiated(response)
+        except RemoteProtocolError:
+            negotiated = None
+        if negotiated is None:
+            timer = call.session_timer
+            if timer is not None and timer.we_refresh and not call.peer_timer:
+                # A peer without the extension never answers with Session-Expires; we chose
+                # to refresh for it (§9), so the refresh that got a 2xx counts.
+                timer.refreshed(timer.interval, True, now)
+                self._schedule_call(call)
+            else:
+                call.session_timer = None  # §7.2: the peer turned session timers off
+            return
+        interval, we_refresh = negotiated
+        if call.session_timer is None:
+            call.session_timer = SessionTimer(interval, we_refresh, now)
+        else:
+            call.session_timer.refreshed(interval, we_refresh, now)
+        call.timer_retries = 0
+        self._schedule_call(call)
+
+    def _retry_after_422(
+        self, call: Call, request: SipRequest, response: SipResponse
+    ) -> SipRequest | None:
+        """RFC 4028 §7.4: our INVITE was answered 422: the same request again (new branch,
+        CSeq + 1) asking for the interval the 422's Min-SE names; None to give up."""
+        config = self.config.session_timer
+        if config is None or call.timer_retries >= MAX_422_RETRIES:
+            return None
+        asked = config.expires
+        current = request.headers.get("Session-Expires")
+        if current is not None:
+            asked = int(current.partition(";")[0].strip() or 0)
+        interval = retry_interval(response, asked)
+        if interval is None:
+            return None
+        call.timer_retries += 1
+        headers = request.headers.copy()
+        vias = headers.get_all("Via")
+        top = vias[0].split(";branch=")[0] if vias else self._via(call.address.transport)
+        headers.set("Via", f"{top};branch={new_branch()}")
+        headers.set("CSeq", f"{request.cseq.seq + 1} {request.method}")
+        headers.set("Session-Expires", str(interval))
+        headers.set("Min-SE", str(interval))
+        return SipRequest(request.method, request.uri, headers, request.body)
+
+    def _refresh_after_422(
+        self, call: Call, method: str, response: SipResponse, now: float
+    ) -> bool:
+        """Our refresh (or any re-INVITE/UPDATE) got 422: ask again at once with the interval
+        its Min-SE names (§7.4). False when there is nothing better to ask for."""
+        timer = call.session_timer
+        if timer is None or call.timer_retries >= MAX_422_RETRIES:
+            return False
+        interval = retry_interval(response, timer.interval)
+        if interval is None:
+            return False
+        call.timer_retries += 1
+        timer.interval = interval
+        self._send_modification(call, method, call.offer, call.modify_headers, now)
+        return True
+
+    def _session_timer_due(self, call: Call, now: float) -> None:
+        """Carry out what the session timer says is due (§10): a refresh, or the end."""
+        timer = call.session_timer
+        if timer is None or call.state is not CallState.CONFIRMED or call.dialog is None:
+            return
+        for action in timer.fire(now):
+            if action is TimerAction.SEND_REFRESH:
+                self._send_refresh(call, now)
+            elif action is TimerAction.SEND_BYE:
+                self._send_in_dialog(call, "BYE", now)
+                self._end(call, now, "session expired")
+                self._events.append(CallEnded(call.id, by_peer=False, reason="session expired"))
+                return
+
+    def _send_refresh(self, call: Call, now: float) -> None:
+        """Our session refresh (§7.4): an UPDATE without SDP when the peer allows UPDATE (no
+        renegotiation at all), else a re-INVITE with our unchanged SDP (RFC 3264 §8: same
+        version). Another re-INVITE or UPDATE in flight refreshes anyway; a 2xx to the peer's
+        re-INVITE still awaiting its ACK puts the refresh off (§14.1: one INVITE at a time)."""
+        timer, config = call.session_timer, self.config.session_timer
+        assert timer is not None and config is not None
+        if call.reinvite_key is not None or call.update_key is not None or call.retry is not None:
+            return
+        use_update = config.refresh_method == "UPDATE" and "UPDATE" in call.peer_allows
+        if not use_update and (call.retransmit is not None or not call.local_sdp):
+            timer.refresh_failed(500, now)  # try again later
+            return
+        if use_update:
+            self._send_modification(call, "UPDATE", b"", (), now)
+        else:
+            self._send_modification(call, "INVITE", call.local_sdp, (), now)
 
     def _retry_modification(self, call: Call, now: float) -> None:
         """Send again the re-INVITE/UPDATE that met glare, once its wait is over."""
@@ -1385,6 +1601,9 @@ class UserAgentCore:
 
     def _common_headers(self, headers: Headers) -> Headers:
         headers.add("Allow", ", ".join(ALLOWED_METHODS))
+        supported = self._supported()
+        if supported:  # §20.37: what we support, in every request but ACK and CANCEL
+            headers.add("Supported", ", ".join(supported))
         headers.add("User-Agent", self.config.user_agent)
         return headers
 
@@ -1393,13 +1612,20 @@ class UserAgentCore:
         return [
             ("Allow", ", ".join(ALLOWED_METHODS)),
             ("Accept", "application/sdp"),
-            ("Supported", ""),
+            ("Supported", ", ".join(self._supported())),
         ]
 
     def _response(
-        self, call: Call, status: int, sdp: bytes, request: SipRequest | None = None
+        self,
+        call: Call,
+        status: int,
+        sdp: bytes,
+        request: SipRequest | None = None,
+        *,
+        extra: Sequence[tuple[str, str]] = (),
     ) -> SipResponse:
-        """Our response to ``request`` (default: the call's INVITE) with Contact and SDP."""
+        """Our response to ``request`` (default: the call's INVITE) with Contact and SDP, and
+        ``extra`` headers (Session-Expires, Require...)."""
         request = request or call.invite
         transport = call.address.transport
         headers = [
@@ -1407,6 +1633,10 @@ class UserAgentCore:
             ("Allow", ", ".join(ALLOWED_METHODS)),
             ("Server", self.config.user_agent),
         ]
+        supported = self._supported()
+        if supported:
+            headers.append(("Supported", ", ".join(supported)))
+        headers.extend(extra)
         for value in request.headers.fields("Record-Route"):  # §12.1.1
             headers.append(("Record-Route", value))
         if sdp:
@@ -1444,9 +1674,18 @@ def _call_deadline(call: Call) -> float | None:
         deadlines.append(min(call.retransmit.next_at, call.retransmit.give_up_at))
     if call.retry is not None:
         deadlines.append(call.retry.at)
+    if call.session_timer is not None and call.state is CallState.CONFIRMED:
+        deadline = call.session_timer.next_deadline()
+        if deadline is not None:
+            deadlines.append(deadline)
     if call.forget_at is not None:
         deadlines.append(call.forget_at)
     return min(deadlines, default=None)
+
+
+def _allowed(message: SipMessage) -> frozenset[str]:
+    """The methods a message's Allow lists (§20.5), upper case."""
+    return frozenset(method.strip().upper() for method in message.headers.get_all("Allow"))
 
 
 def _hostport(address: Address) -> str:

@@ -54,6 +54,7 @@ from callxml.sip.events import (
 )
 from callxml.sip.headers import warning_value
 from callxml.sip.message import SipMessage, SipRequest, SipResponse
+from callxml.sip.session_timer import DEFAULT_SESSION_TIMER, SessionTimerConfig
 from callxml.sip.timers import DEFAULT_TIMERS, TimerConfig
 from callxml.sip.ua import (
     Admitter,
@@ -287,7 +288,8 @@ class UserAgent:
 
     Without ``on_incoming``, incoming calls are refused with 480. Every transport used for a
     call needs a listener (its address is our Via and Contact); a listener bound to a wildcard
-    address needs ``advertise``.
+    address needs ``advertise``. ``session_timer`` configures RFC 4028 session timers (None:
+    off).
     """
 
     def __init__(
@@ -305,6 +307,7 @@ class UserAgent:
         authenticator: DigestServer | AuthenticatorSelector | None = None,
         answer_reinvite: Answerer | None = None,
         admit: Admitter | None = None,
+        session_timer: SessionTimerConfig | None = DEFAULT_SESSION_TIMER,
     ) -> None:
         if not listeners:
             raise ConfigError("sip.listeners: at least one listener is needed")
@@ -322,6 +325,7 @@ class UserAgent:
             authenticator=authenticator,
             answer_reinvite=answer_reinvite,
             admit=admit,
+            session_timer=session_timer,
         )
         self._core: UserAgentCore | None = None
         self._handles: dict[str, UacCall | UasCall] = {}
