@@ -553,9 +553,9 @@ def test_unknown_dialog_and_methods() -> None:
     assert [r.status for r in _inject(b, request("FROB", branch="z9hG4bK-4"))] == [501]
     assert [r.status for r in _inject(b, request("CANCEL", branch="z9hG4bK-5"))] == [481]
     req = request("OPTIONS", branch="z9hG4bK-6")
-    req.headers.add("Require", "100rel")
+    req.headers.add("Require", "precondition")  # RFC 3312: an extension we do not support
     [r420] = _inject(b, req)
-    assert r420.status == 420 and r420.headers.get("Unsupported") == "100rel"
+    assert r420.status == 420 and r420.headers.get("Unsupported") == "precondition"
     tel = request("INVITE", uri="tel:+15551234567", branch="z9hG4bK-7")
     assert [r.status for r in _inject(b, tel)] == [100, 416]
 

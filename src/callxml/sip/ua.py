@@ -23,12 +23,17 @@ interval, the side that refreshes sends an UPDATE (or a re-INVITE with our SDP w
 not allow UPDATE) every half interval; the other side, or a refresh answered 408/481 or not at
 all, ends the call with BYE (:class:`CallEnded` with reason ``session expired``).
 
+Reliable provisional responses (RFC 3262, rules in :mod:`callxml.sip.reliable`): we support
+``100rel``; a provisional response to our INVITE that requires it is PRACKed (RAck) once, in
+order, in its early dialog; when a caller requires it, our 18x go out with RSeq, retransmitted
+until their PRACK, one at a time, and our 2xx waits for the PRACK of a 183 that carried SDP.
+
 It never touches a socket or a clock. A driver (``callxml.sip.aio``) feeds it with
 ``receive(message, source, now)`` and ``handle_timer(now)``, sends what ``outgoing()`` returns
 (``(message, destination)`` pairs) and reads ``events()``. Simplified: RFC 2543 transaction
 matching (see :func:`~callxml.sip.transaction.server_key`). Not handled: merged-request
 detection (§8.2.2.2), forked early dialogs (a second 2xx is ACKed and hung up, §13.2.2.4),
-UPDATE in an early dialog, and SRV/NAPTR (hosts are handed to the driver to resolve).
+UPDATE in an early dialog, offers in a PRACK, and SRV/NAPTR (hosts are handed to the driver).
 """
 
 from __future__ import annotations
@@ -84,6 +89,13 @@ from callxml.sip.message import (
     make_response,
     unsupported_options,
 )
+from callxml.sip.reliable import (
+    ProvisionalOrder,
+    ReliableProvisionals,
+    parse_rack,
+    reliable_rseq,
+    requires_100rel,
+)
 from callxml.sip.session_timer import (
     DEFAULT_SESSION_TIMER,
     Refresher,
@@ -129,7 +141,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "UPDATE")
+ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "UPDATE", "PRACK")
 KNOWN_METHODS = frozenset(
     {"REGISTER", "INFO", "UPDATE", "PRACK", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH"}
 )
@@ -139,6 +151,7 @@ MAX_CALLS = 10_000  # new INVITEs beyond this many live calls get 503 (a bound, 
 MAX_SERVER_TRANSACTIONS = 50_000  # beyond this, new requests get a stateless 503
 MAX_GLARE_RETRIES = 3  # our re-INVITE/UPDATE answered 491 is retried at most this often
 MAX_422_RETRIES = 2  # RFC 4028 §7.4: asking again with a larger interval, at most this often
+MAX_EARLY_DIALOGS = 8  # early dialogs (forks) whose reliable provisionals we PRACK, per call
 
 
 #: Chooses the digest server for one new incoming INVITE from the request and the address it
@@ -265,6 +278,11 @@ class Call:
     session_timer: SessionTimer | None = None  # RFC 4028, once a 2xx settled an interval
     timer_retries: int = 0  # our requests answered 422 and sent again (§7.4)
     peer_timer: bool = False  # the peer said it supports session timers (Supported: timer)
+    # RFC 3262: the PRACK order of each early dialog (UAC), our reliable 18x and a 2xx waiting
+    # for their PRACK (UAS)
+    early: dict[str, tuple[Dialog, ProvisionalOrder]] = field(default_factory=dict)
+    reliable: ReliableProvisionals | None = None
+    deferred_answer: bytes | None = None
     forget_at: float | None = None
 
 
@@ -431,6 +449,7 @@ class UserAgentCore:
                 self._retransmit_2xx(call, now)
                 self._retry_modification(call, now)
                 self._session_timer_due(call, now)
+                self._retransmit_provisional(call, now)
                 if call.forget_at is not None and call.forget_at <= now:
                     self._forget(call)
                     continue
@@ -575,20 +594,39 @@ class UserAgentCore:
             raise LocalProtocolError("ring() sends 101-199")
         response = self._response(call, status, sdp)
         assert call.server is not None
-        call.server.send_response(response, now)
         call.state = CallState.EARLY
+        if call.reliable is not None:  # RFC 3262 §3: the caller requires 100rel
+            self._early_dialog(call)
+            ready = call.reliable.send(response, now)
+            if ready is None:
+                self._pump(now)  # it goes after the PRACK of the one before
+                return
+            response = ready
+            self._schedule_call(call)
+        call.server.send_response(response, now)
         self._touched.append(call.server)
         self._pump(now)
 
     def answer(self, call_id: str, sdp: bytes, now: float) -> None:
-        """Answer an incoming call with 200 OK carrying ``sdp``; retransmitted until ACKed."""
+        """Answer an incoming call with 200 OK carrying ``sdp``; retransmitted until ACKed.
+        While a reliable 183 with SDP awaits its PRACK, the 2xx waits too (RFC 3262 §3)."""
         call = self._uas_call(call_id)
+        if call.reliable is not None and call.reliable.blocks_answer:
+            call.deferred_answer = sdp
+            self._pump(now)
+            return
+        self._send_answer(call, sdp, now)
+        self._pump(now)
+
+    def _send_answer(self, call: Call, sdp: bytes, now: float) -> None:
+        if call.reliable is not None:
+            call.reliable.stop()  # §3: a final response ends the provisional retransmissions
         decision = call.timer_decision
         extra = decision.response_headers() if decision is not None else []
         response = self._response(call, 200, sdp, extra=extra)
         if decision is not None:  # RFC 4028 §9: the interval starts with our 2xx
             call.session_timer = SessionTimer(decision.interval, decision.we_refresh, now)
-        dialog = Dialog.for_uas(call.invite, call.local_tag)
+        dialog = call.dialog or Dialog.for_uas(call.invite, call.local_tag)  # early one, if any
         dialog.state = DialogState.CONFIRMED
         call.dialog = dialog
         call.local_sdp = sdp
@@ -598,7 +636,6 @@ class UserAgentCore:
         call.server.send_response(response, now)
         self._touched.append(call.server)
         self._start_retransmit(call, response, call.address, now)
-        self._pump(now)
 
     def reject(
         self,
@@ -613,6 +650,8 @@ class UserAgentCore:
         call = self._uas_call(call_id)
         if status < 300:
             raise LocalProtocolError("reject() needs a status of 300-699")
+        if call.reliable is not None:
+            call.reliable.stop()
         response = make_response(
             call.invite, status, reason, to_tag=call.local_tag, headers=tuple(headers)
         )
@@ -824,6 +863,8 @@ class UserAgentCore:
             timer_decision=decision,
             peer_timer=supports_timer(request),
         )
+        if requires_100rel(request):  # RFC 3262 §3: then every 18x goes reliably
+            call.reliable = ReliableProvisionals(self.config.timers.t1, rng=self._random)
         self.calls[call.id] = call
         self._owner[txn.key] = call.id
         self._events.append(InviteReceived(call.id, request, txn.address))
@@ -896,6 +937,12 @@ class UserAgentCore:
             self._reply(txn, 500, now, reason="CSeq out of order")
             return
         method = request.method
+        if method == "PRACK":
+            self._on_prack(call, txn, request, now)
+            return
+        if call.state in (CallState.CALLING, CallState.EARLY):
+            self._on_early_request(call, txn, request, now)
+            return
         if method == "BYE":
             self._reply(txn, 200, now)
             if call.state is not CallState.ENDED:
@@ -1042,6 +1089,9 @@ class UserAgentCore:
         status = response.status
         if status < 200:
             call.provisional_seen = True
+            rseq = reliable_rseq(response)
+            if rseq is not None and not self._prack(call, txn, response, rseq, now):
+                return  # a retransmitted or out-of-order reliable provisional (RFC 3262 §4)
             if status > 100 and call.state is CallState.CALLING:
                 call.state = CallState.EARLY if response.to.tag else call.state
             if status > 100:
@@ -1089,6 +1139,10 @@ class UserAgentCore:
         call.state = CallState.CONFIRMED
         call.peer_allows = _allowed(response)
         call.peer_timer = supports_timer(response)
+        early = call.early.get(tag)
+        if early is not None:  # PRACKs went in this dialog: our CSeq carries on from them
+            dialog.local_seq = max(dialog.local_seq, early[0].local_seq)
+        call.early.clear()
         self._uac_timer(call, response, now)
         destination = dialog.destination()
         call.ack = dialog.create_ack(txn.request.cseq.seq, via=self._via(destination.transport))
@@ -1181,11 +1235,115 @@ class UserAgentCore:
             return
         self._events.append(ReofferFailed(call.id, status, method))
 
+    # --- reliable provisional responses (RFC 3262) --------------------------------------------
+
+    def _prack(
+        self, call: Call, txn: ClientTransaction, response: SipResponse, rseq: int, now: float
+    ) -> bool:
+        """§4: PRACK a reliable provisional response to our INVITE, in its early dialog, once
+        and in order. False when it is a retransmission or out of order (then dropped)."""
+        tag = response.to.tag
+        if not tag:
+            return True  # no early dialog to PRACK in: an ordinary provisional after all
+        early = call.early.get(tag)
+        if early is None:
+            if len(call.early) >= MAX_EARLY_DIALOGS:
+                return True
+            try:
+                early = (Dialog.for_uac(txn.request, response), ProvisionalOrder())
+            except RemoteProtocolError:
+                return True
+            call.early[tag] = early
+        dialog, order = early
+        if not order.accept(rseq):
+            return False
+        destination = dialog.destination()
+        rack = f"{rseq} {txn.request.cseq.seq} {txn.request.method}"
+        headers = [("RAck", rack), *self._common_headers(Headers()).items()]
+        prack = dialog.create_request(
+            "PRACK", via=self._via(destination.transport), headers=tuple(headers)
+        )
+        self._start_client(prack, destination, now, call)
+        return True
+
+    def _early_dialog(self, call: Call) -> None:
+        """Our first reliable provisional creates the early dialog its PRACK arrives in."""
+        if call.dialog is None:
+            dialog = Dialog.for_uas(call.invite, call.local_tag)
+            call.dialog = dialog
+            self._dialogs[dialog.id] = call.id
+
+    def _on_prack(
+        self, call: Call, txn: ServerTransaction, request: SipRequest, now: float
+    ) -> None:
+        """§3: a PRACK matching our unacknowledged reliable provisional stops its
+        retransmissions (200); anything else is 481. The next waiting provisional, or the 2xx
+        that waited for this PRACK, goes out now."""
+        reliable = call.reliable
+        rack = parse_rack(request.headers.get("RAck") or "")  # malformed: 400, via _pump
+        if request.body:  # §5: an offer in a PRACK; we never make an answerable offer there
+            self._reply(txn, 488, now)
+            return
+        matched, ready = False, None
+        if reliable is not None:
+            matched, ready = reliable.acknowledge(rack, call.invite.cseq.seq, now)
+        if not matched:
+            self._reply(txn, 481, now)
+            return
+        self._reply(txn, 200, now)
+        assert reliable is not None and call.server is not None
+        if ready is not None and call.state is CallState.EARLY:  # the next one, now its turn
+            call.server.send_response(ready, now)
+            self._touched.append(call.server)
+        if call.deferred_answer is not None and not reliable.blocks_answer:
+            sdp, call.deferred_answer = call.deferred_answer, None
+            self._send_answer(call, sdp, now)
+        self._schedule_call(call)
+
+    def _retransmit_provisional(self, call: Call, now: float) -> None:
+        """§3: resend the unacknowledged reliable provisional (T1, doubling); after 64*T1
+        without a PRACK, refuse the INVITE with 500 and end the call."""
+        reliable = call.reliable
+        if reliable is None or call.server is None or call.state is CallState.CONFIRMED:
+            return
+        again = reliable.due(now)
+        if again is not None:
+            call.server.send_response(again, now)
+            self._touched.append(call.server)
+        elif reliable.gave_up and call.state is not CallState.ENDED:
+            reason = "no PRACK for our reliable provisional response"
+            response = make_response(call.invite, 500, to_tag=call.local_tag)
+            call.server.send_response(response, now)
+            self._touched.append(call.server)
+            self._end(call, now, reason)
+            self._events.append(CallEnded(call.id, by_peer=False, reason="no PRACK"))
+
+    def _on_early_request(
+        self, call: Call, txn: ServerTransaction, request: SipRequest, now: float
+    ) -> None:
+        """A request in the early dialog our reliable provisional created (before our 2xx):
+        BYE ends the call like a CANCEL (§15: 200, then 487 to the INVITE); OPTIONS is
+        answered; anything else (an UPDATE while ringing) is refused with 500 + Retry-After."""
+        if request.method == "BYE":
+            self._reply(txn, 200, now)
+            server = call.server
+            if server is not None and server.state is State.PROCEEDING:
+                server.send_response(make_response(call.invite, 487, to_tag=call.local_tag), now)
+                self._touched.append(server)
+            self._end(call, now, "BYE before the answer")
+            self._events.append(CallCancelled(call.id))
+        elif request.method == "OPTIONS":
+            self._reply(txn, 200, now, headers=self._capabilities())
+        else:
+            self._reply(
+                txn, 500, now, reason="Not Before The Answer", headers=[("Retry-After", "2")]
+            )
+
     # --- session timers (RFC 4028) ------------------------------------------------------------
 
     def _supported(self) -> tuple[str, ...]:
         """The option tags we support (our Supported header, and what Require may ask)."""
-        return ("timer",) if self.config.session_timer is not None else ()
+        return ("100rel", "timer") if self.config.session_timer is not None else ("100rel",)
 
     def _timer_decision(
         self, txn: ServerTransaction, request: SipRequest, now: float
@@ -1553,6 +1711,8 @@ class UserAgentCore:
         call.state = CallState.ENDED
         call.end_reason = reason
         call.retransmit = None
+        call.reliable = None
+        call.deferred_answer = None
         if call.dialog is not None:
             call.dialog.state = DialogState.TERMINATED
         # Keep the call (and its dialog id) a while to absorb retransmissions, then forget it.
@@ -1674,6 +1834,10 @@ def _call_deadline(call: Call) -> float | None:
         deadlines.append(min(call.retransmit.next_at, call.retransmit.give_up_at))
     if call.retry is not None:
         deadlines.append(call.retry.at)
+    if call.reliable is not None:
+        deadline = call.reliable.next_deadline()
+        if deadline is not None:
+            deadlines.append(deadline)
     if call.session_timer is not None and call.state is CallState.CONFIRMED:
         deadline = call.session_timer.next_deadline()
         if deadline is not None:

@@ -43,7 +43,7 @@ async def agent(
     session_timer: SessionTimerConfig | None = SHORT,
 ) -> AsyncIterator[UserAgent]:
     ua = UserAgent(
-        listeners=[ListenerConfig("udp")],
+        listeners=[ListenerConfig("udp"), ListenerConfig("tcp")],
         on_incoming=on_incoming,
         timers=TIMERS,
         session_timer=session_timer,
@@ -130,3 +130,37 @@ async def test_a_refresh_answered_481_ends_the_call_with_bye(sipp: Sipp) -> None
         assert await call.wait_ended(TIMEOUT) == "481"
         outcome = await peer.result()  # SIPp saw our BYE
     assert outcome.returncode == 0, outcome.explain()
+
+
+# -- reliable provisional responses (RFC 3262) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_we_prack_a_reliable_183(sipp: Sipp, transport: str) -> None:
+    peer = await sipp.uas("uas_100rel", transport)
+    async with agent() as ua:
+        suffix = "" if transport == "udp" else ";transport=tcp"
+        call = ua.invite(f"sip:service@127.0.0.1:{peer.port}{suffix}", sdp=SDP)
+        result = await call.result(TIMEOUT)
+        assert result.answered, result
+        [progress] = call.provisional  # the reliable 183, reported once
+        assert progress.status == 183 and b"m=audio 6000" in progress.body
+        call.bye()
+        outcome = await peer.result()
+    assert outcome.returncode == 0, outcome.explain()
+
+
+async def test_our_reliable_183_is_retransmitted_until_pracked(sipp: Sipp) -> None:
+    """SIPp requires 100rel and waits 600 ms before its PRACK: our 183 (T1 = 100 ms here) is
+    retransmitted meanwhile, and our 200, asked for at once, waits for the PRACK."""
+
+    def answer(call: UasCall) -> None:
+        call.ring(183, sdp=SDP)
+        call.accept(SDP)  # held back by the core until the 183 is PRACKed
+
+    async with agent(answer) as ua:
+        peer = await sipp.uac("uac_100rel", "udp", f"127.0.0.1:{ua.local('udp').port}", "bob")
+        outcome = await peer.result()
+    assert outcome.returncode == 0, outcome.explain()
+    messages, retransmissions = outcome.message_counts("<----------", "183")
+    assert messages == 1 and retransmissions >= 2, outcome.explain()
