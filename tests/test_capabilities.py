@@ -64,6 +64,7 @@ CANDIDATES = (
     "trim-silence",
     "inbound",
     "Polly.Joanna",
+    "de",
 )
 
 

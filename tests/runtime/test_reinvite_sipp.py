@@ -22,7 +22,6 @@ import asyncio
 import base64
 import secrets
 import struct
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -33,9 +32,9 @@ from callxml.media.rtp import RtpPacket
 from callxml.media.srtp import SrtpSession
 from callxml.media.tone import goertzel_power, sine
 from callxml.runtime import CallLeg, IncomingCall, Phone, bridge
-from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig
 from support.kamailio import PROXY_ROUTE, KamailioConfig, kamailio
+from support.phones import PhoneBox, PhoneFactory
 from support.rtp import SUITE, RtpPeer
 from support.sipp import Sipp
 from support.waiting import until
@@ -45,38 +44,9 @@ pytestmark = pytest.mark.peer
 WAIT = 10.0
 
 
-class Callee:
-    """A phone that queues the calls it is offered."""
-
-    def __init__(self, phone: Phone, calls: asyncio.Queue[IncomingCall]) -> None:
-        self.phone = phone
-        self.calls = calls
-
-    def port(self, transport: str) -> int:
-        return self.phone.user_agent.local(transport).port
-
-    async def next_call(self) -> IncomingCall:
-        return await asyncio.wait_for(self.calls.get(), WAIT)
-
-
 @pytest.fixture
-async def callee(dev_cert: DevCertificate) -> AsyncIterator[Callee]:
-    calls: asyncio.Queue[IncomingCall] = asyncio.Queue()
-
-    async def on_incoming(call: IncomingCall) -> None:
-        await calls.put(call)
-
-    phone = await Phone.start(
-        listeners=[ListenerConfig("udp", "127.0.0.1", 0), ListenerConfig("tls", "127.0.0.1", 0)],
-        tls=TlsConfig(
-            ca_file=str(dev_cert.ca), cert_file=str(dev_cert.cert), key_file=str(dev_cert.key)
-        ),
-        on_incoming=on_incoming,
-    )
-    try:
-        yield Callee(phone, calls)
-    finally:
-        await asyncio.wait_for(phone.close(), WAIT)
+async def callee(phone_boxes: PhoneFactory) -> PhoneBox:
+    return await phone_boxes()
 
 
 def header(packet: bytes) -> tuple[int, int, int]:
@@ -119,7 +89,7 @@ async def gather(peer: RtpPeer, into: list[bytes], count: int) -> None:
 
 @pytest.mark.parametrize("scenario", ["uac_reinvite_media", "uac_update_media"])
 async def test_peer_moves_port_and_codec_and_the_audio_carries_on(
-    sipp: Sipp, callee: Callee, scenario: str
+    sipp: Sipp, callee: PhoneBox, scenario: str
 ) -> None:
     far_a, far_b = RtpPeer(), RtpPeer()
     try:
@@ -167,7 +137,7 @@ def crypto_key() -> tuple[bytes, str]:
 
 
 async def test_secure_reinvite_with_new_port_and_keys_through_kamailio(
-    sipp: Sipp, callee: Callee, dev_cert: DevCertificate, tmp_path: Path
+    sipp: Sipp, callee: PhoneBox, dev_cert: DevCertificate, tmp_path: Path
 ) -> None:
     """SIPp → Kamailio (UDP) → callxml (TLS, SDES SRTP): the re-INVITE brings a new port and a new
     key; we answer with a fresh key; both directions authenticate under the new keys."""
@@ -224,7 +194,7 @@ def our_key(leg: CallLeg) -> bytes:
     return crypto.keying_material()
 
 
-async def test_a_bridge_aligns_codecs_with_our_own_reinvite(sipp: Sipp, callee: Callee) -> None:
+async def test_a_bridge_aligns_codecs_with_our_own_reinvite(sipp: Sipp, callee: PhoneBox) -> None:
     """The caller (SIPp) prefers PCMA but also offers PCMU; the leg we dial answers PCMU, so the
     relay transcodes. The bridge re-INVITEs the caller offering only PCMU, SIPp accepts, and the
     relay passes packets through from then on; the caller's audio still reaches the callee."""

@@ -12,7 +12,9 @@ the fixture (a different lifetime, several at once) uses the same code:
   after the test;
 * ``their_tone`` — a WAV of :data:`~support.baresip.THEIR_TONE` for a baresip to play;
 * ``serve`` — serve an aiohttp app on a free port (:func:`~support.web.serve_app`), stopped
-  after the test.
+  after the test;
+* ``phone_boxes`` — make our own phones whose incoming calls queue up
+  (:func:`~support.phones.phone_boxes`), closed after the test.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from aiohttp import web
 from callxml.engine.devcert import DevCertificate
 from support.baresip import THEIR_TONE, BaresipFactory, baresip_peers, tone_wav
 from support.certs import Pki, dev_certificate, make_pki
+from support.phones import PhoneFactory
+from support.phones import phone_boxes as make_phone_boxes
 from support.sipp import Sipp, scenario_dir
 from support.web import Serve, serve_app
 
@@ -75,3 +79,10 @@ async def serve() -> AsyncIterator[Serve]:
     finally:
         for runner in runners:
             await runner.cleanup()
+
+
+@pytest.fixture
+async def phone_boxes(dev_cert: DevCertificate) -> AsyncIterator[PhoneFactory]:
+    """``box = await phone_boxes(**Phone.start options)``: see :mod:`support.phones`."""
+    async with make_phone_boxes(dev_cert) as make:
+        yield make

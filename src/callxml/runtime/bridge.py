@@ -149,6 +149,7 @@ def bridge(
     on_audio: Callable[[str, bytes], None] | None = None,
 ) -> Bridge:
     """Relay audio and DTMF between two answered legs, both ways, until :meth:`Bridge.stop`.
+    A leg in early media counts (a ringing ``<Dial>`` passes the far end's early audio on).
 
     SRTP on one side and RTP on the other is fine (each leg protects with its own keys);
     PCMU↔PCMA is transcoded. ``on_a_digit`` sees every key leg ``a`` presses (still relayed);
@@ -157,8 +158,8 @@ def bridge(
     side ``"a"`` and ``"b"``, decoded (the relay then decodes each packet: slower, so only when
     recording).
     """
-    if not (a.answered and b.answered):
-        raise LocalProtocolError("both legs must be answered before bridging")
+    if not (a.media_started and b.media_started):
+        raise LocalProtocolError("both legs must be answered (or in early media) to bridge")
     made = Bridge(a, b, on_a_digit, on_star, on_audio)
     made.start()
     return made

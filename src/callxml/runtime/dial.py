@@ -3,8 +3,10 @@
 Owns the media side of :class:`~callxml.interpreter.actions.StartDial`: which SIP URI each noun
 means (``<Sip>`` as written, with its ``username``/``password`` for digest auth and its
 ``?X-…`` headers; ``<Number>`` through the configured trunk template), calling the targets at
-once (the first to answer wins, the others are cancelled) or in order, answering the caller on
-bridge for ``answerOnBridge``, bridging the two legs' audio and keys, ending the bridge on
+once (the first to answer wins, the others are cancelled) or in order, what the caller hears
+while they ring (the far end's early media, or ``ringTone``'s ringback: :mod:`callxml.runtime.
+early`), answering the caller on bridge for ``answerOnBridge``, bridging the two legs' audio and
+keys, ending the bridge on
 ``timeLimit``, on ``*`` with ``hangupOnStar``, when either side hangs up or when told to stop; and
 reducing it all to one :class:`~callxml.interpreter.events.DialFinished` (DialCallStatus,
 DialCallSid, DialCallDuration, DialSipCallId, DialSipResponseCode).
@@ -32,6 +34,7 @@ from callxml.interpreter.call import new_sid
 from callxml.interpreter.dial import NO_TRUNK, trunk_uri
 from callxml.markup.capabilities import capability, message
 from callxml.markup.verbs import DialNoun, Number, Sip
+from callxml.runtime.early import DialRingback
 from callxml.runtime.leg import CallLeg, Leg
 from callxml.runtime.phone import DialResult
 from callxml.runtime.recorder import BridgeRecorder
@@ -70,6 +73,7 @@ class CallPlacer(Protocol):
         headers: Sequence[tuple[str, str]] = (),
         on_ringing: Callable[[], None] | None = None,
         sid: str | None = None,
+        on_early_media: Callable[[CallLeg], None] | None = None,
     ) -> DialResult: ...
 
 
@@ -247,20 +251,31 @@ class Dialer:
         from_uri = action.caller_id or "sip:callxml@invalid"
         if not from_uri.startswith(("sip:", "sips:")):
             from_uri = f"sip:{from_uri}@callxml.invalid"
-        if action.sequential:
-            attempts: list[_Attempt] = []
-            winner = None
-            for target in callable_targets:
-                if stop.is_set():
-                    break
-                attempt = _Attempt(self, target, from_uri, action.timeout)
-                attempts.append(attempt)
-                winner = await self._race([attempt], stop)
-                if winner is not None:
-                    break
-        else:
-            attempts = [_Attempt(self, t, from_uri, action.timeout) for t in callable_targets]
-            winner = await self._race(attempts, stop)
+        ringback = None
+        if isinstance(caller, CallLeg):  # a real call: early media and ringback to it
+            ringback = DialRingback(caller, action.ring_tone, self.bridge)
+            await ringback.start()
+        early = ringback.far_end_media if ringback is not None else None
+        try:
+            if action.sequential:
+                attempts: list[_Attempt] = []
+                winner = None
+                for target in callable_targets:
+                    if stop.is_set():
+                        break
+                    attempt = _Attempt(self, target, from_uri, action.timeout, early)
+                    attempts.append(attempt)
+                    winner = await self._race([attempt], stop)
+                    if winner is not None:
+                        break
+            else:
+                attempts = [
+                    _Attempt(self, t, from_uri, action.timeout, early) for t in callable_targets
+                ]
+                winner = await self._race(attempts, stop)
+        finally:
+            if ringback is not None:
+                await ringback.stop()  # the winner is bridged anew; the rest are over
         if winner is None:
             return self._failed(attempts, stop.is_set())
         return await self._bridge(action, caller, winner, answer_caller, stop, on_audio)
@@ -465,11 +480,19 @@ class Dialer:
 class _Attempt:
     """One child call: a ``Phone.dial`` task and what came of it."""
 
-    def __init__(self, dialer: Dialer, target: DialTarget, from_uri: str, timeout: float) -> None:
+    def __init__(
+        self,
+        dialer: Dialer,
+        target: DialTarget,
+        from_uri: str,
+        timeout: float,
+        on_early_media: Callable[[CallLeg], None] | None = None,
+    ) -> None:
         self.dialer = dialer
         self.target = target
         self.from_uri = from_uri
         self.timeout = timeout
+        self.on_early_media = on_early_media
         self.sid = new_sid("CA")
         self.task: asyncio.Task[DialResult | None] | None = None
         self.status = "failed"
@@ -496,6 +519,9 @@ class _Attempt:
                 )
 
         assert self.target.target is not None  # only callable targets are attempted
+        extra: dict[str, Any] = {}
+        if self.on_early_media is not None:  # only real calls (fakes need not take it)
+            extra["on_early_media"] = self.on_early_media
         try:
             result = await self.dialer.phone.dial(
                 self.target.target,
@@ -504,6 +530,7 @@ class _Attempt:
                 credentials=self.target.credentials,
                 on_ringing=ringing,
                 sid=self.sid,
+                **extra,
             )
         except asyncio.CancelledError:
             self.status = "canceled"

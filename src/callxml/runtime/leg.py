@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -176,6 +176,10 @@ class CallLeg:
         self.request_headers = request_headers
         self.media = media
         self.answered = answered
+        #: Media flows before the answer: our 183 with SDP (inbound, :meth:`early_media`) or the
+        #: peer's 183/180 with SDP (outbound, made by :meth:`Phone.dial` with ``on_early_media``).
+        self.early = False
+        self._media_applied = False
         self.ended = asyncio.Event()
         self.end_reason: str | None = None
         self._handle = handle
@@ -262,10 +266,17 @@ class CallLeg:
             finally:
                 self.ended.set()
 
+    @property
+    def media_started(self) -> bool:
+        """Audio flows: the call is answered, or in early media."""
+        return self.answered or self.early
+
     def _start_media(self) -> None:
         """Point the endpoint at the peer, keep a packet going out every 20 ms from now on, and
         watch that the peer still sends (:attr:`MediaSettings.rtp_timeout`)."""
-        _apply_media(self._endpoint, self.media)
+        if not self._media_applied:  # early media already did (a new session would reset SRTP)
+            _apply_media(self._endpoint, self.media)
+            self._media_applied = True
         self._endpoint.keep_sending()
         if self._rtp_timeout is not None and self._media_watch is None:
             self._media_watch = asyncio.get_running_loop().create_task(
@@ -425,6 +436,58 @@ class CallLeg:
             self.media, local_sdp=offer.sdp, direction=_audio_direction(offer.sdp, self.media)
         )
 
+    # -- early media (before the answer) --------------------------------------------------------
+
+    def early_media(self) -> None:
+        """Inbound, before :meth:`answer`: send ``183 Session Progress`` with our SDP answer and
+        start the media now, so the caller hears what we play (a ringback, the far end's early
+        audio) while its call is not answered (RFC 3960's gateway model; reliable, with PRACK,
+        when the caller requires 100rel). Our 20 ms stream starts at once; the 200 later
+        carries the same SDP. Idempotent."""
+        if self.answered or self.early:
+            return
+        if self.ended.is_set():
+            raise LocalProtocolError("the call has already ended")
+        handle = self._handle
+        if not isinstance(handle, UasCall):
+            raise LocalProtocolError("only an inbound leg sends early media")
+        handle.ring(183, sdp=bytes(self.media.local_sdp))
+        self.early = True
+        _apply_media(self._endpoint, self.media)
+        self._media_applied = True
+        self._endpoint.keep_sending()
+
+    def _peer_early_media(self) -> None:
+        """Outbound: the peer's 18x carried its SDP answer (:attr:`media`): receive what it
+        sends from now on. We do not send until the answer (a gateway plays, we listen)."""
+        self.early = True
+        _apply_media(self._endpoint, self.media)
+        self._media_applied = True
+
+    def _peer_answered(self, media: NegotiatedMedia) -> None:
+        """Outbound: the 2xx arrived after early media; its SDP (if it differs from the 18x's,
+        which it should not) wins, then the media runs as for any answered call."""
+        old, self.media = self.media, media
+        if self._media_applied:
+            apply_change(self._endpoint, old, media)
+        self.answered = True
+        self._start_media()
+
+    async def play_frames(self, frames: Iterable[bytes]) -> None:
+        """Send PCM frames (20 ms each) from an iterable, possibly endless (a ringback): returns
+        when it is exhausted, the call ends, or :meth:`stop_playing` is called."""
+        self._check_media()
+        if self.ended.is_set():
+            return
+        try:
+            await self._endpoint.play(frames)
+        except asyncio.CancelledError:
+            self._endpoint.stop_playing()
+            raise
+        except MediaError:
+            if self.end_reason is None:
+                raise
+
     async def answer(self) -> None:
         """Inbound: send 200 OK with our SDP answer and start the media. Idempotent."""
         if self.answered:
@@ -469,7 +532,7 @@ class CallLeg:
     # -- media --------------------------------------------------------------------------------
 
     def _check_media(self) -> None:
-        if not self.answered:
+        if not (self.answered or self.early):
             raise MediaError("the call is not answered yet")
 
     async def play(self, pcm: bytes) -> None:

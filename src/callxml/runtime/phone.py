@@ -10,6 +10,10 @@ This module owns placing a call — :meth:`Phone.dial` from a :class:`~callxml.s
 (:func:`~callxml.sdp.check_answer`) ends the call with ACK + BYE and ``status="failed"`` whose
 ``reason`` says why (RFC 4568 §7.5: the offerer may end a session it cannot secure).
 
+Early media: with ``on_early_media``, a 180/183 carrying the far end's SDP answer (RFC 3960;
+reliable, with PRACK, when it asks for 100rel) makes the :class:`CallLeg` at once, in early
+media (receiving only); the callback gets it, and the same leg is the answered one later.
+
 It never raises for the far end's behaviour — every outcome is a :class:`DialResult` — and
 knows nothing of verbs, webhooks or documents. Used by ``callxml call`` and by the engine.
 """
@@ -226,6 +230,7 @@ class Phone:
         on_ringing: Callable[[], None] | None = None,
         sid: str | None = None,
         proxy: str | None = None,
+        on_early_media: Callable[[CallLeg], None] | None = None,
     ) -> DialResult:
         """Call ``target`` and wait for the answer, at most ``timeout`` seconds of ringing.
 
@@ -233,7 +238,10 @@ class Phone:
         ``proxy`` (a SIP URI such as ``sip:127.0.0.1:5060;transport=tcp``) sends the INVITE to
         that host, port and transport instead (an outbound proxy, :meth:`Target.via`).
         ``headers`` are added to the INVITE after the target's own X- headers. ``on_ringing``
-        is called once, on the first 180/183. Never raises for the far end's behaviour: every
+        is called once, on the first 180/183. ``on_early_media(leg)`` is called once, when a
+        180/183 brings the far end's SDP: ``leg`` (not answered, :attr:`CallLeg.early`)
+        receives the far end's early audio; it becomes :attr:`DialResult.leg` if the call is
+        answered, and ends if it is not. Never raises for the far end's behaviour: every
         outcome is a :class:`DialResult`. Cancelling the task cancels the INVITE (or hangs up)
         before re-raising.
         """
@@ -255,6 +263,7 @@ class Phone:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         endpoint = await RtpEndpoint.open(self.media.rtp_config())
+        early: _EarlyMedia | None = None
         try:
             offer = build_offer(
                 address=self.media.address, port=endpoint.local_address[1], secure=target.secure
@@ -274,11 +283,14 @@ class Phone:
                     await endpoint.close()
                     return attempt.failed("failed", None, str(exc))
                 attempt.call, attempt.destination = call, destination
+                if on_early_media is not None:
+                    early = _EarlyMedia(self, call, offer, endpoint, target, sid, on_early_media)
                 result, timed_out = await self._final(
                     call,
                     max(0.0, deadline - loop.time()),
                     on_ringing,
                     silent_after=self.failover_timeout if more else None,
+                    on_provisional=early.provisional if early is not None else None,
                 )
                 if more and not timed_out and _server_failed(call, result):
                     # RFC 3263 §4.3: a transport error, a timeout or a 503 moves on to the
@@ -303,9 +315,14 @@ class Phone:
             await endpoint.close()
             reason = _failure_reason(result, target, timeout if timed_out else None)
             return attempt.failed(dial_status(result.status, timed_out=timed_out), result, reason)
-        media = await self._check_answer(call, offer, result, endpoint, target)
+        early_leg = early.leg if early is not None else None
+        media = await self._check_answer(call, offer, result, endpoint, target, early_leg)
         if isinstance(media, str):
             return attempt.failed("failed", result, media)
+        if early_leg is not None:
+            early_leg._peer_answered(media)
+            self._legs.add(early_leg)
+            return attempt.answered(result, early_leg)
         leg = CallLeg(
             handle=call,
             direction="outbound",
@@ -330,12 +347,16 @@ class Phone:
         result: CallResult,
         endpoint: RtpEndpoint,
         target: Target,
+        early: CallLeg | None = None,
     ) -> NegotiatedMedia | str:
         """The negotiated media of a 2xx, or why it breaks the policy (the call is then ended:
-        the core has ACKed the 2xx, RFC 3261 §13.2.2.4, and we send BYE)."""
+        the core has ACKed the 2xx, RFC 3261 §13.2.2.4, and we send BYE). A 2xx without SDP
+        after early media keeps the answer of the 18x (RFC 3262 §5: it was the answer)."""
         response = result.response
         assert response is not None
         try:
+            if not response.body and early is not None:
+                return early.media
             if not response.body:
                 raise MediaError("the 2xx carried no SDP answer (RFC 3264 §5)")
             return check_answer(offer, response.body)
@@ -354,6 +375,7 @@ class Phone:
         on_ringing: Callable[[], None] | None,
         *,
         silent_after: float | None = None,
+        on_provisional: Callable[[SipResponse], None] | None = None,
     ) -> tuple[CallResult, bool]:
         """Wait for the final response; on ``timeout`` CANCEL (RFC 3261 §9.1) and report it
         (``True``). With ``silent_after``, a server that has sent nothing at all by then is
@@ -372,6 +394,8 @@ class Phone:
                     if silent_after is not None:
                         ring.reschedule(started + timeout)  # it answers: ring out the budget
                         silent_after = None
+                    if on_provisional is not None:
+                        on_provisional(item)
                     if item.status in (180, 183) and not rang:
                         rang = True
                         if on_ringing is not None:
@@ -432,6 +456,62 @@ class _Attempt:
 
     def answered(self, result: CallResult, leg: CallLeg) -> DialResult:
         return self._result("answered", result, f"{result.status} {result.reason}", leg)
+
+
+class _EarlyMedia:
+    """One dial attempt's early media: the first 180/183 with the far end's SDP answer makes
+    the leg (receiving only) and hands it to the caller's ``on_early_media``."""
+
+    def __init__(
+        self,
+        phone: Phone,
+        call: UacCall,
+        offer: Offer,
+        endpoint: RtpEndpoint,
+        target: Target,
+        sid: str | None,
+        on_early_media: Callable[[CallLeg], None],
+    ) -> None:
+        self._phone = phone
+        self._call = call
+        self._offer = offer
+        self._endpoint = endpoint
+        self._target = target
+        self._sid = sid
+        self._callback = on_early_media
+        self.leg: CallLeg | None = None
+
+    def provisional(self, response: SipResponse) -> None:
+        if self.leg is not None or not response.body or response.status not in (180, 183):
+            return
+        if response.media_type not in (None, "application/sdp"):
+            return
+        try:
+            media = check_answer(self._offer, response.body)
+        except MediaError as exc:  # no early media, then; the 2xx is checked in full
+            log.info("dial %s: early media refused: %s", self._target, exc)
+            return
+        call, phone = self._call, self._phone
+        leg = CallLeg(
+            handle=call,
+            direction="outbound",
+            endpoint=self._endpoint,
+            media=media,
+            transport=call.invite.vias[0].transport.lower(),
+            from_uri=call.from_uri,
+            to_uri=str(self._target.request_uri),
+            sip_call_id=call.sip_call_id,
+            answered=False,
+            sid=self._sid,
+            rtp_timeout=phone.media.rtp_timeout,
+            secure_media=self._target.secure,
+        )
+        leg._peer_early_media()
+        self.leg = leg
+        try:
+            self._callback(leg)
+        except Exception:
+            log.exception("on_early_media failed")
 
 
 def _server_failed(call: UacCall, result: CallResult) -> bool:
