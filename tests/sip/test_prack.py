@@ -147,6 +147,11 @@ def test_a_reliable_180_without_sdp_does_not_hold_up_the_answer() -> None:
     start(net, a)
     net.run(0.015)  # the 180 and the 200 left together; the PRACK is still on its way
     assert net.labels(B_UDP)[:3] == ["100/INVITE", "180/INVITE", "200/INVITE"]
+    net.run(5)
+    # The PRACK for the 180 the 200 overtook still matches it: 200, not a 481 that would
+    # make the caller tear the new dialog down (RFC 3261 §12.2.1.2).
+    assert "200/PRACK" in net.labels(B_UDP) and "481/PRACK" not in net.labels(B_UDP)
+    assert not a.seen(CallEnded) and not b.seen(CallEnded)
 
 
 def test_without_require_provisionals_are_not_reliable() -> None:

@@ -135,6 +135,7 @@ class ReliableProvisionals:
         self._next_rseq = (rng or random.Random()).randint(1, 2**31 - 1)
         self._current: _Unacknowledged | None = None
         self._waiting: deque[SipResponse] = deque()
+        self._stopped: int | None = None  # the RSeq left unacknowledged by a final response
         self.gave_up = False
 
     @property
@@ -165,12 +166,14 @@ class ReliableProvisionals:
         acknowledges nothing unacknowledged (answer 481, §3); ``ready`` is the next waiting
         provisional response, made reliable, to send now (None when none waits)."""
         current = self._current
-        if (
-            current is None
-            or rack.rseq != current.rseq
-            or rack.cseq != invite_cseq
-            or rack.method.upper() != "INVITE"
-        ):
+        if rack.cseq != invite_cseq or rack.method.upper() != "INVITE":
+            return False, None
+        if current is None or rack.rseq != current.rseq:
+            # A PRACK for the response our final response overtook is still a match: it was
+            # unacknowledged (a 481 would make the caller tear the new dialog down, §12.2.1.2).
+            if self._stopped is not None and rack.rseq == self._stopped:
+                self._stopped = None
+                return True, None
             return False, None
         self._current = None
         if self._waiting:
@@ -199,7 +202,10 @@ class ReliableProvisionals:
         return min(current.next_at, current.give_up_at) if current is not None else None
 
     def stop(self) -> None:
-        """A final response went out: no more retransmissions, nothing waits (§3)."""
+        """A final response went out: no more retransmissions, nothing waits (§3). A PRACK for
+        the response left unacknowledged is still answered 200 (:meth:`acknowledge`)."""
+        if self._current is not None:
+            self._stopped = self._current.rseq
         self._current = None
         self._waiting.clear()
 
