@@ -41,6 +41,8 @@ def test_full_file(tmp_path: Path) -> None:
 [sip]
 listen = ["udp:0.0.0.0:5070", "tls:[::1]:5071"]
 trunk_uri_template = "sip:{{number}}@trunk.example.com;secure=true"
+session_expires = 3600
+min_se = 120
 [http]
 port = 9000
 public_url = "https://calls.example.com/"
@@ -72,6 +74,7 @@ credentials = [{{ username = "alice", password = "s3cret" }}]
     assert cfg.tls_ca_bundle == tmp_path / "ca.pem"
     assert cfg.database == tmp_path / "db/calls.db"
     assert cfg.webhook_timeout == 5.0
+    assert (cfg.session_expires, cfg.min_se) == (3600, 120)
     domain = cfg.domain("secure.example.com")
     assert domain is not None and domain.secure_media and domain.needs_auth
     assert "s3cret" not in repr(domain)
@@ -86,6 +89,9 @@ credentials = [{{ username = "alice", password = "s3cret" }}]
         ({"http": {"host": "localhost"}}, "http.host: must be an IP address"),
         ({"sip": {"listen": ["sctp:127.0.0.1:5060"]}}, "sip.listen[0]"),
         ({"sip": {"trunk_uri_template": "sip:x@y"}}, "sip.trunk_uri_template"),
+        ({"sip": {"min_se": 30}}, "sip.min_se: must be between 90"),
+        ({"sip": {"session_expires": 60}}, "sip.session_expires: 0 (no session timers)"),
+        ({"sip": {"session_expires": 600, "min_se": 900}}, "sip.session_expires"),
         ({"media": {"port_min": 10, "port_max": 11}}, "media.port_max"),
         ({"webhooks": {"timeout": 0}}, "webhooks.timeout"),
         ({"tls": {"cert": "/nonexistent.pem", "key": "/nonexistent.key"}}, "tls.cert: file"),

@@ -166,6 +166,8 @@ class EngineConfig:
     trunk_uri_template: str | None = None  # e.g. "sip:{number}@trunk.example.com;secure=true"
     dns_servers: tuple[str, ...] = ()  # empty: the system resolver (/etc/hosts, resolv.conf)
     failover_timeout: float = 4.0  # a located server silent this long: try the next (RFC 3263)
+    session_expires: int = 1800  # RFC 4028 session interval we ask for; 0: no session timers
+    min_se: int = 90  # RFC 4028 Min-SE: shorter intervals are refused with 422
     # [sip] connection bounds (docs/reliability.md)
     max_inbound_connections: int = 1024
     max_outbound_connections: int = 256
@@ -373,6 +375,13 @@ def _parse_sip(sip: _Reader, config: EngineConfig) -> EngineConfig:
         name: _bounded(sip, name, float, getattr(config, name), 0.1, 86_400)
         for name in ("connect_timeout", "connection_idle_timeout", "connection_read_timeout")
     }
+    expires = int(sip.get("session_expires", int, config.session_expires))
+    min_se = _bounded(sip, "min_se", int, config.min_se, 90, 86_400)  # RFC 4028 §4: >= 90
+    if expires != 0 and not min_se <= expires <= 86_400:
+        raise ConfigError(
+            f"sip.session_expires: 0 (no session timers) or between sip.min_se ({min_se}) "
+            "and 86400 seconds"
+        )
     sip.finish()
     return replace(
         config,
@@ -380,6 +389,8 @@ def _parse_sip(sip: _Reader, config: EngineConfig) -> EngineConfig:
         trunk_uri_template=trunk,
         dns_servers=tuple(servers),
         failover_timeout=failover,
+        session_expires=expires,
+        min_se=min_se,
         **bounds,
         **timeouts,
     )

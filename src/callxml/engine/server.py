@@ -87,6 +87,7 @@ from callxml.sip.auth import Credentials, DigestServer, parse_authorization
 from callxml.sip.events import Address
 from callxml.sip.headers import parse_name_addr
 from callxml.sip.message import SipRequest
+from callxml.sip.session_timer import SessionTimerConfig
 from callxml.sip.target import Target
 from callxml.sip.uri import parse_uri
 from callxml.webhooks import Fetcher, WebhookClient, WebhookRequest, WebhookResponse
@@ -392,6 +393,11 @@ class Engine:
                 admit=self._admit_invite,
                 zrtp_cache=StoreZrtpCache(self.store) if self.store is not None else None,
                 on_register=self.registrar,
+                session_timer=(
+                    SessionTimerConfig(config.session_expires, config.min_se)
+                    if config.session_expires
+                    else None
+                ),
             )
         except OSError as exc:
             raise ConfigError(f"sip.listen: cannot listen: {exc}") from None

@@ -136,7 +136,13 @@ _ROWS: tuple[tuple[Any, ...], ...] = (
         "completed and absent are sent; in-progress is not",
     ),
     ("Dial", "recordingTrack", R, "both, inbound (the caller), outbound (the called party)"),
-    ("Dial", "ringTone", U, "the caller hears the far end's own ringback; ignored with a warning"),
+    (
+        "Dial",
+        "ringTone",
+        R,
+        "that country's ringback (ITU-T E.180 cadence) while the dial rings, as early media "
+        "(183) when the caller is not answered yet; the far end's early media replaces it",
+    ),
     ("Dial", "callReason", U, IGNORED),
     ("Dial", "referUrl", U, "incoming REFERs are not accepted; ignored with a warning"),
     ("Dial", "referMethod", U, "incoming REFERs are not accepted; ignored with a warning"),

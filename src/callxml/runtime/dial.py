@@ -5,11 +5,13 @@ means (``<Sip>`` as written, with its ``username``/``password`` for digest auth 
 ``?X-…`` headers; ``<Number>`` through the configured trunk template; ``<Client>`` and a
 ``<Sip>`` to a user of one of our domains: that user's registered devices, rung together
 through :mod:`callxml.runtime.fork`, with ``<Parameter>`` children as ``X-`` headers), calling
-the targets at once (the first to answer wins, the others are cancelled) or in order, answering
-the caller on bridge for ``answerOnBridge``, bridging the two legs' audio and keys, ending the
-bridge on ``timeLimit``, on ``*`` with ``hangupOnStar``, when either side hangs up or when told
-to stop; and reducing it all to one :class:`~callxml.interpreter.events.DialFinished`
-(DialCallStatus, DialCallSid, DialCallDuration, DialSipCallId, DialSipResponseCode).
+the targets at once (the first to answer wins, the others are cancelled) or in order, what the
+caller hears while they ring (the far end's early media, or ``ringTone``'s ringback:
+:mod:`callxml.runtime.early`), answering the caller on bridge for ``answerOnBridge``, bridging
+the two legs' audio and keys, ending the bridge on ``timeLimit``, on ``*`` with
+``hangupOnStar``, when either side hangs up or when told to stop; and reducing it all to one
+:class:`~callxml.interpreter.events.DialFinished` (DialCallStatus, DialCallSid,
+DialCallDuration, DialSipCallId, DialSipResponseCode).
 
 SIP and media live behind two seams, :class:`CallPlacer` (:class:`~callxml.runtime.phone.Phone`)
 and :class:`Bridger` (:func:`callxml.runtime.bridge.bridge`); child call records go to a
@@ -35,6 +37,7 @@ from callxml.interpreter.call import new_sid
 from callxml.interpreter.dial import NO_TRUNK, trunk_uri
 from callxml.markup.capabilities import capability, message
 from callxml.markup.verbs import Client, DialNoun, Number, Sip
+from callxml.runtime.early import DialRingback
 from callxml.runtime.fork import Callee, dial_fork
 from callxml.runtime.leg import CallLeg, Leg
 from callxml.runtime.phone import DialResult
@@ -79,6 +82,7 @@ class CallPlacer(Protocol):
         on_ringing: Callable[[], None] | None = None,
         sid: str | None = None,
         destinations: Sequence[Address] = (),
+        on_early_media: Callable[[CallLeg], None] | None = None,
     ) -> DialResult: ...
 
 
@@ -304,20 +308,31 @@ class Dialer:
         from_uri = action.caller_id or "sip:callxml@invalid"
         if not from_uri.startswith(("sip:", "sips:")):
             from_uri = f"sip:{from_uri}@callxml.invalid"
-        if action.sequential:
-            attempts: list[_Attempt] = []
-            winner = None
-            for target in callable_targets:
-                if stop.is_set():
-                    break
-                attempt = _Attempt(self, target, from_uri, action.timeout)
-                attempts.append(attempt)
-                winner = await self._race([attempt], stop)
-                if winner is not None:
-                    break
-        else:
-            attempts = [_Attempt(self, t, from_uri, action.timeout) for t in callable_targets]
-            winner = await self._race(attempts, stop)
+        ringback = None
+        if isinstance(caller, CallLeg):  # a real call: early media and ringback to it
+            ringback = DialRingback(caller, action.ring_tone, self.bridge)
+            await ringback.start()
+        early = ringback.far_end_media if ringback is not None else None
+        try:
+            if action.sequential:
+                attempts: list[_Attempt] = []
+                winner = None
+                for target in callable_targets:
+                    if stop.is_set():
+                        break
+                    attempt = _Attempt(self, target, from_uri, action.timeout, early)
+                    attempts.append(attempt)
+                    winner = await self._race([attempt], stop)
+                    if winner is not None:
+                        break
+            else:
+                attempts = [
+                    _Attempt(self, t, from_uri, action.timeout, early) for t in callable_targets
+                ]
+                winner = await self._race(attempts, stop)
+        finally:
+            if ringback is not None:
+                await ringback.stop()  # the winner is bridged anew; the rest are over
         if winner is None:
             return self._failed(attempts, stop.is_set())
         return await self._bridge(action, caller, winner, answer_caller, stop, on_audio)
@@ -526,11 +541,19 @@ class Dialer:
 class _Attempt:
     """One child call: a ``Phone.dial`` task and what came of it."""
 
-    def __init__(self, dialer: Dialer, target: DialTarget, from_uri: str, timeout: float) -> None:
+    def __init__(
+        self,
+        dialer: Dialer,
+        target: DialTarget,
+        from_uri: str,
+        timeout: float,
+        on_early_media: Callable[[CallLeg], None] | None = None,
+    ) -> None:
         self.dialer = dialer
         self.target = target
         self.from_uri = from_uri
         self.timeout = timeout
+        self.on_early_media = on_early_media
         self.sid = new_sid("CA")
         self.task: asyncio.Task[DialResult | None] | None = None
         self.status = "failed"
@@ -556,6 +579,9 @@ class _Attempt:
                     self.dialer._child_status(self.sid, "ringing")
                 )
 
+        extra: dict[str, Any] = {}
+        if self.on_early_media is not None:  # only real calls (fakes need not take it)
+            extra["on_early_media"] = self.on_early_media
         try:
             if self.target.callee is not None:  # a registered user: every device at once
                 result = await dial_fork(
@@ -576,6 +602,7 @@ class _Attempt:
                     credentials=self.target.credentials,
                     on_ringing=ringing,
                     sid=self.sid,
+                    **extra,
                 )
         except asyncio.CancelledError:
             self.status = "canceled"

@@ -25,6 +25,8 @@ __all__ = [
     "Event",
     "InviteReceived",
     "RegisterReceived",
+    "ReofferAnswered",
+    "ReofferFailed",
     "RequestReceived",
     "ResponseReceived",
     "TransactionKey",
@@ -194,10 +196,35 @@ class CallCancelled:
 
 @dataclass(frozen=True)
 class CallReinvited:
-    """The peer sent a re-INVITE (e.g. hold/unhold); it was answered as configured."""
+    """The peer modified the session with a re-INVITE or an UPDATE (RFC 3311), e.g. hold,
+    unhold, new media or a session refresh; it was answered as configured (the call's answerer,
+    see ``UserAgentCore.set_answerer``) and the 2xx is on its way. ``request.method`` says
+    which."""
 
     call: str
     request: SipRequest
+
+
+@dataclass(frozen=True)
+class ReofferAnswered:
+    """The peer answered an offer we made inside the dialog: in the 2xx to our re-INVITE or
+    UPDATE, or in the ACK for a 2xx in which we offered (its offer-less re-INVITE, RFC 3261
+    §14.2, RFC 3264 §8). ``sdp`` is empty when the exchange carried no session description
+    (an UPDATE refresh without a body)."""
+
+    call: str
+    sdp: bytes
+    method: str
+
+
+@dataclass(frozen=True)
+class ReofferFailed:
+    """Our re-INVITE or UPDATE failed with ``status`` (408 for a timeout, 503 for a transport
+    error): the session stays as it was before the offer (RFC 3264 §8, RFC 3311 §5.1)."""
+
+    call: str
+    status: int
+    method: str
 
 
 @dataclass(frozen=True)
@@ -225,5 +252,7 @@ Event = (
     | CallFailed
     | CallCancelled
     | CallReinvited
+    | ReofferAnswered
+    | ReofferFailed
     | CallEnded
 )

@@ -19,6 +19,10 @@ events into per-call handles:
 :mod:`callxml.sip.register`) and returns its final response; :meth:`UserAgent.keepalive` pings
 a connection we opened (RFC 5626 §4.4.1).
 
+Both handles modify an established session with ``reinvite(sdp)`` / ``update(sdp)`` (answers
+come back through ``on_reoffer_answered`` / ``on_reoffer_failed``) and answer the peer's
+re-INVITEs and UPDATEs with the answerer installed by ``set_answerer`` (then ``on_reinvite``).
+
 SIP rules live in the core; this module only decides *when* (the clock) and *how* (sockets).
 SDP bodies are opaque bytes here.
 """
@@ -52,6 +56,8 @@ from callxml.sip.events import (
     Event,
     InviteReceived,
     RegisterReceived,
+    ReofferAnswered,
+    ReofferFailed,
     ResponseReceived,
     TransactionKey,
     TransactionTimedOut,
@@ -59,8 +65,16 @@ from callxml.sip.events import (
 )
 from callxml.sip.headers import warning_value
 from callxml.sip.message import SipMessage, SipRequest, SipResponse
+from callxml.sip.session_timer import DEFAULT_SESSION_TIMER, SessionTimerConfig
 from callxml.sip.timers import DEFAULT_TIMERS, TimerConfig
-from callxml.sip.ua import Admitter, AuthenticatorSelector, Call, UserAgentConfig, UserAgentCore
+from callxml.sip.ua import (
+    Admitter,
+    Answerer,
+    AuthenticatorSelector,
+    Call,
+    UserAgentConfig,
+    UserAgentCore,
+)
 
 __all__ = [
     "CallResult",
@@ -101,8 +115,14 @@ class _Handle:
         self._ua = ua
         self.id = call_id
         self._ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        #: Told of each re-INVITE the peer sent and the core answered (hold, unhold...).
+        #: Told of each re-INVITE or UPDATE the peer sent and the core answered (hold, unhold,
+        #: new media, a refresh), after the 2xx was queued.
         self.on_reinvite: Callable[[SipRequest], None] | None = None
+        #: Told of the peer's answer ``(sdp, method)`` to our re-INVITE or UPDATE (``sdp`` empty
+        #: for a refresh without a body), or to the offer in our 2xx to its offer-less re-INVITE.
+        self.on_reoffer_answered: Callable[[bytes, str], None] | None = None
+        #: Told when our re-INVITE or UPDATE failed ``(status, method)``: the session is unchanged.
+        self.on_reoffer_failed: Callable[[int, str], None] | None = None
 
     @property
     def dialog(self) -> Dialog | None:
@@ -126,9 +146,19 @@ class _Handle:
         """End the call whatever its state: BYE, CANCEL, or 480 for an unanswered one."""
         self._ua._verb(lambda core, now: core.hangup(self.id, now))
 
-    def reinvite(self, sdp: bytes) -> None:
+    def reinvite(self, sdp: bytes, headers: Sequence[tuple[str, str]] = ()) -> None:
         """Send a re-INVITE with a new offer on the established call (hold, resume; §14.1)."""
-        self._ua._verb(lambda core, now: core.reinvite(self.id, sdp, now))
+        self._ua._verb(lambda core, now: core.reinvite(self.id, sdp, now, headers=headers))
+
+    def update(self, sdp: bytes = b"", headers: Sequence[tuple[str, str]] = ()) -> None:
+        """Send an UPDATE (RFC 3311): a new offer ``sdp``, or a refresh without one."""
+        self._ua._verb(lambda core, now: core.update(self.id, now, sdp=sdp, headers=headers))
+
+    def set_answerer(self, answerer: Answerer | None) -> None:
+        """Answer the peer's re-INVITEs and UPDATEs with ``answerer`` (see
+        :data:`~callxml.sip.ua.Answerer`): called synchronously with the offer and our current
+        SDP; it returns the answer or raises :class:`~callxml.sip.ua.OfferRefused`."""
+        self._ua._verb(lambda core, now: core.set_answerer(self.id, answerer))
 
     def _end(self, reason: str) -> None:
         if not self._ended.done():
@@ -321,7 +351,8 @@ class UserAgent:
 
     Without ``on_incoming``, incoming calls are refused with 480. Every transport used for a
     call needs a listener (its address is our Via and Contact); a listener bound to a wildcard
-    address needs ``advertise``.
+    address needs ``advertise``. ``session_timer`` configures RFC 4028 session timers (None:
+    off).
     """
 
     def __init__(
@@ -337,9 +368,10 @@ class UserAgent:
         timers: TimerConfig = DEFAULT_TIMERS,
         outbound_proxy: str | None = None,
         authenticator: DigestServer | AuthenticatorSelector | None = None,
-        answer_reinvite: Callable[[bytes, bytes], bytes | None] | None = None,
+        answer_reinvite: Answerer | None = None,
         admit: Admitter | None = None,
         on_register: RegisterHandler | None = None,
+        session_timer: SessionTimerConfig | None = DEFAULT_SESSION_TIMER,
     ) -> None:
         if not listeners:
             raise ConfigError("sip.listeners: at least one listener is needed")
@@ -358,6 +390,7 @@ class UserAgent:
             answer_reinvite=answer_reinvite,
             admit=admit,
             registrar=on_register is not None,
+            session_timer=session_timer,
         )
         self._on_register = on_register
         self._requests: dict[TransactionKey, asyncio.Future[CallResult]] = {}
@@ -603,6 +636,14 @@ class UserAgent:
                 handle = self._handles.get(call_id)
                 if handle is not None and handle.on_reinvite is not None:
                     handle.on_reinvite(request)
+            case ReofferAnswered(call=call_id, sdp=sdp, method=method):
+                handle = self._handles.get(call_id)
+                if handle is not None and handle.on_reoffer_answered is not None:
+                    handle.on_reoffer_answered(sdp, method)
+            case ReofferFailed(call=call_id, status=status, method=method):
+                handle = self._handles.get(call_id)
+                if handle is not None and handle.on_reoffer_failed is not None:
+                    handle.on_reoffer_failed(status, method)
             case CallCancelled(call=call_id):
                 handle = self._handles.pop(call_id, None)
                 if handle is not None:
