@@ -656,7 +656,7 @@ class Engine:
             path = await asyncio.to_thread(
                 save_recording, services.recordings_dir, sid, pcm, channels=channels
             )
-            return await book.recording(sid, path, duration, channels=channels)
+            return await book.recording(sid, path, duration, channels=channels, source="DialVerb")
 
         assert self.registrar is not None
         return Dialer(
@@ -784,7 +784,7 @@ class Engine:
         path = await asyncio.to_thread(
             save_recording, services.recordings_dir, sid, pcm, channels=channels
         )
-        url = await live.book.recording(sid, path, seconds, channels=channels)
+        url = await live.book.recording(sid, path, seconds, channels=channels, source="OutboundAPI")
         extra = (("RecordingUrl", url), ("RecordingDuration", str(seconds)))
         await self._recording_callback(live, call, sid, "completed", extra, channels)
 
@@ -928,6 +928,7 @@ class Engine:
             status="ringing",
             sip_call_id=incoming.sip_call_id,
             caller_name=incoming.request.from_.display_name or None,
+            forwarded_from=_forwarded_from(incoming.request),
             node=self.config.node,
         )
         target = callback_target(
