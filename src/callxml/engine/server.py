@@ -810,12 +810,9 @@ class Engine:
             ("AnsweredBy", answered_by),
             ("MachineDetectionDuration", str(took)),
         )
-        request = WebhookRequest(url, call.async_amd_status_callback_method, params)
-        outcome = await fetch_outcome(self._fetchers[live.account.sid], request)
-        if isinstance(outcome, WebhookError):
-            await live.book.event("callback", webhook_event(request, None, outcome, 0.0))
-        else:
-            await live.book.event("callback", webhook_event(request, outcome, None, 0.0))
+        await self._post_callback(
+            live, WebhookRequest(url, call.async_amd_status_callback_method, params)
+        )
 
     async def _keep_call_recording(
         self, live: LiveCall, call: OutboundCall, recorder: BridgeRecorder, sid: str
@@ -856,7 +853,13 @@ class Engine:
             ("RecordingChannels", str(2 if call.recording_channels == "dual" else channels)),
             *extra,
         )
-        request = WebhookRequest(url, call.recording_status_callback_method, params)
+        await self._post_callback(
+            live, WebhookRequest(url, call.recording_status_callback_method, params)
+        )
+
+    async def _post_callback(self, live: LiveCall, request: WebhookRequest) -> None:
+        """Send a callback of ``live``'s (signed by the account's webhook client); its outcome
+        is a ``callback`` event on the call."""
         outcome = await fetch_outcome(self._fetchers[live.account.sid], request)
         if isinstance(outcome, WebhookError):
             await live.book.event("callback", webhook_event(request, None, outcome, 0.0))
