@@ -16,6 +16,7 @@ from typing import Any
 
 from callxml.engine.store import TERMINAL_STATUSES
 from callxml.interpreter import CallInfo, CallSession
+from callxml.markup.parser import CONNECT_OTHERS, START_OTHERS, STOP_OTHERS
 from callxml.runtime.dial import Dialer
 from callxml.runtime.phone import DialResult
 from callxml.runtime.session import CallRunner, RuntimeServices
@@ -60,6 +61,12 @@ ELEMENTS = {
     "Headers": "<Response><Dial><Sip>sip:bob@example.com<Headers{a}/></Sip></Dial></Response>",
     "Header": "<Response><Dial><Sip><Uri>sip:bob@example.com</Uri>"
     "<Headers><Header{a}/></Headers></Sip></Dial></Response>",
+    "Start": "<Response><Start{a}><Stream url='wss://stream.invalid/a'/></Start></Response>",
+    "Stop": "<Response><Stop{a}><Stream name='a'/></Stop></Response>",
+    "Connect": "<Response><Connect{a}><Stream url='wss://stream.invalid/a'/></Connect>"
+    "<Say>after</Say></Response>",
+    # in <Stop>, where a url is not required, so the template holds no attribute of its own
+    "Stream": "<Response><Stop><Stream{a}/></Stop></Response>",
     # children with rows of their own in the capability table
     "Hangup/Parameter": "<Response><Hangup{a}><Parameter name='a' value='b'/></Hangup></Response>",
     "Reject/Parameter": "<Response><Reject{a}><Parameter name='a' value='b'/></Reject></Response>",
@@ -67,6 +74,15 @@ ELEMENTS = {
     "<Uri priority='1'>sip:carol@example.com</Uri></Sip></Dial></Response>",
     "Sip/Headers": "<Response><Dial{a}><Sip><Uri>sip:bob@example.com</Uri>"
     "<Headers><Header name='X-Ticket' value='7'/></Headers></Sip></Dial></Response>",
+    **{
+        f"{verb}/{child}": f"<Response><{verb}{{a}}><{child}/></{verb}></Response>"
+        for verb, children in (
+            ("Start", START_OTHERS),
+            ("Stop", STOP_OTHERS),
+            ("Connect", CONNECT_OTHERS),
+        )
+        for child in children
+    },
 }
 
 

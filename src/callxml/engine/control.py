@@ -16,17 +16,29 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from callxml.engine.api import ApiError, CallUpdate, OutboundCall
+from callxml.engine.api import (
+    ApiError,
+    CallUpdate,
+    OutboundCall,
+    StreamRecord,
+    StreamRequest,
+)
 from callxml.engine.calls import (
     CallAlreadyAnswered,
     CallNotInProgress,
     EngineStopping,
     InvalidTarget,
     LiveCall,
+    NoSuchStream,
+    StreamRefused,
 )
 from callxml.engine.config import AccountConfig
 from callxml.engine.store import TERMINAL_STATUSES, CallRecord, Store
 from callxml.errors import CapacityError
+from callxml.interpreter import actions as act
+from callxml.interpreter import new_sid
+from callxml.markup.verbs import STREAM_TRACKS
+from callxml.runtime.stream import StreamInfo
 
 __all__ = ["CallEngine", "EngineControl"]
 
@@ -38,6 +50,10 @@ NOT_IN_PROGRESS = 21220
 UNAVAILABLE = 20503
 #: Twilio: too many requests (the account's concurrency or rate limit).
 TOO_MANY_REQUESTS = 20429
+#: Twilio: invalid parameter.
+INVALID_PARAMETER = 20001
+#: Twilio: the requested resource was not found.
+NOT_FOUND = 20404
 
 
 class CallEngine(Protocol):
@@ -86,6 +102,44 @@ class EngineControl:
                 pass  # over while still tidying up: as if no longer live
         return self._not_live(sid, update)
 
+    async def create_stream(
+        self, account: AccountConfig, call_sid: str, stream: StreamRequest
+    ) -> StreamRecord:
+        live = self.engine.live(call_sid)
+        if live is None:
+            raise ApiError(400, NOT_IN_PROGRESS, "Call is not in-progress. Cannot start a stream.")
+        sid = new_sid("MZ")
+        action = act.StartStream(
+            sid=sid,
+            url=stream.url,
+            name=stream.name or sid,
+            tracks=STREAM_TRACKS[stream.track],
+            parameters=stream.parameters,
+            status_callback=stream.status_callback,
+            status_callback_method=stream.status_callback_method,
+        )
+        try:
+            info = live.start_stream(action)
+        except CallNotInProgress:
+            raise ApiError(
+                400, NOT_IN_PROGRESS, "Call is not in-progress. Cannot start a stream."
+            ) from None
+        except StreamRefused as exc:
+            raise ApiError(400, INVALID_PARAMETER, f"Cannot start the stream: {exc}") from None
+        return _stream_record(account, call_sid, info)
+
+    async def stop_stream(self, account: AccountConfig, call_sid: str, stream: str) -> StreamRecord:
+        live = self.engine.live(call_sid)
+        try:
+            if live is None:
+                raise NoSuchStream(stream)
+            info = live.stop_stream(stream)
+        except NoSuchStream:
+            raise ApiError(
+                404, NOT_FOUND, f"The requested resource {stream} was not found"
+            ) from None
+        return _stream_record(account, call_sid, info)
+
     def _not_live(self, sid: str, update: CallUpdate) -> CallRecord:
         """A call the engine does not run (any more): ending one that is over changes nothing
         and answers its record, as Twilio does; anything else is refused."""
@@ -94,3 +148,7 @@ class EngineControl:
         if ending and record is not None and record.status in TERMINAL_STATUSES:
             return record
         raise ApiError(400, NOT_IN_PROGRESS, "Call is not in-progress. Cannot redirect.")
+
+
+def _stream_record(account: AccountConfig, call_sid: str, info: StreamInfo) -> StreamRecord:
+    return StreamRecord(info.sid, account.sid, call_sid, info.name, info.status, info.updated)

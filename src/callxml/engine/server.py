@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import signal
+import ssl
 import time
 from collections.abc import Callable
 
@@ -79,6 +80,7 @@ from callxml.sip.uri import parse_uri
 from callxml.webhooks import Fetcher, WebhookClient, WebhookRequest, WebhookResponse
 from callxml.webhooks.base import fetch_outcome
 from callxml.webhooks.guard import GuardedConnector, NetworkPolicy, parse_networks
+from callxml.webhooks.streams import StreamClient
 
 __all__ = ["ALL_CALLBACK_EVENTS", "DomainAuthenticator", "Engine", "dial_target"]
 
@@ -179,6 +181,7 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()  # originated calls (tasks are weakly held)
         self._http: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._client_tls: ssl.SSLContext | None = None  # outgoing TLS: webhooks, streams
         self._fetchers: dict[str, WebhookClient] = {}
         self._callbacks: dict[str, StatusCallbacks] = {}
         self._audio: AudioCache | None = None
@@ -223,9 +226,14 @@ class Engine:
             deny=parse_networks(config.webhook_deny_networks),
             multi_tenant=config.multi_tenant,
         )
-        # Every fetch (webhooks, <Play>, status callbacks) connects through the SSRF guard.
+        # Every fetch (webhooks, <Play>, status callbacks) and every media stream's WebSocket
+        # connects through the SSRF guard, verifying TLS against the system's CAs and
+        # tls.ca_bundle.
+        self._client_tls = ssl.create_default_context()
+        if config.tls_ca_bundle is not None:
+            self._client_tls.load_verify_locations(cafile=str(config.tls_ca_bundle))
         self._session = aiohttp.ClientSession(
-            connector=GuardedConnector(policy),
+            connector=GuardedConnector(policy, ssl=self._client_tls),
             timeout=aiohttp.ClientTimeout(total=None),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
@@ -471,9 +479,13 @@ class Engine:
         services = self._services.get(account.sid)
         if services is None:
             assert self._audio is not None and self.phone is not None
+            assert self._session is not None
             services = RuntimeServices(
                 fetcher=_CountedFetcher(self._fetchers[account.sid], self.admission),
                 audio=self._audio,
+                streams=StreamClient(
+                    self._session, auth_token=account.auth_token, ssl_context=self._client_tls
+                ),
                 recordings_dir=self.config.data_dir / "recordings",
             )
             self._services[account.sid] = services
@@ -548,6 +560,7 @@ class Engine:
             fetcher=services.fetcher,
             audio=services.audio,
             dial=self._dialer(book, live.account),
+            streams=services.streams,
             recordings_dir=services.recordings_dir,
         )
         runner = CallRunner(

@@ -7,7 +7,8 @@ transcript, the engine with SIP transactions and RTP streams. Nothing here knows
 Actions that start something long (``Speak``, ``Play``, ``SendDigits``, ``StartRecording``,
 ``StartDial``, ``Fetch``, ``Answer``) are answered by the matching event
 (:mod:`callxml.interpreter.events`): ``PlaybackFinished(id)``, ``RecordingFinished``,
-``DialFinished``, ``DocumentFetched``/``FetchFailed``, ``Answered``. ``Pause`` and
+``DialFinished``, ``DocumentFetched``/``FetchFailed``, ``Answered``; a bidirectional
+``StartStream`` by ``StreamEnded``. ``Pause`` and
 ``CollectDigits`` are notices only: the session keeps their time on its own clock.
 """
 
@@ -35,9 +36,11 @@ __all__ = [
     "Speak",
     "StartDial",
     "StartRecording",
+    "StartStream",
     "StopDial",
     "StopPlayback",
     "StopRecording",
+    "StopStream",
     "VerbStarted",
 ]
 
@@ -195,6 +198,35 @@ class StopDial:
 
 
 @dataclass(frozen=True, slots=True)
+class StartStream:
+    """Open a media stream to the WebSocket app at ``url`` (Twilio's Media Streams protocol).
+
+    ``sid`` is its ``MZ…`` StreamSid, ``name`` what ``<Stop>`` and REST call it (the sid when
+    the document gave none); ``tracks`` are ``inbound`` (the caller) and/or ``outbound`` (what
+    the caller hears); ``parameters`` go to the app as ``customParameters``. A
+    ``bidirectional`` stream (``<Connect>``) plays the app's audio to the caller and is
+    answered with ``StreamEnded(sid)`` when it closes; a fork (``<Start>``) is not answered.
+    ``status_callback`` (already resolved) gets stream-started/stopped/error.
+    """
+
+    sid: str
+    url: str
+    name: str
+    tracks: tuple[str, ...] = ("inbound",)
+    parameters: tuple[tuple[str, str], ...] = ()
+    status_callback: str | None = None
+    status_callback_method: str = "POST"
+    bidirectional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StopStream:
+    """Stop the stream called ``name`` (a name or a StreamSid); ``None``: every fork."""
+
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Reject:
     """Refuse the unanswered call: SIP ``status`` 486 (Busy Here) or 603 (Decline)."""
 
@@ -243,6 +275,8 @@ Action: TypeAlias = (
     | StopRecording
     | StartDial
     | StopDial
+    | StartStream
+    | StopStream
     | Reject
     | Hangup
     | Callback

@@ -27,6 +27,7 @@ __all__ = [
     "FetchFailed",
     "PlaybackFinished",
     "RecordingFinished",
+    "StreamEnded",
 ]
 
 #: Values of ``DialCallStatus`` (Twilio's names).
@@ -109,6 +110,15 @@ class DialFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamEnded:
+    """The bidirectional stream ``sid`` (``<Connect><Stream>``) is over: the app closed the
+    socket, it was stopped, or it failed (``error`` says how; empty when it ended normally)."""
+
+    sid: str
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class CallerHungUp:
     """The caller's leg ended (BYE received, or CANCEL before answer)."""
 
@@ -121,5 +131,6 @@ Event: TypeAlias = (
     | DigitReceived
     | RecordingFinished
     | DialFinished
+    | StreamEnded
     | CallerHungUp
 )

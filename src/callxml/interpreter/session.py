@@ -45,6 +45,7 @@ from callxml.interpreter.events import (
 from callxml.interpreter.gather import GatherTask
 from callxml.interpreter.media import PauseTask, PlaybackTask
 from callxml.interpreter.record import RecordTask
+from callxml.interpreter.stream import ConnectTask, StartTask, StopTask
 from callxml.interpreter.tasks import Context, Continue, EndCall, Navigate, Step, Task
 from callxml.markup import verbs as v
 from callxml.markup.capabilities import capability, message
@@ -92,6 +93,12 @@ def make_task(verb: v.Verb, ctx: Context) -> Task:
             return RejectTask(verb, ctx)
         case v.Hangup():
             return HangupTask()
+        case v.Start():
+            return StartTask(verb, ctx)
+        case v.Stop():
+            return StopTask(verb)
+        case v.Connect():
+            return ConnectTask(verb, ctx)
         case v.Unsupported(name=name):
             return SkipTask(message(capability(name)))
         case _:  # recognised verbs the capability table says are not run (Enqueue, Refer...)

@@ -79,6 +79,9 @@ WHISPER = (
 )
 CHILD_CALLBACK = "the child call's status callbacks, signed, with ParentCallSid"
 SPEECH = "speech recognition is not available; ignored with a warning"
+CONNECT_NOUN = (
+    "not connected (a warning): the <Connect> ends at once, with its action or the next verb"
+)
 
 # (element, attribute or None, support, note), in the order of docs/markup.md.
 _ROWS: tuple[tuple[Any, ...], ...] = (
@@ -187,14 +190,62 @@ _ROWS: tuple[tuple[Any, ...], ...] = (
     ("Reject/Parameter", None, U, "there are no Voice SDK clients to receive it; " + IGNORED),
     ("Hangup", None, R, ""),
     ("Hangup/Parameter", None, U, "there are no Voice SDK clients to receive it; " + IGNORED),
+    # ---------------------------------------------------------------- media streams
+    (
+        "Start",
+        None,
+        R,
+        "starts each <Stream> (the call's audio forked to a WebSocket); the next verb runs at once",
+    ),
+    ("Start", "action", U, "Twilio documents no behaviour for it; " + IGNORED),
+    ("Start", "method", U, "Twilio documents no behaviour for it; " + IGNORED),
+    ("Start/Siprec", None, U, "SIPREC is not supported; " + IGNORED),
+    ("Start/Transcription", None, U, "real-time transcription is not available; " + IGNORED),
+    ("Start/Recording", None, U, "use <Record>, <Dial record> or REST Record=true; " + IGNORED),
+    ("Stop", None, R, "stops the named <Stream> (with no name: every stream <Start> started)"),
+    ("Stop/Siprec", None, U, "SIPREC is not supported; " + IGNORED),
+    ("Stop/Transcription", None, U, "real-time transcription is not available; " + IGNORED),
+    (
+        "Connect",
+        None,
+        R,
+        "holds the call on a bidirectional <Stream> until the app closes the socket; "
+        "then the action, or the next verb",
+    ),
+    ("Connect", "action", R, "requested when the connection ends; its document runs"),
+    ("Connect", "method", R, ""),
+    ("Connect/Room", None, U, CONNECT_NOUN),
+    ("Connect/Autopilot", None, U, CONNECT_NOUN),
+    ("Connect/VirtualAgent", None, U, CONNECT_NOUN),
+    ("Connect/Conversation", None, U, CONNECT_NOUN),
+    ("Connect/ConversationRelay", None, U, CONNECT_NOUN),
+    ("Connect/AiSession", None, U, CONNECT_NOUN),
+    ("Connect/ConversationRelaySession", None, U, CONNECT_NOUN),
+    (
+        "Stream",
+        None,
+        R,
+        "Twilio's Media Streams messages over wss:// (TLS verified, through the SSRF guard): "
+        "8 kHz mono audio/x-mulaw",
+    ),
+    ("Stream", "url", R, "wss:// (ws:// runs with an insecure-stream warning)"),
+    ("Stream", "name", R, "for <Stop> and REST; default: the StreamSid"),
+    (
+        "Stream",
+        "track",
+        R,
+        "inbound_track (the caller), outbound_track (what the caller hears), both_tracks; "
+        "<Connect> streams are inbound_track",
+    ),
+    ("Stream", "statusCallback", R, "StreamEvent stream-started, stream-stopped, stream-error"),
+    ("Stream", "statusCallbackMethod", R, ""),
+    ("Stream", "connectorName", U, "there are no stream connectors; " + IGNORED),
+    ("Stream", "audioFormat", U, "streams are 8 kHz audio/x-mulaw; " + IGNORED),
+    ("Stream", "sampleRate", U, "streams are 8 kHz audio/x-mulaw; " + IGNORED),
     # ---------------------------------------------------------------- recognised, not run
     ("Enqueue", None, U, SKIPPED),
     ("Leave", None, U, SKIPPED),
     ("Refer", None, U, SKIPPED),
-    ("Connect", None, U, SKIPPED),
-    ("Start", None, U, SKIPPED),
-    ("Stop", None, U, SKIPPED),
-    ("Stream", None, U, SKIPPED),
     ("Siprec", None, U, SKIPPED),
     ("Pay", None, U, SKIPPED),
     ("Echo", None, U, SKIPPED),

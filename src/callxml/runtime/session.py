@@ -16,7 +16,9 @@ status callbacks:
 * :class:`AudioSource` — PCM for ``<Say>`` text and ``<Play>`` URLs (:class:`callxml.audio.
   AudioCache`);
 * :class:`CallLog` — the call record: events, status changes, recordings (the engine's store);
-* :class:`DialRunner` — ``<Dial>`` (:mod:`callxml.runtime.dial`).
+* :class:`DialRunner` — ``<Dial>`` (:mod:`callxml.runtime.dial`);
+* :class:`~callxml.runtime.stream.StreamOpener` — the app's WebSockets for media streams
+  (:mod:`callxml.runtime.stream` runs them).
 
 Live control from the REST API (:meth:`CallRunner.redirect`, :meth:`CallRunner.end`) replaces
 the running session or ends the call from outside, the way ``<Redirect>`` does from inside.
@@ -42,6 +44,7 @@ from callxml.interpreter import events as ev
 from callxml.markup.verbs import Verb
 from callxml.runtime.leg import Leg
 from callxml.runtime.recorder import BridgeRecorder, RecordingMeter, save_recording
+from callxml.runtime.stream import CallStreams, StreamOpener
 from callxml.webhooks.base import Fetcher, WebhookRequest, WebhookResponse, fetch_outcome
 
 __all__ = [
@@ -117,6 +120,7 @@ class RuntimeServices:
     fetcher: Fetcher
     audio: AudioSource
     dial: DialRunner | None = None
+    streams: StreamOpener | None = None  # media streams' WebSockets (None: not configured)
     recordings_dir: Path = Path("recordings")
     clock: Callable[[], float] | None = None  # default: the running loop's time()
     new_sid: Callable[[str], str] = field(default=new_sid)
@@ -194,6 +198,17 @@ class CallRunner:
         self._generation = 0  # bumped by redirect(): results of older work are dropped
         self._crash: str | None = None  # why the driver failed, if it did
         self.done = asyncio.Event()
+        #: The call's media streams (``<Start>``/``<Connect><Stream>``, REST Streams.json).
+        self.streams = CallStreams(
+            opener=services.streams,
+            leg=leg,
+            account_sid=session.call.account_sid,
+            call_sid=session.call.call_sid,
+            spawn=self._spawn,
+            note=call_log.event,
+            callback=lambda request: self._spawn(self._callback(request), "callback"),
+            clock=self.now,
+        )
 
     # ---------------------------------------------------------------------------- public
 
@@ -218,6 +233,7 @@ class CallRunner:
                 self._start_consumer()
                 await self._carry_out(self.session.start(self.now()))
                 await self._loop()
+                await self.streams.close()  # stop messages and status callbacks, bounded
                 for task in list(self._tasks):
                     if task.get_name() != "callback":  # status callbacks are let finish
                         task.cancel()
@@ -390,6 +406,10 @@ class CallRunner:
             case act.StopDial():
                 if self._dial_stop is not None:
                     self._dial_stop.set()
+            case act.StartStream():
+                self._start_stream(action, generation)
+            case act.StopStream(name=name):
+                self.streams.stop(name)
             case act.Reject(status=status, reason=reason):
                 self._final_status = self.session.status
                 await self._leg_call(self.leg.reject(status, reason), "reject")
@@ -404,6 +424,21 @@ class CallRunner:
                     data["code"] = code
                 await self.call_log.event(level, data)
         return None
+
+    def _start_stream(self, action: act.StartStream, generation: int) -> None:
+        """Open a media stream; a bidirectional one answers the session with ``StreamEnded``."""
+        on_end = None
+        if action.bidirectional:
+
+            def on_end(event: ev.StreamEnded) -> None:
+                self._post(event, generation)
+
+        try:
+            self.streams.start(action, on_end)
+        except CallXmlError as exc:
+            self._spawn(self.call_log.event("warning", {"message": f"Stream: {exc}"}), "note")
+            if on_end is not None:
+                on_end(ev.StreamEnded(action.sid, str(exc)))
 
     # ---------------------------------------------------------------------------- tasks
 
@@ -551,11 +586,17 @@ class CallRunner:
             await self._answer(generation)
 
         try:
-            if self.call_recorder is not None:
+            if self.call_recorder is not None or self.streams.wants_audio:
                 recorder = self.call_recorder
+                streams = self.streams
 
                 def bridged(side: str, pcm: bytes) -> None:
-                    recorder.audio(side, pcm, self.now())
+                    if recorder is not None:
+                        recorder.audio(side, pcm, self.now())
+                    if side == "a":
+                        streams.inbound(pcm)
+                    else:
+                        streams.outbound(pcm, paced=True)
 
                 result = await runner(
                     action, self.leg, answer_caller=answer_caller, stop=stop, on_audio=bridged
@@ -580,6 +621,7 @@ class CallRunner:
             self._recorder_wakeup.set()
         if self._dial_stop is not None:
             self._dial_stop.set()
+        self.streams.stop_bidirectional()
 
     # ---------------------------------------------------------------------------- the leg
 
@@ -587,11 +629,14 @@ class CallRunner:
         self.leg.set_consumer(self._on_audio, self._on_digit)
 
     def _heard(self, pcm: bytes) -> None:
-        """What callxml plays to the far end, for the whole call's recording."""
+        """What callxml plays to the far end, for the whole call's recording and the streams'
+        outbound tracks."""
         if self.call_recorder is not None:
             self.call_recorder.audio("b", pcm, self.now())
+        self.streams.outbound(pcm)
 
     def _on_audio(self, pcm: bytes) -> None:
+        self.streams.inbound(pcm)
         if self.call_recorder is not None:
             self.call_recorder.audio("a", pcm, self.now())
         if self._recorder is not None:
@@ -604,6 +649,7 @@ class CallRunner:
             self._recorder.digit(digit, self.now())
             if self._recorder.done:
                 self._recorder_wakeup.set()
+        self.streams.dtmf(digit)
         self._events.put_nowait(ev.DigitReceived(digit))
 
     async def _leg_call(self, operation: Awaitable[None], what: str) -> None:

@@ -112,6 +112,7 @@ async def simulate(
             prompt=prompt,
             echo=echo,
             trunk_uri_template=trunk_uri_template,
+            auth_token=auth_token,
         )
         return await call.run()
     finally:

@@ -34,9 +34,11 @@ from callxml.markup import verbs as v
 from callxml.markup.capabilities import capability, message
 from callxml.sdp.policy import OUTBOUND_SUITE
 from callxml.simulator.result import DialRecord, RecordingRecord, RequestRecord, SimulationResult
+from callxml.simulator.streams import MAX_CONNECT_SECONDS, SimulatedStreams, StreamRecord
 from callxml.simulator.transcript import Transcript
 from callxml.sip.target import Target
 from callxml.webhooks.base import Fetcher, WebhookRequest, fetch_outcome, resolve_url
+from callxml.webhooks.streams import status_callback_params
 
 __all__ = ["DIAL_OUTCOMES", "SimulatedCall", "estimate_speech"]
 
@@ -91,6 +93,7 @@ class SimulatedCall:
         prompt: Callable[[str], str] | None = None,
         echo: Callable[[str], object] | None = None,
         trunk_uri_template: str | None = None,
+        auth_token: str = "callxml-simulator",
     ) -> None:
         outcomes = dict(dial_outcomes or {})
         for target, outcome in outcomes.items():
@@ -123,6 +126,15 @@ class SimulatedCall:
         self._queued: list[act.Action] = []  # status callbacks to send at the next step
         self._dial_action: act.StartDial | None = None
         self._whisper: tuple[v.Number | v.Sip, str, str] | None = None  # to run on the callee
+        self._auth_token = auth_token
+        self._streams = SimulatedStreams(
+            account_sid=session.call.account_sid,
+            call_sid=session.call.call_sid,
+            auth_token=auth_token,
+            say=lambda text: self._transcript.add(self._now, text),
+        )
+        self._stream_actions: dict[str, act.StartStream] = {}
+        self.result.streams = self._streams.records
 
     # ----------------------------------------------------------------------------- the loop
 
@@ -131,7 +143,11 @@ class SimulatedCall:
         does not escape: the call ends ``failed`` with the error, as the engine's driver ends a
         real call, and the traceback is logged."""
         try:
-            await self._run()
+            try:
+                await self._run()
+            finally:
+                for record in await self._streams.close():
+                    await self._stream_callback(record, "stream-stopped")
         except Exception as exc:
             log.error("simulated call: the driver failed", exc_info=exc)
             self.result.error = f"internal error: {type(exc).__name__}: {exc}"
@@ -296,6 +312,11 @@ class SimulatedCall:
                 self._start_dial(action)
             case act.StopDial():
                 self._stop_dial()
+            case act.StartStream():
+                return await self._start_stream(action)
+            case act.StopStream(name=name):
+                for record in await self._streams.stop(name):
+                    await self._stream_callback(record, "stream-stopped")
             case act.Reject(status=status, reason=reason):
                 say(now, f"Reject: {reason} (SIP {status})")
             case act.Hangup(reason=reason):
@@ -312,6 +333,49 @@ class SimulatedCall:
             case act.Log(level=level, message=text, code=code):
                 self._log(level, text, code)
         return None
+
+    async def _start_stream(self, action: act.StartStream) -> ev.Event | None:
+        """Open the stream for real; a ``<Connect>`` one is held until the app closes it."""
+        self._stream_actions[action.sid] = action
+        record = await self._streams.start(action)
+        if record.error:
+            message = f"Stream {record.name} ({record.url}): {record.error}"
+            self._log("error", message, record.code)
+            await self._stream_callback(record, "stream-error")
+            return ev.StreamEnded(action.sid, record.error) if action.bidirectional else None
+        await self._stream_callback(record, "stream-started")
+        if not action.bidirectional:
+            return None
+        keys = self._script.pop(0) if self._script else ""
+        limit = MAX_CONNECT_SECONDS
+        if self._hangup_after is not None:
+            limit = min(limit, max(0.0, self._hangup_after - self._now))
+        elapsed = await self._streams.converse(record, keys, limit)
+        self._now += elapsed
+        if record.error:
+            self._log("error", f"Stream {record.name} ({record.url}): {record.error}", record.code)
+        await self._stream_callback(record, "stream-error" if record.error else "stream-stopped")
+        if self._hangup_after is not None and self._now >= self._hangup_after:
+            return None  # the caller hangs up (queued): the <Connect> ends with the call
+        return ev.StreamEnded(action.sid, record.error)
+
+    async def _stream_callback(self, record: StreamRecord, event: str) -> None:
+        """A ``<Stream statusCallback>``, sent like the engine sends it."""
+        action = self._stream_actions.get(record.sid)
+        if action is None or action.status_callback is None:
+            return
+        call = self._session.call
+        params = status_callback_params(
+            account_sid=call.account_sid,
+            call_sid=call.call_sid,
+            stream_sid=record.sid,
+            name=record.name,
+            event=event,
+            error=record.error if event == "stream-error" else "",
+            timestamp=f"{self._now:.3f}",
+        )
+        request = WebhookRequest(action.status_callback, action.status_callback_method, params)
+        await self._carry_out([act.Callback(request)])
 
     def _log(self, level: str, text: str, code: int | None = None) -> None:
         line = f"{level}: {text}" + (f" [{code}]" if code else "")
