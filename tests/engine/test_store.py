@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from callxml.engine.store import CallEvent, CallRecord, RecordingRecord, SqliteStore
+from callxml.engine.store import (
+    CallEvent,
+    CallRecord,
+    ConferenceRecord,
+    RecordingRecord,
+    SqliteStore,
+)
 
 
 def _call(sid: str, **kw: object) -> CallRecord:
@@ -121,3 +127,32 @@ def test_records_survive_kill_9(tmp_path: Path) -> None:
     # Whatever was in flight is either absent or a consistent, unfinished record.
     for record in store.unfinished_calls():
         assert record.status == "ringing"
+
+
+def test_conferences(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "c.db")
+    try:
+        first = ConferenceRecord("CF1", "AC1", "room", "init", 1.0, 1.0)
+        second = ConferenceRecord("CF2", "AC1", "other", "in-progress", 2.0, 2.0)
+        store.create_conference(first)
+        store.create_conference(second)
+        store.create_conference(ConferenceRecord("CF3", "AC2", "room", "init", 3.0, 3.0))
+        ended = store.update_conference(
+            "CF1",
+            status="completed",
+            date_updated=5.0,
+            reason_conference_ended="last-participant-left",
+            call_sid_ending_conference="CA1",
+        )
+        assert store.get_conference("CF1") == ended
+        assert ended.reason_conference_ended == "last-participant-left"
+        assert [c.sid for c in store.list_conferences("AC1")] == ["CF2", "CF1"]  # newest first
+        assert [c.sid for c in store.list_conferences("AC1", status="completed")] == ["CF1"]
+        assert [c.sid for c in store.list_conferences("AC1", friendly_name="room")] == ["CF1"]
+        assert store.count_conferences("AC1") == 2 and store.count_conferences("AC2") == 1
+        with pytest.raises(KeyError):
+            store.update_conference("CF9", status="completed")
+        with pytest.raises(ValueError):
+            store.update_conference("CF1", nonsense=1)
+    finally:
+        store.close()

@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
+from callxml.engine.devcert import DevCertificate
 from callxml.media.tone import goertzel_power, sine
-from callxml.runtime import CallLeg, Phone
+from callxml.runtime import CallLeg, IncomingCall, Phone
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig
 from support.waiting import until
 
-__all__ = ["ToneCaller", "best_window", "call_engine", "caller_phone", "dev_ca_tls"]
+__all__ = [
+    "ToneCaller",
+    "answering_phone",
+    "best_window",
+    "call_engine",
+    "caller_phone",
+    "dev_ca_tls",
+]
 
 WAIT = 15.0
 
@@ -83,26 +90,48 @@ class ToneCaller:
 
 
 @contextlib.asynccontextmanager
-async def caller_phone(*, tls: TlsConfig | None = None) -> AsyncIterator[Phone]:
-    """A Phone on UDP (and TLS when ``tls`` is given: ``ca_file`` to trust the engine),
-    closed on exit."""
+async def caller_phone(
+    *,
+    tls: TlsConfig | None = None,
+    on_incoming: Callable[[IncomingCall], Awaitable[None]] | None = None,
+) -> AsyncIterator[Phone]:
+    """A Phone on UDP (and TLS when ``tls`` is given: ``ca_file`` to trust the engine), with
+    ``on_incoming`` for calls to it; closed on exit."""
     listeners = [ListenerConfig("udp", "127.0.0.1", 0)]
     if tls is not None:
         listeners.append(ListenerConfig("tls", "127.0.0.1", 0))
-    phone = await Phone.start(listeners=listeners, tls=tls)
+    phone = await Phone.start(listeners=listeners, tls=tls, on_incoming=on_incoming)
     try:
         yield phone
     finally:
         await asyncio.wait_for(phone.close(), WAIT)
 
 
-async def call_engine(phone: Phone, uri: str, *, proxy: str | None = None) -> ToneCaller:
-    """Call ``uri`` (through ``proxy``, e.g. ``sip:127.0.0.1:5060``) and wait for the answer."""
-    result = await phone.dial(uri, proxy=proxy, timeout=WAIT)
+async def call_engine(
+    phone: Phone, uri: str, *, proxy: str | None = None, from_uri: str | None = None
+) -> ToneCaller:
+    """Call ``uri`` (through ``proxy``, e.g. ``sip:127.0.0.1:5060``; as ``from_uri``) and wait
+    for the answer."""
+    result = await phone.dial(uri, proxy=proxy, timeout=WAIT, from_uri=from_uri)
     assert result.status == "answered" and result.leg is not None, result.reason
     return ToneCaller(result.leg)
 
 
-def dev_ca_tls(ca: Path) -> TlsConfig:
-    """A Phone's TLS settings that trust the engine's development CA."""
-    return TlsConfig(ca_file=str(ca))
+def dev_ca_tls(dev: DevCertificate) -> TlsConfig:
+    """A Phone's TLS settings that trust the engine's development CA (and present its
+    certificate on the Phone's own TLS listener)."""
+    return TlsConfig(ca_file=str(dev.ca), cert_file=str(dev.cert), key_file=str(dev.key))
+
+
+@contextlib.asynccontextmanager
+async def answering_phone() -> AsyncIterator[tuple[Phone, asyncio.Queue[ToneCaller]]]:
+    """A Phone that answers every call (plain RTP); each answered call arrives in the queue as
+    a :class:`ToneCaller`."""
+    answered: asyncio.Queue[ToneCaller] = asyncio.Queue()
+
+    async def answer(incoming: IncomingCall) -> None:
+        leg = await incoming.accept(secure_media_enabled=False)
+        await answered.put(ToneCaller(leg))
+
+    async with caller_phone(on_incoming=answer) as phone:
+        yield phone, answered

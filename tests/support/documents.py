@@ -16,6 +16,7 @@ from typing import Any
 
 from callxml.engine.store import TERMINAL_STATUSES
 from callxml.interpreter import CallInfo, CallSession
+from callxml.interpreter.events import DialFinished
 from callxml.markup.parser import CONNECT_OTHERS, START_OTHERS, STOP_OTHERS
 from callxml.runtime.dial import Dialer
 from callxml.runtime.phone import DialResult
@@ -124,6 +125,19 @@ def no_bridge(*args: Any, **kw: Any) -> Any:
     raise AssertionError("nothing answers, so nothing is bridged")
 
 
+class FakeRooms:
+    """The engine's rooms, at the runtime's seam: a ``<Dial><Conference>`` is joined (and kept
+    in ``joined``) and left at once, as if the caller were alone and pressed ``*``; mixing is
+    covered by the engine's tests with real callers."""
+
+    def __init__(self) -> None:
+        self.joined: list[Any] = []
+
+    async def __call__(self, action: Any, caller: Any, **kw: Any) -> Any:
+        self.joined.append(action)
+        return DialFinished("completed")
+
+
 @dataclass
 class Driven:
     """What the engine's driver did with a document."""
@@ -133,6 +147,7 @@ class Driven:
     call_log: MemoryCallLog
     phone: FakePhone
     requests: list[Any] = field(default_factory=list)
+    rooms: FakeRooms = field(default_factory=FakeRooms)
 
     def warnings(self) -> list[str]:
         return [e["message"] for e in self.call_log.kinds("warning")]
@@ -148,10 +163,12 @@ async def drive(document: str, outcome: str, tmp: Path, *, trunk: str | None = T
     phone = FakePhone(outcome)
     fetcher = catch_all(document)
     dialer = Dialer(phone, no_bridge, trunk_uri_template=trunk, event=call_log.event)
+    rooms = FakeRooms()
     services = RuntimeServices(
         fetcher=fetcher,
         audio=FakeAudio(),
         dial=dialer,
+        conference=rooms,
         recordings_dir=tmp,
         clock=lambda: loop.time() * 10_000,  # the call's timers run 10 000 times faster
     )
@@ -172,7 +189,7 @@ async def drive(document: str, outcome: str, tmp: Path, *, trunk: str | None = T
         status = await asyncio.wait_for(runner.run(), 10)
     finally:
         hangup.cancel()
-    return Driven(status, leg, call_log, phone, fetcher.requests)
+    return Driven(status, leg, call_log, phone, fetcher.requests, rooms)
 
 
 def run_simulation(document: str, outcome: str, *, trunk: str | None = TRUNK) -> SimulationResult:

@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import math
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -942,8 +942,16 @@ def parse_update_form(form: Mapping[str, str]) -> CallUpdate:
     return CallUpdate(url=url, method=method, twiml=twiml, status=status)
 
 
-def build_app(config: EngineConfig, store: Store, control: CallControl) -> web.Application:
-    """The aiohttp application serving the REST API, recordings and the OpenAPI document."""
+#: Adds more resources to the app (the engine's rooms: :mod:`callxml.engine.rooms_api`), given
+#: the API's helpers and the control.
+Routes = Callable[[web.Application, "_Api", Any], None]
+
+
+def build_app(
+    config: EngineConfig, store: Store, control: CallControl, *, routes: Sequence[Routes] = ()
+) -> web.Application:
+    """The aiohttp application serving the REST API, recordings and the OpenAPI document;
+    ``routes`` add more resources."""
     api = _Api(config, store, control)
     app = web.Application(middlewares=[_errors], client_max_size=MAX_FORM_BYTES)
     prefix = f"/{API_VERSION}/Accounts/{{account}}"
@@ -974,4 +982,6 @@ def build_app(config: EngineConfig, store: Store, control: CallControl) -> web.A
     )
     app.router.add_get("/openapi.yaml", api.openapi)
     app.router.add_get("/healthz", api.health)
+    for add in routes:
+        add(app, api, control)
     return app

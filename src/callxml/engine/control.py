@@ -15,6 +15,7 @@ Protocol, so the server can import this module and never the reverse.
 from __future__ import annotations
 
 from typing import Protocol
+from xml.sax.saxutils import escape, quoteattr
 
 from callxml.engine.api import (
     ApiError,
@@ -32,13 +33,16 @@ from callxml.engine.calls import (
     NoSuchStream,
     StreamRefused,
 )
+from callxml.engine.conference import Conferences, Participant, Room
 from callxml.engine.config import AccountConfig
-from callxml.engine.store import TERMINAL_STATUSES, CallRecord, Store
+from callxml.engine.rooms_api import ParticipantRequest, ParticipantUpdate, ParticipantView
+from callxml.engine.store import TERMINAL_STATUSES, CallRecord, ConferenceRecord, Store
 from callxml.errors import CapacityError
 from callxml.interpreter import actions as act
 from callxml.interpreter import new_sid
 from callxml.markup.verbs import STREAM_TRACKS
 from callxml.runtime.stream import StreamInfo
+from callxml.webhooks.base import Fetcher
 
 __all__ = ["CallEngine", "EngineControl"]
 
@@ -64,6 +68,11 @@ class CallEngine(Protocol):
     def live(self, sid: str) -> LiveCall | None: ...
 
     def store_or_fail(self) -> Store: ...
+
+    @property
+    def conferences(self) -> Conferences: ...
+
+    def fetcher_for(self, account: AccountConfig) -> Fetcher: ...
 
 
 class EngineControl:
@@ -140,6 +149,113 @@ class EngineControl:
             ) from None
         return _stream_record(account, call_sid, info)
 
+    # -- conferences ----------------------------------------------------------------------------
+
+    def _room(self, account: AccountConfig, conference: str) -> Room | None:
+        """The live room named by its sid or its friendly name, of ``account``."""
+        rooms = self.engine.conferences
+        room = rooms.live(conference) or rooms.live_by_name(account.sid, conference)
+        return room if room is not None and room.account_sid == account.sid else None
+
+    def _known(self, account: AccountConfig, conference: str) -> ConferenceRecord | None:
+        record = self.engine.store_or_fail().get_conference(conference)
+        return record if record is not None and record.account_sid == account.sid else None
+
+    def _participant(
+        self, account: AccountConfig, conference: str, key: str
+    ) -> tuple[Room, Participant]:
+        room = self._room(account, conference)
+        participant = room.participant(key) if room is not None else None
+        if room is None or participant is None:
+            raise ApiError(404, NOT_FOUND, f"Participant {key} is not in conference {conference}")
+        return room, participant
+
+    async def end_conference(self, account: AccountConfig, sid: str) -> ConferenceRecord:
+        room = self._room(account, sid)
+        if room is not None:
+            room.end("conference-ended-via-api", why="Conference ended via API")
+            await self.engine.conferences.flush()
+        record = self._known(account, sid)
+        if record is None:
+            raise ApiError(404, NOT_FOUND, f"The requested resource {sid} was not found")
+        return record
+
+    def participants(self, account: AccountConfig, conference: str) -> list[ParticipantView]:
+        room = self._room(account, conference)
+        if room is None:
+            if self._known(account, conference) is None:
+                raise ApiError(404, NOT_FOUND, f"The conference {conference} was not found")
+            return []
+        return [_view(p) for p in room.participants.values()]
+
+    def participant(self, account: AccountConfig, conference: str, key: str) -> ParticipantView:
+        return _view(self._participant(account, conference, key)[1])
+
+    async def update_participant(
+        self, account: AccountConfig, conference: str, key: str, update: ParticipantUpdate
+    ) -> ParticipantView:
+        room, participant = self._participant(account, conference, key)
+        if update.muted is not None:
+            room.set_muted(participant, update.muted)
+        if update.hold is not None:
+            room.set_hold(participant, update.hold)
+        if update.announce_url is not None:
+            await self.engine.conferences.announce(
+                room,
+                participant,
+                update.announce_url,
+                update.announce_method,
+                fetcher=self.engine.fetcher_for(account),
+                notes=participant.notes,
+            )
+        room.modified(participant)
+        return _view(participant)
+
+    async def remove_participant(self, account: AccountConfig, conference: str, key: str) -> None:
+        room, participant = self._participant(account, conference, key)
+        room.remove(participant, "Participant removed via API")
+
+    async def add_participant(
+        self, account: AccountConfig, conference: str, request: ParticipantRequest
+    ) -> ParticipantView:
+        room = self._room(account, conference)
+        name = conference
+        if room is not None:
+            name = room.name
+        elif (known := self._known(account, conference)) is not None:
+            if known.status == "completed":
+                raise ApiError(404, NOT_FOUND, f"The conference {conference} is over")
+            name = known.friendly_name
+        call = OutboundCall(
+            to=request.to,
+            from_=request.from_,
+            url=None,
+            twiml=_conference_twiml(name, request),
+            timeout=request.timeout,
+            time_limit=request.time_limit,
+            status_callback=request.status_callback,
+            status_callback_method=request.status_callback_method,
+            status_callback_event=request.status_callback_event,
+            caller_id=request.caller_id,
+            sip_auth_username=request.sip_auth_username,
+            sip_auth_password=request.sip_auth_password,
+        )
+        record = await self.create_call(account, call)
+        return ParticipantView(
+            call_sid=record.sid,
+            conference_sid=room.sid if room is not None else None,
+            label=request.label,
+            muted=request.muted,
+            hold=False,
+            coaching=request.coach is not None,
+            call_sid_to_coach=request.coach,
+            start_conference_on_enter=request.start_conference_on_enter,
+            end_conference_on_exit=request.end_conference_on_exit,
+            status="queued",
+            date_created=record.date_created,
+            date_updated=record.date_updated,
+        )
+
     def _not_live(self, sid: str, update: CallUpdate) -> CallRecord:
         """A call the engine does not run (any more): ending one that is over changes nothing
         and answers its record, as Twilio does; anything else is refused."""
@@ -152,3 +268,50 @@ class EngineControl:
 
 def _stream_record(account: AccountConfig, call_sid: str, info: StreamInfo) -> StreamRecord:
     return StreamRecord(info.sid, account.sid, call_sid, info.name, info.status, info.updated)
+
+
+def _view(participant: Participant) -> ParticipantView:
+    info = participant.info()
+    return ParticipantView(
+        call_sid=info.call_sid,
+        conference_sid=info.conference_sid,
+        label=info.label,
+        muted=info.muted,
+        hold=info.hold,
+        coaching=info.coaching,
+        call_sid_to_coach=info.call_sid_to_coach,
+        start_conference_on_enter=info.start_conference_on_enter,
+        end_conference_on_exit=info.end_conference_on_exit,
+        status=info.status,
+        date_created=info.date_created,
+        date_updated=info.date_updated,
+    )
+
+
+def _conference_twiml(name: str, request: ParticipantRequest) -> str:
+    """The document a dialled-out participant runs: ``<Dial><Conference>`` with its options."""
+    attributes = {
+        "muted": "true" if request.muted else "false",
+        "beep": request.beep,
+        "startConferenceOnEnter": "true" if request.start_conference_on_enter else "false",
+        "endConferenceOnExit": "true" if request.end_conference_on_exit else "false",
+        "waitMethod": request.wait_method,
+        "maxParticipants": str(request.max_participants),
+        "record": request.record,
+        "trim": request.trim,
+        "statusCallbackMethod": request.conference_status_callback_method,
+    }
+    optional = {
+        "waitUrl": request.wait_url,
+        "participantLabel": request.label,
+        "coach": request.coach,
+        "statusCallback": request.conference_status_callback,
+        "statusCallbackEvent": " ".join(request.conference_status_callback_event) or None,
+    }
+    attributes.update({k: v for k, v in optional.items() if v is not None})
+    text = " ".join(f"{k}={quoteattr(v)}" for k, v in attributes.items())
+    limit = request.time_limit
+    return (
+        f'<Response><Dial timeLimit="{limit}"><Conference {text}>{escape(name)}</Conference>'
+        "</Dial></Response>"
+    )

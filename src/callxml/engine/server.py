@@ -44,9 +44,11 @@ from callxml.engine.calls import (
     LiveCall,
     new_call_record,
 )
+from callxml.engine.conference import Conferences
 from callxml.engine.config import AccountConfig, DomainConfig, EngineConfig
 from callxml.engine.control import EngineControl
 from callxml.engine.devcert import ensure_dev_certificate
+from callxml.engine.rooms_api import add_room_routes
 from callxml.engine.store import TERMINAL_STATUSES, CallRecord, SqliteStore, Store
 from callxml.errors import (
     CallXmlError,
@@ -57,14 +59,18 @@ from callxml.errors import (
     WebhookError,
 )
 from callxml.interpreter import CallInfo, CallSession, new_sid
+from callxml.interpreter import actions as act
+from callxml.interpreter import events as ev
 from callxml.markup.verbs import Number, Sip
 from callxml.runtime import CallLeg, DialResult, IncomingCall, Phone, bridge
 from callxml.runtime.dial import Dialer, resolve_targets
+from callxml.runtime.leg import Leg
 from callxml.runtime.recorder import BridgeRecorder, save_recording
 from callxml.runtime.session import (
     DIGIT_WAIT,
     INTERNAL_ERROR,
     CallRunner,
+    ConferenceRunner,
     RuntimeServices,
     webhook_event,
 )
@@ -189,6 +195,7 @@ class Engine:
         self._stopped = asyncio.Event()
         self.admission = Admission(config.limits)
         self._slots: dict[str, Slot] = {}
+        self._conferences: Conferences | None = None
 
     # -------------------------------------------------------------------------- life
 
@@ -238,6 +245,7 @@ class Engine:
             cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._audio = AudioCache(config.data_dir / "audio", session=self._session)
+        self._conferences = Conferences(self.store, self._audio, config.data_dir / "recordings")
         for account in config.accounts:
             fetcher = WebhookClient(
                 auth_token=account.auth_token,
@@ -256,6 +264,15 @@ class Engine:
         """After a crash: calls left unfinished are marked failed (no call is ever left live)."""
         assert self.store is not None
         now = time.time()
+        for account in self.config.accounts:  # rooms a crash left open are over
+            for status in ("init", "in-progress"):
+                for room in self.store.list_conferences(account.sid, status=status, limit=1000):
+                    self.store.update_conference(
+                        room.sid,
+                        status="completed",
+                        date_updated=now,
+                        reason_conference_ended="the engine stopped during the conference",
+                    )
         for record in self.store.unfinished_calls():
             self.store.update_call(
                 record.sid,
@@ -331,7 +348,7 @@ class Engine:
     async def _start_http(self) -> None:
         config = self.config
         assert self.store is not None
-        app = build_app(config, self.store, EngineControl(self))
+        app = build_app(config, self.store, EngineControl(self), routes=(add_room_routes,))
         self._http = web.AppRunner(app, access_log=None, logger=HTTP_LOG)
         await self._http.setup()
         site = web.TCPSite(self._http, config.http_host, config.http_port)
@@ -363,6 +380,8 @@ class Engine:
         for call in list(self._calls.values()):
             call.cancel()
         await self._wait_calls(2.0)
+        if self._conferences is not None:
+            await self._conferences.close()
         if self._http is not None:
             await self._http.cleanup()
         for callbacks in self._callbacks.values():
@@ -415,6 +434,17 @@ class Engine:
         if self.store is None:
             raise CallXmlError("the engine is not started")
         return self.store
+
+    @property
+    def conferences(self) -> Conferences:
+        """The conference rooms (once started)."""
+        if self._conferences is None:
+            raise CallXmlError("the engine is not started")
+        return self._conferences
+
+    def fetcher_for(self, account: AccountConfig) -> Fetcher:
+        """The signed webhook client of ``account`` (announcements, room callbacks)."""
+        return self._runtime_services(account).fetcher
 
     async def originate(self, account: AccountConfig, call: OutboundCall) -> CallRecord:
         """Start an outbound call for ``account``; returns its record (``queued``) at once.
@@ -571,7 +601,34 @@ class Engine:
             inline_document=inline_document,
             call_recorder=call_recorder,
         )
+        call_services.conference = self._conference_runner(live, runner)
         return await live.run(runner)
+
+    def _conference_runner(self, live: LiveCall, runner: CallRunner) -> ConferenceRunner:
+        """``<Dial><Conference>`` for the call ``live`` runs: the engine's rooms."""
+        conferences = self.conferences
+        fetcher = self._runtime_services(live.account).fetcher
+
+        async def join(
+            action: act.JoinConference,
+            caller: Leg,
+            *,
+            stop: asyncio.Event,
+            on_audio: Callable[[str, bytes], None] | None = None,
+        ) -> ev.DialFinished:
+            return await conferences.join(
+                action,
+                caller,
+                stop=stop,
+                on_audio=on_audio,
+                account_sid=live.account.sid,
+                call_sid=live.sid,
+                fetcher=fetcher,
+                params=lambda: runner.session.params(),
+                notes=live.book,
+            )
+
+        return join
 
     # -------------------------------------------------------------------------- outbound
 

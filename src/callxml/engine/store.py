@@ -1,4 +1,4 @@
-"""Durable call records: calls, their events, and recordings.
+"""Durable call records: calls, their events, recordings, and conferences.
 
 Owns the :class:`Store` seam and its embedded implementation on SQLite. It is a seam (a
 Protocol the engine, the REST API and status callbacks use, never SQLite itself) because where
@@ -25,9 +25,11 @@ from typing import Any, Protocol
 
 __all__ = [
     "CALL_STATUSES",
+    "CONFERENCE_STATUSES",
     "TERMINAL_STATUSES",
     "CallEvent",
     "CallRecord",
+    "ConferenceRecord",
     "RecordingRecord",
     "SqliteStore",
     "Store",
@@ -96,6 +98,25 @@ class RecordingRecord:
     channels: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class ConferenceRecord:
+    """A conference room, as Twilio's Conference resource describes it: ``status`` is ``init``
+    (waiting for a participant who starts it), ``in-progress`` or ``completed``."""
+
+    sid: str
+    account_sid: str
+    friendly_name: str
+    status: str = "init"
+    date_created: float = 0.0
+    date_updated: float = 0.0
+    reason_conference_ended: str | None = None
+    call_sid_ending_conference: str | None = None
+
+
+#: Statuses of a conference; ``completed`` is final.
+CONFERENCE_STATUSES = ("init", "in-progress", "completed")
+
+
 #: A time window for list filters: (from, inclusive; until, exclusive) in Unix seconds, either
 #: end open (None).
 TimeRange = tuple[float | None, float | None]
@@ -162,6 +183,26 @@ class Store(Protocol):
 
     def unfinished_calls(self) -> list[CallRecord]: ...
 
+    def create_conference(self, record: ConferenceRecord) -> None: ...
+
+    def update_conference(self, sid: str, **changes: Any) -> ConferenceRecord: ...
+
+    def get_conference(self, sid: str) -> ConferenceRecord | None: ...
+
+    def list_conferences(
+        self,
+        account_sid: str,
+        *,
+        status: str | None = None,
+        friendly_name: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[ConferenceRecord]: ...
+
+    def count_conferences(
+        self, account_sid: str, *, status: str | None = None, friendly_name: str | None = None
+    ) -> int: ...
+
     def close(self) -> None: ...
 
 
@@ -207,10 +248,22 @@ CREATE TABLE IF NOT EXISTS recordings (
     channels INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS recordings_call ON recordings (call_sid);
+CREATE TABLE IF NOT EXISTS conferences (
+    sid TEXT PRIMARY KEY,
+    account_sid TEXT NOT NULL,
+    friendly_name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    date_created REAL NOT NULL,
+    date_updated REAL NOT NULL,
+    reason_conference_ended TEXT,
+    call_sid_ending_conference TEXT
+);
+CREATE INDEX IF NOT EXISTS conferences_account ON conferences (account_sid, date_created);
 """
 
 _CALL_COLUMNS = tuple(f.name for f in fields(CallRecord))
 _RECORDING_COLUMNS = tuple(f.name for f in fields(RecordingRecord))
+_CONFERENCE_COLUMNS = tuple(f.name for f in fields(ConferenceRecord))
 
 
 def _quoted(column: str) -> str:
@@ -450,6 +503,70 @@ class SqliteStore:
         with self._transaction() as db:
             return bool(db.execute("DELETE FROM recordings WHERE sid = ?", (sid,)).rowcount)
 
+    # -- conferences ----------------------------------------------------------------------------
+
+    def create_conference(self, record: ConferenceRecord) -> None:
+        self._insert("conferences", _CONFERENCE_COLUMNS, record)
+
+    def update_conference(self, sid: str, **changes: Any) -> ConferenceRecord:
+        unknown = set(changes) - set(_CONFERENCE_COLUMNS) - {"sid"}
+        if unknown or "sid" in changes:
+            raise ValueError(f"cannot update conference fields {sorted(unknown or {'sid'})}")
+        with self._transaction() as db:
+            row = db.execute("SELECT * FROM conferences WHERE sid = ?", (sid,)).fetchone()
+            if row is None:
+                raise KeyError(sid)
+            record = replace(_conference_from_row(row), **changes)
+            assignments = ", ".join(f"{_quoted(c)} = ?" for c in changes)
+            if assignments:
+                db.execute(
+                    f"UPDATE conferences SET {assignments} WHERE sid = ?",
+                    [*changes.values(), sid],
+                )
+        return record
+
+    def get_conference(self, sid: str) -> ConferenceRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM conferences WHERE sid = ?", (sid,)).fetchone()
+        return None if row is None else _conference_from_row(row)
+
+    @staticmethod
+    def _conference_filters(
+        account_sid: str, status: str | None, friendly_name: str | None
+    ) -> tuple[str, list[Any]]:
+        clauses, args = ["account_sid = ?"], [account_sid]
+        for column, value in (("status", status), ("friendly_name", friendly_name)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        return " AND ".join(clauses), args
+
+    def list_conferences(
+        self,
+        account_sid: str,
+        *,
+        status: str | None = None,
+        friendly_name: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[ConferenceRecord]:
+        where, args = self._conference_filters(account_sid, status, friendly_name)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM conferences WHERE {where} "
+                "ORDER BY date_created DESC, sid DESC LIMIT ? OFFSET ?",
+                [*args, max(0, min(limit, 1000)), max(0, offset)],
+            ).fetchall()
+        return [_conference_from_row(row) for row in rows]
+
+    def count_conferences(
+        self, account_sid: str, *, status: str | None = None, friendly_name: str | None = None
+    ) -> int:
+        where, args = self._conference_filters(account_sid, status, friendly_name)
+        with self._lock:
+            row = self._db.execute(f"SELECT COUNT(*) FROM conferences WHERE {where}", args)
+            return int(row.fetchone()[0])
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -461,3 +578,7 @@ def _call_from_row(row: sqlite3.Row) -> CallRecord:
 
 def _recording_from_row(row: sqlite3.Row) -> RecordingRecord:
     return RecordingRecord(**{c: row[c] for c in _RECORDING_COLUMNS})
+
+
+def _conference_from_row(row: sqlite3.Row) -> ConferenceRecord:
+    return ConferenceRecord(**{c: row[c] for c in _CONFERENCE_COLUMNS})

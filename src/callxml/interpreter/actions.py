@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
-from callxml.markup.verbs import DialNoun, Verb
+from callxml.markup.verbs import Conference, DialNoun, Verb
 from callxml.webhooks.base import WebhookRequest
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "DigitsCollected",
     "Fetch",
     "Hangup",
+    "JoinConference",
     "Log",
     "Pause",
     "Play",
@@ -190,6 +191,21 @@ class StartDial:
 
 
 @dataclass(frozen=True, slots=True)
+class JoinConference:
+    """Put the caller in the conference room ``conference.name`` (``<Dial><Conference>``) until
+    it leaves: the room ends, the caller is removed, presses ``*`` with ``hangup_on_star``, or
+    ``time_limit`` seconds pass. Answered by ``DialFinished`` (``completed`` with the seconds
+    spent in the room, or ``failed`` when the room could not be joined). The noun's URLs
+    (``wait_url``, ``status_callback``, ``recording_status_callback``) are already resolved.
+    ``StopDial`` takes the caller out at once.
+    """
+
+    conference: Conference
+    time_limit: float = 14400
+    hangup_on_star: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class StopDial:
     """End the dial now (the caller hung up): cancel ringing legs, hang up a bridged one.
 
@@ -274,6 +290,7 @@ Action: TypeAlias = (
     | StartRecording
     | StopRecording
     | StartDial
+    | JoinConference
     | StopDial
     | StartStream
     | StopStream

@@ -18,7 +18,8 @@ status callbacks:
 * :class:`CallLog` — the call record: events, status changes, recordings (the engine's store);
 * :class:`DialRunner` — ``<Dial>`` (:mod:`callxml.runtime.dial`);
 * :class:`~callxml.runtime.stream.StreamOpener` — the app's WebSockets for media streams
-  (:mod:`callxml.runtime.stream` runs them).
+  (:mod:`callxml.runtime.stream` runs them);
+* :class:`ConferenceRunner` — ``<Dial><Conference>`` (the engine's rooms).
 
 Live control from the REST API (:meth:`CallRunner.redirect`, :meth:`CallRunner.end`) replaces
 the running session or ends the call from outside, the way ``<Redirect>`` does from inside.
@@ -113,6 +114,21 @@ class DialRunner(Protocol):
     ) -> ev.DialFinished: ...
 
 
+class ConferenceRunner(Protocol):
+    """Runs ``<Dial><Conference>`` for the caller's leg (the engine's rooms,
+    :mod:`callxml.engine.conference`); ``stop`` is set when the caller must leave now;
+    ``on_audio(side, pcm)`` hears the caller (``a``) and what the caller hears (``b``)."""
+
+    async def __call__(
+        self,
+        action: act.JoinConference,
+        caller: Leg,
+        *,
+        stop: asyncio.Event,
+        on_audio: Callable[[str, bytes], None] | None = None,
+    ) -> ev.DialFinished: ...
+
+
 @dataclass
 class RuntimeServices:
     """What every call's driver shares: fetcher, audio, dialer, where recordings go."""
@@ -121,6 +137,7 @@ class RuntimeServices:
     audio: AudioSource
     dial: DialRunner | None = None
     streams: StreamOpener | None = None  # media streams' WebSockets (None: not configured)
+    conference: ConferenceRunner | None = None  # conference rooms (None: not configured)
     recordings_dir: Path = Path("recordings")
     clock: Callable[[], float] | None = None  # default: the running loop's time()
     new_sid: Callable[[str], str] = field(default=new_sid)
@@ -403,6 +420,8 @@ class CallRunner:
                     self._recorder_wakeup.set()
             case act.StartDial():
                 self._spawn(self._dial(action, generation))
+            case act.JoinConference():
+                self._spawn(self._conference(action, generation))
             case act.StopDial():
                 if self._dial_stop is not None:
                     self._dial_stop.set()
@@ -586,18 +605,8 @@ class CallRunner:
             await self._answer(generation)
 
         try:
-            if self.call_recorder is not None or self.streams.wants_audio:
-                recorder = self.call_recorder
-                streams = self.streams
-
-                def bridged(side: str, pcm: bytes) -> None:
-                    if recorder is not None:
-                        recorder.audio(side, pcm, self.now())
-                    if side == "a":
-                        streams.inbound(pcm)
-                    else:
-                        streams.outbound(pcm, paced=True)
-
+            bridged = self._bridged_audio()
+            if bridged is not None:
                 result = await runner(
                     action, self.leg, answer_caller=answer_caller, stop=stop, on_audio=bridged
                 )
@@ -607,6 +616,42 @@ class CallRunner:
             self._dial_stop = None
             if not self.leg.ended.is_set():
                 self._start_consumer()  # the bridge had the caller's audio and keys
+        self._post(result, generation)
+
+    def _bridged_audio(self) -> Callable[[str, bytes], None] | None:
+        """While the caller is bridged (a dial, a room), its audio (``a``) and what it hears
+        (``b``) for the whole call's recording and the streams; None when nobody wants them."""
+        if self.call_recorder is None and not self.streams.wants_audio:
+            return None
+        recorder = self.call_recorder
+        streams = self.streams
+
+        def bridged(side: str, pcm: bytes) -> None:
+            if recorder is not None:
+                recorder.audio(side, pcm, self.now())
+            if side == "a":
+                streams.inbound(pcm)
+            else:
+                streams.outbound(pcm, paced=True)
+
+        return bridged
+
+    async def _conference(self, action: act.JoinConference, generation: int) -> None:
+        runner = self.services.conference
+        if runner is None:
+            message = "Dial: conferences are not configured"
+            await self.call_log.event("warning", {"message": message})
+            self._post(ev.DialFinished("failed"), generation)
+            return
+        stop = self._dial_stop = asyncio.Event()
+        if self._caller_gone:
+            stop.set()
+        try:
+            result = await runner(action, self.leg, stop=stop, on_audio=self._bridged_audio())
+        finally:
+            self._dial_stop = None
+            if not self.leg.ended.is_set():
+                self._start_consumer()  # the room had the caller's audio and keys
         self._post(result, generation)
 
     def _stop_media(self) -> None:

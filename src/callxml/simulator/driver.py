@@ -34,6 +34,7 @@ from callxml.markup import verbs as v
 from callxml.markup.capabilities import capability, message
 from callxml.sdp.policy import OUTBOUND_SUITE
 from callxml.simulator.result import DialRecord, RecordingRecord, RequestRecord, SimulationResult
+from callxml.simulator.rooms import SimulatedRooms
 from callxml.simulator.streams import MAX_CONNECT_SECONDS, SimulatedStreams, StreamRecord
 from callxml.simulator.transcript import Transcript
 from callxml.sip.target import Target
@@ -77,6 +78,7 @@ class _Dial:
     finish_at: float
     event: ev.DialFinished
     answer_on_bridge: bool
+    room: str | None = None  # a <Dial><Conference>: the room the caller is in
 
 
 class SimulatedCall:
@@ -94,6 +96,8 @@ class SimulatedCall:
         echo: Callable[[str], object] | None = None,
         trunk_uri_template: str | None = None,
         auth_token: str = "callxml-simulator",
+        rooms: SimulatedRooms | None = None,
+        room_seconds: float = TALK_TIME,
     ) -> None:
         outcomes = dict(dial_outcomes or {})
         for target, outcome in outcomes.items():
@@ -135,6 +139,9 @@ class SimulatedCall:
         )
         self._stream_actions: dict[str, act.StartStream] = {}
         self.result.streams = self._streams.records
+        self._rooms = rooms if rooms is not None else SimulatedRooms(session.call.account_sid)
+        self._room_seconds = room_seconds
+        self.result.rooms = self._rooms.records
 
     # ----------------------------------------------------------------------------- the loop
 
@@ -229,6 +236,8 @@ class SimulatedCall:
             case ev.DialFinished():
                 if self._dial is None or self._dial.event is not event:
                     return []
+                if self._dial.room is not None:
+                    self._left_room(self._dial.room, event)
                 self._dial = None
                 if event.recording_url:
                     recording = RecordingRecord(event.recording_url, event.recording_duration, "")
@@ -312,6 +321,8 @@ class SimulatedCall:
                 self._start_dial(action)
             case act.StopDial():
                 self._stop_dial()
+            case act.JoinConference():
+                await self._join_conference(action)
             case act.StartStream():
                 return await self._start_stream(action)
             case act.StopStream(name=name):
@@ -333,6 +344,91 @@ class SimulatedCall:
             case act.Log(level=level, message=text, code=code):
                 self._log(level, text, code)
         return None
+
+    # -------------------------------------------------------------------------- conferences
+
+    async def _join_conference(self, action: act.JoinConference) -> None:
+        """The caller joins a virtual room (shared with the other calls of the simulation)
+        and stays ``room_seconds`` (or until the room ends, ``*``, ``timeLimit``, hang-up)."""
+        noun, now, say = action.conference, self._now, self._transcript.add
+        call_sid = self._session.call.call_sid
+        joined, started, requests = self._rooms.join(call_sid, noun, now, self._kicked)
+        self._queued += [act.Callback(r) for r in requests]
+        if not joined:
+            self._log("warning", f"Conference {noun.name}: full ({noun.max_participants})")
+            event = ev.DialFinished("failed")
+            self._dial = _Dial(None, now, event, False)
+            self._schedule(now, event)
+            return
+        self.result.dials.append(
+            DialRecord(noun.name, "conference", None, None, None, "completed", True)
+        )
+        stay = min(self._room_seconds, action.time_limit)
+        say(now, f"Conference {noun.name}: joined, stays up to {stay:g} s")
+        if not started:
+            say(now, "  waits for a participant who starts the conference")
+            await self._hear_wait(noun)
+        event = ev.DialFinished("completed", duration=round(stay))
+        self._dial = _Dial(now, now + stay, event, False, room=noun.name)
+        self._schedule(now + stay, event)
+
+    async def _hear_wait(self, noun: v.Conference) -> None:
+        """What a waiting participant hears: the ``waitUrl`` document, fetched for real."""
+        say = self._transcript.add
+        if noun.wait_url is None:
+            say(self._now, "  hears the hold tone")
+            return
+        if noun.wait_url == "":
+            say(self._now, "  waits in silence")
+            return
+        params = (
+            *self._session.params(),
+            ("ConferenceSid", self._rooms.sid(noun.name)),
+            ("FriendlyName", noun.name),
+        )
+        request = WebhookRequest(noun.wait_url, noun.wait_method, params)
+        self._transcript.request(self._now, request)
+        outcome = await fetch_outcome(self._fetcher, request)
+        if isinstance(outcome, WebhookError):
+            self.result.requests.append(RequestRecord(request, None, str(outcome)))
+            self._log("warning", f"Conference waitUrl {noun.wait_url}: {outcome}")
+            return
+        self.result.requests.append(RequestRecord(request, outcome))
+        self._transcript.response(self._now, outcome)
+        if outcome.content_type.startswith("audio/"):
+            say(self._now, f"  hears {noun.wait_url} (audio)")
+            return
+        from callxml.markup.parser import parse_document  # lazily: lxml and the schema
+
+        try:
+            verbs = parse_document(outcome.body).response.verbs
+        except CallXmlError as exc:
+            self._log("warning", f"Conference waitUrl {noun.wait_url}: {exc}")
+            return
+        for verb in verbs:
+            match verb:
+                case v.Say(text=text):
+                    self.result.said.append(text)
+                    say(self._now, f'  hears Say: "{text}" (while waiting)')
+                case v.Play(url=str(url)):
+                    self.result.played.append(url)
+                    say(self._now, f"  hears Play: {url} (while waiting)")
+
+    def _kicked(self, at: float) -> None:
+        """The room ended with this caller in it: its ``<Dial>`` ends now."""
+        dial = self._dial
+        if dial is None or dial.room is None:
+            return
+        duration = round(max(0.0, at - (dial.answer_at or at)))
+        dial.event = ev.DialFinished("completed", duration=duration)
+        dial.room = None  # out already: nothing to leave
+        self._transcript.add(at, "  the conference ended")
+        self._schedule(at, dial.event)
+
+    def _left_room(self, name: str, event: ev.DialFinished) -> None:
+        call_sid = self._session.call.call_sid
+        requests = self._rooms.leave(call_sid, name, self._now, "Participant left")
+        self._queued += [act.Callback(r) for r in requests]
 
     async def _start_stream(self, action: act.StartStream) -> ev.Event | None:
         """Open the stream for real; a ``<Connect>`` one is held until the app closes it."""
@@ -668,6 +764,11 @@ class SimulatedCall:
     def _stop_dial(self) -> None:
         dial = self._dial
         if dial is None:
+            return
+        if dial.room is not None:  # the caller leaves the room now
+            duration = round(max(0.0, self._now - (dial.answer_at or self._now)))
+            dial.event = ev.DialFinished("completed", duration=duration)
+            self._schedule(self._now, dial.event)
             return
         bridged = dial.answer_at is not None and self._now >= dial.answer_at
         duration = round(self._now - dial.answer_at) if bridged and dial.answer_at else 0

@@ -13,6 +13,7 @@ from callxml.interpreter.events import Event
 from callxml.webhooks.base import WebhookRequest, WebhookResponse
 
 if TYPE_CHECKING:
+    from callxml.simulator.rooms import RoomRecord
     from callxml.simulator.streams import StreamRecord
 
 __all__ = ["DialRecord", "RecordingRecord", "RequestRecord", "SimulationResult"]
@@ -66,9 +67,10 @@ class SimulationResult:
     failure without fallback, redirect loop...). ``said``/``played`` are what the caller heard,
     ``gathered`` the digits each ``<Gather>`` collected (``""`` for no input), ``callbacks`` the
     status callbacks sent (``<Record recordingStatusCallback>``...), ``streams`` the media
-    streams opened (:class:`~callxml.simulator.streams.StreamRecord`), ``transcript`` the
-    printed lines, ``events``/``actions`` the raw interpreter traffic with simulated times, and
-    ``duration`` the simulated length of the call in seconds.
+    streams opened (:class:`~callxml.simulator.streams.StreamRecord`), ``rooms`` the
+    conference rooms of the simulation (:class:`~callxml.simulator.rooms.RoomRecord`),
+    ``transcript`` the printed lines, ``events``/``actions`` the raw interpreter traffic with
+    simulated times, and ``duration`` the simulated length of the call in seconds.
     """
 
     status: str = "ringing"
@@ -81,6 +83,7 @@ class SimulationResult:
     requests: list[RequestRecord] = field(default_factory=list)
     callbacks: list[RequestRecord] = field(default_factory=list)
     streams: list[StreamRecord] = field(default_factory=list)
+    rooms: list[RoomRecord] = field(default_factory=list)
     transcript: list[str] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     events: list[tuple[float, Event]] = field(default_factory=list)
