@@ -16,7 +16,7 @@ from typing import Any
 
 from callxml.engine.store import TERMINAL_STATUSES
 from callxml.interpreter import CallInfo, CallSession
-from callxml.interpreter.events import DialFinished
+from callxml.interpreter.events import DialFinished, QueueLeft
 from callxml.markup.parser import CONNECT_OTHERS, START_OTHERS, STOP_OTHERS
 from callxml.runtime.dial import Dialer
 from callxml.runtime.phone import DialResult
@@ -50,6 +50,7 @@ ELEMENTS = {
     "Hangup": "<Response><Hangup{a}/></Response>",
     "Leave": "<Response><Leave{a}/></Response>",
     "Enqueue": "<Response><Enqueue{a}>support</Enqueue></Response>",
+    "Enqueue/Task": "<Response><Enqueue{a}>support<Task>{{}}</Task></Enqueue></Response>",
     "Refer": "<Response><Refer{a}><Sip>sip:bob@example.com</Sip></Refer></Response>",
     "Refer/Sip": "<Response><Refer><Sip{a}>sip:bob@example.com</Sip></Refer></Response>",
     "Identity": "<Response><Dial><Client><Identity{a}>a</Identity></Client></Dial></Response>",
@@ -138,6 +139,31 @@ class FakeRooms:
         return DialFinished("completed")
 
 
+class FakeQueues:
+    """The engine's queues, at the runtime's seam, for a call alone in the world: an enqueued
+    caller waits until it hangs up; a ``<Dial><Queue>`` finds no queue (as the engine says
+    when nobody made one). Queues with real callers are the engine's tests."""
+
+    def __init__(self, call_log: MemoryCallLog) -> None:
+        self.call_log = call_log
+        self.enqueued: list[Any] = []
+        self.dequeued: list[Any] = []
+
+    async def enqueue(self, action: Any, caller: Any, *, stop: asyncio.Event) -> Any:
+        self.enqueued.append(action)
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(caller.ended.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waits:
+            waiter.cancel()
+        return QueueLeft("hangup", "QU" + "0" * 32)
+
+    async def dequeue(self, action: Any, caller: Any, **kw: Any) -> Any:
+        self.dequeued.append(action)
+        message = f"Dial: there is no queue named {action.queue.name}"
+        await self.call_log.event("warning", {"message": message})
+        return DialFinished("failed")
+
+
 @dataclass
 class Driven:
     """What the engine's driver did with a document."""
@@ -148,6 +174,7 @@ class Driven:
     phone: FakePhone
     requests: list[Any] = field(default_factory=list)
     rooms: FakeRooms = field(default_factory=FakeRooms)
+    queues: FakeQueues | None = None
 
     def warnings(self) -> list[str]:
         return [e["message"] for e in self.call_log.kinds("warning")]
@@ -164,11 +191,13 @@ async def drive(document: str, outcome: str, tmp: Path, *, trunk: str | None = T
     fetcher = catch_all(document)
     dialer = Dialer(phone, no_bridge, trunk_uri_template=trunk, event=call_log.event)
     rooms = FakeRooms()
+    queues = FakeQueues(call_log)
     services = RuntimeServices(
         fetcher=fetcher,
         audio=FakeAudio(),
         dial=dialer,
         conference=rooms,
+        queues=queues,
         recordings_dir=tmp,
         clock=lambda: loop.time() * 10_000,  # the call's timers run 10 000 times faster
     )
@@ -189,7 +218,7 @@ async def drive(document: str, outcome: str, tmp: Path, *, trunk: str | None = T
         status = await asyncio.wait_for(runner.run(), 10)
     finally:
         hangup.cancel()
-    return Driven(status, leg, call_log, phone, fetcher.requests, rooms)
+    return Driven(status, leg, call_log, phone, fetcher.requests, rooms, queues)
 
 
 def run_simulation(document: str, outcome: str, *, trunk: str | None = TRUNK) -> SimulationResult:

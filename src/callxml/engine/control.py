@@ -14,6 +14,7 @@ Protocol, so the server can import this module and never the reverse.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 from xml.sax.saxutils import escape, quoteattr
 
@@ -35,7 +36,14 @@ from callxml.engine.calls import (
 )
 from callxml.engine.conference import Conferences, Participant, Room
 from callxml.engine.config import AccountConfig
-from callxml.engine.rooms_api import ParticipantRequest, ParticipantUpdate, ParticipantView
+from callxml.engine.queues import LiveQueue, Member, Queues
+from callxml.engine.rooms_api import (
+    MemberView,
+    ParticipantRequest,
+    ParticipantUpdate,
+    ParticipantView,
+    QueueView,
+)
 from callxml.engine.store import TERMINAL_STATUSES, CallRecord, ConferenceRecord, Store
 from callxml.errors import CapacityError
 from callxml.interpreter import actions as act
@@ -58,6 +66,8 @@ TOO_MANY_REQUESTS = 20429
 INVALID_PARAMETER = 20001
 #: Twilio: the requested resource was not found.
 NOT_FOUND = 20404
+#: Twilio: a queue with this friendly name exists already.
+QUEUE_EXISTS = 22003
 
 
 class CallEngine(Protocol):
@@ -71,6 +81,9 @@ class CallEngine(Protocol):
 
     @property
     def conferences(self) -> Conferences: ...
+
+    @property
+    def queues(self) -> Queues: ...
 
     def fetcher_for(self, account: AccountConfig) -> Fetcher: ...
 
@@ -256,6 +269,96 @@ class EngineControl:
             date_updated=record.date_updated,
         )
 
+    # -- queues ---------------------------------------------------------------------------------
+
+    def _queue_view(self, queue: LiveQueue) -> QueueView:
+        size, average = self.engine.queues.counts(queue)
+        return QueueView(queue.record, size, average)
+
+    async def _queue(self, account: AccountConfig, sid: str) -> LiveQueue:
+        store = self.engine.store_or_fail()
+        record = await asyncio.to_thread(store.get_queue, sid)
+        if record is None or record.account_sid != account.sid:
+            raise ApiError(404, NOT_FOUND, f"The requested resource Queues/{sid} was not found")
+        found = await self.engine.queues.find(account.sid, record.friendly_name)
+        assert found is not None
+        return found
+
+    async def list_queues(
+        self, account: AccountConfig, *, limit: int, offset: int
+    ) -> tuple[list[QueueView], int]:
+        store = self.engine.store_or_fail()
+        records = await asyncio.to_thread(
+            store.list_queues, account.sid, limit=limit, offset=offset
+        )
+        total = await asyncio.to_thread(store.count_queues, account.sid)
+        views = []
+        for record in records:
+            found = await self.engine.queues.find(account.sid, record.friendly_name)
+            if found is not None:
+                views.append(self._queue_view(found))
+        return views, total
+
+    async def get_queue(self, account: AccountConfig, sid: str) -> QueueView:
+        return self._queue_view(await self._queue(account, sid))
+
+    async def create_queue(self, account: AccountConfig, name: str, max_size: int) -> QueueView:
+        try:
+            await self.engine.queues.create(account.sid, name, max_size)
+        except ValueError:
+            raise ApiError(400, QUEUE_EXISTS, f"A queue named {name!r} already exists") from None
+        found = await self.engine.queues.find(account.sid, name)
+        assert found is not None
+        return self._queue_view(found)
+
+    async def update_queue(
+        self, account: AccountConfig, sid: str, name: str | None, max_size: int | None
+    ) -> QueueView:
+        queue = await self._queue(account, sid)
+        changes: dict[str, object] = {}
+        if name is not None:
+            changes["friendly_name"] = name
+        if max_size is not None:
+            changes["max_size"] = max_size
+        try:
+            await self.engine.queues.update(queue.record, **changes)
+        except ValueError:
+            raise ApiError(400, QUEUE_EXISTS, f"A queue named {name!r} already exists") from None
+        return self._queue_view(queue)
+
+    async def delete_queue(self, account: AccountConfig, sid: str) -> None:
+        queue = await self._queue(account, sid)
+        if queue.members:
+            raise ApiError(400, INVALID_PARAMETER, "The queue has callers waiting in it")
+        await self.engine.queues.delete(queue.record)
+
+    async def members(self, account: AccountConfig, queue: str) -> list[MemberView]:
+        live = await self._queue(account, queue)
+        return [_member_view(live, m) for m in live.members]
+
+    async def member(self, account: AccountConfig, queue: str, key: str) -> MemberView:
+        live = await self._queue(account, queue)
+        member = self.engine.queues.take_front(live, None if key == "Front" else key)
+        if member is None:
+            raise ApiError(404, NOT_FOUND, f"No member {key} in queue {queue}")
+        return _member_view(live, member)
+
+    async def dequeue_member(
+        self, account: AccountConfig, queue: str, key: str, url: str, method: str
+    ) -> MemberView:
+        """The member leaves the queue and its call runs the document at ``url``."""
+        live = await self._queue(account, queue)
+        member = self.engine.queues.take_front(live, None if key == "Front" else key)
+        call = self.engine.live(member.call_sid) if member is not None else None
+        if member is None or call is None:
+            raise ApiError(404, NOT_FOUND, f"No member {key} in queue {queue}")
+        view = _member_view(live, member)
+        try:
+            call.redirect(url, method, None)
+        except CallNotInProgress:
+            raise ApiError(404, NOT_FOUND, f"No member {key} in queue {queue}") from None
+        return view
+
     def _not_live(self, sid: str, update: CallUpdate) -> CallRecord:
         """A call the engine does not run (any more): ending one that is over changes nothing
         and answers its record, as Twilio does; anything else is refused."""
@@ -268,6 +371,13 @@ class EngineControl:
 
 def _stream_record(account: AccountConfig, call_sid: str, info: StreamInfo) -> StreamRecord:
     return StreamRecord(info.sid, account.sid, call_sid, info.name, info.status, info.updated)
+
+
+def _member_view(queue: LiveQueue, member: Member) -> MemberView:
+    info = queue.info(member)
+    return MemberView(
+        info.call_sid, info.queue_sid, info.position, info.wait_time, info.date_enqueued
+    )
 
 
 def _view(participant: Participant) -> ParticipantView:

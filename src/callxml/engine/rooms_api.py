@@ -1,9 +1,10 @@
-"""The REST API for rooms: Twilio's Conferences and Participants resources, wire-compatible.
+"""The REST API for rooms: Twilio's Conferences, Participants, Queues and Members resources.
 
-Owns the HTTP side of conferences — routes, validation, the JSON shapes with Twilio's field
-names, so the official SDKs work unchanged — and delegates everything live (ending a room,
-muting, holding, announcing to, removing or dialling out a participant) to a
-:class:`RoomControl` (the engine's :class:`~callxml.engine.control.EngineControl`). Records
+Owns the HTTP side of conferences and queues — routes, validation, the JSON shapes with
+Twilio's field names, so the official SDKs work unchanged — and delegates everything live
+(ending a room, muting, holding, announcing to, removing or dialling out a participant; a
+queue's size and members, dequeuing one to a URL) to a :class:`RoomControl` (the engine's
+:class:`~callxml.engine.control.EngineControl`). Records
 come from the :class:`~callxml.engine.store.Store`. Errors are Twilio's error JSON, as in
 :mod:`callxml.engine.api`, whose helpers (authentication, forms, paging) it shares.
 """
@@ -30,12 +31,14 @@ from callxml.engine.api import (
     _unsupported,
 )
 from callxml.engine.config import AccountConfig
-from callxml.engine.store import CONFERENCE_STATUSES, ConferenceRecord
+from callxml.engine.store import CONFERENCE_STATUSES, ConferenceRecord, QueueRecord
 
 __all__ = [
+    "MemberView",
     "ParticipantRequest",
     "ParticipantUpdate",
     "ParticipantView",
+    "QueueView",
     "RoomControl",
     "add_room_routes",
     "conference_json",
@@ -102,6 +105,26 @@ class ParticipantRequest:
     sip_auth_password: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class QueueView:
+    """A queue with its live counts, as the Queue resource shows it."""
+
+    record: QueueRecord
+    current_size: int
+    average_wait_time: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    """A caller waiting in a queue, as the Member resource shows it."""
+
+    call_sid: str
+    queue_sid: str
+    position: int
+    wait_time: int
+    date_enqueued: float
+
+
 class RoomControl(Protocol):
     """What the API needs from the engine to act on live rooms."""
 
@@ -122,6 +145,28 @@ class RoomControl(Protocol):
     async def add_participant(
         self, account: AccountConfig, conference: str, request: ParticipantRequest
     ) -> ParticipantView: ...
+
+    async def list_queues(
+        self, account: AccountConfig, *, limit: int, offset: int
+    ) -> tuple[list[QueueView], int]: ...
+
+    async def get_queue(self, account: AccountConfig, sid: str) -> QueueView: ...
+
+    async def create_queue(self, account: AccountConfig, name: str, max_size: int) -> QueueView: ...
+
+    async def update_queue(
+        self, account: AccountConfig, sid: str, name: str | None, max_size: int | None
+    ) -> QueueView: ...
+
+    async def delete_queue(self, account: AccountConfig, sid: str) -> None: ...
+
+    async def members(self, account: AccountConfig, queue: str) -> list[MemberView]: ...
+
+    async def member(self, account: AccountConfig, queue: str, key: str) -> MemberView: ...
+
+    async def dequeue_member(
+        self, account: AccountConfig, queue: str, key: str, url: str, method: str
+    ) -> MemberView: ...
 
 
 # ------------------------------------------------------------------------------ JSON shapes
@@ -166,6 +211,37 @@ def participant_json(account_sid: str, view: ParticipantView) -> dict[str, Any]:
         "queue_time": None,
         "uri": f"/{API_VERSION}/Accounts/{account_sid}/Conferences/{conference}"
         f"/Participants/{view.call_sid}.json",
+    }
+
+
+def queue_json(view: QueueView) -> dict[str, Any]:
+    """A queue in the exact shape of Twilio's Queue resource."""
+    record = view.record
+    base = f"/{API_VERSION}/Accounts/{record.account_sid}/Queues/{record.sid}"
+    return {
+        "account_sid": record.account_sid,
+        "average_wait_time": view.average_wait_time,
+        "current_size": view.current_size,
+        "date_created": _date(record.date_created),
+        "date_updated": _date(record.date_updated),
+        "friendly_name": record.friendly_name,
+        "max_size": record.max_size,
+        "sid": record.sid,
+        "subresource_uris": {"members": f"{base}/Members.json"},
+        "uri": f"{base}.json",
+    }
+
+
+def member_json(account_sid: str, view: MemberView) -> dict[str, Any]:
+    """A queue member in the exact shape of Twilio's Member resource."""
+    return {
+        "call_sid": view.call_sid,
+        "date_enqueued": _date(view.date_enqueued),
+        "position": view.position,
+        "queue_sid": view.queue_sid,
+        "uri": f"/{API_VERSION}/Accounts/{account_sid}/Queues/{view.queue_sid}"
+        f"/Members/{view.call_sid}.json",
+        "wait_time": view.wait_time,
     }
 
 
@@ -443,8 +519,118 @@ class _RoomsApi:
         return web.json_response(participant_json(account.sid, view), status=201)
 
 
+class _QueuesApi:
+    def __init__(self, api: _Api, control: RoomControl) -> None:
+        self.api = api
+        self.control = control
+
+    async def list_queues(self, request: web.Request) -> web.Response:
+        account = self.api.authenticate(request)
+        for name in request.query:
+            if name not in ("PageSize", "Page", "PageToken"):
+                raise ApiError(400, UNSUPPORTED_PARAMETER, f"{name} is not a supported filter")
+        page_size, page = _paging(request.query)
+        views, total = await self.control.list_queues(
+            account, limit=page_size, offset=page * page_size
+        )
+        body = _page(
+            "queues",
+            [queue_json(v) for v in views],
+            request.path,
+            {},
+            page=page,
+            page_size=page_size,
+            total=total,
+        )
+        return web.json_response(body)
+
+    @staticmethod
+    def _max_size(form: Mapping[str, str]) -> int | None:
+        raw = form.get("MaxSize")
+        return None if raw is None else _int(raw, "MaxSize", 1, 5000)
+
+    async def create_queue(self, request: web.Request) -> web.Response:
+        account = self.api.authenticate(request)
+        form = await self.api.form(request)
+        _unsupported(form, frozenset({"FriendlyName", "MaxSize"}), "when creating a queue")
+        name = form.get("FriendlyName", "").strip()
+        if not name or len(name) > 64:
+            raise ApiError(400, 20001, "FriendlyName is required (at most 64 characters)")
+        view = await self.control.create_queue(account, name, self._max_size(form) or 100)
+        return web.json_response(queue_json(view), status=201)
+
+    async def get_queue(self, request: web.Request) -> web.Response:
+        account = self.api.authenticate(request)
+        view = await self.control.get_queue(account, request.match_info["queue"])
+        return web.json_response(queue_json(view))
+
+    async def update_queue(self, request: web.Request) -> web.Response:
+        account = self.api.authenticate(request)
+        form = await self.api.form(request)
+        _unsupported(form, frozenset({"FriendlyName", "MaxSize"}), "when updating a queue")
+        name = form.get("FriendlyName")
+        if name is not None and not (0 < len(name.strip()) <= 64):
+            raise ApiError(400, 20001, "FriendlyName must have 1 to 64 characters")
+        view = await self.control.update_queue(
+            account,
+            request.match_info["queue"],
+            name.strip() if name else None,
+            self._max_size(form),
+        )
+        return web.json_response(queue_json(view))
+
+    async def delete_queue(self, request: web.Request) -> web.Response:
+        account = self.api.authenticate(request)
+        await self.control.delete_queue(account, request.match_info["queue"])
+        return web.Response(status=204)
+
+    async def list_members(self, request: web.Request) -> web.Response:
+        account = self.api.authenticate(request)
+        for name in request.query:
+            if name not in ("PageSize", "Page", "PageToken"):
+                raise ApiError(400, UNSUPPORTED_PARAMETER, f"{name} is not a supported filter")
+        page_size, page = _paging(request.query)
+        views = await self.control.members(account, request.match_info["queue"])
+        chosen = views[page * page_size : (page + 1) * page_size]
+        body = _page(
+            "queue_members",
+            [member_json(account.sid, v) for v in chosen],
+            request.path,
+            {},
+            page=page,
+            page_size=page_size,
+            total=len(views),
+        )
+        return web.json_response(body)
+
+    async def get_member(self, request: web.Request) -> web.Response:
+        account = self.api.authenticate(request)
+        view = await self.control.member(
+            account, request.match_info["queue"], request.match_info["member"]
+        )
+        return web.json_response(member_json(account.sid, view))
+
+    async def dequeue_member(self, request: web.Request) -> web.Response:
+        """Take the member out of the queue and run the document at ``Url`` on its call."""
+        account = self.api.authenticate(request)
+        form = await self.api.form(request)
+        _unsupported(form, frozenset({"Url", "Method"}), "when dequeuing a member")
+        url = form.get("Url") or ""
+        if not url:
+            raise ApiError(400, 21205, "Url parameter is required.")
+        _check_url(url, "Url")
+        view = await self.control.dequeue_member(
+            account,
+            request.match_info["queue"],
+            request.match_info["member"],
+            url,
+            _method(form.get("Method"), "Method"),
+        )
+        return web.json_response(member_json(account.sid, view))
+
+
 def add_room_routes(app: web.Application, api: _Api, control: Any) -> None:
-    """Serve the Conferences and Participants resources on ``app`` (``control``: a
+    """Serve the Conferences, Participants, Queues and Members resources on ``app`` (``control``: a
     :class:`RoomControl`; :func:`callxml.engine.api.build_app` calls this through its
     ``routes``)."""
     rooms = _RoomsApi(api, control)
@@ -459,3 +645,14 @@ def add_room_routes(app: web.Application, api: _Api, control: Any) -> None:
     app.router.add_get(participant, rooms.get_participant)
     app.router.add_post(participant, rooms.update_participant)
     app.router.add_delete(participant, rooms.delete_participant)
+    queues = _QueuesApi(api, control)
+    queue = f"{prefix}/Queues/{{queue}}"
+    member = f"{queue}/Members/{{member}}.json"
+    app.router.add_get(f"{prefix}/Queues.json", queues.list_queues)
+    app.router.add_post(f"{prefix}/Queues.json", queues.create_queue)
+    app.router.add_get(f"{queue}.json", queues.get_queue)
+    app.router.add_post(f"{queue}.json", queues.update_queue)
+    app.router.add_delete(f"{queue}.json", queues.delete_queue)
+    app.router.add_get(f"{queue}/Members.json", queues.list_members)
+    app.router.add_get(member, queues.get_member)
+    app.router.add_post(member, queues.dequeue_member)

@@ -26,7 +26,7 @@ import re
 import signal
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import aiohttp.http_exceptions
@@ -48,6 +48,7 @@ from callxml.engine.conference import Conferences
 from callxml.engine.config import AccountConfig, DomainConfig, EngineConfig
 from callxml.engine.control import EngineControl
 from callxml.engine.devcert import ensure_dev_certificate
+from callxml.engine.queues import Queues
 from callxml.engine.rooms_api import add_room_routes
 from callxml.engine.store import TERMINAL_STATUSES, CallRecord, SqliteStore, Store
 from callxml.errors import (
@@ -196,6 +197,7 @@ class Engine:
         self.admission = Admission(config.limits)
         self._slots: dict[str, Slot] = {}
         self._conferences: Conferences | None = None
+        self._queues: Queues | None = None
 
     # -------------------------------------------------------------------------- life
 
@@ -246,6 +248,7 @@ class Engine:
         )
         self._audio = AudioCache(config.data_dir / "audio", session=self._session)
         self._conferences = Conferences(self.store, self._audio, config.data_dir / "recordings")
+        self._queues = Queues(self.store)
         for account in config.accounts:
             fetcher = WebhookClient(
                 auth_token=account.auth_token,
@@ -369,6 +372,8 @@ class Engine:
             return
         self._stopped.set()
         self.accepting = False
+        if self._queues is not None:  # waiting callers go on with their <Enqueue> action
+            await self._queues.close()
         grace = self.config.shutdown_grace
         live = [c for c in self._calls.values() if not c.ended.is_set()]
         if live:
@@ -441,6 +446,13 @@ class Engine:
         if self._conferences is None:
             raise CallXmlError("the engine is not started")
         return self._conferences
+
+    @property
+    def queues(self) -> Queues:
+        """The call queues (once started)."""
+        if self._queues is None:
+            raise CallXmlError("the engine is not started")
+        return self._queues
 
     def fetcher_for(self, account: AccountConfig) -> Fetcher:
         """The signed webhook client of ``account`` (announcements, room callbacks)."""
@@ -602,6 +614,7 @@ class Engine:
             call_recorder=call_recorder,
         )
         call_services.conference = self._conference_runner(live, runner)
+        call_services.queues = _CallQueues(self.queues, live, runner, services)
         return await live.run(runner)
 
     def _conference_runner(self, live: LiveCall, runner: CallRunner) -> ConferenceRunner:
@@ -900,6 +913,51 @@ class Engine:
             call=info,
         )
         await self._run_call(live, leg, session)
+
+
+class _CallQueues:
+    """One call's :class:`~callxml.runtime.session.QueueRunner`: the engine's queues, with
+    the call's record and services."""
+
+    def __init__(
+        self, queues: Queues, live: LiveCall, runner: CallRunner, services: RuntimeServices
+    ) -> None:
+        self.queues = queues
+        self.live = live
+        self.runner = runner
+        self.services = services
+
+    async def enqueue(
+        self, action: act.Enqueue, caller: Leg, *, stop: asyncio.Event
+    ) -> ev.QueueLeft:
+        return await self.queues.enqueue(
+            action,
+            caller,
+            stop=stop,
+            call=self.runner.session.call,
+            book=self.live.book,
+            services=self.services,
+        )
+
+    async def dequeue(
+        self,
+        action: act.Dequeue,
+        caller: Leg,
+        *,
+        stop: asyncio.Event,
+        answer_caller: Callable[[], Awaitable[None]],
+        on_audio: Callable[[str, bytes], None] | None = None,
+    ) -> ev.DialFinished:
+        return await self.queues.dequeue(
+            action,
+            caller,
+            stop=stop,
+            answer_caller=answer_caller,
+            on_audio=on_audio,
+            call=self.runner.session.call,
+            book=self.live.book,
+            services=self.services,
+        )
 
 
 class _CountedFetcher:

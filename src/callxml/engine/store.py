@@ -1,4 +1,4 @@
-"""Durable call records: calls, their events, recordings, and conferences.
+"""Durable call records: calls, their events, recordings, conferences and queues.
 
 Owns the :class:`Store` seam and its embedded implementation on SQLite. It is a seam (a
 Protocol the engine, the REST API and status callbacks use, never SQLite itself) because where
@@ -30,6 +30,7 @@ __all__ = [
     "CallEvent",
     "CallRecord",
     "ConferenceRecord",
+    "QueueRecord",
     "RecordingRecord",
     "SqliteStore",
     "Store",
@@ -111,6 +112,18 @@ class ConferenceRecord:
     date_updated: float = 0.0
     reason_conference_ended: str | None = None
     call_sid_ending_conference: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRecord:
+    """A call queue, as Twilio's Queue resource describes it (its members are live only)."""
+
+    sid: str
+    account_sid: str
+    friendly_name: str
+    max_size: int = 100
+    date_created: float = 0.0
+    date_updated: float = 0.0
 
 
 #: Statuses of a conference; ``completed`` is final.
@@ -203,6 +216,24 @@ class Store(Protocol):
         self, account_sid: str, *, status: str | None = None, friendly_name: str | None = None
     ) -> int: ...
 
+    def create_queue(self, record: QueueRecord) -> None:
+        """Raises ValueError when the account has a queue of that name already."""
+        ...
+
+    def update_queue(self, sid: str, **changes: Any) -> QueueRecord: ...
+
+    def get_queue(self, sid: str) -> QueueRecord | None: ...
+
+    def find_queue(self, account_sid: str, friendly_name: str) -> QueueRecord | None: ...
+
+    def list_queues(
+        self, account_sid: str, *, limit: int = 50, offset: int = 0
+    ) -> list[QueueRecord]: ...
+
+    def count_queues(self, account_sid: str) -> int: ...
+
+    def delete_queue(self, sid: str) -> bool: ...
+
     def close(self) -> None: ...
 
 
@@ -259,11 +290,21 @@ CREATE TABLE IF NOT EXISTS conferences (
     call_sid_ending_conference TEXT
 );
 CREATE INDEX IF NOT EXISTS conferences_account ON conferences (account_sid, date_created);
+CREATE TABLE IF NOT EXISTS queues (
+    sid TEXT PRIMARY KEY,
+    account_sid TEXT NOT NULL,
+    friendly_name TEXT NOT NULL,
+    max_size INTEGER NOT NULL,
+    date_created REAL NOT NULL,
+    date_updated REAL NOT NULL,
+    UNIQUE (account_sid, friendly_name)
+);
 """
 
 _CALL_COLUMNS = tuple(f.name for f in fields(CallRecord))
 _RECORDING_COLUMNS = tuple(f.name for f in fields(RecordingRecord))
 _CONFERENCE_COLUMNS = tuple(f.name for f in fields(ConferenceRecord))
+_QUEUE_COLUMNS = tuple(f.name for f in fields(QueueRecord))
 
 
 def _quoted(column: str) -> str:
@@ -567,6 +608,68 @@ class SqliteStore:
             row = self._db.execute(f"SELECT COUNT(*) FROM conferences WHERE {where}", args)
             return int(row.fetchone()[0])
 
+    # -- queues ---------------------------------------------------------------------------------
+
+    def create_queue(self, record: QueueRecord) -> None:
+        try:
+            self._insert("queues", _QUEUE_COLUMNS, record)
+        except sqlite3.IntegrityError:
+            raise ValueError(f"a queue named {record.friendly_name!r} exists") from None
+
+    def update_queue(self, sid: str, **changes: Any) -> QueueRecord:
+        unknown = set(changes) - set(_QUEUE_COLUMNS) - {"sid"}
+        if unknown or "sid" in changes:
+            raise ValueError(f"cannot update queue fields {sorted(unknown or {'sid'})}")
+        try:
+            with self._transaction() as db:
+                row = db.execute("SELECT * FROM queues WHERE sid = ?", (sid,)).fetchone()
+                if row is None:
+                    raise KeyError(sid)
+                record = replace(_queue_from_row(row), **changes)
+                assignments = ", ".join(f"{_quoted(c)} = ?" for c in changes)
+                if assignments:
+                    db.execute(
+                        f"UPDATE queues SET {assignments} WHERE sid = ?", [*changes.values(), sid]
+                    )
+        except sqlite3.IntegrityError:
+            raise ValueError(f"a queue named {changes.get('friendly_name')!r} exists") from None
+        return record
+
+    def get_queue(self, sid: str) -> QueueRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM queues WHERE sid = ?", (sid,)).fetchone()
+        return None if row is None else _queue_from_row(row)
+
+    def find_queue(self, account_sid: str, friendly_name: str) -> QueueRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM queues WHERE account_sid = ? AND friendly_name = ?",
+                (account_sid, friendly_name),
+            ).fetchone()
+        return None if row is None else _queue_from_row(row)
+
+    def list_queues(
+        self, account_sid: str, *, limit: int = 50, offset: int = 0
+    ) -> list[QueueRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM queues WHERE account_sid = ? "
+                "ORDER BY date_created DESC, sid DESC LIMIT ? OFFSET ?",
+                (account_sid, max(0, min(limit, 1000)), max(0, offset)),
+            ).fetchall()
+        return [_queue_from_row(row) for row in rows]
+
+    def count_queues(self, account_sid: str) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM queues WHERE account_sid = ?", (account_sid,)
+            ).fetchone()
+        return int(row[0])
+
+    def delete_queue(self, sid: str) -> bool:
+        with self._transaction() as db:
+            return bool(db.execute("DELETE FROM queues WHERE sid = ?", (sid,)).rowcount)
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -582,3 +685,7 @@ def _recording_from_row(row: sqlite3.Row) -> RecordingRecord:
 
 def _conference_from_row(row: sqlite3.Row) -> ConferenceRecord:
     return ConferenceRecord(**{c: row[c] for c in _CONFERENCE_COLUMNS})
+
+
+def _queue_from_row(row: sqlite3.Row) -> QueueRecord:
+    return QueueRecord(**{c: row[c] for c in _QUEUE_COLUMNS})

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
-from callxml.markup.verbs import Conference, DialNoun, Verb
+from callxml.markup.verbs import Conference, DialNoun, Queue, Verb
 from callxml.webhooks.base import WebhookRequest
 
 __all__ = [
@@ -25,10 +25,13 @@ __all__ = [
     "Answer",
     "Callback",
     "CollectDigits",
+    "Dequeue",
     "DigitsCollected",
+    "Enqueue",
     "Fetch",
     "Hangup",
     "JoinConference",
+    "LeaveQueue",
     "Log",
     "Pause",
     "Play",
@@ -206,6 +209,37 @@ class JoinConference:
 
 
 @dataclass(frozen=True, slots=True)
+class Enqueue:
+    """Put the caller in the queue ``name`` (created with ``max_queue_size`` if new) until it
+    leaves: answered by ``QueueLeft``. While it waits, the document at ``wait_url`` (resolved;
+    None: the hold tone) runs on it in a loop, with the queue's parameters."""
+
+    name: str
+    wait_url: str | None = None
+    wait_url_method: str = "POST"
+    max_queue_size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveQueue:
+    """Take the caller out of its queue now (it hung up); ``QueueLeft`` still follows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dequeue:
+    """``<Dial><Queue>``: bridge the caller to the one who waited longest in ``queue.name``
+    (waiting up to ``timeout`` seconds for one); ``queue.url`` (resolved) runs on the dequeued
+    caller first. Answered by ``DialFinished`` (``completed`` with the dequeued call's sid, or
+    ``no-answer`` when nobody came, ``failed`` when there is no such queue). ``StopDial``
+    ends it."""
+
+    queue: Queue
+    timeout: float = 30
+    time_limit: float = 14400
+    hangup_on_star: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class StopDial:
     """End the dial now (the caller hung up): cancel ringing legs, hang up a bridged one.
 
@@ -291,6 +325,9 @@ Action: TypeAlias = (
     | StopRecording
     | StartDial
     | JoinConference
+    | Enqueue
+    | LeaveQueue
+    | Dequeue
     | StopDial
     | StartStream
     | StopStream

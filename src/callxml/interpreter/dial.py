@@ -1,9 +1,10 @@
 """``<Dial>``: call other parties, bridge the first to answer, report how it went.
 
 Owns the rules around the dial (the driver owns SIP and media): nouns the capability table
-(:mod:`callxml.markup.capabilities`) says callxml cannot dial (``<Client>``, ``<Queue>``,
-``<Sim>``, ``<Application>``) are not dialled, with a warning, for the simulator and the engine
-alike; a ``<Conference>`` joins a room instead of calling anyone (:mod:`.conference`);
+(:mod:`callxml.markup.capabilities`) says callxml cannot dial (``<Client>``, ``<Sim>``,
+``<Application>``) are not dialled, with a warning, for the simulator and the engine alike; a
+``<Conference>`` joins a room instead of calling anyone (:mod:`.conference`), a ``<Queue>``
+dequeues a waiting caller (:mod:`.queue`);
 ``callerId`` defaults to the caller's number; with ``answerOnBridge`` the caller's leg is not
 answered first. When the dial ends the session requests ``action`` with ``DialCallStatus``,
 ``DialCallSid``, ``DialCallDuration`` (and ``DialSipCallId``/``DialSipResponseCode`` and one
@@ -20,9 +21,10 @@ from callxml.errors import LocalProtocolError
 from callxml.interpreter import actions as act
 from callxml.interpreter.conference import join_action
 from callxml.interpreter.events import DIAL_STATUSES, DialFinished, Event
+from callxml.interpreter.queue import dequeue_action
 from callxml.interpreter.tasks import Context, Continue, Navigate, Step, Task
 from callxml.markup.capabilities import Support, capability, message
-from callxml.markup.verbs import Conference, Dial, DialNoun, Number, Sip
+from callxml.markup.verbs import Conference, Dial, DialNoun, Number, Queue, Sip
 from callxml.webhooks.base import WebhookRequest
 
 __all__ = ["NO_TRUNK", "DialTask", "trunk_uri"]
@@ -53,6 +55,10 @@ class DialTask(Task):
             warnings, join = join_action(verb, room, self._ctx)
             self._recording_sid = ""  # a conference records with <Conference record>
             return Step([*warnings, join])
+        queue = next((n for n in verb.targets if isinstance(n, Queue)), None)
+        if queue is not None and capability("Queue").support is not Support.UNSUPPORTED:
+            warnings, dequeue = dequeue_action(verb, queue, self._ctx)
+            return Step([*warnings, dequeue])
         actions: list[act.Action] = []
         targets: list[DialNoun] = []
         for noun in verb.targets:

@@ -79,6 +79,7 @@ WHISPER = (
 )
 CHILD_CALLBACK = "the child call's status callbacks, signed, with ParentCallSid"
 SPEECH = "speech recognition is not available; ignored with a warning"
+TASKROUTER = "TaskRouter is not available; ignored with a warning"
 CONNECT_NOUN = (
     "not connected (a warning): the <Connect> ends at once, with its action or the next verb"
 )
@@ -207,7 +208,17 @@ _ROWS: tuple[tuple[Any, ...], ...] = (
     ("Conference", "region", U, "one region, this engine; " + IGNORED),
     ("Conference", "jitterBufferSize", U, "each leg's own jitter buffer is used; " + IGNORED),
     ("Conference", "eventCallbackUrl", U, "deprecated by Twilio; use statusCallback; " + IGNORED),
-    ("Queue", None, U, NOT_DIALLED),
+    (
+        "Queue",
+        None,
+        R,
+        "bridges the caller who waited longest in the queue (waits up to the <Dial> timeout "
+        "for one; no-answer without; failed when there is no such queue)",
+    ),
+    ("Queue", "url", R, "runs on the dequeued caller first (QueueSid, QueueTime, DequeingCallSid)"),
+    ("Queue", "method", R, ""),
+    ("Queue", "reservationSid", U, TASKROUTER),
+    ("Queue", "postWorkActivitySid", U, TASKROUTER),
     ("Sim", None, U, NOT_DIALLED),
     ("WhatsApp", None, U, NOT_DIALLED),
     ("Application", None, U, NOT_DIALLED),
@@ -286,8 +297,33 @@ _ROWS: tuple[tuple[Any, ...], ...] = (
     ("Stream", "audioFormat", U, "streams are 8 kHz audio/x-mulaw; " + IGNORED),
     ("Stream", "sampleRate", U, "streams are 8 kHz audio/x-mulaw; " + IGNORED),
     # ---------------------------------------------------------------- recognised, not run
-    ("Enqueue", None, U, SKIPPED),
-    ("Leave", None, U, SKIPPED),
+    (
+        "Enqueue",
+        None,
+        R,
+        "waits in the named queue (made on first use) until dequeued, <Leave>, hang-up; "
+        "then the action with QueueResult, QueueSid, QueueTime",
+    ),
+    ("Enqueue", "action", R, ""),
+    ("Enqueue", "method", R, ""),
+    (
+        "Enqueue",
+        "waitUrl",
+        R,
+        "looped while waiting, with QueuePosition, QueueSid, QueueTime, AvgQueueTime, "
+        "CurrentQueueSize, MaxQueueSize; default: a hold tone",
+    ),
+    ("Enqueue", "waitUrlMethod", R, ""),
+    ("Enqueue", "workflowSid", U, TASKROUTER + " (the named queue is used)"),
+    ("Enqueue", "maxQueueSize", R, "the size of a queue this call creates; beyond: queue-full"),
+    ("Enqueue/Task", None, U, TASKROUTER + "; without a queue name the <Enqueue> is skipped"),
+    (
+        "Leave",
+        None,
+        R,
+        "in a queue's wait document: leaves the queue (QueueResult=leave); "
+        "elsewhere skipped with a warning",
+    ),
     ("Refer", None, U, SKIPPED),
     ("Siprec", None, U, SKIPPED),
     ("Pay", None, U, SKIPPED),

@@ -905,6 +905,7 @@ def _parse_enqueue(ctx: _Context, element: Element) -> Enqueue:
     task = None
     for child in element:
         ctx.fields(child)  # warn about unknown Task attributes
+        ctx.check_support(child, "Enqueue/Task")
         task = (child.text or "").strip() or None
     name = _own_text(element) or None
     if name is None and task is None:

@@ -19,7 +19,11 @@ status callbacks:
 * :class:`DialRunner` — ``<Dial>`` (:mod:`callxml.runtime.dial`);
 * :class:`~callxml.runtime.stream.StreamOpener` — the app's WebSockets for media streams
   (:mod:`callxml.runtime.stream` runs them);
-* :class:`ConferenceRunner` — ``<Dial><Conference>`` (the engine's rooms).
+* :class:`ConferenceRunner` — ``<Dial><Conference>`` (the engine's rooms);
+* :class:`QueueRunner` — ``<Enqueue>`` and ``<Dial><Queue>`` (the engine's queues).
+
+:meth:`CallRunner.release` ends a flow without ending the call (a queued caller's wait
+document, when the caller is dequeued).
 
 Live control from the REST API (:meth:`CallRunner.redirect`, :meth:`CallRunner.end`) replaces
 the running session or ends the call from outside, the way ``<Redirect>`` does from inside.
@@ -129,6 +133,26 @@ class ConferenceRunner(Protocol):
     ) -> ev.DialFinished: ...
 
 
+class QueueRunner(Protocol):
+    """Runs call queues for the caller's leg (the engine's, :mod:`callxml.engine.queues`):
+    ``enqueue`` keeps it in a queue until it leaves (``stop``: it must leave now);
+    ``dequeue`` (``<Dial><Queue>``) bridges it to the caller who waited longest."""
+
+    async def enqueue(
+        self, action: act.Enqueue, caller: Leg, *, stop: asyncio.Event
+    ) -> ev.QueueLeft: ...
+
+    async def dequeue(
+        self,
+        action: act.Dequeue,
+        caller: Leg,
+        *,
+        stop: asyncio.Event,
+        answer_caller: Callable[[], Awaitable[None]],
+        on_audio: Callable[[str, bytes], None] | None = None,
+    ) -> ev.DialFinished: ...
+
+
 @dataclass
 class RuntimeServices:
     """What every call's driver shares: fetcher, audio, dialer, where recordings go."""
@@ -138,6 +162,7 @@ class RuntimeServices:
     dial: DialRunner | None = None
     streams: StreamOpener | None = None  # media streams' WebSockets (None: not configured)
     conference: ConferenceRunner | None = None  # conference rooms (None: not configured)
+    queues: QueueRunner | None = None  # call queues (None: not configured)
     recordings_dir: Path = Path("recordings")
     clock: Callable[[], float] | None = None  # default: the running loop's time()
     new_sid: Callable[[str], str] = field(default=new_sid)
@@ -214,6 +239,7 @@ class CallRunner:
         self._end_request: str | None = None
         self._generation = 0  # bumped by redirect(): results of older work are dropped
         self._crash: str | None = None  # why the driver failed, if it did
+        self._released = False  # release(): the flow stopped, the call did not
         self.done = asyncio.Event()
         #: The call's media streams (``<Start>``/``<Connect><Stream>``, REST Streams.json).
         self.streams = CallStreams(
@@ -349,6 +375,9 @@ class CallRunner:
 
     async def _end_from_outside(self, status: str) -> None:
         self._stop_media()
+        if status == "release":  # the flow stops here; the call goes on elsewhere
+            self._released = True
+            return
         if status == "failed":  # a task of the call failed (see _crashed)
             self._final_status = "failed"
             await self._hang_up("internal error")
@@ -422,6 +451,13 @@ class CallRunner:
                 self._spawn(self._dial(action, generation))
             case act.JoinConference():
                 self._spawn(self._conference(action, generation))
+            case act.Enqueue():
+                self._spawn(self._enqueue(action, generation))
+            case act.Dequeue():
+                self._spawn(self._dequeue(action, generation))
+            case act.LeaveQueue():
+                if self._dial_stop is not None:
+                    self._dial_stop.set()
             case act.StopDial():
                 if self._dial_stop is not None:
                     self._dial_stop.set()
@@ -654,6 +690,56 @@ class CallRunner:
                 self._start_consumer()  # the room had the caller's audio and keys
         self._post(result, generation)
 
+    async def _enqueue(self, action: act.Enqueue, generation: int) -> None:
+        runner = self.services.queues
+        if runner is None:
+            await self.call_log.event("warning", {"message": "Enqueue: queues are not configured"})
+            self._post(ev.QueueLeft("error"), generation)
+            return
+        stop = self._dial_stop = asyncio.Event()
+        if self._caller_gone:
+            stop.set()
+        try:
+            result = await runner.enqueue(action, self.leg, stop=stop)
+        finally:
+            self._dial_stop = None
+            if not self.leg.ended.is_set():
+                self._start_consumer()  # the wait document or the bridge had the leg
+        self._post(result, generation)
+
+    async def _dequeue(self, action: act.Dequeue, generation: int) -> None:
+        runner = self.services.queues
+        if runner is None:
+            await self.call_log.event("warning", {"message": "Dial: queues are not configured"})
+            self._post(ev.DialFinished("failed"), generation)
+            return
+        stop = self._dial_stop = asyncio.Event()
+        if self._caller_gone:
+            stop.set()
+
+        async def answer_caller() -> None:
+            await self._answer(generation)
+
+        try:
+            result = await runner.dequeue(
+                action,
+                self.leg,
+                stop=stop,
+                answer_caller=answer_caller,
+                on_audio=self._bridged_audio(),
+            )
+        finally:
+            self._dial_stop = None
+            if not self.leg.ended.is_set():
+                self._start_consumer()
+        self._post(result, generation)
+
+    def release(self) -> None:
+        """Stop the flow without ending the call (the leg is left up, its consumer unset):
+        a queued caller's wait document, when the caller is dequeued or leaves the queue."""
+        if not self.done.is_set():
+            self._events.put_nowait(_Control(end="release"))
+
     def _stop_media(self) -> None:
         """Stop playback, recording and dialling (a redirect or an end from outside)."""
         for task in self._playing.values():
@@ -712,7 +798,8 @@ class CallRunner:
     async def _finish(self) -> None:
         """Release the leg and write the final status, whatever happened."""
         self.leg.set_consumer(None, None)
-        returned = self.session.returned and self._crash is None  # a whisper: bridge next
+        # a whisper (bridge next) or a queue's wait document (the queue goes on) is not hung up
+        returned = (self.session.returned or self._released) and self._crash is None
         if not self.leg.ended.is_set() and not self._we_ended and not returned:
             await asyncio.shield(self._hang_up("call over"))
         status = self.status

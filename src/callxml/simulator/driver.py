@@ -21,7 +21,7 @@ import heapq
 import itertools
 import logging
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from callxml.interpreter.dial import NO_TRUNK, trunk_uri
 from callxml.markup import verbs as v
 from callxml.markup.capabilities import capability, message
 from callxml.sdp.policy import OUTBOUND_SUITE
+from callxml.simulator.queues import SimulatedQueues, Waiter
 from callxml.simulator.result import DialRecord, RecordingRecord, RequestRecord, SimulationResult
 from callxml.simulator.rooms import SimulatedRooms
 from callxml.simulator.streams import MAX_CONNECT_SECONDS, SimulatedStreams, StreamRecord
@@ -79,6 +80,28 @@ class _Dial:
     event: ev.DialFinished
     answer_on_bridge: bool
     room: str | None = None  # a <Dial><Conference>: the room the caller is in
+    peer: Waiter | None = None  # a <Dial><Queue>: the dequeued caller
+    queue: str | None = None  # a <Dial><Queue>: the queue's name
+
+
+@dataclass(eq=False)
+class _Internal:
+    """Something the simulator itself does at a simulated time (a queue's wait round ends,
+    a queued caller gives up...): not an interpreter event."""
+
+    run: Callable[[], Awaitable[list[act.Action]]]
+
+
+@dataclass(eq=False)
+class _Queued:
+    """This call's place in a virtual queue."""
+
+    action: act.Enqueue
+    sid: str
+    waiter: Waiter
+    state: str = "waiting"  # waiting | bridged | out
+    round: int = 0
+    agent_end: Callable[[float], None] | None = None
 
 
 class SimulatedCall:
@@ -97,7 +120,9 @@ class SimulatedCall:
         trunk_uri_template: str | None = None,
         auth_token: str = "callxml-simulator",
         rooms: SimulatedRooms | None = None,
+        queues: SimulatedQueues | None = None,
         room_seconds: float = TALK_TIME,
+        peers: dict[str, SimulatedCall] | None = None,
     ) -> None:
         outcomes = dict(dial_outcomes or {})
         for target, outcome in outcomes.items():
@@ -119,7 +144,7 @@ class SimulatedCall:
         self.result = SimulationResult(call_sid=session.call.call_sid)
 
         self._now = 0.0
-        self._queue: list[tuple[float, int, ev.Event]] = []
+        self._queue: list[tuple[float, int, ev.Event | _Internal]] = []
         self._seq = itertools.count()
         self._playing: dict[int, float] = {}  # playback id -> when it ends
         self._pause_until = 0.0
@@ -127,6 +152,7 @@ class SimulatedCall:
         self._recording: tuple[float, act.StartRecording] | None = None
         self._dial: _Dial | None = None
         self._failed = False  # the driver itself failed (see run)
+        self._steps = 0
         self._queued: list[act.Action] = []  # status callbacks to send at the next step
         self._dial_action: act.StartDial | None = None
         self._whisper: tuple[v.Number | v.Sip, str, str] | None = None  # to run on the callee
@@ -142,6 +168,13 @@ class SimulatedCall:
         self._rooms = rooms if rooms is not None else SimulatedRooms(session.call.account_sid)
         self._room_seconds = room_seconds
         self.result.rooms = self._rooms.records
+        self._queues = queues if queues is not None else SimulatedQueues()
+        self.result.queues = self._queues.records
+        self._queued_in: _Queued | None = None
+        self._dequeue_action: act.Dequeue | None = None
+        #: The other calls of the simulation by CallSid (queues bridge across calls).
+        self._peers: dict[str, SimulatedCall] = peers if peers is not None else {}
+        self._peers[session.call.call_sid] = self
 
     # ----------------------------------------------------------------------------- the loop
 
@@ -163,37 +196,70 @@ class SimulatedCall:
         return self._finish()
 
     async def _run(self) -> None:
-        session = self._session
+        await self.begin()
+        while await self.step():
+            pass
+
+    async def begin(self) -> None:
+        """Start the call (for a driver running several calls on one clock)."""
         if self._hangup_after is not None:
             self._schedule(self._hangup_after, ev.CallerHungUp())
-        await self._carry_out(session.start(self._now))
-        steps = 0
-        while not session.finished:
-            self._caller_acts()
-            steps += 1
-            timer = session.next_timer()
-            queued = self._queue[0][0] if self._queue else None
-            if timer is None and queued is None:
-                self._broken("the call is stuck: nothing is scheduled (driver bug)")
-                break
-            if steps > MAX_STEPS or min(t for t in (timer, queued) if t is not None) > MAX_DURATION:
-                self._broken(f"the simulation exceeded {MAX_STEPS} steps or {MAX_DURATION:.0f} s")
-                break
-            if self._queued:  # status callbacks the far ends caused
-                callbacks, self._queued = self._queued, []
-                await self._carry_out(callbacks)
-            if self._whisper is not None:
-                await self._run_whisper(*self._whisper)
-                continue
-            if queued is not None and (timer is None or queued <= timer):
-                at, _, event = heapq.heappop(self._queue)
-                self._now = max(self._now, at)
-                actions = self._deliver(event)
+        await self._carry_out(self._session.start(self._now))
+        self._steps = 0
+
+    def next_time(self) -> float | None:
+        """When this call next has something to do (None: over, or nothing scheduled)."""
+        if self._session.finished:
+            return None
+        timer = self._session.next_timer()
+        queued = self._queue[0][0] if self._queue else None
+        times = [t for t in (timer, queued) if t is not None]
+        if self._queued or self._whisper is not None:
+            times.append(self._now)
+        return min(times, default=None)
+
+    async def step(self) -> bool:
+        """Do the next thing; False once the call is over (or the simulation broke)."""
+        session = self._session
+        if session.finished:
+            return False
+        self._caller_acts()
+        self._steps += 1
+        timer = session.next_timer()
+        queued = self._queue[0][0] if self._queue else None
+        if timer is None and queued is None and not self._queued:
+            self._broken("the call is stuck: nothing is scheduled (driver bug)")
+            return False
+        due = [t for t in (timer, queued) if t is not None]
+        if self._steps > MAX_STEPS or (due and min(due) > MAX_DURATION):
+            self._broken(f"the simulation exceeded {MAX_STEPS} steps or {MAX_DURATION:.0f} s")
+            return False
+        if self._queued:  # status callbacks the far ends caused
+            callbacks, self._queued = self._queued, []
+            await self._carry_out(callbacks)
+            return not session.finished
+        if self._whisper is not None:
+            await self._run_whisper(*self._whisper)
+            return not session.finished
+        if queued is not None and (timer is None or queued <= timer):
+            at, _, event = heapq.heappop(self._queue)
+            self._now = max(self._now, at)
+            if isinstance(event, _Internal):
+                actions = await event.run()
             else:
-                assert timer is not None
-                self._now = max(self._now, timer)
-                actions = session.handle_timer(self._now)
-            await self._carry_out(actions)
+                actions = self._deliver(event)
+        else:
+            assert timer is not None
+            self._now = max(self._now, timer)
+            actions = session.handle_timer(self._now)
+        await self._carry_out(actions)
+        return not session.finished
+
+    async def close(self) -> SimulationResult:
+        """End what is still open (streams) and give the result."""
+        for record in await self._streams.close():
+            await self._stream_callback(record, "stream-stopped")
+        return self._finish()
 
     def _finish(self) -> SimulationResult:
         result = self.result
@@ -214,7 +280,7 @@ class SimulatedCall:
         self.result.error = message
         self._transcript.add(self._now, f"simulation stopped: {message}")
 
-    def _schedule(self, at: float, event: ev.Event) -> None:
+    def _schedule(self, at: float, event: ev.Event | _Internal) -> None:
         heapq.heappush(self._queue, (at, next(self._seq), event))
 
     def _deliver(self, event: ev.Event) -> list[act.Action]:
@@ -323,6 +389,12 @@ class SimulatedCall:
                 self._stop_dial()
             case act.JoinConference():
                 await self._join_conference(action)
+            case act.Enqueue():
+                await self._enqueue(action)
+            case act.LeaveQueue():
+                self._leave_queue("hangup")
+            case act.Dequeue():
+                await self._dequeue(action)
             case act.StartStream():
                 return await self._start_stream(action)
             case act.StopStream(name=name):
@@ -429,6 +501,200 @@ class SimulatedCall:
         call_sid = self._session.call.call_sid
         requests = self._rooms.leave(call_sid, name, self._now, "Participant left")
         self._queued += [act.Callback(r) for r in requests]
+
+    # ------------------------------------------------------------------------------- queues
+
+    async def _enqueue(self, action: act.Enqueue) -> None:
+        """The caller waits in a virtual queue: its wait document runs round after round
+        until an agent takes it, it leaves, or it gives up after ``room_seconds``."""
+        now, say = self._now, self._transcript.add
+        waiter = Waiter(self._session.call.call_sid, now, self._taken)
+        state = _Queued(action, "", waiter)
+        self._queued_in = state
+        state.sid, admitted = self._queues.enqueue(action.name, action.max_queue_size, waiter)
+        if not admitted:
+            state.state = "out"
+            self._log("warning", f"Enqueue: queue {action.name} is full")
+            self._schedule(now, ev.QueueLeft("queue-full", state.sid, 0))
+            return
+        if state.state != "waiting":
+            return  # an agent was waiting: taken at once
+        say(now, f"Enqueue: waits in {action.name}")
+
+        async def give_up() -> list[act.Action]:
+            if state.state == "waiting":
+                self._transcript.add(self._now, "caller gives up waiting and hangs up")
+                self._schedule(self._now, ev.CallerHungUp())
+            return []
+
+        self._schedule(now + self._room_seconds, _Internal(give_up))
+        await self._wait_round(state)
+
+    async def _wait_round(self, state: _Queued) -> None:
+        """One round of waiting; what it leads to happens when the round is over."""
+        state.round += 1
+        number, action, say = state.round, state.action, self._transcript.add
+        if action.wait_url is None:
+            say(self._now, "  hears the hold tone")
+            seconds, outcome = 6.0, "again"
+        else:
+            params = self._queues.params(action.name, state.waiter, self._now)
+            call = self._session.call
+            info = CallInfo(
+                call_sid=call.call_sid,
+                account_sid=call.account_sid,
+                from_=call.from_,
+                to=call.to,
+                direction=call.direction,
+                extra=(*call.extra, *params),
+            )
+            session = CallSession(
+                url=action.wait_url,
+                method=action.wait_url_method,
+                call=info,
+                answered=True,
+                waiting=True,
+                limits=self._session.limits,
+            )
+            nested = SimulatedCall(
+                session, self._fetcher, digits=self._script, trunk_uri_template=self._trunk
+            )
+            waited = await nested.run()
+            for line in waited.transcript[:-1]:
+                say(self._now, "  wait: " + line.split("] ", 1)[-1])
+            self.result.requests += waited.requests
+            self.result.said += waited.said
+            self.result.played += waited.played
+            seconds = max(1.0, waited.duration)
+            if session.left:
+                outcome = "leave"
+            elif session.error is not None:
+                outcome = "error"
+            elif not session.returned:
+                outcome = "hangup"
+            else:
+                outcome = "again"
+
+        async def over() -> list[act.Action]:
+            if state.state != "waiting" or state.round != number:
+                return []  # taken, or left, meanwhile
+            if outcome == "again":
+                await self._wait_round(state)
+            elif outcome == "hangup":  # the wait document hung up
+                self._schedule(self._now, ev.CallerHungUp())
+            else:
+                self._leave_queue(outcome)
+            return []
+
+        self._schedule(self._now + seconds, _Internal(over))
+
+    def _leave_queue(self, result: str) -> None:
+        state = self._queued_in
+        if state is None or state.state == "out":
+            return
+        waited = round(self._now - state.waiter.enqueued)
+        if state.state == "bridged":  # hung up while bridged: the agent's dial ends too
+            state.state = "out"
+            if state.agent_end is not None:
+                state.agent_end(self._now)
+            self._schedule(self._now, ev.QueueLeft("bridged", state.sid, waited))
+            return
+        state.state = "out"
+        self._queues.leave(state.action.name, state.waiter, self._now, result)
+        self._schedule(self._now, ev.QueueLeft(result, state.sid, waited))
+
+    def _taken(self, at: float, agent_sid: str) -> None:
+        """An agent took this caller out of its queue at ``at``."""
+        state = self._queued_in
+        if state is None:
+            return
+        state.state = "bridged"
+        self._transcript.add(at, f"dequeued by {agent_sid}: bridged")
+
+    def _bridge_over(self, at: float) -> None:
+        """The agent's side of the bridge ended at ``at``: the <Enqueue> action follows."""
+        state = self._queued_in
+        if state is None or state.state != "bridged":
+            return
+        state.state = "out"
+        waited = round(state.waiter.enqueued and at - state.waiter.enqueued)
+        self._transcript.add(at, "the agent left: bridge over")
+        self._schedule(at, ev.QueueLeft("bridged", state.sid, max(0, waited)))
+
+    async def _dequeue(self, action: act.Dequeue) -> None:
+        """``<Dial><Queue>``: take the caller who waited longest in a virtual queue."""
+        name, now = action.queue.name, self._now
+        me = self._session.call.call_sid
+        pending = ev.DialFinished("no-answer")
+        self._dial = _Dial(None, now + action.timeout, pending, False, queue=name)
+        self._dequeue_action = action
+        taken = self._queues.dequeue(name, me, now, self._got)
+        outcome = "failed" if taken is None else "completed"
+        self.result.dials.append(DialRecord(name, "queue", None, None, None, outcome, bool(taken)))
+        if taken is None:
+            self._log("warning", f"Dial: there is no queue named {name}")
+            self._dial.event = ev.DialFinished("failed")
+            self._schedule(now, self._dial.event)
+            return
+        if taken:
+            return
+        self._transcript.add(now, f"Dial: waits up to {action.timeout:g} s for a caller in {name}")
+
+        async def no_one() -> list[act.Action]:
+            dial = self._dial
+            if dial is not None and dial.event is pending:
+                self._queues.give_up(name, me)
+                self._schedule(self._now, pending)
+            return []
+
+        self._schedule(now + action.timeout, _Internal(no_one))
+
+    def _got(self, at: float, waiter: Waiter) -> None:
+        """The caller ``waiter`` is ours from ``at``: bridged for ``room_seconds``."""
+        action = self._dequeue_action
+        dial = self._dial
+        if dial is None or action is None:
+            return
+        talk = min(self._room_seconds, action.time_limit)
+        self._transcript.add(at, f"Dial: bridged to {waiter.call_sid}, talks {talk:g} s")
+        if action.queue.url:
+            self._transcript.add(at, f"  runs {action.queue.url} on {waiter.call_sid} first")
+        dial.answer_at, dial.peer = at, waiter
+        dial.event = ev.DialFinished("completed", call_sid=waiter.call_sid, duration=round(talk))
+        self._schedule(at + talk, dial.event)
+        waiter_call = self._peers.get(waiter.call_sid)
+        if waiter_call is not None:
+            waiter_call.bridged_with(self, at + talk)
+
+    def bridged_with(self, agent: SimulatedCall, until: float) -> None:
+        """This queued caller is bridged to ``agent`` until ``until`` (its side's end)."""
+        state = self._queued_in
+        if state is not None:
+            state.agent_end = agent._end_queue_dial
+
+            async def over() -> list[act.Action]:
+                self._bridge_over(until)
+                return []
+
+            self._schedule(until, _Internal(over))
+
+    def _end_queue_dial(self, at: float) -> None:
+        """The bridge ends early (a side hung up): the agent's <Dial> ends at ``at``."""
+        dial = self._dial
+        if dial is None:
+            return
+        if dial.peer is None:  # still waiting for a caller
+            self._queues.give_up(dial.queue or "", self._session.call.call_sid)
+            dial.event = ev.DialFinished("canceled")
+            self._schedule(at, dial.event)
+            return
+        peer_call = self._peers.get(dial.peer.call_sid)
+        duration = round(max(0.0, at - (dial.answer_at or at)))
+        dial.event = ev.DialFinished("completed", call_sid=dial.peer.call_sid, duration=duration)
+        dial.peer = None
+        self._schedule(at, dial.event)
+        if peer_call is not None:
+            peer_call._bridge_over(at)
 
     async def _start_stream(self, action: act.StartStream) -> ev.Event | None:
         """Open the stream for real; a ``<Connect>`` one is held until the app closes it."""
@@ -769,6 +1035,9 @@ class SimulatedCall:
             duration = round(max(0.0, self._now - (dial.answer_at or self._now)))
             dial.event = ev.DialFinished("completed", duration=duration)
             self._schedule(self._now, dial.event)
+            return
+        if dial.queue is not None:
+            self._end_queue_dial(self._now)
             return
         bridged = dial.answer_at is not None and self._now >= dial.answer_at
         duration = round(self._now - dial.answer_at) if bridged and dial.answer_at else 0

@@ -13,6 +13,7 @@ from callxml.interpreter.events import Event
 from callxml.webhooks.base import WebhookRequest, WebhookResponse
 
 if TYPE_CHECKING:
+    from callxml.simulator.queues import QueueRecord
     from callxml.simulator.rooms import RoomRecord
     from callxml.simulator.streams import StreamRecord
 
@@ -69,6 +70,7 @@ class SimulationResult:
     status callbacks sent (``<Record recordingStatusCallback>``...), ``streams`` the media
     streams opened (:class:`~callxml.simulator.streams.StreamRecord`), ``rooms`` the
     conference rooms of the simulation (:class:`~callxml.simulator.rooms.RoomRecord`),
+    ``queues`` its call queues (:class:`~callxml.simulator.queues.QueueRecord`),
     ``transcript`` the printed lines, ``events``/``actions`` the raw interpreter traffic with
     simulated times, and ``duration`` the simulated length of the call in seconds.
     """
@@ -84,6 +86,7 @@ class SimulationResult:
     callbacks: list[RequestRecord] = field(default_factory=list)
     streams: list[StreamRecord] = field(default_factory=list)
     rooms: list[RoomRecord] = field(default_factory=list)
+    queues: list[QueueRecord] = field(default_factory=list)
     transcript: list[str] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     events: list[tuple[float, Event]] = field(default_factory=list)
