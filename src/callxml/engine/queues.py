@@ -78,9 +78,12 @@ class Member:
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # the wait let go of the leg
     done: asyncio.Event = field(default_factory=asyncio.Event)  # the bridge is over
     runner: CallRunner | None = None
+    out: float | None = None  # when it stopped waiting (taken by an agent)
 
     def waited(self) -> int:
-        return max(0, round(time.monotonic() - self.enqueued))
+        """Seconds in the queue: until it was taken, or until now."""
+        end = self.out if self.out is not None else time.monotonic()
+        return max(0, round(end - self.enqueued))
 
 
 class LiveQueue:
@@ -241,6 +244,7 @@ class Queues:
             if not round_.done() or member.taken.done():
                 await self._stop_round(member, round_)
             if member.taken.done() and not member.taken.cancelled():
+                member.out = time.monotonic()
                 member.queue.waited(member.waited())
                 member.ready.set()  # the agent bridges us now
                 await _first(member.done.wait(), caller.ended.wait())

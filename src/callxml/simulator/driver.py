@@ -102,6 +102,7 @@ class _Queued:
     state: str = "waiting"  # waiting | bridged | out
     round: int = 0
     agent_end: Callable[[float], None] | None = None
+    taken_at: float | None = None
 
 
 class SimulatedCall:
@@ -123,6 +124,7 @@ class SimulatedCall:
         queues: SimulatedQueues | None = None,
         room_seconds: float = TALK_TIME,
         peers: dict[str, SimulatedCall] | None = None,
+        start_at: float = 0.0,
     ) -> None:
         outcomes = dict(dial_outcomes or {})
         for target, outcome in outcomes.items():
@@ -143,7 +145,7 @@ class SimulatedCall:
         self._transcript = Transcript(echo)
         self.result = SimulationResult(call_sid=session.call.call_sid)
 
-        self._now = 0.0
+        self._now = start_at  # a call that starts later on a clock shared with others
         self._queue: list[tuple[float, int, ev.Event | _Internal]] = []
         self._seq = itertools.count()
         self._playing: dict[int, float] = {}  # playback id -> when it ends
@@ -209,6 +211,8 @@ class SimulatedCall:
 
     def next_time(self) -> float | None:
         """When this call next has something to do (None: over, or nothing scheduled)."""
+        if self._queued:  # status callbacks to send, even after the call ended
+            return self._now
         if self._session.finished:
             return None
         timer = self._session.next_timer()
@@ -221,23 +225,23 @@ class SimulatedCall:
     async def step(self) -> bool:
         """Do the next thing; False once the call is over (or the simulation broke)."""
         session = self._session
+        if self._queued:  # status callbacks the far ends or the rooms caused
+            callbacks, self._queued = self._queued, []
+            await self._carry_out(callbacks)
+            return not session.finished or bool(self._queued)
         if session.finished:
             return False
         self._caller_acts()
         self._steps += 1
         timer = session.next_timer()
         queued = self._queue[0][0] if self._queue else None
-        if timer is None and queued is None and not self._queued:
+        if timer is None and queued is None:
             self._broken("the call is stuck: nothing is scheduled (driver bug)")
             return False
         due = [t for t in (timer, queued) if t is not None]
         if self._steps > MAX_STEPS or (due and min(due) > MAX_DURATION):
             self._broken(f"the simulation exceeded {MAX_STEPS} steps or {MAX_DURATION:.0f} s")
             return False
-        if self._queued:  # status callbacks the far ends caused
-            callbacks, self._queued = self._queued, []
-            await self._carry_out(callbacks)
-            return not session.finished
         if self._whisper is not None:
             await self._run_whisper(*self._whisper)
             return not session.finished
@@ -255,8 +259,25 @@ class SimulatedCall:
         await self._carry_out(actions)
         return not session.finished
 
+    async def guarded(self, work: Awaitable[object]) -> bool:
+        """Run a piece of the call (:meth:`begin`, :meth:`step`) as :meth:`run` runs the whole:
+        a failure inside (a bug) ends the call ``failed`` with the error instead of escaping.
+        False once the call is over."""
+        try:
+            outcome = await work
+        except Exception as exc:
+            log.error("simulated call: the driver failed", exc_info=exc)
+            self.result.error = f"internal error: {type(exc).__name__}: {exc}"
+            self._transcript.add(self._now, f"error: {self.result.error}")
+            self._failed = True
+            return False
+        return outcome is not False and not self._session.finished
+
     async def close(self) -> SimulationResult:
-        """End what is still open (streams) and give the result."""
+        """End what is still open (streams), send what is still queued, give the result."""
+        while self._queued:
+            callbacks, self._queued = self._queued, []
+            await self._carry_out(callbacks)
         for record in await self._streams.close():
             await self._stream_callback(record, "stream-stopped")
         return self._finish()
@@ -491,7 +512,7 @@ class SimulatedCall:
         dial = self._dial
         if dial is None or dial.room is None:
             return
-        duration = round(max(0.0, at - (dial.answer_at or at)))
+        duration = round(max(0.0, at - (at if dial.answer_at is None else dial.answer_at)))
         dial.event = ev.DialFinished("completed", duration=duration)
         dial.room = None  # out already: nothing to leave
         self._transcript.add(at, "  the conference ended")
@@ -593,7 +614,10 @@ class SimulatedCall:
         if state is None or state.state == "out":
             return
         waited = round(self._now - state.waiter.enqueued)
-        if state.state == "bridged":  # hung up while bridged: the agent's dial ends too
+        if state.state == "bridged":
+            waited = round(
+                (state.taken_at or self._now) - state.waiter.enqueued
+            )  # hung up while bridged: the agent's dial ends too
             state.state = "out"
             if state.agent_end is not None:
                 state.agent_end(self._now)
@@ -609,6 +633,7 @@ class SimulatedCall:
         if state is None:
             return
         state.state = "bridged"
+        state.taken_at = at
         self._transcript.add(at, f"dequeued by {agent_sid}: bridged")
 
     def _bridge_over(self, at: float) -> None:
@@ -617,7 +642,7 @@ class SimulatedCall:
         if state is None or state.state != "bridged":
             return
         state.state = "out"
-        waited = round(state.waiter.enqueued and at - state.waiter.enqueued)
+        waited = round((state.taken_at or at) - state.waiter.enqueued)
         self._transcript.add(at, "the agent left: bridge over")
         self._schedule(at, ev.QueueLeft("bridged", state.sid, max(0, waited)))
 
@@ -658,13 +683,57 @@ class SimulatedCall:
         talk = min(self._room_seconds, action.time_limit)
         self._transcript.add(at, f"Dial: bridged to {waiter.call_sid}, talks {talk:g} s")
         if action.queue.url:
-            self._transcript.add(at, f"  runs {action.queue.url} on {waiter.call_sid} first")
+            url, method = action.queue.url, action.queue.method
+
+            async def announce() -> list[act.Action]:
+                await self._run_queue_url(url, method, waiter, at)
+                return []
+
+            self._schedule(at, _Internal(announce))
         dial.answer_at, dial.peer = at, waiter
         dial.event = ev.DialFinished("completed", call_sid=waiter.call_sid, duration=round(talk))
         self._schedule(at + talk, dial.event)
         waiter_call = self._peers.get(waiter.call_sid)
         if waiter_call is not None:
             waiter_call.bridged_with(self, at + talk)
+
+    async def _run_queue_url(self, url: str, method: str, waiter: Waiter, at: float) -> None:
+        """The queue's ``url`` runs on the dequeued caller (a nested simulated call with
+        QueueSid, QueueTime, DequeingCallSid), in no simulated time of the agent's."""
+        peer = self._peers.get(waiter.call_sid)
+        if peer is None:
+            return
+        call = peer._session.call
+        state = peer._queued_in
+        params = (
+            ("QueueSid", state.sid if state is not None else ""),
+            ("QueueTime", str(round(at - waiter.enqueued))),
+            ("DequeingCallSid", self._session.call.call_sid),
+        )
+        info = CallInfo(
+            call_sid=call.call_sid,
+            account_sid=call.account_sid,
+            from_=call.from_,
+            to=call.to,
+            direction=call.direction,
+            extra=(*call.extra, *params),
+        )
+        session = CallSession(
+            url=url,
+            method=method,
+            call=info,
+            answered=True,
+            whisper=True,
+            limits=self._session.limits,
+        )
+        nested = SimulatedCall(session, self._fetcher, trunk_uri_template=self._trunk)
+        ran = await nested.run()
+        for line in ran.transcript[:-1]:
+            self._transcript.add(
+                self._now, f"  {waiter.call_sid} hears: " + line.split("] ", 1)[-1]
+            )
+        self.result.requests += ran.requests
+        peer.result.said += ran.said
 
     def bridged_with(self, agent: SimulatedCall, until: float) -> None:
         """This queued caller is bridged to ``agent`` until ``until`` (its side's end)."""
@@ -689,7 +758,7 @@ class SimulatedCall:
             self._schedule(at, dial.event)
             return
         peer_call = self._peers.get(dial.peer.call_sid)
-        duration = round(max(0.0, at - (dial.answer_at or at)))
+        duration = round(max(0.0, at - (at if dial.answer_at is None else dial.answer_at)))
         dial.event = ev.DialFinished("completed", call_sid=dial.peer.call_sid, duration=duration)
         dial.peer = None
         self._schedule(at, dial.event)
@@ -1032,7 +1101,9 @@ class SimulatedCall:
         if dial is None:
             return
         if dial.room is not None:  # the caller leaves the room now
-            duration = round(max(0.0, self._now - (dial.answer_at or self._now)))
+            duration = round(
+                max(0.0, self._now - (self._now if dial.answer_at is None else dial.answer_at))
+            )
             dial.event = ev.DialFinished("completed", duration=duration)
             self._schedule(self._now, dial.event)
             return
