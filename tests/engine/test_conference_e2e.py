@@ -5,7 +5,8 @@ What each caller hears is measured with Goertzel: the other participants' tones,
 (the minus-one mix). The conference's status callbacks arrive in order (start, joins, leaves,
 end); ``endConferenceOnExit`` ends the room for everyone, whose ``<Dial>`` action then runs; a
 TLS + SRTP caller and plain RTP callers mix together; a participant that may not start the
-conference hears the wait document until one who may joins.
+conference hears the wait document until one who may joins. Three real baresip softphones
+(one over TLS + SRTP) mix the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from callxml.engine.devcert import ensure_dev_certificate
+from support.baresip import BaresipFactory, BaresipOptions, tone_wav
 from support.callers import ToneCaller, best_window, call_engine, caller_phone, dev_ca_tls
 from support.engine import engine_config, running_engine, sip_port, web_app
 from support.waiting import until
@@ -185,3 +187,55 @@ async def test_waiting_participants_hear_the_wait_document_until_the_room_starts
     )  # the <Say>, not silence
     assert best_window(waiting, TONES["alice"]) < 0.05
     assert best_window(talking, TONES["alice"]) > 0.2
+
+
+async def test_three_baresip_phones_in_one_room(tmp_path: Path, baresip: BaresipFactory) -> None:
+    """Three real softphones (baresip, not callxml's own SIP stack) in one conference: alice
+    over TLS + SRTP, bob and carol over UDP with plain RTP (through the engine as an outbound
+    proxy, to the plain domain). Each plays its own tone from a WAV; what each decoded from the
+    network holds the other two's tones and never its own."""
+    dev = ensure_dev_certificate(tmp_path / "data" / "tls")
+    async with web_app({"/voice": conference_flow, "/left": lambda form: HANGUP}) as app:
+        app.routes["/events"] = lambda form: ""
+        config = engine_config(
+            tmp_path,
+            [
+                {"name": "127.0.0.1", "voice_url": app.url("/voice"), "secure_media": True},
+                {"name": "conf.test", "voice_url": app.url("/voice")},
+            ],
+            transports=("udp", "tcp", "tls"),
+            extra={"tls": {"ca_bundle": str(dev.ca)}},
+        )
+        async with running_engine(config) as engine:
+            udp = sip_port(engine, "udp")
+            peers = {}
+            for user in TONES:
+                secure = user == "alice"
+                peers[user] = await baresip(
+                    BaresipOptions(
+                        user=user,
+                        play=tone_wav(tmp_path / f"{user}.wav", TONES[user], 30_000, amplitude=0.3),
+                        cert=dev,
+                        transport="tls" if secure else None,
+                        mediaenc="srtp-mand" if secure else None,
+                        extra_account_params=() if secure else (f'outbound="sip:127.0.0.1:{udp}"',),
+                    ),
+                    name=user,
+                )
+            await peers["alice"].dial(f"sip:room@127.0.0.1:{sip_port(engine, 'tls')};transport=tls")
+            await peers["alice"].wait_event("CALL_ESTABLISHED")
+            for user in ("bob", "carol"):
+                await peers[user].dial("sip:room@conf.test")
+                await peers[user].wait_event("CALL_ESTABLISHED")
+            await until(lambda: app.paths().count("/events") >= 4)  # three joins and the start
+            await asyncio.sleep(3.0)  # everyone's tone flows through the room
+            for user in ("bob", "carol", "alice"):
+                await peers[user].hangup()
+            await until(lambda: app.paths().count("/events") >= 8)
+            for peer in peers.values():
+                await peer.stop()
+    for user, peer in peers.items():
+        heard = peer.received_audio()
+        assert_hears_others(user, heard, [u for u in TONES if u != user])
+    events = [form["StatusCallbackEvent"] for path, form in app.requests if path == "/events"]
+    assert events[0] == "participant-join" and events[-1] == "conference-end"
