@@ -9,7 +9,8 @@ the caller; the agent bridges the oldest caller (the queue's ``url`` runs on tha
 with QueueSid, QueueTime, DequeingCallSid) and each hears the other's tone; when the agent
 hangs up, the caller's ``<Enqueue>`` action gets ``QueueResult=bridged``; a caller who hangs up
 while queued leaves the queue (``hangup``); ``<Leave>`` in a wait document gives ``leave``; REST
-dequeues the front member to a URL.
+dequeues the front member to a URL; REST creates, resizes, renames and deletes queues (not
+one with callers in it), and a full queue answers ``queue-full``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twilio.base.exceptions import TwilioRestException
 
 from support.callers import ToneCaller, best_window, call_engine, caller_phone
 from support.engine import engine_config, running_engine, sip_port, twilio_client, web_app
@@ -166,3 +168,49 @@ async def test_an_agent_on_an_empty_queue_waits_then_gives_up(tmp_path: Path) ->
             await carol.leg.wait_ended(15)
     done = next(f for p, f in app.requests if p == "/agent-done")
     assert done["DialCallStatus"] == "no-answer"
+
+
+async def test_rest_manages_queues_around_real_callers(tmp_path: Path) -> None:
+    """The Queues resource through the official SDK: create with a MaxSize, a caller fills it,
+    the next one gets ``queue-full``; rename and resize; a queue with a caller in it is not
+    deleted; once empty it is, and a fetch is then a 404."""
+    routes = {
+        "/voice": lambda form: (
+            "<Response><Enqueue waitUrl='/wait' action='/queued'>line</Enqueue></Response>"
+        ),
+        "/wait": lambda form: "<Response><Pause length='1'/></Response>",
+        "/queued": lambda form: "<Response><Hangup/></Response>",
+    }
+    async with web_app(routes) as app:
+        config = engine_config(tmp_path, [{"name": "queue.test", "voice_url": app.url("/voice")}])
+        async with running_engine(config) as engine, caller_phone() as phone:
+            client = twilio_client(engine)
+            created = await asyncio.to_thread(
+                client.queues.create, friendly_name="line", max_size=1
+            )
+            with pytest.raises(TwilioRestException) as twice:
+                await asyncio.to_thread(client.queues.create, friendly_name="line")
+            alice = await dial(engine, phone, "alice")
+            await until(lambda: requests_of(app, "/wait", "alice"))
+            bob = await dial(engine, phone, "bob")
+            await until(lambda: requests_of(app, "/queued", "bob"))
+            await bob.leg.wait_ended(15)
+            queue = client.queues(created.sid)
+            with pytest.raises(TwilioRestException) as busy:
+                await asyncio.to_thread(queue.delete)
+            resized = await asyncio.to_thread(queue.update, friendly_name="front-desk", max_size=5)
+            listed = await asyncio.to_thread(client.queues.list)
+            await alice.hangup()
+            await until(lambda: requests_of(app, "/queued", "alice"))
+            deleted = await asyncio.to_thread(queue.delete)
+            with pytest.raises(TwilioRestException) as gone:
+                await asyncio.to_thread(queue.fetch)
+    assert created.sid.startswith("QU") and created.max_size == 1 and created.current_size == 0
+    assert twice.value.status == 400
+    assert requests_of(app, "/queued", "bob")[0]["QueueResult"] == "queue-full"
+    assert busy.value.status == 400
+    assert resized.friendly_name == "front-desk" and resized.max_size == 5
+    assert [(q.sid, q.current_size) for q in listed] == [(created.sid, 1)]
+    alice_result = requests_of(app, "/queued", "alice")[0]
+    assert alice_result["QueueResult"] == "hangup" and alice_result["QueueSid"] == created.sid
+    assert deleted is True and gone.value.status == 404
