@@ -214,3 +214,30 @@ async def test_rest_manages_queues_around_real_callers(tmp_path: Path) -> None:
     alice_result = requests_of(app, "/queued", "alice")[0]
     assert alice_result["QueueResult"] == "hangup" and alice_result["QueueSid"] == created.sid
     assert deleted is True and gone.value.status == 404
+
+
+async def test_a_failing_wait_document_and_a_stopping_engine_end_the_wait(
+    tmp_path: Path,
+) -> None:
+    """alice's wait document fails (HTTP 404): she leaves with ``QueueResult=error``. bob is
+    waiting when the engine stops: his action runs with ``system-shutdown`` during the grace."""
+    routes = {
+        "/voice": lambda form: (
+            f"<Response><Enqueue waitUrl='/wait-{user(form)}' action='/queued'>line</Enqueue>"
+            "</Response>"
+        ),
+        "/wait-bob": lambda form: "<Response><Pause length='10'/></Response>",
+        "/queued": lambda form: "<Response><Hangup/></Response>",
+    }
+    async with web_app(routes) as app:
+        config = engine_config(tmp_path, [{"name": "queue.test", "voice_url": app.url("/voice")}])
+        async with running_engine(config) as engine, caller_phone() as phone:
+            alice = await dial(engine, phone, "alice")
+            await until(lambda: requests_of(app, "/queued", "alice"), timeout=15)
+            await alice.leg.wait_ended(15)
+            bob = await dial(engine, phone, "bob")
+            await until(lambda: requests_of(app, "/wait-bob", "bob"))
+            await engine.stop()
+            await bob.leg.wait_ended(15)
+    assert requests_of(app, "/queued", "alice")[0]["QueueResult"] == "error"
+    assert requests_of(app, "/queued", "bob")[0]["QueueResult"] == "system-shutdown"
