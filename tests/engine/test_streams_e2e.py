@@ -10,7 +10,8 @@ the call to a real aiohttp WebSocket app speaking Twilio's Media Streams protoco
   caller hears (the ``<Say>``) on the outbound track; ``<Stop>`` sends ``stop``; the status
   callbacks say stream-started then stream-stopped.
 * a dead app (accepts, never reads), an unreachable one and a server that does not upgrade do
-  not stall the call: the caller's RTP never stops, errors are logged with Twilio's codes.
+  not stall the call: the caller's RTP never stops, errors are logged with Twilio's codes;
+  an app whose certificate the engine does not trust is never reached (31910).
 * REST ``Streams.json`` through the official twilio SDK: a fork created on a live call, then
   stopped by name.
 """
@@ -236,3 +237,30 @@ async def test_rest_streams_fork_a_live_call_and_stop_it(tmp_path: Path, pki: Pk
     assert session.start["start"]["customParameters"] == {"source": "rest"}
     assert session.events()[-1] == "stop"
     assert best_window(session.audio("inbound"), CALLER_TONE) > 0.5
+
+
+async def test_an_untrusted_wss_certificate_is_refused(tmp_path: Path, pki: Pki) -> None:
+    """The app's certificate is from a CA the engine does not trust (no ``tls.ca_bundle``):
+    the socket is never opened (31910, ``stream-error``), the app gets nothing, and the flow
+    goes on after the ``<Connect>`` with its action."""
+    async with media_stream_app(ssl_context=server_tls(pki)) as sockets, web_app({}) as app:
+        app.routes["/voice"] = lambda form: (
+            f"<Response><Connect action='/after'><Stream url='{sockets.url('/agent')}' "
+            "statusCallback='/stream-events'/></Connect></Response>"
+        )
+        app.routes["/after"] = lambda form: "<Response><Say>Still here.</Say><Hangup/></Response>"
+        app.routes["/stream-events"] = lambda form: ""
+        config = engine_config(
+            tmp_path, [{"name": "stream.test", "voice_url": app.url("/voice")}]
+        )  # the system's CAs only
+        async with running_engine(config) as engine, caller_phone() as phone:
+            caller = await dial(engine, phone)
+            reason = await caller.leg.wait_ended(20)
+            sid = next(form for path, form in app.requests if path == "/voice")["CallSid"]
+            assert engine.store is not None
+            errors = [e.data for e in engine.store.list_events(sid, kind="error")]
+    assert sockets.url().startswith("wss://") and not sockets.sessions
+    assert reason == "remote hangup" and "/after" in app.paths()
+    assert 31910 in {e.get("code") for e in errors}
+    (callback,) = [form for path, form in app.requests if path == "/stream-events"]
+    assert callback["StreamEvent"] == "stream-error" and callback["StreamError"]
