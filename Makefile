@@ -3,10 +3,10 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBS := sip-tester baresip baresip-core espeak-ng dnsmasq kamailio kamailio-tls-modules
+DEBS := sip-tester baresip baresip-core espeak-ng dnsmasq kamailio kamailio-tls-modules linphone-cli postgresql
 STAMP := $(VENV)/.installed
 # Every benchmark prints its ratio against a reference measured in the same run, and its goal.
-BENCHES := srtp_relay conference overload
+BENCHES := srtp_relay conference overload webhook store markup
 
 .PHONY: setup system-deps run demo test lint typecheck pytest bench clean $(addprefix bench-,$(BENCHES))
 

@@ -70,6 +70,8 @@ CANDIDATES = (
     "start end join leave",
     "small",
     "CA" + "1" * 32,
+    "zrtp",
+    "de",
 )
 
 

@@ -113,9 +113,10 @@ class CapacityError(CallXmlError):
     (docs/reliability.md) reached. Nothing was started; the caller was told to retry
     (SIP ``503`` with ``Retry-After``, REST ``429``). ``retry_after`` is in seconds."""
 
-    def __init__(self, message: str, *, retry_after: int = 5):
+    def __init__(self, message: str, *, retry_after: int = 5, limit: str = ""):
         super().__init__(message)
         self.retry_after = retry_after
+        self.limit = limit  # which one: "max_calls", "store"...
 
 
 class ConfigError(CallXmlError):

@@ -517,3 +517,34 @@ def test_verbs_are_frozen() -> None:
     assert isinstance(say, Say)
     with pytest.raises(dataclasses.FrozenInstanceError):
         say.text = "y"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("uri", "transport"),
+    [("sip:jack@example.com", "udp"), ("sip:jack@example.com;secure=true", "tls")],
+)
+def test_sip_media_encryption_zrtp_is_a_flagged_extension(uri: str, transport: str) -> None:
+    """``<Sip mediaEncryption="zrtp">``: the media is keyed by ZRTP (RFC 6189) whatever the
+    transport; the document says it uses a callxml extension."""
+    document = parse(f'<Dial><Sip mediaEncryption="zrtp">{uri}</Sip></Dial>')
+    dial = document.response.verbs[0]
+    assert isinstance(dial, Dial) and isinstance(dial.targets[0], Sip)
+    target = dial.targets[0].target
+    assert target is not None and target.zrtp and target.transport == transport
+    assert [w.code for w in document.warnings] == ["callxml-extension"]
+    plain = parse(f'<Dial><Sip mediaEncryption="sdes">{uri}</Sip></Dial>').response.verbs[0]
+    assert isinstance(plain, Dial) and isinstance(plain.targets[0], Sip)
+    assert plain.targets[0].target is not None and not plain.targets[0].target.zrtp
+
+
+def test_sip_srtp_suites_is_a_flagged_extension() -> None:
+    document = parse(
+        '<Dial><Sip srtpSuites="aead_aes_256_gcm AES_CM_128_HMAC_SHA1_80">'
+        "sip:jack@example.com;secure=true</Sip></Dial>"
+    )
+    dial = document.response.verbs[0]
+    assert isinstance(dial, Dial) and isinstance(dial.targets[0], Sip)
+    target = dial.targets[0].target
+    assert target is not None
+    assert target.srtp_suites == ("AEAD_AES_256_GCM", "AES_CM_128_HMAC_SHA1_80")
+    assert [w.code for w in document.warnings] == ["callxml-extension"]

@@ -452,3 +452,135 @@ async def test_bridge_audio_tap_hears_both_sides_while_relaying(phones: PhoneFac
     joined.stop()
     for leg in (caller_leg, callee_leg):
         await leg.hangup()
+
+
+# -- ZRTP legs (RFC 6189) ------------------------------------------------------------------------
+
+
+async def _connect_zrtp(a: Box, b: Box, uri: str) -> tuple[CallLeg, CallLeg]:
+    from callxml.sip.target import Target
+
+    dial = asyncio.ensure_future(
+        a.phone.dial(Target.parse(uri).with_media_encryption("zrtp"), timeout=WAIT)
+    )
+    incoming = await b.next_call()
+    b_leg = await incoming.accept(secure_media_enabled=False, zrtp=True)
+    result = await asyncio.wait_for(dial, WAIT)
+    assert result.status == "answered", result
+    assert result.leg is not None
+    await asyncio.wait_for(b_leg.wait_secure(), WAIT)
+    return result.leg, b_leg
+
+
+async def test_zrtp_call_keys_srtp_in_band_both_ways(phones: PhoneFactory) -> None:
+    a, b = await phones(), await phones()
+    a_leg, b_leg = await _connect_zrtp(a, b, b.uri("udp"))
+    ra, rb = a_leg.zrtp_result, b_leg.zrtp_result
+    assert ra is not None and rb is not None and ra.sas == rb.sas
+    assert a_leg.encryption == b_leg.encryption == "zrtp" and a_leg.secure and b_leg.secure
+    assert a_leg.suite == b_leg.suite == "AES_CM_128_HMAC_SHA1_80"
+    assert "RTP/AVP" in str(a_leg.media.local_sdp) and "a=zrtp-hash:1.10 " in str(
+        a_leg.media.local_sdp
+    )
+    a_ear, b_ear = Ear(a_leg), Ear(b_leg)
+    await asyncio.gather(a_leg.play(sine(1000, 600)), b_leg.play(sine(440, 600)))
+    assert goertzel_power(await b_ear.heard(0.5), 1000) > 0.8
+    assert goertzel_power(await a_ear.heard(0.5), 440) > 0.8
+    # SRTP: 12 + 160 + the 10-octet tag; ZRTP packets were counted, never decoded as audio
+    assert a_leg.stats.octets_sent == a_leg.stats.packets_sent * 182
+    assert a_leg.stats.zrtp_received >= 3 and b_leg.stats.zrtp_received >= 3
+    assert "sas=" in repr(a_leg)
+    await a_leg.hangup()
+    await b_leg.wait_ended(WAIT)
+    # the second call between the same two phones is keyed with the retained secret
+    a_leg, b_leg = await _connect_zrtp(a, b, b.uri("udp"))
+    assert a_leg.zrtp_result is not None and a_leg.zrtp_result.cache_match
+    assert b_leg.zrtp_result is not None and b_leg.zrtp_result.cache_match
+    await a_leg.hangup()
+
+
+async def test_zrtp_leg_without_a_zrtp_peer_ends_with_the_reason(phones: PhoneFactory) -> None:
+    """The callee answers RTP/AVP but never speaks ZRTP: nothing flows in the clear, and the
+    dial fails with the ZRTP timeout as its reason once the Hello retransmissions run out."""
+    from callxml.sip.target import Target
+
+    a, b = await phones(), await phones()
+    dial = asyncio.ensure_future(
+        a.phone.dial(Target.parse(b.uri("udp")).with_media_encryption("zrtp"), timeout=WAIT)
+    )
+    incoming = await b.next_call()
+    b_leg = await incoming.accept(secure_media_enabled=False)  # a plain answer, no ZRTP
+    b_ear = Ear(b_leg)
+    playing = asyncio.ensure_future(b_leg.play(sine(440, 6000)))
+    result = await asyncio.wait_for(dial, 3 * WAIT)
+    playing.cancel()
+    assert result.status == "failed" and "ZRTP timeout" in result.reason, result
+    assert result.leg is None
+    assert not b_ear.pcm  # not one RTP packet from the ZRTP leg reached the callee
+    await b_leg.wait_ended(WAIT)
+
+
+async def test_zrtp_secrets_never_reach_the_logs(
+    phones: PhoneFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A whole ZRTP call at DEBUG: neither direction's SRTP master key or salt, nor the new
+    retained secret, in hex or base64, is in any log record or repr."""
+    caplog.set_level(logging.DEBUG)
+    a, b = await phones(), await phones()
+    a_leg, b_leg = await _connect_zrtp(a, b, b.uri("udp"))
+    await asyncio.gather(a_leg.play(sine(1000, 200)), b_leg.play(sine(440, 200)))
+    await a_leg.hangup()
+    await b_leg.wait_ended(WAIT)
+    secrets: list[str] = []
+    for leg in (a_leg, b_leg):
+        result = leg.zrtp_result
+        assert result is not None and result.cache_update.rs1 is not None
+        for material in (result.our_key, result.their_key, result.cache_update.rs1):
+            secrets += [base64.b64encode(material).decode()[:16], material.hex()[:24]]
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    logged += "\n".join(
+        repr(x) for leg in (a_leg, b_leg) for x in (leg, leg.zrtp, leg.zrtp_result, leg.media)
+    )
+    assert "ZRTP secure" in logged  # the exchange did log (with its SAS): not vacuous
+    for secret in secrets:
+        assert secret not in logged
+
+
+@pytest.mark.parametrize(
+    "suite",
+    ["AEAD_AES_256_GCM", "AEAD_AES_128_GCM", "AES_256_CM_HMAC_SHA1_80", "AES_256_CM_HMAC_SHA1_32"],
+)
+async def test_wider_suites_end_to_end_between_two_phones(phones: PhoneFactory, suite: str) -> None:
+    """``srtpSuites`` offered over TLS to a callee that allows only ``suite``: the answer takes
+    that line, both legs run it, the tone crosses both ways, the tags are the suite's."""
+    from callxml.media.suites import SUITES
+    from callxml.sip.target import Target
+
+    a, b = await phones(), await phones()
+    target = Target.parse(b.uri(secure=True)).with_srtp_suites(
+        ("AES_CM_128_HMAC_SHA1_80", suite) if suite != "AEAD_AES_256_GCM" else (suite,)
+    )
+    dial = asyncio.ensure_future(a.phone.dial(target, timeout=WAIT))
+    incoming = await b.next_call()
+    b_leg = await incoming.accept(secure_media_enabled=True, srtp_suites=(suite,))
+    result = await asyncio.wait_for(dial, WAIT)
+    assert result.leg is not None, result
+    a_leg = result.leg
+    assert a_leg.suite == b_leg.suite == suite
+    a_ear, b_ear = Ear(a_leg), Ear(b_leg)
+    await asyncio.gather(a_leg.play(sine(1000, 600)), b_leg.play(sine(440, 600)))
+    assert goertzel_power(await b_ear.heard(0.5), 1000) > 0.8
+    assert goertzel_power(await a_ear.heard(0.5), 440) > 0.8
+    tag = SUITES[suite].srtp_tag_octets
+    assert a_leg.stats.octets_sent == a_leg.stats.packets_sent * (12 + 160 + tag)
+    await a_leg.hangup()
+    await b_leg.wait_ended(WAIT)
+
+
+async def test_an_unknown_srtp_suite_fails_the_dial_with_the_reason(phones: PhoneFactory) -> None:
+    from callxml.sip.target import Target
+
+    a, b = await phones(), await phones()
+    target = Target.parse(b.uri(secure=True)).with_srtp_suites(("ROT13_HMAC_MD5",))
+    result = await a.phone.dial(target, timeout=WAIT)
+    assert result.status == "failed" and result.reason.startswith("srtpSuites: 'ROT13_HMAC_MD5'")

@@ -182,3 +182,48 @@ async def test_baresip_hangs_up_our_secure_call(
     await peer.wait_event("CALL_ESTABLISHED")
     await peer.hangup()
     assert await result.leg.wait_ended(WAIT) == "remote hangup"
+
+
+@pytest.mark.parametrize(
+    ("suites", "answered"),
+    [
+        (("AES_256_CM_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_80"), "AES_CM_128_HMAC_SHA1_80"),
+        (("AEAD_AES_256_GCM", "AES_CM_128_HMAC_SHA1_80"), "AEAD_AES_256_GCM"),
+        (("AEAD_AES_128_GCM", "AES_CM_128_HMAC_SHA1_80"), "AEAD_AES_128_GCM"),
+    ],
+    ids=["aes-256-first", "gcm-256-first", "gcm-128-first"],
+)
+async def test_srtp_suites_extension_offers_more_suites_to_baresip(
+    baresip: BaresipFactory,
+    phone: tuple[Phone, asyncio.Queue[IncomingCall]],
+    dev_cert: DevCertificate,
+    their_tone: Path,
+    suites: tuple[str, ...],
+    answered: str,
+) -> None:
+    """``<Sip srtpSuites>``: several crypto lines, in our order; baresip 1.0 answers the first
+    it runs -- AEAD AES-GCM (RFC 7714) yes, AES-256 counter mode no -- and the leg keys SRTP
+    with the suite of the line the answer took (RFC 4568 §7.1.2); the tone crosses both ways.
+    This is the real-peer GCM interop (baresip offers only AES_CM_128_HMAC_SHA1_80 itself)."""
+    from callxml.sip.target import Target
+
+    peer = await baresip(BaresipOptions(mediaenc="srtp-mand", play=their_tone, cert=dev_cert))
+    target = Target.parse(peer.uri(secure=True)).with_srtp_suites(suites)
+    result = await phone[0].dial(target, timeout=WAIT)
+    assert result.status == "answered", result
+    leg = result.leg
+    assert leg is not None and leg.secure and leg.suite in suites
+    offered = leg.media.local_sdp.media[0].attributes_named("crypto")
+    assert [line.split()[:2] for line in offered] == [
+        [str(n), s] for n, s in enumerate(suites, start=1)
+    ]
+    assert leg.suite == answered
+    heard = bytearray()
+    leg.set_consumer(heard.extend)
+    await asyncio.wait_for(leg.play(sine(OUR_TONE, 1500, amplitude=0.4)), WAIT)
+    ours = await _collect(heard, 1.0)
+    await leg.hangup()
+    await peer.wait_event("CALL_CLOSED")
+    assert goertzel_power(ours[4000:], THEIR_TONE) > 0.8
+    assert goertzel_power(peer.received_audio()[4000:], OUR_TONE) > 0.8
+    assert f"cryptosuite={leg.suite}" in peer.log()

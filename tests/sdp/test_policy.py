@@ -9,11 +9,15 @@ from pathlib import Path
 import pytest
 
 from callxml.errors import MediaError, SecureMediaError
+from callxml.media.suites import SUITES
 from callxml.sdp.crypto import parse_crypto
 from callxml.sdp.negotiate import NegotiatedMedia, Offer, answer_offer, build_offer, check_answer
 from callxml.sdp.policy import (
+    INBOUND_SUITES,
+    SDES_SUITES,
     check_inbound,
     check_outbound_answer,
+    check_suites,
     choose_inbound_crypto,
     warning_header,
 )
@@ -216,8 +220,10 @@ def test_aead_null_auth_192_256_are_skipped() -> None:
     lines = [v for v in offer.media[0].attributes_named("crypto") if "AES_CM_128_HMAC" not in v]
     assert len(lines) == 7
     reason = refusal(savp(*lines))
-    for suite in ("AEAD_AES_256_GCM_8", "AES_192_CM_HMAC_SHA1_80", "AES_256_CM_HMAC_SHA1_80"):
+    for suite in ("AEAD_AES_256_GCM_8", "AES_192_CM_HMAC_SHA1_80"):
         assert f"{suite} (suite not supported)" in reason
+    # runnable, but the default srtp_suites allow only the AES-128 counter-mode pair
+    assert "AES_256_CM_HMAC_SHA1_80 (suite not allowed by this domain)" in reason
     assert reason.endswith("; ...")  # seven skipped lines, six listed
     assert "inline" not in reason
 
@@ -350,3 +356,177 @@ def test_check_functions_directly() -> None:
     assert check_outbound_answer(None, replace(audio, proto="RTP/AVP", attributes=())) is None
     with pytest.raises(MediaError):
         check_inbound(audio, secure_media_enabled=False, arrived_over_tls=True)
+
+
+# -- a domain's srtp_suites ----------------------------------------------------------------------
+
+
+def test_sdes_suites_are_exactly_what_the_srtp_layer_runs() -> None:
+    from callxml.media.srtp import PROFILES
+
+    assert set(SDES_SUITES) == set(PROFILES)
+    assert INBOUND_SUITES == ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
+
+
+@pytest.mark.parametrize(
+    "suite",
+    ["AEAD_AES_256_GCM", "AEAD_AES_128_GCM", "AES_256_CM_HMAC_SHA1_80", "AES_256_CM_HMAC_SHA1_32"],
+)
+def test_a_domain_allowing_a_wider_suite_answers_it_with_a_fresh_key_of_its_size(
+    suite: str,
+) -> None:
+    size = SUITES[suite].key_salt_octets
+    theirs = base64.b64encode(bytes(range(size))).decode()
+    offer = savp(f"1 {suite} inline:{theirs}")
+    media = answer_offer(
+        offer,
+        address="198.51.100.1",
+        port=6000,
+        secure_media_enabled=True,
+        arrived_over_tls=True,
+        srtp_suites=(suite, "AES_CM_128_HMAC_SHA1_80"),
+    )
+    assert media.our_crypto is not None and media.our_crypto.suite == suite
+    assert len(media.our_crypto.keying_material()) == size
+    assert media.our_crypto.keying_material() != bytes(range(size))
+    # the default domain refuses the same offer, naming the suite and why
+    reason = refusal(offer)
+    assert f"tag 1 {suite} (suite not allowed by this domain)" in reason
+
+
+def test_the_offer_order_wins_among_allowed_suites() -> None:
+    """RFC 4568 §7.1.2: the offerer's order is its preference; the domain's list only allows."""
+    gcm = base64.b64encode(bytes(44)).decode()
+    offer = savp(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_A}", f"2 AEAD_AES_256_GCM inline:{gcm}")
+    media = answer_offer(
+        offer,
+        address="198.51.100.1",
+        port=6000,
+        secure_media_enabled=True,
+        arrived_over_tls=True,
+        srtp_suites=("AEAD_AES_256_GCM", "AES_CM_128_HMAC_SHA1_80"),
+    )
+    assert media.their_crypto is not None and media.their_crypto.tag == 1
+    only_gcm = answer_offer(
+        offer,
+        address="198.51.100.1",
+        port=6000,
+        secure_media_enabled=True,
+        arrived_over_tls=True,
+        srtp_suites=("AEAD_AES_256_GCM",),
+    )
+    assert only_gcm.their_crypto is not None and only_gcm.their_crypto.tag == 2
+
+
+def test_check_suites() -> None:
+    assert check_suites(["aead_aes_256_gcm", "AES_CM_256_HMAC_SHA1_80"]) == (
+        "AEAD_AES_256_GCM",
+        "AES_256_CM_HMAC_SHA1_80",
+    )
+    for bad in (["AES_192_CM_HMAC_SHA1_80"], ["NOPE"], [], ["AEAD_AES_128_GCM"] * 2, [3]):
+        with pytest.raises(ValueError):
+            check_suites(bad)  # type: ignore[arg-type]
+
+
+# -- ZRTP (RFC 6189): a=zrtp-hash and the media_encryption rows ---------------------------------
+
+HELLO_HASH = "1.10 " + "ab" * 32
+
+
+def avp(*extra: str) -> SessionDescription:
+    lines = "".join(f"a={e}\r\n" for e in extra)
+    return SessionDescription.parse(
+        "v=0\r\no=- 5 5 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n"
+        f"m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n{lines}"
+    )
+
+
+def test_a_zrtp_offer_is_rtp_avp_with_our_hello_hash() -> None:
+    offer = build_offer(address="192.0.2.1", port=4000, secure=False, zrtp_hash=HELLO_HASH)
+    (audio,) = offer.sdp.media
+    assert offer.zrtp and not offer.secure and audio.proto == "RTP/AVP"
+    assert audio.attributes_named("zrtp-hash") == (HELLO_HASH,)
+    assert not audio.attributes_named("crypto")
+    with pytest.raises(ValueError):
+        build_offer(address="192.0.2.1", port=4000, secure=True, zrtp_hash=HELLO_HASH)
+
+
+def test_zrtp_domain_answers_an_avp_offer_with_its_hash_and_keeps_theirs() -> None:
+    theirs = "1.10 " + "cd" * 32
+    media = answer_offer(
+        avp(f"zrtp-hash:{theirs}"), address="198.51.100.1", port=6000, zrtp_hash=HELLO_HASH
+    )
+    assert media.zrtp and media.their_zrtp_hash == theirs and not media.secure
+    assert media.local_sdp.media[0].attributes_named("zrtp-hash") == (HELLO_HASH,)
+    plain = answer_offer(avp(), address="198.51.100.1", port=6000)
+    assert not plain.zrtp and not plain.local_sdp.media[0].attributes_named("zrtp-hash")
+
+
+def test_zrtp_domain_refuses_an_srtp_offer() -> None:
+    with pytest.raises(SecureMediaError) as info:
+        answer_offer(
+            savp(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_A}"),
+            address="198.51.100.1",
+            port=6000,
+            arrived_over_tls=True,
+            zrtp_hash=HELLO_HASH,
+        )
+    assert info.value.reason == "ZRTP required: offer is RTP/SAVP, expected RTP/AVP"
+
+
+def test_sdes_or_zrtp_takes_either_by_the_offer_s_profile() -> None:
+    both = {"secure_media_enabled": True, "zrtp_hash": HELLO_HASH}
+    sdes = answer_offer(
+        savp(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_A}"),
+        address="198.51.100.1",
+        port=6000,
+        arrived_over_tls=True,
+        **both,  # type: ignore[arg-type]
+    )
+    assert sdes.secure and not sdes.zrtp
+    assert not sdes.local_sdp.media[0].attributes_named("zrtp-hash")
+    zrtp = answer_offer(avp(), address="198.51.100.1", port=6000, **both)  # type: ignore[arg-type]
+    assert zrtp.zrtp and not zrtp.secure  # ZRTP needs no TLS: it is end to end on the media
+    with pytest.raises(SecureMediaError) as info:  # SDES keys in SDP still need TLS
+        answer_offer(
+            savp(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_A}"),
+            address="198.51.100.1",
+            port=6000,
+            **both,  # type: ignore[arg-type]
+        )
+    assert "did not arrive over TLS" in info.value.reason
+
+
+def test_the_answer_to_a_zrtp_offer_must_be_plain_rtp() -> None:
+    offer = build_offer(address="192.0.2.1", port=4000, secure=False, zrtp_hash=HELLO_HASH)
+    theirs = "1.10 " + "ef" * 32
+    media = check_answer(offer, avp(f"zrtp-hash:{theirs}"))
+    assert media.zrtp and media.their_zrtp_hash == theirs
+    with pytest.raises(SecureMediaError):
+        check_answer(offer, savp(f"1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_B}"))
+
+
+def test_an_offer_asking_for_more_suites_lists_them_in_order_and_takes_the_answered_one() -> None:
+    offer = build_offer(
+        address="192.0.2.1",
+        port=4000,
+        secure=True,
+        srtp_suites=("AEAD_AES_256_GCM", "AES_CM_128_HMAC_SHA1_80"),
+    )
+    lines = offer.sdp.media[0].attributes_named("crypto")
+    assert [line.split()[:2] for line in lines] == [
+        ["1", "AEAD_AES_256_GCM"],
+        ["2", "AES_CM_128_HMAC_SHA1_80"],
+    ]
+    assert [len(c.keying_material()) for c in offer.offered_cryptos] == [44, 30]
+    media = check_answer(offer, answer_with(f"2 AES_CM_128_HMAC_SHA1_80 inline:{KEY_B}"))
+    assert media.our_crypto is offer.offered_cryptos[1] and media.srtp_profile == 1
+    with pytest.raises(SecureMediaError) as info:
+        check_answer(offer, answer_with(f"1 AES_CM_128_HMAC_SHA1_32 inline:{KEY_B}"))
+    assert "expected AEAD_AES_256_GCM or AES_CM_128_HMAC_SHA1_80" in info.value.reason
+    with pytest.raises(ValueError):
+        build_offer(
+            address="192.0.2.1", port=4000, secure=True, srtp_suites=("F8_128_HMAC_SHA1_80",)
+        )
+    plain = build_offer(address="192.0.2.1", port=4000, secure=True)
+    assert len(plain.sdp.media[0].attributes_named("crypto")) == 1 and not plain.offered_cryptos

@@ -35,10 +35,11 @@ def derive(
 
 
 class SessionKeys:
-    def __init__(self, master: bytes, *, rtcp: bool) -> None:
-        key, salt = master[:16], master[16:30]
+    def __init__(self, master: bytes, *, rtcp: bool, key_octets: int = 16) -> None:
+        # RFC 6188 §3: the AES-192/256 suites derive a session key as long as the master key.
+        key, salt = master[:key_octets], master[key_octets : key_octets + 14]
         base = 3 if rtcp else 0
-        self.cipher_key = derive(key, salt, base + 0, 16)
+        self.cipher_key = derive(key, salt, base + 0, key_octets)
         self.auth_key = derive(key, salt, base + 1, 20)
         self.salt = int.from_bytes(derive(key, salt, base + 2, 14), "big")
 
@@ -59,9 +60,11 @@ def _header_length(packet: bytes) -> int:
 class ReferenceSrtp:
     """One direction of SRTP + SRTCP for a single SSRC, sender or receiver side."""
 
-    def __init__(self, master: bytes, *, rtp_tag: int = 10, rtcp_tag: int = 10) -> None:
-        self.rtp = SessionKeys(master, rtcp=False)
-        self.rtcp = SessionKeys(master, rtcp=True)
+    def __init__(
+        self, master: bytes, *, rtp_tag: int = 10, rtcp_tag: int = 10, key_octets: int = 16
+    ) -> None:
+        self.rtp = SessionKeys(master, rtcp=False, key_octets=key_octets)
+        self.rtcp = SessionKeys(master, rtcp=True, key_octets=key_octets)
         self.rtp_tag = rtp_tag
         self.rtcp_tag = rtcp_tag
         self.roc = 0
@@ -134,3 +137,41 @@ class ReferenceSrtp:
         ssrc = struct.unpack_from("!I", data, 4)[0]
         iv = self.rtcp.iv(ssrc, e_index & 0x7FFFFFFF)
         return data[:8] + aes_cm(self.rtcp.cipher_key, iv, data[8:])
+
+
+class ReferenceGcm:
+    """RFC 7714 AEAD_AES_128_GCM / AEAD_AES_256_GCM, sender side, one SSRC, ROC 0.
+
+    §11: session keys from the RFC 3711 KDF with the 96-bit master salt (zero-padded to the
+    112 bits the KDF takes); §8.1: IV = (00 00 ‖ SSRC ‖ ROC ‖ SEQ) XOR the 96-bit session salt,
+    AAD = the RTP header; §9.1: SRTCP IV = (00 00 ‖ SSRC ‖ 00 00 ‖ 0 ‖ index) XOR salt, AAD = the
+    first 8 octets ‖ E ‖ index, trailer E ‖ index after the tag.
+    """
+
+    def __init__(self, master: bytes) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        key_octets = len(master) - 12
+        key, salt = master[:key_octets], master[key_octets:] + bytes(2)
+        self.rtp = AESGCM(derive(key, salt, LABEL_RTP_ENCRYPTION, key_octets))
+        self.rtp_salt = derive(key, salt, LABEL_RTP_SALT, 12)
+        self.rtcp = AESGCM(derive(key, salt, LABEL_RTCP_ENCRYPTION, key_octets))
+        self.rtcp_salt = derive(key, salt, LABEL_RTCP_SALT, 12)
+        self.srtcp_index = 0
+
+    @staticmethod
+    def _xor(a: bytes, b: bytes) -> bytes:
+        return bytes(x ^ y for x, y in zip(a, b, strict=True))
+
+    def protect(self, packet: bytes) -> bytes:
+        seq, ssrc = struct.unpack_from("!H", packet, 2)[0], struct.unpack_from("!I", packet, 8)[0]
+        iv = self._xor(struct.pack("!HIIH", 0, ssrc, 0, seq), self.rtp_salt)
+        head = _header_length(packet)
+        return packet[:head] + self.rtp.encrypt(iv, packet[head:], packet[:head])
+
+    def protect_rtcp(self, packet: bytes) -> bytes:
+        self.srtcp_index = (self.srtcp_index + 1) & 0x7FFFFFFF
+        ssrc = struct.unpack_from("!I", packet, 4)[0]
+        iv = self._xor(struct.pack("!HIHI", 0, ssrc, 0, self.srtcp_index), self.rtcp_salt)
+        e_index = struct.pack("!I", 0x80000000 | self.srtcp_index)
+        return packet[:8] + self.rtcp.encrypt(iv, packet[8:], packet[:8] + e_index) + e_index

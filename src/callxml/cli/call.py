@@ -61,6 +61,11 @@ class CallReport:
     transport: str | None = None
     secure: bool = False
     suite: str | None = None
+    encryption: str | None = None  # sdes, zrtp or None
+    zrtp_sas: str | None = None
+    zrtp_sas_verified: bool | None = None
+    zrtp_algorithms: str | None = None
+    zrtp_cache: str | None = None  # match, mismatch or new
     codec: str | None = None
     sip_call_id: str | None = None
     end_reason: str | None = None
@@ -85,7 +90,15 @@ class CallReport:
             out.append(f"  transport: {self.transport}")
         if self.codec:
             media = f"SRTP {self.suite}" if self.secure else "RTP (not encrypted)"
+            if self.encryption == "zrtp":
+                media += " keyed by ZRTP"
             out.append(f"  media:     {media}, {self.codec}")
+        if self.zrtp_sas:
+            verified = "verified" if self.zrtp_sas_verified else "compare it with the peer's"
+            out.append(
+                f"  zrtp:      SAS {self.zrtp_sas} ({verified}); {self.zrtp_algorithms}; "
+                f"cache {self.zrtp_cache}"
+            )
         if self.stats:
             s = self.stats
             dropped = s["dropped_auth"] + s["dropped_replay"] + s["dropped_invalid"]
@@ -128,6 +141,7 @@ async def place_call(
     bind: str | None = None,
     proxy: str | None = None,
     dns: Sequence[str] = (),
+    zrtp: bool = False,
 ) -> CallReport:
     """Dial ``uri``, send ``pcm`` (8 kHz PCM16) and ``digits``, stay ``duration`` seconds,
     hang up, and report. Raises :class:`click.ClickException` for local setup problems.
@@ -146,6 +160,8 @@ async def place_call(
             target = target.via(proxy)
         except (RemoteProtocolError, CallXmlError) as exc:
             raise click.UsageError(f"--proxy: {exc}") from None
+    if zrtp:
+        target = target.with_media_encryption("zrtp")
     try:
         resolver = DnsResolver(dns) if dns else SystemResolver()
         candidates = await locate(target.hop, resolver)
@@ -206,6 +222,15 @@ async def _run(
     report.secure = leg.secure
     report.suite = leg.suite
     report.codec = leg.codec
+    report.encryption = leg.encryption
+    zrtp = leg.zrtp_result
+    if zrtp is not None:
+        report.zrtp_sas = zrtp.sas
+        report.zrtp_sas_verified = zrtp.verified
+        report.zrtp_algorithms = zrtp.algorithms
+        report.zrtp_cache = (
+            "match" if zrtp.cache_match else ("mismatch" if zrtp.cache_mismatch else "new")
+        )
     received: list[str] = []
     leg.set_consumer(report.audio.extend, received.append)
     loop = asyncio.get_running_loop()
@@ -337,6 +362,12 @@ def _check_digits(ctx: click.Context, param: click.Parameter, value: str | None)
     help="DNS server for locating the target (RFC 3263 NAPTR/SRV/A), e.g. 192.0.2.53 or "
     "127.0.0.1:5353; repeat for several. Default: the system resolver.",
 )
+@click.option(
+    "--zrtp",
+    is_flag=True,
+    help="Key the media with ZRTP (RFC 6189) instead of SDES; the report shows the SAS to "
+    "compare with the peer's.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def call_command(
     uri: str,
@@ -354,6 +385,7 @@ def call_command(
     tone: float,
     proxy: str | None,
     dns: tuple[str, ...],
+    zrtp: bool,
     as_json: bool,
 ) -> None:
     """Place one call to URI and report how it went.
@@ -363,10 +395,13 @@ def call_command(
       callxml call 'sip:alice@192.0.2.10'
       callxml call 'sip:jack@pbx.example.com;secure=true' --ca ca.pem --record heard.wav
       callxml call 'sip:ivr@demo.callxml.localhost' --proxy sip:127.0.0.1:5060
+      callxml call 'sip:alice@192.0.2.10' --zrtp
 
     ;secure=true (or sips:) uses SIP over TLS on port 5061 unless the URI names a port,
     and SRTP (AES_CM_128_HMAC_SHA1_80). Exit status: 0 answered with media, 1 not answered,
     3 media negotiation failed (e.g. the peer refused SRTP), 4 answered but no RTP received.
+    --zrtp keys the media with ZRTP in band (RTP/AVP with a=zrtp-hash); the report shows the
+    SAS, and a ZRTP failure is exit status 3.
     """
     if (cert is None) != (key is None):
         raise click.UsageError("--cert and --key go together")
@@ -400,6 +435,7 @@ def call_command(
             bind=bind,
             proxy=proxy,
             dns=dns,
+            zrtp=zrtp,
         )
     )
     if as_json:

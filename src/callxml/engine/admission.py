@@ -11,6 +11,8 @@ CANCEL, re-INVITE) never pass through here.
 The limits (``[limits]`` in the configuration): concurrent calls, call setups in flight (taken
 and not yet answered or ended), new INVITEs per second overall and per source address (token
 buckets, a burst of one second's worth), REST creates per second, and webhook fetches in flight.
+And one that is not a number: a store that takes no writes (:mod:`callxml.engine.health`)
+refuses every new call, reason ``store``.
 Pure bookkeeping with an explicit clock, so the rules are unit-testable; the engine calls it.
 """
 
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
+
+from callxml.engine.health import StoreHealth
 
 __all__ = ["Admission", "AdmissionLimits", "Slot", "TokenBucket"]
 
@@ -67,8 +71,9 @@ class Admission:
     ``refused`` counts refusals by limit, for metrics and tests.
     """
 
-    def __init__(self, limits: AdmissionLimits) -> None:
+    def __init__(self, limits: AdmissionLimits, *, store_health: StoreHealth | None = None) -> None:
         self.limits = limits
+        self.store_health = store_health
         self.calls = 0
         self.setups = 0
         self.fetches = 0
@@ -79,6 +84,8 @@ class Admission:
 
     def _capacity(self) -> str | None:
         limits = self.limits
+        if self.store_health is not None and not self.store_health.ok:
+            return "store"  # records could not be kept: take no call until they can
         if self.calls >= limits.max_calls:
             return "max_calls"
         if self.setups >= limits.max_setups:

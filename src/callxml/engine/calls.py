@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from callxml.engine.callbacks import CallbackTarget, StatusCallbacks
 from callxml.engine.config import AccountConfig
+from callxml.engine.health import RETRY_DELAYS, STORE_ERRORS, StoreHealth
 from callxml.engine.store import (
     TERMINAL_STATUSES,
     CallEvent,
@@ -131,6 +132,11 @@ class CallBook:
     task that asked is cancelled (its thread would finish anyway, and must not overtake the
     next). Unordered threads let an ``in-progress`` land after ``completed``. And a final
     status is final: a later non-final one is ignored.
+
+    When the store fails (a full disk, a lock held elsewhere: :mod:`callxml.engine.health`),
+    a write is retried in its turn until it commits, and nobody waits for it: the caller gets
+    ``None`` and the call goes on (its audio never waits for a record); the writes land, in
+    order, when the store takes them again.
     """
 
     def __init__(
@@ -142,8 +148,10 @@ class CallBook:
         recording_url: Callable[[str], str],
         *,
         on_settled: Callable[[], None] | None = None,
+        health: StoreHealth | None = None,
     ) -> None:
         self.store = store
+        self.health = health
         self.on_settled = on_settled  # called when the call is answered or ends (admission)
         self.callbacks = callbacks
         self.target = target
@@ -157,19 +165,43 @@ class CallBook:
     def sid(self) -> str:
         return self.record.sid
 
-    async def _write(self, work: Callable[[], Awaitable[T]]) -> T:
-        """Run ``work`` after every write asked for before it (see the class docstring)."""
+    async def _write(self, work: Callable[[], Awaitable[T]]) -> T | None:
+        """Run ``work`` after every write asked for before it (see the class docstring); its
+        result, or None when the store is failing and the write is left to commit later."""
         previous = self._last
+        health = self.health
 
         async def in_turn() -> T:
             if previous is not None:
                 with contextlib.suppress(BaseException):
                     await previous
-            return await work()
+            attempt = 0
+            while True:
+                try:
+                    result = await work()
+                except STORE_ERRORS as exc:
+                    if health is None:
+                        raise
+                    health.failed(exc)
+                    await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
+                    attempt += 1
+                    continue
+                if health is not None:
+                    health.recovered()
+                return result
 
         task = asyncio.ensure_future(in_turn())
         self._last = task
-        return await asyncio.shield(task)
+        if health is None:
+            return await asyncio.shield(task)
+        if not health.ok:
+            return None
+        degraded = asyncio.ensure_future(health.degraded())
+        try:
+            await asyncio.wait({task, degraded}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            degraded.cancel()
+        return task.result() if task.done() else None
 
     async def flush(self) -> None:
         """Wait until every write asked for so far has been applied."""
@@ -209,7 +241,15 @@ class CallBook:
 
         await self._write(update)
 
-    async def recording(self, sid: str, path: Path, duration: int, *, channels: int = 1) -> str:
+    async def recording(
+        self,
+        sid: str,
+        path: Path,
+        duration: int,
+        *,
+        channels: int = 1,
+        source: str = "RecordVerb",
+    ) -> str:
         record = RecordingRecord(
             sid=sid,
             call_sid=self.sid,
@@ -218,6 +258,7 @@ class CallBook:
             duration=duration,
             date_created=time.time(),
             channels=channels,
+            source=source,
         )
         await self._write(lambda: asyncio.to_thread(self.store.add_recording, record))
         return self.recording_url(sid)
@@ -239,6 +280,7 @@ class CallBook:
             to=to,
             status="initiated",
             parent_call_sid=self.sid,
+            node=self.record.node,  # a <Dial>'s legs live where their parent does
         )
         # The children's writes join the parent's ordered lane: one writer per call family.
         await self._write(lambda: asyncio.to_thread(self.store.create_call, record))
@@ -258,6 +300,8 @@ class CallBook:
             )
         except KeyError:
             return
+        if record is None:
+            return  # the store is failing: the write lands later; its callback is not sent
         target = self._child_callbacks.get(sid)
         if target is not None and self.callbacks is not None:
             if self._child_status.get(sid) != status:

@@ -126,7 +126,9 @@ class CallNotes(Protocol):
 
     async def event(self, kind: str, data: Mapping[str, Any]) -> None: ...
 
-    async def recording(self, sid: str, path: Path, duration: int, *, channels: int = 1) -> str: ...
+    async def recording(
+        self, sid: str, path: Path, duration: int, *, channels: int = 1, source: str = ...
+    ) -> str: ...
 
 
 # ------------------------------------------------------------------------- status callbacks
@@ -816,7 +818,9 @@ class _RoomRecording:
             path = await asyncio.to_thread(
                 save_recording, self.room.owner.recordings_dir, self.sid, pcm
             )
-            url = await self.participant.notes.recording(self.sid, path, seconds)
+            url = await self.participant.notes.recording(
+                self.sid, path, seconds, source="Conference"
+            )
         except Exception:
             log.exception("conference %s: recording not saved", self.room.sid)
             return

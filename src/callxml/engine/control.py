@@ -22,6 +22,7 @@ from callxml.engine.api import (
     ApiError,
     CallUpdate,
     OutboundCall,
+    RegistrationInfo,
     StreamRecord,
     StreamRequest,
 )
@@ -86,6 +87,7 @@ class CallEngine(Protocol):
     def queues(self) -> Queues: ...
 
     def fetcher_for(self, account: AccountConfig) -> Fetcher: ...
+    def registrations_of(self, account: AccountConfig) -> list[RegistrationInfo]: ...
 
 
 class EngineControl:
@@ -100,14 +102,19 @@ class EngineControl:
         except EngineStopping:
             raise ApiError(503, UNAVAILABLE, "The engine is shutting down") from None
         except CapacityError as exc:
+            retry = {"Retry-After": str(exc.retry_after)}
+            if exc.limit == "store":  # not the client's rate: the service is down for now
+                raise ApiError(
+                    503, UNAVAILABLE, "Service Unavailable: records cannot be kept", headers=retry
+                ) from None
             raise ApiError(
-                429,
-                TOO_MANY_REQUESTS,
-                f"Too Many Requests: {exc}",
-                headers={"Retry-After": str(exc.retry_after)},
+                429, TOO_MANY_REQUESTS, f"Too Many Requests: {exc}", headers=retry
             ) from None
         except InvalidTarget as exc:
             raise ApiError(400, INVALID_TO, f"Invalid 'To': {exc.to} ({exc.reason})") from None
+
+    def registrations(self, account: AccountConfig) -> list[RegistrationInfo]:
+        return self.engine.registrations_of(account)
 
     async def update_call(self, account: AccountConfig, sid: str, update: CallUpdate) -> CallRecord:
         live = self.engine.live(sid)

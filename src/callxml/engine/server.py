@@ -7,7 +7,9 @@ domain → 404, source address check → 403, digest authentication for domains 
 401/403, the domain's secure-media policy → 488, then the domain's webhook flow), originated
 calls (:meth:`Engine.originate`: dial, then the flow on the answered call), and the bookkeeping
 of every live call (:mod:`callxml.engine.calls`), so the API can redirect or end it and SIGTERM
-can drain it (stop accepting, let calls finish within ``shutdown_grace``, then BYE).
+can drain it (stop accepting, let calls finish within ``shutdown_grace``, then BYE). REGISTERs go
+to the registrar (:mod:`callxml.engine.registrar`), which also finds the devices ``<Client>``,
+a ``<Sip>`` to one of our users and REST ``To=client:…`` ring.
 
 SIP, SDP and media rules live in :mod:`callxml.runtime`; call flow rules in
 :mod:`callxml.interpreter`; HTTP in :mod:`callxml.engine.api`, reached through the adapter in
@@ -26,15 +28,18 @@ import re
 import signal
 import ssl
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import aiohttp.http_exceptions
 from aiohttp import web
+from prometheus_client import Histogram
 
 from callxml.audio import AudioCache
 from callxml.engine.admission import Admission, Slot
-from callxml.engine.api import OutboundCall, build_app, recording_uri
+from callxml.engine.api import OutboundCall, RegistrationInfo, build_app, recording_uri
 from callxml.engine.callbacks import CallbackTarget, StatusCallbacks, callback_target
 from callxml.engine.calls import (
     CallBook,
@@ -44,13 +49,19 @@ from callxml.engine.calls import (
     LiveCall,
     new_call_record,
 )
+from callxml.engine.cluster import Cluster
 from callxml.engine.conference import Conferences
 from callxml.engine.config import AccountConfig, DomainConfig, EngineConfig
 from callxml.engine.control import EngineControl
 from callxml.engine.devcert import ensure_dev_certificate
+from callxml.engine.health import StoreHealth
+from callxml.engine.metrics import EngineMetrics, metrics_handler
 from callxml.engine.queues import Queues
+from callxml.engine.registrar import RegistrarService
+from callxml.engine.registrations import RegistrationService
 from callxml.engine.rooms_api import add_room_routes
-from callxml.engine.store import TERMINAL_STATUSES, CallRecord, SqliteStore, Store
+from callxml.engine.store import TERMINAL_STATUSES, CallRecord, SqliteStore, SqlStore, Store
+from callxml.engine.zrtpcache import StoreZrtpCache
 from callxml.errors import (
     CallXmlError,
     CapacityError,
@@ -63,8 +74,10 @@ from callxml.interpreter import CallInfo, CallSession, new_sid
 from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
 from callxml.markup.verbs import Number, Sip
+from callxml.media.zrtp import ZrtpResult
 from callxml.runtime import CallLeg, DialResult, IncomingCall, Phone, bridge
 from callxml.runtime.dial import Dialer, resolve_targets
+from callxml.runtime.fork import dial_fork
 from callxml.runtime.leg import Leg
 from callxml.runtime.recorder import BridgeRecorder, save_recording
 from callxml.runtime.session import (
@@ -75,13 +88,14 @@ from callxml.runtime.session import (
     RuntimeServices,
     webhook_event,
 )
-from callxml.sip.aio.resolver import DnsResolver
+from callxml.sip.aio.resolver import DnsResolver, HostResolver, SystemResolver
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig, TransportLimits
 from callxml.sip.auth import Credentials, DigestServer, parse_authorization
 from callxml.sip.events import Address
 from callxml.sip.headers import parse_name_addr
 from callxml.sip.message import SipRequest
+from callxml.sip.session_timer import SessionTimerConfig
 from callxml.sip.target import Target
 from callxml.sip.uri import parse_uri
 from callxml.webhooks import Fetcher, WebhookClient, WebhookRequest, WebhookResponse
@@ -94,11 +108,11 @@ __all__ = ["ALL_CALLBACK_EVENTS", "DomainAuthenticator", "Engine", "dial_target"
 log = logging.getLogger(__name__)
 
 ALL_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
-#: Digest challenges a domain sends, one WWW-Authenticate each, in this order. MD5 comes first
-#: because many phones (and SIPp) answer only the first challenge and know only MD5; clients that
-#: follow RFC 8760 §2.4 pick SHA-256 themselves. Accepting MD5 at all is what bounds the
-#: strength, not the order.
-DOMAIN_DIGEST_ALGORITHMS = ("MD5", "SHA-256")
+#: Digest challenges a domain sends by default (``digest_algorithms``), one WWW-Authenticate
+#: each, in this order. MD5 comes first because many phones (and SIPp) answer only the first
+#: challenge and know only MD5; clients that follow RFC 8760 §2.4 pick SHA-256 themselves.
+#: Accepting MD5 at all is what bounds the strength, not the order.
+DOMAIN_DIGEST_ALGORITHMS = ("MD5", "SHA-256")  # as DomainConfig.digest_algorithms
 #: After the grace period, how long hung-up calls get to post their last requests.
 DRAIN_AFTER_HANGUP = 5.0
 #: What ends :meth:`Engine.serve`.
@@ -107,13 +121,19 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 TWIML_URL = "http://twiml.callxml.invalid/inline"
 
 
-def dial_target(to: str, trunk_uri_template: str | None) -> Target:
+def dial_target(to: str, trunk_uri_template: str | None) -> Target | str:
     """What to call for ``to``: a SIP URI as written (transport, media policy and X- headers
-    worked out once), or a number through the trunk template.
+    worked out once), a number through the trunk template, or — for ``client:alice`` — the
+    client identity (``alice``), whose registered devices are looked up when the call is dialled.
 
-    Raises :class:`InvalidTarget` for a SIP URI that does not parse, or a number when no
-    trunk is configured.
+    Raises :class:`InvalidTarget` for a SIP URI that does not parse, a number when no
+    trunk is configured, or an empty client identity.
     """
+    if to.lower().startswith("client:"):
+        identity = to[len("client:") :].strip()
+        if not identity or any(c in identity for c in "@:;<> \t"):
+            raise InvalidTarget(to, "a client identity is a user name, as in client:alice")
+        return identity
     is_sip = to.lower().startswith(("sip:", "sips:"))
     noun: Sip | Number = Sip(uri=to) if is_sip else Number(number=to)
     resolved = resolve_targets([noun], trunk_uri_template=trunk_uri_template)[0]
@@ -132,11 +152,19 @@ class DomainAuthenticator:
     (routing answers 404), a domain without credentials, or a source inside the domain's
     ``allowed_ips`` — like Twilio's SIP domains, a domain with both accepts a listed address
     *or* valid credentials. Nonces are signed with a secret drawn at each start, so nonces from
-    an earlier run are simply challenged again.
+    an earlier run are simply challenged again. ``from_carrier(source)`` tells an INVITE that
+    came over a registration's flow (a carrier's call, never challenged: it cannot answer).
     """
 
-    def __init__(self, config: EngineConfig, *, secret: bytes | None = None) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        secret: bytes | None = None,
+        from_carrier: Callable[[Address], bool] | None = None,
+    ) -> None:
         self._config = config
+        self._from_carrier = from_carrier
         secret = secret if secret is not None else os.urandom(32)
         self._servers: dict[str, DigestServer] = {}
         for domain in config.domains:
@@ -145,7 +173,7 @@ class DomainAuthenticator:
                 for credential in domain.credentials:
                     passwords.setdefault(credential.username, credential.password)
                 self._servers[domain.name] = DigestServer(
-                    domain.name, secret, passwords.get, algorithms=DOMAIN_DIGEST_ALGORITHMS
+                    domain.name, secret, passwords.get, algorithms=domain.digest_algorithms
                 )
 
     def server_for(self, domain: DomainConfig) -> DigestServer | None:
@@ -156,8 +184,19 @@ class DomainAuthenticator:
             name = parse_uri(request.uri).bare_host
         except CallXmlError:
             return None  # not a SIP URI: routing refuses it
+        if request.method == "INVITE" and self._from_carrier and self._from_carrier(source):
+            return None
         domain = self._config.domain(name)
-        if domain is None or _admitted_by_address(domain, source.host):
+        if domain is None:
+            return None
+        if request.method == "REGISTER":
+            # A listed address may place calls, never take over a user's: a REGISTER always
+            # proves the user. A secure domain's user is not even challenged off TLS (the
+            # registrar refuses it), so no digest exchange crosses the network in the clear.
+            if domain.secure_media and source.transport != "tls":
+                return None
+            return self._servers.get(domain.name)
+        if _admitted_by_address(domain, source.host):
             return None
         return self._servers.get(domain.name)
 
@@ -182,6 +221,8 @@ class Engine:
         self.echo = echo
         self.store: Store | None = None
         self.phone: Phone | None = None
+        self.registrar: RegistrarService | None = None
+        self.registrations: RegistrationService | None = None
         self.accepting = False
         self.http_port = config.http_port
         self._calls: dict[str, LiveCall] = {}
@@ -194,10 +235,14 @@ class Engine:
         self._audio: AudioCache | None = None
         self._services: dict[str, RuntimeServices] = {}
         self._stopped = asyncio.Event()
-        self.admission = Admission(config.limits)
+        self.store_health = StoreHealth()
+        self.admission = Admission(config.limits, store_health=self.store_health)
         self._slots: dict[str, Slot] = {}
         self._conferences: Conferences | None = None
         self._queues: Queues | None = None
+        self.metrics = EngineMetrics(self)
+        #: Membership among engines sharing a PostgreSQL store (None on SQLite).
+        self.cluster: Cluster | None = None
 
     # -------------------------------------------------------------------------- life
 
@@ -225,11 +270,26 @@ class Engine:
 
     async def start(self) -> None:
         config = self.config
-        try:
-            self.store = SqliteStore(config.database)
-        except Exception as exc:  # sqlite3.Error, OSError
-            raise ConfigError(f"store.path: cannot open {config.database}: {exc}") from None
-        self._recover()
+        store = self._open_store()
+        self.store = self.metrics.timed_store(store)
+        if config.database_url is not None:
+            # Engines sharing the database: take our node id, and finalise only our own calls
+            # (a live peer's are its own; a dead peer's are reaped once its lease runs out).
+            self.cluster = Cluster(
+                store,
+                config.node,
+                config.node_api_url or config.base_url,
+                lease=config.node_lease,
+            )
+            try:
+                await self.cluster.join()
+            except BaseException:
+                store.close()
+                raise
+            self._recover(node=config.node)
+        else:
+            self._recover()
+        self.registrar = RegistrarService(config, self.store)
         policy = NetworkPolicy(
             allow=parse_networks(config.webhook_allow_networks),
             deny=parse_networks(config.webhook_deny_networks),
@@ -247,7 +307,7 @@ class Engine:
             cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._audio = AudioCache(config.data_dir / "audio", session=self._session)
-        self._conferences = Conferences(self.store, self._audio, config.data_dir / "recordings")
+        self._conferences = Conferences(self.store, self._audio, config.recordings)
         self._queues = Queues(self.store)
         for account in config.accounts:
             fetcher = WebhookClient(
@@ -260,31 +320,51 @@ class Engine:
             callbacks.start()
             self._callbacks[account.sid] = callbacks
         await self._start_phone()
+        self.registrar.start()
+        assert self.phone is not None
+        self.registrations = RegistrationService(config, self.phone.user_agent, self._resolver())
+        self.registrations.start()
         await self._start_http()
         self.accepting = True
 
-    def _recover(self) -> None:
-        """After a crash: calls left unfinished are marked failed (no call is ever left live)."""
+    def _open_store(self) -> SqlStore:
+        config = self.config
+        if config.database_url is not None:
+            from callxml.engine.pgstore import PostgresStore
+
+            return PostgresStore(
+                config.database_url, pool_size=config.store_pool_size, node=config.node
+            )
+        try:
+            return SqliteStore(config.database, node=config.node)
+        except ConfigError:
+            raise
+        except Exception as exc:  # sqlite3.Error, OSError
+            raise ConfigError(f"store.path: cannot open {config.database}: {exc}") from None
+
+    def _recover(self, *, node: str | None = None) -> None:
+        """After a crash: calls left unfinished (this node's, when ``node`` is given, and any
+        made before calls named their node) are marked failed: no call is ever left live."""
         assert self.store is not None
         now = time.time()
-        for account in self.config.accounts:  # rooms a crash left open are over
-            for status in ("init", "in-progress"):
-                for room in self.store.list_conferences(account.sid, status=status, limit=1000):
-                    self.store.update_conference(
-                        room.sid,
-                        status="completed",
-                        date_updated=now,
-                        reason_conference_ended="the engine stopped during the conference",
-                    )
-        for record in self.store.unfinished_calls():
-            self.store.update_call(
+        # Rooms live in the engine that mixes them: the ones it left open are over.
+        self.store.end_conferences(
+            node, now=now, reason="the engine stopped during the conference", unowned=True
+        )
+        unfinished = self.store.unfinished_calls()
+        for record in unfinished:
+            if node is not None and record.node not in (node, None):
+                continue
+            done = self.store.finish_call(
                 record.sid,
+                unless=TERMINAL_STATUSES,
                 status="failed",
                 date_updated=now,
                 end_time=record.end_time or now,
                 error=record.error or "the engine stopped during the call",
             )
-            log.warning("call %s was unfinished at start; marked failed", record.sid)
+            if done:
+                log.warning("call %s was unfinished at start; marked failed", record.sid)
 
     def _admit_invite(
         self, request: SipRequest, source: Address, now: float
@@ -323,8 +403,8 @@ class Engine:
                 media_port_range=(config.media_port_min, config.media_port_max),
                 rtp_timeout=config.media_rtp_timeout or None,
                 on_incoming=self._incoming,
-                authenticator=DomainAuthenticator(config),
-                resolver=DnsResolver(config.dns_servers) if config.dns_servers else None,
+                authenticator=DomainAuthenticator(config, from_carrier=self._from_carrier),
+                resolver=self._resolver(),
                 failover_timeout=config.failover_timeout,
                 limits=TransportLimits(
                     max_connections=config.max_inbound_connections,
@@ -334,6 +414,13 @@ class Engine:
                     read_timeout=config.connection_read_timeout,
                 ),
                 admit=self._admit_invite,
+                zrtp_cache=StoreZrtpCache(self.store) if self.store is not None else None,
+                on_register=self.registrar,
+                session_timer=(
+                    SessionTimerConfig(config.session_expires, config.min_se)
+                    if config.session_expires
+                    else None
+                ),
             )
         except OSError as exc:
             raise ConfigError(f"sip.listen: cannot listen: {exc}") from None
@@ -344,14 +431,33 @@ class Engine:
         if config.trunk_uri_template:
             self.echo(f"SIP: <Number> dials through {config.trunk_uri_template}")
         for domain in config.domains:
-            secure = "secure media required" if domain.secure_media else "plain RTP"
-            access = ", digest authentication" if domain.credentials else ""
+            secure = {
+                "none": "plain RTP",
+                "sdes": "secure media required",
+                "zrtp": "ZRTP required",
+                "sdes-or-zrtp": "SDES or ZRTP required",
+            }[domain.media_encryption]
+            access = ", digest authentication, registrar" if domain.credentials else ""
             self.echo(f"SIP: domain {domain.name} -> {domain.voice_url} ({secure}{access})")
+
+    def _resolver(self) -> HostResolver:
+        """How dialled hosts and registrars are located (RFC 3263): ``sip.dns_servers``, else the
+        system's resolver."""
+        dns = self.config.dns_servers
+        return DnsResolver(dns) if dns else SystemResolver()
+
+    def _from_carrier(self, source: Address) -> bool:
+        """Whether ``source`` is the far end of a registration's flow (a carrier's call)."""
+        return self.registrations is not None and self.registrations.domain_for(source) is not None
 
     async def _start_http(self) -> None:
         config = self.config
         assert self.store is not None
         app = build_app(config, self.store, EngineControl(self), routes=(add_room_routes,))
+        if self.cluster is not None:
+            app.middlewares.append(self.cluster.middleware)
+        if config.metrics_enabled:
+            app.router.add_get("/metrics", metrics_handler(config, self.metrics))
         self._http = web.AppRunner(app, access_log=None, logger=HTTP_LOG)
         await self._http.setup()
         site = web.TCPSite(self._http, config.http_host, config.http_port)
@@ -391,8 +497,14 @@ class Engine:
             await self._http.cleanup()
         for callbacks in self._callbacks.values():
             await callbacks.close()
+        if self.registrar is not None:
+            await self.registrar.stop()
+        if self.registrations is not None:
+            await self.registrations.stop()  # Expires 0 to each carrier before the sockets close
         if self.phone is not None:
             await self.phone.close()
+        if self.cluster is not None:
+            await self.cluster.leave()
         for fetcher in self._fetchers.values():
             await fetcher.close()
         if self._session is not None:
@@ -416,14 +528,20 @@ class Engine:
     def register(self, live: LiveCall) -> None:
         """Track ``live`` from now on: :meth:`live` finds it and :meth:`stop` drains it."""
         self._calls[live.sid] = live
+        self.metrics.calls_started.labels(live.record.direction).inc()
 
     def forget(self, live: LiveCall) -> None:
         """The engine is done with ``live``: ``live.ended`` is set, :meth:`live` returns None."""
         live.ended.set()
-        self._calls.pop(live.sid, None)
+        if self._calls.pop(live.sid, None) is not None:
+            self.metrics.calls_ended.labels(live.record.status).inc()
         slot = self._slots.pop(live.sid, None)
         if slot is not None:
             slot.release()
+
+    def live_statuses(self) -> dict[str, int]:
+        """How many calls the engine runs now, by status (metrics)."""
+        return dict(Counter(live.record.status for live in self._calls.values()))
 
     @property
     def counters(self) -> dict[str, int]:
@@ -434,6 +552,13 @@ class Engine:
         if self.phone is not None:
             out.update({f"sip.{k}": v for k, v in self.phone.user_agent.counters.items()})
         return out
+
+    def registrations_of(self, account: AccountConfig) -> list[RegistrationInfo]:
+        """``account``'s registrations with carriers (those running its domains)."""
+        if self.registrations is None:
+            return []
+        domains = {d.name for d in self.config.domains if d.account_sid == account.sid}
+        return [r for r in self.registrations.snapshot() if r.domain in domains]
 
     def store_or_fail(self) -> Store:
         if self.store is None:
@@ -477,7 +602,9 @@ class Engine:
         slot = self.admission.take() if refused is None else refused
         if isinstance(slot, str):
             raise CapacityError(
-                f"over the engine's {slot} limit", retry_after=self.config.limits.retry_after
+                f"over the engine's {slot} limit",
+                retry_after=self.config.limits.retry_after,
+                limit=slot,
             )
         record = new_call_record(
             account_sid=account.sid,
@@ -485,6 +612,7 @@ class Engine:
             from_=call.from_,
             to=call.to,
             status="queued",
+            node=self.config.node,
         )
         target = callback_target(
             call.status_callback, call.status_callback_method, call.status_callback_event
@@ -523,12 +651,14 @@ class Engine:
             assert self._audio is not None and self.phone is not None
             assert self._session is not None
             services = RuntimeServices(
-                fetcher=_CountedFetcher(self._fetchers[account.sid], self.admission),
+                fetcher=_CountedFetcher(
+                    self._fetchers[account.sid], self.admission, self.metrics.webhook_seconds
+                ),
                 audio=self._audio,
                 streams=StreamClient(
                     self._session, auth_token=account.auth_token, ssl_context=self._client_tls
                 ),
-                recordings_dir=self.config.data_dir / "recordings",
+                recordings_dir=self.config.recordings,
             )
             self._services[account.sid] = services
         return services
@@ -541,6 +671,7 @@ class Engine:
             target,
             record,
             lambda sid: base + recording_uri(account, sid),
+            health=self.store_health,
         )
 
     def _dialer(self, book: CallBook, account: AccountConfig) -> Dialer:
@@ -574,8 +705,9 @@ class Engine:
             path = await asyncio.to_thread(
                 save_recording, services.recordings_dir, sid, pcm, channels=channels
             )
-            return await book.recording(sid, path, duration, channels=channels)
+            return await book.recording(sid, path, duration, channels=channels, source="DialVerb")
 
+        assert self.registrar is not None
         return Dialer(
             self.phone,
             bridge,
@@ -584,6 +716,7 @@ class Engine:
             event=book.event,
             whisper=whisper,
             recordings=keep,
+            directory=self.registrar.directory(account),
         )
 
     async def _run_call(
@@ -649,7 +782,7 @@ class Engine:
         self,
         live: LiveCall,
         call: OutboundCall,
-        to: Target,
+        to: Target | str,
     ) -> None:
         """The life of an originated call: dial, record the outcome, run the flow if answered."""
         book = live.book
@@ -662,12 +795,14 @@ class Engine:
             await book.event(
                 "sip",
                 {
-                    "message": f"dial {to}: {result.status}",
+                    "message": f"dial {to if isinstance(to, Target) else call.to}: {result.status}",
                     "sip_response_code": result.sip_response_code,
                     "reason": result.reason,
                 },
             )
             leg = result.leg
+            if leg is not None and leg.zrtp_result is not None:
+                await book.event("media", zrtp_event(leg.zrtp_result))
             if leg is None:
                 status = result.status if result.status in TERMINAL_STATUSES else "failed"
                 await book.status(
@@ -727,7 +862,7 @@ class Engine:
         path = await asyncio.to_thread(
             save_recording, services.recordings_dir, sid, pcm, channels=channels
         )
-        url = await live.book.recording(sid, path, seconds, channels=channels)
+        url = await live.book.recording(sid, path, seconds, channels=channels, source="OutboundAPI")
         extra = (("RecordingUrl", url), ("RecordingDuration", str(seconds)))
         await self._recording_callback(live, call, sid, "completed", extra, channels)
 
@@ -765,9 +900,11 @@ class Engine:
         self,
         live: LiveCall,
         call: OutboundCall,
-        to: Target,
+        to: Target | str,
     ) -> DialResult | None:
         """Dial ``to`` until answer, failure or ring timeout; the record shows ``ringing``.
+        A client identity (``to`` as text) or a SIP URI naming one of the account's registered
+        users rings every device of that user at once (:func:`~callxml.runtime.fork.dial_fork`).
 
         None when the dial was cancelled from outside (REST ``Status=canceled``, or the drain);
         the cancellation propagates when it is this task itself being cancelled.
@@ -783,14 +920,29 @@ class Engine:
         def on_ringing() -> None:
             ringing.append(asyncio.ensure_future(live.book.status("ringing")))
 
-        dialing = self.phone.dial(
-            to,
-            from_uri=_from_uri(call),
-            timeout=call.timeout,
-            credentials=credentials,
-            on_ringing=on_ringing,
-            sid=live.sid,
-        )
+        assert self.registrar is not None
+        users = self.registrar.directory(live.account)
+        callee = users.client(to) if isinstance(to, str) else users.sip(to)
+        if callee is not None:
+            dialing = dial_fork(
+                self.phone,
+                callee,
+                from_uri=_from_uri(call),
+                timeout=call.timeout,
+                headers=to.headers if isinstance(to, Target) else (),
+                on_ringing=on_ringing,
+                sid=live.sid,
+            )
+        else:
+            assert isinstance(to, Target)
+            dialing = self.phone.dial(
+                to,
+                from_uri=_from_uri(call),
+                timeout=call.timeout,
+                credentials=credentials,
+                on_ringing=on_ringing,
+                sid=live.sid,
+            )
         try:
             return await live.dial(dialing)
         except asyncio.CancelledError:
@@ -821,14 +973,18 @@ class Engine:
             slot.release()  # the call is over, or was refused before it began (404, 403...)
 
     async def _take_incoming(self, incoming: IncomingCall, slot: Slot) -> None:
-        domain = self.config.domain(incoming.domain)
+        # A call over a registration's flow is the carrier's: it runs that registration's domain.
+        source = Address(incoming.transport, *incoming.source)
+        carrier = self.registrations.domain_for(source) if self.registrations else None
+        domain = carrier or self.config.domain(incoming.domain)
         if domain is None:
             await incoming.reject(404, "Not Found", warning=f"no SIP domain {incoming.domain!r}")
             return
         # With credentials too, the user agent has already let in only a listed address or valid
         # digest credentials (DomainAuthenticator); without, the address decides alone.
         if (
-            domain.allowed_ips
+            carrier is None
+            and domain.allowed_ips
             and not domain.credentials
             and not _admitted_by_address(domain, incoming.source[0])
         ):
@@ -838,6 +994,10 @@ class Engine:
         if account is None:  # config validation makes this impossible
             await incoming.reject(500, "Server Internal Error")
             return
+        if self.registrar is not None and self.registrar.registered_flow(
+            incoming.transport, *incoming.source
+        ):
+            incoming.keep_on_flow()  # a registered device: our BYE goes back over its flow
         record = new_call_record(
             account_sid=account.sid,
             direction="inbound",
@@ -846,13 +1006,16 @@ class Engine:
             status="ringing",
             sip_call_id=incoming.sip_call_id,
             caller_name=incoming.request.from_.display_name or None,
+            forwarded_from=_forwarded_from(incoming.request),
+            node=self.config.node,
         )
         target = callback_target(
             domain.status_callback, domain.status_callback_method, ALL_CALLBACK_EVENTS
         )
         live = await self._new_call(account, record, target, slot)
+        admitted = "registration" if carrier else _admitted_by(domain, incoming.source[0])
         try:
-            await self._run_inbound(live, domain, incoming)
+            await self._run_inbound(live, domain, incoming, admitted)
         except Exception as exc:  # a bug: answer the caller, finish the record, keep serving
             await _call_crashed(live, exc)
             if not incoming.decided:
@@ -862,7 +1025,7 @@ class Engine:
             self.forget(live)
 
     async def _run_inbound(
-        self, live: LiveCall, domain: DomainConfig, incoming: IncomingCall
+        self, live: LiveCall, domain: DomainConfig, incoming: IncomingCall, admitted_by: str
     ) -> None:
         book = live.book
         await book.event(
@@ -873,12 +1036,16 @@ class Engine:
                 "source": f"{incoming.source[0]}:{incoming.source[1]}",
                 "domain": domain.name,
                 "secure_media": domain.secure_media,
-                "admitted_by": _admitted_by(domain, incoming.source[0]),
+                "admitted_by": admitted_by,
             },
         )
         try:
             leg = await incoming.accept(
-                secure_media_enabled=domain.secure_media, answer=False, sid=book.sid
+                secure_media_enabled=domain.secure_media,
+                srtp_suites=domain.srtp_suites,
+                zrtp=domain.media_encryption in ("zrtp", "sdes-or-zrtp"),
+                answer=False,
+                sid=book.sid,
             )
         except CapacityError as exc:  # 503 + Retry-After already sent
             log.warning("call %s refused: %s", book.sid, exc)
@@ -894,9 +1061,20 @@ class Engine:
             await book.event("warning", {"message": f"call not accepted: {exc}"})
             await book.status("canceled", end_time=time.time(), error=str(exc))
             return
-        with contextlib.suppress(CallXmlError):
-            await incoming.ring()
         extra = _inbound_params(domain, incoming)
+        answered = False
+        if leg.zrtp is not None:
+            # RFC 6189: ZRTP runs on the media path, so the call is answered first; nothing is
+            # played until it completes, and the flow starts with the SAS in its parameters.
+            secured = await self._secure_zrtp(book, leg)
+            if secured is None:
+                return
+            extra += secured
+            answered = True
+        else:
+            await book.event("media", {"encryption": leg.encryption, "suite": leg.suite})
+            with contextlib.suppress(CallXmlError):
+                await incoming.ring()
         info = CallInfo(
             call_sid=book.sid,
             account_sid=live.account.sid,
@@ -911,8 +1089,43 @@ class Engine:
             fallback_url=domain.fallback_url,
             fallback_method=domain.fallback_method,
             call=info,
+            answered=answered,
         )
         await self._run_call(live, leg, session)
+
+    async def _secure_zrtp(self, book: CallBook, leg: CallLeg) -> list[tuple[str, str]] | None:
+        """Answer a ZRTP leg and wait for the exchange: the webhook parameters it adds
+        (``ZrtpSas``, ``ZrtpSasVerified``: callxml extensions), or None when it failed and the
+        call was ended with the reason recorded."""
+        try:
+            await leg.answer()
+            await book.status("in-progress", start_time=time.time())
+            result = await leg.wait_secure()
+        except CallXmlError as exc:
+            reason = getattr(exc, "reason", str(exc))
+            await leg.hangup(reason)
+            await book.event("media", {"encryption": "zrtp", "failure": reason})
+            await book.status("failed", end_time=time.time(), error=reason)
+            return None
+        assert result is not None
+        await book.event("media", zrtp_event(result))
+        return [("ZrtpSas", result.sas), ("ZrtpSasVerified", str(result.verified).lower())]
+
+
+def zrtp_event(result: ZrtpResult) -> dict[str, Any]:
+    """What the call log keeps of a completed ZRTP exchange: never a key or secret."""
+    cache = "match" if result.cache_match else ("mismatch" if result.cache_mismatch else "new")
+    return {
+        "encryption": "zrtp",
+        "suite": result.suite,
+        "sas": result.sas,
+        "sas_verified": result.verified,
+        "peer_sas_verified": result.peer_verified,
+        "algorithms": result.algorithms,
+        "role": "initiator" if result.initiator else "responder",
+        "cache": cache,
+        "peer_zid": result.peer_zid.hex(),
+    }
 
 
 class _CallQueues:
@@ -964,15 +1177,22 @@ class _CountedFetcher:
     """A call's webhook fetcher, counted in the admission's fetches in flight (a limit on new
     calls: existing calls' fetches are never refused)."""
 
-    def __init__(self, fetcher: Fetcher, admission: Admission) -> None:
+    def __init__(self, fetcher: Fetcher, admission: Admission, seconds: Histogram) -> None:
         self._fetcher = fetcher
         self._admission = admission
+        self._ok = seconds.labels("ok")
+        self._failed = seconds.labels("failed")
 
     async def fetch(self, request: WebhookRequest) -> WebhookResponse:
         self._admission.fetches += 1
+        start = time.perf_counter()
+        outcome = self._failed
         try:
-            return await self._fetcher.fetch(request)
+            response = await self._fetcher.fetch(request)
+            outcome = self._ok
+            return response
         finally:
+            outcome.observe(time.perf_counter() - start)
             self._admission.fetches -= 1
 
 

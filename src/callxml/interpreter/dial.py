@@ -1,16 +1,15 @@
 """``<Dial>``: call other parties, bridge the first to answer, report how it went.
 
 Owns the rules around the dial (the driver owns SIP and media): nouns the capability table
-(:mod:`callxml.markup.capabilities`) says callxml cannot dial (``<Client>``, ``<Sim>``,
-``<Application>``) are not dialled, with a warning, for the simulator and the engine alike; a
-``<Conference>`` joins a room instead of calling anyone (:mod:`.conference`), a ``<Queue>``
-dequeues a waiting caller (:mod:`.queue`);
-``callerId`` defaults to the caller's number; with ``answerOnBridge`` the caller's leg is not
-answered first. When the dial ends the session requests ``action`` with ``DialCallStatus``,
-``DialCallSid``, ``DialCallDuration`` (and ``DialSipCallId``/``DialSipResponseCode`` and one
-``DialSipHeader_X-…`` per ``X-`` header of the far end's final response for SIP targets, and
-``DialBridged``); without ``action`` the next verb runs. If the caller hangs up, the request is
-still made and its document is not run.
+(:mod:`callxml.markup.capabilities`) says callxml cannot dial (``<Sim>``, ``<Application>``)
+are not dialled, with a warning, for the simulator and the engine alike; a ``<Conference>``
+joins a room instead of calling anyone (:mod:`.conference`), a ``<Queue>`` dequeues a waiting
+caller (:mod:`.queue`); ``callerId`` defaults to the caller's number; with ``answerOnBridge``
+the caller's leg is not answered first. When the dial ends the session requests ``action``
+with ``DialCallStatus``, ``DialCallSid``, ``DialCallDuration`` (and
+``DialSipCallId``/``DialSipResponseCode`` and one ``DialSipHeader_X-…`` per ``X-`` header of
+the far end's final response for SIP targets, and ``DialBridged``); without ``action`` the next
+verb runs. If the caller hangs up, the request is still made and its document is not run.
 """
 
 from __future__ import annotations
@@ -89,8 +88,6 @@ class DialTask(Task):
                 recording_track=verb.recording_track,
             )
         )
-        if verb.record.startswith("record-from-ringing"):
-            actions.append(act.Log("warning", "Dial: record-from-ringing records from the answer"))
         return Step(actions)
 
     def receive(self, event: Event, now: float) -> Step:

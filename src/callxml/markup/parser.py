@@ -38,6 +38,7 @@ from callxml.errors import MarkupError
 from callxml.markup.capabilities import attribute_row, capability, message, warning_code
 from callxml.markup.verbs import (
     LOOP_FOREVER,
+    RING_TONES,
     Application,
     Client,
     Conference,
@@ -70,7 +71,7 @@ from callxml.markup.verbs import (
     Verb,
     WhatsApp,
 )
-from callxml.sip.target import Target
+from callxml.sip.target import MEDIA_ENCRYPTIONS, Target
 from callxml.sip.uri import InvalidUri
 
 __all__ = ["MAX_DOCUMENT_BYTES", "VERB_PARSERS", "parse_document"]
@@ -111,6 +112,19 @@ def _text(value: str) -> str:
     return value
 
 
+def _suite_names(value: str) -> tuple[str, ...]:
+    names = tuple(n for n in value.replace(",", " ").split() if n)
+    if not names or len(names) > 6 or any(not n.replace("_", "").isalnum() for n in names):
+        raise ValueError("a space-separated list of up to 6 SRTP suite names")
+    return names
+
+
+def _media_encryption(value: str) -> str:
+    if value not in MEDIA_ENCRYPTIONS:
+        raise ValueError(f"must be one of {', '.join(MEDIA_ENCRYPTIONS)}")
+    return value
+
+
 def _url(value: str) -> str:
     value = value.strip()
     if not value:
@@ -125,6 +139,13 @@ def _ws_url(value: str) -> str:
     if scheme.lower() not in ("wss", "ws") or not rest.split("/", 1)[0]:
         raise ValueError("expected a wss:// URL")
     return value
+
+
+def _ring_tone(value: str) -> str:
+    code = value.strip().lower()
+    if code not in RING_TONES:
+        raise ValueError("expected a country code: " + ", ".join(sorted(RING_TONES)))
+    return code
 
 
 def _method(value: str) -> str:
@@ -277,7 +298,7 @@ ATTRIBUTES: dict[str, AttributeTable] = {
         "record": ("record", _dial_record),
         "trim": ("trim", _enum("trim-silence", "do-not-trim")),
         "recordingTrack": ("recording_track", _enum("both", "inbound", "outbound")),
-        "ringTone": ("ring_tone", _url),
+        "ringTone": ("ring_tone", _ring_tone),
         "sequential": ("sequential", _bool),
         "callReason": ("call_reason", _text),
         "referUrl": ("refer_url", _url),
@@ -296,6 +317,10 @@ ATTRIBUTES: dict[str, AttributeTable] = {
         "password": ("password", _text),
         "url": ("url", _url),
         "method": ("method", _method),
+        # callxml extensions (docs/markup.md): key the media with ZRTP, RFC 6189; offer these
+        # SDES suites instead of AES_CM_128_HMAC_SHA1_80 alone
+        "mediaEncryption": ("media_encryption", _media_encryption),
+        "srtpSuites": ("srtp_suites", _suite_names),
     },
     "Client": {**_STATUS_CALLBACK, "url": ("url", _url), "method": ("method", _method)},
     "Conference": {
@@ -797,6 +822,19 @@ def _parse_sip(ctx: _Context, element: Element) -> Sip:
         extra = "&".join(f"{quote(n, safe='-')}={quote(v, safe='')}" for n, v in headers)
         uri += ("&" if "?" in uri else "?") + extra
     target = _parse_sip_target(ctx, element, uri)
+    encryption = fields.pop("media_encryption", None)
+    suites = fields.pop("srtp_suites", None)
+    for attribute, what in (("mediaEncryption", "ZRTP, RFC 6189"), ("srtpSuites", "SDES suites")):
+        if attribute in element.attrib:
+            ctx.warn(
+                "callxml-extension",
+                f"<Sip {attribute}> is a callxml extension ({what}); other platforms ignore it",
+                ctx.attribute_position(element, attribute),
+            )
+    if encryption is not None:
+        target = target.with_media_encryption(encryption)
+    if suites is not None:
+        target = target.with_srtp_suites(suites)
     return Sip(uri=uri, target=target, **fields)
 
 

@@ -33,6 +33,10 @@ import pylibsrtp
 from callxml.errors import MediaError
 from callxml.media.rtp import MAX_PACKET_SIZE
 from callxml.media.suites import (
+    AEAD_AES_128_GCM,
+    AEAD_AES_256_GCM,
+    AES_256_CM_HMAC_SHA1_32,
+    AES_256_CM_HMAC_SHA1_80,
     AES_CM_128_HMAC_SHA1_32,
     AES_CM_128_HMAC_SHA1_80,
     SUITES,
@@ -40,11 +44,46 @@ from callxml.media.suites import (
 )
 
 #: The suites this module runs, by name → the ``pylibsrtp.Policy`` profile that runs them. Their
-#: sizes are in :data:`callxml.media.suites.SUITES`; the tests check that libsrtp agrees.
+#: sizes are in :data:`callxml.media.suites.SUITES`; the tests check that libsrtp agrees. libsrtp
+#: numbers no profile for the RFC 6188 AES-256 counter-mode suites: they start from the AES-128
+#: profile of the same tag length and get their transform from :data:`_TRANSFORMS`.
 PROFILES: dict[str, int] = {
     AES_CM_128_HMAC_SHA1_80: pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
     AES_CM_128_HMAC_SHA1_32: pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
+    AES_256_CM_HMAC_SHA1_80: pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+    AES_256_CM_HMAC_SHA1_32: pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
+    AEAD_AES_128_GCM: pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM,
+    AEAD_AES_256_GCM: pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_256_GCM,
 }
+
+
+class _Transform(NamedTuple):
+    """libsrtp's ``srtp_crypto_policy_t`` (srtp.h): six ints, in this order."""
+
+    cipher_type: int
+    cipher_key_len: int  # key ‖ salt
+    auth_type: int
+    auth_key_len: int
+    auth_tag_len: int
+    sec_serv: int
+
+
+# libsrtp's cipher and auth type ids (crypto_types.h) and sec_serv_conf_and_auth.
+_AES_ICM_128, _AES_ICM_256, _HMAC_SHA1, _CONF_AND_AUTH = 1, 5, 3, 3
+#: RTP and RTCP transforms of the suites libsrtp has no profile for (RFC 6188 §3: AES-256 counter
+#: mode with HMAC-SHA1; SRTCP keeps the 80-bit tag even for the _32 suite, RFC 6188 §3 / §7.1).
+_TRANSFORMS: dict[str, tuple[_Transform, _Transform]] = {
+    AES_256_CM_HMAC_SHA1_80: (
+        _Transform(_AES_ICM_256, 46, _HMAC_SHA1, 20, 10, _CONF_AND_AUTH),
+        _Transform(_AES_ICM_256, 46, _HMAC_SHA1, 20, 10, _CONF_AND_AUTH),
+    ),
+    AES_256_CM_HMAC_SHA1_32: (
+        _Transform(_AES_ICM_256, 46, _HMAC_SHA1, 20, 4, _CONF_AND_AUTH),
+        _Transform(_AES_ICM_256, 46, _HMAC_SHA1, 20, 10, _CONF_AND_AUTH),
+    ),
+}
+#: What libsrtp fills in for the AES-128 _80 profile: the layout check before any override.
+_AES128_80 = _Transform(_AES_ICM_128, 30, _HMAC_SHA1, 20, 10, _CONF_AND_AUTH)
 
 DEFAULT_SUITE = AES_CM_128_HMAC_SHA1_80
 REPLAY_WINDOW = 128  # RFC 3711 §3.3.2 asks for at least 64
@@ -90,9 +129,57 @@ def _policy(suite: SrtpSuite, key_salt: bytes, ssrc_type: int) -> pylibsrtp.Poli
     policy = pylibsrtp.Policy(
         key=bytes(key_salt), ssrc_type=ssrc_type, srtp_profile=PROFILES[suite.name]
     )
+    transforms = _TRANSFORMS.get(suite.name)
+    if transforms is not None:
+        _set_transform(policy, *transforms)
     policy.window_size = REPLAY_WINDOW
     policy.allow_repeat_tx = False
     return policy
+
+
+def _transform_cells(policy: pylibsrtp.Policy) -> tuple[Any, Any]:
+    """The RTP and RTCP ``srtp_crypto_policy_t`` of a policy as six writable ints each."""
+    cdata = policy._policy
+    return (
+        _ffi.cast("int *", _ffi.addressof(cdata.rtp)),
+        _ffi.cast("int *", _ffi.addressof(cdata.rtcp)),
+    )
+
+
+def _set_transform(policy: pylibsrtp.Policy, rtp: _Transform, rtcp: _Transform) -> None:
+    """Give a policy a transform libsrtp has no profile for (the AES-256 counter-mode suites).
+
+    pylibsrtp only sets policies from profile numbers, so the six ints are written directly;
+    :func:`_transforms_writable` checked the struct layout at import, and without it (or the
+    cffi binding) these suites are simply not in :data:`PROFILES`.
+    """
+    rtp_cells, rtcp_cells = _transform_cells(policy)
+    for cells, values in ((rtp_cells, rtp), (rtcp_cells, rtcp)):
+        for index, value in enumerate(values):
+            cells[index] = value
+
+
+def _transforms_writable() -> bool:
+    """Whether libsrtp's crypto policy has the layout :func:`_set_transform` writes: six ints
+    that read back as the AES-128 _80 profile after libsrtp filled them in."""
+    if _ffi is None:
+        return False
+    try:
+        if _ffi.sizeof("srtp_crypto_policy_t") != 6 * _ffi.sizeof("int"):
+            return False
+        policy = pylibsrtp.Policy(srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80)
+        rtp_cells, rtcp_cells = _transform_cells(policy)
+        return (
+            _Transform(*(rtp_cells[i] for i in range(6))) == _AES128_80
+            and _Transform(*(rtcp_cells[i] for i in range(6))) == _AES128_80
+        )
+    except Exception:  # pragma: no cover - depends on the installed pylibsrtp
+        return False
+
+
+if not _transforms_writable():  # pragma: no cover - depends on the installed pylibsrtp
+    for _name in _TRANSFORMS:
+        PROFILES.pop(_name, None)
 
 
 class SrtpSession:

@@ -153,7 +153,14 @@ class RtpStats:
     # on arrival, handed to the handler set for them, else dropped; never media.
     stun_received: int = 0
     zrtp_received: int = 0
+    dropped_unkeyed: int = 0  # RTP/RTCP while keys were awaited (block_clear_media)
     dtls_received: int = 0
+
+
+def add_stats(total: RtpStats, more: RtpStats) -> None:
+    """Add ``more``'s counters into ``total`` (totals over many legs, for metrics)."""
+    for name in RtpStats.__dataclass_fields__:
+        setattr(total, name, getattr(total, name) + getattr(more, name))
 
 
 class _RtcpProtocol(asyncio.DatagramProtocol):
@@ -267,6 +274,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._closed = False
         self._continuous = False  # keep_sending(): silence fills every interval with no source
         self._silence_payload = ("", b"")  # (codec, one ptime of encoded silence)
+        self._blocked = False  # no media either way until keys are set (ZRTP legs)
         self.local_address: Address = ("", 0)
         self.rtcp_address: Address | None = None
 
@@ -381,13 +389,36 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._latched = False
 
     def set_srtp(self, keys: SrtpKeys | None) -> None:
-        """Switch the leg to SRTP with the negotiated suite and keys (``None``: plain RTP)."""
+        """Switch the leg to SRTP with the negotiated suite and keys (``None``: plain RTP).
+        Keys end :meth:`block_clear_media`."""
         self._srtp = (
             None
             if keys is None
             else SrtpSession(keys.suite, our_key=keys.our_key, their_key=keys.their_key)
         )
         self._srtp_seen = (0, 0)
+        if keys is not None:
+            self._blocked = False
+
+    def block_clear_media(self) -> None:
+        """Neither send nor take RTP/RTCP until :meth:`set_srtp` gives keys: a leg keyed in
+        band (ZRTP) must not play, bridge or hear media in the clear meanwhile. What would have
+        gone out is dropped; what comes in is counted in ``dropped_unkeyed``. Packets for a
+        handler (ZRTP itself) still flow, and :meth:`send_control` still sends."""
+        self._blocked = True
+
+    @property
+    def media_blocked(self) -> bool:
+        return self._blocked
+
+    def send_control(self, packet: bytes) -> None:
+        """Send a non-media datagram (a ZRTP packet) to the peer's RTP address, as is: never
+        protected, never blocked, not counted as media."""
+        remote = self._remote
+        transport = self._transport
+        if remote is None or transport is None or transport.is_closing():
+            return
+        transport.sendto(packet, remote)
 
     def set_payload_types(self, codec: str, payload_type: int, dtmf_payload_type: int) -> None:
         """Apply the negotiated codec and payload types (from the SDP answer)."""
@@ -443,6 +474,9 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             self._not_media(kind, data, addr)
             return
         stats = self.stats
+        if self._blocked:
+            stats.dropped_unkeyed += 1
+            return
         srtp = self._srtp
         target = self._forward_ep
         if target is not None:
@@ -502,6 +536,9 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         protocol demultiplexed on the RTP port needs a kind in :func:`classify` and a branch
         here, nowhere else. Nothing here latches: only media that passed its checks does."""
         if kind is RTCP:
+            if self._blocked:
+                self.stats.dropped_unkeyed += 1
+                return
             self.rtcp_received(data, addr)
             return
         stats = self.stats
@@ -586,7 +623,12 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         for _ in range(ROUNDS):
             count = batch.receive(io.fd, io.family)
             target = self._forward_ep
-            if target is not None and target._io is not None and target._io.batch is batch:
+            if (
+                target is not None
+                and target._io is not None
+                and target._io.batch is batch
+                and not (self._blocked or target._blocked)
+            ):
                 self._relay_batch(batch, count, target)
             else:
                 datagram, received = batch.datagram, self.datagram_received
@@ -771,6 +813,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         transport = self._rtcp_transport or self._transport
         if transport is None or self._remote_rtcp is None or transport.is_closing():
             return
+        if self._blocked:
+            return
         now = asyncio.get_running_loop().time()
         block = self._reception.report_block(now)
         blocks = (block,) if block is not None else ()
@@ -820,7 +864,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         """Send one ready-made RTP packet now (protecting it on SRTP legs)."""
         remote = self._remote
         transport = self._transport
-        if remote is None or transport is None:
+        if remote is None or transport is None or self._blocked:
             return
         srtp = self._srtp
         if srtp is not None:
@@ -834,7 +878,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         """Send a packet that is already protected for this leg (or plain RTP on an RTP leg)."""
         remote = self._remote
         transport = self._transport
-        if remote is None or transport is None:
+        if remote is None or transport is None or self._blocked:
             return
         transport.sendto(packet, remote)
         stats = self.stats

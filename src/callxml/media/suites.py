@@ -18,6 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "AEAD_AES_128_GCM",
+    "AEAD_AES_256_GCM",
+    "AES_256_CM_HMAC_SHA1_32",
+    "AES_256_CM_HMAC_SHA1_80",
     "AES_CM_128_HMAC_SHA1_32",
     "AES_CM_128_HMAC_SHA1_80",
     "SUITES",
@@ -54,6 +58,10 @@ class SrtpSuite:
 
 AES_CM_128_HMAC_SHA1_80 = "AES_CM_128_HMAC_SHA1_80"
 AES_CM_128_HMAC_SHA1_32 = "AES_CM_128_HMAC_SHA1_32"
+AES_256_CM_HMAC_SHA1_80 = "AES_256_CM_HMAC_SHA1_80"
+AES_256_CM_HMAC_SHA1_32 = "AES_256_CM_HMAC_SHA1_32"
+AEAD_AES_128_GCM = "AEAD_AES_128_GCM"
+AEAD_AES_256_GCM = "AEAD_AES_256_GCM"
 
 # The wire format as a table, so each size is written once, next to the RFC it comes from, and
 # read by the parser, the SRTP layer and the tests alike. The _32 suites shorten only the SRTP
@@ -71,12 +79,12 @@ SUITES: dict[str, SrtpSuite] = {
                   ("AES_CM_192_HMAC_SHA1_80",)),
         SrtpSuite("AES_192_CM_HMAC_SHA1_32", 24, 14, 4,  10, None, "RFC 6188 §3",
                   ("AES_CM_192_HMAC_SHA1_32",)),
-        SrtpSuite("AES_256_CM_HMAC_SHA1_80", 32, 14, 10, 10, None, "RFC 6188 §3",
+        SrtpSuite(AES_256_CM_HMAC_SHA1_80,   32, 14, 10, 10, None, "RFC 6188 §3",
                   ("AES_CM_256_HMAC_SHA1_80",)),
-        SrtpSuite("AES_256_CM_HMAC_SHA1_32", 32, 14, 4,  10, None, "RFC 6188 §3",
+        SrtpSuite(AES_256_CM_HMAC_SHA1_32,   32, 14, 4,  10, None, "RFC 6188 §3",
                   ("AES_CM_256_HMAC_SHA1_32",)),
-        SrtpSuite("AEAD_AES_128_GCM",        16, 12, 16, 16, 7,    "RFC 7714 §14.2"),
-        SrtpSuite("AEAD_AES_256_GCM",        32, 12, 16, 16, 8,    "RFC 7714 §14.2"),
+        SrtpSuite(AEAD_AES_128_GCM,          16, 12, 16, 16, 7,    "RFC 7714 §14.2"),
+        SrtpSuite(AEAD_AES_256_GCM,          32, 12, 16, 16, 8,    "RFC 7714 §14.2"),
         SrtpSuite("AEAD_AES_128_GCM_8",      16, 12, 8,  8,  None, "RFC 7714 §14.2"),
         SrtpSuite("AEAD_AES_256_GCM_8",      32, 12, 8,  8,  None, "RFC 7714 §14.2"),
         # Not IANA-registered: the libsrtp/FreeSWITCH/Asterisk name for AES-CM without

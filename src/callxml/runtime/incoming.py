@@ -11,7 +11,7 @@ Routing (which domain, who may call) is the engine's business, not this module's
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from callxml.errors import (
     CapacityError,
@@ -23,7 +23,9 @@ from callxml.errors import (
 )
 from callxml.media.stream import RtpEndpoint
 from callxml.runtime.leg import CallLeg, MediaSettings
+from callxml.runtime.zrtpkeying import ZrtpKeying
 from callxml.sdp import answer_offer
+from callxml.sdp.policy import INBOUND_SUITES
 from callxml.sip.aio.useragent import UasCall
 from callxml.sip.message import SipRequest
 from callxml.sip.uri import parse_uri
@@ -42,7 +44,8 @@ def _x_headers(request: SipRequest) -> tuple[tuple[str, str], ...]:
 
 
 class IncomingCall:
-    """An INVITE waiting for a decision: :meth:`accept`, :meth:`reject` or :meth:`ring`.
+    """An INVITE waiting for a decision: :meth:`accept`, :meth:`reject`, :meth:`ring` or
+    :meth:`early_media`.
 
     ``transport`` is how it arrived (``udp``/``tcp``/``tls``), ``source`` the peer's
     ``(host, port)``, ``domain`` the host of the Request-URI (the SIP domain it was sent to),
@@ -78,9 +81,24 @@ class IncomingCall:
     def __repr__(self) -> str:
         return f"IncomingCall({self.sip_call_id!r} {self.transport} {self.to_uri!r})"
 
+    def keep_on_flow(self) -> None:
+        """The caller is a device registered over this very connection: our in-dialog requests
+        go back over it (RFC 5626 §5.3), as the registrar decides."""
+        with contextlib.suppress(LocalProtocolError):
+            self._inbound.keep_on_flow()
+
     async def ring(self) -> None:
         """Send 180 Ringing."""
         self._inbound.ring(180)
+
+    async def early_media(self, *, secure_media_enabled: bool, sid: str | None = None) -> CallLeg:
+        """Negotiate media like :meth:`accept` (same policy, same refusals) but answer the offer
+        in a ``183 Session Progress`` instead of a 200: the leg plays to the caller before the
+        call is answered (announcements, a ringback, a dialled party's early audio). Reliable
+        (PRACK) when the caller requires 100rel. :meth:`CallLeg.answer` sends the 200 later."""
+        leg = await self.accept(secure_media_enabled=secure_media_enabled, answer=False, sid=sid)
+        leg.early_media()
+        return leg
 
     async def reject(self, status: int, reason: str, *, warning: str | None = None) -> None:
         """Refuse with a final status (486 Busy Here, 603 Decline, 404...)."""
@@ -101,10 +119,20 @@ class IncomingCall:
             )
 
     async def accept(
-        self, *, secure_media_enabled: bool, answer: bool = True, sid: str | None = None
+        self,
+        *,
+        secure_media_enabled: bool,
+        srtp_suites: Sequence[str] = INBOUND_SUITES,
+        zrtp: bool = False,
+        answer: bool = True,
+        sid: str | None = None,
     ) -> CallLeg:
         """Negotiate media under the domain's policy and return the leg.
 
+        ``srtp_suites`` are the SDES suites the domain allows (:mod:`callxml.sdp.policy`).
+        ``zrtp`` lets ZRTP key an ``RTP/AVP`` offer (RFC 6189; the domain's ``zrtp`` or, with
+        ``secure_media_enabled``, ``sdes-or-zrtp``): the leg's media then stays blocked from
+        :meth:`CallLeg.answer` until :meth:`CallLeg.wait_secure` returns.
         With ``answer`` (the default) the 200 OK goes out at once; with ``answer=False`` the
         leg is made (policy checked, SDP answer ready, RTP socket bound) and
         :meth:`CallLeg.answer` sends it later. A refusal by the secure-media policy, or an
@@ -121,6 +149,7 @@ class IncomingCall:
         except TransportError as exc:  # the media port range is exhausted
             self.refuse_busy(f"no media port free: {exc}")
             raise CapacityError(f"no media port free: {exc}", retry_after=RETRY_AFTER) from exc
+        keying = ZrtpKeying(endpoint, self._media.zrtp_cache) if zrtp else None
         try:
             media = answer_offer(
                 self._inbound.sdp,
@@ -128,6 +157,8 @@ class IncomingCall:
                 port=endpoint.local_address[1],
                 secure_media_enabled=secure_media_enabled,
                 arrived_over_tls=self._inbound.arrived_over_tls,
+                srtp_suites=srtp_suites,
+                zrtp_hash=keying.hello_hash if keying is not None else None,
             )
         except MediaError as exc:
             await endpoint.close()
@@ -151,6 +182,9 @@ class IncomingCall:
             answered=False,
             sid=sid,
             rtp_timeout=self._media.rtp_timeout,
+            zrtp=keying,
+            secure_media=secure_media_enabled,
+            srtp_suites=srtp_suites,
         )
         self._adopt(leg)
         if answer:

@@ -26,11 +26,13 @@ from callxml.errors import MediaError, SecureMediaError
 
 from .crypto import CryptoAttribute, new_crypto
 from .policy import (
+    INBOUND_SUITES,
     RTP_AVP,
     RTP_SAVP,
     check_inbound,
     check_outbound_answer,
     new_outbound_crypto,
+    new_outbound_cryptos,
 )
 from .session import (
     Attribute,
@@ -57,6 +59,7 @@ __all__ = [
     "check_answer",
     "hold",
     "offer_holds",
+    "remote_codecs",
     "reoffer",
     "reverse_direction",
     "unhold",
@@ -125,11 +128,15 @@ def _limit(direction: Direction, *, send: bool, receive: bool) -> Direction:
 class Offer:
     """An offer we sent, and the secrets we keep to check its answer.
 
-    ``our_crypto`` is None for a plain ``RTP/AVP`` offer.
+    ``our_crypto`` is None for a plain ``RTP/AVP`` offer; ``zrtp`` says the offer is
+    ``RTP/AVP`` with our ``a=zrtp-hash`` (RFC 6189 §8.1): the leg is keyed by ZRTP in band.
     """
 
     sdp: SessionDescription
     our_crypto: CryptoAttribute | None = None
+    zrtp: bool = False
+    #: Every crypto line offered when there were several (``srtpSuites``); else empty.
+    offered_cryptos: tuple[CryptoAttribute, ...] = ()
 
     @property
     def secure(self) -> bool:
@@ -159,6 +166,10 @@ class NegotiatedMedia:
     direction: Direction
     our_crypto: CryptoAttribute | None = None
     their_crypto: CryptoAttribute | None = None
+    #: ZRTP keys this leg in band (RFC 6189): RTP/AVP in SDP, SRTP once ZRTP completes.
+    zrtp: bool = False
+    #: The peer's ``a=zrtp-hash`` value, which its ZRTP Hello must match (RFC 6189 §8.1).
+    their_zrtp_hash: str | None = None
 
     @property
     def secure(self) -> bool:
@@ -184,7 +195,8 @@ def _audio_section(
     codecs: Sequence[tuple[Codec, int]],
     dtmf_payload_type: int | None,
     direction: Direction,
-    crypto: CryptoAttribute | None,
+    crypto: CryptoAttribute | Sequence[CryptoAttribute] | None,
+    zrtp_hash: str | None = None,
 ) -> MediaDescription:
     if not 0 < port <= 65535:
         raise ValueError(f"RTP port out of range: {port}")
@@ -195,8 +207,10 @@ def _audio_section(
         attributes.append(Attribute("rtpmap", f"{dtmf_payload_type} {TELEPHONE_EVENT}/8000"))
         attributes.append(Attribute("fmtp", f"{dtmf_payload_type} {DTMF_EVENTS}"))
     attributes += [Attribute("ptime", str(PTIME)), Attribute(direction)]
-    if crypto is not None:
-        attributes.append(Attribute("crypto", str(crypto)))
+    for line in (crypto,) if isinstance(crypto, CryptoAttribute) else (crypto or ()):
+        attributes.append(Attribute("crypto", str(line)))
+    if zrtp_hash is not None:  # RFC 6189 §8.1: binds the ZRTP Hello to the signalling
+        attributes.append(Attribute("zrtp-hash", zrtp_hash))
     return MediaDescription(
         media="audio",
         port=port,
@@ -237,28 +251,56 @@ def build_offer(
     dtmf_payload_type: int = DEFAULT_DTMF_PAYLOAD_TYPE,
     direction: Direction = "sendrecv",
     session_id: int | None = None,
+    zrtp_hash: str | None = None,
+    srtp_suites: Sequence[str] = (),
     random_bytes: RandomBytes = secrets.token_bytes,
 ) -> Offer:
-    """Our initial offer: one audio stream; ``secure`` → RTP/SAVP with one fresh crypto line.
+    """Our initial offer: one audio stream; ``secure`` → RTP/SAVP with one fresh crypto line;
+    ``zrtp_hash`` (our ZRTP Hello's hash, not with ``secure``) → RTP/AVP with
+    ``a=zrtp-hash`` (RFC 6189 §8.1), keyed in band.
+
+    ``srtp_suites`` (with ``secure``; the ``<Sip srtpSuites>`` extension) offers one crypto
+    line per suite, in that order, instead of the single ``AES_CM_128_HMAC_SHA1_80`` line;
+    ``ValueError`` names a suite we cannot offer.
 
     ``address`` is our RTP IP address (IPv4 or IPv6 literal); ``random_bytes`` is injectable for
     tests only -- leave it alone in real calls.
     """
-    crypto = new_outbound_crypto(random_bytes=random_bytes) if secure else None
+    if secure and zrtp_hash is not None:
+        raise ValueError("an offer is keyed by SDES (secure) or by ZRTP, not both")
+    several = (
+        new_outbound_cryptos(srtp_suites, random_bytes=random_bytes)
+        if secure and srtp_suites
+        else ()
+    )
+    crypto = (
+        (several[0] if several else new_outbound_crypto(random_bytes=random_bytes))
+        if secure
+        else None
+    )
     section = _audio_section(
         port=port,
         secure=secure,
         codecs=[(c, c.static_payload_type) for c in _codecs(codecs)],
         dtmf_payload_type=dtmf_payload_type if dtmf else None,
         direction=direction,
-        crypto=crypto,
+        crypto=several or crypto,
+        zrtp_hash=zrtp_hash,
     )
     sid = secrets.randbits(62) if session_id is None else session_id
-    return Offer(_session(address, sid, [section]), crypto)
+    return Offer(_session(address, sid, [section]), crypto, zrtp_hash is not None, several)
 
 
-def reoffer(previous: Offer | NegotiatedMedia, *, direction: Direction) -> Offer:
-    """A re-offer (RFC 3264 §8) of our last SDP with a new direction, same key and codecs.
+def reoffer(
+    previous: Offer | NegotiatedMedia,
+    *,
+    direction: Direction | None = None,
+    codecs: Sequence[str] | None = None,
+) -> Offer:
+    """A re-offer (RFC 3264 §8) of our last SDP, same port and key: with a new ``direction``
+    (hold), and/or offering only ``codecs`` (in that order, with our static payload types and
+    ``telephone-event`` kept if we offered it) — e.g. to move a bridged leg to the other leg's
+    codec so the relay stops transcoding.
 
     The session version goes up by one only if the SDP changed (RFC 3264 §8, RFC 8866 §5.2).
     """
@@ -267,9 +309,21 @@ def reoffer(previous: Offer | NegotiatedMedia, *, direction: Direction) -> Offer
     else:
         sdp, crypto, index = previous.local_sdp, previous.our_crypto, previous.media_index
     media = list(sdp.media)
-    media[index] = media[index].with_direction(direction)
+    section = media[index]
+    wanted = direction if direction is not None else sdp.direction_for(section)
+    if codecs is None:
+        media[index] = section.with_direction(wanted)
+    else:
+        media[index] = _audio_section(
+            port=section.port,
+            secure=crypto is not None,
+            codecs=[(c, c.static_payload_type) for c in _codecs(codecs)],
+            dtmf_payload_type=_dtmf_payload_type(section, section.rtpmaps()),
+            direction=wanted,
+            crypto=crypto,
+        )
     new_sdp = sdp.with_media(media)
-    return Offer(new_sdp if new_sdp == sdp else new_sdp.bump_version(), crypto)
+    return Offer(new_sdp if new_sdp == sdp else new_sdp.bump_version(), crypto, previous.zrtp)
 
 
 def hold(previous: Offer | NegotiatedMedia) -> Offer:
@@ -347,6 +401,19 @@ def offer_holds(sdp: SessionDescription | str | bytes) -> bool:
     return null or parsed.direction_for(media) in ("sendonly", "inactive")
 
 
+def remote_codecs(media: NegotiatedMedia) -> tuple[str, ...]:
+    """The codecs we run that the peer's SDP lists for the negotiated stream, in its order: what
+    a re-offer to that peer could move to (an offerer lists all it accepts, RFC 3264 §5.1)."""
+    section = media.remote_sdp.media[media.media_index]
+    rtpmaps = section.rtpmaps()
+    found: list[str] = []
+    for pt in section.payload_types:
+        codec = _codec_of(section, pt, rtpmaps)
+        if codec is not None and codec.name not in found:
+            found.append(codec.name)
+    return tuple(found)
+
+
 def _parse(sdp: SessionDescription | str | bytes) -> SessionDescription:
     return sdp if isinstance(sdp, SessionDescription) else SessionDescription.parse(sdp)
 
@@ -366,6 +433,8 @@ def answer_offer(
     port: int,
     secure_media_enabled: bool = False,
     arrived_over_tls: bool = False,
+    srtp_suites: Sequence[str] = INBOUND_SUITES,
+    zrtp_hash: str | None = None,
     codecs: Sequence[str] = ("PCMU", "PCMA"),
     dtmf: bool = True,
     direction: Direction = "sendrecv",
@@ -381,19 +450,25 @@ def answer_offer(
 
     ``previous`` is the last negotiation of this dialog when answering a re-offer: our origin is
     kept, the version bumped only if our SDP changed, and our key kept if the suite did not change.
+    ``srtp_suites`` are the SDES suites the domain allows (policy.py). ``zrtp_hash`` (our ZRTP
+    Hello's hash) says ZRTP may key the leg: an ``RTP/AVP`` offer is then answered with
+    ``a=zrtp-hash`` and :attr:`NegotiatedMedia.zrtp` set -- with ``secure_media_enabled`` too,
+    that is the domain's ``sdes-or-zrtp``: SDES on ``RTP/SAVP`` (over TLS), ZRTP on ``RTP/AVP``.
 
     Raises :class:`SecureMediaError` (488, with :func:`~callxml.sdp.policy.warning_header`) when
     the secure-media policy refuses, :class:`MediaError` when no stream is usable (488), and
     :class:`InvalidSdp` for a malformed offer.
     """
     remote = _parse(offer)
-    if secure_media_enabled and not arrived_over_tls:
+    if secure_media_enabled and not arrived_over_tls and zrtp_hash is None:
         raise SecureMediaError("Secure media required: request did not arrive over TLS")
     choice = _choose_stream(
         remote,
         _codecs(codecs),
         secure_media_enabled=secure_media_enabled,
         arrived_over_tls=arrived_over_tls,
+        srtp_suites=srtp_suites,
+        zrtp=zrtp_hash is not None,
     )
     media = remote.media[choice.index]
     offered = remote.direction_for(media)
@@ -409,6 +484,7 @@ def answer_offer(
             our_crypto = replace(kept, tag=their_crypto.tag)
         else:
             our_crypto = new_crypto(their_crypto.tag, their_crypto.suite, random_bytes=random_bytes)
+    zrtp = zrtp_hash is not None and their_crypto is None
     section = _audio_section(
         port=port,
         secure=their_crypto is not None,
@@ -416,6 +492,7 @@ def answer_offer(
         dtmf_payload_type=dtmf_pt,
         direction=our_direction,
         crypto=our_crypto,
+        zrtp_hash=zrtp_hash if zrtp else None,
     )
     answer_media = [
         section if i == choice.index else _rejected(m) for i, m in enumerate(remote.media)
@@ -435,7 +512,15 @@ def answer_offer(
         direction=our_direction,
         our_crypto=our_crypto,
         their_crypto=their_crypto,
+        zrtp=zrtp,
+        their_zrtp_hash=_zrtp_hash(media) if zrtp else None,
     )
+
+
+def _zrtp_hash(media: MediaDescription) -> str | None:
+    """The first ``a=zrtp-hash`` of a stream (RFC 6189 §8.1), or None."""
+    values = media.attributes_named("zrtp-hash")
+    return values[0] if values else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,6 +541,8 @@ def _choose_stream(
     *,
     secure_media_enabled: bool,
     arrived_over_tls: bool,
+    srtp_suites: Sequence[str],
+    zrtp: bool = False,
 ) -> _Choice:
     """The first active audio stream that passes the policy and has a codec we run.
 
@@ -468,7 +555,11 @@ def _choose_stream(
             continue
         try:
             their_crypto = check_inbound(
-                media, secure_media_enabled=secure_media_enabled, arrived_over_tls=arrived_over_tls
+                media,
+                secure_media_enabled=secure_media_enabled,
+                arrived_over_tls=arrived_over_tls,
+                suites=srtp_suites,
+                zrtp=zrtp,
             )
             rtpmaps = media.rtpmaps()
             for pt in media.payload_types:
@@ -522,7 +613,12 @@ def check_answer(offer: Offer, answer: SessionDescription | str | bytes) -> Nego
         raise MediaError(f"answer has m={media.media} where we offered audio")
     if media.port == 0:
         raise MediaError("answer refused the audio stream (port 0)")
-    their_crypto = check_outbound_answer(offer.our_crypto, media)
+    their_crypto = check_outbound_answer(offer.offered_cryptos or offer.our_crypto, media)
+    our_crypto = offer.our_crypto
+    if their_crypto is not None and offer.offered_cryptos:  # the line whose suite they took
+        our_crypto = next(
+            c for c in offer.offered_cryptos if c.suite_info == their_crypto.suite_info
+        )
     our_media = ours.media[index]
     our_rtpmaps = our_media.rtpmaps()
     offered = {
@@ -564,6 +660,8 @@ def check_answer(offer: Offer, answer: SessionDescription | str | bytes) -> Nego
         their_port=media.port,
         their_ptime=media.ptime,
         direction=direction,
-        our_crypto=offer.our_crypto,
+        our_crypto=our_crypto,
         their_crypto=their_crypto,
+        zrtp=offer.zrtp,
+        their_zrtp_hash=_zrtp_hash(media) if offer.zrtp else None,
     )

@@ -10,7 +10,9 @@ A ``<Sip>`` noun, a REST ``To`` and ``callxml call``'s argument are all text suc
   §4.2, without SRV); the TLS identity to check is the URI's own host, never the ``maddr`` or a
   resolved address (RFC 5922 §7.2);
 * **media policy** — a secure target requires SRTP (the SDP layer builds the offer from
-  :attr:`Target.secure`);
+  :attr:`Target.secure`); :attr:`Target.media_encryption` ``"zrtp"`` (the callxml extension
+  ``<Sip mediaEncryption="zrtp">``, :meth:`Target.with_media_encryption`) keys the media with
+  ZRTP in band instead of SDES, whatever the transport;
 * **Request-URI** — without our own ``secure`` instruction (it is not the callee's business)
   and without ``?headers``, which go into the request instead (RFC 3261 §19.1.5); a secure
   ``sip:`` target carries ``;transport=tls`` so that proxies on the way keep it on TLS;
@@ -24,19 +26,27 @@ transport layer (``callxml.sip.aio.resolver``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import unquote
 
 from callxml.errors import TransportError
 from callxml.sip.events import Address
-from callxml.sip.uri import SipUri, parse_uri
+from callxml.sip.headers import is_token
+from callxml.sip.uri import InvalidUri, SipUri, parse_uri
 
-__all__ = ["DEFAULT_PORTS", "MAX_URI_HEADERS", "Target", "next_hop"]
+#: What ``<Sip mediaEncryption>`` may say (a callxml extension): ``sdes`` is the default rule
+#: (SDES exactly when ``secure=true``), ``zrtp`` keys the media in band (RFC 6189).
+MEDIA_ENCRYPTIONS = ("sdes", "zrtp")
+
+__all__ = ["DEFAULT_PORTS", "MAX_URI_HEADERS", "Target", "client_headers", "next_hop"]
 
 #: RFC 3261 §19.1.2: 5060 for sip over UDP/TCP, 5061 for TLS.
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 #: Most URI ``?headers`` copied into one INVITE (a bound, not an RFC rule).
 MAX_URI_HEADERS = 16
+#: Longest ``<Client><Parameter>`` value sent as a header (a bound).
+MAX_PARAMETER_VALUE = 256
 
 
 def next_hop(uri: SipUri | str) -> Address:
@@ -71,6 +81,8 @@ class Target:
     secure: bool
     headers: tuple[tuple[str, str], ...] = ()
     warnings: tuple[str, ...] = ()
+    media_encryption: str | None = None
+    srtp_suites: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, uri: SipUri | str) -> Target:
@@ -104,6 +116,24 @@ class Target:
             warnings=tuple(warnings),
         )
 
+    def with_media_encryption(self, value: str | None) -> Target:
+        """This target with its media keyed by ``value``: ``"zrtp"`` (RFC 6189, in band, no
+        ``a=crypto`` even over TLS), ``"sdes"`` or None (SDES exactly when :attr:`secure`)."""
+        if value not in MEDIA_ENCRYPTIONS:
+            raise InvalidUri(f"mediaEncryption must be one of {', '.join(MEDIA_ENCRYPTIONS)}")
+        return replace(self, media_encryption=None if value == "sdes" else value)
+
+    def with_srtp_suites(self, names: Sequence[str]) -> Target:
+        """This target offering these SDES suites, in this order, when it is secure (the callxml
+        extension ``<Sip srtpSuites>``); empty: exactly ``AES_CM_128_HMAC_SHA1_80``. Names are
+        checked where offers are built (:func:`callxml.sdp.policy.check_suites`)."""
+        return replace(self, srtp_suites=tuple(n.strip().upper() for n in names if n.strip()))
+
+    @property
+    def zrtp(self) -> bool:
+        """The media is keyed by ZRTP (the offer is RTP/AVP with ``a=zrtp-hash``)."""
+        return self.media_encryption == "zrtp"
+
     @property
     def transport(self) -> str:
         """``udp``, ``tcp`` or ``tls``: how the INVITE travels to the next hop."""
@@ -127,3 +157,29 @@ class Target:
     def __str__(self) -> str:
         """The URI for logs: no password, no headers."""
         return str(replace(self.uri, password=None, headers=()))
+
+
+def client_headers(
+    identity: str, parameters: Sequence[tuple[str, str]]
+) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """The headers an INVITE to a ``<Client>`` carries, as Twilio hands them to its clients:
+    ``X-Identity`` (the identity dialled), then ``X-<name>`` for each ``<Parameter name value>``
+    (a name already starting with ``X-`` is kept), and the warnings for what was left out: a
+    name that is not a header token, a value with control characters or longer than
+    :data:`MAX_PARAMETER_VALUE`, more than :data:`MAX_URI_HEADERS` headers. Only ``X-``
+    headers, for the reason :class:`Target` gives."""
+    headers: list[tuple[str, str]] = [("X-Identity", identity)]
+    warnings: list[str] = []
+    for name, value in parameters:
+        header = name if name.lower().startswith("x-") else f"X-{name}"
+        if not is_token(header) or any(not c.isprintable() for c in value):
+            warnings.append(f"<Parameter name={name!r}> is not a valid SIP header; not sent")
+        elif len(value) > MAX_PARAMETER_VALUE:
+            warnings.append(
+                f"<Parameter name={name!r}> not sent (over {MAX_PARAMETER_VALUE} characters)"
+            )
+        elif len(headers) > MAX_URI_HEADERS:
+            warnings.append(f"<Parameter name={name!r}> not sent (at most {MAX_URI_HEADERS})")
+        else:
+            headers.append((header, value))
+    return tuple(headers), tuple(warnings)
