@@ -15,7 +15,8 @@ Run it::
     python examples/stream_echo_app.py --port 8090 --auth-token secret
     callxml simulate http://127.0.0.1:8090/voice --auth-token secret --digits '#'
 
-In production serve it behind TLS and give ``wss://``: callxml verifies the certificate.
+In production serve it behind a TLS proxy and pass ``--stream-base wss://agent.example.com``:
+callxml verifies the certificate (over plain ``ws://`` it warns ``insecure-stream``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ ECHO_DELAY = 0.5  # seconds between hearing the caller and playing it back
 CHIME = ((660.0, 800), (880.0, 800))  # (Hz, ms): the greeting
 
 AUTH_TOKEN: web.AppKey[str] = web.AppKey("auth_token", str)
+#: Where callxml reaches the socket from outside (``wss://agent.example.com``), or "" for this
+#: server itself over ``ws://`` (fine on loopback; callxml warns ``insecure-stream``).
+STREAM_BASE: web.AppKey[str] = web.AppKey("stream_base", str)
 #: Every message callxml sent, per stream (streamSid -> messages), for a look afterwards.
 STREAMS: web.AppKey[dict[str, list[dict[str, Any]]]] = web.AppKey("streams", dict)
 
@@ -55,8 +59,10 @@ def twiml(*verbs: str) -> web.Response:
 
 
 def stream_url(request: web.Request) -> str:
-    """The socket's URL on this server, as written in the document (and so as signed)."""
-    return f"ws://{request.host}/media"
+    """The socket's URL as written in the document (and so as signed): under ``--stream-base``
+    behind a TLS proxy, else this server over ``ws://``."""
+    base = request.app[STREAM_BASE] or f"ws://{request.host}"
+    return base.rstrip("/") + "/media"
 
 
 @web.middleware
@@ -183,10 +189,12 @@ async def media_socket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-def make_app(auth_token: str = DEFAULT_TOKEN) -> web.Application:
-    """Build the echo agent; ``auth_token`` must be the one callxml signs with."""
+def make_app(auth_token: str = DEFAULT_TOKEN, *, stream_base: str = "") -> web.Application:
+    """Build the echo agent; ``auth_token`` must be the one callxml signs with,
+    ``stream_base`` the public ``wss://`` origin of the socket (see :data:`STREAM_BASE`)."""
     app = web.Application(middlewares=[require_signature])
     app[AUTH_TOKEN] = auth_token
+    app[STREAM_BASE] = stream_base
     app[STREAMS] = {}
     for path, handler in (("/voice", voice), ("/goodbye", goodbye)):
         app.router.add_get(path, handler, allow_head=False)
@@ -200,8 +208,12 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--auth-token", default=os.environ.get("CALLXML_AUTH_TOKEN", DEFAULT_TOKEN))
+    parser.add_argument(
+        "--stream-base", default="", help="public wss:// origin, e.g. wss://agent.example.com"
+    )
     args = parser.parse_args()
-    web.run_app(make_app(args.auth_token), host=args.host, port=args.port)
+    app = make_app(args.auth_token, stream_base=args.stream_base)
+    web.run_app(app, host=args.host, port=args.port)
 
 
 if __name__ == "__main__":
