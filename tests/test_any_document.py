@@ -27,7 +27,13 @@ from hypothesis import strategies as st
 
 from callxml.errors import MarkupError
 from callxml.markup import parse_document
-from callxml.markup.parser import ATTRIBUTES, UNSUPPORTED_VERBS
+from callxml.markup.parser import (
+    ATTRIBUTES,
+    CONNECT_OTHERS,
+    START_OTHERS,
+    STOP_OTHERS,
+    UNSUPPORTED_VERBS,
+)
 from support.documents import BASE, ELEMENTS, drive_cleanly, simulate_cleanly
 
 EXAMPLES = int(os.environ.get("CALLXML_FUZZ_EXAMPLES", "40"))
@@ -72,6 +78,8 @@ INTERESTING = (
     "onEnter",
     "+15551234567",
     "sip:bob@example.com",
+    "wss://stream.invalid/s",
+    "both_tracks",
 )
 values = st.one_of(
     st.sampled_from(INTERESTING),
@@ -129,6 +137,22 @@ def noun(draw: st.DrawFn) -> str:
     return f"<{name}{attrs}>{body}</{name}>"
 
 
+#: What <Start>, <Stop> and <Connect> may hold besides <Stream>.
+STREAM_SIBLINGS = {"Start": START_OTHERS, "Stop": STOP_OTHERS, "Connect": CONNECT_OTHERS}
+
+
+@st.composite
+def stream_child(draw: st.DrawFn, verb: str) -> str:
+    name = draw(st.sampled_from(["Stream", "Stream", *STREAM_SIBLINGS[verb]]))
+    if name != "Stream":
+        return f"<{name}><Parameter name='x' value='y'/></{name}>"
+    attrs = draw(attributes("Stream"))
+    if " url=" not in attrs and draw(st.booleans()):
+        attrs += " url='wss://stream.invalid/a'"
+    body = draw(st.sampled_from(["", '<Parameter name="a" value="b"/>']))
+    return f"<Stream{attrs}>{body}</Stream>"
+
+
 @st.composite
 def prompt(draw: st.DrawFn) -> str:
     name = draw(st.sampled_from(["Say", "Play", "Pause"]))
@@ -157,6 +181,9 @@ def verb(draw: st.DrawFn) -> str:
                 "Enqueue",
                 "Leave",
                 "Refer",
+                "Start",
+                "Stop",
+                "Connect",
                 *sorted(UNSUPPORTED_VERBS),
             ]
         )
@@ -179,6 +206,9 @@ def verb(draw: st.DrawFn) -> str:
             return f"<Enqueue{attrs}>{body}</Enqueue>"
         case "Refer":
             return f"<Refer{attrs}><Sip>{text(draw, SIP_TEXTS)}</Sip></Refer>"
+        case "Start" | "Stop" | "Connect":
+            children = "".join(draw(st.lists(stream_child(name), max_size=2)))
+            return f"<{name}{attrs}>{children}</{name}>"
         case _ if name in UNSUPPORTED_VERBS:
             return f"<{name}{attrs}><Parameter name='x' value='y'/></{name}>"
         case "Hangup" | "Reject":

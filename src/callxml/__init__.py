@@ -8,8 +8,9 @@ behind it):
 
 * errors — :class:`CallXmlError` and its branches;
 * writing flows — :func:`parse_document`;
-* testing flows offline — :func:`simulate`, :class:`SimulationResult`, :class:`MemoryFetcher`,
-  :class:`CallFlow` (also the ``callflow`` pytest fixture);
+* testing flows offline — :func:`simulate`, :func:`simulate_calls` with :class:`Caller`
+  (several calls on one clock: conferences, queues), :class:`SimulationResult`,
+  :class:`MemoryFetcher`, :class:`CallFlow` (also the ``callflow`` pytest fixture);
 * webhook signatures — :mod:`callxml.signature` (``sign``, ``validate``);
 * real calls — :class:`Phone`, :class:`CallLeg`, :class:`IncomingCall`, :class:`Target`;
 * the hosted engine — :class:`Engine`, :class:`EngineConfig`, :func:`load_config`, the
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from callxml.engine.store import SqliteStore, Store
     from callxml.markup import parse_document
     from callxml.runtime import CallLeg, IncomingCall, Phone
-    from callxml.simulator import MemoryFetcher, SimulationResult, simulate
+    from callxml.simulator import Caller, MemoryFetcher, SimulationResult, simulate, simulate_calls
     from callxml.sip.target import Target
     from callxml.testing import CallFlow
 
@@ -55,6 +56,8 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "parse_document": "callxml.markup",
     "simulate": "callxml.simulator",
+    "simulate_calls": "callxml.simulator",
+    "Caller": "callxml.simulator",
     "SimulationResult": "callxml.simulator",
     "MemoryFetcher": "callxml.simulator",
     "CallFlow": "callxml.testing",
@@ -73,6 +76,7 @@ __all__ = [
     "CallFlow",
     "CallLeg",
     "CallXmlError",
+    "Caller",
     "ConfigError",
     "Engine",
     "EngineConfig",
@@ -97,6 +101,7 @@ __all__ = [
     "load_config",
     "parse_document",
     "simulate",
+    "simulate_calls",
 ]
 
 

@@ -18,6 +18,8 @@ from callxml.engine.store import (
     BindingRecord,
     CallEvent,
     CallRecord,
+    ConferenceRecord,
+    QueueRecord,
     RecordingRecord,
     SqliteStore,
     SqlStore,
@@ -181,6 +183,82 @@ def test_records_survive_kill_9(tmp_path: Path) -> None:
     # Whatever was in flight is either absent or a consistent, unfinished record.
     for record in store.unfinished_calls():
         assert record.status == "ringing"
+
+
+def test_conferences(stores: Stores) -> None:
+    store = stores.open()
+    first = ConferenceRecord("CF1", "AC1", "room", "init", 1.0, 1.0)
+    second = ConferenceRecord("CF2", "AC1", "other", "in-progress", 2.0, 2.0)
+    store.create_conference(first)
+    store.create_conference(second)
+    store.create_conference(ConferenceRecord("CF3", "AC2", "room", "init", 3.0, 3.0))
+    ended = store.update_conference(
+        "CF1",
+        status="completed",
+        date_updated=5.0,
+        reason_conference_ended="last-participant-left",
+        call_sid_ending_conference="CA1",
+    )
+    assert store.get_conference("CF1") == ended
+    assert ended.reason_conference_ended == "last-participant-left"
+    assert [c.sid for c in store.list_conferences("AC1")] == ["CF2", "CF1"]  # newest first
+    assert [c.sid for c in store.list_conferences("AC1", status="completed")] == ["CF1"]
+    assert [c.sid for c in store.list_conferences("AC1", friendly_name="room")] == ["CF1"]
+    assert store.count_conferences("AC1") == 2 and store.count_conferences("AC2") == 1
+    with pytest.raises(KeyError):
+        store.update_conference("CF9", status="completed")
+    with pytest.raises(ValueError):
+        store.update_conference("CF1", nonsense=1)
+    store.close()
+    assert stores.open().get_conference("CF1") == ended  # durable across a restart
+
+
+def test_rooms_a_stopped_engine_left_open_are_ended(stores: Stores) -> None:
+    """Rooms are mixed in one engine: when it stops, its open rooms end — its own (stamped
+    with the store's node) and, at its own restart, rooms made before rooms named an engine;
+    a peer reaping it ends only that engine's; completed rooms keep their reason."""
+    store = stores.open()
+    store.node = "a"
+    store.create_conference(ConferenceRecord("CF1", "AC1", "r1", "in-progress", 1.0, 1.0))
+    store.create_conference(ConferenceRecord("CF2", "AC1", "r2", "init", 2.0, 2.0, node="b"))
+    store.create_conference(ConferenceRecord("CF3", "AC1", "r3", "completed", 3.0, 3.0))
+    store.update_conference("CF3", node=None, reason_conference_ended="last-participant-left")
+    store.create_conference(ConferenceRecord("CF4", "AC1", "r4", "in-progress", 4.0, 4.0))
+    store.update_conference("CF4", node=None)  # from before rooms named their engine
+    assert store.end_conferences("b", now=9.0, reason="engine b stopped") == 1
+    assert store.end_conferences("a", now=9.0, reason="restart", unowned=True) == 2
+    rooms = {c.sid: c for c in store.list_conferences("AC1")}
+    assert rooms["CF1"].node == "a" and rooms["CF2"].node == "b"
+    assert {sid: (c.status, c.reason_conference_ended) for sid, c in rooms.items()} == {
+        "CF1": ("completed", "restart"),
+        "CF2": ("completed", "engine b stopped"),
+        "CF3": ("completed", "last-participant-left"),
+        "CF4": ("completed", "restart"),
+    }
+    assert store.end_conferences(None, now=10.0, reason="x") == 0
+
+
+def test_queues(stores: Stores) -> None:
+    """A queue's name is unique in its account (checked by the database, so two engines on
+    one PostgreSQL cannot both create it); renaming onto another queue's name is refused."""
+    store = stores.open()
+    store.create_queue(QueueRecord("QU1", "AC1", "support", 100, 1.0, 1.0))
+    store.create_queue(QueueRecord("QU2", "AC1", "sales", 10, 2.0, 2.0))
+    store.create_queue(QueueRecord("QU3", "AC2", "support", 100, 3.0, 3.0))  # another account
+    with pytest.raises(ValueError):
+        store.create_queue(QueueRecord("QU4", "AC1", "support", 5, 4.0, 4.0))
+    assert store.find_queue("AC1", "support") == store.get_queue("QU1")
+    resized = store.update_queue("QU1", max_size=20, date_updated=5.0)
+    assert resized.max_size == 20 and store.get_queue("QU1") == resized
+    with pytest.raises(ValueError):
+        store.update_queue("QU2", friendly_name="support")
+    assert store.update_queue("QU2", friendly_name="leads").friendly_name == "leads"
+    with pytest.raises(KeyError):
+        store.update_queue("QU9", max_size=1)
+    assert [q.sid for q in store.list_queues("AC1")] == ["QU2", "QU1"]
+    assert store.count_queues("AC1") == 2 and store.count_queues("AC2") == 1
+    assert store.delete_queue("QU2") and not store.delete_queue("QU2")
+    assert store.find_queue("AC1", "leads") is None
 
 
 def test_zrtp_zid_is_made_once_and_survives_a_restart(stores: Stores) -> None:

@@ -34,6 +34,7 @@ from support.engine import (
     WebApp,
     engine_config,
     running_engine,
+    twilio_client,
     wait_status,
 )
 from support.sipp import Sipp
@@ -47,8 +48,7 @@ HOLD = "<Response><Pause length='30'/></Response>"
 
 def sdk(engine: Engine) -> Client:
     """The official client, talking to the engine instead of api.twilio.com."""
-    client = Client(ACCOUNT_SID, AUTH_TOKEN)
-    client.api.base_url = f"http://127.0.0.1:{engine.http_port}"
+    client: Client = twilio_client(engine)
     return client
 
 
@@ -110,7 +110,7 @@ async def test_the_twilio_sdk_drives_calls(tmp_path: Path, sipp: Sipp) -> None:
         # fetch
         fetched = await off_loop(client.calls(done.sid).fetch)
         assert fetched.status == "completed" and fetched.direction == "outbound-api"
-        assert set(fetched.subresource_uris) == {"events", "notifications", "recordings"}
+        assert set(fetched.subresource_uris) == {"events", "notifications", "recordings", "streams"}
 
         # list, filter, page
         everything = await off_loop(client.calls.list)

@@ -16,6 +16,8 @@ from typing import Any
 
 from callxml.engine.store import TERMINAL_STATUSES
 from callxml.interpreter import CallInfo, CallSession
+from callxml.interpreter.events import DialFinished, QueueLeft
+from callxml.markup.parser import CONNECT_OTHERS, START_OTHERS, STOP_OTHERS
 from callxml.runtime.dial import Dialer
 from callxml.runtime.fork import Branch, Callee
 from callxml.runtime.phone import DialResult
@@ -49,6 +51,7 @@ ELEMENTS = {
     "Hangup": "<Response><Hangup{a}/></Response>",
     "Leave": "<Response><Leave{a}/></Response>",
     "Enqueue": "<Response><Enqueue{a}>support</Enqueue></Response>",
+    "Enqueue/Task": "<Response><Enqueue{a}>support<Task>{{}}</Task></Enqueue></Response>",
     "Refer": "<Response><Refer{a}><Sip>sip:bob@example.com</Sip></Refer></Response>",
     "Refer/Sip": "<Response><Refer><Sip{a}>sip:bob@example.com</Sip></Refer></Response>",
     "Identity": "<Response><Dial><Client><Identity{a}>a</Identity></Client></Dial></Response>",
@@ -61,6 +64,12 @@ ELEMENTS = {
     "Headers": "<Response><Dial><Sip>sip:bob@example.com<Headers{a}/></Sip></Dial></Response>",
     "Header": "<Response><Dial><Sip><Uri>sip:bob@example.com</Uri>"
     "<Headers><Header{a}/></Headers></Sip></Dial></Response>",
+    "Start": "<Response><Start{a}><Stream url='wss://stream.invalid/a'/></Start></Response>",
+    "Stop": "<Response><Stop{a}><Stream name='a'/></Stop></Response>",
+    "Connect": "<Response><Connect{a}><Stream url='wss://stream.invalid/a'/></Connect>"
+    "<Say>after</Say></Response>",
+    # in <Stop>, where a url is not required, so the template holds no attribute of its own
+    "Stream": "<Response><Stop><Stream{a}/></Stop></Response>",
     # children with rows of their own in the capability table
     "Hangup/Parameter": "<Response><Hangup{a}><Parameter name='a' value='b'/></Hangup></Response>",
     "Reject/Parameter": "<Response><Reject{a}><Parameter name='a' value='b'/></Reject></Response>",
@@ -68,6 +77,15 @@ ELEMENTS = {
     "<Uri priority='1'>sip:carol@example.com</Uri></Sip></Dial></Response>",
     "Sip/Headers": "<Response><Dial{a}><Sip><Uri>sip:bob@example.com</Uri>"
     "<Headers><Header name='X-Ticket' value='7'/></Headers></Sip></Dial></Response>",
+    **{
+        f"{verb}/{child}": f"<Response><{verb}{{a}}><{child}/></{verb}></Response>"
+        for verb, children in (
+            ("Start", START_OTHERS),
+            ("Stop", STOP_OTHERS),
+            ("Connect", CONNECT_OTHERS),
+        )
+        for child in children
+    },
 }
 
 
@@ -121,6 +139,44 @@ def no_bridge(*args: Any, **kw: Any) -> Any:
     raise AssertionError("nothing answers, so nothing is bridged")
 
 
+class FakeRooms:
+    """The engine's rooms, at the runtime's seam: a ``<Dial><Conference>`` is joined (and kept
+    in ``joined``) and left at once, as if the caller were alone and pressed ``*``; mixing is
+    covered by the engine's tests with real callers."""
+
+    def __init__(self) -> None:
+        self.joined: list[Any] = []
+
+    async def __call__(self, action: Any, caller: Any, **kw: Any) -> Any:
+        self.joined.append(action)
+        return DialFinished("completed")
+
+
+class FakeQueues:
+    """The engine's queues, at the runtime's seam, for a call alone in the world: an enqueued
+    caller waits until it hangs up; a ``<Dial><Queue>`` finds no queue (as the engine says
+    when nobody made one). Queues with real callers are the engine's tests."""
+
+    def __init__(self, call_log: MemoryCallLog) -> None:
+        self.call_log = call_log
+        self.enqueued: list[Any] = []
+        self.dequeued: list[Any] = []
+
+    async def enqueue(self, action: Any, caller: Any, *, stop: asyncio.Event) -> Any:
+        self.enqueued.append(action)
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(caller.ended.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waits:
+            waiter.cancel()
+        return QueueLeft("hangup", "QU" + "0" * 32)
+
+    async def dequeue(self, action: Any, caller: Any, **kw: Any) -> Any:
+        self.dequeued.append(action)
+        message = f"Dial: there is no queue named {action.queue.name}"
+        await self.call_log.event("warning", {"message": message})
+        return DialFinished("failed")
+
+
 @dataclass
 class Driven:
     """What the engine's driver did with a document."""
@@ -130,6 +186,8 @@ class Driven:
     call_log: MemoryCallLog
     phone: FakePhone
     requests: list[Any] = field(default_factory=list)
+    rooms: FakeRooms = field(default_factory=FakeRooms)
+    queues: FakeQueues | None = None
 
     def warnings(self) -> list[str]:
         return [e["message"] for e in self.call_log.kinds("warning")]
@@ -147,10 +205,14 @@ async def drive(document: str, outcome: str, tmp: Path, *, trunk: str | None = T
     dialer = Dialer(
         phone, no_bridge, trunk_uri_template=trunk, event=call_log.event, directory=OneDevice()
     )
+    rooms = FakeRooms()
+    queues = FakeQueues(call_log)
     services = RuntimeServices(
         fetcher=fetcher,
         audio=FakeAudio(),
         dial=dialer,
+        conference=rooms,
+        queues=queues,
         recordings_dir=tmp,
         clock=lambda: loop.time() * 10_000,  # the call's timers run 10 000 times faster
     )
@@ -171,7 +233,7 @@ async def drive(document: str, outcome: str, tmp: Path, *, trunk: str | None = T
         status = await asyncio.wait_for(runner.run(), 10)
     finally:
         hangup.cancel()
-    return Driven(status, leg, call_log, phone, fetcher.requests)
+    return Driven(status, leg, call_log, phone, fetcher.requests, rooms, queues)
 
 
 def run_simulation(document: str, outcome: str, *, trunk: str | None = TRUNK) -> SimulationResult:

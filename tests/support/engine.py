@@ -195,6 +195,16 @@ async def web_app(routes: dict[str, Callable[[dict[str, str]], str]]) -> AsyncIt
         await app.stop()
 
 
+def twilio_client(engine: Engine) -> Any:
+    """The official ``twilio`` SDK's client, talking to ``engine`` instead of api.twilio.com
+    (nothing changed but the base URL). The SDK is synchronous: call it in a thread."""
+    from twilio.rest import Client
+
+    client = Client(ACCOUNT_SID, AUTH_TOKEN)
+    client.api.base_url = f"http://127.0.0.1:{engine.http_port}"
+    return client
+
+
 async def originate_twiml(
     engine: Engine, to: str, twiml: str, *, from_: str = "sip:alice@example.com"
 ) -> str:

@@ -1,4 +1,5 @@
-"""The example IVR app (examples/ivr_app.py) and its static twin (examples/flows/*.xml)."""
+"""The example apps: the IVR (examples/ivr_app.py) and its static twin (examples/flows/*.xml); the
+conference line, support line and WebSocket agent (examples/*_app.py)."""
 
 from __future__ import annotations
 
@@ -195,3 +196,90 @@ async def test_flow_branches_like_the_app(
     assert verbs(static_root) == verbs(live_root) == first_verbs
     if digits == "1":
         assert static_root.findtext("Dial/Sip") == live_root.findtext("Dial/Sip") == JACK
+
+
+# -- the conference line, support line and WebSocket agent (run for real in
+# tests/engine/test_room_examples.py): every route they serve is valid markup, and nothing
+# unsigned gets through, the WebSocket handshake included.
+
+conference_app = load_example("conference_app.py", "callxml_example_conference_app_docs")
+queue_app = load_example("queue_app.py", "callxml_example_queue_app_docs")
+stream_app = load_example("stream_echo_app.py", "callxml_example_stream_echo_app_docs")
+
+ROOM_ROUTES = [
+    (conference_app, "/voice", {}),
+    (conference_app, "/pin", {"Digits": "4242"}),
+    (conference_app, "/pin", {}),
+    (conference_app, "/wait", {}),
+    (conference_app, "/left", {}),
+    (queue_app, "/voice", {}),
+    (queue_app, "/wait", {"QueuePosition": "2", "AvgQueueTime": "30"}),
+    (queue_app, "/wait-key", {"Digits": "0"}),
+    (queue_app, "/after", {"QueueResult": "leave"}),
+    (queue_app, "/after", {"QueueResult": "bridged"}),
+    (queue_app, "/agent", {}),
+    (queue_app, "/whisper", {}),
+    (queue_app, "/agent-done", {"DialCallStatus": "completed"}),
+    (stream_app, "/goodbye", {}),
+]
+
+
+@pytest.mark.parametrize(
+    ("module", "path", "form"),
+    ROOM_ROUTES,
+    ids=[f"{m.__name__[17:]}{p}" for m, p, _ in ROOM_ROUTES],
+)
+async def test_room_examples_answer_valid_markup_when_signed(
+    serve: Serve, client: WebhookClient, module: object, path: str, form: dict[str, str]
+) -> None:
+    base = await serve(module.make_app(TOKEN))  # type: ignore[attr-defined]
+    root = await fetch_doc(client, base + path, **form)
+    assert verbs(root)
+
+
+@pytest.mark.parametrize("module", [conference_app, queue_app, stream_app])
+async def test_room_examples_refuse_unsigned_requests(serve: Serve, module: object) -> None:
+    base = await serve(module.make_app(TOKEN))  # type: ignore[attr-defined]
+    async with aiohttp.ClientSession() as session:
+        async with session.post(base + "/voice", data=dict(CALL)) as resp:
+            assert resp.status == 403
+        forged = {HEADER: sign("another-token", base + "/voice", CALL)}
+        async with session.post(base + "/voice", data=dict(CALL), headers=forged) as resp:
+            assert resp.status == 403
+
+
+async def test_the_agent_socket_needs_a_signed_handshake(serve: Serve) -> None:
+    base = await serve(stream_app.make_app(TOKEN))
+    ws_url = "ws" + base.removeprefix("http") + "/media"
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(ws_url)
+        assert refused.value.status == 403
+        signed = {HEADER: sign(TOKEN, ws_url, ())}
+        async with session.ws_connect(ws_url, headers=signed) as ws:
+            await ws.send_json({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+            await ws.send_json(
+                {"event": "start", "streamSid": "MZ1", "start": {"streamSid": "MZ1"}}
+            )
+            greeting = [await ws.receive_json(timeout=5) for _ in range(81)]
+            await ws.send_json({"event": "dtmf", "streamSid": "MZ1", "dtmf": {"digit": "#"}})
+            closed = await ws.receive(timeout=5)
+    # 1.6 s of chime in 20 ms messages, then the mark that says when it has played
+    assert [m["event"] for m in greeting] == ["media"] * 80 + ["mark"]
+    assert all(m["streamSid"] == "MZ1" for m in greeting)
+    assert greeting[-1]["mark"] == {"name": "greeting"}
+    assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)  # '#' ends it
+
+
+async def test_the_agent_names_its_socket_under_the_public_wss_origin(
+    serve: Serve, client: WebhookClient
+) -> None:
+    """On its own it names itself over ws:// (callxml's insecure-stream warning); behind a TLS
+    proxy, under the public wss:// origin, with no warning."""
+    local = await serve(stream_app.make_app(TOKEN))
+    resp = await client.fetch(WebhookRequest(local + "/voice", "POST", CALL))
+    assert [w.code for w in parse_document(resp.body).warnings] == ["insecure-stream"]
+    public = await serve(stream_app.make_app(TOKEN, stream_base="wss://agent.example.com"))
+    root = await fetch_doc(client, public + "/voice")
+    assert verbs(root) == ["Connect", "Say"]
+    assert root.find("Connect/Stream").get("url") == "wss://agent.example.com/media"

@@ -19,7 +19,8 @@ import email.utils
 import hashlib
 import hmac
 import math
-from collections.abc import Awaitable, Callable, Mapping
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -49,6 +50,7 @@ __all__ = [
     "RegistrationInfo",
     "build_app",
     "parse_create_form",
+    "parse_stream_form",
     "parse_update_form",
     "recording_uri",
 ]
@@ -176,6 +178,30 @@ class CallUpdate:
     status: str | None = None  # completed | canceled
 
 
+@dataclass(frozen=True, slots=True)
+class StreamRequest:
+    """A validated ``POST …/Calls/{Sid}/Streams.json``: fork the live call's audio to ``url``."""
+
+    url: str
+    name: str | None = None
+    track: str = "inbound_track"
+    status_callback: str | None = None
+    status_callback_method: str = "POST"
+    parameters: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    """A media stream of a live call, as the Stream resource shows it."""
+
+    sid: str
+    account_sid: str
+    call_sid: str
+    name: str
+    status: str  # in-progress | stopped
+    date_updated: float
+
+
 @dataclass(frozen=True)
 class RegistrationInfo:
     """One ``[[registrations]]`` entry as ``Registrations.json`` shows it: its state
@@ -205,6 +231,13 @@ class CallControl(Protocol):
         self, account: AccountConfig, sid: str, update: CallUpdate
     ) -> CallRecord: ...
 
+    async def create_stream(
+        self, account: AccountConfig, call_sid: str, stream: StreamRequest
+    ) -> StreamRecord: ...
+
+    async def stop_stream(
+        self, account: AccountConfig, call_sid: str, stream: str
+    ) -> StreamRecord: ...
     def registrations(self, account: AccountConfig) -> list[RegistrationInfo]:
         """The account's registrations with carriers (those of its domains)."""
         ...
@@ -247,12 +280,13 @@ def call_json(record: CallRecord) -> dict[str, Any]:
         "sid": record.sid,
         "start_time": _date(record.start_time),
         "status": record.status,
-        # Only what this API serves: Twilio's payments, siprec, streams and user-defined
-        # messages have no counterpart here, so they are not advertised.
+        # Only what this API serves: Twilio's payments, siprec and user-defined messages have
+        # no counterpart here, so they are not advertised.
         "subresource_uris": {
             "events": f"{base}/Events.json",
             "notifications": f"{base}/Notifications.json",
             "recordings": f"{base}/Recordings.json",
+            "streams": f"{base}/Streams.json",
         },
         "to": record.to,
         "to_formatted": record.to,
@@ -287,6 +321,20 @@ def recording_json(rec: RecordingRecord, base_url: str) -> dict[str, Any]:
         "uri": f"{uri}.json",
         "media_url": f"{base_url}{uri}",
         "subresource_uris": {},
+    }
+
+
+def stream_json(stream: StreamRecord) -> dict[str, Any]:
+    """A stream in the exact shape of Twilio's Stream resource."""
+    base = f"/{API_VERSION}/Accounts/{stream.account_sid}/Calls/{stream.call_sid}/Streams"
+    return {
+        "account_sid": stream.account_sid,
+        "call_sid": stream.call_sid,
+        "date_updated": _date(stream.date_updated),
+        "name": stream.name,
+        "sid": stream.sid,
+        "status": stream.status,
+        "uri": f"{base}/{stream.sid}.json",
     }
 
 
@@ -652,6 +700,27 @@ class _Api:
                 await self.in_thread(path.unlink)
         return web.Response(status=204)
 
+    async def create_stream(self, request: web.Request) -> web.Response:
+        """Fork a live call's audio to a WebSocket app (``<Start><Stream>`` from outside)."""
+        account = self.authenticate(request)
+        sid = request.match_info["sid"]
+        self.record_or_404(account, sid, request.path)
+        stream = parse_stream_form(await self.form(request))
+        record = await self.control.create_stream(account, sid, stream)
+        return web.json_response(stream_json(record), status=201)
+
+    async def update_stream(self, request: web.Request) -> web.Response:
+        """``Status=stopped`` ends a stream (by its sid or its name)."""
+        account = self.authenticate(request)
+        call_sid = request.match_info["call"]
+        self.record_or_404(account, call_sid, request.path)
+        form = await self.form(request)
+        _unsupported(form, frozenset({"Status"}), "when updating a stream")
+        if form.get("Status") != "stopped":
+            raise ApiError(400, 20001, "Status must be 'stopped'")
+        record = await self.control.stop_stream(account, call_sid, request.match_info["stream"])
+        return web.json_response(stream_json(record))
+
     async def openapi(self, request: web.Request) -> web.Response:
         text = resources.files("callxml").joinpath("schemas/openapi.yaml").read_text()
         return web.Response(text=text, content_type="application/yaml")
@@ -914,6 +983,48 @@ def _recording_options(form: Mapping[str, str], record: bool) -> dict[str, Any]:
     }
 
 
+#: ``ParameterN.Name``/``ParameterN.Value`` of a stream (Twilio allows up to 99).
+_STREAM_PARAMETER = re.compile(r"Parameter([1-9][0-9]?)\.(Name|Value)")
+STREAM_FIELDS = frozenset({"Url", "Name", "Track", "StatusCallback", "StatusCallbackMethod"})
+
+
+def parse_stream_form(form: Mapping[str, str]) -> StreamRequest:
+    """Validate a create-stream form; what callxml does not honour is refused."""
+    parameters: dict[int, dict[str, str]] = {}
+    for name, value in form.items():
+        match = _STREAM_PARAMETER.fullmatch(name)
+        if match is not None:
+            parameters.setdefault(int(match[1]), {})[match[2]] = value
+        elif name not in STREAM_FIELDS:
+            raise ApiError(
+                400, UNSUPPORTED_PARAMETER, f"{name} is not supported by callxml for a stream"
+            )
+    url = form.get("Url", "").strip()
+    scheme = urlsplit(url).scheme.lower() if url else ""
+    if scheme not in ("wss", "ws") or not urlsplit(url).hostname:
+        raise ApiError(400, 21205, f"Url must be a wss:// URL: {url!r}")
+    track = form.get("Track", "inbound_track").strip() or "inbound_track"
+    if track not in ("inbound_track", "outbound_track", "both_tracks"):
+        raise ApiError(400, 20001, "Track must be inbound_track, outbound_track or both_tracks")
+    callback = form.get("StatusCallback") or None
+    if callback is not None:
+        _check_url(callback, "StatusCallback")
+    pairs = []
+    for index in sorted(parameters):
+        pair = parameters[index]
+        if "Name" not in pair:
+            raise ApiError(400, 20001, f"Parameter{index}.Value without Parameter{index}.Name")
+        pairs.append((pair["Name"], pair.get("Value", "")))
+    return StreamRequest(
+        url=url,
+        name=form.get("Name") or None,
+        track=track,
+        status_callback=callback,
+        status_callback_method=_method(form.get("StatusCallbackMethod"), "StatusCallbackMethod"),
+        parameters=tuple(pairs),
+    )
+
+
 def parse_update_form(form: Mapping[str, str]) -> CallUpdate:
     """Validate an update-call form as Twilio does, with Twilio's error codes; a parameter
     callxml does not honour is refused (400, code 20001, naming it)."""
@@ -931,8 +1042,16 @@ def parse_update_form(form: Mapping[str, str]) -> CallUpdate:
     return CallUpdate(url=url, method=method, twiml=twiml, status=status)
 
 
-def build_app(config: EngineConfig, store: Store, control: CallControl) -> web.Application:
-    """The aiohttp application serving the REST API, recordings and the OpenAPI document."""
+#: Adds more resources to the app (the engine's rooms: :mod:`callxml.engine.rooms_api`), given
+#: the API's helpers and the control.
+Routes = Callable[[web.Application, "_Api", Any], None]
+
+
+def build_app(
+    config: EngineConfig, store: Store, control: CallControl, *, routes: Sequence[Routes] = ()
+) -> web.Application:
+    """The aiohttp application serving the REST API, recordings and the OpenAPI document;
+    ``routes`` add more resources."""
     api = _Api(config, store, control)
     app = web.Application(middlewares=[_errors], client_max_size=MAX_FORM_BYTES)
     prefix = f"/{API_VERSION}/Accounts/{{account}}"
@@ -946,6 +1065,8 @@ def build_app(config: EngineConfig, store: Store, control: CallControl) -> web.A
     app.router.add_get(f"{prefix}/Calls/{{sid}}/Events.json", api.call_events)
     app.router.add_get(f"{prefix}/Calls/{{sid}}/Notifications.json", api.call_notifications)
     app.router.add_get(f"{prefix}/Calls/{{sid}}/Recordings.json", api.call_recordings)
+    app.router.add_post(f"{prefix}/Calls/{{sid}}/Streams.json", api.create_stream)
+    app.router.add_post(f"{prefix}/Calls/{{call}}/Streams/{{stream}}.json", api.update_stream)
     app.router.add_get(
         f"{prefix}/Calls/{{call}}/Recordings/{recording}{{ext:\\.json}}", api.get_recording
     )
@@ -962,4 +1083,6 @@ def build_app(config: EngineConfig, store: Store, control: CallControl) -> web.A
     )
     app.router.add_get("/openapi.yaml", api.openapi)
     app.router.add_get("/healthz", api.health)
+    for add in routes:
+        add(app, api, control)
     return app

@@ -33,9 +33,11 @@ from callxml.engine.store import (
     Store,
 )
 from callxml.errors import CallXmlError
+from callxml.interpreter import actions as act
 from callxml.interpreter import new_sid
 from callxml.runtime.dial import ChildCallback
 from callxml.runtime.session import CallRunner
+from callxml.runtime.stream import StreamInfo
 
 __all__ = [
     "CallAlreadyAnswered",
@@ -46,6 +48,8 @@ __all__ = [
     "EngineStopping",
     "InvalidTarget",
     "LiveCall",
+    "NoSuchStream",
+    "StreamRefused",
     "new_call_record",
 ]
 
@@ -78,6 +82,14 @@ class CallNotInProgress(CallControlError):
 
 class CallAlreadyAnswered(CallControlError):
     """``canceled`` asks to stop a call still ringing; this one was answered already."""
+
+
+class StreamRefused(CallControlError):
+    """The call cannot take another stream (too many at once, or the name is in use)."""
+
+
+class NoSuchStream(CallControlError):
+    """The call has no stream of that sid or name."""
 
 
 # -- records ------------------------------------------------------------------------------------
@@ -425,6 +437,33 @@ class LiveCall:
         self.request_end(status)
         await asyncio.wait_for(self.ended.wait(), timeout)
         return self.record
+
+    def start_stream(self, action: act.StartStream) -> StreamInfo:
+        """Fork the call's audio to a WebSocket app (REST ``Streams.json``).
+
+        Raises :class:`CallNotInProgress` without a running flow, :class:`StreamRefused` when
+        the call takes no more streams.
+        """
+        runner = self._runner
+        if self.over or runner is None or runner.done.is_set():
+            raise CallNotInProgress(f"call {self.sid} is not in progress")
+        try:
+            return runner.streams.start(action)
+        except CallXmlError as exc:
+            if "not running" in str(exc):
+                raise CallNotInProgress(f"call {self.sid} is not in progress") from None
+            raise StreamRefused(str(exc)) from None
+
+    def stop_stream(self, name: str) -> StreamInfo:
+        """Stop the stream ``name`` (its sid or name); its record, stopped. Raises
+        :class:`NoSuchStream` when the call has none by that name."""
+        runner = self._runner
+        found = runner.streams.find(name) if runner is not None else None
+        if runner is None or found is None:
+            raise NoSuchStream(f"call {self.sid} has no stream {name!r}")
+        stopped = runner.streams.stop(name)
+        info = stopped[0] if stopped else found
+        return StreamInfo(info.sid, info.name, "stopped", info.updated)
 
     def redirect(self, url: str | None, method: str, twiml: str | None) -> CallRecord:
         """Replace what the call is doing with the document at ``url`` (or ``twiml``).

@@ -147,6 +147,9 @@ class Cluster:
                     log.warning(
                         "call %s: its engine %s stopped; marked failed", record.sid, node.node_id
                     )
+            self.store.end_conferences(  # its rooms were mixed there: they are over
+                node.node_id, now=now, reason=f"engine {node.node_id} stopped during the conference"
+            )
             self.store.release_node(node.node_id, before=now)
             if self._on_reaped is not None:
                 self._on_reaped(node.node_id, count)

@@ -26,9 +26,10 @@ import logging
 import os
 import re
 import signal
+import ssl
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -49,13 +50,16 @@ from callxml.engine.calls import (
     new_call_record,
 )
 from callxml.engine.cluster import Cluster
+from callxml.engine.conference import Conferences
 from callxml.engine.config import AccountConfig, DomainConfig, EngineConfig
 from callxml.engine.control import EngineControl
 from callxml.engine.devcert import ensure_dev_certificate
 from callxml.engine.health import StoreHealth
 from callxml.engine.metrics import EngineMetrics, metrics_handler
+from callxml.engine.queues import Queues
 from callxml.engine.registrar import RegistrarService
 from callxml.engine.registrations import RegistrationService
+from callxml.engine.rooms_api import add_room_routes
 from callxml.engine.store import TERMINAL_STATUSES, CallRecord, SqliteStore, SqlStore, Store
 from callxml.engine.zrtpcache import StoreZrtpCache
 from callxml.errors import (
@@ -67,6 +71,8 @@ from callxml.errors import (
     WebhookError,
 )
 from callxml.interpreter import CallInfo, CallSession, new_sid
+from callxml.interpreter import actions as act
+from callxml.interpreter import events as ev
 from callxml.markup.verbs import Number, Sip
 from callxml.media.zrtp import ZrtpResult
 from callxml.runtime import CallLeg, DialResult, IncomingCall, Phone, bridge
@@ -74,11 +80,13 @@ from callxml.runtime.amd import AmdListener
 from callxml.runtime.amd import detect as detect_machine
 from callxml.runtime.dial import Dialer, resolve_targets
 from callxml.runtime.fork import dial_fork
+from callxml.runtime.leg import Leg
 from callxml.runtime.recorder import AudioTap, BridgeRecorder, Taps, save_recording
 from callxml.runtime.session import (
     DIGIT_WAIT,
     INTERNAL_ERROR,
     CallRunner,
+    ConferenceRunner,
     RuntimeServices,
     webhook_event,
 )
@@ -95,6 +103,7 @@ from callxml.sip.uri import parse_uri
 from callxml.webhooks import Fetcher, WebhookClient, WebhookRequest, WebhookResponse
 from callxml.webhooks.base import fetch_outcome
 from callxml.webhooks.guard import GuardedConnector, NetworkPolicy, parse_networks
+from callxml.webhooks.streams import StreamClient
 
 __all__ = ["ALL_CALLBACK_EVENTS", "DomainAuthenticator", "Engine", "dial_target"]
 
@@ -222,6 +231,7 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()  # originated calls (tasks are weakly held)
         self._http: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._client_tls: ssl.SSLContext | None = None  # outgoing TLS: webhooks, streams
         self._fetchers: dict[str, WebhookClient] = {}
         self._callbacks: dict[str, StatusCallbacks] = {}
         self._audio: AudioCache | None = None
@@ -230,6 +240,8 @@ class Engine:
         self.store_health = StoreHealth()
         self.admission = Admission(config.limits, store_health=self.store_health)
         self._slots: dict[str, Slot] = {}
+        self._conferences: Conferences | None = None
+        self._queues: Queues | None = None
         self.metrics = EngineMetrics(self)
         #: Membership among engines sharing a PostgreSQL store (None on SQLite).
         self.cluster: Cluster | None = None
@@ -285,13 +297,20 @@ class Engine:
             deny=parse_networks(config.webhook_deny_networks),
             multi_tenant=config.multi_tenant,
         )
-        # Every fetch (webhooks, <Play>, status callbacks) connects through the SSRF guard.
+        # Every fetch (webhooks, <Play>, status callbacks) and every media stream's WebSocket
+        # connects through the SSRF guard, verifying TLS against the system's CAs and
+        # tls.ca_bundle.
+        self._client_tls = ssl.create_default_context()
+        if config.tls_ca_bundle is not None:
+            self._client_tls.load_verify_locations(cafile=str(config.tls_ca_bundle))
         self._session = aiohttp.ClientSession(
-            connector=GuardedConnector(policy),
+            connector=GuardedConnector(policy, ssl=self._client_tls),
             timeout=aiohttp.ClientTimeout(total=None),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._audio = AudioCache(config.data_dir / "audio", session=self._session)
+        self._conferences = Conferences(self.store, self._audio, config.recordings)
+        self._queues = Queues(self.store)
         for account in config.accounts:
             fetcher = WebhookClient(
                 auth_token=account.auth_token,
@@ -330,6 +349,10 @@ class Engine:
         made before calls named their node) are marked failed: no call is ever left live."""
         assert self.store is not None
         now = time.time()
+        # Rooms live in the engine that mixes them: the ones it left open are over.
+        self.store.end_conferences(
+            node, now=now, reason="the engine stopped during the conference", unowned=True
+        )
         unfinished = self.store.unfinished_calls()
         for record in unfinished:
             if node is not None and record.node not in (node, None):
@@ -432,7 +455,7 @@ class Engine:
     async def _start_http(self) -> None:
         config = self.config
         assert self.store is not None
-        app = build_app(config, self.store, EngineControl(self))
+        app = build_app(config, self.store, EngineControl(self), routes=(add_room_routes,))
         if self.cluster is not None:
             app.middlewares.append(self.cluster.middleware)
         if config.metrics_enabled:
@@ -457,6 +480,8 @@ class Engine:
             return
         self._stopped.set()
         self.accepting = False
+        if self._queues is not None:  # waiting callers go on with their <Enqueue> action
+            await self._queues.close()
         grace = self.config.shutdown_grace
         live = [c for c in self._calls.values() if not c.ended.is_set()]
         if live:
@@ -468,6 +493,8 @@ class Engine:
         for call in list(self._calls.values()):
             call.cancel()
         await self._wait_calls(2.0)
+        if self._conferences is not None:
+            await self._conferences.close()
         if self._http is not None:
             await self._http.cleanup()
         for callbacks in self._callbacks.values():
@@ -540,6 +567,24 @@ class Engine:
             raise CallXmlError("the engine is not started")
         return self.store
 
+    @property
+    def conferences(self) -> Conferences:
+        """The conference rooms (once started)."""
+        if self._conferences is None:
+            raise CallXmlError("the engine is not started")
+        return self._conferences
+
+    @property
+    def queues(self) -> Queues:
+        """The call queues (once started)."""
+        if self._queues is None:
+            raise CallXmlError("the engine is not started")
+        return self._queues
+
+    def fetcher_for(self, account: AccountConfig) -> Fetcher:
+        """The signed webhook client of ``account`` (announcements, room callbacks)."""
+        return self._runtime_services(account).fetcher
+
     async def originate(self, account: AccountConfig, call: OutboundCall) -> CallRecord:
         """Start an outbound call for ``account``; returns its record (``queued``) at once.
 
@@ -606,11 +651,15 @@ class Engine:
         services = self._services.get(account.sid)
         if services is None:
             assert self._audio is not None and self.phone is not None
+            assert self._session is not None
             services = RuntimeServices(
                 fetcher=_CountedFetcher(
                     self._fetchers[account.sid], self.admission, self.metrics.webhook_seconds
                 ),
                 audio=self._audio,
+                streams=StreamClient(
+                    self._session, auth_token=account.auth_token, ssl_context=self._client_tls
+                ),
                 recordings_dir=self.config.recordings,
             )
             self._services[account.sid] = services
@@ -688,6 +737,7 @@ class Engine:
             fetcher=services.fetcher,
             audio=services.audio,
             dial=self._dialer(book, live.account),
+            streams=services.streams,
             recordings_dir=services.recordings_dir,
         )
         runner = CallRunner(
@@ -698,7 +748,35 @@ class Engine:
             inline_document=inline_document,
             call_recorder=call_recorder,
         )
+        call_services.conference = self._conference_runner(live, runner)
+        call_services.queues = _CallQueues(self.queues, live, runner, services)
         return await live.run(runner)
+
+    def _conference_runner(self, live: LiveCall, runner: CallRunner) -> ConferenceRunner:
+        """``<Dial><Conference>`` for the call ``live`` runs: the engine's rooms."""
+        conferences = self.conferences
+        fetcher = self._runtime_services(live.account).fetcher
+
+        async def join(
+            action: act.JoinConference,
+            caller: Leg,
+            *,
+            stop: asyncio.Event,
+            on_audio: Callable[[str, bytes], None] | None = None,
+        ) -> ev.DialFinished:
+            return await conferences.join(
+                action,
+                caller,
+                stop=stop,
+                on_audio=on_audio,
+                account_sid=live.account.sid,
+                call_sid=live.sid,
+                fetcher=fetcher,
+                params=lambda: runner.session.params(),
+                notes=live.book,
+            )
+
+        return join
 
     # -------------------------------------------------------------------------- outbound
 
@@ -1096,6 +1174,51 @@ def zrtp_event(result: ZrtpResult) -> dict[str, Any]:
         "cache": cache,
         "peer_zid": result.peer_zid.hex(),
     }
+
+
+class _CallQueues:
+    """One call's :class:`~callxml.runtime.session.QueueRunner`: the engine's queues, with
+    the call's record and services."""
+
+    def __init__(
+        self, queues: Queues, live: LiveCall, runner: CallRunner, services: RuntimeServices
+    ) -> None:
+        self.queues = queues
+        self.live = live
+        self.runner = runner
+        self.services = services
+
+    async def enqueue(
+        self, action: act.Enqueue, caller: Leg, *, stop: asyncio.Event
+    ) -> ev.QueueLeft:
+        return await self.queues.enqueue(
+            action,
+            caller,
+            stop=stop,
+            call=self.runner.session.call,
+            book=self.live.book,
+            services=self.services,
+        )
+
+    async def dequeue(
+        self,
+        action: act.Dequeue,
+        caller: Leg,
+        *,
+        stop: asyncio.Event,
+        answer_caller: Callable[[], Awaitable[None]],
+        on_audio: Callable[[str, bytes], None] | None = None,
+    ) -> ev.DialFinished:
+        return await self.queues.dequeue(
+            action,
+            caller,
+            stop=stop,
+            answer_caller=answer_caller,
+            on_audio=on_audio,
+            call=self.runner.session.call,
+            book=self.live.book,
+            services=self.services,
+        )
 
 
 class _CountedFetcher:

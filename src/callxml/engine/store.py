@@ -1,4 +1,5 @@
-"""Durable call records: calls, their events, and recordings; and the registrar's bindings.
+"""Durable call records: calls, their events, recordings, conferences and queues; and the
+registrar's bindings.
 
 Owns the :class:`Store` seam and its embedded implementation on SQLite. It is a seam (a
 Protocol the engine, the REST API and status callbacks use, never SQLite itself) because where
@@ -30,11 +31,14 @@ from callxml.engine.migrations import migrate
 
 __all__ = [
     "CALL_STATUSES",
+    "CONFERENCE_STATUSES",
     "TERMINAL_STATUSES",
     "BindingRecord",
     "CallEvent",
     "CallRecord",
+    "ConferenceRecord",
     "NodeRecord",
+    "QueueRecord",
     "RecordingRecord",
     "SqlStore",
     "SqliteBackend",
@@ -144,6 +148,38 @@ class BindingRecord:
     user_agent: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ConferenceRecord:
+    """A conference room, as Twilio's Conference resource describes it: ``status`` is ``init``
+    (waiting for a participant who starts it), ``in-progress`` or ``completed``."""
+
+    sid: str
+    account_sid: str
+    friendly_name: str
+    status: str = "init"
+    date_created: float = 0.0
+    date_updated: float = 0.0
+    reason_conference_ended: str | None = None
+    call_sid_ending_conference: str | None = None
+    node: str | None = None  # the engine whose mixer runs the room (None: a single engine)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRecord:
+    """A call queue, as Twilio's Queue resource describes it (its members are live only)."""
+
+    sid: str
+    account_sid: str
+    friendly_name: str
+    max_size: int = 100
+    date_created: float = 0.0
+    date_updated: float = 0.0
+
+
+#: Statuses of a conference; ``completed`` is final.
+CONFERENCE_STATUSES = ("init", "in-progress", "completed")
+
+
 #: A time window for list filters: (from, inclusive; until, exclusive) in Unix seconds, either
 #: end open (None).
 TimeRange = tuple[float | None, float | None]
@@ -236,6 +272,50 @@ class Store(Protocol):
         """Delete the bindings expired by ``now``; returns how many."""
         ...
 
+    def create_conference(self, record: ConferenceRecord) -> None: ...
+
+    def update_conference(self, sid: str, **changes: Any) -> ConferenceRecord: ...
+
+    def get_conference(self, sid: str) -> ConferenceRecord | None: ...
+
+    def list_conferences(
+        self,
+        account_sid: str,
+        *,
+        status: str | None = None,
+        friendly_name: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[ConferenceRecord]: ...
+
+    def count_conferences(
+        self, account_sid: str, *, status: str | None = None, friendly_name: str | None = None
+    ) -> int: ...
+
+    def end_conferences(
+        self, node: str | None, *, now: float, reason: str, unowned: bool = False
+    ) -> int:
+        """Mark the rooms a stopped engine left open ``completed``; returns how many."""
+        ...
+
+    def create_queue(self, record: QueueRecord) -> None:
+        """Raises ValueError when the account has a queue of that name already."""
+        ...
+
+    def update_queue(self, sid: str, **changes: Any) -> QueueRecord: ...
+
+    def get_queue(self, sid: str) -> QueueRecord | None: ...
+
+    def find_queue(self, account_sid: str, friendly_name: str) -> QueueRecord | None: ...
+
+    def list_queues(
+        self, account_sid: str, *, limit: int = 50, offset: int = 0
+    ) -> list[QueueRecord]: ...
+
+    def count_queues(self, account_sid: str) -> int: ...
+
+    def delete_queue(self, sid: str) -> bool: ...
+
     def close(self) -> None: ...
 
 
@@ -255,6 +335,8 @@ _CALL_COLUMNS = tuple(f.name for f in fields(CallRecord))
 _RECORDING_COLUMNS = tuple(f.name for f in fields(RecordingRecord))
 _NODE_COLUMNS = tuple(f.name for f in fields(NodeRecord))
 _BINDING_COLUMNS = tuple(f.name for f in fields(BindingRecord))
+_CONFERENCE_COLUMNS = tuple(f.name for f in fields(ConferenceRecord))
+_QUEUE_COLUMNS = tuple(f.name for f in fields(QueueRecord))
 _KEYS = ("aor", "key")
 
 
@@ -543,6 +625,172 @@ class SqlStore:
         with self.backend.transaction() as db:
             return bool(db.execute("DELETE FROM recordings WHERE sid = ?", (sid,)).rowcount)
 
+    # -- conferences ----------------------------------------------------------------------------
+
+    def create_conference(self, record: ConferenceRecord) -> None:
+        if record.node is None and self.node is not None:
+            record = replace(record, node=self.node)
+        self._insert("conferences", _CONFERENCE_COLUMNS, record)
+
+    def end_conferences(
+        self, node: str | None, *, now: float, reason: str, unowned: bool = False
+    ) -> int:
+        """Rooms live in the engine that mixes them, so when it stops (a crash, or a peer found
+        its lease expired) its open rooms are over: mark them ``completed`` with ``reason``.
+        ``node`` None: every open room (a single engine); else that engine's, and with
+        ``unowned`` also rooms made before rooms named their engine."""
+        query = (
+            "UPDATE conferences SET status = 'completed', date_updated = ?,"
+            " reason_conference_ended = ? WHERE status <> 'completed'"
+        )
+        args: list[Any] = [now, reason]
+        if node is not None:
+            query += " AND (node = ? OR node IS NULL)" if unowned else " AND node = ?"
+            args.append(node)
+        with self.backend.transaction() as db:
+            return int(db.execute(query, args).rowcount)
+
+    def update_conference(self, sid: str, **changes: Any) -> ConferenceRecord:
+        unknown = set(changes) - set(_CONFERENCE_COLUMNS) - {"sid"}
+        if unknown or "sid" in changes:
+            raise ValueError(f"cannot update conference fields {sorted(unknown or {'sid'})}")
+        if not changes:
+            found = self.get_conference(sid)
+            if found is None:
+                raise KeyError(sid)
+            return found
+        assignments = ", ".join(f"{_quoted(c)} = ?" for c in changes)
+        with self.backend.transaction() as db:
+            row = db.execute(
+                f"UPDATE conferences SET {assignments} WHERE sid = ? RETURNING *",
+                [*changes.values(), sid],
+            ).fetchone()
+        if row is None:
+            raise KeyError(sid)
+        return _conference_from_row(row)
+
+    def get_conference(self, sid: str) -> ConferenceRecord | None:
+        with self.backend.read() as db:
+            row = db.execute("SELECT * FROM conferences WHERE sid = ?", (sid,)).fetchone()
+        return None if row is None else _conference_from_row(row)
+
+    @staticmethod
+    def _conference_filters(
+        account_sid: str, status: str | None, friendly_name: str | None
+    ) -> tuple[str, list[Any]]:
+        clauses, args = ["account_sid = ?"], [account_sid]
+        for column, value in (("status", status), ("friendly_name", friendly_name)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        return " AND ".join(clauses), args
+
+    def list_conferences(
+        self,
+        account_sid: str,
+        *,
+        status: str | None = None,
+        friendly_name: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[ConferenceRecord]:
+        where, args = self._conference_filters(account_sid, status, friendly_name)
+        with self.backend.read() as db:
+            rows = db.execute(
+                f"SELECT * FROM conferences WHERE {where} "
+                "ORDER BY date_created DESC, sid DESC LIMIT ? OFFSET ?",
+                [*args, max(0, min(limit, 1000)), max(0, offset)],
+            ).fetchall()
+        return [_conference_from_row(row) for row in rows]
+
+    def count_conferences(
+        self, account_sid: str, *, status: str | None = None, friendly_name: str | None = None
+    ) -> int:
+        where, args = self._conference_filters(account_sid, status, friendly_name)
+        with self.backend.read() as db:
+            row = db.execute(f"SELECT COUNT(*) AS n FROM conferences WHERE {where}", args)
+            return int(row.fetchone()["n"])
+
+    # -- queues ---------------------------------------------------------------------------------
+
+    def create_queue(self, record: QueueRecord) -> None:
+        """Raises ValueError when the account has a queue of that name already. The name's
+        uniqueness is checked by the database (``ON CONFLICT``), so two engines creating the
+        same queue at once cannot both succeed, on SQLite or PostgreSQL alike."""
+        values = asdict(record)
+        names = ", ".join(_quoted(c) for c in _QUEUE_COLUMNS)
+        marks = ", ".join("?" for _ in _QUEUE_COLUMNS)
+        with self.backend.transaction() as db:
+            row = db.execute(
+                f"INSERT INTO queues ({names}) VALUES ({marks})"
+                " ON CONFLICT (account_sid, friendly_name) DO NOTHING RETURNING sid",
+                [values[c] for c in _QUEUE_COLUMNS],
+            ).fetchone()
+        if row is None:
+            raise ValueError(f"a queue named {record.friendly_name!r} exists")
+
+    def update_queue(self, sid: str, **changes: Any) -> QueueRecord:
+        unknown = set(changes) - set(_QUEUE_COLUMNS) - {"sid"}
+        if unknown or "sid" in changes:
+            raise ValueError(f"cannot update queue fields {sorted(unknown or {'sid'})}")
+        with self.backend.transaction() as db:
+            row = db.execute("SELECT * FROM queues WHERE sid = ?", (sid,)).fetchone()
+            if row is None:
+                raise KeyError(sid)
+            name = changes.get("friendly_name")
+            taken = (
+                name is not None
+                and db.execute(
+                    "SELECT sid FROM queues WHERE account_sid = ? AND friendly_name = ?"
+                    " AND sid <> ?",
+                    (row["account_sid"], name, sid),
+                ).fetchone()
+            )
+            if taken:
+                raise ValueError(f"a queue named {name!r} exists")
+            if changes:
+                assignments = ", ".join(f"{_quoted(c)} = ?" for c in changes)
+                row = db.execute(
+                    f"UPDATE queues SET {assignments} WHERE sid = ? RETURNING *",
+                    [*changes.values(), sid],
+                ).fetchone()
+        return _queue_from_row(row)
+
+    def get_queue(self, sid: str) -> QueueRecord | None:
+        with self.backend.read() as db:
+            row = db.execute("SELECT * FROM queues WHERE sid = ?", (sid,)).fetchone()
+        return None if row is None else _queue_from_row(row)
+
+    def find_queue(self, account_sid: str, friendly_name: str) -> QueueRecord | None:
+        with self.backend.read() as db:
+            row = db.execute(
+                "SELECT * FROM queues WHERE account_sid = ? AND friendly_name = ?",
+                (account_sid, friendly_name),
+            ).fetchone()
+        return None if row is None else _queue_from_row(row)
+
+    def list_queues(
+        self, account_sid: str, *, limit: int = 50, offset: int = 0
+    ) -> list[QueueRecord]:
+        with self.backend.read() as db:
+            rows = db.execute(
+                "SELECT * FROM queues WHERE account_sid = ? "
+                "ORDER BY date_created DESC, sid DESC LIMIT ? OFFSET ?",
+                (account_sid, max(0, min(limit, 1000)), max(0, offset)),
+            ).fetchall()
+        return [_queue_from_row(row) for row in rows]
+
+    def count_queues(self, account_sid: str) -> int:
+        with self.backend.read() as db:
+            row = db.execute(
+                "SELECT COUNT(*) AS n FROM queues WHERE account_sid = ?", (account_sid,)
+            ).fetchone()
+        return int(row["n"])
+
+    def delete_queue(self, sid: str) -> bool:
+        with self.backend.transaction() as db:
+            return bool(db.execute("DELETE FROM queues WHERE sid = ?", (sid,)).rowcount)
+
     # -- nodes (engines sharing the database) ---------------------------------------------------
 
     def claim_node(self, node: NodeRecord) -> NodeRecord | None:
@@ -756,6 +1004,14 @@ def _call_from_row(row: Any) -> CallRecord:
 
 def _recording_from_row(row: Any) -> RecordingRecord:
     return RecordingRecord(**{c: row[c] for c in _RECORDING_COLUMNS})
+
+
+def _conference_from_row(row: Any) -> ConferenceRecord:
+    return ConferenceRecord(**{c: row[c] for c in _CONFERENCE_COLUMNS})
+
+
+def _queue_from_row(row: Any) -> QueueRecord:
+    return QueueRecord(**{c: row[c] for c in _QUEUE_COLUMNS})
 
 
 def _node_from_row(row: Any) -> NodeRecord:

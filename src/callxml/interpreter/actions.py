@@ -7,7 +7,8 @@ transcript, the engine with SIP transactions and RTP streams. Nothing here knows
 Actions that start something long (``Speak``, ``Play``, ``SendDigits``, ``StartRecording``,
 ``StartDial``, ``Fetch``, ``Answer``) are answered by the matching event
 (:mod:`callxml.interpreter.events`): ``PlaybackFinished(id)``, ``RecordingFinished``,
-``DialFinished``, ``DocumentFetched``/``FetchFailed``, ``Answered``. ``Pause`` and
+``DialFinished``, ``DocumentFetched``/``FetchFailed``, ``Answered``; a bidirectional
+``StartStream`` by ``StreamEnded``. ``Pause`` and
 ``CollectDigits`` are notices only: the session keeps their time on its own clock.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
-from callxml.markup.verbs import DialNoun, Verb
+from callxml.markup.verbs import Conference, DialNoun, Queue, Verb
 from callxml.webhooks.base import WebhookRequest
 
 __all__ = [
@@ -24,9 +25,13 @@ __all__ = [
     "Answer",
     "Callback",
     "CollectDigits",
+    "Dequeue",
     "DigitsCollected",
+    "Enqueue",
     "Fetch",
     "Hangup",
+    "JoinConference",
+    "LeaveQueue",
     "Log",
     "Pause",
     "Play",
@@ -35,9 +40,11 @@ __all__ = [
     "Speak",
     "StartDial",
     "StartRecording",
+    "StartStream",
     "StopDial",
     "StopPlayback",
     "StopRecording",
+    "StopStream",
     "VerbStarted",
 ]
 
@@ -187,11 +194,86 @@ class StartDial:
 
 
 @dataclass(frozen=True, slots=True)
+class JoinConference:
+    """Put the caller in the conference room ``conference.name`` (``<Dial><Conference>``) until
+    it leaves: the room ends, the caller is removed, presses ``*`` with ``hangup_on_star``, or
+    ``time_limit`` seconds pass. Answered by ``DialFinished`` (``completed`` with the seconds
+    spent in the room, or ``failed`` when the room could not be joined). The noun's URLs
+    (``wait_url``, ``status_callback``, ``recording_status_callback``) are already resolved.
+    ``StopDial`` takes the caller out at once.
+    """
+
+    conference: Conference
+    time_limit: float = 14400
+    hangup_on_star: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    """Put the caller in the queue ``name`` (created with ``max_queue_size`` if new) until it
+    leaves: answered by ``QueueLeft``. While it waits, the document at ``wait_url`` (resolved;
+    None: the hold tone) runs on it in a loop, with the queue's parameters."""
+
+    name: str
+    wait_url: str | None = None
+    wait_url_method: str = "POST"
+    max_queue_size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveQueue:
+    """Take the caller out of its queue now (it hung up); ``QueueLeft`` still follows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dequeue:
+    """``<Dial><Queue>``: bridge the caller to the one who waited longest in ``queue.name``
+    (waiting up to ``timeout`` seconds for one); ``queue.url`` (resolved) runs on the dequeued
+    caller first. Answered by ``DialFinished`` (``completed`` with the dequeued call's sid, or
+    ``no-answer`` when nobody came, ``failed`` when there is no such queue). ``StopDial``
+    ends it."""
+
+    queue: Queue
+    timeout: float = 30
+    time_limit: float = 14400
+    hangup_on_star: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class StopDial:
     """End the dial now (the caller hung up): cancel ringing legs, hang up a bridged one.
 
     ``DialFinished`` still follows.
     """
+
+
+@dataclass(frozen=True, slots=True)
+class StartStream:
+    """Open a media stream to the WebSocket app at ``url`` (Twilio's Media Streams protocol).
+
+    ``sid`` is its ``MZ…`` StreamSid, ``name`` what ``<Stop>`` and REST call it (the sid when
+    the document gave none); ``tracks`` are ``inbound`` (the caller) and/or ``outbound`` (what
+    the caller hears); ``parameters`` go to the app as ``customParameters``. A
+    ``bidirectional`` stream (``<Connect>``) plays the app's audio to the caller and is
+    answered with ``StreamEnded(sid)`` when it closes; a fork (``<Start>``) is not answered.
+    ``status_callback`` (already resolved) gets stream-started/stopped/error.
+    """
+
+    sid: str
+    url: str
+    name: str
+    tracks: tuple[str, ...] = ("inbound",)
+    parameters: tuple[tuple[str, str], ...] = ()
+    status_callback: str | None = None
+    status_callback_method: str = "POST"
+    bidirectional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StopStream:
+    """Stop the stream called ``name`` (a name or a StreamSid); ``None``: every fork."""
+
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +324,13 @@ Action: TypeAlias = (
     | StartRecording
     | StopRecording
     | StartDial
+    | JoinConference
+    | Enqueue
+    | LeaveQueue
+    | Dequeue
     | StopDial
+    | StartStream
+    | StopStream
     | Reject
     | Hangup
     | Callback

@@ -1,14 +1,15 @@
 """``<Dial>``: call other parties, bridge the first to answer, report how it went.
 
 Owns the rules around the dial (the driver owns SIP and media): nouns the capability table
-(:mod:`callxml.markup.capabilities`) says callxml cannot dial (``<Conference>``,
-``<Queue>``, ``<Sim>``, ``<Application>``) are not dialled, with a warning, for the simulator
-and the engine alike; ``callerId`` defaults to the caller's
-number; with ``answerOnBridge`` the caller's leg is not answered first. When the dial ends the
-session requests ``action`` with ``DialCallStatus``, ``DialCallSid``, ``DialCallDuration`` (and
-``DialSipCallId``/``DialSipResponseCode`` and one ``DialSipHeader_X-…`` per ``X-`` header of the
-far end's final response for SIP targets, and ``DialBridged``); without ``action`` the next verb
-runs. If the caller hangs up, the request is still made and its document is not run.
+(:mod:`callxml.markup.capabilities`) says callxml cannot dial (``<Sim>``, ``<Application>``)
+are not dialled, with a warning, for the simulator and the engine alike; a ``<Conference>``
+joins a room instead of calling anyone (:mod:`.conference`), a ``<Queue>`` dequeues a waiting
+caller (:mod:`.queue`); ``callerId`` defaults to the caller's number; with ``answerOnBridge``
+the caller's leg is not answered first. When the dial ends the session requests ``action``
+with ``DialCallStatus``, ``DialCallSid``, ``DialCallDuration`` (and
+``DialSipCallId``/``DialSipResponseCode`` and one ``DialSipHeader_X-…`` per ``X-`` header of
+the far end's final response for SIP targets, and ``DialBridged``); without ``action`` the next
+verb runs. If the caller hangs up, the request is still made and its document is not run.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from dataclasses import replace
 
 from callxml.errors import LocalProtocolError
 from callxml.interpreter import actions as act
+from callxml.interpreter.conference import join_action
 from callxml.interpreter.events import DIAL_STATUSES, DialFinished, Event
+from callxml.interpreter.queue import dequeue_action
 from callxml.interpreter.tasks import Context, Continue, Navigate, Step, Task
 from callxml.markup.capabilities import Support, capability, message
-from callxml.markup.verbs import Dial, DialNoun, Number, Sip
+from callxml.markup.verbs import Conference, Dial, DialNoun, Number, Queue, Sip
 from callxml.webhooks.base import WebhookRequest
 
 __all__ = ["NO_TRUNK", "DialTask", "trunk_uri"]
@@ -46,6 +49,15 @@ class DialTask(Task):
 
     def start(self, now: float) -> Step:
         verb = self._verb
+        room = next((n for n in verb.targets if isinstance(n, Conference)), None)
+        if room is not None and capability("Conference").support is not Support.UNSUPPORTED:
+            warnings, join = join_action(verb, room, self._ctx)
+            self._recording_sid = ""  # a conference records with <Conference record>
+            return Step([*warnings, join])
+        queue = next((n for n in verb.targets if isinstance(n, Queue)), None)
+        if queue is not None and capability("Queue").support is not Support.UNSUPPORTED:
+            warnings, dequeue = dequeue_action(verb, queue, self._ctx)
+            return Step([*warnings, dequeue])
         actions: list[act.Action] = []
         targets: list[DialNoun] = []
         for noun in verb.targets:

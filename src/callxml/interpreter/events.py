@@ -26,7 +26,9 @@ __all__ = [
     "Event",
     "FetchFailed",
     "PlaybackFinished",
+    "QueueLeft",
     "RecordingFinished",
+    "StreamEnded",
 ]
 
 #: Values of ``DialCallStatus`` (Twilio's names).
@@ -109,6 +111,26 @@ class DialFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueLeft:
+    """The caller is out of the queue ``Enqueue`` put it in: ``result`` is a ``QueueResult``
+    (bridged, hangup, leave, redirected, error, queue-full, system-shutdown...), ``queue_time``
+    the seconds it waited."""
+
+    result: str
+    queue_sid: str = ""
+    queue_time: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnded:
+    """The bidirectional stream ``sid`` (``<Connect><Stream>``) is over: the app closed the
+    socket, it was stopped, or it failed (``error`` says how; empty when it ended normally)."""
+
+    sid: str
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class CallerHungUp:
     """The caller's leg ended (BYE received, or CANCEL before answer)."""
 
@@ -121,5 +143,7 @@ Event: TypeAlias = (
     | DigitReceived
     | RecordingFinished
     | DialFinished
+    | QueueLeft
+    | StreamEnded
     | CallerHungUp
 )

@@ -44,8 +44,19 @@ from callxml.interpreter.events import (
 )
 from callxml.interpreter.gather import GatherTask
 from callxml.interpreter.media import PauseTask, PlaybackTask
+from callxml.interpreter.queue import EnqueueTask, LeaveTask
 from callxml.interpreter.record import RecordTask
-from callxml.interpreter.tasks import Context, Continue, EndCall, Navigate, Step, Task
+from callxml.interpreter.stream import ConnectTask, StartTask, StopTask
+from callxml.interpreter.tasks import (
+    Context,
+    Continue,
+    EndCall,
+    Navigate,
+    Outcome,
+    Release,
+    Step,
+    Task,
+)
 from callxml.markup import verbs as v
 from callxml.markup.capabilities import capability, message
 from callxml.webhooks.base import WebhookRequest, WebhookResponse, resolve_url
@@ -54,6 +65,9 @@ __all__ = ["DOCUMENT_PARSE_FAILURE", "CallSession", "State", "make_task"]
 
 #: Twilio's error code for a document that cannot be parsed or run.
 DOCUMENT_PARSE_FAILURE = 12100
+
+#: The verbs a queue's wait document may use (Twilio's list for ``<Enqueue waitUrl>``).
+WAIT_VERBS = (v.Play, v.Say, v.Pause, v.Gather, v.Redirect, v.Leave, v.Hangup)
 
 Parser = Callable[[bytes], v.Document]
 
@@ -92,6 +106,16 @@ def make_task(verb: v.Verb, ctx: Context) -> Task:
             return RejectTask(verb, ctx)
         case v.Hangup():
             return HangupTask()
+        case v.Start():
+            return StartTask(verb, ctx)
+        case v.Stop():
+            return StopTask(verb)
+        case v.Connect():
+            return ConnectTask(verb, ctx)
+        case v.Enqueue():
+            return EnqueueTask(verb, ctx)
+        case v.Leave():
+            return LeaveTask(ctx)
         case v.Unsupported(name=name):
             return SkipTask(message(capability(name)))
         case _:  # recognised verbs the capability table says are not run (Enqueue, Refer...)
@@ -107,7 +131,10 @@ class CallSession:
     body into a :class:`~callxml.markup.verbs.Document` (default: the markup parser);
     ``new_sid`` makes ``RE…`` and other identifiers (inject a fixed one in tests). A ``whisper``
     session runs a noun's ``url`` on the called party: at the end of its document it ends
-    without hanging up and sets :attr:`returned` (the dial then bridges the legs).
+    without hanging up and sets :attr:`returned` (the dial then bridges the legs). A
+    ``waiting`` session runs a queued caller's wait document: it too ends without hanging up
+    at the end of its document (the queue runs it again), ``<Leave>`` ends it with
+    :attr:`left`, and only the verbs Twilio allows there run (:data:`WAIT_VERBS`).
     """
 
     def __init__(
@@ -123,9 +150,13 @@ class CallSession:
         new_sid: Callable[[str], str] = new_sid,
         answered: bool = False,
         whisper: bool = False,
+        waiting: bool = False,
     ) -> None:
         self.call = call
         self.whisper = whisper
+        self.waiting = waiting
+        #: A ``waiting`` session whose document ran ``<Leave>``: the caller leaves the queue.
+        self.left = False
         #: A whisper session (``whisper=True``: a noun's ``url`` run on the called party before
         #: the bridge) that reached the end of its document without hanging up: bridge now.
         self.returned = False
@@ -136,7 +167,12 @@ class CallSession:
         self._fallback_method = fallback_method
         self._parse = parse or _default_parse
         self._ctx = Context(
-            call, self.limits, new_sid, lambda: self.answered, lambda: self._current_url
+            call,
+            self.limits,
+            new_sid,
+            lambda: self.answered,
+            lambda: self._current_url,
+            waiting=waiting,
         )
 
         self.state = State.NEW
@@ -257,6 +293,10 @@ class CallSession:
         """End the call cleanly because of ``error``: log it, hang up, remember it."""
         self.error = error
         self._out.append(act.Log("error", str(error), code))
+        if self.waiting:  # a wait document that fails takes the caller out of the queue only
+            self.returned = True
+            self._end()
+            return
         if not self._caller_gone:
             self._out.append(act.Hangup(f"error: {error}"))
             self.status = "completed" if self.answered else "failed"
@@ -402,7 +442,7 @@ class CallSession:
         """Start verbs until one is running, a fetch is in flight, or the call is over."""
         while self.state is State.RUNNING and self._task is None and not self._caller_gone:
             if self._next_verb >= len(self._verbs):
-                if self.whisper:  # the whisper is over: the legs are bridged, not hung up
+                if self.whisper or self.waiting:  # bridged next, or the wait runs again
                     self.returned = True
                     self._end()
                     return
@@ -417,6 +457,16 @@ class CallSession:
                     )
                     return
                 self._out.append(act.VerbStarted(verb, self._current_url))
+                if self.waiting and not isinstance(verb, WAIT_VERBS):
+                    name = getattr(verb, "name", type(verb).__name__)
+                    self._out.append(
+                        act.Log(
+                            "warning",
+                            f"<{name}> is not run in a queue's wait document (only Play, Say, "
+                            "Pause, Gather, Redirect, Leave, Hangup); skipped",
+                        )
+                    )
+                    continue
                 task = make_task(verb, self._ctx)
             if task.needs_answer and not self.answered:
                 self._task = task
@@ -437,7 +487,12 @@ class CallSession:
             self._task = None
             self._follow(step.outcome, now)
 
-    def _follow(self, outcome: Continue | Navigate | EndCall, now: float) -> None:
+    def _follow(self, outcome: Outcome, now: float) -> None:
+        if isinstance(outcome, Release):  # out of the queue's wait: the call goes on
+            self.returned = True
+            self.left = outcome.left
+            self._end()
+            return
         if self._caller_gone:
             self._hangup_deadline = None
             if isinstance(outcome, Navigate):

@@ -19,7 +19,7 @@ from callxml.interpreter.call import CallInfo, Limits
 from callxml.interpreter.events import Event
 from callxml.webhooks.base import resolve_url
 
-__all__ = ["Context", "Continue", "EndCall", "Navigate", "Outcome", "Step", "Task"]
+__all__ = ["Context", "Continue", "EndCall", "Navigate", "Outcome", "Release", "Step", "Task"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,15 @@ class EndCall:
     status: str
 
 
-Outcome: TypeAlias = Continue | Navigate | EndCall
+@dataclass(frozen=True, slots=True)
+class Release:
+    """End this session without ending the call: a queued caller's wait document ran
+    ``<Leave>`` (``left``)."""
+
+    left: bool = False
+
+
+Outcome: TypeAlias = Continue | Navigate | EndCall | Release
 
 
 @dataclass(slots=True)
@@ -66,8 +74,12 @@ class Context:
         new_sid: Callable[[str], str],
         is_answered: Callable[[], bool],
         current_url: Callable[[], str] = lambda: "",
+        *,
+        waiting: bool = False,
     ) -> None:
         self.call = call
+        #: The session runs a queued caller's wait document (``<Leave>`` means something).
+        self.waiting = waiting
         self.limits = limits
         self._new_sid = new_sid
         self._is_answered = is_answered

@@ -79,6 +79,10 @@ WHISPER = (
 )
 CHILD_CALLBACK = "the child call's status callbacks, signed, with ParentCallSid"
 SPEECH = "speech recognition is not available; ignored with a warning"
+TASKROUTER = "TaskRouter is not available; ignored with a warning"
+CONNECT_NOUN = (
+    "not connected (a warning): the <Connect> ends at once, with its action or the next verb"
+)
 
 # (element, attribute or None, support, note), in the order of docs/markup.md.
 _ROWS: tuple[tuple[Any, ...], ...] = (
@@ -179,8 +183,61 @@ _ROWS: tuple[tuple[Any, ...], ...] = (
     ("Client", "statusCallback", R, CHILD_CALLBACK),
     ("Client", "statusCallbackEvent", R, "initiated, ringing, answered, completed"),
     ("Client", "statusCallbackMethod", R, ""),
-    ("Conference", None, U, NOT_DIALLED),
-    ("Queue", None, U, NOT_DIALLED),
+    (
+        "Conference",
+        None,
+        R,
+        "joins the named room: everyone hears everyone else (mixed at 8 kHz, 20 ms), "
+        "SRTP and plain RTP callers alike; the <Dial> ends when the caller leaves",
+    ),
+    ("Conference", "muted", R, "heard by no one; hears the room"),
+    ("Conference", "beep", R, "true, false, onEnter, onExit: a beep to the room"),
+    ("Conference", "startConferenceOnEnter", R, "false: waits (hearing waitUrl) for one that is"),
+    ("Conference", "endConferenceOnExit", R, "its leaving ends the room for everyone"),
+    (
+        "Conference",
+        "waitUrl",
+        R,
+        "a document (<Play>, <Say>, <Pause>, <Redirect>, looped) or audio; default: a hold "
+        "tone; empty: silence",
+    ),
+    ("Conference", "waitMethod", R, ""),
+    ("Conference", "maxParticipants", R, "2 to 250; a caller over it is not let in (failed)"),
+    ("Conference", "record", R, "record-from-start: the room's mix, mono WAV, until it ends"),
+    ("Conference", "trim", R, "trim-silence cuts leading and trailing silence"),
+    ("Conference", "coach", R, "the CallSid of a participant: heard by that participant only"),
+    ("Conference", "participantLabel", R, "names the participant in REST and callbacks"),
+    (
+        "Conference",
+        "statusCallback",
+        R,
+        "the first participant's: conference-start, -end, participant-join, -leave, "
+        "-mute/-unmute, -hold/-unhold, -speech-start/-stop, -modify, announcement-end",
+    ),
+    ("Conference", "statusCallbackEvent", R, "start end join leave mute hold speaker..."),
+    ("Conference", "statusCallbackMethod", R, ""),
+    (
+        "Conference",
+        "recordingStatusCallback",
+        R,
+        "RecordingSource=Conference, with ConferenceSid",
+    ),
+    ("Conference", "recordingStatusCallbackMethod", R, ""),
+    ("Conference", "recordingStatusCallbackEvent", R, "in-progress, completed, absent"),
+    ("Conference", "region", U, "one region, this engine; " + IGNORED),
+    ("Conference", "jitterBufferSize", U, "each leg's own jitter buffer is used; " + IGNORED),
+    ("Conference", "eventCallbackUrl", U, "deprecated by Twilio; use statusCallback; " + IGNORED),
+    (
+        "Queue",
+        None,
+        R,
+        "bridges the caller who waited longest in the queue (waits up to the <Dial> timeout "
+        "for one; no-answer without; failed when there is no such queue)",
+    ),
+    ("Queue", "url", R, "runs on the dequeued caller first (QueueSid, QueueTime, DequeingCallSid)"),
+    ("Queue", "method", R, ""),
+    ("Queue", "reservationSid", U, TASKROUTER),
+    ("Queue", "postWorkActivitySid", U, TASKROUTER),
     ("Sim", None, U, NOT_DIALLED),
     ("WhatsApp", None, U, NOT_DIALLED),
     ("Application", None, U, NOT_DIALLED),
@@ -206,14 +263,87 @@ _ROWS: tuple[tuple[Any, ...], ...] = (
     ("Reject/Parameter", None, U, "there are no Voice SDK clients to receive it; " + IGNORED),
     ("Hangup", None, R, ""),
     ("Hangup/Parameter", None, U, "there are no Voice SDK clients to receive it; " + IGNORED),
+    # ---------------------------------------------------------------- media streams
+    (
+        "Start",
+        None,
+        R,
+        "starts each <Stream> (the call's audio forked to a WebSocket); the next verb runs at once",
+    ),
+    ("Start", "action", U, "Twilio documents no behaviour for it; " + IGNORED),
+    ("Start", "method", U, "Twilio documents no behaviour for it; " + IGNORED),
+    ("Start/Siprec", None, U, "SIPREC is not supported; " + IGNORED),
+    ("Start/Transcription", None, U, "real-time transcription is not available; " + IGNORED),
+    ("Start/Recording", None, U, "use <Record>, <Dial record> or REST Record=true; " + IGNORED),
+    ("Stop", None, R, "stops the named <Stream> (with no name: every stream <Start> started)"),
+    ("Stop/Siprec", None, U, "SIPREC is not supported; " + IGNORED),
+    ("Stop/Transcription", None, U, "real-time transcription is not available; " + IGNORED),
+    (
+        "Connect",
+        None,
+        R,
+        "holds the call on a bidirectional <Stream> until the app closes the socket; "
+        "then the action, or the next verb",
+    ),
+    ("Connect", "action", R, "requested when the connection ends; its document runs"),
+    ("Connect", "method", R, ""),
+    ("Connect/Room", None, U, CONNECT_NOUN),
+    ("Connect/Autopilot", None, U, CONNECT_NOUN),
+    ("Connect/VirtualAgent", None, U, CONNECT_NOUN),
+    ("Connect/Conversation", None, U, CONNECT_NOUN),
+    ("Connect/ConversationRelay", None, U, CONNECT_NOUN),
+    ("Connect/AiSession", None, U, CONNECT_NOUN),
+    ("Connect/ConversationRelaySession", None, U, CONNECT_NOUN),
+    (
+        "Stream",
+        None,
+        R,
+        "Twilio's Media Streams messages over wss:// (TLS verified, through the SSRF guard): "
+        "8 kHz mono audio/x-mulaw",
+    ),
+    ("Stream", "url", R, "wss:// (ws:// runs with an insecure-stream warning)"),
+    ("Stream", "name", R, "for <Stop> and REST; default: the StreamSid"),
+    (
+        "Stream",
+        "track",
+        R,
+        "inbound_track (the caller), outbound_track (what the caller hears), both_tracks; "
+        "<Connect> streams are inbound_track",
+    ),
+    ("Stream", "statusCallback", R, "StreamEvent stream-started, stream-stopped, stream-error"),
+    ("Stream", "statusCallbackMethod", R, ""),
+    ("Stream", "connectorName", U, "there are no stream connectors; " + IGNORED),
+    ("Stream", "audioFormat", U, "streams are 8 kHz audio/x-mulaw; " + IGNORED),
+    ("Stream", "sampleRate", U, "streams are 8 kHz audio/x-mulaw; " + IGNORED),
     # ---------------------------------------------------------------- recognised, not run
-    ("Enqueue", None, U, SKIPPED),
-    ("Leave", None, U, SKIPPED),
+    (
+        "Enqueue",
+        None,
+        R,
+        "waits in the named queue (made on first use) until dequeued, <Leave>, hang-up; "
+        "then the action with QueueResult, QueueSid, QueueTime",
+    ),
+    ("Enqueue", "action", R, ""),
+    ("Enqueue", "method", R, ""),
+    (
+        "Enqueue",
+        "waitUrl",
+        R,
+        "looped while waiting, with QueuePosition, QueueSid, QueueTime, AvgQueueTime, "
+        "CurrentQueueSize, MaxQueueSize; default: a hold tone",
+    ),
+    ("Enqueue", "waitUrlMethod", R, ""),
+    ("Enqueue", "workflowSid", U, TASKROUTER + " (the named queue is used)"),
+    ("Enqueue", "maxQueueSize", R, "the size of a queue this call creates; beyond: queue-full"),
+    ("Enqueue/Task", None, U, TASKROUTER + "; without a queue name the <Enqueue> is skipped"),
+    (
+        "Leave",
+        None,
+        R,
+        "in a queue's wait document: leaves the queue (QueueResult=leave); "
+        "elsewhere skipped with a warning",
+    ),
     ("Refer", None, U, SKIPPED),
-    ("Connect", None, U, SKIPPED),
-    ("Start", None, U, SKIPPED),
-    ("Stop", None, U, SKIPPED),
-    ("Stream", None, U, SKIPPED),
     ("Siprec", None, U, SKIPPED),
     ("Pay", None, U, SKIPPED),
     ("Echo", None, U, SKIPPED),

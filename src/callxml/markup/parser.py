@@ -42,6 +42,7 @@ from callxml.markup.verbs import (
     Application,
     Client,
     Conference,
+    Connect,
     Dial,
     DialNoun,
     Document,
@@ -63,6 +64,9 @@ from callxml.markup.verbs import (
     Say,
     Sim,
     Sip,
+    Start,
+    Stop,
+    Stream,
     Unsupported,
     Verb,
     WhatsApp,
@@ -76,9 +80,21 @@ __all__ = ["MAX_DOCUMENT_BYTES", "VERB_PARSERS", "parse_document"]
 MAX_DOCUMENT_BYTES = 64 * 1024
 
 #: Verbs that are recognised but not run; the interpreter skips them with a warning.
-UNSUPPORTED_VERBS = frozenset(
-    {"Connect", "Start", "Stop", "Stream", "Siprec", "Pay", "Echo", "Sms", "Message", "Parameter"}
+UNSUPPORTED_VERBS = frozenset({"Siprec", "Pay", "Echo", "Sms", "Message", "Parameter"})
+
+#: Children of ``<Connect>``, ``<Start>`` and ``<Stop>`` that callxml recognises but does not
+#: run (each has an ``Connect/Room``-style row in the capability table).
+CONNECT_OTHERS = (
+    "Room",
+    "Autopilot",
+    "VirtualAgent",
+    "Conversation",
+    "ConversationRelay",
+    "AiSession",
+    "ConversationRelaySession",
 )
+START_OTHERS = ("Siprec", "Transcription", "Recording")
+STOP_OTHERS = ("Siprec", "Transcription")
 
 Element: TypeAlias = etree._Element
 
@@ -113,6 +129,15 @@ def _url(value: str) -> str:
     value = value.strip()
     if not value:
         raise ValueError("empty URL")
+    return value
+
+
+def _ws_url(value: str) -> str:
+    """A WebSocket URL: ``wss://`` (or ``ws://``) with a host."""
+    value = value.strip()
+    scheme, _, rest = value.partition("://")
+    if scheme.lower() not in ("wss", "ws") or not rest.split("/", 1)[0]:
+        raise ValueError("expected a wss:// URL")
     return value
 
 
@@ -364,6 +389,19 @@ ATTRIBUTES: dict[str, AttributeTable] = {
         "maxQueueSize": ("max_queue_size", _int(1, 5000)),
     },
     "Refer": dict(_ACTION),
+    "Start": dict(_ACTION),
+    "Stop": {},
+    "Connect": dict(_ACTION),
+    "Stream": {
+        "url": ("url", _ws_url),
+        "name": ("name", _text),
+        "track": ("track", _enum("inbound_track", "outbound_track", "both_tracks")),
+        "statusCallback": ("status_callback", _url),
+        "statusCallbackMethod": ("status_callback_method", _method),
+        "connectorName": ("connector_name", _text),
+        "audioFormat": ("audio_format", _text),
+        "sampleRate": ("sample_rate", _text),
+    },
     "Refer/Sip": {},
     "Identity": {},
     "ApplicationSid": {},
@@ -905,6 +943,7 @@ def _parse_enqueue(ctx: _Context, element: Element) -> Enqueue:
     task = None
     for child in element:
         ctx.fields(child)  # warn about unknown Task attributes
+        ctx.check_support(child, "Enqueue/Task")
         task = (child.text or "").strip() or None
     name = _own_text(element) or None
     if name is None and task is None:
@@ -919,6 +958,70 @@ def _parse_refer(ctx: _Context, element: Element) -> Refer:
     uri = (sip.text or "").strip()
     target = _parse_sip_target(ctx, sip, uri)
     return Refer(target_uri=uri, target=target, **fields)
+
+
+def _parse_stream(ctx: _Context, element: Element, parent: str) -> Stream:
+    fields = ctx.fields(element)
+    url = fields.get("url")
+    if parent != "Stop" and url is None:
+        raise ctx.error("missing-url", f"<{parent}><Stream> needs a url (wss://...)", element)
+    if url is not None and url.lower().startswith("ws://"):
+        ctx.warn(
+            "insecure-stream",
+            "<Stream> url is ws://: the call's audio crosses the network unencrypted "
+            "(Twilio accepts only wss://)",
+            ctx.attribute_position(element, "url"),
+        )
+    if parent == "Connect" and fields.get("track", "inbound_track") != "inbound_track":
+        ctx.warn(
+            "bad-value",
+            "<Connect><Stream> streams the caller's audio only (inbound_track); track ignored",
+            ctx.attribute_position(element, "track"),
+        )
+        fields["track"] = "inbound_track"
+    return Stream(parameters=_parameters(ctx, element), **fields)
+
+
+def _stream_children(ctx: _Context, element: Element) -> tuple[tuple[Stream, ...], tuple[str, ...]]:
+    """The ``<Stream>`` children of ``<Start>``/``<Stop>``/``<Connect>``, and the names of the
+    others (each warned about through its capability row, ``Start/Siprec``...)."""
+    parent = _name(element)
+    streams: list[Stream] = []
+    others: list[str] = []
+    for child in element:
+        name = _name(child)
+        if name == "Stream":
+            streams.append(_parse_stream(ctx, child, parent))
+        else:
+            ctx.check_support(child, f"{parent}/{name}")
+            others.append(name)
+    return tuple(streams), tuple(others)
+
+
+def _parse_start(ctx: _Context, element: Element) -> Start:
+    fields = ctx.fields(element)
+    streams, others = _stream_children(ctx, element)
+    return Start(streams=streams, others=others, **fields)
+
+
+def _parse_stop(ctx: _Context, element: Element) -> Stop:
+    fields = ctx.fields(element)
+    streams, others = _stream_children(ctx, element)
+    return Stop(streams=streams, others=others, **fields)
+
+
+def _parse_connect(ctx: _Context, element: Element) -> Connect:
+    fields = ctx.fields(element)
+    streams, others = _stream_children(ctx, element)
+    if len(streams) + len(others) > 1:
+        ctx.warn(
+            "extra-noun",
+            "<Connect> connects one noun: the first is used, the others are ignored",
+            ctx.where(element[1]),
+        )
+    first = _name(element[0]) if len(element) else None
+    stream = streams[0] if first == "Stream" else None
+    return Connect(stream=stream, others=others[:1] if stream is None else (), **fields)
 
 
 def _parse_unsupported(ctx: _Context, element: Element) -> Unsupported:
@@ -943,6 +1046,9 @@ VERB_PARSERS: dict[str, Callable[[_Context, Element], Verb]] = {
     "Leave": _parse_leave,
     "Enqueue": _parse_enqueue,
     "Refer": _parse_refer,
+    "Start": _parse_start,
+    "Stop": _parse_stop,
+    "Connect": _parse_connect,
     **dict.fromkeys(sorted(UNSUPPORTED_VERBS), _parse_unsupported),
 }
 
@@ -978,6 +1084,10 @@ ELEMENT_CLASSES: dict[str, type] = {
     "Leave": Leave,
     "Enqueue": Enqueue,
     "Refer": Refer,
+    "Start": Start,
+    "Stop": Stop,
+    "Connect": Connect,
+    "Stream": Stream,
     "Number": Number,
     "Sip": Sip,
     "Client": Client,
@@ -1001,6 +1111,10 @@ ALLOWED_CHILDREN: dict[str, tuple[str, ...]] = {
     "Headers": ("Header",),
     "Hangup": ("Parameter",),
     "Reject": ("Parameter",),
+    "Start": ("Stream", *START_OTHERS),
+    "Stop": ("Stream", *STOP_OTHERS),
+    "Connect": ("Stream", *CONNECT_OTHERS),
+    "Stream": ("Parameter",),
 }
 KNOWN_ELEMENTS = frozenset({"Response"}.union(*ALLOWED_CHILDREN.values()))
 

@@ -14,7 +14,7 @@ Conventions:
 * ``loop="0"`` means "1000 times" in Twilio; the dataclasses store the *effective* count (1000);
 * lists in the markup (``input="dtmf speech"``, ``statusCallbackEvent="initiated answered"``) are
   tuples of strings;
-* verbs that callxml recognises but does not run (``<Connect>``, ``<Pay>``...) become
+* verbs that callxml recognises but does not run (``<Pay>``, ``<Echo>``...) become
   :class:`Unsupported`, which the interpreter skips with a warning in the call log.
 """
 
@@ -235,6 +235,78 @@ class Enqueue:
     column: int = 0
 
 
+# ------------------------------------------------------------------------- media streams
+
+#: ``<Stream track>`` values (Twilio's spelling) -> the tracks streamed.
+STREAM_TRACKS: dict[str, tuple[str, ...]] = {
+    "inbound_track": ("inbound",),
+    "outbound_track": ("outbound",),
+    "both_tracks": ("inbound", "outbound"),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stream:
+    """A media stream: the call's audio to (and, in ``<Connect>``, from) a WebSocket app.
+
+    ``url`` is a ``wss://`` (or ``ws://``) URL; inside ``<Stop>`` only ``name`` matters (``None``
+    there: every stream ``<Start>`` started). ``track`` is ``inbound_track`` (the caller),
+    ``outbound_track`` (what the caller hears) or ``both_tracks``; ``parameters`` are the
+    ``<Parameter name value>`` children, sent to the app as ``customParameters``.
+    """
+
+    url: str | None = None
+    name: str | None = None
+    track: str = "inbound_track"
+    status_callback: str | None = None
+    status_callback_method: HttpMethod = "POST"
+    connector_name: str | None = None
+    audio_format: str = "audio/x-mulaw"
+    sample_rate: str = "8000"
+    parameters: tuple[tuple[str, str], ...] = ()
+    line: int = 0
+    column: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Start:
+    """Start the ``streams`` (forks of the call's audio) and go on with the next verb at once.
+
+    ``others`` names the children callxml does not run (``Siprec``, ``Transcription``...).
+    """
+
+    streams: tuple[Stream, ...] = ()
+    others: tuple[str, ...] = ()
+    action: str | None = None
+    method: HttpMethod = "POST"
+    line: int = 0
+    column: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stop:
+    """Stop the named ``streams`` that ``<Start>`` started."""
+
+    streams: tuple[Stream, ...] = ()
+    others: tuple[str, ...] = ()
+    line: int = 0
+    column: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Connect:
+    """Hold the call on a bidirectional ``stream`` until its socket closes, then request
+    ``action`` (or run the next verb). ``others`` names children callxml cannot connect
+    (``Room``, ``VirtualAgent``...)."""
+
+    stream: Stream | None = None
+    others: tuple[str, ...] = ()
+    action: str | None = None
+    method: HttpMethod = "POST"
+    line: int = 0
+    column: int = 0
+
+
 # --------------------------------------------------------------------------------- dial nouns
 
 
@@ -427,7 +499,7 @@ class Refer:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Unsupported:
-    """A verb callxml recognises but does not run (``Connect``, ``Pay``, ``Start``...).
+    """A verb callxml recognises but does not run (``Pay``, ``Echo``, ``Siprec``...).
 
     ``attributes`` are the element's attributes as written (markup spelling), in document order.
     The interpreter skips it with a warning in the call log.
@@ -470,6 +542,9 @@ Verb: TypeAlias = (
     | Enqueue
     | Leave
     | Refer
+    | Start
+    | Stop
+    | Connect
     | Unsupported
 )
 

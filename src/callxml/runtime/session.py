@@ -16,7 +16,14 @@ status callbacks:
 * :class:`AudioSource` — PCM for ``<Say>`` text and ``<Play>`` URLs (:class:`callxml.audio.
   AudioCache`);
 * :class:`CallLog` — the call record: events, status changes, recordings (the engine's store);
-* :class:`DialRunner` — ``<Dial>`` (:mod:`callxml.runtime.dial`).
+* :class:`DialRunner` — ``<Dial>`` (:mod:`callxml.runtime.dial`);
+* :class:`~callxml.runtime.stream.StreamOpener` — the app's WebSockets for media streams
+  (:mod:`callxml.runtime.stream` runs them);
+* :class:`ConferenceRunner` — ``<Dial><Conference>`` (the engine's rooms);
+* :class:`QueueRunner` — ``<Enqueue>`` and ``<Dial><Queue>`` (the engine's queues).
+
+:meth:`CallRunner.release` ends a flow without ending the call (a queued caller's wait
+document, when the caller is dequeued).
 
 Live control from the REST API (:meth:`CallRunner.redirect`, :meth:`CallRunner.end`) replaces
 the running session or ends the call from outside, the way ``<Redirect>`` does from inside.
@@ -42,6 +49,7 @@ from callxml.interpreter import events as ev
 from callxml.markup.verbs import Verb
 from callxml.runtime.leg import Leg
 from callxml.runtime.recorder import AudioTap, RecordingMeter, save_recording
+from callxml.runtime.stream import CallStreams, StreamOpener
 from callxml.webhooks.base import Fetcher, WebhookRequest, WebhookResponse, fetch_outcome
 
 __all__ = [
@@ -110,6 +118,41 @@ class DialRunner(Protocol):
     ) -> ev.DialFinished: ...
 
 
+class ConferenceRunner(Protocol):
+    """Runs ``<Dial><Conference>`` for the caller's leg (the engine's rooms,
+    :mod:`callxml.engine.conference`); ``stop`` is set when the caller must leave now;
+    ``on_audio(side, pcm)`` hears the caller (``a``) and what the caller hears (``b``)."""
+
+    async def __call__(
+        self,
+        action: act.JoinConference,
+        caller: Leg,
+        *,
+        stop: asyncio.Event,
+        on_audio: Callable[[str, bytes], None] | None = None,
+    ) -> ev.DialFinished: ...
+
+
+class QueueRunner(Protocol):
+    """Runs call queues for the caller's leg (the engine's, :mod:`callxml.engine.queues`):
+    ``enqueue`` keeps it in a queue until it leaves (``stop``: it must leave now);
+    ``dequeue`` (``<Dial><Queue>``) bridges it to the caller who waited longest."""
+
+    async def enqueue(
+        self, action: act.Enqueue, caller: Leg, *, stop: asyncio.Event
+    ) -> ev.QueueLeft: ...
+
+    async def dequeue(
+        self,
+        action: act.Dequeue,
+        caller: Leg,
+        *,
+        stop: asyncio.Event,
+        answer_caller: Callable[[], Awaitable[None]],
+        on_audio: Callable[[str, bytes], None] | None = None,
+    ) -> ev.DialFinished: ...
+
+
 @dataclass
 class RuntimeServices:
     """What every call's driver shares: fetcher, audio, dialer, where recordings go."""
@@ -117,6 +160,9 @@ class RuntimeServices:
     fetcher: Fetcher
     audio: AudioSource
     dial: DialRunner | None = None
+    streams: StreamOpener | None = None  # media streams' WebSockets (None: not configured)
+    conference: ConferenceRunner | None = None  # conference rooms (None: not configured)
+    queues: QueueRunner | None = None  # call queues (None: not configured)
     recordings_dir: Path = Path("recordings")
     clock: Callable[[], float] | None = None  # default: the running loop's time()
     new_sid: Callable[[str], str] = field(default=new_sid)
@@ -194,7 +240,19 @@ class CallRunner:
         self._end_request: str | None = None
         self._generation = 0  # bumped by redirect(): results of older work are dropped
         self._crash: str | None = None  # why the driver failed, if it did
+        self._released = False  # release(): the flow stopped, the call did not
         self.done = asyncio.Event()
+        #: The call's media streams (``<Start>``/``<Connect><Stream>``, REST Streams.json).
+        self.streams = CallStreams(
+            opener=services.streams,
+            leg=leg,
+            account_sid=session.call.account_sid,
+            call_sid=session.call.call_sid,
+            spawn=self._spawn,
+            note=call_log.event,
+            callback=lambda request: self._spawn(self._callback(request), "callback"),
+            clock=self.now,
+        )
 
     # ---------------------------------------------------------------------------- public
 
@@ -219,6 +277,7 @@ class CallRunner:
                 self._start_consumer()
                 await self._carry_out(self.session.start(self.now()))
                 await self._loop()
+                await self.streams.close()  # stop messages and status callbacks, bounded
                 for task in list(self._tasks):
                     if task.get_name() != "callback":  # status callbacks are let finish
                         task.cancel()
@@ -317,6 +376,9 @@ class CallRunner:
 
     async def _end_from_outside(self, status: str) -> None:
         self._stop_media()
+        if status == "release":  # the flow stops here; the call goes on elsewhere
+            self._released = True
+            return
         if status == "failed":  # a task of the call failed (see _crashed)
             self._final_status = "failed"
             await self._hang_up("internal error")
@@ -388,9 +450,22 @@ class CallRunner:
                     self._recorder_wakeup.set()
             case act.StartDial():
                 self._spawn(self._dial(action, generation))
+            case act.JoinConference():
+                self._spawn(self._conference(action, generation))
+            case act.Enqueue():
+                self._spawn(self._enqueue(action, generation))
+            case act.Dequeue():
+                self._spawn(self._dequeue(action, generation))
+            case act.LeaveQueue():
+                if self._dial_stop is not None:
+                    self._dial_stop.set()
             case act.StopDial():
                 if self._dial_stop is not None:
                     self._dial_stop.set()
+            case act.StartStream():
+                self._start_stream(action, generation)
+            case act.StopStream(name=name):
+                self.streams.stop(name)
             case act.Reject(status=status, reason=reason):
                 self._final_status = self.session.status
                 await self._leg_call(self.leg.reject(status, reason), "reject")
@@ -405,6 +480,21 @@ class CallRunner:
                     data["code"] = code
                 await self.call_log.event(level, data)
         return None
+
+    def _start_stream(self, action: act.StartStream, generation: int) -> None:
+        """Open a media stream; a bidirectional one answers the session with ``StreamEnded``."""
+        on_end = None
+        if action.bidirectional:
+
+            def on_end(event: ev.StreamEnded) -> None:
+                self._post(event, generation)
+
+        try:
+            self.streams.start(action, on_end)
+        except CallXmlError as exc:
+            self._spawn(self.call_log.event("warning", {"message": f"Stream: {exc}"}), "note")
+            if on_end is not None:
+                on_end(ev.StreamEnded(action.sid, str(exc)))
 
     # ---------------------------------------------------------------------------- tasks
 
@@ -552,12 +642,8 @@ class CallRunner:
             await self._answer(generation)
 
         try:
-            if self.call_recorder is not None:
-                recorder = self.call_recorder
-
-                def bridged(side: str, pcm: bytes) -> None:
-                    recorder.audio(side, pcm, self.now())
-
+            bridged = self._bridged_audio()
+            if bridged is not None:
                 result = await runner(
                     action, self.leg, answer_caller=answer_caller, stop=stop, on_audio=bridged
                 )
@@ -568,6 +654,92 @@ class CallRunner:
             if not self.leg.ended.is_set():
                 self._start_consumer()  # the bridge had the caller's audio and keys
         self._post(result, generation)
+
+    def _bridged_audio(self) -> Callable[[str, bytes], None] | None:
+        """While the caller is bridged (a dial, a room), its audio (``a``) and what it hears
+        (``b``) for the whole call's recording and the streams; None when nobody wants them."""
+        if self.call_recorder is None and not self.streams.wants_audio:
+            return None
+        recorder = self.call_recorder
+        streams = self.streams
+
+        def bridged(side: str, pcm: bytes) -> None:
+            if recorder is not None:
+                recorder.audio(side, pcm, self.now())
+            if side == "a":
+                streams.inbound(pcm)
+            else:
+                streams.outbound(pcm, paced=True)
+
+        return bridged
+
+    async def _conference(self, action: act.JoinConference, generation: int) -> None:
+        runner = self.services.conference
+        if runner is None:
+            message = "Dial: conferences are not configured"
+            await self.call_log.event("warning", {"message": message})
+            self._post(ev.DialFinished("failed"), generation)
+            return
+        stop = self._dial_stop = asyncio.Event()
+        if self._caller_gone:
+            stop.set()
+        try:
+            result = await runner(action, self.leg, stop=stop, on_audio=self._bridged_audio())
+        finally:
+            self._dial_stop = None
+            if not self.leg.ended.is_set():
+                self._start_consumer()  # the room had the caller's audio and keys
+        self._post(result, generation)
+
+    async def _enqueue(self, action: act.Enqueue, generation: int) -> None:
+        runner = self.services.queues
+        if runner is None:
+            await self.call_log.event("warning", {"message": "Enqueue: queues are not configured"})
+            self._post(ev.QueueLeft("error"), generation)
+            return
+        stop = self._dial_stop = asyncio.Event()
+        if self._caller_gone:
+            stop.set()
+        try:
+            result = await runner.enqueue(action, self.leg, stop=stop)
+        finally:
+            self._dial_stop = None
+            if not self.leg.ended.is_set():
+                self._start_consumer()  # the wait document or the bridge had the leg
+        self._post(result, generation)
+
+    async def _dequeue(self, action: act.Dequeue, generation: int) -> None:
+        runner = self.services.queues
+        if runner is None:
+            await self.call_log.event("warning", {"message": "Dial: queues are not configured"})
+            self._post(ev.DialFinished("failed"), generation)
+            return
+        stop = self._dial_stop = asyncio.Event()
+        if self._caller_gone:
+            stop.set()
+
+        async def answer_caller() -> None:
+            await self._answer(generation)
+
+        try:
+            result = await runner.dequeue(
+                action,
+                self.leg,
+                stop=stop,
+                answer_caller=answer_caller,
+                on_audio=self._bridged_audio(),
+            )
+        finally:
+            self._dial_stop = None
+            if not self.leg.ended.is_set():
+                self._start_consumer()
+        self._post(result, generation)
+
+    def release(self) -> None:
+        """Stop the flow without ending the call (the leg is left up, its consumer unset):
+        a queued caller's wait document, when the caller is dequeued or leaves the queue."""
+        if not self.done.is_set():
+            self._events.put_nowait(_Control(end="release"))
 
     def _stop_media(self) -> None:
         """Stop playback, recording and dialling (a redirect or an end from outside)."""
@@ -581,6 +753,7 @@ class CallRunner:
             self._recorder_wakeup.set()
         if self._dial_stop is not None:
             self._dial_stop.set()
+        self.streams.stop_bidirectional()
 
     # ---------------------------------------------------------------------------- the leg
 
@@ -588,11 +761,14 @@ class CallRunner:
         self.leg.set_consumer(self._on_audio, self._on_digit)
 
     def _heard(self, pcm: bytes) -> None:
-        """What callxml plays to the far end, for the whole call's recording."""
+        """What callxml plays to the far end, for the whole call's recording and the streams'
+        outbound tracks."""
         if self.call_recorder is not None:
             self.call_recorder.audio("b", pcm, self.now())
+        self.streams.outbound(pcm)
 
     def _on_audio(self, pcm: bytes) -> None:
+        self.streams.inbound(pcm)
         if self.call_recorder is not None:
             self.call_recorder.audio("a", pcm, self.now())
         if self._recorder is not None:
@@ -605,6 +781,7 @@ class CallRunner:
             self._recorder.digit(digit, self.now())
             if self._recorder.done:
                 self._recorder_wakeup.set()
+        self.streams.dtmf(digit)
         self._events.put_nowait(ev.DigitReceived(digit))
 
     async def _leg_call(self, operation: Awaitable[None], what: str) -> None:
@@ -622,7 +799,8 @@ class CallRunner:
     async def _finish(self) -> None:
         """Release the leg and write the final status, whatever happened."""
         self.leg.set_consumer(None, None)
-        returned = self.session.returned and self._crash is None  # a whisper: bridge next
+        # a whisper (bridge next) or a queue's wait document (the queue goes on) is not hung up
+        returned = (self.session.returned or self._released) and self._crash is None
         if not self.leg.ended.is_set() and not self._we_ended and not returned:
             await asyncio.shield(self._hang_up("call over"))
         status = self.status

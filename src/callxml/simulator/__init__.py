@@ -15,12 +15,14 @@ memory (:class:`MemoryFetcher`). See ``docs/simulator.md``.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from callxml.interpreter import CallInfo, CallSession, Limits
 from callxml.simulator.driver import DIAL_OUTCOMES, SimulatedCall, estimate_speech
+from callxml.simulator.many import Caller, run_together
 from callxml.simulator.memory import MemoryFetcher
 from callxml.simulator.result import DialRecord, RecordingRecord, RequestRecord, SimulationResult
 from callxml.webhooks.base import Fetcher
@@ -29,6 +31,7 @@ __all__ = [
     "DEFAULT_ACCOUNT_SID",
     "DEFAULT_AUTH_TOKEN",
     "DIAL_OUTCOMES",
+    "Caller",
     "DialRecord",
     "MemoryFetcher",
     "RecordingRecord",
@@ -37,6 +40,7 @@ __all__ = [
     "estimate_speech",
     "run_simulation",
     "simulate",
+    "simulate_calls",
 ]
 
 #: Signing key of simulated webhook requests unless one is given (X-Twilio-Signature).
@@ -112,8 +116,59 @@ async def simulate(
             prompt=prompt,
             echo=echo,
             trunk_uri_template=trunk_uri_template,
+            auth_token=auth_token,
         )
         return await call.run()
+    finally:
+        if owned_client is not None:
+            await owned_client.close()
+
+
+async def simulate_calls(
+    callers: Sequence[Caller],
+    *,
+    fetcher: Fetcher | None = None,
+    auth_token: str = DEFAULT_AUTH_TOKEN,
+    account_sid: str = DEFAULT_ACCOUNT_SID,
+    method: str = "POST",
+    echo: Callable[[str], object] | None = None,
+    limits: Limits | None = None,
+    trunk_uri_template: str | None = None,
+) -> list[SimulationResult]:
+    """Simulate several calls at once, on one virtual clock, sharing conference rooms and
+    queues: a conference of simulated callers, callers waiting in a queue for an agent.
+
+    Each :class:`Caller` calls its ``source`` (an http(s) URL, a file, or a URL ``fetcher``
+    serves) at its own simulated time ``at``; see :mod:`callxml.simulator.many`. Returns one
+    :class:`SimulationResult` per caller, in order.
+    """
+    owned_client = None
+    sources = [caller.source for caller in callers]
+    paths: dict[str, str] = {}
+    if fetcher is None:
+        if all(_is_http(source) for source in sources):
+            from callxml.webhooks.client import WebhookClient
+
+            fetcher = owned_client = WebhookClient(auth_token=auth_token)
+        else:
+            from callxml.webhooks.files import FileFetcher
+
+            files = [Path(source).expanduser().resolve() for source in sources]
+            fetcher = FileFetcher(Path(os.path.commonpath([f.parent for f in files])))
+            paths = {source: f.as_uri() for source, f in zip(sources, files, strict=True)}
+
+    try:
+        return await run_together(
+            callers,
+            fetcher=fetcher,
+            account_sid=account_sid,
+            auth_token=auth_token,
+            url_of=lambda source: paths.get(source, source),
+            method=method,
+            limits=limits,
+            trunk_uri_template=trunk_uri_template,
+            echo=echo,
+        )
     finally:
         if owned_client is not None:
             await owned_client.close()

@@ -21,7 +21,7 @@ import heapq
 import itertools
 import logging
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,10 +33,14 @@ from callxml.interpreter.dial import NO_TRUNK, trunk_uri
 from callxml.markup import verbs as v
 from callxml.markup.capabilities import capability, message
 from callxml.sdp.policy import OUTBOUND_SUITE
+from callxml.simulator.queues import SimulatedQueues, Waiter
 from callxml.simulator.result import DialRecord, RecordingRecord, RequestRecord, SimulationResult
+from callxml.simulator.rooms import SimulatedRooms
+from callxml.simulator.streams import MAX_CONNECT_SECONDS, SimulatedStreams, StreamRecord
 from callxml.simulator.transcript import Transcript
 from callxml.sip.target import Target, client_headers
 from callxml.webhooks.base import Fetcher, WebhookRequest, fetch_outcome, resolve_url
+from callxml.webhooks.streams import status_callback_params
 
 __all__ = ["DIAL_OUTCOMES", "SimulatedCall", "estimate_speech"]
 
@@ -75,6 +79,30 @@ class _Dial:
     finish_at: float
     event: ev.DialFinished
     answer_on_bridge: bool
+    room: str | None = None  # a <Dial><Conference>: the room the caller is in
+    peer: Waiter | None = None  # a <Dial><Queue>: the dequeued caller
+    queue: str | None = None  # a <Dial><Queue>: the queue's name
+
+
+@dataclass(eq=False)
+class _Internal:
+    """Something the simulator itself does at a simulated time (a queue's wait round ends,
+    a queued caller gives up...): not an interpreter event."""
+
+    run: Callable[[], Awaitable[list[act.Action]]]
+
+
+@dataclass(eq=False)
+class _Queued:
+    """This call's place in a virtual queue."""
+
+    action: act.Enqueue
+    sid: str
+    waiter: Waiter
+    state: str = "waiting"  # waiting | bridged | out
+    round: int = 0
+    agent_end: Callable[[float], None] | None = None
+    taken_at: float | None = None
 
 
 class SimulatedCall:
@@ -91,6 +119,12 @@ class SimulatedCall:
         prompt: Callable[[str], str] | None = None,
         echo: Callable[[str], object] | None = None,
         trunk_uri_template: str | None = None,
+        auth_token: str = "callxml-simulator",
+        rooms: SimulatedRooms | None = None,
+        queues: SimulatedQueues | None = None,
+        room_seconds: float = TALK_TIME,
+        peers: dict[str, SimulatedCall] | None = None,
+        start_at: float = 0.0,
     ) -> None:
         outcomes = dict(dial_outcomes or {})
         for target, outcome in outcomes.items():
@@ -111,8 +145,8 @@ class SimulatedCall:
         self._transcript = Transcript(echo)
         self.result = SimulationResult(call_sid=session.call.call_sid)
 
-        self._now = 0.0
-        self._queue: list[tuple[float, int, ev.Event]] = []
+        self._now = start_at  # a call that starts later on a clock shared with others
+        self._queue: list[tuple[float, int, ev.Event | _Internal]] = []
         self._seq = itertools.count()
         self._playing: dict[int, float] = {}  # playback id -> when it ends
         self._pause_until = 0.0
@@ -120,9 +154,29 @@ class SimulatedCall:
         self._recording: tuple[float, act.StartRecording] | None = None
         self._dial: _Dial | None = None
         self._failed = False  # the driver itself failed (see run)
+        self._steps = 0
         self._queued: list[act.Action] = []  # status callbacks to send at the next step
         self._dial_action: act.StartDial | None = None
         self._whisper: tuple[v.Number | v.Sip, str, str] | None = None  # to run on the callee
+        self._auth_token = auth_token
+        self._streams = SimulatedStreams(
+            account_sid=session.call.account_sid,
+            call_sid=session.call.call_sid,
+            auth_token=auth_token,
+            say=lambda text: self._transcript.add(self._now, text),
+        )
+        self._stream_actions: dict[str, act.StartStream] = {}
+        self.result.streams = self._streams.records
+        self._rooms = rooms if rooms is not None else SimulatedRooms(session.call.account_sid)
+        self._room_seconds = room_seconds
+        self.result.rooms = self._rooms.records
+        self._queues = queues if queues is not None else SimulatedQueues()
+        self.result.queues = self._queues.records
+        self._queued_in: _Queued | None = None
+        self._dequeue_action: act.Dequeue | None = None
+        #: The other calls of the simulation by CallSid (queues bridge across calls).
+        self._peers: dict[str, SimulatedCall] = peers if peers is not None else {}
+        self._peers[session.call.call_sid] = self
 
     # ----------------------------------------------------------------------------- the loop
 
@@ -131,7 +185,11 @@ class SimulatedCall:
         does not escape: the call ends ``failed`` with the error, as the engine's driver ends a
         real call, and the traceback is logged."""
         try:
-            await self._run()
+            try:
+                await self._run()
+            finally:
+                for record in await self._streams.close():
+                    await self._stream_callback(record, "stream-stopped")
         except Exception as exc:
             log.error("simulated call: the driver failed", exc_info=exc)
             self.result.error = f"internal error: {type(exc).__name__}: {exc}"
@@ -140,37 +198,89 @@ class SimulatedCall:
         return self._finish()
 
     async def _run(self) -> None:
-        session = self._session
+        await self.begin()
+        while await self.step():
+            pass
+
+    async def begin(self) -> None:
+        """Start the call (for a driver running several calls on one clock)."""
         if self._hangup_after is not None:
             self._schedule(self._hangup_after, ev.CallerHungUp())
-        await self._carry_out(session.start(self._now))
-        steps = 0
-        while not session.finished:
-            self._caller_acts()
-            steps += 1
-            timer = session.next_timer()
-            queued = self._queue[0][0] if self._queue else None
-            if timer is None and queued is None:
-                self._broken("the call is stuck: nothing is scheduled (driver bug)")
-                break
-            if steps > MAX_STEPS or min(t for t in (timer, queued) if t is not None) > MAX_DURATION:
-                self._broken(f"the simulation exceeded {MAX_STEPS} steps or {MAX_DURATION:.0f} s")
-                break
-            if self._queued:  # status callbacks the far ends caused
-                callbacks, self._queued = self._queued, []
-                await self._carry_out(callbacks)
-            if self._whisper is not None:
-                await self._run_whisper(*self._whisper)
-                continue
-            if queued is not None and (timer is None or queued <= timer):
-                at, _, event = heapq.heappop(self._queue)
-                self._now = max(self._now, at)
-                actions = self._deliver(event)
+        await self._carry_out(self._session.start(self._now))
+        self._steps = 0
+
+    def next_time(self) -> float | None:
+        """When this call next has something to do (None: over, or nothing scheduled)."""
+        if self._queued:  # status callbacks to send, even after the call ended
+            return self._now
+        if self._session.finished:
+            return None
+        timer = self._session.next_timer()
+        queued = self._queue[0][0] if self._queue else None
+        times = [t for t in (timer, queued) if t is not None]
+        if self._queued or self._whisper is not None:
+            times.append(self._now)
+        return min(times, default=None)
+
+    async def step(self) -> bool:
+        """Do the next thing; False once the call is over (or the simulation broke)."""
+        session = self._session
+        if self._queued:  # status callbacks the far ends or the rooms caused
+            callbacks, self._queued = self._queued, []
+            await self._carry_out(callbacks)
+            return not session.finished or bool(self._queued)
+        if session.finished:
+            return False
+        self._caller_acts()
+        self._steps += 1
+        timer = session.next_timer()
+        queued = self._queue[0][0] if self._queue else None
+        if timer is None and queued is None:
+            self._broken("the call is stuck: nothing is scheduled (driver bug)")
+            return False
+        due = [t for t in (timer, queued) if t is not None]
+        if self._steps > MAX_STEPS or (due and min(due) > MAX_DURATION):
+            self._broken(f"the simulation exceeded {MAX_STEPS} steps or {MAX_DURATION:.0f} s")
+            return False
+        if self._whisper is not None:
+            await self._run_whisper(*self._whisper)
+            return not session.finished
+        if queued is not None and (timer is None or queued <= timer):
+            at, _, event = heapq.heappop(self._queue)
+            self._now = max(self._now, at)
+            if isinstance(event, _Internal):
+                actions = await event.run()
             else:
-                assert timer is not None
-                self._now = max(self._now, timer)
-                actions = session.handle_timer(self._now)
-            await self._carry_out(actions)
+                actions = self._deliver(event)
+        else:
+            assert timer is not None
+            self._now = max(self._now, timer)
+            actions = session.handle_timer(self._now)
+        await self._carry_out(actions)
+        return not session.finished
+
+    async def guarded(self, work: Awaitable[object]) -> bool:
+        """Run a piece of the call (:meth:`begin`, :meth:`step`) as :meth:`run` runs the whole:
+        a failure inside (a bug) ends the call ``failed`` with the error instead of escaping.
+        False once the call is over."""
+        try:
+            outcome = await work
+        except Exception as exc:
+            log.error("simulated call: the driver failed", exc_info=exc)
+            self.result.error = f"internal error: {type(exc).__name__}: {exc}"
+            self._transcript.add(self._now, f"error: {self.result.error}")
+            self._failed = True
+            return False
+        return outcome is not False and not self._session.finished
+
+    async def close(self) -> SimulationResult:
+        """End what is still open (streams), send what is still queued, give the result."""
+        while self._queued:
+            callbacks, self._queued = self._queued, []
+            await self._carry_out(callbacks)
+        for record in await self._streams.close():
+            await self._stream_callback(record, "stream-stopped")
+        return self._finish()
 
     def _finish(self) -> SimulationResult:
         result = self.result
@@ -191,7 +301,7 @@ class SimulatedCall:
         self.result.error = message
         self._transcript.add(self._now, f"simulation stopped: {message}")
 
-    def _schedule(self, at: float, event: ev.Event) -> None:
+    def _schedule(self, at: float, event: ev.Event | _Internal) -> None:
         heapq.heappush(self._queue, (at, next(self._seq), event))
 
     def _deliver(self, event: ev.Event) -> list[act.Action]:
@@ -213,6 +323,8 @@ class SimulatedCall:
             case ev.DialFinished():
                 if self._dial is None or self._dial.event is not event:
                     return []
+                if self._dial.room is not None:
+                    self._left_room(self._dial.room, event)
                 self._dial = None
                 if event.recording_url:
                     recording = RecordingRecord(event.recording_url, event.recording_duration, "")
@@ -296,6 +408,19 @@ class SimulatedCall:
                 self._start_dial(action)
             case act.StopDial():
                 self._stop_dial()
+            case act.JoinConference():
+                await self._join_conference(action)
+            case act.Enqueue():
+                await self._enqueue(action)
+            case act.LeaveQueue():
+                self._leave_queue("hangup")
+            case act.Dequeue():
+                await self._dequeue(action)
+            case act.StartStream():
+                return await self._start_stream(action)
+            case act.StopStream(name=name):
+                for record in await self._streams.stop(name):
+                    await self._stream_callback(record, "stream-stopped")
             case act.Reject(status=status, reason=reason):
                 say(now, f"Reject: {reason} (SIP {status})")
             case act.Hangup(reason=reason):
@@ -312,6 +437,376 @@ class SimulatedCall:
             case act.Log(level=level, message=text, code=code):
                 self._log(level, text, code)
         return None
+
+    # -------------------------------------------------------------------------- conferences
+
+    async def _join_conference(self, action: act.JoinConference) -> None:
+        """The caller joins a virtual room (shared with the other calls of the simulation)
+        and stays ``room_seconds`` (or until the room ends, ``*``, ``timeLimit``, hang-up)."""
+        noun, now, say = action.conference, self._now, self._transcript.add
+        call_sid = self._session.call.call_sid
+        joined, started, requests = self._rooms.join(call_sid, noun, now, self._kicked)
+        self._queued += [act.Callback(r) for r in requests]
+        if not joined:
+            self._log("warning", f"Conference {noun.name}: full ({noun.max_participants})")
+            event = ev.DialFinished("failed")
+            self._dial = _Dial(None, now, event, False)
+            self._schedule(now, event)
+            return
+        self.result.dials.append(
+            DialRecord(noun.name, "conference", None, None, None, "completed", True)
+        )
+        stay = min(self._room_seconds, action.time_limit)
+        say(now, f"Conference {noun.name}: joined, stays up to {stay:g} s")
+        if not started:
+            say(now, "  waits for a participant who starts the conference")
+            await self._hear_wait(noun)
+        event = ev.DialFinished("completed", duration=round(stay))
+        self._dial = _Dial(now, now + stay, event, False, room=noun.name)
+        self._schedule(now + stay, event)
+
+    async def _hear_wait(self, noun: v.Conference) -> None:
+        """What a waiting participant hears: the ``waitUrl`` document, fetched for real."""
+        say = self._transcript.add
+        if noun.wait_url is None:
+            say(self._now, "  hears the hold tone")
+            return
+        if noun.wait_url == "":
+            say(self._now, "  waits in silence")
+            return
+        params = (
+            *self._session.params(),
+            ("ConferenceSid", self._rooms.sid(noun.name)),
+            ("FriendlyName", noun.name),
+        )
+        request = WebhookRequest(noun.wait_url, noun.wait_method, params)
+        self._transcript.request(self._now, request)
+        outcome = await fetch_outcome(self._fetcher, request)
+        if isinstance(outcome, WebhookError):
+            self.result.requests.append(RequestRecord(request, None, str(outcome)))
+            self._log("warning", f"Conference waitUrl {noun.wait_url}: {outcome}")
+            return
+        self.result.requests.append(RequestRecord(request, outcome))
+        self._transcript.response(self._now, outcome)
+        if outcome.content_type.startswith("audio/"):
+            say(self._now, f"  hears {noun.wait_url} (audio)")
+            return
+        from callxml.markup.parser import parse_document  # lazily: lxml and the schema
+
+        try:
+            verbs = parse_document(outcome.body).response.verbs
+        except CallXmlError as exc:
+            self._log("warning", f"Conference waitUrl {noun.wait_url}: {exc}")
+            return
+        for verb in verbs:
+            match verb:
+                case v.Say(text=text):
+                    self.result.said.append(text)
+                    say(self._now, f'  hears Say: "{text}" (while waiting)')
+                case v.Play(url=str(url)):
+                    self.result.played.append(url)
+                    say(self._now, f"  hears Play: {url} (while waiting)")
+
+    def _kicked(self, at: float) -> None:
+        """The room ended with this caller in it: its ``<Dial>`` ends now."""
+        dial = self._dial
+        if dial is None or dial.room is None:
+            return
+        duration = round(max(0.0, at - (at if dial.answer_at is None else dial.answer_at)))
+        dial.event = ev.DialFinished("completed", duration=duration)
+        dial.room = None  # out already: nothing to leave
+        self._transcript.add(at, "  the conference ended")
+        self._schedule(at, dial.event)
+
+    def _left_room(self, name: str, event: ev.DialFinished) -> None:
+        call_sid = self._session.call.call_sid
+        requests = self._rooms.leave(call_sid, name, self._now, "Participant left")
+        self._queued += [act.Callback(r) for r in requests]
+
+    # ------------------------------------------------------------------------------- queues
+
+    async def _enqueue(self, action: act.Enqueue) -> None:
+        """The caller waits in a virtual queue: its wait document runs round after round
+        until an agent takes it, it leaves, or it gives up after ``room_seconds``."""
+        now, say = self._now, self._transcript.add
+        waiter = Waiter(self._session.call.call_sid, now, self._taken)
+        state = _Queued(action, "", waiter)
+        self._queued_in = state
+        state.sid, admitted = self._queues.enqueue(action.name, action.max_queue_size, waiter)
+        if not admitted:
+            state.state = "out"
+            self._log("warning", f"Enqueue: queue {action.name} is full")
+            self._schedule(now, ev.QueueLeft("queue-full", state.sid, 0))
+            return
+        if state.state != "waiting":
+            return  # an agent was waiting: taken at once
+        say(now, f"Enqueue: waits in {action.name}")
+
+        async def give_up() -> list[act.Action]:
+            if state.state == "waiting":
+                self._transcript.add(self._now, "caller gives up waiting and hangs up")
+                self._schedule(self._now, ev.CallerHungUp())
+            return []
+
+        self._schedule(now + self._room_seconds, _Internal(give_up))
+        await self._wait_round(state)
+
+    async def _wait_round(self, state: _Queued) -> None:
+        """One round of waiting; what it leads to happens when the round is over."""
+        state.round += 1
+        number, action, say = state.round, state.action, self._transcript.add
+        if action.wait_url is None:
+            say(self._now, "  hears the hold tone")
+            seconds, outcome = 6.0, "again"
+        else:
+            params = self._queues.params(action.name, state.waiter, self._now)
+            call = self._session.call
+            info = CallInfo(
+                call_sid=call.call_sid,
+                account_sid=call.account_sid,
+                from_=call.from_,
+                to=call.to,
+                direction=call.direction,
+                extra=(*call.extra, *params),
+            )
+            session = CallSession(
+                url=action.wait_url,
+                method=action.wait_url_method,
+                call=info,
+                answered=True,
+                waiting=True,
+                limits=self._session.limits,
+            )
+            nested = SimulatedCall(
+                session, self._fetcher, digits=self._script, trunk_uri_template=self._trunk
+            )
+            waited = await nested.run()
+            for line in waited.transcript[:-1]:
+                say(self._now, "  wait: " + line.split("] ", 1)[-1])
+            self.result.requests += waited.requests
+            self.result.said += waited.said
+            self.result.played += waited.played
+            seconds = max(1.0, waited.duration)
+            if session.left:
+                outcome = "leave"
+            elif session.error is not None:
+                outcome = "error"
+            elif not session.returned:
+                outcome = "hangup"
+            else:
+                outcome = "again"
+
+        async def over() -> list[act.Action]:
+            if state.state != "waiting" or state.round != number:
+                return []  # taken, or left, meanwhile
+            if outcome == "again":
+                await self._wait_round(state)
+            elif outcome == "hangup":  # the wait document hung up
+                self._schedule(self._now, ev.CallerHungUp())
+            else:
+                self._leave_queue(outcome)
+            return []
+
+        self._schedule(self._now + seconds, _Internal(over))
+
+    def _leave_queue(self, result: str) -> None:
+        state = self._queued_in
+        if state is None or state.state == "out":
+            return
+        waited = round(self._now - state.waiter.enqueued)
+        if state.state == "bridged":
+            waited = round(
+                (state.taken_at or self._now) - state.waiter.enqueued
+            )  # hung up while bridged: the agent's dial ends too
+            state.state = "out"
+            if state.agent_end is not None:
+                state.agent_end(self._now)
+            self._schedule(self._now, ev.QueueLeft("bridged", state.sid, waited))
+            return
+        state.state = "out"
+        self._queues.leave(state.action.name, state.waiter, self._now, result)
+        self._schedule(self._now, ev.QueueLeft(result, state.sid, waited))
+
+    def _taken(self, at: float, agent_sid: str) -> None:
+        """An agent took this caller out of its queue at ``at``."""
+        state = self._queued_in
+        if state is None:
+            return
+        state.state = "bridged"
+        state.taken_at = at
+        self._transcript.add(at, f"dequeued by {agent_sid}: bridged")
+
+    def _bridge_over(self, at: float) -> None:
+        """The agent's side of the bridge ended at ``at``: the <Enqueue> action follows."""
+        state = self._queued_in
+        if state is None or state.state != "bridged":
+            return
+        state.state = "out"
+        waited = round((state.taken_at or at) - state.waiter.enqueued)
+        self._transcript.add(at, "the agent left: bridge over")
+        self._schedule(at, ev.QueueLeft("bridged", state.sid, max(0, waited)))
+
+    async def _dequeue(self, action: act.Dequeue) -> None:
+        """``<Dial><Queue>``: take the caller who waited longest in a virtual queue."""
+        name, now = action.queue.name, self._now
+        me = self._session.call.call_sid
+        pending = ev.DialFinished("no-answer")
+        self._dial = _Dial(None, now + action.timeout, pending, False, queue=name)
+        self._dequeue_action = action
+        taken = self._queues.dequeue(name, me, now, self._got)
+        outcome = "failed" if taken is None else "completed"
+        self.result.dials.append(DialRecord(name, "queue", None, None, None, outcome, bool(taken)))
+        if taken is None:
+            self._log("warning", f"Dial: there is no queue named {name}")
+            self._dial.event = ev.DialFinished("failed")
+            self._schedule(now, self._dial.event)
+            return
+        if taken:
+            return
+        self._transcript.add(now, f"Dial: waits up to {action.timeout:g} s for a caller in {name}")
+
+        async def no_one() -> list[act.Action]:
+            dial = self._dial
+            if dial is not None and dial.event is pending:
+                self._queues.give_up(name, me)
+                self._schedule(self._now, pending)
+            return []
+
+        self._schedule(now + action.timeout, _Internal(no_one))
+
+    def _got(self, at: float, waiter: Waiter) -> None:
+        """The caller ``waiter`` is ours from ``at``: bridged for ``room_seconds``."""
+        action = self._dequeue_action
+        dial = self._dial
+        if dial is None or action is None:
+            return
+        talk = min(self._room_seconds, action.time_limit)
+        self._transcript.add(at, f"Dial: bridged to {waiter.call_sid}, talks {talk:g} s")
+        if action.queue.url:
+            url, method = action.queue.url, action.queue.method
+
+            async def announce() -> list[act.Action]:
+                await self._run_queue_url(url, method, waiter, at)
+                return []
+
+            self._schedule(at, _Internal(announce))
+        dial.answer_at, dial.peer = at, waiter
+        dial.event = ev.DialFinished("completed", call_sid=waiter.call_sid, duration=round(talk))
+        self._schedule(at + talk, dial.event)
+        waiter_call = self._peers.get(waiter.call_sid)
+        if waiter_call is not None:
+            waiter_call.bridged_with(self, at + talk)
+
+    async def _run_queue_url(self, url: str, method: str, waiter: Waiter, at: float) -> None:
+        """The queue's ``url`` runs on the dequeued caller (a nested simulated call with
+        QueueSid, QueueTime, DequeingCallSid), in no simulated time of the agent's."""
+        peer = self._peers.get(waiter.call_sid)
+        if peer is None:
+            return
+        call = peer._session.call
+        state = peer._queued_in
+        params = (
+            ("QueueSid", state.sid if state is not None else ""),
+            ("QueueTime", str(round(at - waiter.enqueued))),
+            ("DequeingCallSid", self._session.call.call_sid),
+        )
+        info = CallInfo(
+            call_sid=call.call_sid,
+            account_sid=call.account_sid,
+            from_=call.from_,
+            to=call.to,
+            direction=call.direction,
+            extra=(*call.extra, *params),
+        )
+        session = CallSession(
+            url=url,
+            method=method,
+            call=info,
+            answered=True,
+            whisper=True,
+            limits=self._session.limits,
+        )
+        nested = SimulatedCall(session, self._fetcher, trunk_uri_template=self._trunk)
+        ran = await nested.run()
+        for line in ran.transcript[:-1]:
+            self._transcript.add(
+                self._now, f"  {waiter.call_sid} hears: " + line.split("] ", 1)[-1]
+            )
+        self.result.requests += ran.requests
+        peer.result.said += ran.said
+
+    def bridged_with(self, agent: SimulatedCall, until: float) -> None:
+        """This queued caller is bridged to ``agent`` until ``until`` (its side's end)."""
+        state = self._queued_in
+        if state is not None:
+            state.agent_end = agent._end_queue_dial
+
+            async def over() -> list[act.Action]:
+                self._bridge_over(until)
+                return []
+
+            self._schedule(until, _Internal(over))
+
+    def _end_queue_dial(self, at: float) -> None:
+        """The bridge ends early (a side hung up): the agent's <Dial> ends at ``at``."""
+        dial = self._dial
+        if dial is None:
+            return
+        if dial.peer is None:  # still waiting for a caller
+            self._queues.give_up(dial.queue or "", self._session.call.call_sid)
+            dial.event = ev.DialFinished("canceled")
+            self._schedule(at, dial.event)
+            return
+        peer_call = self._peers.get(dial.peer.call_sid)
+        duration = round(max(0.0, at - (at if dial.answer_at is None else dial.answer_at)))
+        dial.event = ev.DialFinished("completed", call_sid=dial.peer.call_sid, duration=duration)
+        dial.peer = None
+        self._schedule(at, dial.event)
+        if peer_call is not None:
+            peer_call._bridge_over(at)
+
+    async def _start_stream(self, action: act.StartStream) -> ev.Event | None:
+        """Open the stream for real; a ``<Connect>`` one is held until the app closes it."""
+        self._stream_actions[action.sid] = action
+        record = await self._streams.start(action)
+        if record.error:
+            message = f"Stream {record.name} ({record.url}): {record.error}"
+            self._log("error", message, record.code)
+            await self._stream_callback(record, "stream-error")
+            return ev.StreamEnded(action.sid, record.error) if action.bidirectional else None
+        await self._stream_callback(record, "stream-started")
+        if not action.bidirectional:
+            return None
+        keys = self._script.pop(0) if self._script else ""
+        limit = MAX_CONNECT_SECONDS
+        if self._hangup_after is not None:
+            limit = min(limit, max(0.0, self._hangup_after - self._now))
+        elapsed = await self._streams.converse(record, keys, limit)
+        self._now += elapsed
+        if record.error:
+            self._log("error", f"Stream {record.name} ({record.url}): {record.error}", record.code)
+        await self._stream_callback(record, "stream-error" if record.error else "stream-stopped")
+        if self._hangup_after is not None and self._now >= self._hangup_after:
+            return None  # the caller hangs up (queued): the <Connect> ends with the call
+        return ev.StreamEnded(action.sid, record.error)
+
+    async def _stream_callback(self, record: StreamRecord, event: str) -> None:
+        """A ``<Stream statusCallback>``, sent like the engine sends it."""
+        action = self._stream_actions.get(record.sid)
+        if action is None or action.status_callback is None:
+            return
+        call = self._session.call
+        params = status_callback_params(
+            account_sid=call.account_sid,
+            call_sid=call.call_sid,
+            stream_sid=record.sid,
+            name=record.name,
+            event=event,
+            error=record.error if event == "stream-error" else "",
+            timestamp=f"{self._now:.3f}",
+        )
+        request = WebhookRequest(action.status_callback, action.status_callback_method, params)
+        await self._carry_out([act.Callback(request)])
 
     def _log(self, level: str, text: str, code: int | None = None) -> None:
         line = f"{level}: {text}" + (f" [{code}]" if code else "")
@@ -614,6 +1109,16 @@ class SimulatedCall:
     def _stop_dial(self) -> None:
         dial = self._dial
         if dial is None:
+            return
+        if dial.room is not None:  # the caller leaves the room now
+            duration = round(
+                max(0.0, self._now - (self._now if dial.answer_at is None else dial.answer_at))
+            )
+            dial.event = ev.DialFinished("completed", duration=duration)
+            self._schedule(self._now, dial.event)
+            return
+        if dial.queue is not None:
+            self._end_queue_dial(self._now)
             return
         bridged = dial.answer_at is not None and self._now >= dial.answer_at
         duration = round(self._now - dial.answer_at) if bridged and dial.answer_at else 0

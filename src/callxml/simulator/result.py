@@ -6,10 +6,16 @@ Owns the result shapes only (no simulation logic), so app developers' tests can 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from callxml.interpreter.actions import Action
 from callxml.interpreter.events import Event
 from callxml.webhooks.base import WebhookRequest, WebhookResponse
+
+if TYPE_CHECKING:
+    from callxml.simulator.queues import QueueRecord
+    from callxml.simulator.rooms import RoomRecord
+    from callxml.simulator.streams import StreamRecord
 
 __all__ = ["DialRecord", "RecordingRecord", "RequestRecord", "SimulationResult"]
 
@@ -61,9 +67,12 @@ class SimulationResult:
     ``status`` is the final Twilio ``CallStatus``; ``error`` is set when the flow broke (fetch
     failure without fallback, redirect loop...). ``said``/``played`` are what the caller heard,
     ``gathered`` the digits each ``<Gather>`` collected (``""`` for no input), ``callbacks`` the
-    status callbacks sent (``<Record recordingStatusCallback>``...), ``transcript`` the
-    printed lines, ``events``/``actions`` the raw interpreter traffic with simulated times, and
-    ``duration`` the simulated length of the call in seconds.
+    status callbacks sent (``<Record recordingStatusCallback>``...), ``streams`` the media
+    streams opened (:class:`~callxml.simulator.streams.StreamRecord`), ``rooms`` the
+    conference rooms of the simulation (:class:`~callxml.simulator.rooms.RoomRecord`),
+    ``queues`` its call queues (:class:`~callxml.simulator.queues.QueueRecord`),
+    ``transcript`` the printed lines, ``events``/``actions`` the raw interpreter traffic with
+    simulated times, and ``duration`` the simulated length of the call in seconds.
     """
 
     status: str = "ringing"
@@ -75,6 +84,9 @@ class SimulationResult:
     recordings: list[RecordingRecord] = field(default_factory=list)
     requests: list[RequestRecord] = field(default_factory=list)
     callbacks: list[RequestRecord] = field(default_factory=list)
+    streams: list[StreamRecord] = field(default_factory=list)
+    rooms: list[RoomRecord] = field(default_factory=list)
+    queues: list[QueueRecord] = field(default_factory=list)
     transcript: list[str] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     events: list[tuple[float, Event]] = field(default_factory=list)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from callxml.simulator import MemoryFetcher, SimulationResult, simulate
+from callxml.simulator import Caller, MemoryFetcher, SimulationResult, simulate, simulate_calls
 from callxml.simulator.memory import Handler
 
 __all__ = ["CallFlow"]
@@ -39,6 +39,20 @@ class CallFlow:
         result = await simulate(source, **options)
         self.results.append(result)
         return result
+
+    async def simulate_calls(self, callers: list[Caller], **kw: Any) -> list[SimulationResult]:
+        """Run several calls together on one clock (conferences, queues); see
+        :func:`callxml.simulator.simulate_calls`."""
+        options = {
+            k: v
+            for k, v in {**self.defaults, **kw}.items()
+            if k in ("auth_token", "account_sid", "method", "echo", "limits", "trunk_uri_template")
+        }
+        if self._routed:
+            options.setdefault("fetcher", self.fetcher)
+        results = await simulate_calls(callers, **options)
+        self.results += results
+        return results
 
     def run(self, source: str, **kw: Any) -> SimulationResult:
         """Run one call (for sync tests; inside a running event loop use :meth:`simulate`)."""
