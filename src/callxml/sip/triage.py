@@ -52,6 +52,7 @@ __all__ = [
     "Verdict",
     "classify",
     "priority",
+    "quick_priority",
 ]
 
 #: Admission of a new call from ``source`` at ``now``, before parsing: None to take it, or
@@ -109,9 +110,11 @@ _CALL_ID = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()]+(?:@[A-Za-z0-9\-.!%*_+`'~()\[\]
 _CSEQ = re.compile(rf"([1-9][0-9]{{0,8}}) ({_TOKEN})")
 _DIGITS = re.compile(r"[0-9]{1,5}")
 _NAME = re.compile(_TOKEN)
-_FREE_VALUE = re.compile(r"[ -~]*")  # printable ASCII and SP: no tab, no control
 _CONTROL = re.compile(rb"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\xff]")
 _RPORT = re.compile(r";rport(?=;|$)")
+# The To header line of raw bytes (full or compact name), for ordering and refusal ACKs.
+_TO_LINE = re.compile(rb"\r\n(?:to|t)[ \t]*:([^\r\n]*)", re.IGNORECASE)
+_TAG_PARAM = re.compile(rb";[ \t]*tag[ \t]*=[ \t]*([^; \t]*)", re.IGNORECASE)
 
 # Header names as triage knows them (lower case, compact forms expanded).
 _NAMES = {
@@ -193,8 +196,10 @@ def classify(data: bytes) -> Triaged | None:
         if len(parts) < 2 or not parts[1].isdigit() or len(parts[1]) != 3:
             return None
         status = int(parts[1])
-    if clean and (_CONTROL.search(head) is not None or "\n" in text.replace("\r\n", "")):
-        clean = False
+    if clean:
+        bare = text.replace("\r\n", "")  # what is left of a CR or LF is a bare one
+        if _CONTROL.search(head) is not None or "\r" in bare or "\n" in bare:
+            clean = False
     vias: list[str] = []
     from_ = to = call_id = cseq = ""
     branch = to_tag = None
@@ -216,7 +221,6 @@ def classify(data: bytes) -> Triaged | None:
                 or (len(name) == 1)
                 or name in _UNCLEAN
                 or (name in _SINGLE and name in seen)
-                or _FREE_VALUE.fullmatch(value) is None
             ):
                 clean = False
             seen.add(name)
@@ -231,13 +235,16 @@ def classify(data: bytes) -> Triaged | None:
                 clean = False
         elif name == "to":
             to = value
-            match = _TAG.search(value)
+            match = _TAG.search(value, value.rfind(">") + 1)  # a header param, not the URI's
             to_tag = match.group(1) if match is not None else None
             if clean and _NAME_ADDR.fullmatch(value) is None:
                 clean = False
         elif name == "from":
             from_ = value
-            if clean and (_NAME_ADDR.fullmatch(value) is None or _TAG.search(value) is None):
+            if clean and (
+                _NAME_ADDR.fullmatch(value) is None
+                or _TAG.search(value, value.rfind(">") + 1) is None
+            ):
                 clean = False
         elif name == "call-id":
             call_id = value
@@ -304,6 +311,34 @@ def priority(triaged: Triaged | None) -> int:
     return OTHER
 
 
+def _raw_to_tag(data: bytes) -> bytes | None:
+    """The To tag of raw message bytes (after the URI's closing ``>``), or None."""
+    line = _TO_LINE.search(data, 0, data.find(b"\r\n\r\n"))
+    if line is None:
+        return None
+    value = line.group(1)
+    tag = _TAG_PARAM.search(value, value.rfind(b">") + 1)
+    return tag.group(1) if tag is not None else None
+
+
+def quick_priority(data: bytes) -> int:
+    """:func:`priority` from the start line and the To header alone, with no
+    :func:`classify`: what a UDP batch is ordered by, so that ordering costs a few
+    microseconds per datagram, not a triage. It only orders; it decides nothing."""
+    if data.startswith(b"SIP/"):
+        return IN_DIALOG
+    method = data[: data.find(b" ")]
+    if method in _IN_DIALOG_BYTES:
+        return IN_DIALOG
+    if _raw_to_tag(data) is not None:
+        return IN_DIALOG
+    return NEW_CALL if method == b"INVITE" else OTHER
+
+
+_IN_DIALOG_BYTES = frozenset(m.encode() for m in _IN_DIALOG_METHODS)
+_REFUSAL_TAG = REFUSAL_TAG_PREFIX.encode()
+
+
 class Verdict(Enum):
     """What to do with a datagram other than send bytes back."""
 
@@ -343,21 +378,20 @@ class Gate:
         self._salt = secrets.token_hex(4)
         self.counters: Counter[str] = Counter()
 
-    def decide(
-        self, data: bytes, triaged: Triaged | None, source: Address, now: float
-    ) -> bytes | Verdict:
+    def decide(self, data: bytes, source: Address, now: float) -> bytes | Verdict:
         """:data:`Verdict.PARSE`, :data:`Verdict.DROP`, or the bytes to send back to
-        ``source`` (a stateless 503)."""
-        if triaged is None or not triaged.request:
-            return Verdict.PARSE
-        method = triaged.method
-        if method == "ACK":
-            tag = triaged.to_tag
-            if tag is not None and tag.startswith(REFUSAL_TAG_PREFIX):
+        ``source`` (a stateless 503). Only an INVITE is classified (:func:`classify`); an ACK
+        is looked at for its To tag alone, anything else goes straight on."""
+        if data.startswith(b"ACK "):
+            tag = _raw_to_tag(data)
+            if tag is not None and tag.startswith(_REFUSAL_TAG):
                 self.counters["acks"] += 1
                 return Verdict.DROP
             return Verdict.PARSE
-        if method != "INVITE" or triaged.to_tag is not None or not triaged.clean:
+        if not data.startswith(b"INVITE "):
+            return Verdict.PARSE
+        triaged = classify(data)
+        if triaged is None or triaged.to_tag is not None or not triaged.clean:
             return Verdict.PARSE
         assert triaged.branch is not None  # clean
         self._expire(now)

@@ -48,7 +48,7 @@ from callxml.sip.message import (
     parse_message,
 )
 from callxml.sip.target import DEFAULT_PORTS
-from callxml.sip.triage import Gate, Triaged, Verdict, classify, priority
+from callxml.sip.triage import Gate, Verdict, quick_priority
 
 __all__ = [
     "ListenerConfig",
@@ -574,24 +574,24 @@ class TransportLayer:
         """One wakeup's datagrams: triaged, ordered (responses and in-dialog requests first,
         new INVITEs last: a flood of INVITEs never starves the ACKs and BYEs that finish
         calls), refused by the :attr:`gate` where admission says no, the rest parsed."""
-        triaged: list[tuple[int, int, Triaged | None, bytes, tuple[Any, ...]]] = []
+        ordered: list[tuple[int, int, bytes, tuple[Any, ...]]] = []
         for data, addr in batch:
             try:
                 if not data.strip(b"\r\n"):
                     continue  # RFC 5626 §4.4.2-style keep-alive (CRLF): nothing to parse
-                found = classify(data)
-                triaged.append((priority(found), len(triaged), found, data, addr))
+                rank = quick_priority(data) if len(batch) > 1 else 0
+                ordered.append((rank, len(ordered), data, addr))
             except Exception:  # an asyncio entry point: a bug here must not stop the socket
                 self._fault("UDP datagram")
-        if len(triaged) > 1:
-            triaged.sort(key=_batch_order)
+        if len(ordered) > 1:
+            ordered.sort(key=_batch_order)
         gate = self.gate
         now = asyncio.get_running_loop().time() if gate is not None else 0.0
-        for _, _, found, data, addr in triaged:
+        for _, _, data, addr in ordered:
             try:
                 peer = Address("udp", str(addr[0]), int(addr[1]))
                 if gate is not None:
-                    verdict = gate.decide(data, found, peer, now)
+                    verdict = gate.decide(data, peer, now)
                     if verdict is Verdict.DROP:
                         continue
                     if verdict is not Verdict.PARSE:
@@ -918,7 +918,7 @@ class TransportLayer:
         return protocol
 
 
-def _batch_order(item: tuple[int, int, object, bytes, object]) -> tuple[int, int]:
+def _batch_order(item: tuple[int, int, bytes, object]) -> tuple[int, int]:
     return item[0], item[1]  # priority, then arrival
 
 
