@@ -187,8 +187,9 @@ async def test_the_twilio_sdk_drives_calls(tmp_path: Path, sipp: Sipp) -> None:
 @pytest.mark.parametrize(
     ("options", "parameter"),
     [
-        ({"machine_detection": "Enable"}, "MachineDetection"),
-        ({"async_amd": "true"}, "AsyncAmd"),
+        ({"machine_detection": "Sometimes"}, "MachineDetection"),
+        ({"async_amd": "true"}, "AsyncAmd"),  # without MachineDetection
+        ({"machine_detection": "Enable", "machine_detection_timeout": 99}, "Timeout"),
         ({"trim": "trim-silence"}, "Trim"),
         ({"recording_channels": "dual"}, "RecordingChannels"),
         ({"byoc": "BY123"}, "Byoc"),
@@ -298,6 +299,7 @@ async def test_record_true_records_the_whole_call(tmp_path: Path, sipp: Sipp) ->
     await app.stop()
     assert (await callee.result()).returncode == 0
     assert recording.channels == 2 and int(recording.duration) >= 1
+    assert recording.source == "OutboundAPI"
     assert stored is not None
     with wave.open(stored.path) as audio:
         assert audio.getnchannels() == 2

@@ -23,7 +23,7 @@ from callxml.media.g711 import G711Codec
 from callxml.media.rtp import RtpPacket
 from callxml.media.tone import goertzel_power, sine
 from callxml.runtime import CallLeg, bridge
-from callxml.runtime.dial import Dialer
+from callxml.runtime.dial import Dialer, RecordingSink
 from support.phones import WAIT, PhoneBox, PhoneFactory
 from support.rtp import RtpPeer
 from support.sipp import Sipp
@@ -76,19 +76,28 @@ async def test_a_183_brings_media_before_the_answer(
 
 
 async def _dial_through(
-    phone_boxes: PhoneFactory, *, ring_tone: str | None
+    phone_boxes: PhoneFactory,
+    *,
+    ring_tone: str | None,
+    record: str = "do-not-record",
+    recordings: RecordingSink | None = None,
 ) -> tuple[PhoneBox, PhoneBox, CallLeg, asyncio.Task[ev.DialFinished], list[CallLeg]]:
-    """A caller (C) calls P, which runs ``<Dial answerOnBridge ringTone>`` to D. Returns D's box,
-    P's caller leg, the dial task and the early legs C saw."""
+    """A caller (C) calls P, which runs ``<Dial answerOnBridge ringTone record>`` to D. Returns
+    D's box, P's caller leg, the dial task and the early legs C saw."""
     c, p, d = await phone_boxes(), await phone_boxes(), await phone_boxes()
     early: list[CallLeg] = []
     calling = asyncio.ensure_future(
         c.phone.dial(p.uri(), timeout=WAIT, on_early_media=early.append)
     )
     caller = await (await p.next_call()).accept(secure_media_enabled=False, answer=False)
-    dialer = Dialer(p.phone, bridge)
+    dialer = Dialer(p.phone, bridge, recordings=recordings)
     action = act.StartDial(
-        targets=(Sip(uri=d.uri("dora")),), timeout=WAIT, answer_on_bridge=True, ring_tone=ring_tone
+        targets=(Sip(uri=d.uri("dora")),),
+        timeout=WAIT,
+        answer_on_bridge=True,
+        ring_tone=ring_tone,
+        record=record,
+        recording_sid="RE" + "0" * 32 if recordings is not None else None,
     )
 
     async def answer_caller() -> None:
@@ -149,6 +158,42 @@ async def test_dial_plays_the_ringtone_country_ringback_while_the_callee_rings(
     assert goertzel_power(heard, 900) > 0.8 and goertzel_power(heard, 425) < 0.05
     await c_leg.hangup()
     await asyncio.wait_for(run, WAIT)
+
+
+async def test_record_from_ringing_keeps_the_ringback_and_the_call(
+    phone_boxes: PhoneFactory,
+) -> None:
+    """``record="record-from-ringing-dual"``: the recording starts with the dial, so its called
+    party channel holds the ringback the caller heard while D rang, then D's voice after the
+    answer; the caller's channel is aligned on the same clock."""
+    kept: list[tuple[str, bytes, int, int]] = []
+
+    async def keep(sid: str, pcm: bytes, channels: int, seconds: int) -> str:
+        kept.append((sid, pcm, channels, seconds))
+        return f"https://example.test/Recordings/{sid}"
+
+    _, d, _, run, early = await _dial_through(
+        phone_boxes, ring_tone="de", record="record-from-ringing-dual", recordings=keep
+    )
+    ringing = await d.next_call()
+    await ringing.ring()
+    await until(lambda: early, WAIT, what="the caller's early media")
+    [c_leg] = early
+    await Ear(c_leg).hears(1.5)  # the first second of German ringback, then its pause
+    callee = await ringing.accept(secure_media_enabled=False)
+    await until(lambda: c_leg.answered, WAIT, what="answer on bridge")
+    await callee.play(sine(900, 800))
+    await c_leg.hangup()
+    finished = await asyncio.wait_for(run, WAIT)
+    assert finished.status == "completed" and finished.recording_url.endswith("0" * 32)
+    [(sid, pcm, channels, seconds)] = kept
+    assert sid == "RE" + "0" * 32
+    assert channels == 2 and seconds >= 2  # the ringing (1.5 s at least) and the call
+    right = np.frombuffer(pcm, "<i2").reshape(-1, 2)[:, 1].astype(np.int16).tobytes()
+    first = right[:16000]  # the first second: ringback only
+    assert goertzel_power(first, 425) > 0.8
+    assert goertzel_power(right[-16000 * 2 :], 900) > 0.3  # the callee's voice, near the end
+    assert finished.recording_duration == seconds
 
 
 async def test_a_sipp_gateway_plays_early_media_in_a_reliable_183(

@@ -81,6 +81,7 @@ class CallRecord:
     caller_name: str | None = None
     error: str | None = None
     node: str | None = None
+    forwarded_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,7 @@ class RecordingRecord:
     date_created: float
     status: str = "completed"
     channels: int = 1
+    source: str = "RecordVerb"  # Twilio's Recording source: RecordVerb, DialVerb, OutboundAPI
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,8 +76,6 @@ class DialTask(Task):
                 recording_track=verb.recording_track,
             )
         )
-        if verb.record.startswith("record-from-ringing"):
-            actions.append(act.Log("warning", "Dial: record-from-ringing records from the answer"))
         return Step(actions)
 
     def receive(self, event: Event, now: float) -> Step:

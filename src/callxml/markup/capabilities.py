@@ -124,7 +124,7 @@ _ROWS: tuple[tuple[Any, ...], ...] = (
         "record",
         R,
         "the bridged call, mono or -dual (caller left, called party right); "
-        "record-from-ringing records from the answer (a run-time warning)",
+        "record-from-ringing also keeps the ringing: the ringback or the far end's early media",
     ),
     ("Dial", "trim", U, "dial recordings are not trimmed; " + IGNORED),
     ("Dial", "recordingStatusCallback", R, "RecordingSource=DialVerb"),

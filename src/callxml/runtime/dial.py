@@ -38,12 +38,11 @@ from callxml.interpreter.dial import NO_TRUNK, trunk_uri
 from callxml.markup.capabilities import capability, message
 from callxml.markup.verbs import Client, DialNoun, Number, Sip
 from callxml.runtime.early import DialRingback
-from callxml.runtime.fork import Callee, dial_fork
+from callxml.runtime.fork import Callee, CallPlacer, dial_fork
 from callxml.runtime.leg import CallLeg, Leg
 from callxml.runtime.phone import DialResult
 from callxml.runtime.recorder import BridgeRecorder
 from callxml.sip.auth import Credentials
-from callxml.sip.events import Address
 from callxml.sip.target import Target, client_headers
 
 __all__ = [
@@ -66,24 +65,6 @@ MAX_TARGETS = 10
 DIGIT_WAIT = 0.5
 #: Why a ``<Client>`` cannot be dialled without a registrar.
 NO_REGISTRAR = "no registrar: clients register to a SIP domain with credentials"
-
-
-class CallPlacer(Protocol):
-    """What the dialler needs to place a call: :meth:`callxml.runtime.phone.Phone.dial`."""
-
-    async def dial(
-        self,
-        target: Target | str,
-        *,
-        from_uri: str | None = None,
-        timeout: float = 30,
-        credentials: Credentials | None = None,
-        headers: Sequence[tuple[str, str]] = (),
-        on_ringing: Callable[[], None] | None = None,
-        sid: str | None = None,
-        destinations: Sequence[Address] = (),
-        on_early_media: Callable[[CallLeg], None] | None = None,
-    ) -> DialResult: ...
 
 
 class Directory(Protocol):
@@ -308,9 +289,13 @@ class Dialer:
         from_uri = action.caller_id or "sip:callxml@invalid"
         if not from_uri.startswith(("sip:", "sips:")):
             from_uri = f"sip:{from_uri}@callxml.invalid"
+        recorder = None
+        if action.record.startswith("record-from-ringing"):
+            recorder = self._recorder(action)  # hears the ringing too, from now on
         ringback = None
         if isinstance(caller, CallLeg):  # a real call: early media and ringback to it
-            ringback = DialRingback(caller, action.ring_tone, self.bridge)
+            hear = None if recorder is None else self._feeder(recorder)
+            ringback = DialRingback(caller, action.ring_tone, self.bridge, on_audio=hear)
             await ringback.start()
         early = ringback.far_end_media if ringback is not None else None
         try:
@@ -335,7 +320,25 @@ class Dialer:
                 await ringback.stop()  # the winner is bridged anew; the rest are over
         if winner is None:
             return self._failed(attempts, stop.is_set())
-        return await self._bridge(action, caller, winner, answer_caller, stop, on_audio)
+        return await self._bridge(
+            action, caller, winner, answer_caller, stop, on_audio, recorder=recorder
+        )
+
+    def _feeder(self, recorder: BridgeRecorder) -> Callable[[str, bytes], None]:
+        """``on_audio`` for the ringing: each side's audio into ``recorder`` on our clock."""
+
+        def feed(side: str, pcm: bytes) -> None:
+            recorder.audio(side, pcm, self.now())
+
+        return feed
+
+    def _recorder(self, action: act.StartDial) -> BridgeRecorder | None:
+        """A recorder for ``<Dial record>``, started now (None when nothing keeps it)."""
+        if action.record == "do-not-record" or self.recordings is None:
+            return None
+        return BridgeRecorder(
+            self.now(), dual=action.record.endswith("-dual"), track=action.recording_track
+        )
 
     async def _race(self, attempts: list[_Attempt], stop: asyncio.Event) -> _Attempt | None:
         """Start ``attempts`` and return the first answered one; cancel the rest."""
@@ -390,7 +393,11 @@ class Dialer:
         answer_caller: Callable[[], Awaitable[None]],
         stop: asyncio.Event,
         call_audio: Callable[[str, bytes], None] | None = None,
+        *,
+        recorder: BridgeRecorder | None = None,
     ) -> ev.DialFinished:
+        """Bridge the answered ``winner`` to the caller; ``recorder`` is a recording already
+        running since the dial started (``record-from-ringing``), else one starts here."""
         child = winner.answered_leg()
         assert child is not None
         noun = winner.target.noun
@@ -415,11 +422,8 @@ class Dialer:
         if winner.target.send_digits:  # <Number sendDigits>: to the callee, before the bridge
             await _send_digits(child, winner.target.send_digits)
         on_star = star.set if action.hangup_on_star else None
-        recorder = None
-        if action.record != "do-not-record" and self.recordings is not None:
-            recorder = BridgeRecorder(
-                self.now(), dual=action.record.endswith("-dual"), track=action.recording_track
-            )
+        if recorder is None:
+            recorder = self._recorder(action)
         if recorder is not None or call_audio is not None:
             tap = recorder  # bound for the closure below
 

@@ -15,6 +15,9 @@ sooner. This module owns the choice, for one dial:
 When the caller is not answered yet (``answerOnBridge``) and there is something to hear, it is
 sent a 183 with our SDP answer first (:meth:`CallLeg.early_media`; reliable when it requires
 100rel). A relayed leg that ends (it failed after its 183) gives the caller back the ringback.
+
+``<Dial record="record-from-ringing...">`` hears the same as the caller: ``on_audio`` gets the
+relayed early audio and every ringback frame sent, as side ``b`` (what the dialled side sends).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from callxml.errors import CallXmlError
@@ -47,9 +50,12 @@ class DialRingback:
         self,
         caller: CallLeg,
         ring_tone: str | None,
-        bridge: Callable[[CallLeg, CallLeg], Any],
+        bridge: Callable[..., Any],
+        *,
+        on_audio: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.caller = caller
+        self.on_audio = on_audio
         self.ring_tone = ring_tone if ring_tone in RINGBACKS else None
         self._bridge = bridge
         self._tone: asyncio.Task[None] | None = None
@@ -76,7 +82,10 @@ class DialRingback:
         if not self._caller_media():
             return
         try:
-            self._relay = self._bridge(self.caller, leg)
+            if self.on_audio is not None:
+                self._relay = self._bridge(self.caller, leg, on_audio=self.on_audio)
+            else:
+                self._relay = self._bridge(self.caller, leg)
         except CallXmlError as exc:
             log.info("early media of %s not relayed: %s", leg.sid, exc)
             self._ring()
@@ -118,7 +127,14 @@ class DialRingback:
 
     async def _play(self, country: str) -> None:
         with contextlib.suppress(CallXmlError):
-            await self.caller.play_frames(ringback_frames(country))
+            await self.caller.play_frames(self._heard(ringback_frames(country)))
+
+    def _heard(self, frames: Iterator[bytes]) -> Iterator[bytes]:
+        """The ringback frames, each also given to ``on_audio`` as it is sent."""
+        for frame in frames:
+            if self.on_audio is not None:
+                self.on_audio("b", frame)
+            yield frame
 
     def _stop_tone(self) -> None:
         if self._tone is not None:
