@@ -12,7 +12,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from callxml.engine.admission import Admission, AdmissionLimits, Slot, TokenBucket
+from callxml.engine.admission import (
+    RESERVATION_SECONDS,
+    Admission,
+    AdmissionLimits,
+    Slot,
+    TokenBucket,
+)
 from callxml.engine.server import Engine
 from support.engine import ACCOUNT_SID, API_AUTH, engine_config, running_engine, sip_port
 from support.rawsip import SDP, RawPeer, request
@@ -51,6 +57,28 @@ def test_one_source_cannot_spend_everyone_s_rate() -> None:
     took = [admission.admit_invite("192.0.2.9", 0.0) for _ in range(4)]
     assert took == [None, None, "invites_per_second_per_source", "invites_per_second_per_source"]
     assert admission.admit_invite("192.0.2.10", 0.0) is None
+
+
+def test_a_burst_admitted_before_any_call_is_taken_cannot_overshoot() -> None:
+    # The SIP transport admits a whole batch of INVITEs before the engine takes the first call:
+    # each admission holds its place until take() counts it.
+    admission = Admission(AdmissionLimits(max_setups=3, invites_per_second=1000))
+    burst = [admission.admit_invite(f"192.0.2.{n}", 0.0) for n in range(5)]
+    assert burst == [None, None, None, "max_setups", "max_setups"]
+    assert admission.reserved == 3
+    slots = [admission.take() for _ in range(3)]
+    assert all(isinstance(s, Slot) for s in slots)
+    assert (admission.setups, admission.reserved) == (3, 0)
+    assert admission.admit_invite("192.0.2.9", 0.1) == "max_setups"
+
+
+def test_a_place_admitted_but_never_taken_is_given_back() -> None:
+    # An INVITE admitted and then answered otherwise (a 400, a challenge) never reaches take().
+    admission = Admission(AdmissionLimits(max_setups=1, invites_per_second=1000))
+    assert admission.admit_invite("192.0.2.1", 0.0) is None
+    assert admission.admit_invite("192.0.2.2", 1.0) == "max_setups"
+    assert admission.admit_invite("192.0.2.2", RESERVATION_SECONDS + 0.1) is None
+    assert admission.reserved == 1
 
 
 def test_webhook_fetches_in_flight_gate_new_calls_only() -> None:

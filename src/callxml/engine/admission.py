@@ -18,7 +18,7 @@ Pure bookkeeping with an explicit clock, so the rules are unit-testable; the eng
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
 
 from callxml.engine.health import StoreHealth
@@ -27,6 +27,10 @@ __all__ = ["Admission", "AdmissionLimits", "Slot", "TokenBucket"]
 
 #: Source addresses whose INVITE rate is remembered (least recently seen forgotten first).
 MAX_SOURCES = 10_000
+#: How long a call admitted by ``admit_*`` holds its place until :meth:`Admission.take` counts
+#: it. An INVITE that is admitted and then answered otherwise (a 400, a digest challenge, an
+#: engine stopping) never reaches ``take``: its place is given back after this long.
+RESERVATION_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,11 @@ class Admission:
     capacity; :meth:`take` then counts the call (returning its :class:`Slot`) or, if capacity
     ran out meanwhile, refuses. Each returns None or the name of the limit that refused;
     ``refused`` counts refusals by limit, for metrics and tests.
+
+    An admission *reserves* a place until :meth:`take` counts the call (or
+    :data:`RESERVATION_SECONDS` pass): the SIP core admits INVITEs as they arrive, and a burst
+    read in one pass would otherwise all pass the capacity check before the first of them is
+    counted, to be refused later and dearer (after a transaction exists) or, worse, taken.
     """
 
     def __init__(self, limits: AdmissionLimits, *, store_health: StoreHealth | None = None) -> None:
@@ -81,14 +90,26 @@ class Admission:
         self._invites: TokenBucket | None = None
         self._creates: TokenBucket | None = None
         self._sources: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._reserved: deque[float] = deque()  # when each admitted, not yet taken, call was
+
+    @property
+    def reserved(self) -> int:
+        """Calls admitted and not yet counted by :meth:`take` (nor expired)."""
+        return len(self._reserved)
+
+    def _expire(self, now: float) -> None:
+        reserved, horizon = self._reserved, now - RESERVATION_SECONDS
+        while reserved and reserved[0] <= horizon:
+            reserved.popleft()
 
     def _capacity(self) -> str | None:
         limits = self.limits
         if self.store_health is not None and not self.store_health.ok:
             return "store"  # records could not be kept: take no call until they can
-        if self.calls >= limits.max_calls:
+        pending = len(self._reserved)
+        if self.calls + pending >= limits.max_calls:
             return "max_calls"
-        if self.setups >= limits.max_setups:
+        if self.setups + pending >= limits.max_setups:
             return "max_setups"
         if self.fetches >= limits.max_webhook_fetches:
             return "max_webhook_fetches"
@@ -97,6 +118,7 @@ class Admission:
     def admit_invite(self, source: str, now: float) -> str | None:
         """May a new INVITE from ``source`` (an IP address) start a call at ``now``?"""
         limits = self.limits
+        self._expire(now)
         reason = self._capacity()
         if reason is None:
             bucket = self._sources.get(source)
@@ -113,10 +135,11 @@ class Admission:
                 reason = "invites_per_second_per_source"
             elif not self._invites.take(now):
                 reason = "invites_per_second"
-        return self._decide(reason)
+        return self._decide(reason, now)
 
     def admit_create(self, now: float) -> str | None:
         """May a REST create start a call at ``now``?"""
+        self._expire(now)
         reason = self._capacity()
         if reason is None:
             if self._creates is None:
@@ -124,17 +147,23 @@ class Admission:
                 self._creates = TokenBucket(rate, max(rate, 1.0), now)
             if not self._creates.take(now):
                 reason = "creates_per_second"
-        return self._decide(reason)
+        return self._decide(reason, now)
 
-    def _decide(self, reason: str | None) -> str | None:
+    def _decide(self, reason: str | None, now: float | None = None) -> str | None:
         if reason is not None:
             self.refused[reason] += 1
+        elif now is not None:
+            self._reserved.append(now)  # held until take() counts it
         return reason
 
     def take(self) -> Slot | str:
         """Count one more call (and setup) if capacity allows: its :class:`Slot`, or the limit
-        that refused. :meth:`Slot.settle` when it is answered (or ends unanswered),
-        :meth:`Slot.release` when it is over; each counts once."""
+        that refused. A place reserved by an earlier ``admit_*`` is used first (the capacity
+        check then passes unless something else, a failing store, changed since).
+        :meth:`Slot.settle` when it is answered (or ends unanswered), :meth:`Slot.release`
+        when it is over; each counts once."""
+        if self._reserved:
+            self._reserved.popleft()
         reason = self._decide(self._capacity())
         if reason is not None:
             return reason

@@ -372,6 +372,11 @@ class Engine:
         self, request: SipRequest, source: Address, now: float
     ) -> tuple[str, int] | None:
         """The SIP core's admission of a new INVITE (:data:`~callxml.sip.ua.Admitter`)."""
+        return self._admit_source(source, now)
+
+    def _admit_source(self, source: Address, now: float) -> tuple[str, int] | None:
+        """Admission of a new INVITE from ``source``: by the UDP transport's gate before
+        parsing (:data:`~callxml.sip.triage.SourceAdmitter`), or by the core after it."""
         refused = self.admission.admit_invite(source.host, now)
         if refused is None:
             return None
@@ -416,6 +421,7 @@ class Engine:
                     read_timeout=config.connection_read_timeout,
                 ),
                 admit=self._admit_invite,
+                admit_source=self._admit_source,
                 zrtp_cache=StoreZrtpCache(self.store) if self.store is not None else None,
                 on_register=self.registrar,
                 session_timer=(

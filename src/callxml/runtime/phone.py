@@ -51,6 +51,7 @@ from callxml.sip.events import Address
 from callxml.sip.message import SipResponse
 from callxml.sip.session_timer import DEFAULT_SESSION_TIMER, SessionTimerConfig
 from callxml.sip.target import Target
+from callxml.sip.triage import SourceAdmitter
 from callxml.sip.ua import Admitter, AuthenticatorSelector
 
 __all__ = [
@@ -157,6 +158,7 @@ class Phone:
         failover_timeout: float = FAILOVER_TIMEOUT,
         limits: TransportLimits | None = None,
         admit: Admitter | None = None,
+        admit_source: SourceAdmitter | None = None,
         zrtp_cache: ZrtpCache | None = None,
         on_register: RegisterHandler | None = None,
         session_timer: SessionTimerConfig | None = DEFAULT_SESSION_TIMER,
@@ -169,7 +171,9 @@ class Phone:
         (RFC 3263: NAPTR, SRV, A/AAAA; default the system's); ``failover_timeout`` is how long
         a located server may stay silent before the next one is tried. ``limits`` bounds
         connections (counts and timeouts, see :class:`TransportLimits`); ``admit`` refuses new
-        INVITEs under overload, statelessly (see :data:`~callxml.sip.ua.Admitter`).
+        INVITEs under overload, statelessly (see :data:`~callxml.sip.ua.Admitter`);
+        ``admit_source`` does the same for new UDP INVITEs before they are even parsed
+        (:class:`~callxml.sip.triage.Gate`, the cheapest refusal there is).
         ``zrtp_cache`` keeps our ZRTP ZID and the peers' retained secrets (default: in memory,
         for this process).
         ``on_register`` makes it a registrar: it gets every REGISTER, challenged by
@@ -196,6 +200,7 @@ class Phone:
             authenticator=authenticator,
             limits=limits,
             admit=admit,
+            admit_source=admit_source,
             on_register=on_register,
             session_timer=session_timer,
         )

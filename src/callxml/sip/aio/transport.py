@@ -23,7 +23,7 @@ import ipaddress
 import logging
 import socket
 import ssl
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, cast
@@ -48,6 +48,7 @@ from callxml.sip.message import (
     parse_message,
 )
 from callxml.sip.target import DEFAULT_PORTS
+from callxml.sip.triage import Gate, Verdict, quick_priority
 
 __all__ = [
     "ListenerConfig",
@@ -61,6 +62,12 @@ logger = logging.getLogger(__name__)
 TRANSPORTS = ("udp", "tcp", "tls")
 #: Bytes queued for a peer that is not reading before its connection is dropped.
 MAX_WRITE_BUFFER = 1 << 20
+#: Datagrams read from a UDP socket in one wakeup (then ordered: in-dialog first).
+UDP_BATCH = 64
+#: The largest datagram read (the parser refuses more than MAX_MESSAGE_SIZE with 513).
+MAX_DATAGRAM = 65535
+#: Datagrams waiting for a full UDP socket to drain before further ones are dropped.
+UDP_SEND_QUEUE = 4096
 
 
 def label(address: Address) -> str:
@@ -161,36 +168,88 @@ def _top_via(message: SipMessage) -> Via | None:
         return None
 
 
-class _Datagram(asyncio.DatagramProtocol):
-    def __init__(self, layer: TransportLayer) -> None:
+class _Datagram:
+    """One UDP socket, read by us rather than by an asyncio datagram transport.
+
+    Why: asyncio's transport hands over one datagram per loop iteration, in arrival order, so
+    under overload the ACKs and BYEs that finish calls wait behind every INVITE queued before
+    them — INVITEs that will mostly be refused. Here each wakeup reads what is ready (up to
+    :data:`UDP_BATCH` datagrams), triages them (:mod:`callxml.sip.triage`: no full parse) and
+    handles responses and in-dialog requests first, new INVITEs last; the layer's
+    :class:`~callxml.sip.triage.Gate`, when set, refuses new INVITEs past admission with
+    a stateless 503 before they are parsed. Sends go straight to the socket; when it is full
+    they wait in a bounded queue for it to drain (UDP is allowed to lose them past that).
+    """
+
+    def __init__(self, layer: TransportLayer, sock: socket.socket) -> None:
         self.layer = layer
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._pending: deque[tuple[bytes, tuple[str, int]]] = deque()
+        self._closed = False
+        self._loop.add_reader(sock.fileno(), self._ready)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # The selector loop's datagram transport is not a DatagramTransport subclass.
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+    def _ready(self) -> None:
+        batch: list[tuple[bytes, tuple[Any, ...]]] = []
+        recv = self.sock.recvfrom
         try:
-            if not data.strip(b"\r\n"):
-                return  # RFC 5626 §4.4.2-style keep-alive (CRLF): nothing to parse
-            peer = Address("udp", str(addr[0]), int(addr[1]))
-            try:
-                message = parse_message(data)
-            except BadMessage as exc:
-                self.layer._reject(exc, peer, self, None)
-                return
-            self.layer._accept(message, peer, self, None)
-        except Exception:  # an asyncio entry point: a bug here must not stop the socket
-            self.layer._fault("UDP datagram")
-
-    def error_received(self, exc: Exception) -> None:
-        logger.info("UDP error: %s", exc)
+            for _ in range(UDP_BATCH):
+                batch.append(recv(MAX_DATAGRAM))
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as exc:  # an ICMP error reported on the socket: nothing to read
+            logger.info("UDP error: %s", exc)
+        if batch:
+            self.layer._datagrams(self, batch)
 
     def send(self, data: bytes, host: str, port: int) -> None:
-        if self.transport is None or self.transport.is_closing():
+        if self._closed:
             raise TransportError("UDP socket is closed")
-        self.transport.sendto(data, (host, port))
+        if self._pending:
+            self._queue(data, (host, port))
+            return
+        try:
+            self.sock.sendto(data, (host, port))
+        except (BlockingIOError, InterruptedError):
+            self._queue(data, (host, port))
+        except OSError as exc:
+            raise TransportError(f"UDP send to {host}:{port} failed: {exc}") from exc
+
+    def _queue(self, data: bytes, address: tuple[str, int]) -> None:
+        if len(self._pending) >= UDP_SEND_QUEUE:
+            self.layer.counters["dropped"] += 1
+            return
+        if not self._pending:
+            self._loop.add_writer(self.sock.fileno(), self._writable)
+        self._pending.append((data, address))
+
+    def _writable(self) -> None:
+        pending = self._pending
+        try:
+            while pending:
+                data, address = pending[0]
+                try:
+                    self.sock.sendto(data, address)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:
+                    logger.info("UDP send to %s:%s failed: %s", *address, exc)
+                pending.popleft()
+        except Exception:  # an asyncio entry point
+            self.layer._fault("UDP send")
+            pending.clear()
+        if not pending and not self._closed:
+            self._loop.remove_writer(self.sock.fileno())
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.remove_reader(self.sock.fileno())
+        if self._pending:
+            self._loop.remove_writer(self.sock.fileno())
+            self._pending.clear()
+        self.sock.close()
 
 
 class _Stream(asyncio.Protocol):
@@ -415,6 +474,8 @@ class TransportLayer:
         self._our_sent_by: set[tuple[str, int]] = set()
         self._client_ssl: ssl.SSLContext | None = None
         self._closed = False
+        #: Stateless admission of new UDP INVITEs before parsing (set by the user agent).
+        self.gate: Gate | None = None
         #: What the transport refused or lost, by kind (``bad_message`` answered, ``dropped``
         #: unanswerable, ``refused`` over a connection limit, ``timed_out``, ``fault``...).
         self.counters: Counter[str] = Counter()
@@ -426,13 +487,21 @@ class TransportLayer:
         loop = asyncio.get_running_loop()
         try:
             if config.transport == "udp":
-                _, protocol = await loop.create_datagram_endpoint(
-                    lambda: _Datagram(self), local_addr=(config.host, config.port)
+                infos = await loop.getaddrinfo(
+                    config.host, config.port, type=socket.SOCK_DGRAM, proto=socket.IPPROTO_UDP
                 )
-                assert protocol.transport is not None
-                sockname = protocol.transport.get_extra_info("sockname")
+                family, kind, proto, _, address = infos[0]
+                sock = socket.socket(family, kind, proto)
+                try:
+                    sock.setblocking(False)
+                    sock.bind(address)
+                    datagram = _Datagram(self, sock)
+                except BaseException:
+                    sock.close()
+                    raise
+                sockname = sock.getsockname()
                 bound = Address("udp", str(sockname[0]), int(sockname[1]))
-                listener = _Listener(config, bound, datagram=protocol)
+                listener = _Listener(config, bound, datagram=datagram)
             else:
                 ctx = server_context(self._tls) if config.transport == "tls" else None
                 name = config.transport
@@ -481,8 +550,8 @@ class TransportLayer:
         """Close every listener and connection."""
         self._closed = True
         for listener in self._listeners:
-            if listener.datagram is not None and listener.datagram.transport is not None:
-                listener.datagram.transport.close()
+            if listener.datagram is not None:
+                listener.datagram.close()
             if listener.server is not None:
                 listener.server.close()
         streams = list(self._connections.values())
@@ -500,6 +569,42 @@ class TransportLayer:
         self._routes.clear()
 
     # -- receiving ---------------------------------------------------------------------------
+
+    def _datagrams(self, datagram: _Datagram, batch: list[tuple[bytes, tuple[Any, ...]]]) -> None:
+        """One wakeup's datagrams: triaged, ordered (responses and in-dialog requests first,
+        new INVITEs last: a flood of INVITEs never starves the ACKs and BYEs that finish
+        calls), refused by the :attr:`gate` where admission says no, the rest parsed."""
+        ordered: list[tuple[int, int, bytes, tuple[Any, ...]]] = []
+        for data, addr in batch:
+            try:
+                if not data.strip(b"\r\n"):
+                    continue  # RFC 5626 §4.4.2-style keep-alive (CRLF): nothing to parse
+                rank = quick_priority(data) if len(batch) > 1 else 0
+                ordered.append((rank, len(ordered), data, addr))
+            except Exception:  # an asyncio entry point: a bug here must not stop the socket
+                self._fault("UDP datagram")
+        if len(ordered) > 1:
+            ordered.sort(key=_batch_order)
+        gate = self.gate
+        now = asyncio.get_running_loop().time() if gate is not None else 0.0
+        for _, _, data, addr in ordered:
+            try:
+                peer = Address("udp", str(addr[0]), int(addr[1]))
+                if gate is not None:
+                    verdict = gate.decide(data, peer, now)
+                    if verdict is Verdict.DROP:
+                        continue
+                    if verdict is not Verdict.PARSE:
+                        datagram.send(verdict, peer.host, peer.port)  # straight back
+                        continue
+                try:
+                    message = parse_message(data)
+                except BadMessage as exc:
+                    self._reject(exc, peer, datagram, None)
+                    continue
+                self._accept(message, peer, datagram, None)
+            except Exception:  # an asyncio entry point: a bug here must not stop the socket
+                self._fault("UDP datagram")
 
     def _accept(
         self,
@@ -811,6 +916,10 @@ class TransportLayer:
         if not protocol.is_open:
             raise TransportError(f"connection to {where} closed at once")
         return protocol
+
+
+def _batch_order(item: tuple[int, int, bytes, object]) -> tuple[int, int]:
+    return item[0], item[1]  # priority, then arrival
 
 
 def _sent_by_key(host: str, port: int) -> tuple[str, int]:

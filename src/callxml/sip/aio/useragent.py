@@ -67,6 +67,7 @@ from callxml.sip.headers import warning_value
 from callxml.sip.message import SipMessage, SipRequest, SipResponse
 from callxml.sip.session_timer import DEFAULT_SESSION_TIMER, SessionTimerConfig
 from callxml.sip.timers import DEFAULT_TIMERS, TimerConfig
+from callxml.sip.triage import Gate, SourceAdmitter
 from callxml.sip.ua import (
     Admitter,
     Answerer,
@@ -370,6 +371,7 @@ class UserAgent:
         authenticator: DigestServer | AuthenticatorSelector | None = None,
         answer_reinvite: Answerer | None = None,
         admit: Admitter | None = None,
+        admit_source: SourceAdmitter | None = None,
         on_register: RegisterHandler | None = None,
         session_timer: SessionTimerConfig | None = DEFAULT_SESSION_TIMER,
     ) -> None:
@@ -388,11 +390,14 @@ class UserAgent:
             outbound_proxy=outbound_proxy,
             authenticator=authenticator,
             answer_reinvite=answer_reinvite,
-            admit=admit,
+            admit=self._admit_parsed if admit is not None else None,
             registrar=on_register is not None,
             session_timer=session_timer,
         )
         self._on_register = on_register
+        self._admit = admit
+        self._admit_source = admit_source
+        self._gate: Gate | None = None
         self._requests: dict[TransactionKey, asyncio.Future[CallResult]] = {}
         self._core: UserAgentCore | None = None
         self._handles: dict[str, UacCall | UasCall] = {}
@@ -421,6 +426,19 @@ class UserAgent:
             await self._transport.close()
             raise
         self._core = UserAgentCore(dataclasses.replace(self._core_config, local=dict(self._local)))
+        if self._admit_source is not None and "udp" in self._local:
+            self._gate = Gate(self._admit_source, self.warn_agent("udp"))
+            self._transport.gate = self._gate
+
+    def _admit_parsed(
+        self, request: SipRequest, source: Address, now: float
+    ) -> tuple[str, int] | None:
+        """The core's admission of a new INVITE: skipped for one the transport's gate already
+        admitted before parsing (it must be counted once), else the configured admitter."""
+        if self._gate is not None and self._gate.admitted(request.vias[0].branch, source):
+            return None
+        assert self._admit is not None
+        return self._admit(request, source, now)
 
     async def close(self) -> None:
         """Stop timers and tasks, give queued messages a moment, close every socket."""
@@ -575,6 +593,14 @@ class UserAgent:
         out = {f"transport.{k}": v for k, v in self._transport.counters.items()}
         if self._core is not None:
             out.update({f"core.{k}": v for k, v in self._core.counters.items()})
+        if self._gate is not None:
+            # The gate's refusals are the core's stateless 503s made cheaper, and the refusal
+            # ACKs it drops are what the core would have counted as stray: same names.
+            gate = self._gate.counters
+            out.update({f"triage.{k}": v for k, v in gate.items()})
+            refused = gate["refused"] + gate["replayed"]
+            out["core.refused"] = out.get("core.refused", 0) + refused
+            out["core.stray"] = out.get("core.stray", 0) + gate["acks"]
         out["faults"] = self.faults + out.get("transport.fault", 0) + out.get("core.fault", 0)
         return out
 
