@@ -3,7 +3,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBS := sip-tester baresip baresip-core espeak-ng dnsmasq kamailio kamailio-tls-modules linphone-cli
+DEBS := sip-tester baresip baresip-core espeak-ng dnsmasq kamailio kamailio-tls-modules linphone-cli postgresql
 STAMP := $(VENV)/.installed
 # Every benchmark prints its ratio against a reference measured in the same run, and its goal.
 BENCHES := srtp_relay conference overload webhook store markup

@@ -1,4 +1,6 @@
-"""The SQLite store: records, filters, events, recordings, and durability across ``kill -9``."""
+"""The store contract, run against both backends (SQLite and a real PostgreSQL server): records,
+filters, events, recordings, the ZRTP cache, schema migrations; and SQLite's durability across
+``kill -9`` (PostgreSQL's is the cluster test's: engines killed mid-calls)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,69 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from callxml.engine.store import CallEvent, CallRecord, RecordingRecord, SqliteStore
+from callxml.engine.store import (
+    BindingRecord,
+    CallEvent,
+    CallRecord,
+    RecordingRecord,
+    SqliteStore,
+    SqlStore,
+)
+from support.postgres import PostgresServer
+
+
+class Stores:
+    """Opens stores of one backend: :meth:`open` the test's database (again, after a close:
+    a restart), :meth:`other` a second, empty one."""
+
+    def __init__(self, backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+        self.backend = backend
+        self._tmp = tmp_path
+        self._request = request
+        self._main: str | None = None
+        self._opened: list[SqlStore] = []
+
+    def _new(self) -> str:
+        if self.backend == "sqlite":
+            return str(self._tmp / f"c{len(self._opened)}-{id(self)}.db")
+        server: PostgresServer = self._request.getfixturevalue("postgres_server")
+        return server.create_database()
+
+    def _store(self, where: str) -> SqlStore:
+        if self.backend == "sqlite":
+            store: SqlStore = SqliteStore(where)
+        else:
+            from callxml.engine.pgstore import PostgresStore
+
+            store = PostgresStore(where)
+        self._opened.append(store)
+        return store
+
+    def open(self) -> SqlStore:
+        if self._main is None:
+            self._main = self._new()
+        return self._store(self._main)
+
+    def other(self) -> SqlStore:
+        return self._store(self._new())
+
+    def close_all(self) -> None:
+        for store in self._opened:
+            store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
+    opened = Stores(request.param, tmp_path, request)
+    try:
+        yield opened
+    finally:
+        opened.close_all()
 
 
 def _call(sid: str, **kw: object) -> CallRecord:
@@ -28,8 +88,8 @@ def _call(sid: str, **kw: object) -> CallRecord:
     return CallRecord(**base)  # type: ignore[arg-type]
 
 
-def test_create_update_get(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "c.db")
+def test_create_update_get(stores: Stores) -> None:
+    store = stores.open()
     store.create_call(_call("CA01"))
     updated = store.update_call("CA01", status="in-progress", start_time=10.0)
     assert updated.status == "in-progress"
@@ -48,8 +108,8 @@ def test_wal_and_full_sync_are_on(tmp_path: Path) -> None:
     assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
-def test_list_filters_and_paging(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "c.db")
+def test_list_filters_and_paging(stores: Stores) -> None:
+    store = stores.open()
     for i in range(1, 8):
         status = "completed" if i % 2 else "busy"
         store.create_call(_call(f"CA{i:02x}", status=status, to=f"sip:{i}@b.example"))
@@ -64,8 +124,8 @@ def test_list_filters_and_paging(tmp_path: Path) -> None:
     assert [c.sid for c in store.unfinished_calls()] == ["CA10"]
 
 
-def test_events_keep_order_and_data(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "c.db")
+def test_events_keep_order_and_data(stores: Stores) -> None:
+    store = stores.open()
     first = store.add_event(CallEvent("CA01", "webhook", 1.0, {"url": "http://x/", "status": 200}))
     store.add_event(CallEvent("CA01", "warning", 2.0, {"message": "secure=maybe"}))
     store.add_event(CallEvent("CA02", "verb", 3.0, {"verb": "Say"}))
@@ -76,8 +136,8 @@ def test_events_keep_order_and_data(tmp_path: Path) -> None:
     assert [e.kind for e in store.list_events("CA01", kind="warning")] == ["warning"]
 
 
-def test_recordings(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "c.db")
+def test_recordings(stores: Stores) -> None:
+    store = stores.open()
     rec = RecordingRecord("RE01", "CA01", "AC1", "/tmp/x.wav", 4, 5.0)
     store.add_recording(rec)
     assert store.get_recording("RE01") == rec
@@ -123,20 +183,20 @@ def test_records_survive_kill_9(tmp_path: Path) -> None:
         assert record.status == "ringing"
 
 
-def test_zrtp_zid_is_made_once_and_survives_a_restart(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "c.db")
+def test_zrtp_zid_is_made_once_and_survives_a_restart(stores: Stores) -> None:
+    store = stores.open()
     zid = store.zrtp_zid()
     assert len(zid) == 12 and store.zrtp_zid() == zid
     store.close()
-    again = SqliteStore(tmp_path / "c.db")
+    again = stores.open()
     assert again.zrtp_zid() == zid
-    assert SqliteStore(tmp_path / "other.db").zrtp_zid() != zid
+    assert stores.other().zrtp_zid() != zid
 
 
-def test_zrtp_peer_records_round_trip_and_hide_secrets(tmp_path: Path) -> None:
+def test_zrtp_peer_records_round_trip_and_hide_secrets(stores: Stores) -> None:
     from callxml.engine.store import ZrtpPeerRecord
 
-    store = SqliteStore(tmp_path / "c.db")
+    store = stores.open()
     peer = b"\xaa" * 12
     assert store.get_zrtp_peer(peer) is None
     record = ZrtpPeerRecord(peer, b"\x01" * 32, None, False, 5.0)
@@ -144,7 +204,7 @@ def test_zrtp_peer_records_round_trip_and_hide_secrets(tmp_path: Path) -> None:
     assert store.get_zrtp_peer(peer) == record
     store.put_zrtp_peer(ZrtpPeerRecord(peer, b"\x02" * 32, b"\x01" * 32, True, 6.0))
     store.close()
-    again = SqliteStore(tmp_path / "c.db")
+    again = stores.open()
     got = again.get_zrtp_peer(peer)
     assert got is not None and (got.rs1, got.rs2, got.verified) == (
         b"\x02" * 32,
@@ -154,7 +214,7 @@ def test_zrtp_peer_records_round_trip_and_hide_secrets(tmp_path: Path) -> None:
     assert "0202" not in repr(got) and "\\x02" not in repr(got)
 
 
-def test_the_store_backed_zrtp_cache_keeps_continuity_across_restarts(tmp_path: Path) -> None:
+def test_the_store_backed_zrtp_cache_keeps_continuity_across_restarts(stores: Stores) -> None:
     """Two ZRTP engines, one keeping its cache in the store: the second call after a restart
     matches the retained secret and keeps the verified flag (RFC 6189 §4.3.2, §7.1)."""
     from callxml.engine.zrtpcache import StoreZrtpCache
@@ -174,15 +234,168 @@ def test_the_store_backed_zrtp_cache_keeps_continuity_across_restarts(tmp_path: 
         return a, b
 
     phone = MemoryZrtpCache()
-    store = SqliteStore(tmp_path / "c.db")
+    store = stores.open()
     first, _ = call(StoreZrtpCache(store), phone)
     assert first.result is not None and not first.result.cache_match
     assert StoreZrtpCache(store).set_verified(phone.zrtp_zid())
     phone.set_verified(StoreZrtpCache(store).zrtp_zid())
     store.close()
-    store = SqliteStore(tmp_path / "c.db")  # the engine restarted
+    store = stores.open()  # the engine restarted
     second, peer = call(StoreZrtpCache(store), phone)
     assert second.result is not None and peer.result is not None
     assert second.result.cache_match and peer.result.cache_match
     assert second.result.verified and second.result.sas == peer.result.sas
     assert not StoreZrtpCache(store).set_verified(bytes(12))
+
+
+def test_timestamps_keep_full_precision(stores: Stores) -> None:
+    store = stores.open()
+    store.create_call(_call("CA01", date_created=1_796_000_000.123456, start_time=1.5e9 + 0.25))
+    got = store.get_call("CA01")
+    assert got is not None
+    assert got.date_created == 1_796_000_000.123456 and got.start_time == 1.5e9 + 0.25
+
+
+def test_finish_call_changes_an_unfinished_call_exactly_once(stores: Stores) -> None:
+    """Two engines finalising the same dead engine's call: one succeeds, the other finds it
+    already terminal and changes nothing."""
+    from callxml.engine.store import TERMINAL_STATUSES
+
+    store = stores.open()
+    store.create_call(_call("CA01", status="in-progress", node="b"))
+    store.create_call(_call("CA02", status="ringing", node="a"))
+    assert [c.sid for c in store.unfinished_calls(node="b")] == ["CA01"]
+    first = store.finish_call("CA01", unless=TERMINAL_STATUSES, status="failed", error="x")
+    second = store.finish_call("CA01", unless=TERMINAL_STATUSES, status="completed")
+    assert (first, second) == (True, False)
+    got = store.get_call("CA01")
+    assert got is not None and (got.status, got.error) == ("failed", "x")
+    assert store.unfinished_calls(node="b") == []
+
+
+def test_concurrent_writers_lose_nothing(stores: Stores) -> None:
+    """The engine calls the store from worker threads: 8 threads x 25 calls, each created,
+    updated and given an event, are all there afterwards."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = stores.open()
+
+    def work(worker: int) -> None:
+        for i in range(25):
+            sid = f"CA{worker:02x}{i:030x}"
+            store.create_call(_call(sid, date_created=float(i)))
+            store.add_event(CallEvent(sid, "verb", 1.0, {"verb": "Say"}))
+            store.update_call(sid, status="completed")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(work, range(8)))
+    assert store.count_calls("AC1", status="completed") == 200
+    assert len({e.seq for w in range(8) for e in store.list_events(f"CA{w:02x}{0:030x}")}) == 8
+
+
+def test_migrations_are_applied_once_and_recorded(stores: Stores) -> None:
+    from callxml.engine.migrations import latest
+
+    store = stores.open()
+    assert store.migrated == list(range(1, latest() + 1))
+    assert store.schema_version == latest()
+    store.close()
+    again = stores.open()
+    assert again.migrated == [] and again.schema_version == latest()
+
+
+def test_a_database_newer_than_the_code_is_refused(stores: Stores) -> None:
+    from callxml.engine.migrations import SchemaTooNew, latest
+
+    store = stores.open()
+    with store.backend.transaction() as db:
+        db.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            (latest() + 1, "from_the_future", 0.0),
+        )
+    store.close()
+    with pytest.raises(SchemaTooNew, match=f"schema version {latest() + 1}, newer"):
+        stores.open()
+
+
+def test_a_sqlite_file_from_before_migrations_is_adopted(tmp_path: Path) -> None:
+    """A database made by a callxml without versioned migrations (its tables, no
+    schema_migrations) opens with its rows intact and is brought up to date."""
+    import sqlite3
+
+    from callxml.engine.migrations import MIGRATIONS, latest
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(MIGRATIONS[0].sql["sqlite"])
+    old.execute(
+        'INSERT INTO calls (sid, account_sid, direction, from_, "to", status, date_created,'
+        " date_updated) VALUES ('CA01', 'AC1', 'inbound', 'a', 'b', 'completed', 1, 1)"
+    )
+    old.commit()
+    old.close()
+    store = SqliteStore(path)
+    assert store.migrated == list(range(1, latest() + 1))
+    got = store.get_call("CA01")
+    assert got is not None and got.status == "completed"
+    store.close()
+
+
+def test_an_unreachable_postgres_is_a_config_error(tmp_path: Path) -> None:
+    from callxml.engine.pgstore import PostgresStore
+    from callxml.errors import ConfigError
+    from support.ports import free_port
+
+    url = f"postgresql://callxml:secret-password@127.0.0.1:{free_port('tcp')}/callxml"
+    with pytest.raises(ConfigError, match="cannot connect") as caught:
+        PostgresStore(url + "?connect_timeout=1")
+    assert "secret-password" not in str(caught.value)
+
+
+def test_node_leases(stores: Stores) -> None:
+    """One instance holds a node id while its lease runs; another takes it only once the lease
+    has run out, after which the first can no longer renew (it was taken for dead)."""
+    from callxml.engine.store import NodeRecord
+
+    store = stores.open()
+    first = NodeRecord("b", "http://127.0.0.3:8080", "run-1", 100.0, 100.0, 110.0)
+    assert store.claim_node(first) is None
+    assert store.claim_node(first) is None  # our own row: renewed in place
+    second = NodeRecord("b", "http://127.0.0.3:8080", "run-2", 105.0, 105.0, 115.0)
+    held = store.claim_node(second)
+    assert held is not None and held.instance == "run-1"
+    assert store.renew_node("b", "run-1", 109.0, 119.0)
+    assert store.claim_node(second) is not None
+    late = NodeRecord("b", "http://127.0.0.3:8080", "run-2", 120.0, 120.0, 130.0)
+    assert store.claim_node(late) is None  # run-1's lease ran out at 119
+    assert not store.renew_node("b", "run-1", 121.0, 131.0)
+    node = store.get_node("b")
+    assert node is not None and node.instance == "run-2"
+    assert [n.node_id for n in store.list_nodes()] == ["b"]
+    assert not store.release_node("b", before=125.0)  # lease still running at 125
+    assert store.release_node("b", before=131.0)
+    assert store.get_node("b") is None
+
+
+def test_calls_are_stamped_with_the_store_node(stores: Stores) -> None:
+    store = stores.open()
+    store.node = "a"
+    store.create_call(_call("CA01"))
+    store.create_call(_call("CA02", node="b"))
+    assert [(c.sid, c.node) for c in store.list_calls("AC1")] == [("CA02", "b"), ("CA01", "a")]
+
+
+def test_bindings_are_written_together_and_expire(stores: Stores) -> None:
+    store = stores.open()
+    a = BindingRecord("alice@d.test", "contact:a", "sip:alice@10.0.0.1", expires_at=100.0)
+    b = BindingRecord("alice@d.test", "contact:b", "sip:alice@10.0.0.2", expires_at=50.0)
+    store.update_bindings([a, b], [])
+    assert store.list_bindings(now=60.0) == [a]  # an expired binding is never listed
+    moved = BindingRecord("alice@d.test", "contact:a", "sip:alice@10.0.0.9", expires_at=200.0)
+    store.update_bindings([moved], [("alice@d.test", "contact:b")])
+    assert store.list_bindings(now=0.0) == [moved]  # replaced by (aor, key); b deleted
+    store.update_bindings([b], [])
+    assert store.purge_bindings(60.0) == 1 and store.list_bindings(now=0.0) == [moved]
+    store.close()
+    again = stores.open()  # durable across a restart
+    assert again.list_bindings(now=0.0) == [moved]

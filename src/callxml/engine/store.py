@@ -1,4 +1,4 @@
-"""Durable call records: calls, their events, and recordings.
+"""Durable call records: calls, their events, and recordings; and the registrar's bindings.
 
 Owns the :class:`Store` seam and its embedded implementation on SQLite. It is a seam (a
 Protocol the engine, the REST API and status callbacks use, never SQLite itself) because where
@@ -7,7 +7,9 @@ database server (a PostgreSQL store would implement the same Protocol), and the 
 engine must not change between the two. The rule it exists for: *no call record is lost*.
 Every state change is its own committed transaction, the database runs in WAL mode with
 ``synchronous=FULL``, so a ``kill -9`` at any moment leaves every committed call readable after
-restart, and nothing half-written.
+restart, and nothing half-written. The registrar's bindings (devices registered to our domains)
+live here too, so a restart does not forget who is registered: one REGISTER's changes are one
+transaction, and bindings past their expiry are never listed.
 
 It must not know about SIP, media or HTTP: it stores plain records.
 """
@@ -18,18 +20,24 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from callxml.engine.migrations import migrate
+
 __all__ = [
     "CALL_STATUSES",
     "TERMINAL_STATUSES",
+    "BindingRecord",
     "CallEvent",
     "CallRecord",
+    "NodeRecord",
     "RecordingRecord",
+    "SqlStore",
+    "SqliteBackend",
     "SqliteStore",
     "Store",
     "TimeRange",
@@ -73,6 +81,7 @@ class CallRecord:
     caller_name: str | None = None
     error: str | None = None
     node: str | None = None
+    forwarded_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +105,43 @@ class RecordingRecord:
     date_created: float
     status: str = "completed"
     channels: int = 1
+    source: str = "RecordVerb"  # Twilio's Recording source: RecordVerb, DialVerb, OutboundAPI
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """An engine sharing the database (docs/deploy.md): where its REST API answers, which run
+    of it holds the row (``instance``, fresh at each start), and until when its lease holds
+    (Unix seconds). Past ``lease_until`` without a renewal the engine counts as dead."""
+
+    node_id: str
+    api_url: str
+    instance: str
+    started_at: float
+    heartbeat_at: float
+    lease_until: float
+
+
+@dataclass(frozen=True, slots=True)
+class BindingRecord:
+    """One registered contact of an address of record (``user@domain``): ``key`` identifies it
+    within the address (its Contact, or its RFC 5626 instance and reg-id); ``expires_at`` is Unix
+    seconds; ``transport``/``source_host``/``source_port`` where its REGISTER came from."""
+
+    aor: str
+    key: str
+    contact: str
+    expires_at: float
+    q: float = 1.0
+    call_id: str = ""
+    cseq: int = 0
+    instance: str | None = None
+    reg_id: int | None = None
+    transport: str = "udp"
+    source_host: str = ""
+    source_port: int = 0
+    registered_at: float = 0.0
+    user_agent: str = ""
 
 
 #: A time window for list filters: (from, inclusive; until, exclusive) in Unix seconds, either
@@ -162,7 +208,11 @@ class Store(Protocol):
         """Delete a recording's record (the caller removes its file); False if unknown."""
         ...
 
-    def unfinished_calls(self) -> list[CallRecord]: ...
+    def unfinished_calls(self, *, node: str | None = None) -> list[CallRecord]: ...
+
+    def finish_call(self, sid: str, *, unless: frozenset[str], **changes: Any) -> bool:
+        """``changes`` only if the status is not in ``unless`` (atomically); True if applied."""
+        ...
 
     # ZRTP (RFC 6189 §4.9): our ZID, made once and kept, and what we retained per peer ZID.
     def zrtp_zid(self) -> bytes: ...
@@ -171,63 +221,22 @@ class Store(Protocol):
 
     def put_zrtp_peer(self, record: ZrtpPeerRecord) -> None: ...
 
+    def update_bindings(
+        self, save: Sequence[BindingRecord], delete: Sequence[tuple[str, str]]
+    ) -> None:
+        """Write one REGISTER's changes at once: ``save`` (insert or replace by aor and key)
+        and ``delete`` (``(aor, key)`` pairs)."""
+        ...
+
+    def list_bindings(self, *, now: float) -> list[BindingRecord]:
+        """Every binding that has not expired by ``now``."""
+        ...
+
+    def purge_bindings(self, now: float) -> int:
+        """Delete the bindings expired by ``now``; returns how many."""
+        ...
+
     def close(self) -> None: ...
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS calls (
-    sid TEXT PRIMARY KEY,
-    account_sid TEXT NOT NULL,
-    direction TEXT NOT NULL,
-    from_ TEXT NOT NULL,
-    "to" TEXT NOT NULL,
-    status TEXT NOT NULL,
-    parent_call_sid TEXT,
-    date_created REAL NOT NULL,
-    date_updated REAL NOT NULL,
-    start_time REAL,
-    end_time REAL,
-    duration INTEGER,
-    sip_response_code INTEGER,
-    sip_call_id TEXT,
-    answered_by TEXT,
-    caller_name TEXT,
-    error TEXT,
-    node TEXT
-);
-CREATE INDEX IF NOT EXISTS calls_account ON calls (account_sid, date_created);
-CREATE INDEX IF NOT EXISTS calls_parent ON calls (parent_call_sid);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    call_sid TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    at REAL NOT NULL,
-    data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_call ON events (call_sid, seq);
-CREATE TABLE IF NOT EXISTS recordings (
-    sid TEXT PRIMARY KEY,
-    call_sid TEXT NOT NULL,
-    account_sid TEXT NOT NULL,
-    path TEXT NOT NULL,
-    duration INTEGER NOT NULL,
-    date_created REAL NOT NULL,
-    status TEXT NOT NULL,
-    channels INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS recordings_call ON recordings (call_sid);
-CREATE TABLE IF NOT EXISTS zrtp_identity (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    zid BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS zrtp_peers (
-    peer_zid BLOB PRIMARY KEY,
-    rs1 BLOB,
-    rs2 BLOB,
-    verified INTEGER NOT NULL,
-    date_updated REAL NOT NULL
-);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,44 +253,75 @@ class ZrtpPeerRecord:
 
 _CALL_COLUMNS = tuple(f.name for f in fields(CallRecord))
 _RECORDING_COLUMNS = tuple(f.name for f in fields(RecordingRecord))
+_NODE_COLUMNS = tuple(f.name for f in fields(NodeRecord))
+_BINDING_COLUMNS = tuple(f.name for f in fields(BindingRecord))
+_KEYS = ("aor", "key")
 
 
 def _quoted(column: str) -> str:
     return f'"{column}"'
 
 
-class SqliteStore:
-    """The embedded store: one SQLite file in WAL mode, every write its own durable commit.
+class Cursor(Protocol):
+    """What a backend's ``execute`` returns (sqlite3's and psycopg's cursors both are one).
+    Rows are read by column name, which both drivers support."""
 
-    Safe to call from several threads (the engine runs writes off the event loop); a lock
-    serialises access to the one connection, which is simpler and, for a single node, as fast as
-    a pool because SQLite serialises writers anyway.
-    """
+    @property
+    def rowcount(self) -> int: ...
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+    def fetchone(self) -> Any: ...
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
-                self._db.execute("COMMIT")
+    def fetchall(self) -> list[Any]: ...
+
+
+class Executor(Protocol):
+    """One connection inside a transaction (or a read): SQL with ``?`` placeholders."""
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Cursor: ...
+
+
+class Backend(Protocol):
+    """A database the :class:`SqlStore` speaks portable SQL to: SQLite (:class:`SqliteBackend`)
+    or PostgreSQL (:mod:`callxml.engine.pgstore`). Only the DDL differs between the two (the
+    migrations come in one file per dialect); every query below runs on both."""
+
+    dialect: str  # "sqlite" | "postgres"
+    where: str  # the database, for errors (a path, or a URL without its password)
+
+    def transaction(self) -> AbstractContextManager[Executor]:
+        """One committed transaction (rolled back if the block raises)."""
+        ...
+
+    def read(self) -> AbstractContextManager[Executor]:
+        """A connection for reads (no transaction needed: each read is one statement)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SqlStore:
+    """The :class:`Store` on a SQL database: every method is one statement or one transaction,
+    committed before it returns, with SQL both backends run unchanged (``?`` placeholders,
+    ``RETURNING``, ``ON CONFLICT``). Opening it applies the schema migrations the database lacks
+    (:mod:`callxml.engine.migrations`) and refuses a database newer than this code.
+
+    Safe to call from several threads: the engine runs every store call off the event loop."""
+
+    def __init__(self, backend: Backend, *, node: str | None = None) -> None:
+        self.backend = backend
+        #: Stamped on the calls this store creates without one: the engine that owns them.
+        self.node = node
+        try:
+            self.migrated = migrate(backend.dialect, backend.transaction, where=backend.where)
+        except BaseException:
+            backend.close()
+            raise
+
+    @property
+    def schema_version(self) -> int:
+        with self.backend.read() as db:
+            row = db.execute("SELECT MAX(version) AS v FROM schema_migrations").fetchone()
+        return int(row["v"] or 0)
 
     # -- calls ----------------------------------------------------------------------------------
 
@@ -290,34 +330,51 @@ class SqliteStore:
         values = asdict(row)
         names = ", ".join(_quoted(c) for c in columns)
         marks = ", ".join("?" for _ in columns)
-        with self._transaction() as db:
+        with self.backend.transaction() as db:
             db.execute(
                 f"INSERT INTO {table} ({names}) VALUES ({marks})", [values[c] for c in columns]
             )
 
     def create_call(self, record: CallRecord) -> None:
+        if record.node is None and self.node is not None:
+            record = replace(record, node=self.node)
         self._insert("calls", _CALL_COLUMNS, record)
 
     def update_call(self, sid: str, **changes: Any) -> CallRecord:
         unknown = set(changes) - set(_CALL_COLUMNS) - {"sid"}
         if unknown or "sid" in changes:
             raise ValueError(f"cannot update call fields {sorted(unknown or {'sid'})}")
-        with self._transaction() as db:
-            row = db.execute("SELECT * FROM calls WHERE sid = ?", (sid,)).fetchone()
-            if row is None:
+        if not changes:
+            record = self.get_call(sid)
+            if record is None:
                 raise KeyError(sid)
-            record = replace(_call_from_row(row), **changes)
-            assignments = ", ".join(f"{_quoted(c)} = ?" for c in changes)
-            if assignments:
-                db.execute(
-                    f"UPDATE calls SET {assignments} WHERE sid = ?",
-                    [*changes.values(), sid],
-                )
-        return record
+            return record
+        assignments = ", ".join(f"{_quoted(c)} = ?" for c in changes)
+        with self.backend.transaction() as db:
+            row = db.execute(
+                f"UPDATE calls SET {assignments} WHERE sid = ? RETURNING *",
+                [*changes.values(), sid],
+            ).fetchone()
+        if row is None:
+            raise KeyError(sid)
+        return _call_from_row(row)
+
+    def finish_call(self, sid: str, *, unless: frozenset[str], **changes: Any) -> bool:
+        """Apply ``changes`` only if the call's status is not in ``unless``, atomically: True
+        if this call changed it. Two engines finalising the same dead engine's call cannot both
+        succeed (the second finds the status already terminal)."""
+        assignments = ", ".join(f"{_quoted(c)} = ?" for c in changes)
+        marks = ", ".join("?" for _ in unless)
+        with self.backend.transaction() as db:
+            cursor = db.execute(
+                f"UPDATE calls SET {assignments} WHERE sid = ? AND status NOT IN ({marks})",
+                [*changes.values(), sid, *sorted(unless)],
+            )
+            return cursor.rowcount == 1
 
     def get_call(self, sid: str) -> CallRecord | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM calls WHERE sid = ?", (sid,)).fetchone()
+        with self.backend.read() as db:
+            row = db.execute("SELECT * FROM calls WHERE sid = ?", (sid,)).fetchone()
         return None if row is None else _call_from_row(row)
 
     def _filters(
@@ -366,8 +423,8 @@ class SqliteStore:
         where, args = self._filters(
             account_sid, status, to, from_, parent_call_sid, start_time, end_time
         )
-        with self._lock:
-            rows = self._db.execute(
+        with self.backend.read() as db:
+            rows = db.execute(
                 f"SELECT * FROM calls WHERE {where} "
                 "ORDER BY date_created DESC, sid DESC LIMIT ? OFFSET ?",
                 [*args, max(0, min(limit, 1000)), max(0, offset)],
@@ -388,36 +445,39 @@ class SqliteStore:
         where, args = self._filters(
             account_sid, status, to, from_, parent_call_sid, start_time, end_time
         )
-        with self._lock:
-            row = self._db.execute(f"SELECT COUNT(*) FROM calls WHERE {where}", args).fetchone()
-        return int(row[0])
+        with self.backend.read() as db:
+            row = db.execute(f"SELECT COUNT(*) AS n FROM calls WHERE {where}", args).fetchone()
+        return int(row["n"])
 
     def delete_call(self, sid: str) -> bool:
-        with self._transaction() as db:
+        with self.backend.transaction() as db:
             gone = db.execute("DELETE FROM calls WHERE sid = ?", (sid,)).rowcount
             db.execute("DELETE FROM events WHERE call_sid = ?", (sid,))
         return bool(gone)
 
-    def unfinished_calls(self) -> list[CallRecord]:
-        """Calls not in a terminal state: after a crash, the engine marks these failed."""
+    def unfinished_calls(self, *, node: str | None = None) -> list[CallRecord]:
+        """Calls not in a terminal state (of ``node`` only, when given): after a crash, the
+        engine marks these failed."""
         marks = ", ".join("?" for _ in TERMINAL_STATUSES)
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT * FROM calls WHERE status NOT IN ({marks})", sorted(TERMINAL_STATUSES)
-            ).fetchall()
+        query = f"SELECT * FROM calls WHERE status NOT IN ({marks})"
+        args: list[Any] = sorted(TERMINAL_STATUSES)
+        if node is not None:
+            query += " AND node = ?"
+            args.append(node)
+        with self.backend.read() as db:
+            rows = db.execute(query, args).fetchall()
         return [_call_from_row(row) for row in rows]
 
     # -- events ---------------------------------------------------------------------------------
 
     def add_event(self, event: CallEvent) -> CallEvent:
         payload = json.dumps(dict(event.data), default=str, separators=(",", ":"))
-        with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO events (call_sid, kind, at, data) VALUES (?, ?, ?, ?)",
+        with self.backend.transaction() as db:
+            row = db.execute(
+                "INSERT INTO events (call_sid, kind, at, data) VALUES (?, ?, ?, ?) RETURNING seq",
                 (event.call_sid, event.kind, event.at, payload),
-            )
-            seq = cursor.lastrowid or 0
-        return replace(event, seq=seq)
+            ).fetchone()
+        return replace(event, seq=int(row["seq"]))
 
     def list_events(self, call_sid: str, *, kind: str | None = None) -> list[CallEvent]:
         query = "SELECT * FROM events WHERE call_sid = ?"
@@ -425,8 +485,8 @@ class SqliteStore:
         if kind is not None:
             query += " AND kind = ?"
             args.append(kind)
-        with self._lock:
-            rows = self._db.execute(query + " ORDER BY seq", args).fetchall()
+        with self.backend.read() as db:
+            rows = db.execute(query + " ORDER BY seq", args).fetchall()
         return [
             CallEvent(
                 call_sid=row["call_sid"],
@@ -444,13 +504,13 @@ class SqliteStore:
         self._insert("recordings", _RECORDING_COLUMNS, recording)
 
     def get_recording(self, sid: str) -> RecordingRecord | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM recordings WHERE sid = ?", (sid,)).fetchone()
+        with self.backend.read() as db:
+            row = db.execute("SELECT * FROM recordings WHERE sid = ?", (sid,)).fetchone()
         return None if row is None else _recording_from_row(row)
 
     def list_recordings(self, call_sid: str) -> list[RecordingRecord]:
-        with self._lock:
-            rows = self._db.execute(
+        with self.backend.read() as db:
+            rows = db.execute(
                 "SELECT * FROM recordings WHERE call_sid = ? ORDER BY date_created", (call_sid,)
             ).fetchall()
         return [_recording_from_row(row) for row in rows]
@@ -459,8 +519,8 @@ class SqliteStore:
         self, account_sid: str, *, call_sid: str | None = None, limit: int = 50, offset: int = 0
     ) -> list[RecordingRecord]:
         where, args = self._recording_filters(account_sid, call_sid)
-        with self._lock:
-            rows = self._db.execute(
+        with self.backend.read() as db:
+            rows = db.execute(
                 f"SELECT * FROM recordings WHERE {where} "
                 "ORDER BY date_created DESC, sid DESC LIMIT ? OFFSET ?",
                 [*args, max(0, min(limit, 1000)), max(0, offset)],
@@ -469,9 +529,9 @@ class SqliteStore:
 
     def count_account_recordings(self, account_sid: str, *, call_sid: str | None = None) -> int:
         where, args = self._recording_filters(account_sid, call_sid)
-        with self._lock:
-            row = self._db.execute(f"SELECT COUNT(*) FROM recordings WHERE {where}", args)
-            return int(row.fetchone()[0])
+        with self.backend.read() as db:
+            row = db.execute(f"SELECT COUNT(*) AS n FROM recordings WHERE {where}", args)
+            return int(row.fetchone()["n"])
 
     @staticmethod
     def _recording_filters(account_sid: str, call_sid: str | None) -> tuple[str, list[Any]]:
@@ -480,24 +540,88 @@ class SqliteStore:
         return "account_sid = ? AND call_sid = ?", [account_sid, call_sid]
 
     def delete_recording(self, sid: str) -> bool:
-        with self._transaction() as db:
+        with self.backend.transaction() as db:
             return bool(db.execute("DELETE FROM recordings WHERE sid = ?", (sid,)).rowcount)
+
+    # -- nodes (engines sharing the database) ---------------------------------------------------
+
+    def claim_node(self, node: NodeRecord) -> NodeRecord | None:
+        """Take ``node.node_id`` for ``node.instance``, atomically: None when taken (the row
+        was free, ours, or its lease had run out at ``node.heartbeat_at``), else the live row
+        of another instance holding it (the caller waits for its lease, or refuses to start)."""
+        with self.backend.transaction() as db:
+            row = db.execute(
+                "INSERT INTO nodes (node_id, api_url, instance, started_at, heartbeat_at,"
+                " lease_until) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (node_id) DO UPDATE SET"
+                " api_url = excluded.api_url, instance = excluded.instance,"
+                " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,"
+                " lease_until = excluded.lease_until"
+                " WHERE nodes.instance = excluded.instance"
+                " OR nodes.lease_until < excluded.heartbeat_at RETURNING node_id",
+                (
+                    node.node_id,
+                    node.api_url,
+                    node.instance,
+                    node.started_at,
+                    node.heartbeat_at,
+                    node.lease_until,
+                ),
+            ).fetchone()
+            if row is not None:
+                return None
+            held = db.execute("SELECT * FROM nodes WHERE node_id = ?", (node.node_id,)).fetchone()
+        return _node_from_row(held)
+
+    def renew_node(self, node_id: str, instance: str, now: float, lease_until: float) -> bool:
+        """Extend our lease; False when the row is no longer ours (we were taken for dead)."""
+        with self.backend.transaction() as db:
+            cursor = db.execute(
+                "UPDATE nodes SET heartbeat_at = ?, lease_until = ?"
+                " WHERE node_id = ? AND instance = ?",
+                (now, lease_until, node_id, instance),
+            )
+            return cursor.rowcount == 1
+
+    def get_node(self, node_id: str) -> NodeRecord | None:
+        with self.backend.read() as db:
+            row = db.execute("SELECT * FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
+        return None if row is None else _node_from_row(row)
+
+    def list_nodes(self) -> list[NodeRecord]:
+        with self.backend.read() as db:
+            rows = db.execute("SELECT * FROM nodes ORDER BY node_id").fetchall()
+        return [_node_from_row(row) for row in rows]
+
+    def release_node(self, node_id: str, instance: str | None = None, *, before: float = 0) -> bool:
+        """Delete the node's row: ours at a clean stop (``instance``), or a dead one's after
+        its calls were finalised (``before``: only if its lease ran out before then)."""
+        query = "DELETE FROM nodes WHERE node_id = ?"
+        args: list[Any] = [node_id]
+        if instance is not None:
+            query += " AND instance = ?"
+            args.append(instance)
+        if before:
+            query += " AND lease_until < ?"
+            args.append(before)
+        with self.backend.transaction() as db:
+            return db.execute(query, args).rowcount == 1
 
     # -- ZRTP cache ----------------------------------------------------------------------------
 
     def zrtp_zid(self) -> bytes:
-        """Our ZID: 96 random bits made on first use and kept in the file (§4.9)."""
-        with self._transaction() as db:
+        """Our ZID: 96 random bits made on first use and kept in the database (§4.9); engines
+        sharing a database share it (the first to ask makes it, the others read it)."""
+        with self.backend.transaction() as db:
+            db.execute(
+                "INSERT INTO zrtp_identity (id, zid) VALUES (1, ?) ON CONFLICT (id) DO NOTHING",
+                (secrets.token_bytes(12),),
+            )
             row = db.execute("SELECT zid FROM zrtp_identity WHERE id = 1").fetchone()
-            if row is not None:
-                return bytes(row["zid"])
-            zid = secrets.token_bytes(12)
-            db.execute("INSERT INTO zrtp_identity (id, zid) VALUES (1, ?)", (zid,))
-            return zid
+        return bytes(row["zid"])
 
     def get_zrtp_peer(self, peer_zid: bytes) -> ZrtpPeerRecord | None:
-        with self._lock:
-            row = self._db.execute(
+        with self.backend.read() as db:
+            row = db.execute(
                 "SELECT * FROM zrtp_peers WHERE peer_zid = ?", (bytes(peer_zid),)
             ).fetchone()
         if row is None:
@@ -512,10 +636,12 @@ class SqliteStore:
 
     def put_zrtp_peer(self, record: ZrtpPeerRecord) -> None:
         """Insert or replace one peer's record as one committed transaction."""
-        with self._transaction() as db:
+        with self.backend.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO zrtp_peers (peer_zid, rs1, rs2, verified, date_updated)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO zrtp_peers (peer_zid, rs1, rs2, verified, date_updated)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (peer_zid) DO UPDATE SET"
+                " rs1 = excluded.rs1, rs2 = excluded.rs2, verified = excluded.verified,"
+                " date_updated = excluded.date_updated",
                 (
                     bytes(record.peer_zid),
                     record.rs1,
@@ -525,14 +651,112 @@ class SqliteStore:
                 ),
             )
 
+    # -- registrar bindings ---------------------------------------------------------------------
+
+    def update_bindings(
+        self, save: Sequence[BindingRecord], delete: Sequence[tuple[str, str]]
+    ) -> None:
+        names = ", ".join(_quoted(c) for c in _BINDING_COLUMNS)
+        marks = ", ".join("?" for _ in _BINDING_COLUMNS)
+        updates = ", ".join(
+            f"{_quoted(c)} = excluded.{_quoted(c)}" for c in _BINDING_COLUMNS if c not in _KEYS
+        )
+        with self.backend.transaction() as db:
+            for aor, key in delete:
+                db.execute("DELETE FROM bindings WHERE aor = ? AND key = ?", (aor, key))
+            for record in save:
+                values = asdict(record)
+                db.execute(
+                    f"INSERT INTO bindings ({names}) VALUES ({marks})"
+                    f" ON CONFLICT (aor, key) DO UPDATE SET {updates}",
+                    [values[c] for c in _BINDING_COLUMNS],
+                )
+
+    def list_bindings(self, *, now: float) -> list[BindingRecord]:
+        with self.backend.read() as db:
+            rows = db.execute(
+                "SELECT * FROM bindings WHERE expires_at > ? ORDER BY aor, registered_at", (now,)
+            ).fetchall()
+        return [BindingRecord(**{c: row[c] for c in _BINDING_COLUMNS}) for row in rows]
+
+    def purge_bindings(self, now: float) -> int:
+        with self.backend.transaction() as db:
+            return int(db.execute("DELETE FROM bindings WHERE expires_at <= ?", (now,)).rowcount)
+
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.backend.close()
 
 
-def _call_from_row(row: sqlite3.Row) -> CallRecord:
+class SqliteBackend:
+    """One SQLite file in WAL mode with ``synchronous=FULL``, behind a lock: the engine calls
+    the store from several threads, and one connection behind a lock is, for one node, as fast
+    as a pool because SQLite serialises writers anyway."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str | Path) -> None:
+        self.where = str(path)
+        if self.where != ":memory:":
+            Path(self.where).parent.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.Lock()
+        self.db = sqlite3.connect(self.where, check_same_thread=False, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=5000")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            else:
+                self.db.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            yield self.db
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+
+class SqliteStore(SqlStore):
+    """The embedded store: one SQLite file (``[store] path``), every write its own durable
+    commit. The default; :class:`~callxml.engine.pgstore.PostgresStore` is the one several
+    engines share."""
+
+    def __init__(self, path: str | Path, *, node: str | None = None) -> None:
+        self.path = str(path)
+        self._sqlite = SqliteBackend(path)
+        super().__init__(self._sqlite, node=node)
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        return self._sqlite.db
+
+    @property
+    def _lock(self) -> threading.Lock:
+        return self._sqlite.lock
+
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._sqlite.transaction()
+
+
+def _call_from_row(row: Any) -> CallRecord:
     return CallRecord(**{c: row[c] for c in _CALL_COLUMNS})
 
 
-def _recording_from_row(row: sqlite3.Row) -> RecordingRecord:
+def _recording_from_row(row: Any) -> RecordingRecord:
     return RecordingRecord(**{c: row[c] for c in _RECORDING_COLUMNS})
+
+
+def _node_from_row(row: Any) -> NodeRecord:
+    return NodeRecord(**{c: row[c] for c in _NODE_COLUMNS})

@@ -162,6 +162,12 @@ class RtpStats:
     dtls_received: int = 0
 
 
+def add_stats(total: RtpStats, more: RtpStats) -> None:
+    """Add ``more``'s counters into ``total`` (totals over many legs, for metrics)."""
+    for name in RtpStats.__dataclass_fields__:
+        setattr(total, name, getattr(total, name) + getattr(more, name))
+
+
 class _RtcpProtocol(asyncio.DatagramProtocol):
     def __init__(self, endpoint: RtpEndpoint) -> None:
         self._endpoint = endpoint
