@@ -7,7 +7,7 @@ A migrating app keeps its Twilio code. Start the engine (``callxml serve``, or
 
 It places a call that says one sentence and hangs up, waits for it to end, then prints the call,
 its webhook events and notifications, and the account's recordings, with the SDK's own objects.
-A parameter callxml does not honour (``machine_detection="Enable"``) is refused with Twilio's
+A parameter callxml does not honour (``trim="trim-silence"``) is refused with Twilio's
 error JSON, which the SDK raises as ``TwilioRestException``; the script shows that too.
 Needs ``pip install twilio``.
 """
@@ -57,7 +57,7 @@ def main() -> None:
     for recording in client.recordings.list(limit=5):
         print("recording:", recording.sid, recording.duration, "s")
     try:
-        client.calls.create(to=args.to, from_=args.from_, url=args.api, machine_detection="Enable")
+        client.calls.create(to=args.to, from_=args.from_, url=args.api, trim="trim-silence")
     except TwilioRestException as exc:
         print(f"refused as expected: {exc.status} {exc.code} {exc.msg}")
 

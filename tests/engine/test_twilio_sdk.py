@@ -187,8 +187,9 @@ async def test_the_twilio_sdk_drives_calls(tmp_path: Path, sipp: Sipp) -> None:
 @pytest.mark.parametrize(
     ("options", "parameter"),
     [
-        ({"machine_detection": "Enable"}, "MachineDetection"),
-        ({"async_amd": "true"}, "AsyncAmd"),
+        ({"machine_detection": "Sometimes"}, "MachineDetection"),
+        ({"async_amd": "true"}, "AsyncAmd"),  # without MachineDetection
+        ({"machine_detection": "Enable", "machine_detection_timeout": 99}, "Timeout"),
         ({"trim": "trim-silence"}, "Trim"),
         ({"recording_channels": "dual"}, "RecordingChannels"),
         ({"byoc": "BY123"}, "Byoc"),

@@ -172,7 +172,7 @@ async def test_record_from_ringing_keeps_the_ringback_and_the_call(
         kept.append((sid, pcm, channels, seconds))
         return f"https://example.test/Recordings/{sid}"
 
-    _, d, _caller, run, early = await _dial_through(
+    _, d, _, run, early = await _dial_through(
         phone_boxes, ring_tone="de", record="record-from-ringing-dual", recordings=keep
     )
     ringing = await d.next_call()
@@ -186,7 +186,8 @@ async def test_record_from_ringing_keeps_the_ringback_and_the_call(
     await c_leg.hangup()
     finished = await asyncio.wait_for(run, WAIT)
     assert finished.status == "completed" and finished.recording_url.endswith("0" * 32)
-    [(_sid, pcm, channels, seconds)] = kept
+    [(sid, pcm, channels, seconds)] = kept
+    assert sid == "RE" + "0" * 32
     assert channels == 2 and seconds >= 2  # the ringing (1.5 s at least) and the call
     right = np.frombuffer(pcm, "<i2").reshape(-1, 2)[:, 1].astype(np.int16).tobytes()
     first = right[:16000]  # the first second: ringback only

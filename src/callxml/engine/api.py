@@ -38,6 +38,7 @@ from callxml.engine.store import (
     Store,
     TimeRange,
 )
+from callxml.media.amd import AmdSettings
 
 __all__ = [
     "API_VERSION",
@@ -82,6 +83,14 @@ CREATE_FIELDS = frozenset(
         "RecordingStatusCallback",
         "RecordingStatusCallbackMethod",
         "RecordingStatusCallbackEvent",
+        "MachineDetection",
+        "MachineDetectionTimeout",
+        "MachineDetectionSpeechThreshold",
+        "MachineDetectionSpeechEndThreshold",
+        "MachineDetectionSilenceTimeout",
+        "AsyncAmd",
+        "AsyncAmdStatusCallback",
+        "AsyncAmdStatusCallbackMethod",
     }
 )
 #: What ``POST Calls/{Sid}.json`` honours.
@@ -105,9 +114,6 @@ CALL_FILTERS = frozenset(
 UNSUPPORTED_PARAMETER = 20001
 #: Why some well-known parameters are refused.
 UNSUPPORTED_HINTS = {
-    "MachineDetection": "answering machine detection is not available",
-    "AsyncAmd": "answering machine detection is not available",
-    "AsyncAmdStatusCallback": "answering machine detection is not available",
     "ApplicationSid": "there are no TwiML applications; give Url or Twiml",
     "Trim": "recordings are not trimmed",
 }
@@ -152,6 +158,11 @@ class OutboundCall:
     recording_status_callback: str | None = None
     recording_status_callback_method: str = "POST"
     recording_status_callback_event: tuple[str, ...] = ("completed",)
+    #: ``MachineDetection``: None when not asked for.
+    machine_detection: AmdSettings | None = None
+    async_amd: bool = False
+    async_amd_status_callback: str | None = None
+    async_amd_status_callback_method: str = "POST"
 
 
 @dataclass(frozen=True, slots=True)
@@ -806,6 +817,7 @@ def parse_create_form(form: Mapping[str, str]) -> OutboundCall:
     if record not in ("true", "false", ""):
         raise ApiError(400, 20001, "Record must be true or false")
     recording = _recording_options(form, record == "true")
+    amd = _amd_options(form)
     return OutboundCall(
         to=to,
         from_=from_,
@@ -824,7 +836,48 @@ def parse_create_form(form: Mapping[str, str]) -> OutboundCall:
         send_digits=send_digits,
         caller_id=caller_id,
         **recording,
+        **amd,
     )
+
+
+def _amd_options(form: Mapping[str, str]) -> dict[str, Any]:
+    """``MachineDetection`` and its knobs, with Twilio's ranges (the thresholds in ms, the
+    timeout in seconds); the knobs mean nothing, and are refused, without it."""
+    given = [name for name in form if name.startswith(("MachineDetection", "AsyncAmd"))]
+    mode = form.get("MachineDetection", "").strip()
+    if not mode:
+        if given:
+            raise ApiError(400, UNSUPPORTED_PARAMETER, f"{given[0]} needs MachineDetection")
+        return {}
+    if mode not in ("Enable", "DetectMessageEnd"):
+        raise ApiError(400, 20001, "MachineDetection must be Enable or DetectMessageEnd")
+
+    def ms(name: str, default: int, low: int, high: int) -> float:
+        return _int(form.get(name, str(default)), name, low, high) / 1000
+
+    settings = AmdSettings(
+        detect_message_end=mode == "DetectMessageEnd",
+        timeout=_int(form.get("MachineDetectionTimeout", "30"), "MachineDetectionTimeout", 3, 59),
+        speech_threshold=ms("MachineDetectionSpeechThreshold", 2400, 1000, 6000),
+        speech_end_threshold=ms("MachineDetectionSpeechEndThreshold", 1200, 500, 5000),
+        silence_timeout=ms("MachineDetectionSilenceTimeout", 5000, 2000, 10000),
+    )
+    async_amd = form.get("AsyncAmd", "false").strip().lower() or "false"
+    if async_amd not in ("true", "false"):
+        raise ApiError(400, 20001, "AsyncAmd must be true or false")
+    callback = form.get("AsyncAmdStatusCallback") or None
+    if async_amd == "false" and (callback or form.get("AsyncAmdStatusCallbackMethod")):
+        raise ApiError(400, UNSUPPORTED_PARAMETER, "AsyncAmdStatusCallback needs AsyncAmd=true")
+    if callback is not None:
+        _check_url(callback, "AsyncAmdStatusCallback")
+    return {
+        "machine_detection": settings,
+        "async_amd": async_amd == "true",
+        "async_amd_status_callback": callback,
+        "async_amd_status_callback_method": _method(
+            form.get("AsyncAmdStatusCallbackMethod"), "AsyncAmdStatusCallbackMethod"
+        ),
+    }
 
 
 def _recording_options(form: Mapping[str, str], record: bool) -> dict[str, Any]:

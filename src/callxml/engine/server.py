@@ -70,9 +70,11 @@ from callxml.interpreter import CallInfo, CallSession, new_sid
 from callxml.markup.verbs import Number, Sip
 from callxml.media.zrtp import ZrtpResult
 from callxml.runtime import CallLeg, DialResult, IncomingCall, Phone, bridge
+from callxml.runtime.amd import AmdListener
+from callxml.runtime.amd import detect as detect_machine
 from callxml.runtime.dial import Dialer, resolve_targets
 from callxml.runtime.fork import dial_fork
-from callxml.runtime.recorder import BridgeRecorder, save_recording
+from callxml.runtime.recorder import AudioTap, BridgeRecorder, Taps, save_recording
 from callxml.runtime.session import (
     DIGIT_WAIT,
     INTERNAL_ERROR,
@@ -677,7 +679,7 @@ class Engine:
         session: CallSession,
         *,
         inline_document: bytes | None = None,
-        call_recorder: BridgeRecorder | None = None,
+        call_recorder: AudioTap | None = None,
     ) -> str:
         """Drive ``session`` on ``leg`` to its end; the record follows every change."""
         book = live.book
@@ -745,23 +747,38 @@ class Engine:
             loop = asyncio.get_running_loop()
             limit = loop.call_later(call.time_limit, _time_limit_reached, live)
             recorder, recording_sid = None, ""
+            taps: list[AudioTap] = []
             if call.record:  # Record=true: the whole call, from the answer
                 recorder = BridgeRecorder(
                     loop.time(),
                     dual=call.recording_channels == "dual",
                     track=call.recording_track,
                 )
+                taps.append(recorder)
                 recording_sid = new_sid("RE")
                 await self._recording_callback(live, call, recording_sid, "in-progress")
+            amd_params: tuple[tuple[str, str], ...] = ()
+            amd_task = None
+            if call.machine_detection is not None and call.async_amd:
+                listener = AmdListener(call.machine_detection, loop.time())
+                taps.append(listener)
+                amd_task = asyncio.ensure_future(self._async_amd(live, call, leg, listener))
+            elif call.machine_detection is not None:  # before the flow's first webhook
+                answered_by, took = await detect_machine(leg, call.machine_detection)
+                await book.status("in-progress", answered_by=answered_by)
+                amd_params = (("AnsweredBy", answered_by), ("MachineDetectionDuration", str(took)))
+            tap = taps[0] if len(taps) == 1 else Taps(*taps) if taps else None
             try:
                 if call.send_digits:
                     await _send_digits(live, leg, call.send_digits)
-                session = _answered_session(live, call)
-                await self._run_call(
-                    live, leg, session, inline_document=inline, call_recorder=recorder
-                )
+                session = _answered_session(live, call, amd_params)
+                await self._run_call(live, leg, session, inline_document=inline, call_recorder=tap)
             finally:
                 limit.cancel()
+                if amd_task is not None:
+                    amd_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await amd_task
                 if recorder is not None:
                     await self._keep_call_recording(live, call, recorder, recording_sid)
         except CallXmlError as exc:
@@ -771,6 +788,31 @@ class Engine:
             await _call_crashed(live, exc)
         finally:
             self.forget(live)
+
+    async def _async_amd(
+        self, live: LiveCall, call: OutboundCall, leg: CallLeg, listener: AmdListener
+    ) -> None:
+        """``AsyncAmd``: the detector's verdict on the record and, when asked for, posted to
+        ``AsyncAmdStatusCallback`` (signed like every request; its outcome is a ``callback``
+        event)."""
+        answered_by, took = await listener.result(leg.ended)
+        await live.book.status("in-progress", answered_by=answered_by)
+        await live.book.event(
+            "media",
+            {"message": f"answered by {answered_by} ({took} ms)", "answered_by": answered_by},
+        )
+        url = call.async_amd_status_callback
+        if url is None:
+            return
+        params = (
+            ("AccountSid", live.account.sid),
+            ("CallSid", live.sid),
+            ("AnsweredBy", answered_by),
+            ("MachineDetectionDuration", str(took)),
+        )
+        await self._post_callback(
+            live, WebhookRequest(url, call.async_amd_status_callback_method, params)
+        )
 
     async def _keep_call_recording(
         self, live: LiveCall, call: OutboundCall, recorder: BridgeRecorder, sid: str
@@ -811,7 +853,13 @@ class Engine:
             ("RecordingChannels", str(2 if call.recording_channels == "dual" else channels)),
             *extra,
         )
-        request = WebhookRequest(url, call.recording_status_callback_method, params)
+        await self._post_callback(
+            live, WebhookRequest(url, call.recording_status_callback_method, params)
+        )
+
+    async def _post_callback(self, live: LiveCall, request: WebhookRequest) -> None:
+        """Send a callback of ``live``'s (signed by the account's webhook client); its outcome
+        is a ``callback`` event on the call."""
         outcome = await fetch_outcome(self._fetchers[live.account.sid], request)
         if isinstance(outcome, WebhookError):
             await live.book.event("callback", webhook_event(request, None, outcome, 0.0))
@@ -1180,14 +1228,18 @@ async def _call_crashed(live: LiveCall, exc: Exception) -> None:
             await live.book.status("failed", end_time=time.time(), error=message)
 
 
-def _answered_session(live: LiveCall, call: OutboundCall) -> CallSession:
-    """The flow of an originated call, started once the callee has answered."""
+def _answered_session(
+    live: LiveCall, call: OutboundCall, extra: tuple[tuple[str, str], ...] = ()
+) -> CallSession:
+    """The flow of an originated call, started once the callee has answered; ``extra`` are
+    parameters for every request (``AnsweredBy`` from a synchronous machine detection)."""
     info = CallInfo(
         call_sid=live.sid,
         account_sid=live.account.sid,
         from_=call.from_,
         to=call.to,
         direction="outbound-api",
+        extra=extra,
     )
     return CallSession(
         url=call.url or TWIML_URL,

@@ -38,12 +38,11 @@ from callxml.interpreter.dial import NO_TRUNK, trunk_uri
 from callxml.markup.capabilities import capability, message
 from callxml.markup.verbs import Client, DialNoun, Number, Sip
 from callxml.runtime.early import DialRingback
-from callxml.runtime.fork import Callee, dial_fork
+from callxml.runtime.fork import Callee, CallPlacer, dial_fork
 from callxml.runtime.leg import CallLeg, Leg
 from callxml.runtime.phone import DialResult
 from callxml.runtime.recorder import BridgeRecorder
 from callxml.sip.auth import Credentials
-from callxml.sip.events import Address
 from callxml.sip.target import Target, client_headers
 
 __all__ = [
@@ -66,24 +65,6 @@ MAX_TARGETS = 10
 DIGIT_WAIT = 0.5
 #: Why a ``<Client>`` cannot be dialled without a registrar.
 NO_REGISTRAR = "no registrar: clients register to a SIP domain with credentials"
-
-
-class CallPlacer(Protocol):
-    """What the dialler needs to place a call: :meth:`callxml.runtime.phone.Phone.dial`."""
-
-    async def dial(
-        self,
-        target: Target | str,
-        *,
-        from_uri: str | None = None,
-        timeout: float = 30,
-        credentials: Credentials | None = None,
-        headers: Sequence[tuple[str, str]] = (),
-        on_ringing: Callable[[], None] | None = None,
-        sid: str | None = None,
-        destinations: Sequence[Address] = (),
-        on_early_media: Callable[[CallLeg], None] | None = None,
-    ) -> DialResult: ...
 
 
 class Directory(Protocol):

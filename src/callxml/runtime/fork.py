@@ -12,7 +12,7 @@ its nouns). A user with no binding at all is ``480 Temporarily Unavailable`` (§
 DialCallStatus ``no-answer``.
 
 It knows who to ring only as :class:`Callee` values handed over by the engine's registrar, and
-places calls only through the :class:`ForkPlacer` seam (:meth:`callxml.runtime.phone.Phone.dial`).
+places calls only through the :class:`CallPlacer` seam (:meth:`callxml.runtime.phone.Phone.dial`).
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from callxml.errors import CallXmlError
+from callxml.runtime.leg import CallLeg
 from callxml.runtime.phone import DialResult
 from callxml.sip.auth import Credentials
 from callxml.sip.events import Address
 from callxml.sip.target import Target
 
-__all__ = ["NOT_REGISTERED", "Branch", "Callee", "ForkPlacer", "dial_fork"]
+__all__ = ["NOT_REGISTERED", "Branch", "CallPlacer", "Callee", "dial_fork"]
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,9 @@ class Callee:
     branches: tuple[Branch, ...] = ()
 
 
-class ForkPlacer(Protocol):
-    """What a fork needs to place one branch: :meth:`callxml.runtime.phone.Phone.dial`."""
+class CallPlacer(Protocol):
+    """What a dial (a fork's branches, or ``<Dial>``'s targets) needs to place a call:
+    :meth:`callxml.runtime.phone.Phone.dial`."""
 
     async def dial(
         self,
@@ -75,11 +77,12 @@ class ForkPlacer(Protocol):
         on_ringing: Callable[[], None] | None = None,
         sid: str | None = None,
         destinations: Sequence[Address] = (),
+        on_early_media: Callable[[CallLeg], None] | None = None,
     ) -> DialResult: ...
 
 
 async def dial_fork(
-    placer: ForkPlacer,
+    placer: CallPlacer,
     callee: Callee,
     *,
     from_uri: str | None = None,

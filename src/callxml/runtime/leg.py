@@ -540,7 +540,7 @@ class CallLeg:
             raise
         except MediaError:
             if self.end_reason is None:
-                raise
+                raise  # the endpoint closed under us only because the call is ending
 
     async def answer(self) -> None:
         """Inbound: send 200 OK with our SDP answer and start the media. Idempotent."""
@@ -593,17 +593,7 @@ class CallLeg:
         """Send 8 kHz 16-bit mono PCM, paced 20 ms a packet; returns when it has all been sent
         or the call ends. Cancel the task (or :meth:`stop_playing`) to stop at once (barge-in)."""
         self._check_media()
-        if self.ended.is_set():
-            return
-        frames = pcm_frames(pcm, frame_samples=self._endpoint.frame_samples)
-        try:
-            await self._endpoint.play(frames)
-        except asyncio.CancelledError:
-            self._endpoint.stop_playing()
-            raise
-        except MediaError:
-            if self.end_reason is None:
-                raise  # the endpoint closed under us only because the call is ending
+        await self.play_frames(pcm_frames(pcm, frame_samples=self._endpoint.frame_samples))
 
     def stop_playing(self) -> None:
         """Stop what :meth:`play` is sending (its ``play`` returns)."""

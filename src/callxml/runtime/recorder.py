@@ -18,6 +18,7 @@ import math
 import wave
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -26,9 +27,11 @@ from callxml.media.wav import write_wav
 __all__ = [
     "SAMPLE_RATE",
     "SILENCE_RMS",
+    "AudioTap",
     "BridgeRecorder",
     "RecordingMeter",
     "RecordingResult",
+    "Taps",
     "save_recording",
 ]
 
@@ -172,6 +175,25 @@ def save_recording(directory: Path, sid: str, pcm: bytes, *, channels: int = 1) 
             out.writeframes(pcm)
     partial.replace(path)  # a crash never leaves a half-written file under the served name
     return path
+
+
+class AudioTap(Protocol):
+    """Hears a whole call: side ``a`` is the far end, ``b`` what callxml sends it (during a
+    ``<Dial>``, the bridged party); ``now`` on the call's clock."""
+
+    def audio(self, side: str, pcm: bytes, now: float) -> None: ...
+
+
+class Taps:
+    """Several taps as one: a call can be recorded (``Record=true``) and screened for an
+    answering machine (``AsyncAmd``) at once."""
+
+    def __init__(self, *taps: AudioTap) -> None:
+        self.taps = taps
+
+    def audio(self, side: str, pcm: bytes, now: float) -> None:
+        for tap in self.taps:
+            tap.audio(side, pcm, now)
 
 
 class BridgeRecorder:

@@ -15,6 +15,7 @@ Pure apart from the endpoint calls in :func:`apply_change`; keys are never logge
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -69,28 +70,20 @@ def answer_reoffer(
     stream, bad SDP) raises :class:`~callxml.sip.ua.OfferRefused`: 488 with a Warning, and the
     session stays as it was.
     """
+    answer = functools.partial(
+        answer_offer,
+        offer,
+        address=address,
+        port=port,
+        secure_media_enabled=secure_media,
+        arrived_over_tls=over_tls,
+        srtp_suites=srtp_suites,
+        zrtp_hash=zrtp_hash,
+    )
     try:
-        new = answer_offer(
-            offer,
-            address=address,
-            port=port,
-            secure_media_enabled=secure_media,
-            arrived_over_tls=over_tls,
-            srtp_suites=srtp_suites,
-            zrtp_hash=zrtp_hash,
-            previous=current,
-        )
+        new = answer(previous=current)
         if new.their_crypto is not None and _their_key(new) != _their_key(current):
-            new = answer_offer(
-                offer,
-                address=address,
-                port=port,
-                secure_media_enabled=secure_media,
-                arrived_over_tls=over_tls,
-                srtp_suites=srtp_suites,
-                zrtp_hash=zrtp_hash,
-                previous=replace(current, our_crypto=None),
-            )
+            new = answer(previous=replace(current, our_crypto=None))  # they rekeyed: so do we
     except MediaError as exc:
         reason = exc.reason if isinstance(exc, SecureMediaError) else str(exc)
         raise OfferRefused(reason) from exc

@@ -41,7 +41,7 @@ from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
 from callxml.markup.verbs import Verb
 from callxml.runtime.leg import Leg
-from callxml.runtime.recorder import BridgeRecorder, RecordingMeter, save_recording
+from callxml.runtime.recorder import AudioTap, RecordingMeter, save_recording
 from callxml.webhooks.base import Fetcher, WebhookRequest, WebhookResponse, fetch_outcome
 
 __all__ = [
@@ -169,15 +169,16 @@ class CallRunner:
         call_log: CallLog,
         *,
         inline_document: bytes | None = None,
-        call_recorder: BridgeRecorder | None = None,
+        call_recorder: AudioTap | None = None,
     ) -> None:
         self.session = session
         self.leg = leg
         self.services = services
         self.call_log = call_log
         self._inline = inline_document
-        #: The whole call's recording (REST ``Record=true``): ``a`` is the far end's audio,
-        #: ``b`` what callxml plays to it and, during a ``<Dial>``, the bridged party.
+        #: What hears the whole call (REST ``Record=true``'s recording, ``AsyncAmd``): ``a``
+        #: is the far end's audio, ``b`` what callxml plays to it and, during a ``<Dial>``, the
+        #: bridged party.
         self.call_recorder = call_recorder
         self._events: asyncio.Queue[ev.Event | _Control] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()

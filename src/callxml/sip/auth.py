@@ -34,15 +34,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from callxml.errors import LocalProtocolError, RemoteProtocolError
+from callxml.sip.message import SipResponse
 
 __all__ = [
     "ALGORITHMS",
+    "MAX_AUTH_ATTEMPTS",
     "AuthResult",
     "Credentials",
     "DigestAuthorization",
     "DigestChallenge",
     "DigestClient",
     "DigestServer",
+    "challenge_to_answer",
     "compute_response",
     "parse_authorization",
     "parse_challenges",
@@ -231,6 +234,39 @@ def select_challenge(values: Iterable[str]) -> DigestChallenge | None:
     if not usable:
         return None
     return max(usable, key=lambda c: _STRENGTH[_split_algorithm(c.algorithm)[0]])
+
+
+#: Challenges answered for one request before giving up (a server that keeps challenging).
+MAX_AUTH_ATTEMPTS = 3
+
+
+def challenge_to_answer(
+    response: SipResponse,
+    credentials: Credentials | None,
+    answered_realms: set[str],
+    attempts: int,
+) -> tuple[str, DigestChallenge] | None:
+    """§22.2: for a 401/407, the header our answer goes in and the challenge to answer, or None
+    to give up — without credentials, after :data:`MAX_AUTH_ATTEMPTS`, with no usable challenge
+    for our realm, or for a realm already answered unless its nonce went stale (a wrong password
+    must not loop). Adds the realm to ``answered_realms``. Shared by INVITE and REGISTER."""
+    if credentials is None or attempts >= MAX_AUTH_ATTEMPTS:
+        return None
+    ask, answer = (
+        ("WWW-Authenticate", "Authorization")
+        if response.status == 401
+        else ("Proxy-Authenticate", "Proxy-Authorization")
+    )
+    try:
+        challenge = select_challenge(response.headers.get_all(ask))
+    except RemoteProtocolError:
+        return None
+    if challenge is None or not credentials.matches(challenge.realm):
+        return None
+    if challenge.realm in answered_realms and not challenge.stale:
+        return None
+    answered_realms.add(challenge.realm)
+    return answer, challenge
 
 
 @dataclass(frozen=True)

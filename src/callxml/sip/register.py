@@ -35,7 +35,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from callxml.errors import CallXmlError, LocalProtocolError, RemoteProtocolError
-from callxml.sip.auth import Credentials, DigestChallenge, DigestClient, select_challenge
+from callxml.sip.auth import (
+    Credentials,
+    DigestChallenge,
+    DigestClient,
+    challenge_to_answer,
+)
 from callxml.sip.events import Address
 from callxml.sip.headers import (
     NameAddr,
@@ -69,7 +74,6 @@ MAX_EXPIRES = 7 * 24 * 3600
 DEFAULT_EXPIRES = 3600
 #: Challenges answered in one registration attempt before it counts as failed (a wrong password
 #: must not loop).
-MAX_AUTH_ATTEMPTS = 3
 #: 423s followed in one attempt (each must raise the expiry: a registrar cannot make us loop).
 MAX_INTERVAL_RETRIES = 3
 
@@ -356,25 +360,13 @@ class Registration:
 
         Gives up without credentials, for a realm already answered unless the nonce was stale
         (a wrong password must not loop), and after :data:`MAX_AUTH_ATTEMPTS`."""
-        credentials = self.config.credentials
-        if credentials is None or self._auth_attempts >= MAX_AUTH_ATTEMPTS:
-            return False
-        ask, answer = (
-            ("WWW-Authenticate", "Authorization")
-            if response.status == 401
-            else ("Proxy-Authenticate", "Proxy-Authorization")
+        chosen = challenge_to_answer(
+            response, self.config.credentials, self._realms_answered, self._auth_attempts
         )
-        try:
-            challenge = select_challenge(response.headers.get_all(ask))
-        except RemoteProtocolError:
+        if chosen is None:
             return False
-        if challenge is None or not credentials.matches(challenge.realm):
-            return False
-        if challenge.realm in self._realms_answered and not challenge.stale:
-            return False
-        self._realms_answered.add(challenge.realm)
         self._auth_attempts += 1
-        self._challenge = (answer, challenge)
+        self._challenge = chosen
         self._send(self._in_flight_expires, authorization=self._authorization(request.uri))
         return True
 

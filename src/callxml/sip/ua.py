@@ -58,8 +58,8 @@ from callxml.sip.auth import (
     DigestAuthorization,
     DigestClient,
     DigestServer,
+    challenge_to_answer,
     parse_authorization,
-    select_challenge,
 )
 from callxml.sip.dialog import Dialog, DialogId, DialogState
 from callxml.sip.events import (
@@ -150,7 +150,6 @@ ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "UPDATE", "PRACK
 KNOWN_METHODS = frozenset(
     {"REGISTER", "INFO", "UPDATE", "PRACK", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH"}
 )
-MAX_AUTH_ATTEMPTS = 3
 MAX_AUTHORIZATIONS = 8  # Authorization headers looked at in one request (one per realm, §22.3)
 MAX_CALLS = 10_000  # new INVITEs beyond this many live calls get 503 (a bound, not an RFC rule)
 MAX_SERVER_TRANSACTIONS = 50_000  # beyond this, new requests get a stateless 503
@@ -1752,22 +1751,10 @@ class UserAgentCore:
         Gives up without credentials, for a realm already answered unless the nonce was stale
         (a wrong password must not loop), and after MAX_AUTH_ATTEMPTS.
         """
-        if credentials is None or call.auth_attempts >= MAX_AUTH_ATTEMPTS:
+        chosen = challenge_to_answer(response, credentials, call.auth_realms, call.auth_attempts)
+        if chosen is None or credentials is None:
             return None
-        ask, answer = (
-            ("WWW-Authenticate", "Authorization")
-            if response.status == 401
-            else ("Proxy-Authenticate", "Proxy-Authorization")
-        )
-        try:
-            challenge = select_challenge(response.headers.get_all(ask))
-        except RemoteProtocolError:
-            return None
-        if challenge is None or not credentials.matches(challenge.realm):
-            return None
-        if challenge.realm in call.auth_realms and not challenge.stale:
-            return None
-        call.auth_realms.add(challenge.realm)
+        answer, challenge = chosen
         call.auth_attempts += 1
         seq = request.cseq.seq + 1
         if call.dialog is not None and request.to.tag is not None:
