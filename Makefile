@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEBS := sip-tester baresip baresip-core espeak-ng dnsmasq kamailio kamailio-tls-modules linphone-cli postgresql
 STAMP := $(VENV)/.installed
 # Every benchmark prints its ratio against a reference measured in the same run, and its goal.
-BENCHES := srtp_relay conference overload webhook store markup
+BENCHES := srtp_relay bridged_calls cps conference overload webhook store markup
 
 .PHONY: setup system-deps run demo test lint typecheck pytest bench clean $(addprefix bench-,$(BENCHES))
 
@@ -52,7 +52,9 @@ test: setup lint typecheck pytest
 
 bench: $(addprefix bench-,$(BENCHES))
 
-bench-%: setup
+# A static pattern rule: make searches no implicit rule for a phony target, so a plain
+# "bench-%:" pattern would leave every bench-NAME (and bench) doing nothing.
+$(addprefix bench-,$(BENCHES)): bench-%: setup
 	$(BIN)/python bench/$*.py
 
 clean:

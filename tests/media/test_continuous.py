@@ -41,6 +41,11 @@ def header(packet: bytes) -> tuple[bool, int, int, int, int]:
     return bool(b1 & 0x80), b1 & 0x7F, seq, ts, ssrc
 
 
+def ahead(timestamp: int, other: int) -> int:
+    """How far ``timestamp`` is after ``other`` (negative: before), modulo 2**32."""
+    return (timestamp - other + 0x80000000) % 0x100000000 - 0x80000000
+
+
 def assert_one_stream(packets: list[bytes]) -> None:
     """One SSRC, each sequence number one more than the last, timestamps 160 apart."""
     fields = [header(p) for p in packets]
@@ -129,3 +134,48 @@ async def test_without_keep_sending_nothing_is_sent_between_prompts(endpoint: Rt
     sent = endpoint.stats.packets_sent
     await asyncio.sleep(0.2)
     assert endpoint.stats.packets_sent == sent == 5
+
+
+async def test_bridged_legs_park_their_sender_and_their_clock_keeps_running() -> None:
+    """While bridged a continuous leg's sender does not wake every 20 ms (the relay's packets
+    are its stream), yet its RTP clock runs on: a new source mid-bridge, and our own silence
+    after it, carry on from where the clock stands, never from where the bridge began."""
+    config = RtpConfig(rtcp=False)
+    async with await RtpEndpoint.open(config) as a, await RtpEndpoint.open(config) as b:
+        caller, callee = Peer(), Peer()
+        a.set_remote(caller.address)
+        b.set_remote(callee.address)
+        a.keep_sending()
+        b.keep_sending()
+        await until(lambda: len(callee.drain()) >= 5, timeout=5)
+        relay = MediaRelay(a, b)
+        relay.start()
+        await until(lambda: a._tx_task is not None and a._tx_task.done(), timeout=5)
+        await until(lambda: b._tx_task is not None and b._tx_task.done(), timeout=5)
+        before = len(callee.drain())
+        last_silence_ts = header(callee.packets[-1])[3]
+        for seq in range(10):
+            packet = struct.pack("!BBHII", 0x80, 0, 100 + seq, 5000 + 160 * seq, 0xCAFE)
+            caller.send(packet + bytes([seq]) * 160, a.local_address)
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # the clock runs on while nothing arrives
+        packet = struct.pack("!BBHII", 0x80, 0, 9000, 123456, 0xBEEF)  # another source
+        caller.send(packet + bytes([99]) * 160, a.local_address)
+        await until(lambda: len(callee.drain()) >= before + 11, timeout=5)
+        during = callee.packets[before:]
+        assert [p[12] for p in during] == [*range(10), 99]  # relayed only, no silence
+        first, last, new = (header(p)[3] for p in (during[0], during[9], during[10]))
+        assert ahead(last, first) == 9 * 160  # the first source's own spacing
+        # the new source starts from the running clock: after the first source's last
+        # packet, by at least the 0.2 s of nothing in between (less a frame of rounding)
+        assert ahead(new, last) >= 8000 * 0.2 - 160
+        assert header(during[10])[0]  # a new source: marker
+        assert ahead(first, last_silence_ts) > 0
+        relay.stop()
+        count = len(callee.drain())
+        await until(lambda: len(callee.drain()) >= count + 3, timeout=5)
+        after = callee.packets[count:]
+        assert after[0][12:] == PCMU_SILENCE  # our own stream again
+        assert ahead(header(after[0])[3], new) > 0
+        seqs = [header(p)[2] for p in callee.packets]
+        assert all((y - x) & 0xFFFF == 1 for x, y in itertools.pairwise(seqs))

@@ -1,7 +1,8 @@
-"""The bridged relay on both socket paths: batched (recvmmsg/sendmmsg, the Linux default) and the
-asyncio datagram transport. Bursts bigger than a batch, oversized and multiplexed RTCP datagrams,
-replays inside one batch, SRTP re-latching (NAT rebinding) and plain-RTP latch-once must behave
-the same on both."""
+"""The bridged relay on every socket path: batched (recvmmsg/sendmmsg, the Linux default), the
+batched socket read one datagram at a time (what call rates look like: ``_relay_one``) and the
+asyncio datagram transport. Bursts bigger than a batch, oversized and multiplexed RTCP
+datagrams, replays, SRTP re-latching (NAT rebinding) and plain-RTP latch-once must behave the
+same on all of them."""
 
 from __future__ import annotations
 
@@ -23,14 +24,23 @@ from support.rtp import RtpPeer, normalized, rtp_packet
 from support.waiting import until
 
 SUITE = AES_CM_128_HMAC_SHA1_80
-PATHS = pytest.mark.parametrize("batched", [True, False], ids=["batched", "transport"])
+PATHS = pytest.mark.parametrize("path", ["batched", "single", "transport"])
+
+
+def _reading(path: str, *legs: RtpEndpoint) -> None:
+    """On the "single" path every read of a batched socket takes one datagram (recvfrom_into),
+    as at call rates, instead of starting with recvmmsg."""
+    for leg in legs:
+        assert (leg._io is not None) is (path != "transport" and sys.platform.startswith("linux"))
+        if path == "single" and leg._io is not None:
+            leg._io.single_reads = 10**9
 
 
 async def _bridge(
-    batched: bool, secure_a: bool, secure_b: bool
+    path: str, secure_a: bool, secure_b: bool
 ) -> tuple[RtpEndpoint, RtpEndpoint, RtpPeer, RtpPeer]:
     """caller peer <-> leg A ==relay== leg B <-> callee peer."""
-    config = RtpConfig(rtcp=False, batched_io=batched)
+    config = RtpConfig(rtcp=False, batched_io=path != "transport")
     caller_keys = (generate_key_salt(SUITE), generate_key_salt(SUITE)) if secure_a else None
     callee_keys = (generate_key_salt(SUITE), generate_key_salt(SUITE)) if secure_b else None
     caller, callee = RtpPeer(caller_keys), RtpPeer(callee_keys)
@@ -40,7 +50,7 @@ async def _bridge(
     leg_b = await RtpEndpoint.open(
         config, srtp=SrtpKeys(SUITE, callee_keys[1], callee_keys[0]) if callee_keys else None
     )
-    assert (leg_a._io is not None) is (batched and sys.platform.startswith("linux"))
+    _reading(path, leg_a, leg_b)
     leg_a.set_remote(caller.address)
     leg_b.set_remote(callee.address)
     MediaRelay(leg_a, leg_b).start()
@@ -67,9 +77,9 @@ def test_batched_io_is_available_on_linux() -> None:
     ids=["srtp-srtp", "srtp-rtp", "rtp-srtp", "rtp-rtp"],
 )
 async def test_burst_bigger_than_a_batch_arrives_whole_and_in_order(
-    batched: bool, secure_a: bool, secure_b: bool
+    path: str, secure_a: bool, secure_b: bool
 ) -> None:
-    leg_a, leg_b, caller, callee = await _bridge(batched, secure_a, secure_b)
+    leg_a, leg_b, caller, callee = await _bridge(path, secure_a, secure_b)
     try:
         total = 3 * BATCH + 5
         for seq in range(total):  # all queued before the loop runs: several full batches
@@ -92,8 +102,8 @@ async def test_burst_bigger_than_a_batch_arrives_whole_and_in_order(
 
 
 @PATHS
-async def test_bad_datagrams_in_a_batch_are_dropped_and_counted(batched: bool) -> None:
-    leg_a, leg_b, caller, callee = await _bridge(batched, True, True)
+async def test_bad_datagrams_in_a_batch_are_dropped_and_counted(path: str) -> None:
+    leg_a, leg_b, caller, callee = await _bridge(path, True, True)
     intruder = RtpPeer(None)
     try:
         to = leg_a.local_address
@@ -117,9 +127,9 @@ async def test_bad_datagrams_in_a_batch_are_dropped_and_counted(batched: bool) -
 
 
 @PATHS
-async def test_srtp_leg_follows_an_authenticated_new_source(batched: bool) -> None:
+async def test_srtp_leg_follows_an_authenticated_new_source(path: str) -> None:
     """NAT rebinding: the caller's packets now come from another port; replies follow them."""
-    leg_a, leg_b, caller, callee = await _bridge(batched, True, True)
+    leg_a, leg_b, caller, callee = await _bridge(path, True, True)
     moved = RtpPeer(None)
     moved.srtp = caller.srtp  # same keys and crypto context, new address
     try:
@@ -137,8 +147,8 @@ async def test_srtp_leg_follows_an_authenticated_new_source(batched: bool) -> No
 
 
 @PATHS
-async def test_plain_rtp_leg_latches_once(batched: bool) -> None:
-    leg_a, leg_b, caller, callee = await _bridge(batched, False, False)
+async def test_plain_rtp_leg_latches_once(path: str) -> None:
+    leg_a, leg_b, caller, callee = await _bridge(path, False, False)
     other = RtpPeer(None)
     try:
         caller.send_media(rtp_packet(1), leg_a.local_address)
@@ -153,9 +163,9 @@ async def test_plain_rtp_leg_latches_once(batched: bool) -> None:
 
 
 @PATHS
-async def test_plain_to_srtp_repeat_is_dropped_not_raised(batched: bool) -> None:
+async def test_plain_to_srtp_repeat_is_dropped_not_raised(path: str) -> None:
     """libsrtp refuses to protect a sequence number twice; the relay drops that packet."""
-    leg_a, leg_b, caller, callee = await _bridge(batched, False, True)
+    leg_a, leg_b, caller, callee = await _bridge(path, False, True)
     try:
         for seq in (1, 1, 2):
             caller.send_media(rtp_packet(seq), leg_a.local_address)
@@ -168,10 +178,11 @@ async def test_plain_to_srtp_repeat_is_dropped_not_raised(batched: bool) -> None
 
 
 @PATHS
-async def test_multiplexed_rtcp_in_a_bridged_batch_is_not_relayed(batched: bool) -> None:
-    config = RtpConfig(rtcp=False, rtcp_mux=True, batched_io=batched)
+async def test_multiplexed_rtcp_in_a_bridged_batch_is_not_relayed(path: str) -> None:
+    config = RtpConfig(rtcp=False, rtcp_mux=True, batched_io=path != "transport")
     leg_a = await RtpEndpoint.open(config)
     leg_b = await RtpEndpoint.open(config)
+    _reading(path, leg_a, leg_b)
     caller, callee = RtpPeer(None), RtpPeer(None)
     try:
         leg_a.set_remote(caller.address)
@@ -251,10 +262,10 @@ async def test_quiet_leg_reads_singly_then_batches_a_burst() -> None:
 
 
 @PATHS
-async def test_ipv6_burst_is_relayed_and_the_leg_follows_a_new_source(batched: bool) -> None:
+async def test_ipv6_burst_is_relayed_and_the_leg_follows_a_new_source(path: str) -> None:
     """IPv6 sources are compared as whole sockaddr_in6 (IPv4 ones as one integer word)."""
     keys = [generate_key_salt(SUITE) for _ in range(4)]  # caller, leg A, callee, leg B
-    config = RtpConfig(host="::1", rtcp=False, batched_io=batched)
+    config = RtpConfig(host="::1", rtcp=False, batched_io=path != "transport")
     leg_a = await RtpEndpoint.open(config, srtp=SrtpKeys(SUITE, keys[1], keys[0]))
     leg_b = await RtpEndpoint.open(config, srtp=SrtpKeys(SUITE, keys[3], keys[2]))
     socks = [socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) for _ in range(3)]
@@ -265,7 +276,7 @@ async def test_ipv6_burst_is_relayed_and_the_leg_follows_a_new_source(batched: b
     to_a = SrtpSession(SUITE, our_key=keys[0], their_key=None)
     from_b = SrtpSession(SUITE, our_key=None, their_key=keys[3])
     try:
-        assert (leg_a._io is not None) is (batched and sys.platform.startswith("linux"))
+        _reading(path, leg_a, leg_b)
         leg_a.set_remote(caller.getsockname()[:2])
         leg_b.set_remote(callee.getsockname()[:2])
         MediaRelay(leg_a, leg_b).start()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import re
 import threading
 from collections.abc import Callable
@@ -35,7 +36,13 @@ from urllib.parse import quote
 from lxml import etree
 
 from callxml.errors import MarkupError
-from callxml.markup.capabilities import attribute_row, capability, message, warning_code
+from callxml.markup.capabilities import (
+    CAPABILITIES,
+    attribute_row,
+    capability,
+    message,
+    warning_code,
+)
 from callxml.markup.verbs import (
     LOOP_FOREVER,
     RING_TONES,
@@ -434,25 +441,79 @@ _TOKEN = re.compile(
 )
 
 
+# One start tag, matched at its "<" (the start-tag branch of _TOKEN: the same text as its span).
+_START_TAG_TOKEN = re.compile(r"""<[^\s/>!?]+(?:\s+[^\s=/>]+\s*=\s*(?:"[^"]*"|'[^']*'))*\s*/?>""")
+
+
+@functools.lru_cache(maxsize=256)
+def _attribute_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"\s{re.escape(name)}\s*=")
+
+
 # Only a start tag's "<" is followed by a name character; comments, CDATA and PIs are skipped
 # whole. ("<" cannot appear in attribute values or text of a well-formed document.)
 _START_TAG = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>|<(?=[^/!?])", re.DOTALL)
+# What _START_TAG skips whole; every "<" outside these and not followed by "/", "!" or "?"
+# starts a tag (_BARE_START_TAG).
+_SKIPPED = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>", re.DOTALL)
+# The same on a text with no comment, CDATA or processing instruction (the common case).
+_BARE_START_TAG = re.compile(r"<(?=[^/!?])")
+# An XML declaration (not a PI such as <?xml-stylesheet?>): its pseudo-attributes hold no "<".
+_XML_DECLARATION = re.compile(r"<\?xml\s")
+# What starts a comment, CDATA, a PI, a DOCTYPE or an entity declaration.
+_MARKUP_DECLARATION = re.compile(r"<[!?]")
+_match_start = re.Match.start
+#: Up to this many characters, a position is counted directly rather than bisected.
+_SHORT_TEXT = 4096
 
 
 class _Source:
     """The document text with line/column lookup and element offsets in document order."""
 
+    __slots__ = ("_line_starts", "text")
+
     def __init__(self, text: str) -> None:
         self.text = text
-        self._line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self._line_starts: list[int] | None = None  # built on first use, for long texts only
 
     def position(self, offset: int) -> tuple[int, int]:
-        index = bisect.bisect_right(self._line_starts, offset) - 1
-        return index + 1, offset - self._line_starts[index] + 1
+        text = self.text
+        if len(text) <= _SHORT_TEXT:
+            # Two scans in C cost less than building the line table (about 1 µs a document).
+            return text.count("\n", 0, offset) + 1, offset - text.rfind("\n", 0, offset)
+        line_starts = self._line_starts
+        if line_starts is None:
+            line_starts = self._line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        index = bisect.bisect_right(line_starts, offset) - 1
+        return index + 1, offset - line_starts[index] + 1
+
+    def positions(self, offsets: list[int]) -> list[tuple[int, int]]:
+        """:meth:`position` of each of ``offsets`` (ascending), in one pass over the text."""
+        text = self.text
+        found = []
+        line, line_start, previous = 1, 0, 0
+        for offset in offsets:
+            newlines = text.count("\n", previous, offset)
+            if newlines:
+                line += newlines
+                line_start = text.rfind("\n", previous, offset) + 1
+            found.append((line, offset - line_start + 1))
+            previous = offset
+        return found
 
     def starts(self) -> list[int]:
-        """Offsets of every start tag's "<" (the hot path: one regex scan)."""
-        return [m.start() for m in _START_TAG.finditer(self.text) if m.end() - m.start() == 1]
+        """Offsets of every start tag's "<" in document order (what :data:`_START_TAG` finds),
+        with no Python code per tag: every "<" not followed by "/", "!" or "?", less those
+        inside comments, CDATA and processing instructions when there are any (an XML
+        declaration at the very start holds no "<" of its own)."""
+        text = self.text
+        starts = list(map(_match_start, _BARE_START_TAG.finditer(text)))
+        if _MARKUP_DECLARATION.search(text, 1 if _XML_DECLARATION.match(text) else 0):
+            for skipped in _SKIPPED.finditer(text):  # a "<" inside is not a start tag
+                low = bisect.bisect_left(starts, skipped.start())
+                high = bisect.bisect_left(starts, skipped.end())
+                del starts[low:high]
+        return starts
 
     def spans(self) -> list[_Span]:
         """Full spans of every element (slower; only for errors, warnings and SSML)."""
@@ -520,12 +581,15 @@ _AMAZON_NS = b' xmlns:amazon="urn:x-callxml:amazon-ssml"'
 
 
 def _decode(data: bytes) -> str:
-    for encoding in ("utf-8-sig", "latin-1"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise AssertionError("latin-1 decodes anything")  # pragma: no cover
+    """UTF-8 (a leading byte-order mark dropped), else Latin-1, which decodes anything.
+
+    The same as decoding with ``utf-8-sig`` first, without that codec's Python-level wrapper
+    (a microsecond a document)."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+    return text[1:] if text.startswith("\ufeff") else text
 
 
 def _parse_xml(raw: bytes, *, force_utf8: bool) -> Element:
@@ -564,43 +628,55 @@ class _Context:
     def __init__(self, source: _Source, root: Element) -> None:
         self.source = source
         self.warnings: list[MarkupWarning] = []
-        self._elements = list(root.iter(etree.Element))  # keeps the proxies (dict keys) alive
         starts = source.starts()
-        # Same count unless the scan and lxml disagree (e.g. an undecodable encoding): then
-        # positions degrade to lxml's line numbers with column 0 rather than lying.
-        self._starts: dict[Element, int] = (
-            dict(zip(self._elements, starts, strict=True))
-            if len(starts) == len(self._elements)
-            else {}
-        )
+        # Every element's (line, column), worked out here in one go: nearly all of them are
+        # asked for (each verb and noun carries its own). The dict's keys keep the element
+        # proxies alive, so they stay the same objects for the whole walk. The counts agree
+        # unless the scan and lxml disagree (e.g. an undecodable encoding): then positions
+        # degrade to lxml's line numbers with column 0 rather than lying.
+        try:
+            self._positions: dict[Element, tuple[int, int]] = dict(
+                zip(root.iter(etree.Element), source.positions(starts), strict=True)
+            )
+        except ValueError:
+            self._positions = {}
+        self._starts = starts
+        self._offsets: dict[Element, int] | None = None  # built by the first attribute_position
         self._span_cache: dict[Element, _Span] | None = None
 
     def where(self, element: Element) -> tuple[int, int]:
-        start = self._starts.get(element)
-        if start is None:
+        found = self._positions.get(element)
+        if found is None:
             line = element.sourceline
             return (line if isinstance(line, int) else 0), 0
-        return self.source.position(start)
+        return found
 
     @property
     def _spans(self) -> dict[Element, _Span]:
         if self._span_cache is None:
             spans = self.source.spans()
             self._span_cache = (
-                dict(zip(self._elements, spans, strict=True))
-                if self._starts and len(spans) == len(self._elements)
+                dict(zip(self._positions, spans, strict=True))
+                if self._positions and len(spans) == len(self._positions)
                 else {}
             )
         return self._span_cache
 
     def attribute_position(self, element: Element, name: str) -> tuple[int, int]:
-        span = self._spans.get(element)
-        if span is None:
+        """Where attribute ``name`` of ``element`` is written (its start tag's "<" if not found).
+
+        Capability and value warnings ask for this on ordinary documents, so it reads the one
+        start tag at the element's offset rather than tokenizing the whole text."""
+        if self._offsets is None:
+            self._offsets = (
+                dict(zip(self._positions, self._starts, strict=True)) if self._positions else {}
+            )
+        start = self._offsets.get(element)
+        tag = None if start is None else _START_TAG_TOKEN.match(self.source.text, start)
+        if start is None or tag is None:
             return self.where(element)
-        tag = self.source.text[span.start : span.content]
-        match = re.search(rf"\s{re.escape(name)}\s*=", tag)
-        offset = span.start + (match.start() + 1 if match else 0)
-        return self.source.position(offset)
+        match = _attribute_pattern(name).search(tag.group())
+        return self.source.position(start + (match.start() + 1 if match else 0))
 
     def text_position(self, element: Element) -> tuple[int, int]:
         """Where the first non-whitespace character data directly inside ``element`` starts."""
@@ -634,52 +710,52 @@ class _Context:
 
     def check_support(self, element: Element, key: str | None = None) -> None:
         """Warn when the verb or noun ``element`` (``key``: its row, e.g. ``Hangup/Parameter``)
-        does not simply run (the capability table)."""
-        row = capability(key or _name(element))
-        code = warning_code(row)
-        if code is not None:
-            self.warn(code, message(row), self.where(element))
+        does not simply run (the capability table, read through :data:`_SUPPORT_WARNINGS`)."""
+        found = _SUPPORT_WARNINGS.get(key or _name(element), _UNKNOWN)
+        if found is _UNKNOWN:  # not an element row: capability() says why (KeyError)
+            row = capability(key or _name(element))
+            code = warning_code(row)
+            found = None if code is None else (code, message(row))
+        if found is not None:
+            self.warn(found[0], found[1], self.where(element))
 
     def error(self, code: str, message: str, element: Element) -> MarkupError:
         line, column = self.where(element)
         return MarkupError(message, code=code, line=line, column=column)
 
     def fields(self, element: Element, table_name: str | None = None) -> dict[str, Any]:
-        """Convert the element's attributes through its table; unknown or bad ones → warnings."""
-        name = _name(element)
-        table = ATTRIBUTES[table_name or name]
+        """Convert the element's attributes through its table; unknown or bad ones → warnings.
+
+        This runs for every element of every document, so it reads :data:`_ATTRIBUTE_SPECS`
+        (one lookup per attribute gives the field, the converter and the capability warning
+        with its default, all worked out at import) and takes the element's name only to
+        word a warning."""
+        specs = _ATTRIBUTE_SPECS[table_name or _name(element)]
         values: dict[str, Any] = {}
-        for key, raw_value in element.attrib.items():
-            attribute, value = str(key), str(raw_value)
-            spec = table.get(attribute)
+        for key, raw_value in element.items():
+            attribute = str(key)
+            spec = specs.get(attribute)
             if spec is None:
                 self.warn(
                     "unknown-attribute",
-                    f"<{name}> has no attribute {attribute!r}; ignored",
+                    f"<{_name(element)}> has no attribute {attribute!r}; ignored",
                     self.attribute_position(element, attribute),
                 )
                 continue
-            field_name, convert = spec
+            field_name, convert, capability_warning = spec
             try:
-                values[field_name] = convert(value)
+                value = values[field_name] = convert(str(raw_value))
             except ValueError as exc:
                 self.warn(
                     "bad-value",
-                    f"<{name} {attribute}={value!r}>: {exc}; using the default",
+                    f"<{_name(element)} {attribute}={str(raw_value)!r}>: {exc}; using the default",
                     self.attribute_position(element, attribute),
                 )
                 continue
-            row = attribute_row(table_name or name, attribute)
-            code = None if row is None else warning_code(row)
-            if (
-                row is not None
-                and code is not None
-                and values[field_name] != _default(table_name or name, field_name)
-            ):
-                self.warn(code, message(row), self.attribute_position(element, attribute))
-        line, column = self.where(element)
-        values["line"] = line
-        values["column"] = column
+            if capability_warning is not None and value != capability_warning[2]:
+                code, text, _ = capability_warning
+                self.warn(code, text, self.attribute_position(element, attribute))
+        values["line"], values["column"] = self._positions.get(element) or self.where(element)
         return values
 
 
@@ -693,12 +769,14 @@ def _default(table: str, field_name: str) -> Any:
 
 
 def _name(element: Element) -> str:
-    tag = element.tag
-    return etree.QName(element).localname if tag.startswith("{") else tag
+    tag: str = element.tag
+    return etree.QName(element).localname if tag[0] == "{" else tag
 
 
 def _inner_text(element: Element) -> str:
     """All character data inside ``element`` (SSML tags dropped), whitespace collapsed."""
+    if not len(element):  # the common case: text alone (what itertext would give)
+        return " ".join((element.text or "").split())
     return " ".join("".join(str(part) for part in element.itertext()).split())
 
 
@@ -1119,6 +1197,48 @@ ALLOWED_CHILDREN: dict[str, tuple[str, ...]] = {
 KNOWN_ELEMENTS = frozenset({"Response"}.union(*ALLOWED_CHILDREN.values()))
 
 
+# ------------------------------------------------------------------- tables for the hot path
+#
+# Worked out once from ATTRIBUTES, ELEMENT_CLASSES and the capability table, so that a parse
+# does one dictionary lookup per attribute and per verb instead of walking the capability rows
+# and the dataclass fields each time (bench/markup.py). They are derived, never edited: a new
+# attribute or verb goes into the tables above and appears here.
+
+#: (capability warning code, its message, the attribute's default): warn when the value differs.
+CapabilityWarning: TypeAlias = tuple[str, str, Any]
+AttributeSpec: TypeAlias = tuple[str, Converter, CapabilityWarning | None]
+
+
+def _attribute_specs() -> dict[str, dict[str, AttributeSpec]]:
+    specs: dict[str, dict[str, AttributeSpec]] = {}
+    for table_name, table in ATTRIBUTES.items():
+        rows: dict[str, AttributeSpec] = {}
+        for attribute, (field_name, convert) in table.items():
+            row = attribute_row(table_name, attribute)
+            code = None if row is None else warning_code(row)
+            warning = None
+            if row is not None and code is not None:
+                warning = (code, message(row), _default(table_name, field_name))
+            rows[attribute] = (field_name, convert, warning)
+        specs[table_name] = rows
+    return specs
+
+
+def _support_warnings() -> dict[str, tuple[str, str] | None]:
+    """Element row -> its warning (code, message), or None when it simply runs."""
+    found: dict[str, tuple[str, str] | None] = {}
+    for row in CAPABILITIES:
+        if row.attribute is None:
+            code = warning_code(row)
+            found[row.element] = None if code is None else (code, message(row))
+    return found
+
+
+_ATTRIBUTE_SPECS = _attribute_specs()
+_SUPPORT_WARNINGS = _support_warnings()
+_UNKNOWN: Any = object()
+
+
 # ----------------------------------------------------------------------------- schema errors
 
 
@@ -1202,7 +1322,10 @@ def parse_document(data: bytes | str) -> Document:
             line=line,
             column=column,
         ) from None
-    text = data if isinstance(data, str) else _decode(raw[: MAX_DOCUMENT_BYTES + 1])
+    if isinstance(data, str):
+        text = data
+    else:
+        text = _decode(raw if len(raw) <= MAX_DOCUMENT_BYTES else raw[: MAX_DOCUMENT_BYTES + 1])
     source = _Source(text)
 
     if len(raw) > MAX_DOCUMENT_BYTES:
@@ -1213,7 +1336,7 @@ def parse_document(data: bytes | str) -> Document:
             line=line,
             column=column,
         )
-    doctype = _DOCTYPE.search(text)
+    doctype = _DOCTYPE.search(text) if "!" in text else None  # one memchr for most documents
     if doctype is not None:
         line, column = source.position(doctype.start())
         raise MarkupError(
@@ -1239,7 +1362,9 @@ def parse_document(data: bytes | str) -> Document:
     fields = ctx.fields(root)
     verbs: list[Verb] = []
     for child in root:
-        ctx.check_support(child)
-        verbs.append(VERB_PARSERS[_name(child)](ctx, child))
+        name = _name(child)
+        if _SUPPORT_WARNINGS.get(name, _UNKNOWN) is not None:  # ctx.check_support, inlined
+            ctx.check_support(child, name)
+        verbs.append(VERB_PARSERS[name](ctx, child))
     response = Response(verbs=tuple(verbs), **fields)
     return Document(response=response, warnings=tuple(ctx.warnings))

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from callxml.errors import MediaError
+from callxml.media.poller import MediaPoller, media_poller
 from callxml.media.srtp import IN_PLACE_BUFFER_OCTETS, MAX_PACKET_OCTETS
 
 __all__ = [
@@ -268,13 +269,17 @@ class BatchedSocket:
             self.tx[i].msg_hdr.msg_iovlen = 1
         self.peer_raw: bytes | None = None  # the peer as a struct sockaddr, when numeric
         self._peer_name: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._poller: MediaPoller | None = None
         self._closing = False
         self.single_reads = 0  # see RtpEndpoint._readable
 
     def start(self, loop: asyncio.AbstractEventLoop, readable: Callable[[], None]) -> None:
-        loop.add_reader(self.fd, readable)  # NotImplementedError on loops without readers
-        self._loop = loop
+        """Call ``readable`` when the socket has datagrams: from the loop's media poller, one
+        reader for every batched socket of the loop (see :mod:`callxml.media.poller`).
+        NotImplementedError on loops without readers."""
+        poller = media_poller(loop)
+        poller.add(self.fd, readable)
+        self._poller = poller
 
     def set_peer(self, address: Address | None) -> None:
         """Point the sendmmsg headers at ``address`` (``None`` or a host name: they cannot)."""
@@ -295,7 +300,7 @@ class BatchedSocket:
             return 0
         return sent
 
-    def sendto(self, data: bytes, addr: Address) -> None:
+    def sendto(self, data: bytes | memoryview, addr: Address) -> None:
         if self._closing:
             return
         try:
@@ -315,6 +320,6 @@ class BatchedSocket:
     def close(self) -> None:
         if not self._closing:
             self._closing = True
-            if self._loop is not None:
-                self._loop.remove_reader(self.fd)
+            if self._poller is not None:
+                self._poller.remove(self.fd)
             self.sock.close()

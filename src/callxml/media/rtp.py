@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -279,10 +280,11 @@ class RelayNumbering:
     :meth:`rewrite` is on the relay's per-packet hot path: one unpack, one pack, no allocation.
     """
 
-    __slots__ = ("_in_ssrc", "_last", "_seq_delta", "_ssrc", "_ts_delta", "sender")
+    __slots__ = ("_clock", "_in_ssrc", "_last", "_seq_delta", "_ssrc", "_ts_delta", "sender")
 
-    def __init__(self, sender: RtpSender) -> None:
+    def __init__(self, sender: RtpSender, clock: Callable[[], None] | None = None) -> None:
         self.sender = sender
+        self._clock = clock  # brings sender.timestamp up to now before a restart reads it
         self._ssrc = sender.ssrc
         self._in_ssrc = -1
         self._seq_delta = 0
@@ -302,6 +304,8 @@ class RelayNumbering:
 
     def _restart(self, packet: bytearray | memoryview | Any, seq: int, ts: int, ssrc: int) -> None:
         """A new incoming source: continue our numbering from where it stands now."""
+        if self._clock is not None:
+            self._clock()
         self.sync()
         sender = self.sender
         self._in_ssrc = ssrc

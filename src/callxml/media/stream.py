@@ -74,7 +74,12 @@ from callxml.media.rtp import (
     RtpSender,
     classify,
 )
-from callxml.media.srtp import MAX_PACKET_OCTETS, SrtpSession, in_place_available
+from callxml.media.srtp import (
+    MAX_PACKET_OCTETS,
+    InPlaceCalls,
+    SrtpSession,
+    in_place_available,
+)
 
 log = logging.getLogger(__name__)
 MAX_DTMF_QUEUE = 64  # received digits kept in dtmf_events (oldest dropped first)
@@ -246,7 +251,9 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.frame_samples = 8000 * config.ptime_ms // 1000
         self.dtmf_events: asyncio.Queue[DtmfDigit] = asyncio.Queue(MAX_DTMF_QUEUE)
         self._sender = RtpSender()
-        self._numbering = RelayNumbering(self._sender)  # relayed packets join our stream
+        # Relayed packets join our stream; a new incoming source reads our clock, brought up
+        # to date first when the sender is parked during a bridge.
+        self._numbering = RelayNumbering(self._sender, self._catch_up_clock)
         self._jitter: JitterBuffer[tuple[int, bytes]] = JitterBuffer(config.jitter_depth)
         self._dtmf_rx = DtmfReceiver()
         self._reception = rtcp.ReceptionStats()
@@ -275,6 +282,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._continuous = False  # keep_sending(): silence fills every interval with no source
         self._silence_payload = ("", b"")  # (codec, one ptime of encoded silence)
         self._blocked = False  # no media either way until keys are set (ZRTP legs)
+        # _relay_one's libsrtp calls, bound for (the target's session it was bound for)
+        self._relay_calls: tuple[SrtpSession | None, InPlaceCalls] | None = None
         self.local_address: Address = ("", 0)
         self.rtcp_address: Address | None = None
 
@@ -396,6 +405,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             if keys is None
             else SrtpSession(keys.suite, our_key=keys.our_key, their_key=keys.their_key)
         )
+        self._relay_calls = None
         self._srtp_seen = (0, 0)
         if keys is not None:
             self._blocked = False
@@ -613,6 +623,14 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             return
         if io.single_reads:
             io.single_reads -= 1
+            target = self._forward_ep
+            if (
+                target is not None
+                and self._srtp is not None
+                and not (self._blocked or target._blocked)
+            ):
+                self._relay_one(io, target, self._srtp)
+                return
             try:
                 data, addr = io.sock.recvfrom(MAX_PACKET_OCTETS + 1)  # longer: classified invalid
             except OSError:  # nothing there after all (or an error the next read reports)
@@ -638,6 +656,65 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                 io.single_reads = SINGLE_READS
             if count < BATCH or io.is_closing():
                 return
+
+    def _relay_one(self, io: BatchedSocket, target: RtpEndpoint, srtp: SrtpSession) -> None:
+        """The bridged pass-through hot path of an SRTP leg for a single read (call rates: one
+        datagram per socket per wakeup): what :meth:`datagram_received` decides for one packet
+        -- the same :func:`classify`, :meth:`_not_media` for all but RTP, the SRTP checks and
+        drop counters, the renumbering, the latch and the counters -- on the datagram read
+        straight into this thread's first batch slot, unprotected and re-protected there
+        (:meth:`SrtpSession.in_place_calls`, bound once per pair of sessions) and sent from
+        there: no bytes objects, no copies, no Python call but the renumbering between the two
+        libsrtp calls."""
+        batch = io.batch
+        view = batch.slot_views[0]
+        try:
+            size, addr = io.sock.recvfrom_into(view, MAX_PACKET_OCTETS + 1)
+        except OSError:  # nothing there after all (or an error the next read reports)
+            return
+        kind = classify(view, size)
+        if kind is not RTP:
+            self._not_media(kind, bytes(view[0:size]), addr)
+            return
+        out = target._srtp
+        calls = self._relay_calls
+        if calls is None or calls[0] is not out:
+            try:
+                calls = self._relay_calls = (out, srtp.in_place_calls(out))
+            except MediaError:  # a session without the in-place binding: the generic path
+                self.datagram_received(bytes(view[0:size]), addr)
+                return
+        unprotect, rx_ctx, protect, tx_ctx, length, size_cell = calls[1]
+        slot = batch.slots[0]
+        size_cell[0] = size  # classify passed it: at most MAX_PACKET_OCTETS
+        status = unprotect(rx_ctx, slot, length)
+        if status:
+            srtp.count_status(status)
+            self._srtp_dropped(srtp)
+            return
+        target._numbering.rewrite(view)
+        if tx_ctx is not None and protect(tx_ctx, slot, length):
+            srtp.other_failures += 1  # e.g. far too old for the send window
+            self._srtp_dropped(srtp)
+            return
+        new_size: int = size_cell[0]
+        if addr != self._remote or not self._latched:
+            self._latch(addr)
+        stats = self.stats
+        stats.packets_received += 1
+        stats.octets_received += size
+        # target.send_ready, without copying the packet out of the slot
+        remote, transport = target._remote, target._transport
+        if remote is None or transport is None or target._blocked:
+            return
+        packet = view[0:new_size]
+        if target._io is not None:
+            target._io.sendto(packet, remote)
+        else:
+            transport.sendto(bytes(packet), remote)
+        target_stats = target.stats
+        target_stats.packets_sent += 1
+        target_stats.octets_sent += new_size
 
     def _relay_batch(self, batch: Batch, count: int, target: RtpEndpoint) -> None:
         """The bridged pass-through hot path on a batch: what :meth:`datagram_received` decides
@@ -816,6 +893,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         if self._blocked:
             return
         now = asyncio.get_running_loop().time()
+        self._catch_up_clock()  # the SR's RTP timestamp is "now" on our clock
         block = self._reception.report_block(now)
         blocks = (block,) if block is not None else ()
         sender = self._sender
@@ -1033,9 +1111,38 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                 self._source_frames += 1
                 return True
         if self._continuous:
+            if self._bridged:
+                # The relay's packets are the stream now: stop waking every ptime for nothing
+                # (at call rates that was one more wakeup per relayed packet). The clock is
+                # brought forward when read (_catch_up_clock) and when the loop starts again,
+                # which unbridging does (_unbridged).
+                return False
             self._silence()
             return True
         return bool(self._dtmf_tx)
+
+    def _catch_up_clock(self) -> None:
+        """Advance the RTP clock of a continuous leg whose sender is parked (bridged: see
+        :meth:`_tick`) by the whole frames since its last tick, as the ticks would have; the
+        relay's renumbering and RTCP read it. A ticking or non-continuous sender is left as
+        it is (the first keeps it current; the second catches up when it next sends)."""
+        last = self._last_tick
+        if not self._continuous or last is None:
+            return
+        if self._tx_task is not None and not self._tx_task.done():
+            return
+        ptime = self.config.ptime_ms / 1000
+        frames = int((asyncio.get_running_loop().time() - last) / ptime)
+        if frames > 0:
+            self._sender.advance(frames * self.frame_samples)
+            self._last_tick = last + frames * ptime
+
+    def _unbridged(self) -> None:
+        """The relay let go of this leg: our own stream (silence, prompts) carries on after
+        the relayed packets, and a continuous sender parked while bridged starts again."""
+        self._numbering.sync()
+        if self._continuous and not self._closed:
+            self._ensure_sending()
 
     def _silence(self) -> bool:
         """One packet of silence in the negotiated codec, when keeping the stream going and
@@ -1063,7 +1170,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._forward_ep = None
         self._forward = forward
         if forward is None:
-            self._numbering.sync()  # our own packets carry on after the relayed ones
+            self._unbridged()
 
     def pass_through_to(self, target: RtpEndpoint | None) -> None:
         """Re-send every authenticated received packet on ``target`` untouched but for the keys.
@@ -1074,4 +1181,4 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._forward = None
         self._forward_ep = target
         if target is None:
-            self._numbering.sync()  # our own packets carry on after the relayed ones
+            self._unbridged()
