@@ -38,11 +38,11 @@ from support.cluster import (
     EngineProcess,
     Proxy,
     engine_of,
+    free_media_port,
     shipped_kamailio,
     start_engine,
 )
 from support.engine import WebApp, web_app
-from support.ports import free_port
 from support.postgres import PostgresServer
 from support.rawsip import RawPeer, request
 from support.sipp import Sipp
@@ -153,7 +153,7 @@ def caller_args(calls: int, rate: int, *extra: str) -> list[str]:
     port of its own (two SIPp callers may run at the same time)."""
     return [
         "-m", str(calls), "-r", str(rate), "-l", str(calls),
-        "-mp", str(free_port("udp")), *extra,
+        "-mp", str(free_media_port()), *extra,
     ]  # fmt: skip
 
 
@@ -192,7 +192,7 @@ async def test_a_call_on_one_engine_is_run_through_the_other(
     deployment: Deployment, sipp: Sipp
 ) -> None:
     d = deployment
-    callee = await sipp.uas("uas_answer", media_port=True, timeout=30)
+    callee = await sipp.uas("uas_answer", args=["-mp", str(free_media_port())], timeout=30)
     async with aiohttp.ClientSession(headers=API_AUTH) as http:
         form = {
             "To": f"sip:callee@127.0.0.1:{callee.port}",
@@ -335,17 +335,21 @@ async def test_a_killed_engine_leaves_the_rotation_and_its_calls_fail_once(
 
     # b's calls: marked failed by a once b's lease ran out, each once; none left unfinished.
     failed = await until(
-        lambda: {r["sid"]: r for r in d.rows("node = 'b'") if r["status"] not in UNFINISHED}
-        if not d.rows(f"node = 'b' AND status IN {UNFINISHED}")
-        else None,
+        lambda: (
+            {r["sid"]: r for r in d.rows("node = 'b'") if r["status"] not in UNFINISHED}
+            if not d.rows(f"node = 'b' AND status IN {UNFINISHED}")
+            else None
+        ),
         what="b's calls finalised",
     )
     assert set(failed) == on_b
     for record in failed.values():
         assert (record["status"], record["error"]) == ("failed", "engine b stopped during the call")
-    async with aiohttp.ClientSession(headers=API_AUTH) as http:
-        async with http.get(f"{d.a.api_url}/metrics") as resp:
-            metrics = await resp.text()
+    async with (
+        aiohttp.ClientSession(headers=API_AUTH) as http,
+        http.get(f"{d.a.api_url}/metrics") as resp,
+    ):
+        metrics = await resp.text()
     assert f"callxml_cluster_calls_reaped_total {float(len(on_b))}" in metrics
 
     # a's held calls end when their callers hang up, completed; b's callers get no 200 to their
@@ -353,6 +357,6 @@ async def test_a_killed_engine_leaves_the_rotation_and_its_calls_fail_once(
     held_result = await held.result()
     assert held_result.counter("SuccessfulCall") == len(on_a), held_result.explain()
     assert held_result.counter("FailedCall") == len(on_b)
-    assert {r["sid"]: r["status"] for r in d.rows(f"sid IN {tuple(on_a) + ('',)}")} == {
+    assert {r["sid"]: r["status"] for r in d.rows(f"sid IN {(*on_a, '')}")} == {
         sid: "completed" for sid in on_a
     }

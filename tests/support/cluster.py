@@ -23,7 +23,6 @@ import re
 import shutil
 import signal
 import socket
-import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import aiohttp
 
 from callxml.engine.devcert import DevCertificate
+from support.engine import serve_process
 
 __all__ = [
     "ACCOUNT_SID",
@@ -41,6 +41,7 @@ __all__ = [
     "EngineProcess",
     "Proxy",
     "cpu_seconds",
+    "free_media_port",
     "free_port_on",
     "shipped_kamailio",
     "start_engine",
@@ -76,6 +77,28 @@ def free_port_on(host: str, transport: str = "both") -> int:
                 continue
         return port
     raise RuntimeError(f"no port free on {host}")
+
+
+def free_media_port(host: str = "127.0.0.1") -> int:
+    """A port for SIPp's ``-mp``: SIPp binds it and the next three (audio and video, RTP and
+    RTCP), so all four must be free."""
+    for _ in range(50):
+        base = free_port_on(host, "udp")
+        if base % 2 or base > 65531:
+            continue
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(base, base + 4):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(sock)
+                sock.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return base
+    raise RuntimeError(f"no four UDP ports free in a row on {host}")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -230,13 +253,13 @@ async def start_engine(
         )
     )
     with (directory / "engine.log").open("wb") as log:
-        engine.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "callxml.cli", "serve", "--config", str(engine.config),
+        engine.process = await serve_process(
+            engine.config,
             cwd=directory,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
+        )
     try:
         await _wait_healthy(engine, startup)
     except BaseException:
