@@ -89,7 +89,7 @@ async def choice(request: web.Request) -> web.Response:
     if digits == "1":
         return twiml(
             say("Connecting you to Jack."),
-            '<Dial action="/ivr/dial-status" timeout="20">'
+            '<Dial action="/ivr/dial-status" timeout="20" ringTone="us">'
             f"<Sip>{escape(request.app[DIAL_TARGET])}</Sip></Dial>",
         )
     if digits == "2":

@@ -65,6 +65,7 @@ CANDIDATES = (
     "inbound",
     "Polly.Joanna",
     "zrtp",
+    "de",
 )
 
 

@@ -41,6 +41,8 @@ def test_full_file(tmp_path: Path) -> None:
 [sip]
 listen = ["udp:0.0.0.0:5070", "tls:[::1]:5071"]
 trunk_uri_template = "sip:{{number}}@trunk.example.com;secure=true"
+session_expires = 3600
+min_se = 120
 [http]
 port = 9000
 public_url = "https://calls.example.com/"
@@ -72,6 +74,7 @@ credentials = [{{ username = "alice", password = "s3cret" }}]
     assert cfg.tls_ca_bundle == tmp_path / "ca.pem"
     assert cfg.database == tmp_path / "db/calls.db"
     assert cfg.webhook_timeout == 5.0
+    assert (cfg.session_expires, cfg.min_se) == (3600, 120)
     domain = cfg.domain("secure.example.com")
     assert domain is not None and domain.secure_media and domain.needs_auth
     assert "s3cret" not in repr(domain)
@@ -86,6 +89,9 @@ credentials = [{{ username = "alice", password = "s3cret" }}]
         ({"http": {"host": "localhost"}}, "http.host: must be an IP address"),
         ({"sip": {"listen": ["sctp:127.0.0.1:5060"]}}, "sip.listen[0]"),
         ({"sip": {"trunk_uri_template": "sip:x@y"}}, "sip.trunk_uri_template"),
+        ({"sip": {"min_se": 30}}, "sip.min_se: must be between 90"),
+        ({"sip": {"session_expires": 60}}, "sip.session_expires: 0 (no session timers)"),
+        ({"sip": {"session_expires": 600, "min_se": 900}}, "sip.session_expires"),
         ({"media": {"port_min": 10, "port_max": 11}}, "media.port_max"),
         ({"webhooks": {"timeout": 0}}, "webhooks.timeout"),
         ({"tls": {"cert": "/nonexistent.pem", "key": "/nonexistent.key"}}, "tls.cert: file"),
@@ -238,6 +244,21 @@ def test_no_accounts_and_no_domains_leaves_the_demo_domain_without_an_owner() ->
             {"accounts": [ACCOUNT], "domains": [{**DOMAIN, "port": 5060}]},
             "domains[0].port: unknown key",
         ),
+        (
+            {"accounts": [ACCOUNT], "domains": [{**DOMAIN, "digest_algorithms": ["SHA-1"]}]},
+            "domains[0].digest_algorithms: 'SHA-1' is not one of MD5, SHA-256, SHA-512-256",
+        ),
+        (
+            {"accounts": [ACCOUNT], "domains": [{**DOMAIN, "digest_algorithms": []}]},
+            "domains[0].digest_algorithms: name at least one algorithm",
+        ),
+        ({"registrar": {"min_expires": 0}}, "registrar.min_expires: must be between 1 and"),
+        (
+            {"registrar": {"min_expires": 600, "max_expires": 60}},
+            "registrar.min_expires: must not exceed registrar.max_expires",
+        ),
+        ({"registrar": {"max_bindings": 5000}}, "registrar.max_bindings: must be between 1"),
+        ({"registrar": {"ttl": 1}}, "registrar.ttl: unknown key"),
     ],
 )
 def test_every_section_names_the_key(data: dict[str, object], message: str) -> None:
@@ -311,3 +332,104 @@ def test_bad_media_encryption_names_the_key(extra: dict[str, object], message: s
     with pytest.raises(ConfigError) as info:
         parse_config(_domain_with(**extra))
     assert str(info.value).startswith(message), str(info.value)
+
+
+def test_registrar_section_and_digest_algorithms() -> None:
+    config = parse_config(
+        {
+            "registrar": {"min_expires": 30, "max_expires": 600, "max_bindings": 3},
+            "accounts": [ACCOUNT],
+            "domains": [{**DOMAIN, "digest_algorithms": ["sha-256", "MD5", "SHA-256"]}],
+        }
+    )
+    assert (config.registrar_min_expires, config.registrar_max_expires) == (30, 600)
+    assert config.registrar_default_expires == 600  # the default is cut to the maximum
+    assert config.registrar_max_bindings == 3
+    assert config.domains[0].digest_algorithms == ("SHA-256", "MD5")
+    assert parse_config({}).domains[0].digest_algorithms == ("MD5", "SHA-256")
+
+
+REGISTRATION = {
+    "registrar": "sips:sip.carrier.example",
+    "username": "customer-4711",
+    "password": "secret-1",
+    "domain": "d.example",
+}
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            {**REGISTRATION, "registrar": "sip:sip.carrier.example"},
+            "registrations[0].registrar: must be sips: or ;transport=tls",
+        ),
+        ({**REGISTRATION, "registrar": "http://x"}, "registrations[0].registrar: "),
+        ({**REGISTRATION, "registrar": "sips:bob@x.example"}, "registrations[0].registrar: names"),
+        ({k: v for k, v in REGISTRATION.items() if k != "password"}, "registrations[0].password"),
+        ({**REGISTRATION, "password_env": "X"}, "registrations[0].password: give one of"),
+        ({**REGISTRATION, "domain": "nowhere"}, "registrations[0].domain: no domain 'nowhere'"),
+        ({**REGISTRATION, "expires": 10}, "registrations[0].expires: must be between 60"),
+        ({**REGISTRATION, "keepalive": 0}, "registrations[0].keepalive: must be between 1"),
+        ({**REGISTRATION, "outbound_proxy": "x"}, "registrations[0].outbound_proxy: "),
+        ({**REGISTRATION, "pin": 1}, "registrations[0].pin: unknown key"),
+    ],
+)
+def test_bad_registrations_name_the_key(entry: dict[str, object], message: str) -> None:
+    data = {
+        "sip": {"listen": ["tls:127.0.0.1:5061"]},
+        "accounts": [ACCOUNT],
+        "domains": [DOMAIN],
+        "registrations": [entry],
+    }
+    test_bad_config_names_the_key(data, message)
+
+
+def test_registrations_need_a_tls_listener_and_unique_names() -> None:
+    base = {"accounts": [ACCOUNT], "domains": [DOMAIN]}
+    with pytest.raises(ConfigError, match="need a tls listener"):
+        parse_config(
+            {**base, "sip": {"listen": ["udp:127.0.0.1:5060"]}, "registrations": [REGISTRATION]}
+        )
+    with pytest.raises(ConfigError, match="registrations: duplicate name"):
+        parse_config({**base, "registrations": [REGISTRATION, REGISTRATION]})
+
+
+def test_a_registration_password_from_a_file_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "carrier.secret").write_text("from-the-file\n")
+    monkeypatch.setenv("CARRIER_PASSWORD", "from-the-environment")
+    config_file = tmp_path / "callxml.toml"
+    config_file.write_text(
+        f"""
+[[accounts]]
+sid = "{ACCOUNT["sid"]}"
+auth_token = "{ACCOUNT["auth_token"]}"
+
+[[domains]]
+name = "d"
+account = "{ACCOUNT["sid"]}"
+voice_url = "http://x/"
+
+[[registrations]]
+registrar = "sip:carrier.example;transport=tls"
+username = "a"
+password_file = "carrier.secret"
+domain = "d"
+
+[[registrations]]
+name = "second"
+registrar = "sips:carrier.example"
+username = "b"
+password_env = "CARRIER_PASSWORD"
+domain = "D."
+"""
+    )
+    first, second = load_config(config_file).registrations
+    assert (first.name, first.password) == ("a@carrier.example", "from-the-file")
+    assert (second.name, second.password, second.domain) == ("second", "from-the-environment", "d")
+    assert "from-the" not in repr(first) + repr(second)  # never shown
+    monkeypatch.delenv("CARRIER_PASSWORD")
+    with pytest.raises(ConfigError, match="the environment has no CARRIER_PASSWORD"):
+        load_config(config_file)

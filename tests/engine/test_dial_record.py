@@ -47,7 +47,7 @@ async def test_dial_record_dual(tmp_path: Path, sipp: Sipp) -> None:
     with wave.open(io.BytesIO(audio)) as wav:
         assert wav.getnchannels() == 2 and wav.getframerate() == 8000
         assert 1.0 <= wav.getnframes() / 8000 <= 3.0
-    assert meta["call_sid"] == sid and meta["channels"] == 2
+    assert meta["call_sid"] == sid and meta["channels"] == 2 and meta["source"] == "DialVerb"
     (callback,) = [form for path, form in app.requests if path == "/rec"]
     assert callback["RecordingStatus"] == "completed" and callback["RecordingChannels"] == "2"
     assert callback["RecordingSid"] == after["RecordingSid"]

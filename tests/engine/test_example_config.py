@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+import pytest
 
 from callxml.engine.config import load_config
 
@@ -26,3 +29,23 @@ def test_example_zrtp_domains() -> None:
     assert zrtp is not None and zrtp.media_encryption == "zrtp" and not zrtp.secure_media
     assert both is not None and both.media_encryption == "sdes-or-zrtp" and both.secure_media
     assert both.srtp_suites[0] == "AEAD_AES_256_GCM"
+
+
+def test_the_commented_registrar_domain_and_carrier_registration_mean_what_they_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Uncommented, the example's registrar domain and carrier registration load as described."""
+    lines = EXAMPLE.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("# A registrar domain"))
+    setting = re.compile(r"^# (\[\[?[a-z]+\]\]?$|[a-z_]+ = )")  # a commented-out TOML line
+    enabled = lines[:start] + [line[2:] if setting.match(line) else line for line in lines[start:]]
+    copy = tmp_path / "callxml.toml"
+    copy.write_text("\n".join(enabled) + "\n")
+    monkeypatch.setenv("CARRIER_PASSWORD", "from-the-environment")
+    config = load_config(copy)
+    office = config.domain("office.localhost")
+    assert office is not None and office.secure_media and len(office.credentials) == 2
+    [carrier] = config.registrations
+    assert carrier.registrar == "sips:sip.carrier.example" and carrier.domain == "secure.localhost"
+    assert carrier.password == "from-the-environment" and carrier.expires == 600
+    assert config.registrar_max_bindings == 10

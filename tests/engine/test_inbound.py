@@ -98,6 +98,7 @@ async def test_plain_domain_accepts_plain_rtp_and_runs_the_flow(
     call = calls[0]
     assert call.status == "completed"  # type: ignore[attr-defined]
     assert call.caller_name == "sipp"  # type: ignore[attr-defined]
+    assert call.forwarded_from == "+15551230000"  # type: ignore[attr-defined]
     kinds = [e.kind for e in events]
     assert "webhook" in kinds and "verb" in kinds
     webhook = next(e for e in events if e.kind == "webhook")

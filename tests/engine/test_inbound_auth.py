@@ -205,6 +205,44 @@ def test_domain_authenticator_selection(tmp_path: Path) -> None:
     assert (md5.algorithm, sha256.algorithm) == ("MD5", "SHA-256")
 
 
+def test_a_register_is_always_challenged_and_a_secure_domains_only_over_tls(
+    tmp_path: Path,
+) -> None:
+    """A listed address may place calls without credentials, never register as a user; a
+    secure domain's REGISTER is not challenged off TLS (the registrar refuses it, 403)."""
+    config = engine_config(
+        tmp_path,
+        [
+            *domains(WebApp({})),
+            {
+                "name": "secure.test",
+                "voice_url": "http://127.0.0.1:1/voice",
+                "secure_media": True,
+                "credentials": [{"username": USER, "password": PASSWORD}],
+            },
+        ],
+    )
+    select = DomainAuthenticator(config)
+    here = Address("udp", "127.0.0.1", 5555)
+    register = SipRequest("REGISTER", "sip:listed.test", _invite("sip:listed.test").headers)
+    server = select(register, here)
+    assert server is not None and server.realm == "listed.test"
+    secure = SipRequest("REGISTER", "sip:secure.test", _invite("sip:secure.test").headers)
+    assert select(secure, here) is None
+    over_tls = select(secure, Address("tls", "127.0.0.1", 5555))
+    assert over_tls is not None and over_tls.realm == "secure.test"
+
+
+def test_a_carriers_call_over_a_registration_is_not_challenged(tmp_path: Path) -> None:
+    """A carrier cannot answer a challenge: its INVITE over a registration's flow (the TLS
+    connection we opened to it) is let through; the same INVITE from anywhere else is not."""
+    config = engine_config(tmp_path, domains(WebApp({})))
+    flow = Address("tls", "192.0.2.10", 5061)
+    select = DomainAuthenticator(config, from_carrier=lambda source: source == flow)
+    assert select(_invite("sip:ivr@auth.test"), flow) is None
+    assert select(_invite("sip:ivr@auth.test"), Address("tls", "192.0.2.10", 40000)) is not None
+
+
 def test_domain_authenticator_secret_is_per_start(tmp_path: Path) -> None:
     config = engine_config(tmp_path, domains(WebApp({})))
     request = _invite("sip:ivr@auth.test")

@@ -13,7 +13,15 @@ import pytest
 from callxml.engine.api import OutboundCall
 from callxml.engine.calls import InvalidTarget
 from callxml.engine.server import Engine
-from support.engine import ACCOUNT_SID, API_AUTH, WebApp, engine_config, running_engine, wait_status
+from support.engine import (
+    ACCOUNT_SID,
+    API_AUTH,
+    WebApp,
+    engine_config,
+    originate_twiml,
+    running_engine,
+    wait_status,
+)
 from support.sipp import Sipp
 
 pytestmark = pytest.mark.peer
@@ -116,15 +124,26 @@ async def test_invalid_to_is_400(tmp_path: Path) -> None:
         running_engine(engine_config(tmp_path, [])) as engine,
         aiohttp.ClientSession(headers=API_AUTH) as http,
     ):
-        for to in ("sip:", "+15550100"):
+        for to in ("sip:", "+15550100", "client:", "client:a@b"):
             form = {"To": to, "From": "x", "Twiml": "<Response/>"}
             async with http.post(api(engine, "Calls.json"), data=form) as resp:
                 answers.append((resp.status, await resp.json()))
         assert engine.store is not None
         assert engine.store.count_calls(ACCOUNT_SID) == 0
-    (bad_status, bad), (no_trunk_status, no_trunk) = answers
+    (bad_status, bad), (no_trunk_status, no_trunk), *clients = answers
     assert bad_status == 400 and bad["code"] == 21211
     assert no_trunk_status == 400 and no_trunk["code"] == 21211 and "trunk" in no_trunk["message"]
+    for status, body in clients:  # a client identity is a user name
+        assert status == 400 and body["code"] == 21211 and "client identity" in body["message"]
+
+
+async def test_a_client_not_registered_is_no_answer(tmp_path: Path) -> None:
+    """REST ``To=client:…`` with no registered device: 480 Temporarily Unavailable, as a
+    registrar answers for an address of record without bindings (RFC 3261 §10.3)."""
+    async with running_engine(engine_config(tmp_path, [])) as engine:
+        sid = await originate_twiml(engine, "client:nobody", "<Response/>")
+        record = await wait_status(engine, sid, {"no-answer"})
+    assert record.sip_response_code == 480 and record.to == "client:nobody"
 
 
 @pytest.mark.parametrize("how", ["ring-timeout", "rest-cancel"])

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from callxml.engine.devcert import ensure_dev_certificate
-from callxml.media.tone import goertzel_power
-from support.baresip import BaresipFactory, BaresipOptions, tone_wav
+from support.baresip import BaresipFactory, BaresipOptions, best_window, tone_wav
 from support.engine import WebApp, engine_config, running_engine, sip_port
 from support.waiting import until
 
@@ -29,13 +28,6 @@ JACK_TONE = 1300.0
 
 def tone_file(path: Path, frequency: float) -> Path:
     return tone_wav(path, frequency, 30_000, amplitude=0.3)
-
-
-def best_window(pcm: bytes, frequency: float, seconds: float = 0.5) -> float:
-    """The strongest presence of ``frequency`` in any window of the received audio."""
-    step = int(8000 * seconds) * 2
-    windows = [pcm[i : i + step] for i in range(0, max(0, len(pcm) - step) + 1, step // 2)]
-    return max((goertzel_power(w, frequency) for w in windows if len(w) == step), default=0.0)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from callxml.engine.store import CallEvent, CallRecord, RecordingRecord, SqliteStore, SqlStore
+from callxml.engine.store import (
+    BindingRecord,
+    CallEvent,
+    CallRecord,
+    RecordingRecord,
+    SqliteStore,
+    SqlStore,
+)
 from support.postgres import PostgresServer
 
 
@@ -376,3 +383,19 @@ def test_calls_are_stamped_with_the_store_node(stores: Stores) -> None:
     store.create_call(_call("CA01"))
     store.create_call(_call("CA02", node="b"))
     assert [(c.sid, c.node) for c in store.list_calls("AC1")] == [("CA02", "b"), ("CA01", "a")]
+
+
+def test_bindings_are_written_together_and_expire(stores: Stores) -> None:
+    store = stores.open()
+    a = BindingRecord("alice@d.test", "contact:a", "sip:alice@10.0.0.1", expires_at=100.0)
+    b = BindingRecord("alice@d.test", "contact:b", "sip:alice@10.0.0.2", expires_at=50.0)
+    store.update_bindings([a, b], [])
+    assert store.list_bindings(now=60.0) == [a]  # an expired binding is never listed
+    moved = BindingRecord("alice@d.test", "contact:a", "sip:alice@10.0.0.9", expires_at=200.0)
+    store.update_bindings([moved], [("alice@d.test", "contact:b")])
+    assert store.list_bindings(now=0.0) == [moved]  # replaced by (aor, key); b deleted
+    store.update_bindings([b], [])
+    assert store.purge_bindings(60.0) == 1 and store.list_bindings(now=0.0) == [moved]
+    store.close()
+    again = stores.open()  # durable across a restart
+    assert again.list_bindings(now=0.0) == [moved]

@@ -298,6 +298,7 @@ async def test_record_true_records_the_whole_call(tmp_path: Path, sipp: Sipp) ->
     await app.stop()
     assert (await callee.result()).returncode == 0
     assert recording.channels == 2 and int(recording.duration) >= 1
+    assert recording.source == "OutboundAPI"
     assert stored is not None
     with wave.open(stored.path) as audio:
         assert audio.getnchannels() == 2

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from callxml.interpreter import actions as act
-from callxml.markup.verbs import Client, Number, Sip
-from callxml.runtime.dial import Dialer, resolve_targets
+from callxml.markup.verbs import Client, Conference, Number, Sip
+from callxml.runtime.dial import ChildCallback, Dialer, resolve_targets
+from callxml.runtime.fork import Branch, Callee
 from callxml.sip.auth import Credentials
+from callxml.sip.events import Address
 from callxml.sip.target import Target
 from support.fakes import FakeLeg
 from support.waiting import until
@@ -47,6 +49,7 @@ class FakePhone:
         headers: Sequence[tuple[str, str]] = (),
         on_ringing: Callable[[], None] | None = None,
         sid: str | None = None,
+        destinations: Sequence[Address] = (),
     ) -> Result:
         uri = str(target)
         self.calls.append(
@@ -56,6 +59,8 @@ class FakePhone:
                 "timeout": timeout,
                 "creds": credentials,
                 "headers": tuple(target.headers) if isinstance(target, Target) else (),
+                "sent_headers": tuple(headers),
+                "destinations": tuple(destinations),
             }
         )
         delay, status, code = self.script[uri]
@@ -118,7 +123,7 @@ def test_resolve_targets() -> None:
         ],
         trunk_uri_template="sip:{number}@trunk.test",
     )
-    sip, number, client, bad = targets
+    sip, number, client, bad = targets  # no directory: a <Client> cannot be found
     assert sip.label == "sip:jack@example.com;secure=true"
     assert sip.target is not None and sip.target.secure
     assert sip.target.headers == (("X-Account", "42"),)
@@ -272,13 +277,154 @@ async def test_nothing_callable_fails() -> None:
         notes.append((kind, data))
 
     result = await Dialer(FakePhone({}), Bridges(), event=note)(
-        dial_action(Client(identity="bob")),
+        dial_action(Conference(name="room")),
         FakeLeg(),
         answer_caller=no_answer,
         stop=asyncio.Event(),
     )
     assert result.status == "failed"
     assert "not supported" in notes[0][1]["message"]
+
+
+async def test_a_client_without_a_registrar_is_not_dialled() -> None:
+    notes: list[tuple[str, dict[str, Any]]] = []
+
+    async def note(kind: str, data: dict[str, Any]) -> None:
+        notes.append((kind, data))
+
+    phone = FakePhone({})
+    result = await Dialer(phone, Bridges(), event=note)(
+        dial_action(Client(identity="bob")),
+        FakeLeg(),
+        answer_caller=no_answer,
+        stop=asyncio.Event(),
+    )
+    assert result.status == "failed" and not phone.calls
+    assert notes[0][1]["message"] == (
+        "Dial client:bob: no registrar: clients register to a SIP domain with credentials"
+    )
+
+
+# --- registered users: every device at once ------------------------------------------------
+
+
+def device(name: str, port: int) -> Branch:
+    flow = Address("tls", "192.0.2.7", port, flow=True)
+    return Branch(Target.parse(f"sip:{name}@192.0.2.7:{port};transport=tls"), (flow,))
+
+
+class Devices:
+    """A Directory: ``users`` maps an identity to its devices; ``ours`` is our domain."""
+
+    def __init__(self, users: dict[str, tuple[Branch, ...]], ours: str = "reg.test") -> None:
+        self.users = users
+        self.ours = ours
+
+    def client(self, identity: str) -> Callee:
+        return Callee(f"client:{identity}", self.users.get(identity, ()))
+
+    def sip(self, target: Target) -> Callee | None:
+        if target.uri.host != self.ours or target.uri.user is None:
+            return None
+        return self.client(target.uri.user)
+
+
+async def test_every_device_rings_and_the_first_answer_wins() -> None:
+    desk, soft = device("alice", 40001), device("alice", 40002)
+    phone = FakePhone(
+        {
+            str(desk.target): (0.05, "completed", 200),
+            str(soft.target): (0.05, "completed", 200),
+        }
+    )
+    phone.script[str(soft.target)] = (5.0, "completed", 200)  # still ringing when desk answers
+    children = Children()
+    bridges = Bridges()
+    caller = FakeLeg(answered=True)
+    dialer = Dialer(phone, bridges, children=children, directory=Devices({"alice": (desk, soft)}))
+
+    async def caller_leaves() -> None:
+        await until(lambda: bridges.started, step=0.005)
+        caller.caller_hangs_up()
+
+    leaving = asyncio.ensure_future(caller_leaves())
+    noun = Client(
+        identity="alice",
+        parameters=(("ticket", "42"), ("bad name", "x")),
+        status_callback="https://app.test/child",
+        status_callback_event=("ringing", "completed"),
+    )
+    result = await dialer(
+        dial_action(noun, timeout=10), caller, answer_caller=no_answer, stop=asyncio.Event()
+    )
+    await leaving
+    assert result.status == "completed"
+    assert [c["destinations"] for c in phone.calls] == [desk.destinations, soft.destinations]
+    assert phone.cancelled == [str(soft.target)]  # the other device got CANCEL
+    sent = phone.calls[0]["sent_headers"]
+    assert sent == (("X-Identity", "alice"), ("X-ticket", "42"))
+    # One child call for the noun, whatever the number of devices, shown as client:alice, with
+    # the <Client>'s own statusCallback.
+    [(sid, to, callback)] = children.started
+    assert to == "client:alice"
+    assert callback == ChildCallback("https://app.test/child", "POST", ("ringing", "completed"))
+    assert next(status for child, status in children.statuses if child == sid) == "ringing"
+
+
+async def test_a_user_without_devices_is_no_answer_480() -> None:
+    phone = FakePhone({})
+    dialer = Dialer(phone, Bridges(), directory=Devices({}))
+    result = await dialer(
+        dial_action(Client(identity="nobody")),
+        FakeLeg(),
+        answer_caller=no_answer,
+        stop=asyncio.Event(),
+    )
+    assert result.status == "no-answer" and result.sip_response_code == 480 and not phone.calls
+
+
+async def test_a_sip_uri_on_our_domain_rings_the_users_devices() -> None:
+    one = device("bob", 40003)
+    phone = FakePhone({str(one.target): (0.0, "busy", 486)})
+    dialer = Dialer(phone, Bridges(), directory=Devices({"bob": (one,)}))
+    result = await dialer(
+        dial_action(Sip(uri="sip:bob@reg.test?X-Ticket=7")),
+        FakeLeg(),
+        answer_caller=no_answer,
+        stop=asyncio.Event(),
+    )
+    assert result.status == "busy"
+    [call] = phone.calls
+    assert call["uri"] == str(one.target) and call["sent_headers"] == (("X-Ticket", "7"),)
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "status", "code"),
+    [
+        ([("busy", 486), ("no-answer", 480)], "busy", 486),
+        ([("failed", 503), ("no-answer", 480)], "no-answer", 480),
+        ([("busy", 603), ("completed", 200)], "busy", 603),  # 6xx ends the fork (§16.7)
+    ],
+)
+async def test_a_fork_that_nobody_answers_reports_the_most_telling_outcome(
+    outcomes: list[tuple[str, int]], status: str, code: int
+) -> None:
+    branches = tuple(device("carol", 40010 + i) for i in range(len(outcomes)))
+    phone = FakePhone({})
+    for i, (branch, (outcome, sip_code)) in enumerate(zip(branches, outcomes, strict=True)):
+        phone.script[str(branch.target)] = (
+            0.01 * (i + 1) if outcome != "completed" else 1.0,
+            outcome,
+            sip_code,
+        )
+    dialer = Dialer(phone, Bridges(), directory=Devices({"carol": branches}))
+    result = await dialer(
+        dial_action(Client(identity="carol"), timeout=10),
+        FakeLeg(),
+        answer_caller=no_answer,
+        stop=asyncio.Event(),
+    )
+    assert (result.status, result.sip_response_code) == (status, code)
 
 
 class Children:

@@ -477,3 +477,12 @@ def test_stream_parser_garbage_breaks_the_stream() -> None:
     with pytest.raises(BadMessage):
         parser.feed(b"\x16\x03\x01 TLS hello?\r\n\r\n")
     assert parser.broken
+
+
+def test_a_pong_is_taken_only_by_the_side_that_pinged() -> None:
+    """RFC 5626 §4.4.1: a lone CRLF may be half a ping (wait for the rest) unless we pinged."""
+    parser = StreamParser()
+    assert parser.feed(b"\r\n") == [] and parser.buffered == 2  # maybe half a ping
+    assert parser.take_pong() and parser.buffered == 0
+    parser.feed(b"\r\n\r\n")
+    assert parser.keepalives == 1 and not parser.take_pong()

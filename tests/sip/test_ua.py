@@ -26,6 +26,7 @@ from callxml.sip.events import (
     DialogConfirmed,
     Event,
     InviteReceived,
+    ReofferAnswered,
 )
 from callxml.sip.message import SipMessage, SipRequest, SipResponse
 from callxml.sip.ua import (
@@ -552,9 +553,9 @@ def test_unknown_dialog_and_methods() -> None:
     assert [r.status for r in _inject(b, request("FROB", branch="z9hG4bK-4"))] == [501]
     assert [r.status for r in _inject(b, request("CANCEL", branch="z9hG4bK-5"))] == [481]
     req = request("OPTIONS", branch="z9hG4bK-6")
-    req.headers.add("Require", "100rel")
+    req.headers.add("Require", "precondition")  # RFC 3312: an extension we do not support
     [r420] = _inject(b, req)
-    assert r420.status == 420 and r420.headers.get("Unsupported") == "100rel"
+    assert r420.status == 420 and r420.headers.get("Unsupported") == "precondition"
     tel = request("INVITE", uri="tel:+15551234567", branch="z9hG4bK-7")
     assert [r.status for r in _inject(b, tel)] == [100, 416]
 
@@ -621,18 +622,32 @@ def test_reinvite_glare_gets_491_both_ways() -> None:
     cid = call(net, a)
     net.run(5)
     [incoming] = b.seen(InviteReceived)
+    a.ua._random.seed(1)  # §14.1's waits are random: fix them so the steps below are exact
+    b.ua._random.seed(1)  # (B waits 0.27 s, A 2.36 s; the bounds below hold for any seed)
     a.ua.reinvite(cid, SDP_A, net.now)
     b.ua.reinvite(incoming.call, SDP_B, net.now)
     net._collect()
-    net.run(5)
+    net.run(0.2)
     assert net.labels(A_UDP).count("491/INVITE") == 1
     assert net.labels(B_UDP).count("491/INVITE") == 1
     assert a.ua.calls[cid].reinvite_key is None
     assert b.ua.calls[incoming.call].reinvite_key is None
-    a.ua.reinvite(cid, SDP_A, net.now)  # and a later one works
-    net._collect()
-    net.run(5)
-    assert len(b.seen(CallReinvited)) == 1
+    # §14.1: B (not the Call-ID's owner) retries within 2 s, A (the owner) after 2.1-4 s, so
+    # the retries do not collide again and both modifications go through.
+    net.run(10)
+    assert net.labels(A_UDP).count("491/INVITE") == 1
+    assert net.labels(B_UDP).count("491/INVITE") == 1
+    assert len(b.seen(CallReinvited)) == 1 and len(a.seen(CallReinvited)) == 1
+    [answered_a] = a.seen(ReofferAnswered)
+    [answered_b] = b.seen(ReofferAnswered)
+    assert answered_a.method == answered_b.method == "INVITE"
+    glare = [s for s in net.log if s.label == "491/INVITE"]
+    arrived = max(s.at for s in glare) + net.latency  # when each side learnt of the glare
+    reinvites = [s for s in net.log if s.label == "INVITE" and s.message.to.tag]
+    retried = reinvites[2:]  # the first two met in glare
+    assert [s.source for s in retried] == [B_UDP, A_UDP]
+    assert 0.0 <= retried[0].at - arrived <= 2.0 + 1e-9
+    assert 2.1 - 1e-9 <= retried[1].at - arrived <= 4.0 + 1e-9
 
 
 def test_tls_contact_is_sips_only_for_sips_requests() -> None:

@@ -47,7 +47,7 @@ from typing import Any
 import pytest
 
 from callxml.engine.devcert import DevCertificate, ensure_dev_certificate
-from callxml.media.tone import sine
+from callxml.media.tone import goertzel_power, sine
 from callxml.media.wav import read_audio, write_wav
 from support.ports import free_port, is_free
 from support.process import stop_process
@@ -82,6 +82,10 @@ class BaresipOptions:
     baresip listen on TLS too, with ``cert`` (a :class:`DevCertificate`; made in the config
     directory when None).
     ``extra_config`` lines are appended to the ``config`` file verbatim.
+
+    Registration: the account's address of record is ``sip:<user>@<domain>``; ``regint`` > 0
+    makes baresip register (every ``regint`` seconds) through the ``registrar`` URI (its
+    outbound proxy, e.g. ``sip:127.0.0.1:5061;transport=tls``) with ``password``.
     """
 
     user: str = "peer"
@@ -95,6 +99,10 @@ class BaresipOptions:
     ptime: int = 20
     extra_config: tuple[str, ...] = ()
     extra_account_params: tuple[str, ...] = ()
+    domain: str = "127.0.0.1"
+    regint: int = 0
+    registrar: str | None = None
+    password: str | None = None
 
 
 def _free_port_pair() -> int:
@@ -260,13 +268,17 @@ class BaresipPeer:
             lines += [f"sip_certificate {bundle}", f"sip_cafile {self.cert.ca}"]
         lines += list(o.extra_config)
         (self.directory / "config").write_text("\n".join(lines) + "\n")
-        params = [";regint=0", f";answermode={o.answermode}", f";ptime={o.ptime}"]
+        params = [f";regint={o.regint}", f";answermode={o.answermode}", f";ptime={o.ptime}"]
+        if o.registrar is not None:
+            params.append(f';outbound="{o.registrar}"')
+        if o.password is not None:
+            params.append(f";auth_pass={o.password}")
         params.append(";audio_codecs=pcmu,pcma")
         if o.mediaenc:
             params.append(f";mediaenc={o.mediaenc}")
         params += [f";{p}" for p in o.extra_account_params]
         transport = f";transport={o.transport}" if o.transport else ""
-        account = f"<sip:{o.user}@127.0.0.1{transport}>" + "".join(params)
+        account = f"<sip:{o.user}@{o.domain}{transport}>" + "".join(params)
         (self.directory / "accounts").write_text(account + "\n")
         (self.directory / "contacts").write_text("")
 
@@ -440,3 +452,11 @@ def tone_wav(
     """Write a sine tone as an 8 kHz mono WAV for baresip to play (``play=``); returns ``path``."""
     write_wav(path, sine(frequency, duration_ms, amplitude=amplitude))
     return path
+
+
+def best_window(pcm: bytes, frequency: float, seconds: float = 0.5) -> float:
+    """The strongest presence of ``frequency`` in any ``seconds``-long window of ``pcm`` (8 kHz
+    PCM16): a tone test that does not care when, in a call, the tone got through."""
+    step = int(8000 * seconds) * 2
+    windows = [pcm[i : i + step] for i in range(0, max(0, len(pcm) - step) + 1, step // 2)]
+    return max((goertzel_power(w, frequency) for w in windows if len(w) == step), default=0.0)

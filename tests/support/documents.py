@@ -17,6 +17,7 @@ from typing import Any
 from callxml.engine.store import TERMINAL_STATUSES
 from callxml.interpreter import CallInfo, CallSession
 from callxml.runtime.dial import Dialer
+from callxml.runtime.fork import Branch, Callee
 from callxml.runtime.phone import DialResult
 from callxml.runtime.session import CallRunner, RuntimeServices
 from callxml.simulator import MemoryFetcher, SimulationResult, simulate
@@ -104,6 +105,18 @@ class FakePhone:
         return DialResult(self.outcome, code, "fake@call", self.outcome)
 
 
+class OneDevice:
+    """A registrar where every ``<Client>`` has one device (the engine's :class:`Directory`),
+    so a ``<Client>`` is placed like any other noun; ``<Sip>`` URIs are dialled as written."""
+
+    def client(self, identity: str) -> Callee:
+        target = Target.parse(f"sip:{identity}@127.0.0.1:5099")
+        return Callee(f"client:{identity}", (Branch(target),))
+
+    def sip(self, target: Target) -> Callee | None:
+        return None
+
+
 def no_bridge(*args: Any, **kw: Any) -> Any:
     raise AssertionError("nothing answers, so nothing is bridged")
 
@@ -131,7 +144,9 @@ async def drive(document: str, outcome: str, tmp: Path, *, trunk: str | None = T
     call_log = MemoryCallLog()
     phone = FakePhone(outcome)
     fetcher = catch_all(document)
-    dialer = Dialer(phone, no_bridge, trunk_uri_template=trunk, event=call_log.event)
+    dialer = Dialer(
+        phone, no_bridge, trunk_uri_template=trunk, event=call_log.event, directory=OneDevice()
+    )
     services = RuntimeServices(
         fetcher=fetcher,
         audio=FakeAudio(),

@@ -128,10 +128,11 @@ def engine_config(
     *,
     transports: tuple[str, ...] = ("udp", "tcp"),
     extra: dict[str, Any] | None = None,
+    registrations: list[dict[str, Any]] | None = None,
 ) -> Any:
     """A parsed configuration for an engine in this process (see :func:`running_engine`):
     SIP on ``transports``, HTTP, the store in ``tmp_path``, one account owning ``domains``;
-    ``extra`` sections are merged in."""
+    ``extra`` sections are merged in; ``registrations`` are ``[[registrations]]`` entries."""
     sip = free_port("both")
     tls = free_port("both")
     listen = [f"{t}:127.0.0.1:{tls if t == 'tls' else sip}" for t in transports]
@@ -144,6 +145,8 @@ def engine_config(
         "accounts": [{"sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN}],
         "domains": [{"account": ACCOUNT_SID, **d} for d in domains],
     }
+    if registrations is not None:
+        data["registrations"] = registrations
     for key, value in (extra or {}).items():
         data.setdefault(key, {}).update(value)
     return parse_config(data)
@@ -212,3 +215,44 @@ async def originate_twiml(
     assert live is not None
     await asyncio.wait_for(live.ended.wait(), 30)
     return record.sid
+
+
+class FlowApp:
+    """A real local web app for call flows that play audio: ``routes`` maps a path to its
+    document (every other path hangs up); ``/tone.wav`` serves ``tone`` (a WAV for ``<Play>``);
+    every request is kept in ``requests``. Start it with :func:`flow_app`."""
+
+    def __init__(self, tone: Path) -> None:
+        self.tone = tone
+        self.routes: dict[str, str] = {}
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.base = ""
+
+    def paths(self) -> list[str]:
+        return [path for path, _ in self.requests]
+
+    def form(self, path: str) -> dict[str, str]:
+        """The form of the first request to ``path``."""
+        return next(form for p, form in self.requests if p == path)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path == "/tone.wav":
+            return web.FileResponse(self.tone)
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        self.requests.append((request.path, form))
+        document = self.routes.get(request.path, "<Response><Hangup/></Response>")
+        return web.Response(text=document, content_type="text/xml")
+
+
+@contextlib.asynccontextmanager
+async def flow_app(tone: Path) -> AsyncIterator[FlowApp]:
+    """A started :class:`FlowApp` playing ``tone``, stopped on exit."""
+    app = FlowApp(tone)
+    application = web.Application()
+    application.router.add_route("*", "/{tail:.*}", app._handle)
+    runner, port = await serve_app(application, access_log=None)
+    app.base = f"http://127.0.0.1:{port}"
+    try:
+        yield app
+    finally:
+        await runner.cleanup()

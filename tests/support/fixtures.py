@@ -16,7 +16,9 @@ the fixture (a different lifetime, several at once) uses the same code:
 * ``postgres_server`` — a PostgreSQL server (:func:`~support.postgres.start_postgres`), per
   session; ``postgres_url`` — a fresh database on it, per test;
 * ``serve`` — serve an aiohttp app on a free port (:func:`~support.web.serve_app`), stopped
-  after the test.
+  after the test;
+* ``phone_boxes`` — make our own phones whose incoming calls queue up
+  (:func:`~support.phones.phone_boxes`), closed after the test.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from callxml.engine.devcert import DevCertificate
 from support.baresip import THEIR_TONE, BaresipFactory, baresip_peers, tone_wav
 from support.certs import Pki, dev_certificate, make_pki
 from support.linphone import LinphoneFactory, linphone_peers
+from support.phones import PhoneFactory
+from support.phones import phone_boxes as make_phone_boxes
 from support.postgres import PostgresServer, start_postgres
 from support.sipp import Sipp, scenario_dir
 from support.web import Serve, serve_app
@@ -98,3 +102,10 @@ def postgres_server() -> Iterator[PostgresServer]:
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> str:
     return postgres_server.create_database()
+
+
+@pytest.fixture
+async def phone_boxes(dev_cert: DevCertificate) -> AsyncIterator[PhoneFactory]:
+    """``box = await phone_boxes(**Phone.start options)``: see :mod:`support.phones`."""
+    async with make_phone_boxes(dev_cert) as make:
+        yield make

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import secrets
 import socket
+import ssl
 from collections.abc import Sequence
 
 from callxml.sip.message import BadMessage, SipMessage, SipResponse, parse_message
@@ -37,8 +38,10 @@ def request(
     call_id: str | None = None,
     cseq: int = 1,
     via_transport: str | None = None,
+    to: str | None = None,
 ) -> bytes:
-    """A well-formed request from a peer at 127.0.0.1:``port`` (change what the test needs)."""
+    """A well-formed request from a peer at 127.0.0.1:``port`` (change what the test needs);
+    ``to`` is the To URI (default: the Request-URI; a REGISTER's is its address of record)."""
     branch = "z9hG4bK" + secrets.token_hex(8)
     call_id = call_id or secrets.token_hex(8) + "@127.0.0.1"
     token = (via_transport or transport).upper()
@@ -47,7 +50,7 @@ def request(
         f"Via: SIP/2.0/{token} 127.0.0.1:{port};branch={branch};rport",
         "Max-Forwards: 70",
         f"From: <sip:peer@127.0.0.1>;tag={secrets.token_hex(4)}",
-        f"To: <{uri}>",
+        f"To: <{to or uri}>",
         f"Call-ID: {call_id}",
         f"CSeq: {cseq} {method}",
     ]
@@ -72,10 +75,16 @@ class _Collector(asyncio.DatagramProtocol):
 
 
 class RawPeer:
-    """One socket (``udp`` or ``tcp``) to ``host``:``port``. :meth:`send` raw bytes,
-    :meth:`response` waits for the next message back, parsed."""
+    """One socket (``udp``, ``tcp`` or ``tls``: give ``tls`` the client context) to
+    ``host``:``port``. :meth:`send` raw bytes, :meth:`response` waits for the next message
+    back, parsed."""
 
-    def __init__(self, transport: str, host: str, port: int) -> None:
+    def __init__(
+        self, transport: str, host: str, port: int, *, tls: ssl.SSLContext | None = None
+    ) -> None:
+        if (transport == "tls") != (tls is not None):
+            raise ValueError("a tls RawPeer needs an SSL context (and only it)")
+        self.tls = tls
         self.transport = transport
         self.host = host
         self.target_port = port
@@ -95,7 +104,9 @@ class RawPeer:
             )
             self._udp = udp
         else:
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.target_port)
+            self._reader, self._writer = await asyncio.open_connection(
+                self.host, self.target_port, ssl=self.tls
+            )
             self._pump = loop.create_task(self._read())
         sock = (self._udp or self._writer).get_extra_info("socket")  # type: ignore[union-attr]
         self.port = int(sock.getsockname()[1])

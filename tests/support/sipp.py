@@ -80,9 +80,13 @@ class SippResult:
 
     def message_counts(self, arrow: str, name: str) -> tuple[int, int]:
         """(messages, retransmissions) of a scenario line on SIPp's final screen, e.g.
-        ``("---------->", "INVITE")`` for the INVITEs it received."""
+        ``("---------->", "INVITE")`` for the INVITEs it received, ``("<----------", "183")``
+        for the 183s it received (SIPp writes requests and responses the other way round)."""
         pattern = re.escape(arrow) + r" " + re.escape(name) + r"\s+(\d+)\s+(\d+)"
         found = re.findall(pattern, self.output)
+        if not found:
+            pattern = re.escape(name) + r" " + re.escape(arrow) + r"\s+(\d+)\s+(\d+)"
+            found = re.findall(pattern, self.output)
         if not found:
             raise AssertionError(f"no {arrow} {name} line in SIPp's output\n{self.explain()}")
         messages, retransmissions = found[-1]

@@ -78,6 +78,7 @@ async def test_press_1_dials_jack_securely(app_url: str, client: WebhookClient) 
     assert verbs(root) == ["Say", "Dial"]
     dial = root[1]
     assert dial.get("action") == "/ivr/dial-status"
+    assert dial.get("ringTone") == "us"  # the caller hears a US ringback while Jack rings
     assert [(str(n.tag), n.text) for n in dial] == [("Sip", JACK)]
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "CallControl",
     "CallUpdate",
     "OutboundCall",
+    "RegistrationInfo",
     "build_app",
     "parse_create_form",
     "parse_update_form",
@@ -164,6 +165,26 @@ class CallUpdate:
     status: str | None = None  # completed | canceled
 
 
+@dataclass(frozen=True)
+class RegistrationInfo:
+    """One ``[[registrations]]`` entry as ``Registrations.json`` shows it: its state
+    (``registering``, ``registered``, ``failing``, ``unregistering``, ``stopped``), until when the
+    carrier holds our binding, the last final response, consecutive failures, the next attempt
+    (times in Unix seconds) and the flow (the connection calls come back over)."""
+
+    name: str
+    registrar: str
+    username: str
+    domain: str
+    state: str
+    registered_until: float | None
+    last_response: str
+    failures: int
+    next_attempt: float | None
+    expires: int
+    flow: str | None
+
+
 class CallControl(Protocol):
     """What the API needs from the runtime to act on live calls."""
 
@@ -172,6 +193,10 @@ class CallControl(Protocol):
     async def update_call(
         self, account: AccountConfig, sid: str, update: CallUpdate
     ) -> CallRecord: ...
+
+    def registrations(self, account: AccountConfig) -> list[RegistrationInfo]:
+        """The account's registrations with carriers (those of its domains)."""
+        ...
 
 
 def _date(ts: float | None) -> str | None:
@@ -199,7 +224,7 @@ def call_json(record: CallRecord) -> dict[str, Any]:
         "direction": record.direction,
         "duration": None if record.duration is None else str(record.duration),
         "end_time": _date(record.end_time),
-        "forwarded_from": None,
+        "forwarded_from": record.forwarded_from,
         "from": record.from_,
         "from_formatted": record.from_,
         "group_sid": None,
@@ -240,7 +265,7 @@ def recording_json(rec: RecordingRecord, base_url: str) -> dict[str, Any]:
         "start_time": _date(rec.date_created),
         "duration": str(rec.duration),
         "sid": rec.sid,
-        "source": "RecordVerb",
+        "source": rec.source,
         "status": rec.status,
         "conference_sid": None,
         "price": None,
@@ -620,6 +645,29 @@ class _Api:
         text = resources.files("callxml").joinpath("schemas/openapi.yaml").read_text()
         return web.Response(text=text, content_type="application/yaml")
 
+    async def list_registrations(self, request: web.Request) -> web.Response:
+        """``GET Registrations.json`` (a callxml extension): the account's registrations with
+        carriers and where each stands. Never a password."""
+        account = self.authenticate(request)
+        items = [
+            {
+                "name": r.name,
+                "registrar": r.registrar,
+                "username": r.username,
+                "domain": r.domain,
+                "state": r.state,
+                "registered_until": _date(r.registered_until),
+                "expires": r.expires,
+                "last_response": r.last_response or None,
+                "failures": r.failures,
+                "next_attempt": _date(r.next_attempt),
+                "flow": r.flow,
+            }
+            for r in self.control.registrations(account)
+        ]
+        uri = f"/{API_VERSION}/Accounts/{account.sid}/Registrations.json"
+        return web.json_response({"registrations": items, "uri": uri})
+
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -852,6 +900,7 @@ def build_app(config: EngineConfig, store: Store, control: CallControl) -> web.A
         f"{prefix}/Calls/{{call}}/Recordings/{recording}.json", api.delete_recording
     )
     app.router.add_get(f"{prefix}/Recordings.json", api.list_recordings)
+    app.router.add_get(f"{prefix}/Registrations.json", api.list_registrations)
     app.router.add_get(
         f"{prefix}/Recordings/{recording}{{ext:(\\.json|\\.wav|\\.mp3)?}}", api.get_recording
     )

@@ -229,7 +229,15 @@ class CallBook:
 
         await self._write(update)
 
-    async def recording(self, sid: str, path: Path, duration: int, *, channels: int = 1) -> str:
+    async def recording(
+        self,
+        sid: str,
+        path: Path,
+        duration: int,
+        *,
+        channels: int = 1,
+        source: str = "RecordVerb",
+    ) -> str:
         record = RecordingRecord(
             sid=sid,
             call_sid=self.sid,
@@ -238,6 +246,7 @@ class CallBook:
             duration=duration,
             date_created=time.time(),
             channels=channels,
+            source=source,
         )
         await self._write(lambda: asyncio.to_thread(self.store.add_recording, record))
         return self.recording_url(sid)

@@ -11,6 +11,7 @@ It must not start anything: it only reads and checks.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
 import tomllib
@@ -21,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from callxml.engine.admission import AdmissionLimits
-from callxml.errors import ConfigError
+from callxml.errors import CallXmlError, ConfigError
 
 __all__ = [
     "DEMO_ACCOUNT_SID",
@@ -30,6 +31,7 @@ __all__ = [
     "DomainConfig",
     "EngineConfig",
     "Listener",
+    "RegistrationSettings",
     "load_config",
     "parse_config",
 ]
@@ -94,10 +96,36 @@ class DomainConfig:
     srtp_suites: tuple[str, ...] = DEFAULT_SRTP_SUITES
     allowed_ips: tuple[str, ...] = ()
     credentials: tuple[Credential, ...] = ()
+    # One digest challenge per algorithm, in this order (RFC 8760 §2.4). MD5 first: many phones
+    # (and SIPp) answer only the first challenge and know only MD5; some (baresip 1.0) refuse a
+    # 401 that offers any algorithm they do not know, and need ("MD5",) alone.
+    digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
 
     @property
     def needs_auth(self) -> bool:
         return bool(self.credentials)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationSettings:
+    """A registration with a carrier (``[[registrations]]``): callxml registers ``username`` at
+    ``registrar`` over TLS and runs ``domain``'s flow on the calls that come back over that
+    connection. The password comes from the file, ``password_file``, or the environment,
+    ``password_env``, when not written in the configuration itself."""
+
+    name: str
+    registrar: str
+    username: str
+    password: str = field(repr=False)
+    domain: str
+    realm: str | None = None
+    aor: str | None = None
+    contact_user: str | None = None
+    expires: int = 3600
+    outbound_proxy: str | None = None
+    keepalive: float = 30.0
+    retry_base: float = 30.0
+    retry_max: float = 1800.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +166,8 @@ class EngineConfig:
     trunk_uri_template: str | None = None  # e.g. "sip:{number}@trunk.example.com;secure=true"
     dns_servers: tuple[str, ...] = ()  # empty: the system resolver (/etc/hosts, resolv.conf)
     failover_timeout: float = 4.0  # a located server silent this long: try the next (RFC 3263)
+    session_expires: int = 1800  # RFC 4028 session interval we ask for; 0: no session timers
+    min_se: int = 90  # RFC 4028 Min-SE: shorter intervals are refused with 422
     # [sip] connection bounds (docs/reliability.md)
     max_inbound_connections: int = 1024
     max_outbound_connections: int = 256
@@ -148,8 +178,14 @@ class EngineConfig:
     # [metrics] GET /metrics: off, or bearer token instead of an account's Basic credentials
     metrics_enabled: bool = True
     metrics_token: str | None = None
+    # [registrar] bounds on the bindings of devices registered to domains with credentials
+    registrar_min_expires: int = 60
+    registrar_max_expires: int = 3600
+    registrar_default_expires: int = 3600
+    registrar_max_bindings: int = 10
     accounts: tuple[AccountConfig, ...] = ()
     domains: tuple[DomainConfig, ...] = ()
+    registrations: tuple[RegistrationSettings, ...] = ()
 
     @property
     def base_url(self) -> str:
@@ -296,11 +332,14 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path = Path(".")) -> Engi
     config = _parse_limits(_table(top, "limits"), config)
     config = _parse_metrics(_table(top, "metrics"), config)
     config = _parse_cluster(_table(top, "cluster"), config)
+    config = _parse_registrar(_table(top, "registrar"), config)
     accounts_data = top.get("accounts", list, None)
     domains_data = top.get("domains", list, None)
+    registrations_data = top.get("registrations", list, [])
     top.finish()
     accounts = _parse_accounts(accounts_data)
-    return replace(config, accounts=accounts, domains=_parse_domains(domains_data, accounts))
+    config = replace(config, accounts=accounts, domains=_parse_domains(domains_data, accounts))
+    return replace(config, registrations=_parse_registrations(registrations_data, config, base_dir))
 
 
 def _table(top: _Reader, name: str) -> _Reader:
@@ -336,6 +375,13 @@ def _parse_sip(sip: _Reader, config: EngineConfig) -> EngineConfig:
         name: _bounded(sip, name, float, getattr(config, name), 0.1, 86_400)
         for name in ("connect_timeout", "connection_idle_timeout", "connection_read_timeout")
     }
+    expires = int(sip.get("session_expires", int, config.session_expires))
+    min_se = _bounded(sip, "min_se", int, config.min_se, 90, 86_400)  # RFC 4028 §4: >= 90
+    if expires != 0 and not min_se <= expires <= 86_400:
+        raise ConfigError(
+            f"sip.session_expires: 0 (no session timers) or between sip.min_se ({min_se}) "
+            "and 86400 seconds"
+        )
     sip.finish()
     return replace(
         config,
@@ -343,6 +389,8 @@ def _parse_sip(sip: _Reader, config: EngineConfig) -> EngineConfig:
         trunk_uri_template=trunk,
         dns_servers=tuple(servers),
         failover_timeout=failover,
+        session_expires=expires,
+        min_se=min_se,
         **bounds,
         **timeouts,
     )
@@ -518,6 +566,28 @@ def _parse_metrics(metrics: _Reader, config: EngineConfig) -> EngineConfig:
     return replace(config, metrics_enabled=enabled, metrics_token=token)
 
 
+def _parse_registrar(registrar: _Reader, config: EngineConfig) -> EngineConfig:
+    """``[registrar]``: expiry bounds (RFC 3261 §10.3 step 7) and bindings per user."""
+    low = _bounded(registrar, "min_expires", int, config.registrar_min_expires, 1, 86_400)
+    high = _bounded(registrar, "max_expires", int, config.registrar_max_expires, 1, 604_800)
+    default = _bounded(
+        registrar, "default_expires", int, min(config.registrar_default_expires, high), 1, 604_800
+    )
+    bindings = _bounded(registrar, "max_bindings", int, config.registrar_max_bindings, 1, 1000)
+    registrar.finish()
+    if low > high:
+        raise ConfigError("registrar.min_expires: must not exceed registrar.max_expires")
+    if not low <= default <= high:
+        raise ConfigError("registrar.default_expires: must lie between min_expires and max_expires")
+    return replace(
+        config,
+        registrar_min_expires=low,
+        registrar_max_expires=high,
+        registrar_default_expires=default,
+        registrar_max_bindings=bindings,
+    )
+
+
 def _parse_engine(engine: _Reader, config: EngineConfig) -> EngineConfig:
     grace = float(engine.get("shutdown_grace", float, config.shutdown_grace))
     engine.finish()
@@ -584,6 +654,7 @@ def _domain(data: Any, where: str) -> DomainConfig:
     assert voice_url is not None
     allowed = _allowed_ips(reader.get("allowed_ips", list, []), f"{where}.allowed_ips")
     creds = _credentials(reader.get("credentials", list, []), f"{where}.credentials")
+    algorithms = _digest_algorithms(reader.get("digest_algorithms", list, None), where)
     domain = DomainConfig(
         name=name.lower().rstrip("."),
         account_sid=account,
@@ -598,6 +669,8 @@ def _domain(data: Any, where: str) -> DomainConfig:
         allowed_ips=allowed,
         credentials=creds,
     )
+    if algorithms:
+        domain = replace(domain, digest_algorithms=algorithms)
     reader.finish()
     return domain
 
@@ -635,6 +708,25 @@ def _srtp_suites(names: list[Any] | None, where: str) -> tuple[str, ...]:
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def _digest_algorithms(names: list[Any] | None, where: str) -> tuple[str, ...]:
+    """``digest_algorithms``: the challenges a domain sends, in order (RFC 8760)."""
+    if names is None:
+        return ()
+    known = ("MD5", "SHA-256", "SHA-512-256")
+    out: list[str] = []
+    for name in names:
+        upper = str(name).upper()
+        if upper not in known:
+            raise ConfigError(
+                f"{where}.digest_algorithms: {name!r} is not one of {', '.join(known)}"
+            )
+        if upper not in out:
+            out.append(upper)
+    if not out:
+        raise ConfigError(f"{where}.digest_algorithms: name at least one algorithm")
+    return tuple(out)
+
+
 def _allowed_ips(networks: list[Any], where: str) -> tuple[str, ...]:
     for j, net in enumerate(networks):
         try:
@@ -655,3 +747,111 @@ def _credentials(items: list[Any], where: str) -> tuple[Credential, ...]:
         cred.finish()
         creds.append(Credential(user, password))
     return tuple(creds)
+
+
+def _parse_registrations(
+    data: list[Any], config: EngineConfig, base_dir: Path
+) -> tuple[RegistrationSettings, ...]:
+    """``[[registrations]]``: registrations with carriers, over TLS only (their calls come back
+    over that connection, and the digest exchange must not cross the network in the clear)."""
+    out = tuple(_registration(item, f"registrations[{i}]", base_dir) for i, item in enumerate(data))
+    names = [r.name for r in out]
+    if len(set(names)) != len(names):
+        raise ConfigError("registrations: duplicate name")
+    for i, registration in enumerate(out):
+        if config.domain(registration.domain) is None:
+            raise ConfigError(f"registrations[{i}].domain: no domain {registration.domain!r}")
+    if out and not any(lis.transport == "tls" for lis in config.listeners):
+        raise ConfigError("registrations: need a tls listener in sip.listen (our Contact)")
+    return out
+
+
+def _registration(data: Any, where: str, base_dir: Path) -> RegistrationSettings:
+    # Imported here: ``import callxml.engine`` (config and records) must not load the SIP stack.
+    from callxml.sip.headers import is_token
+    from callxml.sip.uri import parse_uri
+
+    reader = _Reader(data, where)
+    registrar = reader.get("registrar", str, None)
+    if not registrar:
+        raise ConfigError(f"{where}.registrar: required (e.g. 'sips:carrier.example.com')")
+    try:
+        uri = parse_uri(registrar)
+    except CallXmlError as exc:
+        raise ConfigError(f"{where}.registrar: {exc}") from None
+    if not (uri.secure or uri.transport == "tls"):
+        raise ConfigError(
+            f"{where}.registrar: must be sips: or ;transport=tls (calls come back over that "
+            f"TLS connection), got {registrar!r}"
+        )
+    if uri.user is not None or uri.password is not None:
+        raise ConfigError(f"{where}.registrar: names the registrar's domain, not a user")
+    username = reader.get("username", str, None)
+    if not username or not is_token(username.replace("@", "").replace("+", "")):
+        raise ConfigError(f"{where}.username: required, a SIP user name")
+    password = _secret(reader, where, base_dir)
+    domain = reader.get("domain", str, None)
+    if not domain:
+        raise ConfigError(f"{where}.domain: required (the domain whose flow runs its calls)")
+    proxy = reader.get("outbound_proxy", str, None)
+    if proxy is not None:
+        try:
+            parse_uri(proxy)
+        except CallXmlError as exc:
+            raise ConfigError(f"{where}.outbound_proxy: {exc}") from None
+    aor = reader.get("aor", str, None)
+    if aor is not None:
+        try:
+            parse_uri(aor)
+        except CallXmlError as exc:
+            raise ConfigError(f"{where}.aor: {exc}") from None
+    contact_user = reader.get("contact_user", str, None)
+    if contact_user is not None and not is_token(contact_user):
+        raise ConfigError(f"{where}.contact_user: must be a SIP user name")
+    retry_base = float(_bounded(reader, "retry_base", float, 30.0, 1, 3600))
+    settings = RegistrationSettings(
+        name=str(reader.get("name", str, f"{username}@{uri.bare_host}")),
+        registrar=registrar,
+        username=username,
+        password=password,
+        domain=str(domain).lower().rstrip("."),
+        realm=reader.get("realm", str, None),
+        aor=aor,
+        contact_user=contact_user,
+        expires=int(_bounded(reader, "expires", int, 3600, 60, 86_400)),
+        outbound_proxy=proxy,
+        keepalive=float(_bounded(reader, "keepalive", float, 30.0, 1, 3600)),
+        retry_base=retry_base,
+        retry_max=float(
+            _bounded(reader, "retry_max", float, max(1800.0, retry_base), retry_base, 86_400)
+        ),
+    )
+    reader.finish()
+    return settings
+
+
+def _secret(reader: _Reader, where: str, base_dir: Path) -> str:
+    """Exactly one of ``password``, ``password_file`` (its first line) or ``password_env``."""
+    given = [k for k in ("password", "password_file", "password_env") if k in reader.data]
+    inline = reader.get("password", str, None)
+    file = reader.path("password_file", base_dir, None)
+    env = reader.get("password_env", str, None)
+    if len(given) != 1:
+        raise ConfigError(f"{where}.password: give one of password, password_file, password_env")
+    if inline is not None:
+        secret: str = inline
+    elif file is not None:
+        try:
+            secret = file.read_text(encoding="utf-8").splitlines()[0] if file.stat().st_size else ""
+        except OSError as exc:
+            raise ConfigError(
+                f"{where}.password_file: cannot read {file}: {exc.strerror}"
+            ) from None
+    else:
+        assert env is not None
+        if env not in os.environ:
+            raise ConfigError(f"{where}.password_env: the environment has no {env}")
+        secret = os.environ[env]
+    if not secret:
+        raise ConfigError(f"{where}.password: empty")
+    return secret

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from callxml.engine.api import ApiError, CallUpdate, OutboundCall
+from callxml.engine.api import ApiError, CallUpdate, OutboundCall, RegistrationInfo
 from callxml.engine.calls import (
     CallAlreadyAnswered,
     CallNotInProgress,
@@ -49,6 +49,8 @@ class CallEngine(Protocol):
 
     def store_or_fail(self) -> Store: ...
 
+    def registrations_of(self, account: AccountConfig) -> list[RegistrationInfo]: ...
+
 
 class EngineControl:
     """The engine's :class:`~callxml.engine.api.CallControl`."""
@@ -72,6 +74,9 @@ class EngineControl:
             ) from None
         except InvalidTarget as exc:
             raise ApiError(400, INVALID_TO, f"Invalid 'To': {exc.to} ({exc.reason})") from None
+
+    def registrations(self, account: AccountConfig) -> list[RegistrationInfo]:
+        return self.engine.registrations_of(account)
 
     async def update_call(self, account: AccountConfig, sid: str, update: CallUpdate) -> CallRecord:
         live = self.engine.live(sid)

@@ -7,7 +7,9 @@ domain → 404, source address check → 403, digest authentication for domains 
 401/403, the domain's secure-media policy → 488, then the domain's webhook flow), originated
 calls (:meth:`Engine.originate`: dial, then the flow on the answered call), and the bookkeeping
 of every live call (:mod:`callxml.engine.calls`), so the API can redirect or end it and SIGTERM
-can drain it (stop accepting, let calls finish within ``shutdown_grace``, then BYE).
+can drain it (stop accepting, let calls finish within ``shutdown_grace``, then BYE). REGISTERs go
+to the registrar (:mod:`callxml.engine.registrar`), which also finds the devices ``<Client>``,
+a ``<Sip>`` to one of our users and REST ``To=client:…`` ring.
 
 SIP, SDP and media rules live in :mod:`callxml.runtime`; call flow rules in
 :mod:`callxml.interpreter`; HTTP in :mod:`callxml.engine.api`, reached through the adapter in
@@ -36,7 +38,7 @@ from prometheus_client import Histogram
 
 from callxml.audio import AudioCache
 from callxml.engine.admission import Admission, Slot
-from callxml.engine.api import OutboundCall, build_app, recording_uri
+from callxml.engine.api import OutboundCall, RegistrationInfo, build_app, recording_uri
 from callxml.engine.callbacks import CallbackTarget, StatusCallbacks, callback_target
 from callxml.engine.calls import (
     CallBook,
@@ -52,6 +54,8 @@ from callxml.engine.control import EngineControl
 from callxml.engine.devcert import ensure_dev_certificate
 from callxml.engine.health import StoreHealth
 from callxml.engine.metrics import EngineMetrics, metrics_handler
+from callxml.engine.registrar import RegistrarService
+from callxml.engine.registrations import RegistrationService
 from callxml.engine.store import TERMINAL_STATUSES, CallRecord, SqliteStore, SqlStore, Store
 from callxml.engine.zrtpcache import StoreZrtpCache
 from callxml.errors import (
@@ -67,6 +71,7 @@ from callxml.markup.verbs import Number, Sip
 from callxml.media.zrtp import ZrtpResult
 from callxml.runtime import CallLeg, DialResult, IncomingCall, Phone, bridge
 from callxml.runtime.dial import Dialer, resolve_targets
+from callxml.runtime.fork import dial_fork
 from callxml.runtime.recorder import BridgeRecorder, save_recording
 from callxml.runtime.session import (
     DIGIT_WAIT,
@@ -75,13 +80,14 @@ from callxml.runtime.session import (
     RuntimeServices,
     webhook_event,
 )
-from callxml.sip.aio.resolver import DnsResolver
+from callxml.sip.aio.resolver import DnsResolver, HostResolver, SystemResolver
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig, TransportLimits
 from callxml.sip.auth import Credentials, DigestServer, parse_authorization
 from callxml.sip.events import Address
 from callxml.sip.headers import parse_name_addr
 from callxml.sip.message import SipRequest
+from callxml.sip.session_timer import SessionTimerConfig
 from callxml.sip.target import Target
 from callxml.sip.uri import parse_uri
 from callxml.webhooks import Fetcher, WebhookClient, WebhookRequest, WebhookResponse
@@ -93,11 +99,11 @@ __all__ = ["ALL_CALLBACK_EVENTS", "DomainAuthenticator", "Engine", "dial_target"
 log = logging.getLogger(__name__)
 
 ALL_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
-#: Digest challenges a domain sends, one WWW-Authenticate each, in this order. MD5 comes first
-#: because many phones (and SIPp) answer only the first challenge and know only MD5; clients that
-#: follow RFC 8760 §2.4 pick SHA-256 themselves. Accepting MD5 at all is what bounds the
-#: strength, not the order.
-DOMAIN_DIGEST_ALGORITHMS = ("MD5", "SHA-256")
+#: Digest challenges a domain sends by default (``digest_algorithms``), one WWW-Authenticate
+#: each, in this order. MD5 comes first because many phones (and SIPp) answer only the first
+#: challenge and know only MD5; clients that follow RFC 8760 §2.4 pick SHA-256 themselves.
+#: Accepting MD5 at all is what bounds the strength, not the order.
+DOMAIN_DIGEST_ALGORITHMS = ("MD5", "SHA-256")  # as DomainConfig.digest_algorithms
 #: After the grace period, how long hung-up calls get to post their last requests.
 DRAIN_AFTER_HANGUP = 5.0
 #: What ends :meth:`Engine.serve`.
@@ -106,13 +112,19 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 TWIML_URL = "http://twiml.callxml.invalid/inline"
 
 
-def dial_target(to: str, trunk_uri_template: str | None) -> Target:
+def dial_target(to: str, trunk_uri_template: str | None) -> Target | str:
     """What to call for ``to``: a SIP URI as written (transport, media policy and X- headers
-    worked out once), or a number through the trunk template.
+    worked out once), a number through the trunk template, or — for ``client:alice`` — the
+    client identity (``alice``), whose registered devices are looked up when the call is dialled.
 
-    Raises :class:`InvalidTarget` for a SIP URI that does not parse, or a number when no
-    trunk is configured.
+    Raises :class:`InvalidTarget` for a SIP URI that does not parse, a number when no
+    trunk is configured, or an empty client identity.
     """
+    if to.lower().startswith("client:"):
+        identity = to[len("client:") :].strip()
+        if not identity or any(c in identity for c in "@:;<> \t"):
+            raise InvalidTarget(to, "a client identity is a user name, as in client:alice")
+        return identity
     is_sip = to.lower().startswith(("sip:", "sips:"))
     noun: Sip | Number = Sip(uri=to) if is_sip else Number(number=to)
     resolved = resolve_targets([noun], trunk_uri_template=trunk_uri_template)[0]
@@ -131,11 +143,19 @@ class DomainAuthenticator:
     (routing answers 404), a domain without credentials, or a source inside the domain's
     ``allowed_ips`` — like Twilio's SIP domains, a domain with both accepts a listed address
     *or* valid credentials. Nonces are signed with a secret drawn at each start, so nonces from
-    an earlier run are simply challenged again.
+    an earlier run are simply challenged again. ``from_carrier(source)`` tells an INVITE that
+    came over a registration's flow (a carrier's call, never challenged: it cannot answer).
     """
 
-    def __init__(self, config: EngineConfig, *, secret: bytes | None = None) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        secret: bytes | None = None,
+        from_carrier: Callable[[Address], bool] | None = None,
+    ) -> None:
         self._config = config
+        self._from_carrier = from_carrier
         secret = secret if secret is not None else os.urandom(32)
         self._servers: dict[str, DigestServer] = {}
         for domain in config.domains:
@@ -144,7 +164,7 @@ class DomainAuthenticator:
                 for credential in domain.credentials:
                     passwords.setdefault(credential.username, credential.password)
                 self._servers[domain.name] = DigestServer(
-                    domain.name, secret, passwords.get, algorithms=DOMAIN_DIGEST_ALGORITHMS
+                    domain.name, secret, passwords.get, algorithms=domain.digest_algorithms
                 )
 
     def server_for(self, domain: DomainConfig) -> DigestServer | None:
@@ -155,8 +175,19 @@ class DomainAuthenticator:
             name = parse_uri(request.uri).bare_host
         except CallXmlError:
             return None  # not a SIP URI: routing refuses it
+        if request.method == "INVITE" and self._from_carrier and self._from_carrier(source):
+            return None
         domain = self._config.domain(name)
-        if domain is None or _admitted_by_address(domain, source.host):
+        if domain is None:
+            return None
+        if request.method == "REGISTER":
+            # A listed address may place calls, never take over a user's: a REGISTER always
+            # proves the user. A secure domain's user is not even challenged off TLS (the
+            # registrar refuses it), so no digest exchange crosses the network in the clear.
+            if domain.secure_media and source.transport != "tls":
+                return None
+            return self._servers.get(domain.name)
+        if _admitted_by_address(domain, source.host):
             return None
         return self._servers.get(domain.name)
 
@@ -181,6 +212,8 @@ class Engine:
         self.echo = echo
         self.store: Store | None = None
         self.phone: Phone | None = None
+        self.registrar: RegistrarService | None = None
+        self.registrations: RegistrationService | None = None
         self.accepting = False
         self.http_port = config.http_port
         self._calls: dict[str, LiveCall] = {}
@@ -244,6 +277,7 @@ class Engine:
             self._recover(node=config.node)
         else:
             self._recover()
+        self.registrar = RegistrarService(config, self.store)
         policy = NetworkPolicy(
             allow=parse_networks(config.webhook_allow_networks),
             deny=parse_networks(config.webhook_deny_networks),
@@ -267,6 +301,10 @@ class Engine:
             callbacks.start()
             self._callbacks[account.sid] = callbacks
         await self._start_phone()
+        self.registrar.start()
+        assert self.phone is not None
+        self.registrations = RegistrationService(config, self.phone.user_agent, self._resolver())
+        self.registrations.start()
         await self._start_http()
         self.accepting = True
 
@@ -342,8 +380,8 @@ class Engine:
                 media_port_range=(config.media_port_min, config.media_port_max),
                 rtp_timeout=config.media_rtp_timeout or None,
                 on_incoming=self._incoming,
-                authenticator=DomainAuthenticator(config),
-                resolver=DnsResolver(config.dns_servers) if config.dns_servers else None,
+                authenticator=DomainAuthenticator(config, from_carrier=self._from_carrier),
+                resolver=self._resolver(),
                 failover_timeout=config.failover_timeout,
                 limits=TransportLimits(
                     max_connections=config.max_inbound_connections,
@@ -354,6 +392,12 @@ class Engine:
                 ),
                 admit=self._admit_invite,
                 zrtp_cache=StoreZrtpCache(self.store) if self.store is not None else None,
+                on_register=self.registrar,
+                session_timer=(
+                    SessionTimerConfig(config.session_expires, config.min_se)
+                    if config.session_expires
+                    else None
+                ),
             )
         except OSError as exc:
             raise ConfigError(f"sip.listen: cannot listen: {exc}") from None
@@ -370,8 +414,18 @@ class Engine:
                 "zrtp": "ZRTP required",
                 "sdes-or-zrtp": "SDES or ZRTP required",
             }[domain.media_encryption]
-            access = ", digest authentication" if domain.credentials else ""
+            access = ", digest authentication, registrar" if domain.credentials else ""
             self.echo(f"SIP: domain {domain.name} -> {domain.voice_url} ({secure}{access})")
+
+    def _resolver(self) -> HostResolver:
+        """How dialled hosts and registrars are located (RFC 3263): ``sip.dns_servers``, else the
+        system's resolver."""
+        dns = self.config.dns_servers
+        return DnsResolver(dns) if dns else SystemResolver()
+
+    def _from_carrier(self, source: Address) -> bool:
+        """Whether ``source`` is the far end of a registration's flow (a carrier's call)."""
+        return self.registrations is not None and self.registrations.domain_for(source) is not None
 
     async def _start_http(self) -> None:
         config = self.config
@@ -416,6 +470,10 @@ class Engine:
             await self._http.cleanup()
         for callbacks in self._callbacks.values():
             await callbacks.close()
+        if self.registrar is not None:
+            await self.registrar.stop()
+        if self.registrations is not None:
+            await self.registrations.stop()  # Expires 0 to each carrier before the sockets close
         if self.phone is not None:
             await self.phone.close()
         if self.cluster is not None:
@@ -467,6 +525,13 @@ class Engine:
         if self.phone is not None:
             out.update({f"sip.{k}": v for k, v in self.phone.user_agent.counters.items()})
         return out
+
+    def registrations_of(self, account: AccountConfig) -> list[RegistrationInfo]:
+        """``account``'s registrations with carriers (those running its domains)."""
+        if self.registrations is None:
+            return []
+        domains = {d.name for d in self.config.domains if d.account_sid == account.sid}
+        return [r for r in self.registrations.snapshot() if r.domain in domains]
 
     def store_or_fail(self) -> Store:
         if self.store is None:
@@ -591,8 +656,9 @@ class Engine:
             path = await asyncio.to_thread(
                 save_recording, services.recordings_dir, sid, pcm, channels=channels
             )
-            return await book.recording(sid, path, duration, channels=channels)
+            return await book.recording(sid, path, duration, channels=channels, source="DialVerb")
 
+        assert self.registrar is not None
         return Dialer(
             self.phone,
             bridge,
@@ -601,6 +667,7 @@ class Engine:
             event=book.event,
             whisper=whisper,
             recordings=keep,
+            directory=self.registrar.directory(account),
         )
 
     async def _run_call(
@@ -637,7 +704,7 @@ class Engine:
         self,
         live: LiveCall,
         call: OutboundCall,
-        to: Target,
+        to: Target | str,
     ) -> None:
         """The life of an originated call: dial, record the outcome, run the flow if answered."""
         book = live.book
@@ -650,7 +717,7 @@ class Engine:
             await book.event(
                 "sip",
                 {
-                    "message": f"dial {to}: {result.status}",
+                    "message": f"dial {to if isinstance(to, Target) else call.to}: {result.status}",
                     "sip_response_code": result.sip_response_code,
                     "reason": result.reason,
                 },
@@ -717,7 +784,7 @@ class Engine:
         path = await asyncio.to_thread(
             save_recording, services.recordings_dir, sid, pcm, channels=channels
         )
-        url = await live.book.recording(sid, path, seconds, channels=channels)
+        url = await live.book.recording(sid, path, seconds, channels=channels, source="OutboundAPI")
         extra = (("RecordingUrl", url), ("RecordingDuration", str(seconds)))
         await self._recording_callback(live, call, sid, "completed", extra, channels)
 
@@ -755,9 +822,11 @@ class Engine:
         self,
         live: LiveCall,
         call: OutboundCall,
-        to: Target,
+        to: Target | str,
     ) -> DialResult | None:
         """Dial ``to`` until answer, failure or ring timeout; the record shows ``ringing``.
+        A client identity (``to`` as text) or a SIP URI naming one of the account's registered
+        users rings every device of that user at once (:func:`~callxml.runtime.fork.dial_fork`).
 
         None when the dial was cancelled from outside (REST ``Status=canceled``, or the drain);
         the cancellation propagates when it is this task itself being cancelled.
@@ -773,14 +842,29 @@ class Engine:
         def on_ringing() -> None:
             ringing.append(asyncio.ensure_future(live.book.status("ringing")))
 
-        dialing = self.phone.dial(
-            to,
-            from_uri=_from_uri(call),
-            timeout=call.timeout,
-            credentials=credentials,
-            on_ringing=on_ringing,
-            sid=live.sid,
-        )
+        assert self.registrar is not None
+        users = self.registrar.directory(live.account)
+        callee = users.client(to) if isinstance(to, str) else users.sip(to)
+        if callee is not None:
+            dialing = dial_fork(
+                self.phone,
+                callee,
+                from_uri=_from_uri(call),
+                timeout=call.timeout,
+                headers=to.headers if isinstance(to, Target) else (),
+                on_ringing=on_ringing,
+                sid=live.sid,
+            )
+        else:
+            assert isinstance(to, Target)
+            dialing = self.phone.dial(
+                to,
+                from_uri=_from_uri(call),
+                timeout=call.timeout,
+                credentials=credentials,
+                on_ringing=on_ringing,
+                sid=live.sid,
+            )
         try:
             return await live.dial(dialing)
         except asyncio.CancelledError:
@@ -811,14 +895,18 @@ class Engine:
             slot.release()  # the call is over, or was refused before it began (404, 403...)
 
     async def _take_incoming(self, incoming: IncomingCall, slot: Slot) -> None:
-        domain = self.config.domain(incoming.domain)
+        # A call over a registration's flow is the carrier's: it runs that registration's domain.
+        source = Address(incoming.transport, *incoming.source)
+        carrier = self.registrations.domain_for(source) if self.registrations else None
+        domain = carrier or self.config.domain(incoming.domain)
         if domain is None:
             await incoming.reject(404, "Not Found", warning=f"no SIP domain {incoming.domain!r}")
             return
         # With credentials too, the user agent has already let in only a listed address or valid
         # digest credentials (DomainAuthenticator); without, the address decides alone.
         if (
-            domain.allowed_ips
+            carrier is None
+            and domain.allowed_ips
             and not domain.credentials
             and not _admitted_by_address(domain, incoming.source[0])
         ):
@@ -828,6 +916,10 @@ class Engine:
         if account is None:  # config validation makes this impossible
             await incoming.reject(500, "Server Internal Error")
             return
+        if self.registrar is not None and self.registrar.registered_flow(
+            incoming.transport, *incoming.source
+        ):
+            incoming.keep_on_flow()  # a registered device: our BYE goes back over its flow
         record = new_call_record(
             account_sid=account.sid,
             direction="inbound",
@@ -836,14 +928,16 @@ class Engine:
             status="ringing",
             sip_call_id=incoming.sip_call_id,
             caller_name=incoming.request.from_.display_name or None,
+            forwarded_from=_forwarded_from(incoming.request),
             node=self.config.node,
         )
         target = callback_target(
             domain.status_callback, domain.status_callback_method, ALL_CALLBACK_EVENTS
         )
         live = await self._new_call(account, record, target, slot)
+        admitted = "registration" if carrier else _admitted_by(domain, incoming.source[0])
         try:
-            await self._run_inbound(live, domain, incoming)
+            await self._run_inbound(live, domain, incoming, admitted)
         except Exception as exc:  # a bug: answer the caller, finish the record, keep serving
             await _call_crashed(live, exc)
             if not incoming.decided:
@@ -853,7 +947,7 @@ class Engine:
             self.forget(live)
 
     async def _run_inbound(
-        self, live: LiveCall, domain: DomainConfig, incoming: IncomingCall
+        self, live: LiveCall, domain: DomainConfig, incoming: IncomingCall, admitted_by: str
     ) -> None:
         book = live.book
         await book.event(
@@ -864,7 +958,7 @@ class Engine:
                 "source": f"{incoming.source[0]}:{incoming.source[1]}",
                 "domain": domain.name,
                 "secure_media": domain.secure_media,
-                "admitted_by": _admitted_by(domain, incoming.source[0]),
+                "admitted_by": admitted_by,
             },
         )
         try:

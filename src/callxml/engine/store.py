@@ -1,4 +1,4 @@
-"""Durable call records: calls, their events, and recordings.
+"""Durable call records: calls, their events, and recordings; and the registrar's bindings.
 
 Owns the :class:`Store` seam and its embedded implementation on SQLite. It is a seam (a
 Protocol the engine, the REST API and status callbacks use, never SQLite itself) because where
@@ -7,7 +7,9 @@ database server (a PostgreSQL store would implement the same Protocol), and the 
 engine must not change between the two. The rule it exists for: *no call record is lost*.
 Every state change is its own committed transaction, the database runs in WAL mode with
 ``synchronous=FULL``, so a ``kill -9`` at any moment leaves every committed call readable after
-restart, and nothing half-written.
+restart, and nothing half-written. The registrar's bindings (devices registered to our domains)
+live here too, so a restart does not forget who is registered: one REGISTER's changes are one
+transaction, and bindings past their expiry are never listed.
 
 It must not know about SIP, media or HTTP: it stores plain records.
 """
@@ -29,6 +31,7 @@ from callxml.engine.migrations import migrate
 __all__ = [
     "CALL_STATUSES",
     "TERMINAL_STATUSES",
+    "BindingRecord",
     "CallEvent",
     "CallRecord",
     "NodeRecord",
@@ -78,6 +81,7 @@ class CallRecord:
     caller_name: str | None = None
     error: str | None = None
     node: str | None = None
+    forwarded_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,7 @@ class RecordingRecord:
     date_created: float
     status: str = "completed"
     channels: int = 1
+    source: str = "RecordVerb"  # Twilio's Recording source: RecordVerb, DialVerb, OutboundAPI
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +120,28 @@ class NodeRecord:
     started_at: float
     heartbeat_at: float
     lease_until: float
+
+
+@dataclass(frozen=True, slots=True)
+class BindingRecord:
+    """One registered contact of an address of record (``user@domain``): ``key`` identifies it
+    within the address (its Contact, or its RFC 5626 instance and reg-id); ``expires_at`` is Unix
+    seconds; ``transport``/``source_host``/``source_port`` where its REGISTER came from."""
+
+    aor: str
+    key: str
+    contact: str
+    expires_at: float
+    q: float = 1.0
+    call_id: str = ""
+    cseq: int = 0
+    instance: str | None = None
+    reg_id: int | None = None
+    transport: str = "udp"
+    source_host: str = ""
+    source_port: int = 0
+    registered_at: float = 0.0
+    user_agent: str = ""
 
 
 #: A time window for list filters: (from, inclusive; until, exclusive) in Unix seconds, either
@@ -194,6 +221,21 @@ class Store(Protocol):
 
     def put_zrtp_peer(self, record: ZrtpPeerRecord) -> None: ...
 
+    def update_bindings(
+        self, save: Sequence[BindingRecord], delete: Sequence[tuple[str, str]]
+    ) -> None:
+        """Write one REGISTER's changes at once: ``save`` (insert or replace by aor and key)
+        and ``delete`` (``(aor, key)`` pairs)."""
+        ...
+
+    def list_bindings(self, *, now: float) -> list[BindingRecord]:
+        """Every binding that has not expired by ``now``."""
+        ...
+
+    def purge_bindings(self, now: float) -> int:
+        """Delete the bindings expired by ``now``; returns how many."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -212,6 +254,8 @@ class ZrtpPeerRecord:
 _CALL_COLUMNS = tuple(f.name for f in fields(CallRecord))
 _RECORDING_COLUMNS = tuple(f.name for f in fields(RecordingRecord))
 _NODE_COLUMNS = tuple(f.name for f in fields(NodeRecord))
+_BINDING_COLUMNS = tuple(f.name for f in fields(BindingRecord))
+_KEYS = ("aor", "key")
 
 
 def _quoted(column: str) -> str:
@@ -606,6 +650,38 @@ class SqlStore:
                     record.date_updated,
                 ),
             )
+
+    # -- registrar bindings ---------------------------------------------------------------------
+
+    def update_bindings(
+        self, save: Sequence[BindingRecord], delete: Sequence[tuple[str, str]]
+    ) -> None:
+        names = ", ".join(_quoted(c) for c in _BINDING_COLUMNS)
+        marks = ", ".join("?" for _ in _BINDING_COLUMNS)
+        updates = ", ".join(
+            f"{_quoted(c)} = excluded.{_quoted(c)}" for c in _BINDING_COLUMNS if c not in _KEYS
+        )
+        with self.backend.transaction() as db:
+            for aor, key in delete:
+                db.execute("DELETE FROM bindings WHERE aor = ? AND key = ?", (aor, key))
+            for record in save:
+                values = asdict(record)
+                db.execute(
+                    f"INSERT INTO bindings ({names}) VALUES ({marks})"
+                    f" ON CONFLICT (aor, key) DO UPDATE SET {updates}",
+                    [values[c] for c in _BINDING_COLUMNS],
+                )
+
+    def list_bindings(self, *, now: float) -> list[BindingRecord]:
+        with self.backend.read() as db:
+            rows = db.execute(
+                "SELECT * FROM bindings WHERE expires_at > ? ORDER BY aor, registered_at", (now,)
+            ).fetchall()
+        return [BindingRecord(**{c: row[c] for c in _BINDING_COLUMNS}) for row in rows]
+
+    def purge_bindings(self, now: float) -> int:
+        with self.backend.transaction() as db:
+            return int(db.execute("DELETE FROM bindings WHERE expires_at <= ?", (now,)).rowcount)
 
     def close(self) -> None:
         self.backend.close()

@@ -1,7 +1,7 @@
 """``<Dial>``: call other parties, bridge the first to answer, report how it went.
 
 Owns the rules around the dial (the driver owns SIP and media): nouns the capability table
-(:mod:`callxml.markup.capabilities`) says callxml cannot dial (``<Client>``, ``<Conference>``,
+(:mod:`callxml.markup.capabilities`) says callxml cannot dial (``<Conference>``,
 ``<Queue>``, ``<Sim>``, ``<Application>``) are not dialled, with a warning, for the simulator
 and the engine alike; ``callerId`` defaults to the caller's
 number; with ``answerOnBridge`` the caller's leg is not answered first. When the dial ends the
@@ -76,8 +76,6 @@ class DialTask(Task):
                 recording_track=verb.recording_track,
             )
         )
-        if verb.record.startswith("record-from-ringing"):
-            actions.append(act.Log("warning", "Dial: record-from-ringing records from the answer"))
         return Step(actions)
 
     def receive(self, event: Event, now: float) -> Step:

@@ -124,7 +124,7 @@ _ROWS: tuple[tuple[Any, ...], ...] = (
         "record",
         R,
         "the bridged call, mono or -dual (caller left, called party right); "
-        "record-from-ringing records from the answer (a run-time warning)",
+        "record-from-ringing also keeps the ringing: the ringback or the far end's early media",
     ),
     ("Dial", "trim", U, "dial recordings are not trimmed; " + IGNORED),
     ("Dial", "recordingStatusCallback", R, "RecordingSource=DialVerb"),
@@ -136,7 +136,13 @@ _ROWS: tuple[tuple[Any, ...], ...] = (
         "completed and absent are sent; in-progress is not",
     ),
     ("Dial", "recordingTrack", R, "both, inbound (the caller), outbound (the called party)"),
-    ("Dial", "ringTone", U, "the caller hears the far end's own ringback; ignored with a warning"),
+    (
+        "Dial",
+        "ringTone",
+        R,
+        "that country's ringback (ITU-T E.180 cadence) while the dial rings, as early media "
+        "(183) when the caller is not answered yet; the far end's early media replaces it",
+    ),
     ("Dial", "callReason", U, IGNORED),
     ("Dial", "referUrl", U, "incoming REFERs are not accepted; ignored with a warning"),
     ("Dial", "referMethod", U, "incoming REFERs are not accepted; ignored with a warning"),
@@ -161,7 +167,18 @@ _ROWS: tuple[tuple[Any, ...], ...] = (
     ("Sip", "statusCallbackMethod", R, ""),
     ("Sip", "mediaEncryption", R, "callxml extension: sdes (default) or zrtp (RFC 6189)"),
     ("Sip", "srtpSuites", R, "callxml extension: the SDES suites a secure target offers"),
-    ("Client", None, U, NOT_DIALLED),
+    (
+        "Client",
+        None,
+        R,
+        "every device the user registered to the account's SIP domains, at once (the first to "
+        "answer wins); X-Identity and each <Parameter> as an X- header",
+    ),
+    ("Client", "url", R, WHISPER),
+    ("Client", "method", R, ""),
+    ("Client", "statusCallback", R, CHILD_CALLBACK),
+    ("Client", "statusCallbackEvent", R, "initiated, ringing, answered, completed"),
+    ("Client", "statusCallbackMethod", R, ""),
     ("Conference", None, U, NOT_DIALLED),
     ("Queue", None, U, NOT_DIALLED),
     ("Sim", None, U, NOT_DIALLED),

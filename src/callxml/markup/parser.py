@@ -38,6 +38,7 @@ from callxml.errors import MarkupError
 from callxml.markup.capabilities import attribute_row, capability, message, warning_code
 from callxml.markup.verbs import (
     LOOP_FOREVER,
+    RING_TONES,
     Application,
     Client,
     Conference,
@@ -113,6 +114,13 @@ def _url(value: str) -> str:
     if not value:
         raise ValueError("empty URL")
     return value
+
+
+def _ring_tone(value: str) -> str:
+    code = value.strip().lower()
+    if code not in RING_TONES:
+        raise ValueError("expected a country code: " + ", ".join(sorted(RING_TONES)))
+    return code
 
 
 def _method(value: str) -> str:
@@ -265,7 +273,7 @@ ATTRIBUTES: dict[str, AttributeTable] = {
         "record": ("record", _dial_record),
         "trim": ("trim", _enum("trim-silence", "do-not-trim")),
         "recordingTrack": ("recording_track", _enum("both", "inbound", "outbound")),
-        "ringTone": ("ring_tone", _url),
+        "ringTone": ("ring_tone", _ring_tone),
         "sequential": ("sequential", _bool),
         "callReason": ("call_reason", _text),
         "referUrl": ("refer_url", _url),

@@ -32,6 +32,54 @@ LOOP_FOREVER = 1000
 #: Default DTMF keys that end a ``<Record>``.
 RECORD_FINISH_KEYS = "1234567890*#"
 
+#: ``<Dial ringTone>`` values: Twilio's country codes (and ``gb``, the ISO code of ``uk``); the
+#: tones themselves are in :mod:`callxml.media.ringback`.
+RING_TONES = frozenset(
+    {
+        "at",
+        "au",
+        "be",
+        "bg",
+        "br",
+        "ch",
+        "cl",
+        "cn",
+        "cz",
+        "de",
+        "dk",
+        "ee",
+        "es",
+        "fi",
+        "fr",
+        "gb",
+        "gr",
+        "hu",
+        "il",
+        "in",
+        "it",
+        "jp",
+        "lt",
+        "mx",
+        "my",
+        "nl",
+        "no",
+        "nz",
+        "ph",
+        "pl",
+        "pt",
+        "ru",
+        "se",
+        "sg",
+        "th",
+        "tw",
+        "uk",
+        "us",
+        "us-old",
+        "ve",
+        "za",
+    }
+)
+
 HttpMethod: TypeAlias = Literal["GET", "POST"]
 RejectReason: TypeAlias = Literal["rejected", "busy"]
 
@@ -337,8 +385,9 @@ class Dial:
 
     ``targets`` holds the nouns in document order; a bare number (``<Dial>+15551234567</Dial>``) is
     stored as a single :class:`Number`. ``record`` is ``do-not-record``, ``record-from-answer``,
-    ``record-from-ringing`` (or their ``-dual`` forms); ``ring_tone`` is a country code or
-    ``None`` (the carrier's ringback).
+    ``record-from-ringing`` (or their ``-dual`` forms); ``ring_tone`` is a country code of
+    :data:`RING_TONES` (the caller hears that country's ringback while the dial rings, unless
+    the far end sends early media) or ``None`` (the far end's early media, if any).
     """
 
     targets: tuple[DialNoun, ...] = ()

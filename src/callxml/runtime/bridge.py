@@ -4,7 +4,9 @@ This module owns what a bridge adds on top of the media relay (:mod:`callxml.med
 stopping whatever the legs were playing, and watching leg ``a``'s RFC 4733 key presses on their
 way through — each reported once, and ``*`` swallowed for ``<Dial hangupOnStar>``. SRTP on one
 side and RTP on the other is fine (each leg protects with its own keys); PCMU↔PCMA is transcoded
-by the relay.
+by the relay. When a leg's codec changes under the bridge (the peer re-INVITEd, or
+:meth:`Bridge.align_codecs` moved it), the relay is rewired at once; new keys or addresses need
+nothing (each endpoint applies its own).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from callxml.errors import LocalProtocolError
 from callxml.media.relay import MediaRelay, make_forwarder
 from callxml.media.rtp import RtpPacket
 from callxml.runtime.leg import CallLeg
+from callxml.sdp.negotiate import remote_codecs
 
 __all__ = ["DTMF_EVENTS", "Bridge", "bridge"]
 
@@ -50,6 +53,30 @@ class Bridge:
     def start(self) -> None:
         self.a.stop_playing()
         self.b.stop_playing()
+        self._wire()
+        self.a.add_media_listener(self._renegotiated)
+        self.b.add_media_listener(self._renegotiated)
+
+    def _renegotiated(self, leg: CallLeg) -> None:
+        """A leg's codec or payload types changed: the relay's forwarders (pass-through or
+        transcoding) were chosen for the old ones, so choose again."""
+        if self._relay.active:
+            self._wire()
+
+    def align_codecs(self) -> CallLeg | None:
+        """When the legs run different codecs (the relay transcodes every packet), re-INVITE one
+        of them offering only the other's codec, if its peer listed that codec in its SDP; the
+        relay switches to pass-through when the answer comes (a refusal changes nothing).
+        Returns the leg asked, or None when nothing was worth asking."""
+        if self.a.codec == self.b.codec:
+            return None
+        for leg, other in ((self.b, self.a), (self.a, self.b)):
+            if other.codec in remote_codecs(leg.media) and not leg.ended.is_set():
+                leg.reoffer(codecs=[other.codec])
+                return leg
+        return None
+
+    def _wire(self) -> None:
         self._relay.start()
         a, b = self.a.endpoint, self.b.endpoint
         a_forward = make_forwarder(a, b)
@@ -108,6 +135,8 @@ class Bridge:
             log.exception("bridge digit callback failed")
 
     def stop(self) -> None:
+        self.a.remove_media_listener(self._renegotiated)
+        self.b.remove_media_listener(self._renegotiated)
         self._relay.stop()
 
 
@@ -120,6 +149,7 @@ def bridge(
     on_audio: Callable[[str, bytes], None] | None = None,
 ) -> Bridge:
     """Relay audio and DTMF between two answered legs, both ways, until :meth:`Bridge.stop`.
+    A leg in early media counts (a ringing ``<Dial>`` passes the far end's early audio on).
 
     SRTP on one side and RTP on the other is fine (each leg protects with its own keys);
     PCMU↔PCMA is transcoded. ``on_a_digit`` sees every key leg ``a`` presses (still relayed);
@@ -128,8 +158,8 @@ def bridge(
     side ``"a"`` and ``"b"``, decoded (the relay then decodes each packet: slower, so only when
     recording).
     """
-    if not (a.answered and b.answered):
-        raise LocalProtocolError("both legs must be answered before bridging")
+    if not (a.media_started and b.media_started):
+        raise LocalProtocolError("both legs must be answered (or in early media) to bridge")
     made = Bridge(a, b, on_a_digit, on_star, on_audio)
     made.start()
     return made

@@ -2,16 +2,21 @@
 
 Owns the media side of :class:`~callxml.interpreter.actions.StartDial`: which SIP URI each noun
 means (``<Sip>`` as written, with its ``username``/``password`` for digest auth and its
-``?X-…`` headers; ``<Number>`` through the configured trunk template), calling the targets at
-once (the first to answer wins, the others are cancelled) or in order, answering the caller on
-bridge for ``answerOnBridge``, bridging the two legs' audio and keys, ending the bridge on
-``timeLimit``, on ``*`` with ``hangupOnStar``, when either side hangs up or when told to stop; and
-reducing it all to one :class:`~callxml.interpreter.events.DialFinished` (DialCallStatus,
-DialCallSid, DialCallDuration, DialSipCallId, DialSipResponseCode).
+``?X-…`` headers; ``<Number>`` through the configured trunk template; ``<Client>`` and a
+``<Sip>`` to a user of one of our domains: that user's registered devices, rung together
+through :mod:`callxml.runtime.fork`, with ``<Parameter>`` children as ``X-`` headers), calling
+the targets at once (the first to answer wins, the others are cancelled) or in order, what the
+caller hears while they ring (the far end's early media, or ``ringTone``'s ringback:
+:mod:`callxml.runtime.early`), answering the caller on bridge for ``answerOnBridge``, bridging
+the two legs' audio and keys, ending the bridge on ``timeLimit``, on ``*`` with
+``hangupOnStar``, when either side hangs up or when told to stop; and reducing it all to one
+:class:`~callxml.interpreter.events.DialFinished` (DialCallStatus, DialCallSid,
+DialCallDuration, DialSipCallId, DialSipResponseCode).
 
 SIP and media live behind two seams, :class:`CallPlacer` (:class:`~callxml.runtime.phone.Phone`)
 and :class:`Bridger` (:func:`callxml.runtime.bridge.bridge`); child call records go to a
-:class:`ChildLog`.
+:class:`ChildLog`; who is registered where, behind a third, :class:`Directory` (the engine's
+registrar).
 """
 
 from __future__ import annotations
@@ -31,12 +36,15 @@ from callxml.interpreter import events as ev
 from callxml.interpreter.call import new_sid
 from callxml.interpreter.dial import NO_TRUNK, trunk_uri
 from callxml.markup.capabilities import capability, message
-from callxml.markup.verbs import DialNoun, Number, Sip
+from callxml.markup.verbs import Client, DialNoun, Number, Sip
+from callxml.runtime.early import DialRingback
+from callxml.runtime.fork import Callee, dial_fork
 from callxml.runtime.leg import CallLeg, Leg
 from callxml.runtime.phone import DialResult
 from callxml.runtime.recorder import BridgeRecorder
 from callxml.sip.auth import Credentials
-from callxml.sip.target import Target
+from callxml.sip.events import Address
+from callxml.sip.target import Target, client_headers
 
 __all__ = [
     "CallPlacer",
@@ -44,6 +52,7 @@ __all__ = [
     "ChildLog",
     "DialTarget",
     "Dialer",
+    "Directory",
     "RecordingSink",
     "WhisperRunner",
     "resolve_targets",
@@ -55,6 +64,8 @@ log = logging.getLogger(__name__)
 MAX_TARGETS = 10
 #: Pause for each ``w`` in ``<Number sendDigits>`` (Twilio: half a second).
 DIGIT_WAIT = 0.5
+#: Why a ``<Client>`` cannot be dialled without a registrar.
+NO_REGISTRAR = "no registrar: clients register to a SIP domain with credentials"
 
 
 class CallPlacer(Protocol):
@@ -70,7 +81,22 @@ class CallPlacer(Protocol):
         headers: Sequence[tuple[str, str]] = (),
         on_ringing: Callable[[], None] | None = None,
         sid: str | None = None,
+        destinations: Sequence[Address] = (),
+        on_early_media: Callable[[CallLeg], None] | None = None,
     ) -> DialResult: ...
+
+
+class Directory(Protocol):
+    """Who is registered where: the engine's registrar, for the call's account."""
+
+    def client(self, identity: str) -> Callee:
+        """``<Client>identity</Client>``: the user's bindings in the account's domains."""
+        ...
+
+    def sip(self, target: Target) -> Callee | None:
+        """The user a ``<Sip>`` URI names when its host is one of our registrar domains (its
+        bindings, maybe none), else None: dial the URI as written."""
+        ...
 
 
 class BridgeHandle(Protocol):
@@ -141,11 +167,18 @@ class DialTarget:
     kind: str = "sip"
     error: str = ""
     noun: DialNoun | None = None  # the noun as written: its sendDigits and statusCallback
+    callee: Callee | None = None  # a registered user: its devices are rung together
+    headers: tuple[tuple[str, str], ...] = ()  # <Client>: its identity and <Parameter>s
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def callable(self) -> bool:
+        return not self.error and (self.target is not None or self.callee is not None)
 
     @property
     def callback(self) -> ChildCallback | None:
         noun = self.noun
-        if not isinstance(noun, Number | Sip) or noun.status_callback is None:
+        if not isinstance(noun, Number | Sip | Client) or noun.status_callback is None:
             return None
         return ChildCallback(
             noun.status_callback, noun.status_callback_method, noun.status_callback_event
@@ -157,12 +190,17 @@ class DialTarget:
 
 
 def resolve_targets(
-    nouns: Sequence[DialNoun], *, trunk_uri_template: str | None
+    nouns: Sequence[DialNoun],
+    *,
+    trunk_uri_template: str | None,
+    directory: Directory | None = None,
 ) -> list[DialTarget]:
     """The targets for ``nouns`` (at most :data:`MAX_TARGETS`).
 
     ``<Sip>`` uses the target the markup parsed (transport, media policy and X- headers are
-    decided there, once); ``<Number>`` goes through the trunk template.
+    decided there, once), or the registered user it names on one of our domains;
+    ``<Number>`` goes through the trunk template; ``<Client>`` is the user's registered devices
+    in the ``directory`` (the engine's registrar).
     """
     targets: list[DialTarget] = []
     for noun in nouns[:MAX_TARGETS]:
@@ -174,7 +212,24 @@ def resolve_targets(
                     targets.append(DialTarget(uri, error=f"invalid SIP URI: {exc}"))
                     continue
                 creds = Credentials(username, password or "") if username else None
-                targets.append(DialTarget(str(parsed), parsed, creds, noun=noun))
+                callee = directory.sip(parsed) if directory is not None else None
+                targets.append(DialTarget(str(parsed), parsed, creds, noun=noun, callee=callee))
+            case Client(identity=identity):
+                label = f"client:{identity}"
+                if directory is None:
+                    targets.append(DialTarget(label, kind="client", error=NO_REGISTRAR))
+                    continue
+                headers, warnings = client_headers(noun.identity, noun.parameters)
+                targets.append(
+                    DialTarget(
+                        label,
+                        kind="client",
+                        noun=noun,
+                        callee=directory.client(identity),
+                        headers=headers,
+                        warnings=warnings,
+                    )
+                )
             case Number(number=number):
                 if trunk_uri_template is None:
                     targets.append(DialTarget(number, kind="number", error=NO_TRUNK))
@@ -209,8 +264,10 @@ class Dialer:
         event: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
         whisper: WhisperRunner | None = None,
         recordings: RecordingSink | None = None,
+        directory: Directory | None = None,
     ) -> None:
         self.phone = phone
+        self.directory = directory
         self.bridge = bridge
         self.whisper = whisper
         self.recordings = recordings
@@ -237,33 +294,70 @@ class Dialer:
     ) -> ev.DialFinished:
         """Run the dial; ``on_audio(side, pcm)`` (the whole call's recording, REST
         ``Record=true``) also hears the bridged audio, ``a`` the caller and ``b`` the callee."""
-        targets = resolve_targets(action.targets, trunk_uri_template=self.trunk_uri_template)
-        callable_targets = [t for t in targets if not t.error]
+        targets = resolve_targets(
+            action.targets, trunk_uri_template=self.trunk_uri_template, directory=self.directory
+        )
+        callable_targets = [t for t in targets if t.callable]
         for target in targets:
             if target.error:
                 await self._note("warning", {"message": f"Dial {target.label}: {target.error}"})
+            for warning in target.warnings:
+                await self._note("warning", {"message": f"Dial {target.label}: {warning}"})
         if not callable_targets:
             return ev.DialFinished("failed")
         from_uri = action.caller_id or "sip:callxml@invalid"
         if not from_uri.startswith(("sip:", "sips:")):
             from_uri = f"sip:{from_uri}@callxml.invalid"
-        if action.sequential:
-            attempts: list[_Attempt] = []
-            winner = None
-            for target in callable_targets:
-                if stop.is_set():
-                    break
-                attempt = _Attempt(self, target, from_uri, action.timeout)
-                attempts.append(attempt)
-                winner = await self._race([attempt], stop)
-                if winner is not None:
-                    break
-        else:
-            attempts = [_Attempt(self, t, from_uri, action.timeout) for t in callable_targets]
-            winner = await self._race(attempts, stop)
+        recorder = None
+        if action.record.startswith("record-from-ringing"):
+            recorder = self._recorder(action)  # hears the ringing too, from now on
+        ringback = None
+        if isinstance(caller, CallLeg):  # a real call: early media and ringback to it
+            hear = None if recorder is None else self._feeder(recorder)
+            ringback = DialRingback(caller, action.ring_tone, self.bridge, on_audio=hear)
+            await ringback.start()
+        early = ringback.far_end_media if ringback is not None else None
+        try:
+            if action.sequential:
+                attempts: list[_Attempt] = []
+                winner = None
+                for target in callable_targets:
+                    if stop.is_set():
+                        break
+                    attempt = _Attempt(self, target, from_uri, action.timeout, early)
+                    attempts.append(attempt)
+                    winner = await self._race([attempt], stop)
+                    if winner is not None:
+                        break
+            else:
+                attempts = [
+                    _Attempt(self, t, from_uri, action.timeout, early) for t in callable_targets
+                ]
+                winner = await self._race(attempts, stop)
+        finally:
+            if ringback is not None:
+                await ringback.stop()  # the winner is bridged anew; the rest are over
         if winner is None:
             return self._failed(attempts, stop.is_set())
-        return await self._bridge(action, caller, winner, answer_caller, stop, on_audio)
+        return await self._bridge(
+            action, caller, winner, answer_caller, stop, on_audio, recorder=recorder
+        )
+
+    def _feeder(self, recorder: BridgeRecorder) -> Callable[[str, bytes], None]:
+        """``on_audio`` for the ringing: each side's audio into ``recorder`` on our clock."""
+
+        def feed(side: str, pcm: bytes) -> None:
+            recorder.audio(side, pcm, self.now())
+
+        return feed
+
+    def _recorder(self, action: act.StartDial) -> BridgeRecorder | None:
+        """A recorder for ``<Dial record>``, started now (None when nothing keeps it)."""
+        if action.record == "do-not-record" or self.recordings is None:
+            return None
+        return BridgeRecorder(
+            self.now(), dual=action.record.endswith("-dual"), track=action.recording_track
+        )
 
     async def _race(self, attempts: list[_Attempt], stop: asyncio.Event) -> _Attempt | None:
         """Start ``attempts`` and return the first answered one; cancel the rest."""
@@ -318,11 +412,19 @@ class Dialer:
         answer_caller: Callable[[], Awaitable[None]],
         stop: asyncio.Event,
         call_audio: Callable[[str, bytes], None] | None = None,
+        *,
+        recorder: BridgeRecorder | None = None,
     ) -> ev.DialFinished:
+        """Bridge the answered ``winner`` to the caller; ``recorder`` is a recording already
+        running since the dial started (``record-from-ringing``), else one starts here."""
         child = winner.answered_leg()
         assert child is not None
         noun = winner.target.noun
-        whisper = (noun.url, noun.method) if isinstance(noun, Number | Sip) and noun.url else None
+        whisper = (
+            (noun.url, noun.method)
+            if isinstance(noun, Number | Sip | Client) and noun.url
+            else None
+        )
         if whisper is not None and not await self._whisper(winner, child, caller, stop, *whisper):
             return await self._whisper_declined(winner, child, caller, stop)
         if not caller.answered:
@@ -339,11 +441,8 @@ class Dialer:
         if winner.target.send_digits:  # <Number sendDigits>: to the callee, before the bridge
             await _send_digits(child, winner.target.send_digits)
         on_star = star.set if action.hangup_on_star else None
-        recorder = None
-        if action.record != "do-not-record" and self.recordings is not None:
-            recorder = BridgeRecorder(
-                self.now(), dual=action.record.endswith("-dual"), track=action.recording_track
-            )
+        if recorder is None:
+            recorder = self._recorder(action)
         if recorder is not None or call_audio is not None:
             tap = recorder  # bound for the closure below
 
@@ -465,11 +564,19 @@ class Dialer:
 class _Attempt:
     """One child call: a ``Phone.dial`` task and what came of it."""
 
-    def __init__(self, dialer: Dialer, target: DialTarget, from_uri: str, timeout: float) -> None:
+    def __init__(
+        self,
+        dialer: Dialer,
+        target: DialTarget,
+        from_uri: str,
+        timeout: float,
+        on_early_media: Callable[[CallLeg], None] | None = None,
+    ) -> None:
         self.dialer = dialer
         self.target = target
         self.from_uri = from_uri
         self.timeout = timeout
+        self.on_early_media = on_early_media
         self.sid = new_sid("CA")
         self.task: asyncio.Task[DialResult | None] | None = None
         self.status = "failed"
@@ -495,16 +602,31 @@ class _Attempt:
                     self.dialer._child_status(self.sid, "ringing")
                 )
 
-        assert self.target.target is not None  # only callable targets are attempted
+        extra: dict[str, Any] = {}
+        if self.on_early_media is not None:  # only real calls (fakes need not take it)
+            extra["on_early_media"] = self.on_early_media
         try:
-            result = await self.dialer.phone.dial(
-                self.target.target,
-                from_uri=self.from_uri,
-                timeout=self.timeout,
-                credentials=self.target.credentials,
-                on_ringing=ringing,
-                sid=self.sid,
-            )
+            if self.target.callee is not None:  # a registered user: every device at once
+                result = await dial_fork(
+                    self.dialer.phone,
+                    self.target.callee,
+                    from_uri=self.from_uri,
+                    timeout=self.timeout,
+                    headers=self._headers(),
+                    on_ringing=ringing,
+                    sid=self.sid,
+                )
+            else:
+                assert self.target.target is not None  # only callable targets are attempted
+                result = await self.dialer.phone.dial(
+                    self.target.target,
+                    from_uri=self.from_uri,
+                    timeout=self.timeout,
+                    credentials=self.target.credentials,
+                    on_ringing=ringing,
+                    sid=self.sid,
+                    **extra,
+                )
         except asyncio.CancelledError:
             self.status = "canceled"
             raise
@@ -540,6 +662,12 @@ class _Attempt:
                 end_time=_wall(),
             )
         return result
+
+    def _headers(self) -> tuple[tuple[str, str], ...]:
+        """What a fork adds to each device's INVITE: the ``<Sip>`` URI's X- headers, or the
+        ``<Client>``'s identity and parameters."""
+        target = self.target.target
+        return (*(target.headers if target is not None else ()), *self.target.headers)
 
     def answered_leg(self) -> CallLeg | None:
         task = self.task

@@ -44,7 +44,8 @@ def _x_headers(request: SipRequest) -> tuple[tuple[str, str], ...]:
 
 
 class IncomingCall:
-    """An INVITE waiting for a decision: :meth:`accept`, :meth:`reject` or :meth:`ring`.
+    """An INVITE waiting for a decision: :meth:`accept`, :meth:`reject`, :meth:`ring` or
+    :meth:`early_media`.
 
     ``transport`` is how it arrived (``udp``/``tcp``/``tls``), ``source`` the peer's
     ``(host, port)``, ``domain`` the host of the Request-URI (the SIP domain it was sent to),
@@ -80,9 +81,24 @@ class IncomingCall:
     def __repr__(self) -> str:
         return f"IncomingCall({self.sip_call_id!r} {self.transport} {self.to_uri!r})"
 
+    def keep_on_flow(self) -> None:
+        """The caller is a device registered over this very connection: our in-dialog requests
+        go back over it (RFC 5626 §5.3), as the registrar decides."""
+        with contextlib.suppress(LocalProtocolError):
+            self._inbound.keep_on_flow()
+
     async def ring(self) -> None:
         """Send 180 Ringing."""
         self._inbound.ring(180)
+
+    async def early_media(self, *, secure_media_enabled: bool, sid: str | None = None) -> CallLeg:
+        """Negotiate media like :meth:`accept` (same policy, same refusals) but answer the offer
+        in a ``183 Session Progress`` instead of a 200: the leg plays to the caller before the
+        call is answered (announcements, a ringback, a dialled party's early audio). Reliable
+        (PRACK) when the caller requires 100rel. :meth:`CallLeg.answer` sends the 200 later."""
+        leg = await self.accept(secure_media_enabled=secure_media_enabled, answer=False, sid=sid)
+        leg.early_media()
+        return leg
 
     async def reject(self, status: int, reason: str, *, warning: str | None = None) -> None:
         """Refuse with a final status (486 Busy Here, 603 Decline, 404...)."""
@@ -167,6 +183,8 @@ class IncomingCall:
             sid=sid,
             rtp_timeout=self._media.rtp_timeout,
             zrtp=keying,
+            secure_media=secure_media_enabled,
+            srtp_suites=srtp_suites,
         )
         self._adopt(leg)
         if answer:

@@ -8,8 +8,10 @@ use, so tests plug in fakes. Legs are made by :class:`~callxml.runtime.phone.Pho
 :class:`~callxml.runtime.incoming.IncomingCall` (accepting); :mod:`callxml.runtime.bridge` relays
 media between two of them.
 
-It knows nothing of verbs, webhooks or documents, and applies no policy: the secure-media rules
-were applied when the media was negotiated. Keys are never logged.
+It knows nothing of verbs, webhooks or documents. The secure-media rules were applied when the
+media was negotiated; the leg keeps the policy it was set up under to answer the peer's
+re-offers (re-INVITE, UPDATE) with it (:mod:`callxml.runtime.renegotiation`), moving the endpoint
+to new addresses, codecs or keys without stopping the audio. Keys are never logged.
 """
 
 from __future__ import annotations
@@ -17,19 +19,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
-from callxml.errors import ConfigError, LocalProtocolError, MediaError
+from callxml.errors import ConfigError, LocalProtocolError, MediaError, SecureMediaError
 from callxml.interpreter.call import new_sid
 from callxml.media.dtmf import DEFAULT_PAYLOAD_TYPE, DtmfDigit
-from callxml.media.stream import RtpConfig, RtpEndpoint, RtpStats, SrtpKeys
+from callxml.media.stream import RtpConfig, RtpEndpoint, RtpStats
 from callxml.media.wav import pcm_frames
 from callxml.media.zrtp import ZrtpCache, ZrtpResult
+from callxml.runtime.renegotiation import (
+    answer_reoffer,
+    apply_change,
+    check_reoffer_answer,
+    srtp_keys,
+)
 from callxml.runtime.zrtpkeying import ZrtpKeying
 from callxml.sdp import Direction, NegotiatedMedia, Offer, SessionDescription, hold, unhold
-from callxml.sdp.negotiate import offer_holds
+from callxml.sdp.negotiate import offer_holds, reoffer
+from callxml.sdp.policy import INBOUND_SUITES
 from callxml.sip.aio.useragent import UacCall, UasCall
 from callxml.sip.message import SipRequest
 
@@ -133,14 +142,9 @@ def _apply_media(
         media.codec.name, media.payload_type, dtmf if dtmf is not None else DEFAULT_PAYLOAD_TYPE
     )
     endpoint.set_remote((media.their_address, media.their_port))
-    ours, theirs = media.our_crypto, media.their_crypto
-    if ours is not None and theirs is not None and ours.suite_info is not None:
-        # RFC 4568 §6.1: we protect with the key we sent, unprotect with the one we received.
-        endpoint.set_srtp(
-            SrtpKeys(ours.suite_info.name, ours.keying_material(), theirs.keying_material())
-        )
-    else:
-        endpoint.set_srtp(None)
+    # RFC 4568 §6.1: we protect with the key we sent, unprotect with the one we received (SDES);
+    # a ZRTP leg has none in its SDP, and its exchange sets them once it completes.
+    endpoint.set_srtp(srtp_keys(media))
     if media.zrtp and zrtp is not None:
         zrtp.start(media.their_zrtp_hash)
 
@@ -175,6 +179,8 @@ class CallLeg:
         sid: str | None = None,
         rtp_timeout: float | None = None,
         zrtp: ZrtpKeying | None = None,
+        secure_media: bool = False,
+        srtp_suites: Sequence[str] = INBOUND_SUITES,
     ) -> None:
         self.sid = sid or new_sid("CA")
         self.direction = direction
@@ -185,6 +191,10 @@ class CallLeg:
         self.request_headers = request_headers
         self.media = media
         self.answered = answered
+        #: Media flows before the answer: our 183 with SDP (inbound, :meth:`early_media`) or the
+        #: peer's 183/180 with SDP (outbound, made by :meth:`Phone.dial` with ``on_early_media``).
+        self.early = False
+        self._media_applied = False
         self.ended = asyncio.Event()
         self.end_reason: str | None = None
         self._handle = handle
@@ -195,9 +205,19 @@ class CallLeg:
         self._rtp_timeout = rtp_timeout
         self._media_watch: asyncio.Task[None] | None = None
         self.on_hold = False  # the peer's latest offer holds us (sendonly, inactive, 0.0.0.0)
+        # Re-offers are answered under the policy the call was set up with (docs/sdp.md).
+        self._secure_media = secure_media
+        self._srtp_suites = tuple(srtp_suites)
+        self._pending_answer: NegotiatedMedia | None = None  # ours to the peer's re-offer
+        self._pending_offer: tuple[Offer, NegotiatedMedia] | None = None  # ours, and before it
+        self._media_listeners: list[Callable[[CallLeg], None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         handle.on_reinvite = self._reinvited
         #: The ZRTP exchange keying this leg (``media.zrtp``), else None.
         self.zrtp = zrtp if media.zrtp else None
+        handle.on_reoffer_answered = self._reoffer_answered
+        handle.on_reoffer_failed = self._reoffer_failed
+        handle.set_answerer(self._answer_reoffer)
         self._watch = asyncio.get_running_loop().create_task(
             self._watch_end(), name=f"leg-{self.sid}"
         )
@@ -297,11 +317,18 @@ class CallLeg:
             finally:
                 self.ended.set()
 
+    @property
+    def media_started(self) -> bool:
+        """Audio flows: the call is answered, or in early media."""
+        return self.answered or self.early
+
     def _start_media(self) -> None:
         """Point the endpoint at the peer, keep a packet going out every 20 ms from now on, and
         watch that the peer still sends (:attr:`MediaSettings.rtp_timeout`). A ZRTP leg starts
         its exchange here; its endpoint sends nothing but ZRTP until the keys are in."""
-        _apply_media(self._endpoint, self.media, self.zrtp)
+        if not self._media_applied:  # early media already did (a new session would reset SRTP)
+            _apply_media(self._endpoint, self.media, self.zrtp)
+            self._media_applied = True
         self._endpoint.keep_sending()
         if self._rtp_timeout is not None and self._media_watch is None:
             self._media_watch = asyncio.get_running_loop().create_task(
@@ -332,14 +359,110 @@ class CallLeg:
         except asyncio.CancelledError:
             return
 
+    # -- renegotiation ---------------------------------------------------------------------
+
+    def _answer_reoffer(self, offer: bytes, current: bytes) -> bytes:
+        """The SIP core's answerer for this call: the peer's re-INVITE or UPDATE offer answered
+        with :func:`~callxml.runtime.renegotiation.answer_reoffer` under the call's policy
+        (raising ``OfferRefused`` → 488). An offer-less re-INVITE gets our current SDP as the
+        offer; the ACK brings the answer (:meth:`_reoffer_answered`). Applied in
+        :meth:`_reinvited`, once the 2xx is on its way."""
+        if not offer:
+            self._pending_offer = (Offer(self.media.local_sdp, self.media.our_crypto), self.media)
+            return bytes(self.media.local_sdp)
+        host, port = self._endpoint.local_address[:2]
+        self._pending_answer = answer_reoffer(
+            offer,
+            self.media,
+            address=host,
+            port=port,
+            secure_media=self._secure_media,
+            over_tls=self.transport == "tls",
+            srtp_suites=self._srtp_suites,
+            zrtp_hash=self.zrtp.hello_hash if self.zrtp is not None else None,
+        )
+        return bytes(self._pending_answer.local_sdp)
+
     def _reinvited(self, request: SipRequest) -> None:
-        """The peer re-INVITEd (answered by the SIP layer): note whether it holds us. Held, we
-        stop filling the line with silence (RFC 3264 §6.1: its sendonly or inactive offer means
-        we must not send); resumed, the stream starts again."""
+        """The peer re-INVITEd or UPDATEd (answered by the SIP layer with our answer): move the
+        endpoint to what was agreed, and note whether it holds us. Held, we stop filling the
+        line with silence (RFC 3264 §6.1: its sendonly or inactive offer means we must not
+        send); resumed, the stream starts again."""
+        agreed, self._pending_answer = self._pending_answer, None
+        if agreed is not None and request.body:
+            self._renegotiated(agreed)
         if request.body:
             self.on_hold = offer_holds(request.body)
             if self.answered and not self.ended.is_set():
                 self._endpoint.keep_sending(not self.on_hold)
+
+    def _reoffer_answered(self, sdp: bytes, method: str) -> None:
+        """The peer answered our re-offer (or the offer in our 2xx to its offer-less
+        re-INVITE, answered in the ACK, or a session refresh): check it like a first answer and
+        apply it. An answer that breaks the secure-media policy ends the call (RFC 4568 §7.5);
+        any other unusable answer leaves the media as it was."""
+        pending, self._pending_offer = self._pending_offer, None
+        if not sdp or self.ended.is_set():
+            if pending is not None and not sdp:
+                self.media = pending[1]  # no answer after all: the old session stays
+            return
+        offer = (
+            pending[0]
+            if pending is not None
+            else Offer(self.media.local_sdp, self.media.our_crypto)
+        )
+        try:
+            agreed = check_reoffer_answer(offer, sdp)
+        except MediaError as exc:
+            log.warning("leg %s: the answer to our %s is unusable: %s", self.sid, method, exc)
+            if pending is not None:
+                self.media = pending[1]
+            if isinstance(exc, SecureMediaError):
+                self._spawn(self.hangup(exc.reason))
+            return
+        self._renegotiated(agreed)
+
+    def _reoffer_failed(self, status: int, method: str) -> None:
+        """Our re-INVITE or UPDATE was refused: the session stays as it was (RFC 3264 §8)."""
+        pending, self._pending_offer = self._pending_offer, None
+        if pending is not None:
+            self.media = pending[1]
+        log.info("leg %s: our %s was answered %d; media unchanged", self.sid, method, status)
+
+    def _renegotiated(self, agreed: NegotiatedMedia) -> None:
+        old, self.media = self.media, agreed
+        if not self.answered or self.ended.is_set():
+            return
+        change = apply_change(self._endpoint, old, agreed)
+        if change.any:
+            log.info(
+                "leg %s: media renegotiated (codec %s, remote %s, keys %s)",
+                self.sid,
+                change.codec,
+                change.remote,
+                change.keys,
+            )
+        if change.codec:
+            for listener in list(self._media_listeners):
+                try:
+                    listener(self)
+                except Exception:
+                    log.exception("leg %s: media listener failed", self.sid)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` beside the leg (a reference is kept until it is done)."""
+        task = asyncio.get_running_loop().create_task(work, name=f"leg-{self.sid}-task")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def add_media_listener(self, listener: Callable[[CallLeg], None]) -> None:
+        """Call ``listener(leg)`` whenever a renegotiation changes the codec or payload types
+        (a bridge then rewires its relay)."""
+        self._media_listeners.append(listener)
+
+    def remove_media_listener(self, listener: Callable[[CallLeg], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._media_listeners.remove(listener)
 
     def hold(self) -> None:
         """Put the peer on hold: re-INVITE with our audio ``sendonly`` (RFC 3264 §8.4, RFC 6337
@@ -350,14 +473,74 @@ class CallLeg:
         """Take the peer off hold: re-INVITE with ``sendrecv`` again."""
         self._reoffer(unhold(self.media))
 
+    def reoffer(self, *, codecs: Sequence[str]) -> None:
+        """Re-INVITE offering only ``codecs`` (same port, same key): e.g. to move this leg to the
+        codec of the leg it is bridged with, so the relay passes packets through instead of
+        transcoding. The peer's answer is applied when it comes; a refusal changes nothing."""
+        self._reoffer(reoffer(self.media, codecs=codecs))
+
     def _reoffer(self, offer: Offer) -> None:
         self._check_media()
         if self.ended.is_set():
             raise LocalProtocolError("the call has already ended")
+        before = self.media
         self._handle.reinvite(bytes(offer.sdp))
+        self._pending_offer = (offer, before)
         self.media = replace(
             self.media, local_sdp=offer.sdp, direction=_audio_direction(offer.sdp, self.media)
         )
+
+    # -- early media (before the answer) --------------------------------------------------------
+
+    def early_media(self) -> None:
+        """Inbound, before :meth:`answer`: send ``183 Session Progress`` with our SDP answer and
+        start the media now, so the caller hears what we play (a ringback, the far end's early
+        audio) while its call is not answered (RFC 3960's gateway model; reliable, with PRACK,
+        when the caller requires 100rel). Our 20 ms stream starts at once; the 200 later
+        carries the same SDP. Idempotent."""
+        if self.answered or self.early:
+            return
+        if self.ended.is_set():
+            raise LocalProtocolError("the call has already ended")
+        handle = self._handle
+        if not isinstance(handle, UasCall):
+            raise LocalProtocolError("only an inbound leg sends early media")
+        handle.ring(183, sdp=bytes(self.media.local_sdp))
+        self.early = True
+        _apply_media(self._endpoint, self.media, self.zrtp)
+        self._media_applied = True
+        self._endpoint.keep_sending()
+
+    def _peer_early_media(self) -> None:
+        """Outbound: the peer's 18x carried its SDP answer (:attr:`media`): receive what it
+        sends from now on. We do not send until the answer (a gateway plays, we listen)."""
+        self.early = True
+        _apply_media(self._endpoint, self.media, self.zrtp)
+        self._media_applied = True
+
+    def _peer_answered(self, media: NegotiatedMedia) -> None:
+        """Outbound: the 2xx arrived after early media; its SDP (if it differs from the 18x's,
+        which it should not) wins, then the media runs as for any answered call."""
+        old, self.media = self.media, media
+        if self._media_applied:
+            apply_change(self._endpoint, old, media)
+        self.answered = True
+        self._start_media()
+
+    async def play_frames(self, frames: Iterable[bytes]) -> None:
+        """Send PCM frames (20 ms each) from an iterable, possibly endless (a ringback): returns
+        when it is exhausted, the call ends, or :meth:`stop_playing` is called."""
+        self._check_media()
+        if self.ended.is_set():
+            return
+        try:
+            await self._endpoint.play(frames)
+        except asyncio.CancelledError:
+            self._endpoint.stop_playing()
+            raise
+        except MediaError:
+            if self.end_reason is None:
+                raise
 
     async def answer(self) -> None:
         """Inbound: send 200 OK with our SDP answer and start the media. Idempotent."""
@@ -403,7 +586,7 @@ class CallLeg:
     # -- media --------------------------------------------------------------------------------
 
     def _check_media(self) -> None:
-        if not self.answered:
+        if not (self.answered or self.early):
             raise MediaError("the call is not answered yet")
 
     async def play(self, pcm: bytes) -> None:

@@ -10,6 +10,10 @@ This module owns placing a call — :meth:`Phone.dial` from a :class:`~callxml.s
 (:func:`~callxml.sdp.check_answer`) ends the call with ACK + BYE and ``status="failed"`` whose
 ``reason`` says why (RFC 4568 §7.5: the offerer may end a session it cannot secure).
 
+Early media: with ``on_early_media``, a 180/183 carrying the far end's SDP answer (RFC 3960;
+reliable, with PRACK, when it asks for 100rel) makes the :class:`CallLeg` at once, in early
+media (receiving only); the callback gets it, and the same leg is the answered one later.
+
 It never raises for the far end's behaviour — every outcome is a :class:`DialResult` — and
 knows nothing of verbs, webhooks or documents. Used by ``callxml call`` and by the engine.
 """
@@ -37,14 +41,15 @@ from callxml.runtime.incoming import IncomingCall
 from callxml.runtime.leg import CallLeg, MediaSettings
 from callxml.runtime.zrtpkeying import ZrtpKeying
 from callxml.sdp import NegotiatedMedia, Offer, build_offer, check_answer
-from callxml.sdp.policy import check_suites
+from callxml.sdp.policy import INBOUND_SUITES, check_suites
 from callxml.sip.aio.resolver import HostResolver, SystemResolver, locate
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig, TransportLimits, label
-from callxml.sip.aio.useragent import CallResult, UacCall, UasCall, UserAgent
+from callxml.sip.aio.useragent import CallResult, RegisterHandler, UacCall, UasCall, UserAgent
 from callxml.sip.auth import Credentials, DigestServer
 from callxml.sip.events import Address
 from callxml.sip.message import SipResponse
+from callxml.sip.session_timer import DEFAULT_SESSION_TIMER, SessionTimerConfig
 from callxml.sip.target import Target
 from callxml.sip.ua import Admitter, AuthenticatorSelector
 
@@ -153,6 +158,8 @@ class Phone:
         limits: TransportLimits | None = None,
         admit: Admitter | None = None,
         zrtp_cache: ZrtpCache | None = None,
+        on_register: RegisterHandler | None = None,
+        session_timer: SessionTimerConfig | None = DEFAULT_SESSION_TIMER,
     ) -> Phone:
         """Open the SIP listeners (TLS ones need ``tls.cert_file``/``key_file``).
 
@@ -165,6 +172,10 @@ class Phone:
         INVITEs under overload, statelessly (see :data:`~callxml.sip.ua.Admitter`).
         ``zrtp_cache`` keeps our ZRTP ZID and the peers' retained secrets (default: in memory,
         for this process).
+        ``on_register`` makes it a registrar: it gets every REGISTER, challenged by
+        ``authenticator`` like an INVITE (without it REGISTER is answered 405).
+        ``session_timer`` is RFC 4028 (refresh every half interval, BYE when the peer stops;
+        None: off).
         """
         cache = zrtp_cache if zrtp_cache is not None else MemoryZrtpCache()  # a ZID per phone
         media = MediaSettings(
@@ -185,6 +196,8 @@ class Phone:
             authenticator=authenticator,
             limits=limits,
             admit=admit,
+            on_register=on_register,
+            session_timer=session_timer,
         )
         phone = cls(ua, media, resolver=resolver, failover_timeout=failover_timeout)
         phone._on_incoming = on_incoming
@@ -249,6 +262,8 @@ class Phone:
         on_ringing: Callable[[], None] | None = None,
         sid: str | None = None,
         proxy: str | None = None,
+        destinations: Sequence[Address] = (),
+        on_early_media: Callable[[CallLeg], None] | None = None,
     ) -> DialResult:
         """Call ``target`` and wait for the answer, at most ``timeout`` seconds of ringing.
 
@@ -256,7 +271,12 @@ class Phone:
         ``proxy`` (a SIP URI such as ``sip:127.0.0.1:5060;transport=tcp``) sends the INVITE to
         that host, port and transport instead (an outbound proxy, :meth:`Target.via`).
         ``headers`` are added to the INVITE after the target's own X- headers. ``on_ringing``
-        is called once, on the first 180/183. Never raises for the far end's behaviour: every
+        is called once, on the first 180/183. ``destinations`` replaces locating the target's
+        host (RFC 3263): a registered device's flow, then its Contact's address, tried in that
+        order like located servers. ``on_early_media(leg)`` is called once, when a
+        180/183 brings the far end's SDP: ``leg`` (not answered, :attr:`CallLeg.early`)
+        receives the far end's early audio; it becomes :attr:`DialResult.leg` if the call is
+        answered, and ends if it is not. Never raises for the far end's behaviour: every
         outcome is a :class:`DialResult`. Cancelling the task cancels the INVITE (or hangs up)
         before re-raising.
         """
@@ -277,13 +297,14 @@ class Phone:
                 return DialResult("failed", None, None, f"srtpSuites: {exc}")
         attempt = _Attempt(target)
         try:
-            candidates = await locate(target.hop, self._resolver)
+            candidates = list(destinations) or await locate(target.hop, self._resolver)
         except TransportError as exc:
             return attempt.failed("failed", None, str(exc))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         endpoint = await RtpEndpoint.open(self.media.rtp_config())
         zrtp = ZrtpKeying(endpoint, self.media.zrtp_cache) if target.zrtp else None
+        early: _EarlyMedia | None = None
         try:
             offer = build_offer(
                 address=self.media.address,
@@ -307,11 +328,16 @@ class Phone:
                     await endpoint.close()
                     return attempt.failed("failed", None, str(exc))
                 attempt.call, attempt.destination = call, destination
+                if on_early_media is not None:
+                    early = _EarlyMedia(
+                        self, call, offer, endpoint, target, sid, on_early_media, zrtp
+                    )
                 result, timed_out = await self._final(
                     call,
                     max(0.0, deadline - loop.time()),
                     on_ringing,
                     silent_after=self.failover_timeout if more else None,
+                    on_provisional=early.provisional if early is not None else None,
                 )
                 if more and not timed_out and _server_failed(call, result):
                     # RFC 3263 §4.3: a transport error, a timeout or a 503 moves on to the
@@ -336,23 +362,30 @@ class Phone:
             await endpoint.close()
             reason = _failure_reason(result, target, timeout if timed_out else None)
             return attempt.failed(dial_status(result.status, timed_out=timed_out), result, reason)
-        media = await self._check_answer(call, offer, result, endpoint, target)
+        early_leg = early.leg if early is not None else None
+        media = await self._check_answer(call, offer, result, endpoint, target, early_leg)
         if isinstance(media, str):
             return attempt.failed("failed", result, media)
-        leg = CallLeg(
-            handle=call,
-            direction="outbound",
-            endpoint=endpoint,
-            media=media,
-            transport=destination.transport,
-            from_uri=call.from_uri,
-            to_uri=str(target.request_uri),
-            sip_call_id=call.sip_call_id,
-            answered=True,
-            sid=sid,
-            rtp_timeout=self.media.rtp_timeout,
-            zrtp=zrtp,
-        )
+        if early_leg is not None:
+            early_leg._peer_answered(media)
+            leg = early_leg
+        else:
+            leg = CallLeg(
+                handle=call,
+                direction="outbound",
+                endpoint=endpoint,
+                media=media,
+                transport=destination.transport,
+                from_uri=call.from_uri,
+                to_uri=str(target.request_uri),
+                sip_call_id=call.sip_call_id,
+                answered=True,
+                sid=sid,
+                rtp_timeout=self.media.rtp_timeout,
+                zrtp=zrtp,
+                secure_media=target.secure,
+                srtp_suites=_suites(target),
+            )
         self._adopt(leg)
         if leg.zrtp is not None:
             # RFC 6189: the call is up, but not secure until ZRTP completes; a failure ends it.
@@ -370,12 +403,16 @@ class Phone:
         result: CallResult,
         endpoint: RtpEndpoint,
         target: Target,
+        early: CallLeg | None = None,
     ) -> NegotiatedMedia | str:
         """The negotiated media of a 2xx, or why it breaks the policy (the call is then ended:
-        the core has ACKed the 2xx, RFC 3261 §13.2.2.4, and we send BYE)."""
+        the core has ACKed the 2xx, RFC 3261 §13.2.2.4, and we send BYE). A 2xx without SDP
+        after early media keeps the answer of the 18x (RFC 3262 §5: it was the answer)."""
         response = result.response
         assert response is not None
         try:
+            if not response.body and early is not None:
+                return early.media
             if not response.body:
                 raise MediaError("the 2xx carried no SDP answer (RFC 3264 §5)")
             return check_answer(offer, response.body)
@@ -394,6 +431,7 @@ class Phone:
         on_ringing: Callable[[], None] | None,
         *,
         silent_after: float | None = None,
+        on_provisional: Callable[[SipResponse], None] | None = None,
     ) -> tuple[CallResult, bool]:
         """Wait for the final response; on ``timeout`` CANCEL (RFC 3261 §9.1) and report it
         (``True``). With ``silent_after``, a server that has sent nothing at all by then is
@@ -412,6 +450,8 @@ class Phone:
                     if silent_after is not None:
                         ring.reschedule(started + timeout)  # it answers: ring out the budget
                         silent_after = None
+                    if on_provisional is not None:
+                        on_provisional(item)
                     if item.status in (180, 183) and not rang:
                         rang = True
                         if on_ringing is not None:
@@ -472,6 +512,72 @@ class _Attempt:
 
     def answered(self, result: CallResult, leg: CallLeg) -> DialResult:
         return self._result("answered", result, f"{result.status} {result.reason}", leg)
+
+
+class _EarlyMedia:
+    """One dial attempt's early media: the first 180/183 with the far end's SDP answer makes
+    the leg (receiving only) and hands it to the caller's ``on_early_media``."""
+
+    def __init__(
+        self,
+        phone: Phone,
+        call: UacCall,
+        offer: Offer,
+        endpoint: RtpEndpoint,
+        target: Target,
+        sid: str | None,
+        on_early_media: Callable[[CallLeg], None],
+        zrtp: ZrtpKeying | None = None,
+    ) -> None:
+        self._phone = phone
+        self._zrtp = zrtp
+        self._call = call
+        self._offer = offer
+        self._endpoint = endpoint
+        self._target = target
+        self._sid = sid
+        self._callback = on_early_media
+        self.leg: CallLeg | None = None
+
+    def provisional(self, response: SipResponse) -> None:
+        if self.leg is not None or not response.body or response.status not in (180, 183):
+            return
+        if response.media_type not in (None, "application/sdp"):
+            return
+        try:
+            media = check_answer(self._offer, response.body)
+        except MediaError as exc:  # no early media, then; the 2xx is checked in full
+            log.info("dial %s: early media refused: %s", self._target, exc)
+            return
+        call, phone = self._call, self._phone
+        leg = CallLeg(
+            handle=call,
+            direction="outbound",
+            endpoint=self._endpoint,
+            media=media,
+            transport=call.invite.vias[0].transport.lower(),
+            from_uri=call.from_uri,
+            to_uri=str(self._target.request_uri),
+            sip_call_id=call.sip_call_id,
+            answered=False,
+            sid=self._sid,
+            rtp_timeout=phone.media.rtp_timeout,
+            zrtp=self._zrtp,
+            secure_media=self._target.secure,
+            srtp_suites=_suites(self._target),
+        )
+        leg._peer_early_media()
+        self.leg = leg
+        try:
+            self._callback(leg)
+        except Exception:
+            log.exception("on_early_media failed")
+
+
+def _suites(target: Target) -> tuple[str, ...]:
+    """The SDES suites a re-offer on this call may use: those the target asked for, else the
+    default policy's."""
+    return tuple(target.srtp_suites) or INBOUND_SUITES
 
 
 def _server_failed(call: UacCall, result: CallResult) -> bool:

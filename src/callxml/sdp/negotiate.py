@@ -59,6 +59,7 @@ __all__ = [
     "check_answer",
     "hold",
     "offer_holds",
+    "remote_codecs",
     "reoffer",
     "reverse_direction",
     "unhold",
@@ -290,8 +291,16 @@ def build_offer(
     return Offer(_session(address, sid, [section]), crypto, zrtp_hash is not None, several)
 
 
-def reoffer(previous: Offer | NegotiatedMedia, *, direction: Direction) -> Offer:
-    """A re-offer (RFC 3264 §8) of our last SDP with a new direction, same key and codecs.
+def reoffer(
+    previous: Offer | NegotiatedMedia,
+    *,
+    direction: Direction | None = None,
+    codecs: Sequence[str] | None = None,
+) -> Offer:
+    """A re-offer (RFC 3264 §8) of our last SDP, same port and key: with a new ``direction``
+    (hold), and/or offering only ``codecs`` (in that order, with our static payload types and
+    ``telephone-event`` kept if we offered it) — e.g. to move a bridged leg to the other leg's
+    codec so the relay stops transcoding.
 
     The session version goes up by one only if the SDP changed (RFC 3264 §8, RFC 8866 §5.2).
     """
@@ -300,7 +309,19 @@ def reoffer(previous: Offer | NegotiatedMedia, *, direction: Direction) -> Offer
     else:
         sdp, crypto, index = previous.local_sdp, previous.our_crypto, previous.media_index
     media = list(sdp.media)
-    media[index] = media[index].with_direction(direction)
+    section = media[index]
+    wanted = direction if direction is not None else sdp.direction_for(section)
+    if codecs is None:
+        media[index] = section.with_direction(wanted)
+    else:
+        media[index] = _audio_section(
+            port=section.port,
+            secure=crypto is not None,
+            codecs=[(c, c.static_payload_type) for c in _codecs(codecs)],
+            dtmf_payload_type=_dtmf_payload_type(section, section.rtpmaps()),
+            direction=wanted,
+            crypto=crypto,
+        )
     new_sdp = sdp.with_media(media)
     return Offer(new_sdp if new_sdp == sdp else new_sdp.bump_version(), crypto, previous.zrtp)
 
@@ -378,6 +399,19 @@ def offer_holds(sdp: SessionDescription | str | bytes) -> bool:
     except (MediaError, ValueError):  # InvalidSdp is a MediaError
         return False
     return null or parsed.direction_for(media) in ("sendonly", "inactive")
+
+
+def remote_codecs(media: NegotiatedMedia) -> tuple[str, ...]:
+    """The codecs we run that the peer's SDP lists for the negotiated stream, in its order: what
+    a re-offer to that peer could move to (an offerer lists all it accepts, RFC 3264 §5.1)."""
+    section = media.remote_sdp.media[media.media_index]
+    rtpmaps = section.rtpmaps()
+    found: list[str] = []
+    for pt in section.payload_types:
+        codec = _codec_of(section, pt, rtpmaps)
+        if codec is not None and codec.name not in found:
+            found.append(codec.name)
+    return tuple(found)
 
 
 def _parse(sdp: SessionDescription | str | bytes) -> SessionDescription:

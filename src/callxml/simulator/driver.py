@@ -35,7 +35,7 @@ from callxml.markup.capabilities import capability, message
 from callxml.sdp.policy import OUTBOUND_SUITE
 from callxml.simulator.result import DialRecord, RecordingRecord, RequestRecord, SimulationResult
 from callxml.simulator.transcript import Transcript
-from callxml.sip.target import Target
+from callxml.sip.target import Target, client_headers
 from callxml.webhooks.base import Fetcher, WebhookRequest, fetch_outcome, resolve_url
 
 __all__ = ["DIAL_OUTCOMES", "SimulatedCall", "estimate_speech"]
@@ -431,6 +431,12 @@ class SimulatedCall:
                     outcome,
                     warnings=target.warnings,
                 )
+            case v.Client(identity=identity, parameters=parameters):
+                # The engine rings the devices the user registered; the simulator has no
+                # registrar, so the client is taken as registered (outcomes: "client:<name>").
+                _, warnings = client_headers(identity, parameters)
+                label = f"client:{identity}"
+                return DialRecord(label, "client", None, None, None, outcome, warnings=warnings)
             case _:  # the interpreter drops what the capability table cannot dial
                 kind = type(noun).__name__
                 reason = message(capability(kind))
@@ -452,6 +458,10 @@ class SimulatedCall:
         unplaced = [r for r in records if r.outcome == "failed" and r.warnings]
         for record in unplaced:  # the engine's dialler says the same
             self._log("warning", f"Dial {record.target}: {record.warnings[0]}")
+        for record in records:  # a <Client>'s parameters that cannot be headers
+            if record.kind == "client" and record not in unplaced:
+                for warning in record.warnings:
+                    self._log("warning", f"Dial {record.target}: {warning}")
         if len(unplaced) == len(records):  # nothing was called: the engine fails at once
             for record in records:
                 self.result.dials.append(record)

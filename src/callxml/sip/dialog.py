@@ -44,7 +44,9 @@ class Dialog:
     """One dialog as seen from our side (§12.1.1 for the UAS, §12.1.2 for the UAC).
 
     ``route_set`` holds Route values in the order we must send them; ``secure`` is true when
-    the dialog was set up over sips (§12.1.1), so our requests stay on TLS.
+    the dialog was set up over sips (§12.1.1), so our requests stay on TLS. ``flow``, when set,
+    is the connection the peer registered over (RFC 5626 §5.3): our in-dialog requests go over
+    it too, since its Contact may be unreachable from here (NAT).
     """
 
     call_id: str
@@ -58,6 +60,7 @@ class Dialog:
     remote_seq: int | None = None
     secure: bool = False
     state: DialogState = DialogState.EARLY
+    flow: Address | None = None
 
     @property
     def id(self) -> DialogId:
@@ -124,6 +127,8 @@ class Dialog:
         return self.remote_target
 
     def destination(self) -> Address:
+        if self.flow is not None:
+            return self.flow
         return next_hop(self.next_hop)
 
     def create_request(

@@ -24,6 +24,9 @@ __all__ = [
     "DialogConfirmed",
     "Event",
     "InviteReceived",
+    "RegisterReceived",
+    "ReofferAnswered",
+    "ReofferFailed",
     "RequestReceived",
     "ResponseReceived",
     "TransactionKey",
@@ -40,12 +43,18 @@ class Address:
     ``transport`` is ``"udp"``, ``"tcp"`` or ``"tls"``; ``host`` an IP literal without brackets
     or a name the transport resolves (RFC 3263); ``server_name`` the TLS identity to check
     (RFC 5922), None when it is the host itself or irrelevant.
+
+    ``flow`` marks the far end of a connection the *peer* opened to us (RFC 5626 §5.3): a request
+    for it goes over that very connection or fails, never over a new one, and no server identity
+    is checked (a client presents none; the REGISTER that made the binding was authenticated).
+    That is how a device behind NAT, registered over TCP or TLS, is reached.
     """
 
     transport: str
     host: str
     port: int
     server_name: str | None = None
+    flow: bool = False
 
     @property
     def reliable(self) -> bool:
@@ -132,6 +141,18 @@ class InviteReceived:
 
 
 @dataclass(frozen=True)
+class RegisterReceived:
+    """A REGISTER outside any dialog, for the registrar (RFC 3261 §10.3); answer it with
+    ``UserAgentCore.respond(key, ...)``. ``auth_user`` is the username its digest credentials
+    proved (the core challenged it, §22.3), None when no digest server was chosen for it."""
+
+    key: TransactionKey
+    request: SipRequest
+    source: Address
+    auth_user: str | None
+
+
+@dataclass(frozen=True)
 class CallProgress:
     """A provisional response (180, 183...) to our INVITE."""
 
@@ -175,10 +196,35 @@ class CallCancelled:
 
 @dataclass(frozen=True)
 class CallReinvited:
-    """The peer sent a re-INVITE (e.g. hold/unhold); it was answered as configured."""
+    """The peer modified the session with a re-INVITE or an UPDATE (RFC 3311), e.g. hold,
+    unhold, new media or a session refresh; it was answered as configured (the call's answerer,
+    see ``UserAgentCore.set_answerer``) and the 2xx is on its way. ``request.method`` says
+    which."""
 
     call: str
     request: SipRequest
+
+
+@dataclass(frozen=True)
+class ReofferAnswered:
+    """The peer answered an offer we made inside the dialog: in the 2xx to our re-INVITE or
+    UPDATE, or in the ACK for a 2xx in which we offered (its offer-less re-INVITE, RFC 3261
+    §14.2, RFC 3264 §8). ``sdp`` is empty when the exchange carried no session description
+    (an UPDATE refresh without a body)."""
+
+    call: str
+    sdp: bytes
+    method: str
+
+
+@dataclass(frozen=True)
+class ReofferFailed:
+    """Our re-INVITE or UPDATE failed with ``status`` (408 for a timeout, 503 for a transport
+    error): the session stays as it was before the offer (RFC 3264 §8, RFC 3311 §5.1)."""
+
+    call: str
+    status: int
+    method: str
 
 
 @dataclass(frozen=True)
@@ -199,11 +245,14 @@ Event = (
     | TransportErrorOccurred
     | TransactionTerminated
     | InviteReceived
+    | RegisterReceived
     | CallProgress
     | CallAnswered
     | DialogConfirmed
     | CallFailed
     | CallCancelled
     | CallReinvited
+    | ReofferAnswered
+    | ReofferFailed
     | CallEnded
 )

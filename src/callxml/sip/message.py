@@ -799,6 +799,16 @@ class StreamParser:
         ready, self._ready = self._ready, []
         return ready
 
+    def take_pong(self) -> bool:
+        """Drop a lone CRLF waiting in the buffer and return True: the pong to a ping we sent
+        (RFC 5626 §4.4.1). Only the side that pinged may call this: anywhere else a lone CRLF
+        may be the first half of a CRLFCRLF ping, which must be answered."""
+        if self._frame_size is None and self._buffer == b"\r\n":
+            self._buffer.clear()
+            self._scan_from = 0
+            return True
+        return False
+
     def _skip_keepalives(self) -> bool:
         """Drop CRLFs between messages (RFC 5626 §4.4.1, RFC 3261 §7.5); False to wait."""
         buf = self._buffer

@@ -32,18 +32,21 @@ from urllib.parse import unquote
 
 from callxml.errors import TransportError
 from callxml.sip.events import Address
+from callxml.sip.headers import is_token
 from callxml.sip.uri import InvalidUri, SipUri, parse_uri
 
 #: What ``<Sip mediaEncryption>`` may say (a callxml extension): ``sdes`` is the default rule
 #: (SDES exactly when ``secure=true``), ``zrtp`` keys the media in band (RFC 6189).
 MEDIA_ENCRYPTIONS = ("sdes", "zrtp")
 
-__all__ = ["DEFAULT_PORTS", "MAX_URI_HEADERS", "Target", "next_hop"]
+__all__ = ["DEFAULT_PORTS", "MAX_URI_HEADERS", "Target", "client_headers", "next_hop"]
 
 #: RFC 3261 §19.1.2: 5060 for sip over UDP/TCP, 5061 for TLS.
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 #: Most URI ``?headers`` copied into one INVITE (a bound, not an RFC rule).
 MAX_URI_HEADERS = 16
+#: Longest ``<Client><Parameter>`` value sent as a header (a bound).
+MAX_PARAMETER_VALUE = 256
 
 
 def next_hop(uri: SipUri | str) -> Address:
@@ -154,3 +157,29 @@ class Target:
     def __str__(self) -> str:
         """The URI for logs: no password, no headers."""
         return str(replace(self.uri, password=None, headers=()))
+
+
+def client_headers(
+    identity: str, parameters: Sequence[tuple[str, str]]
+) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """The headers an INVITE to a ``<Client>`` carries, as Twilio hands them to its clients:
+    ``X-Identity`` (the identity dialled), then ``X-<name>`` for each ``<Parameter name value>``
+    (a name already starting with ``X-`` is kept), and the warnings for what was left out: a
+    name that is not a header token, a value with control characters or longer than
+    :data:`MAX_PARAMETER_VALUE`, more than :data:`MAX_URI_HEADERS` headers. Only ``X-``
+    headers, for the reason :class:`Target` gives."""
+    headers: list[tuple[str, str]] = [("X-Identity", identity)]
+    warnings: list[str] = []
+    for name, value in parameters:
+        header = name if name.lower().startswith("x-") else f"X-{name}"
+        if not is_token(header) or any(not c.isprintable() for c in value):
+            warnings.append(f"<Parameter name={name!r}> is not a valid SIP header; not sent")
+        elif len(value) > MAX_PARAMETER_VALUE:
+            warnings.append(
+                f"<Parameter name={name!r}> not sent (over {MAX_PARAMETER_VALUE} characters)"
+            )
+        elif len(headers) > MAX_URI_HEADERS:
+            warnings.append(f"<Parameter name={name!r}> not sent (at most {MAX_URI_HEADERS})")
+        else:
+            headers.append((header, value))
+    return tuple(headers), tuple(warnings)

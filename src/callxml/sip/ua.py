@@ -7,13 +7,37 @@ BYE, OPTIONS, re-INVITE for hold/unhold with the same media, 481 for unknown dia
 sending ACK for 2xx (§13.2.2.4), retransmitting our 2xx until the ACK arrives (§13.3.1.4 with
 RFC 6026), answering 401/407 challenges with :mod:`auth`, challenging new incoming INVITEs
 (one digest server for all, or one chosen per request, §22.3), and reporting call-level events.
+REGISTER, both ways, is :mod:`callxml.sip.register`'s; the core only carries it: the
+application's own requests in client transactions (:meth:`UserAgentCore.send_request`) and, with
+``registrar`` on, incoming REGISTERs challenged like INVITEs and handed over to be answered
+(:meth:`UserAgentCore.respond`).
+
+Session modification: a re-INVITE (§14) or UPDATE (RFC 3311) from the peer is answered by the
+call's *answerer* (:meth:`UserAgentCore.set_answerer`: the runtime installs one per call that
+runs its SDP offer/answer under the call's media policy; without one, :func:`answer_hold`
+mirrors the direction of the offer into our current SDP). It is called synchronously with the
+offer and returns the answer, or raises :class:`OfferRefused` (488 with a Warning). Our own
+re-INVITEs and UPDATEs report the peer's answer as :class:`ReofferAnswered` (or
+:class:`ReofferFailed`); glare is 491 both ways, retried after §14.1's random wait.
+
+Session timers (RFC 4028, rules in :mod:`callxml.sip.session_timer`): our INVITEs carry
+``Supported: timer`` and Session-Expires; incoming ones asking for too short an interval get 422
+with our Min-SE, and a 422 to ours is retried with the interval it names. Once a 2xx settles an
+interval, the side that refreshes sends an UPDATE (or a re-INVITE with our SDP when the peer does
+not allow UPDATE) every half interval; the other side, or a refresh answered 408/481 or not at
+all, ends the call with BYE (:class:`CallEnded` with reason ``session expired``).
+
+Reliable provisional responses (RFC 3262, rules in :mod:`callxml.sip.reliable`): we support
+``100rel``; a provisional response to our INVITE that requires it is PRACKed (RAck) once, in
+order, in its early dialog; when a caller requires it, our 18x go out with RSeq, retransmitted
+until their PRACK, one at a time, and our 2xx waits for the PRACK of a 183 that carried SDP.
 
 It never touches a socket or a clock. A driver (``callxml.sip.aio``) feeds it with
 ``receive(message, source, now)`` and ``handle_timer(now)``, sends what ``outgoing()`` returns
 (``(message, destination)`` pairs) and reads ``events()``. Simplified: RFC 2543 transaction
 matching (see :func:`~callxml.sip.transaction.server_key`). Not handled: merged-request
 detection (§8.2.2.2), forked early dialogs (a second 2xx is ACKed and hung up, §13.2.2.4),
-PRACK/UPDATE, and SRV/NAPTR (hosts are handed to the driver to resolve).
+UPDATE in an early dialog, offers in a PRACK, and SRV/NAPTR (hosts are handed to the driver).
 """
 
 from __future__ import annotations
@@ -21,6 +45,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import random
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -49,6 +74,9 @@ from callxml.sip.events import (
     DialogConfirmed,
     Event,
     InviteReceived,
+    RegisterReceived,
+    ReofferAnswered,
+    ReofferFailed,
     RequestReceived,
     ResponseReceived,
     TransactionKey,
@@ -65,6 +93,26 @@ from callxml.sip.message import (
     check_request,
     make_response,
     unsupported_options,
+)
+from callxml.sip.reliable import (
+    ProvisionalOrder,
+    ReliableProvisionals,
+    parse_rack,
+    reliable_rseq,
+    requires_100rel,
+)
+from callxml.sip.session_timer import (
+    DEFAULT_SESSION_TIMER,
+    Refresher,
+    SessionTimer,
+    SessionTimerConfig,
+    TimerAction,
+    UasDecision,
+    request_headers,
+    retry_interval,
+    supports_timer,
+    uac_negotiated,
+    uas_negotiate,
 )
 from callxml.sip.target import next_hop
 from callxml.sip.timers import DEFAULT_TIMERS, TimerConfig
@@ -84,9 +132,11 @@ from callxml.sip.uri import parse_uri
 
 __all__ = [
     "Admitter",
+    "Answerer",
     "AuthenticatorSelector",
     "Call",
     "CallState",
+    "OfferRefused",
     "Role",
     "UserAgentConfig",
     "UserAgentCore",
@@ -96,7 +146,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS")
+ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "UPDATE", "PRACK")
 KNOWN_METHODS = frozenset(
     {"REGISTER", "INFO", "UPDATE", "PRACK", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH"}
 )
@@ -104,6 +154,10 @@ MAX_AUTH_ATTEMPTS = 3
 MAX_AUTHORIZATIONS = 8  # Authorization headers looked at in one request (one per realm, §22.3)
 MAX_CALLS = 10_000  # new INVITEs beyond this many live calls get 503 (a bound, not an RFC rule)
 MAX_SERVER_TRANSACTIONS = 50_000  # beyond this, new requests get a stateless 503
+MAX_PENDING_REGISTERS = 1_000  # REGISTERs handed to the registrar and not yet answered: then 503
+MAX_GLARE_RETRIES = 3  # our re-INVITE/UPDATE answered 491 is retried at most this often
+MAX_422_RETRIES = 2  # RFC 4028 §7.4: asking again with a larger interval, at most this often
+MAX_EARLY_DIALOGS = 8  # early dialogs (forks) whose reliable provisionals we PRACK, per call
 
 
 #: Chooses the digest server for one new incoming INVITE from the request and the address it
@@ -113,6 +167,20 @@ AuthenticatorSelector = Callable[[SipRequest, Address], DigestServer | None]
 #: ``(why, retry_after_seconds)`` to refuse it statelessly with 503 + Retry-After before any
 #: transaction exists (the cheapest refusal there is). It must not raise.
 Admitter = Callable[[SipRequest, Address, float], tuple[str, int] | None]
+#: Answers the peer's offer in a re-INVITE or UPDATE: ``(offer, our current SDP)`` to our answer.
+#: An empty offer (an offer-less re-INVITE) asks for *our* offer, which then goes in the 2xx and
+#: is answered in the ACK (§14.2). None refuses with 488; :class:`OfferRefused` refuses with
+#: its status and reason (a Warning). It runs synchronously inside the core and must not block.
+Answerer = Callable[[bytes, bytes], bytes | None]
+
+
+class OfferRefused(RemoteProtocolError):
+    """Raised by an :data:`Answerer` that will not accept an offer: the request is answered with
+    ``status_hint`` (488 Not Acceptable Here by default, RFC 3261 §21.4.26) and a Warning
+    carrying the message (§20.43). The session stays as it was (RFC 3264 §8)."""
+
+    def __init__(self, message: str, *, status_hint: int = 488):
+        super().__init__(message, status_hint=status_hint)
 
 
 class Role(StrEnum):
@@ -137,6 +205,10 @@ class UserAgentConfig:
     hold/unhold with the same media. ``authenticator`` (optional) challenges new incoming
     INVITEs (RFC 3261 §22.2): one :class:`DigestServer` for all of them, or an
     :data:`AuthenticatorSelector` choosing one per request (per domain, say) or none.
+    ``registrar``: new REGISTERs are challenged the same way and handed to the application as
+    :class:`~callxml.sip.events.RegisterReceived` (the rules are :mod:`callxml.sip.register`'s);
+    without it they get 405.
+    ``session_timer`` is our side of RFC 4028 (None: no session timers, ``timer`` not supported).
     """
 
     local: Mapping[str, Address]
@@ -144,9 +216,11 @@ class UserAgentConfig:
     user_agent: str = "callxml"
     timers: TimerConfig = DEFAULT_TIMERS
     outbound_proxy: str | None = None
-    answer_reinvite: Callable[[bytes, bytes], bytes | None] | None = None
+    answer_reinvite: Answerer | None = None
     authenticator: DigestServer | AuthenticatorSelector | None = None
     admit: Admitter | None = None
+    registrar: bool = False
+    session_timer: SessionTimerConfig | None = DEFAULT_SESSION_TIMER
 
 
 @dataclass
@@ -158,6 +232,16 @@ class _Retransmit:
     interval: float
     next_at: float
     give_up_at: float
+
+
+@dataclass
+class _Retry:
+    """Our re-INVITE or UPDATE that got 491 (glare), waiting to be sent again (§14.1)."""
+
+    method: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+    at: float
 
 
 @dataclass
@@ -191,7 +275,26 @@ class Call:
     auth_user: str | None = None  # the username its digest credentials proved (§22.3)
     # both
     reinvite_key: TransactionKey | None = None
+    update_key: TransactionKey | None = None  # our UPDATE in flight (RFC 3311)
+    offer_pending: bool = False  # our re-INVITE/UPDATE carries an offer not yet answered
+    offer_in_2xx: bool = False  # we offered in a 2xx (offer-less re-INVITE): answer in the ACK
+    answerer: Answerer | None = None  # answers the peer's re-offers (set_answerer)
+    retry: _Retry | None = None
+    glare_retries: int = 0
+    offer: bytes = b""  # the SDP of our pending re-INVITE/UPDATE (local_sdp once answered)
+    modify_headers: tuple[tuple[str, str], ...] = ()  # its extra headers, for a retry
+    peer_allows: frozenset[str] = frozenset()  # the peer's Allow (its INVITE, or its 2xx)
+    timer_decision: UasDecision | None = None  # RFC 4028 §9, for the 2xx to an INVITE (UAS)
+    session_timer: SessionTimer | None = None  # RFC 4028, once a 2xx settled an interval
+    timer_retries: int = 0  # our requests answered 422 and sent again (§7.4)
+    peer_timer: bool = False  # the peer said it supports session timers (Supported: timer)
+    # RFC 3262: the PRACK order of each early dialog (UAC), our reliable 18x and a 2xx waiting
+    # for their PRACK (UAS)
+    early: dict[str, tuple[Dialog, ProvisionalOrder]] = field(default_factory=dict)
+    reliable: ReliableProvisionals | None = None
+    deferred_answer: bytes | None = None
     forget_at: float | None = None
+    flow: Address | None = None  # UAS: the registered flow the caller's INVITE came over
 
 
 _DIRECTION_LINE = r"(?m)^a=(sendrecv|sendonly|recvonly|inactive)[ \t]*\r?$"
@@ -247,10 +350,17 @@ class UserAgentCore:
     :meth:`outgoing` and :meth:`events`, and call :meth:`handle_timer` at :meth:`next_timer`.
     """
 
-    def __init__(self, config: UserAgentConfig, *, auth_client: DigestClient | None = None):
+    def __init__(
+        self,
+        config: UserAgentConfig,
+        *,
+        auth_client: DigestClient | None = None,
+        rng: random.Random | None = None,
+    ):
         if not config.local:
             raise LocalProtocolError("a user agent needs at least one local address")
         self.config = config
+        self._random = rng or random.Random()  # §14.1's glare waits (seeded in tests)
         self.calls: dict[str, Call] = {}
         self._auth = auth_client or DigestClient()
         self._client: dict[TransactionKey, ClientTransaction] = {}
@@ -258,6 +368,8 @@ class UserAgentCore:
         self._owner: dict[TransactionKey, str] = {}  # transaction → call id
         self._dialogs: dict[DialogId, str] = {}
         self._credentials: dict[TransactionKey, Credentials] = {}  # for non-INVITE retries
+        self._requests: set[TransactionKey] = set()  # client transactions the application owns
+        self._registers: set[TransactionKey] = set()  # REGISTERs the application must answer
         self._touched: list[Transaction] = []
         self._out: list[tuple[SipMessage, Address]] = []
         self._events: list[Event] = []
@@ -299,6 +411,10 @@ class UserAgentCore:
             if current is not None and current <= at:
                 return current
             heapq.heappop(heap)  # stale: the object is gone or its deadline moved
+            if current is not None and kind == "call":
+                # A call's next deadline may be a later one of several (a 2xx retransmission
+                # done, its session timer still running): keep that one in the heap.
+                self._schedule(kind, key, current)
         return None
 
     def _deadline_of(self, kind: str, key: object) -> float | None:
@@ -347,6 +463,9 @@ class UserAgentCore:
                 continue
             try:
                 self._retransmit_2xx(call, now)
+                self._retry_modification(call, now)
+                self._session_timer_due(call, now)
+                self._retransmit_provisional(call, now)
                 if call.forget_at is not None and call.forget_at <= now:
                     self._forget(call)
                     continue
@@ -395,6 +514,8 @@ class UserAgentCore:
         if txn is not None:
             self._server.pop(txn.key, None)
             self._client.pop(txn.key, None)
+            self._requests.discard(txn.key)
+            self._registers.discard(txn.key)
             call = call or self.calls.get(self._owner.pop(txn.key, ""))
         if call is not None and call.state is not CallState.ENDED:
             self._end(call, now, "internal error")
@@ -425,6 +546,48 @@ class UserAgentCore:
         self._pump(now)
 
     # --- the application's verbs -------------------------------------------------------------
+
+    def send_request(self, request: SipRequest, destination: Address, now: float) -> TransactionKey:
+        """Send an out-of-dialog non-INVITE request the application owns (a REGISTER, RFC 3261
+        §10.2) in a client transaction of its own (§17.1.2); returns its key.
+
+        Its final response comes back as a :class:`~callxml.sip.events.ResponseReceived` event
+        with that key, or its failure as :class:`~callxml.sip.events.TransactionTimedOut` /
+        :class:`~callxml.sip.events.TransportErrorOccurred`; provisional responses are absorbed.
+        Authentication and retries are the application's (:mod:`callxml.sip.register`).
+        """
+        if request.method in ("INVITE", "ACK", "CANCEL"):
+            raise LocalProtocolError(f"send_request() does not send {request.method}")
+        txn = ClientNonInviteTransaction(request, destination, now, config=self.config.timers)
+        if txn.key in self._client:
+            raise LocalProtocolError(f"a transaction with branch {txn.key.branch} exists")
+        self._client[txn.key] = txn
+        self._requests.add(txn.key)
+        self._touched.append(txn)
+        self._pump(now)
+        return txn.key
+
+    def respond(
+        self,
+        key: TransactionKey,
+        status: int,
+        now: float,
+        *,
+        reason: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Answer a REGISTER reported by :class:`~callxml.sip.events.RegisterReceived` with a
+        final response (a To tag is added, §8.2.6.2)."""
+        if key not in self._registers:
+            raise LocalProtocolError("no REGISTER waits for an answer under that key")
+        if status < 200:
+            raise LocalProtocolError("respond() sends a final response (200-699)")
+        self._registers.discard(key)
+        txn = self._server.get(key)
+        if txn is None or txn.state not in (State.TRYING, State.PROCEEDING):
+            return  # the transaction is gone (a transport error): nobody to answer
+        self._reply(txn, status, now, reason=reason, headers=headers)
+        self._pump(now)
 
     def invite(
         self,
@@ -462,6 +625,9 @@ class UserAgentCore:
             h.add("Route", f"<{proxy};lr>" if ";lr" not in proxy else f"<{proxy}>")
         h.add("Contact", self._contact(destination.transport, secure=target.startswith("sips:")))
         self._common_headers(h)
+        if self.config.session_timer is not None:  # RFC 4028 §7.1
+            for name, value in request_headers(self.config.session_timer):
+                h.add(name, value)
         for name, value in headers:
             h.add(name, value)
         if sdp:
@@ -488,17 +654,41 @@ class UserAgentCore:
             raise LocalProtocolError("ring() sends 101-199")
         response = self._response(call, status, sdp)
         assert call.server is not None
-        call.server.send_response(response, now)
         call.state = CallState.EARLY
+        if call.reliable is not None:  # RFC 3262 §3: the caller requires 100rel
+            self._early_dialog(call)
+            ready = call.reliable.send(response, now)
+            if ready is None:
+                self._pump(now)  # it goes after the PRACK of the one before
+                return
+            response = ready
+            self._schedule_call(call)
+        call.server.send_response(response, now)
         self._touched.append(call.server)
         self._pump(now)
 
     def answer(self, call_id: str, sdp: bytes, now: float) -> None:
-        """Answer an incoming call with 200 OK carrying ``sdp``; retransmitted until ACKed."""
+        """Answer an incoming call with 200 OK carrying ``sdp``; retransmitted until ACKed.
+        While a reliable 183 with SDP awaits its PRACK, the 2xx waits too (RFC 3262 §3)."""
         call = self._uas_call(call_id)
-        response = self._response(call, 200, sdp)
-        dialog = Dialog.for_uas(call.invite, call.local_tag)
+        if call.reliable is not None and call.reliable.blocks_answer:
+            call.deferred_answer = sdp
+            self._pump(now)
+            return
+        self._send_answer(call, sdp, now)
+        self._pump(now)
+
+    def _send_answer(self, call: Call, sdp: bytes, now: float) -> None:
+        if call.reliable is not None:
+            call.reliable.stop()  # §3: a final response ends the provisional retransmissions
+        decision = call.timer_decision
+        extra = decision.response_headers() if decision is not None else []
+        response = self._response(call, 200, sdp, extra=extra)
+        if decision is not None:  # RFC 4028 §9: the interval starts with our 2xx
+            call.session_timer = SessionTimer(decision.interval, decision.we_refresh, now)
+        dialog = call.dialog or Dialog.for_uas(call.invite, call.local_tag)  # early one, if any
         dialog.state = DialogState.CONFIRMED
+        dialog.flow = call.flow  # a registered caller is reached over its flow (RFC 5626 §5.3)
         call.dialog = dialog
         call.local_sdp = sdp
         call.state = CallState.CONFIRMED
@@ -507,7 +697,6 @@ class UserAgentCore:
         call.server.send_response(response, now)
         self._touched.append(call.server)
         self._start_retransmit(call, response, call.address, now)
-        self._pump(now)
 
     def reject(
         self,
@@ -522,6 +711,8 @@ class UserAgentCore:
         call = self._uas_call(call_id)
         if status < 300:
             raise LocalProtocolError("reject() needs a status of 300-699")
+        if call.reliable is not None:
+            call.reliable.stop()
         response = make_response(
             call.invite, status, reason, to_tag=call.local_tag, headers=tuple(headers)
         )
@@ -530,6 +721,14 @@ class UserAgentCore:
         self._touched.append(call.server)
         self._end(call, now, f"rejected with {status}")
         self._pump(now)
+
+    def keep_on_flow(self, call_id: str) -> None:
+        """The caller of incoming call ``call_id`` is a registered device and its INVITE came
+        over that device's flow: send our in-dialog requests (BYE, re-INVITE) over it too, not
+        to its Contact, which may be unreachable behind NAT (RFC 5626 §5.3)."""
+        call = self._uas_call(call_id)
+        source = call.address
+        call.flow = Address(source.transport, source.host, source.port, flow=True)
 
     def cancel(self, call_id: str, now: float) -> None:
         """CANCEL our pending INVITE (§9.1). Sent once a provisional response has arrived;
@@ -566,16 +765,69 @@ class UserAgentCore:
         else:
             self.reject(call_id, 480, now)
 
-    def reinvite(self, call_id: str, sdp: bytes, now: float) -> None:
-        """Send a re-INVITE with a new offer (e.g. hold) on an established call (§14.1)."""
+    def reinvite(
+        self, call_id: str, sdp: bytes, now: float, *, headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """Send a re-INVITE with a new offer (hold, new media, a session refresh) on an
+        established call (§14.1). The answer comes back as :class:`ReofferAnswered`, a failure
+        as :class:`ReofferFailed`; 491 (glare) is retried after §14.1's random wait. We never
+        send an offer-less re-INVITE: its 2xx would carry an offer our ACK must answer."""
+        if not sdp:
+            raise LocalProtocolError("a re-INVITE we send carries an offer (§14.1)")
+        call = self._modifiable(call_id, "re-INVITE")
+        self._send_modification(call, "INVITE", sdp, tuple(headers), now)
+        self._pump(now)
+
+    def update(
+        self,
+        call_id: str,
+        now: float,
+        *,
+        sdp: bytes = b"",
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Send an UPDATE (RFC 3311 §5.1) on an established call: a new offer ``sdp``, or none
+        (a session refresh, RFC 4028 §7.4). Reported like :meth:`reinvite`. Only send it to a
+        peer whose Allow lists UPDATE (RFC 3311 §5.1); others answer 405 or 501."""
+        call = self._modifiable(call_id, "UPDATE")
+        self._send_modification(call, "UPDATE", sdp, tuple(headers), now)
+        self._pump(now)
+
+    def set_answerer(self, call_id: str, answerer: Answerer | None) -> None:
+        """Answer the peer's re-INVITEs and UPDATEs on this call with ``answerer`` (None: the
+        configured default, :attr:`UserAgentConfig.answer_reinvite` or :func:`answer_hold`)."""
+        self._call(call_id).answerer = answerer
+
+    def _modifiable(self, call_id: str, what: str) -> Call:
         call = self._call(call_id)
         if call.dialog is None or call.state is not CallState.CONFIRMED:
-            raise LocalProtocolError(f"cannot re-INVITE {call.id} in state {call.state}")
-        if call.reinvite_key is not None:
-            raise LocalProtocolError("a re-INVITE is already pending (§14.1)")
-        call.local_sdp = sdp
-        self._send_in_dialog(call, "INVITE", now, body=sdp)
-        self._pump(now)
+            raise LocalProtocolError(f"cannot {what} {call.id} in state {call.state}")
+        if call.reinvite_key is not None or call.update_key is not None:
+            # §14.1, RFC 3311 §5.1: one offer at a time.
+            raise LocalProtocolError("a re-INVITE or UPDATE is already pending")
+        call.retry = None  # a newer modification replaces one waiting out a 491
+        return call
+
+    def _send_modification(
+        self,
+        call: Call,
+        method: str,
+        body: bytes,
+        headers: tuple[tuple[str, str], ...],
+        now: float,
+    ) -> None:
+        call.offer = body
+        call.offer_pending = bool(body)
+        call.modify_headers = headers
+        extra = list(headers)
+        timer, config = call.session_timer, self.config.session_timer
+        if timer is not None and config is not None:
+            # RFC 4028 §7.4: every re-INVITE/UPDATE we send is a refresh; the refresher stays
+            # who it is (the UAC of this request when it is us).
+            refresher = Refresher.UAC if timer.we_refresh else Refresher.UAS
+            extra += request_headers(config, interval=timer.interval, refresher=refresher)
+            timer.refresh_sent()
+        self._send_in_dialog(call, method, now, body=body, headers=extra)
 
     # --- requests from the network -----------------------------------------------------------
 
@@ -624,14 +876,15 @@ class UserAgentCore:
         status = check_request(
             request,
             methods=None,
-            supported=(),
-            content_types=("application/sdp",) if method == "INVITE" else None,
+            supported=self._supported(),
+            content_types=("application/sdp",) if method in ("INVITE", "UPDATE") else None,
             answer_types=("application/sdp",) if method == "INVITE" else None,
         )
         if status is not None:
             extra: list[tuple[str, str]] = []
             if status == 420:
-                extra.append(("Unsupported", ", ".join(unsupported_options(request, ()))))
+                unsupported = unsupported_options(request, self._supported())
+                extra.append(("Unsupported", ", ".join(unsupported)))
             if status in (415, 406):
                 extra.append(("Accept", "application/sdp"))
             self._reply(txn, status, now, headers=extra)
@@ -644,6 +897,8 @@ class UserAgentCore:
             return
         if method == "INVITE":
             self._on_new_invite(txn, request, now)
+        elif method == "REGISTER" and self.config.registrar:
+            self._on_register(txn, request, now)
         elif method == "OPTIONS":
             self._reply(txn, 200, now, headers=self._capabilities())
         elif method == "BYE":
@@ -664,6 +919,9 @@ class UserAgentCore:
         ):
             self._reply(txn, 503, now, headers=[("Retry-After", "5")])
             return
+        decision = self._timer_decision(txn, request, now)
+        if decision is not None and decision.too_small is not None:
+            return  # answered 422 (RFC 4028 §9)
         call = Call(
             id=f"in-{next(self._ids)}",
             role=Role.UAS,
@@ -673,10 +931,30 @@ class UserAgentCore:
             remote_sdp=request.body,
             server=txn,
             auth_user=auth_user,
+            peer_allows=_allowed(request),
+            timer_decision=decision,
+            peer_timer=supports_timer(request),
         )
+        if requires_100rel(request):  # RFC 3262 §3: then every 18x goes reliably
+            call.reliable = ReliableProvisionals(self.config.timers.t1, rng=self._random)
         self.calls[call.id] = call
         self._owner[txn.key] = call.id
         self._events.append(InviteReceived(call.id, request, txn.address))
+
+    def _on_register(self, txn: ServerTransaction, request: SipRequest, now: float) -> None:
+        """§10.3 steps 2-3 here (authentication with the same digest servers as INVITEs); the
+        binding rules are the application's registrar (:mod:`callxml.sip.register`)."""
+        auth_user = None
+        server = self._authenticator_for(request, txn.address)
+        if server is not None:
+            auth_user = self._authenticate(txn, server, request, now)
+            if auth_user is None:
+                return
+        if len(self._registers) >= MAX_PENDING_REGISTERS:
+            self._reply(txn, 503, now, headers=[("Retry-After", "5")])
+            return
+        self._registers.add(txn.key)
+        self._events.append(RegisterReceived(txn.key, request, txn.address, auth_user))
 
     def _authenticator_for(self, request: SipRequest, source: Address) -> DigestServer | None:
         choice = self.config.authenticator
@@ -746,6 +1024,12 @@ class UserAgentCore:
             self._reply(txn, 500, now, reason="CSeq out of order")
             return
         method = request.method
+        if method == "PRACK":
+            self._on_prack(call, txn, request, now)
+            return
+        if call.state in (CallState.CALLING, CallState.EARLY):
+            self._on_early_request(call, txn, request, now)
+            return
         if method == "BYE":
             self._reply(txn, 200, now)
             if call.state is not CallState.ENDED:
@@ -753,6 +1037,8 @@ class UserAgentCore:
                 self._events.append(CallEnded(call.id, by_peer=True, reason="BYE"))
         elif method == "INVITE":
             self._on_reinvite(call, txn, request, now)
+        elif method == "UPDATE":
+            self._on_update(call, txn, request, now)
         elif method == "OPTIONS":
             self._reply(txn, 200, now, headers=self._capabilities())
         else:
@@ -762,28 +1048,78 @@ class UserAgentCore:
         self, call: Call, txn: ServerTransaction, request: SipRequest, now: float
     ) -> None:
         assert call.dialog is not None and isinstance(txn, ServerInviteTransaction)
-        if call.reinvite_key is not None:
-            self._reply(txn, 491, now)  # glare, §14.2
+        if call.reinvite_key is not None or (call.offer_pending and request.body):
+            self._reply(txn, 491, now)  # glare, §14.2 (RFC 3311 §5.2 for our UPDATE's offer)
             return
         if call.retransmit is not None:
             self._reply(txn, 500, now, headers=[("Retry-After", "1")])  # §14.2
             return
-        answerer = self.config.answer_reinvite or answer_hold
-        sdp = answerer(request.body, call.local_sdp)
+        decision = self._timer_decision(txn, request, now)
+        if decision is not None and decision.too_small is not None:
+            return  # answered 422 (RFC 4028 §9)
+        sdp = self._answer(call, txn, request, now)
         if sdp is None:
-            self._reply(txn, 488, now)
             return
+        if not request.body:
+            call.offer_in_2xx = True  # we offer in the 2xx; the answer comes in the ACK
         call.dialog.refresh_target(request)
-        if request.body:
-            call.remote_sdp = request.body
-        call.local_sdp = sdp
         call.server = txn
         self._owner[txn.key] = call.id
-        response = self._response(call, 200, sdp, request)
+        extra = self._refreshed(call, decision, now)
+        response = self._response(call, 200, sdp, request, extra=extra)
         txn.send_response(response, now)
         self._touched.append(txn)
         self._start_retransmit(call, response, txn.address, now)
         self._events.append(CallReinvited(call.id, request))
+
+    def _on_update(
+        self, call: Call, txn: ServerTransaction, request: SipRequest, now: float
+    ) -> None:
+        """RFC 3311 §5.2: an UPDATE with an offer is answered in its 2xx (by the call's
+        answerer), one without is a refresh; both are target refreshes."""
+        assert call.dialog is not None
+        if request.body and (call.offer_pending or call.offer_in_2xx):
+            # §5.2: our own offer is unanswered (491), or went in a 2xx awaiting its ACK (500).
+            if call.offer_pending:
+                self._reply(txn, 491, now)
+            else:
+                self._reply(txn, 500, now, headers=[("Retry-After", "1")])
+            return
+        decision = self._timer_decision(txn, request, now)
+        if decision is not None and decision.too_small is not None:
+            return  # answered 422 (RFC 4028 §9)
+        sdp = b""
+        if request.body:
+            answer = self._answer(call, txn, request, now)
+            if answer is None:
+                return
+            sdp = answer
+        call.dialog.refresh_target(request)
+        extra = self._refreshed(call, decision, now)
+        response = self._response(call, 200, sdp, request, extra=extra)
+        txn.send_response(response, now)
+        self._touched.append(txn)
+        self._events.append(CallReinvited(call.id, request))
+
+    def _answer(
+        self, call: Call, txn: ServerTransaction, request: SipRequest, now: float
+    ) -> bytes | None:
+        """Our SDP for the 2xx to the peer's re-INVITE or UPDATE, from the call's answerer; None
+        once the request has been refused (488, or the status :class:`OfferRefused` names)."""
+        answerer = call.answerer or self.config.answer_reinvite or answer_hold
+        try:
+            sdp = answerer(request.body, call.local_sdp)
+        except OfferRefused as exc:
+            warning = warning_value(self._warn_agent(txn.address.transport), str(exc))
+            self._reply(txn, exc.status_hint, now, headers=[("Warning", warning)])
+            return None
+        if sdp is None:
+            self._reply(txn, 488, now)
+            return None
+        if request.body:
+            call.remote_sdp = request.body
+        call.local_sdp = sdp
+        return sdp
 
     def _receive_2xx_ack(self, ack: SipRequest, now: float) -> None:
         dialog_id = DialogId(ack.call_id, ack.to.tag or "", ack.from_.tag or "")
@@ -800,6 +1136,9 @@ class UserAgentCore:
             call.remote_sdp = ack.body  # offer in the 2xx, answer in the ACK (§13.2.1)
         if first:
             self._events.append(DialogConfirmed(call.id, ack))
+        elif call.offer_in_2xx:  # the answer to the offer of our 2xx to an offer-less re-INVITE
+            call.offer_in_2xx = False
+            self._events.append(ReofferAnswered(call.id, ack.body, "INVITE"))
 
     # --- responses from the network ----------------------------------------------------------
 
@@ -814,6 +1153,10 @@ class UserAgentCore:
         self._touched.append(txn)
 
     def _on_response(self, txn: ClientTransaction, response: SipResponse, now: float) -> None:
+        if txn.key in self._requests:  # the application's own request (send_request)
+            if response.status >= 200:
+                self._events.append(ResponseReceived(txn.key, response))
+            return
         call = self.calls.get(self._owner.get(txn.key, ""))
         method = txn.request.method
         if call is None:
@@ -822,6 +1165,8 @@ class UserAgentCore:
             self._on_reinvite_response(call, txn, response, now)
         elif method == "INVITE":
             self._on_invite_response(call, txn, response, now)
+        elif method == "UPDATE" and txn.key == call.update_key and response.status >= 200:
+            self._on_update_response(call, txn, response, now)
         elif response.status in (401, 407) and method != "CANCEL":
             creds = self._credentials.get(txn.key) or call.credentials
             retry = self._authorized_retry(call, txn.request, response, creds)
@@ -835,6 +1180,9 @@ class UserAgentCore:
         status = response.status
         if status < 200:
             call.provisional_seen = True
+            rseq = reliable_rseq(response)
+            if rseq is not None and not self._prack(call, txn, response, rseq, now):
+                return  # a retransmitted or out-of-order reliable provisional (RFC 3262 §4)
             if status > 100 and call.state is CallState.CALLING:
                 call.state = CallState.EARLY if response.to.tag else call.state
             if status > 100:
@@ -847,6 +1195,13 @@ class UserAgentCore:
             return
         if status in (401, 407) and not call.cancel_requested:
             retry = self._authorized_retry(call, call.invite, response, call.credentials)
+            if retry is not None:
+                call.invite = retry
+                call.provisional_seen = False
+                self._start_client(retry, txn.address, now, call)
+                return
+        if status == 422 and not call.cancel_requested:
+            retry = self._retry_after_422(call, call.invite, response)
             if retry is not None:
                 call.invite = retry
                 call.provisional_seen = False
@@ -869,10 +1224,19 @@ class UserAgentCore:
             return
         dialog = Dialog.for_uac(txn.request, response)
         dialog.state = DialogState.CONFIRMED
+        if call.address.flow:  # a registered device reached over its flow (RFC 5626 §5.3)
+            dialog.flow = call.address
         call.dialog = dialog
         self._dialogs[dialog.id] = call.id
         call.remote_sdp = response.body
         call.state = CallState.CONFIRMED
+        call.peer_allows = _allowed(response)
+        call.peer_timer = supports_timer(response)
+        early = call.early.get(tag)
+        if early is not None:  # PRACKs went in this dialog: our CSeq carries on from them
+            dialog.local_seq = max(dialog.local_seq, early[0].local_seq)
+        call.early.clear()
+        self._uac_timer(call, response, now)
         destination = dialog.destination()
         call.ack = dialog.create_ack(txn.request.cseq.seq, via=self._via(destination.transport))
         self._out.append((call.ack, destination))
@@ -890,13 +1254,14 @@ class UserAgentCore:
         if status < 200 or call.dialog is None:
             return
         if status < 300:
-            if call.reinvite_key == txn.key:
-                call.remote_sdp = response.body or call.remote_sdp
-                call.dialog.refresh_target(response)
             destination = call.dialog.destination()
             ack = call.dialog.create_ack(txn.request.cseq.seq, via=self._via(destination.transport))
             self._out.append((ack, destination))
-            call.reinvite_key = None
+            if call.reinvite_key == txn.key:
+                call.reinvite_key = None
+                call.dialog.refresh_target(response)
+                self._uac_timer(call, response, now)
+                self._offer_answered(call, "INVITE", response.body)
             return
         call.reinvite_key = None
         if status in (401, 407):
@@ -904,10 +1269,314 @@ class UserAgentCore:
             if retry is not None:
                 self._start_client(retry, txn.address, now, call)  # sets reinvite_key again
                 return
-        if status in (408, 481) and call.state is not CallState.ENDED:  # §14.1: dialog gone
+        if status == 422 and self._refresh_after_422(call, "INVITE", response, now):
+            return
+        self._offer_failed(call, "INVITE", status, now)
+
+    def _on_update_response(
+        self, call: Call, txn: ClientTransaction, response: SipResponse, now: float
+    ) -> None:
+        status = response.status
+        call.update_key = None
+        if status < 300:
+            if call.dialog is not None:
+                call.dialog.refresh_target(response)  # RFC 3311 §5.1: a target refresh
+            self._uac_timer(call, response, now)
+            self._offer_answered(call, "UPDATE", response.body)
+            return
+        if status in (401, 407):
+            creds = self._credentials.get(txn.key) or call.credentials
+            retry = self._authorized_retry(call, txn.request, response, creds)
+            if retry is not None and creds is not None:
+                self._credentials[client_key(retry)] = creds
+                self._start_client(retry, txn.address, now, call)  # sets update_key again
+                return
+        if status == 422 and self._refresh_after_422(call, "UPDATE", response, now):
+            return
+        self._offer_failed(call, "UPDATE", status, now)
+
+    def _offer_answered(self, call: Call, method: str, sdp: bytes) -> None:
+        """Our re-INVITE/UPDATE got its 2xx: what we offered is now our SDP (RFC 3264 §8)."""
+        if call.offer_pending and sdp:
+            call.local_sdp = call.offer
+            call.remote_sdp = sdp
+        call.offer, call.offer_pending, call.glare_retries = b"", False, 0
+        self._events.append(ReofferAnswered(call.id, sdp, method))
+
+    def _offer_failed(self, call: Call, method: str, status: int, now: float) -> None:
+        """Our re-INVITE/UPDATE failed: the session stays as it was (§14.1, RFC 3264 §8). A 491
+        (glare) is retried after a random wait (§14.1: 2.1-4 s when we own the Call-ID, else up
+        to 2 s); 408, 481 or no response at all mean the dialog is gone (§12.2.1.2, §14.1)."""
+        if call.state is CallState.ENDED:
+            return
+        if status == 491 and call.glare_retries < MAX_GLARE_RETRIES:
+            owner = call.role is Role.UAC
+            wait = self._random.uniform(2.1, 4.0) if owner else self._random.uniform(0.0, 2.0)
+            call.glare_retries += 1
+            call.retry = _Retry(method, call.offer, call.modify_headers, now + wait)
+            call.offer_pending = False  # that offer is dead; the peer's may be answered meanwhile
+            self._schedule_call(call)
+            return
+        call.offer, call.offer_pending, call.glare_retries = b"", False, 0
+        if call.session_timer is not None and status not in (408, 481):
+            call.session_timer.refresh_failed(status, now)  # retried before the expiry (§10)
+            self._schedule_call(call)
+        if status in (408, 481) and call.dialog is not None:
             self._send_in_dialog(call, "BYE", now)
-            self._end(call, now, f"re-INVITE answered {status}")
+            self._end(call, now, f"{'re-INVITE' if method == 'INVITE' else method} got {status}")
             self._events.append(CallEnded(call.id, by_peer=False, reason=f"{status}"))
+            return
+        self._events.append(ReofferFailed(call.id, status, method))
+
+    # --- reliable provisional responses (RFC 3262) --------------------------------------------
+
+    def _prack(
+        self, call: Call, txn: ClientTransaction, response: SipResponse, rseq: int, now: float
+    ) -> bool:
+        """§4: PRACK a reliable provisional response to our INVITE, in its early dialog, once
+        and in order. False when it is a retransmission or out of order (then dropped)."""
+        tag = response.to.tag
+        if not tag:
+            return True  # no early dialog to PRACK in: an ordinary provisional after all
+        early = call.early.get(tag)
+        if early is None:
+            if len(call.early) >= MAX_EARLY_DIALOGS:
+                return True
+            try:
+                early = (Dialog.for_uac(txn.request, response), ProvisionalOrder())
+            except RemoteProtocolError:
+                return True
+            call.early[tag] = early
+        dialog, order = early
+        if not order.accept(rseq):
+            return False
+        destination = dialog.destination()
+        rack = f"{rseq} {txn.request.cseq.seq} {txn.request.method}"
+        headers = [("RAck", rack), *self._common_headers(Headers()).items()]
+        prack = dialog.create_request(
+            "PRACK", via=self._via(destination.transport), headers=tuple(headers)
+        )
+        self._start_client(prack, destination, now, call)
+        return True
+
+    def _early_dialog(self, call: Call) -> None:
+        """Our first reliable provisional creates the early dialog its PRACK arrives in."""
+        if call.dialog is None:
+            dialog = Dialog.for_uas(call.invite, call.local_tag)
+            call.dialog = dialog
+            self._dialogs[dialog.id] = call.id
+
+    def _on_prack(
+        self, call: Call, txn: ServerTransaction, request: SipRequest, now: float
+    ) -> None:
+        """§3: a PRACK matching our unacknowledged reliable provisional stops its
+        retransmissions (200); anything else is 481. The next waiting provisional, or the 2xx
+        that waited for this PRACK, goes out now."""
+        reliable = call.reliable
+        rack = parse_rack(request.headers.get("RAck") or "")  # malformed: 400, via _pump
+        if request.body:  # §5: an offer in a PRACK; we never make an answerable offer there
+            self._reply(txn, 488, now)
+            return
+        matched, ready = False, None
+        if reliable is not None:
+            matched, ready = reliable.acknowledge(rack, call.invite.cseq.seq, now)
+        if not matched:
+            self._reply(txn, 481, now)
+            return
+        self._reply(txn, 200, now)
+        assert reliable is not None and call.server is not None
+        if ready is not None and call.state is CallState.EARLY:  # the next one, now its turn
+            call.server.send_response(ready, now)
+            self._touched.append(call.server)
+        if call.deferred_answer is not None and not reliable.blocks_answer:
+            sdp, call.deferred_answer = call.deferred_answer, None
+            self._send_answer(call, sdp, now)
+        self._schedule_call(call)
+
+    def _retransmit_provisional(self, call: Call, now: float) -> None:
+        """§3: resend the unacknowledged reliable provisional (T1, doubling); after 64*T1
+        without a PRACK, refuse the INVITE with 500 and end the call."""
+        reliable = call.reliable
+        if reliable is None or call.server is None or call.state is CallState.CONFIRMED:
+            return
+        again = reliable.due(now)
+        if again is not None:
+            call.server.send_response(again, now)
+            self._touched.append(call.server)
+        elif reliable.gave_up and call.state is not CallState.ENDED:
+            reason = "no PRACK for our reliable provisional response"
+            response = make_response(call.invite, 500, to_tag=call.local_tag)
+            call.server.send_response(response, now)
+            self._touched.append(call.server)
+            self._end(call, now, reason)
+            self._events.append(CallEnded(call.id, by_peer=False, reason="no PRACK"))
+
+    def _on_early_request(
+        self, call: Call, txn: ServerTransaction, request: SipRequest, now: float
+    ) -> None:
+        """A request in the early dialog our reliable provisional created (before our 2xx):
+        BYE ends the call like a CANCEL (§15: 200, then 487 to the INVITE); OPTIONS is
+        answered; anything else (an UPDATE while ringing) is refused with 500 + Retry-After."""
+        if request.method == "BYE":
+            self._reply(txn, 200, now)
+            server = call.server
+            if server is not None and server.state is State.PROCEEDING:
+                server.send_response(make_response(call.invite, 487, to_tag=call.local_tag), now)
+                self._touched.append(server)
+            self._end(call, now, "BYE before the answer")
+            self._events.append(CallCancelled(call.id))
+        elif request.method == "OPTIONS":
+            self._reply(txn, 200, now, headers=self._capabilities())
+        else:
+            self._reply(
+                txn, 500, now, reason="Not Before The Answer", headers=[("Retry-After", "2")]
+            )
+
+    # --- session timers (RFC 4028) ------------------------------------------------------------
+
+    def _supported(self) -> tuple[str, ...]:
+        """The option tags we support (our Supported header, and what Require may ask)."""
+        return ("100rel", "timer") if self.config.session_timer is not None else ("100rel",)
+
+    def _timer_decision(
+        self, txn: ServerTransaction, request: SipRequest, now: float
+    ) -> UasDecision | None:
+        """§9 for a request that creates or refreshes the session: the decision for its 2xx, or
+        None without session timers. A request asking for too short an interval is answered
+        422 with our Min-SE here; its decision says so (``too_small``) and the caller stops."""
+        config = self.config.session_timer
+        if config is None:
+            return None
+        decision = uas_negotiate(request, config)  # a malformed value: 400, via _pump
+        if decision.too_small is not None:
+            self._reply(txn, 422, now, headers=[("Min-SE", str(decision.too_small))])
+        return decision
+
+    def _refreshed(
+        self, call: Call, decision: UasDecision | None, now: float
+    ) -> list[tuple[str, str]]:
+        """The peer refreshed the session with a request we answer 2xx: restart the interval
+        (§10) and return the Session-Expires (and Require) of that 2xx."""
+        if decision is None:
+            return []
+        if call.session_timer is None:
+            call.session_timer = SessionTimer(decision.interval, decision.we_refresh, now)
+        else:
+            call.session_timer.refreshed(decision.interval, decision.we_refresh, now)
+        self._schedule_call(call)
+        return decision.response_headers()
+
+    def _uac_timer(self, call: Call, response: SipResponse, now: float) -> None:
+        """The 2xx to our INVITE or refresh settled the interval, or ended session timers (no
+        Session-Expires, §7.2). A malformed value is taken as none."""
+        if self.config.session_timer is None:
+            return
+        try:
+            negotiated = uac_negotiated(response)
+        except RemoteProtocolError:
+            negotiated = None
+        if negotiated is None:
+            timer = call.session_timer
+            if timer is not None and timer.we_refresh and not call.peer_timer:
+                # A peer without the extension never answers with Session-Expires; we chose
+                # to refresh for it (§9), so the refresh that got a 2xx counts.
+                timer.refreshed(timer.interval, True, now)
+                self._schedule_call(call)
+            else:
+                call.session_timer = None  # §7.2: the peer turned session timers off
+            return
+        interval, we_refresh = negotiated
+        if call.session_timer is None:
+            call.session_timer = SessionTimer(interval, we_refresh, now)
+        else:
+            call.session_timer.refreshed(interval, we_refresh, now)
+        call.timer_retries = 0
+        self._schedule_call(call)
+
+    def _retry_after_422(
+        self, call: Call, request: SipRequest, response: SipResponse
+    ) -> SipRequest | None:
+        """RFC 4028 §7.4: our INVITE was answered 422: the same request again (new branch,
+        CSeq + 1) asking for the interval the 422's Min-SE names; None to give up."""
+        config = self.config.session_timer
+        if config is None or call.timer_retries >= MAX_422_RETRIES:
+            return None
+        asked = config.expires
+        current = request.headers.get("Session-Expires")
+        if current is not None:
+            asked = int(current.partition(";")[0].strip() or 0)
+        interval = retry_interval(response, asked)
+        if interval is None:
+            return None
+        call.timer_retries += 1
+        headers = request.headers.copy()
+        vias = headers.get_all("Via")
+        top = vias[0].split(";branch=")[0] if vias else self._via(call.address.transport)
+        headers.set("Via", f"{top};branch={new_branch()}")
+        headers.set("CSeq", f"{request.cseq.seq + 1} {request.method}")
+        headers.set("Session-Expires", str(interval))
+        headers.set("Min-SE", str(interval))
+        return SipRequest(request.method, request.uri, headers, request.body)
+
+    def _refresh_after_422(
+        self, call: Call, method: str, response: SipResponse, now: float
+    ) -> bool:
+        """Our refresh (or any re-INVITE/UPDATE) got 422: ask again at once with the interval
+        its Min-SE names (§7.4). False when there is nothing better to ask for."""
+        timer = call.session_timer
+        if timer is None or call.timer_retries >= MAX_422_RETRIES:
+            return False
+        interval = retry_interval(response, timer.interval)
+        if interval is None:
+            return False
+        call.timer_retries += 1
+        timer.interval = interval
+        self._send_modification(call, method, call.offer, call.modify_headers, now)
+        return True
+
+    def _session_timer_due(self, call: Call, now: float) -> None:
+        """Carry out what the session timer says is due (§10): a refresh, or the end."""
+        timer = call.session_timer
+        if timer is None or call.state is not CallState.CONFIRMED or call.dialog is None:
+            return
+        for action in timer.fire(now):
+            if action is TimerAction.SEND_REFRESH:
+                self._send_refresh(call, now)
+            elif action is TimerAction.SEND_BYE:
+                self._send_in_dialog(call, "BYE", now)
+                self._end(call, now, "session expired")
+                self._events.append(CallEnded(call.id, by_peer=False, reason="session expired"))
+                return
+
+    def _send_refresh(self, call: Call, now: float) -> None:
+        """Our session refresh (§7.4): an UPDATE without SDP when the peer allows UPDATE (no
+        renegotiation at all), else a re-INVITE with our unchanged SDP (RFC 3264 §8: same
+        version). Another re-INVITE or UPDATE in flight refreshes anyway; a 2xx to the peer's
+        re-INVITE still awaiting its ACK puts the refresh off (§14.1: one INVITE at a time)."""
+        timer, config = call.session_timer, self.config.session_timer
+        assert timer is not None and config is not None
+        if call.reinvite_key is not None or call.update_key is not None or call.retry is not None:
+            return
+        use_update = config.refresh_method == "UPDATE" and "UPDATE" in call.peer_allows
+        if not use_update and (call.retransmit is not None or not call.local_sdp):
+            timer.refresh_failed(500, now)  # try again later
+            return
+        if use_update:
+            self._send_modification(call, "UPDATE", b"", (), now)
+        else:
+            self._send_modification(call, "INVITE", call.local_sdp, (), now)
+
+    def _retry_modification(self, call: Call, now: float) -> None:
+        """Send again the re-INVITE/UPDATE that met glare, once its wait is over."""
+        retry = call.retry
+        if retry is None or retry.at > now:
+            return
+        call.retry = None
+        if call.state is not CallState.CONFIRMED or call.dialog is None:
+            return
+        if call.reinvite_key is not None or call.update_key is not None:
+            return  # the application sent a newer one meanwhile
+        self._send_modification(call, retry.method, retry.body, retry.headers, now)
 
     def _late_2xx(self, response: SipResponse) -> None:
         if response.status // 100 != 2 or response.cseq.method != "INVITE":
@@ -973,6 +1642,8 @@ class UserAgentCore:
                     self._client.pop(key, None)
                 self._owner.pop(key, None)
                 self._credentials.pop(key, None)
+                self._requests.discard(key)
+                self._registers.discard(key)
             case AckReceived():
                 pass  # the ACK for a non-2xx: nothing left to do
             case _:
@@ -981,11 +1652,26 @@ class UserAgentCore:
     def _on_failure(
         self, txn: Transaction, event: TransactionTimedOut | TransportErrorOccurred, now: float
     ) -> None:
+        if txn.key in self._requests:  # the application's own request: it decides what next
+            self._events.append(event)
+            return
+        if txn.key in self._registers:  # a REGISTER whose answer cannot be sent any more
+            self._registers.discard(txn.key)
+            return
         call = self.calls.get(self._owner.get(txn.key, ""))
-        if call is None or txn.key.server or txn.request.method != "INVITE":
+        if call is None or txn.key.server:
+            return
+        # §14.1: no response at all to our re-INVITE (or UPDATE) ends the dialog like a 408.
+        status = 408 if isinstance(event, TransactionTimedOut) else 503
+        if txn.key == call.update_key:
+            call.update_key = None
+            self._offer_failed(call, "UPDATE", status, now)
+            return
+        if txn.request.method != "INVITE":
             return
         if txn.key == call.reinvite_key:
             call.reinvite_key = None
+            self._offer_failed(call, "INVITE", status, now)
             return
         if txn.key == call.invite_key and call.state in (CallState.CALLING, CallState.EARLY):
             timed_out = isinstance(event, TransactionTimedOut)
@@ -1011,6 +1697,8 @@ class UserAgentCore:
                     call.invite_key = txn.key
                 else:
                     call.reinvite_key = txn.key
+            elif request.method == "UPDATE":
+                call.update_key = txn.key
 
     def _send_cancel(self, call: Call, now: float) -> None:
         """§9.1: same Request-URI, Call-ID, From, To, CSeq number and top Via as the INVITE."""
@@ -1027,16 +1715,28 @@ class UserAgentCore:
         call.cancel_sent = True
         self._start_client(SipRequest("CANCEL", invite.uri, h), call.address, now, call)
 
-    def _send_in_dialog(self, call: Call, method: str, now: float, *, body: bytes = b"") -> None:
+    def _send_in_dialog(
+        self,
+        call: Call,
+        method: str,
+        now: float,
+        *,
+        body: bytes = b"",
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
         assert call.dialog is not None
         destination = call.dialog.destination()
         contact = self._contact(destination.transport, secure=call.dialog.secure)
+        extra = self._common_headers(Headers())
+        for name, value in headers:
+            extra.add(name, value)
         request = call.dialog.create_request(
             method,
             via=self._via(destination.transport),
-            contact=contact if method == "INVITE" else None,
+            # target refresh requests carry our Contact (§12.2, RFC 3311 §5.1)
+            contact=contact if method in ("INVITE", "UPDATE") else None,
             body=body,
-            headers=tuple(self._common_headers(Headers()).items()),
+            headers=tuple(extra.items()),
         )
         self._start_client(request, destination, now, call)
 
@@ -1113,6 +1813,8 @@ class UserAgentCore:
         call.state = CallState.ENDED
         call.end_reason = reason
         call.retransmit = None
+        call.reliable = None
+        call.deferred_answer = None
         if call.dialog is not None:
             call.dialog.state = DialogState.TERMINATED
         # Keep the call (and its dialog id) a while to absorb retransmissions, then forget it.
@@ -1161,6 +1863,9 @@ class UserAgentCore:
 
     def _common_headers(self, headers: Headers) -> Headers:
         headers.add("Allow", ", ".join(ALLOWED_METHODS))
+        supported = self._supported()
+        if supported:  # §20.37: what we support, in every request but ACK and CANCEL
+            headers.add("Supported", ", ".join(supported))
         headers.add("User-Agent", self.config.user_agent)
         return headers
 
@@ -1169,13 +1874,20 @@ class UserAgentCore:
         return [
             ("Allow", ", ".join(ALLOWED_METHODS)),
             ("Accept", "application/sdp"),
-            ("Supported", ""),
+            ("Supported", ", ".join(self._supported())),
         ]
 
     def _response(
-        self, call: Call, status: int, sdp: bytes, request: SipRequest | None = None
+        self,
+        call: Call,
+        status: int,
+        sdp: bytes,
+        request: SipRequest | None = None,
+        *,
+        extra: Sequence[tuple[str, str]] = (),
     ) -> SipResponse:
-        """Our response to ``request`` (default: the call's INVITE) with Contact and SDP."""
+        """Our response to ``request`` (default: the call's INVITE) with Contact and SDP, and
+        ``extra`` headers (Session-Expires, Require...)."""
         request = request or call.invite
         transport = call.address.transport
         headers = [
@@ -1183,6 +1895,10 @@ class UserAgentCore:
             ("Allow", ", ".join(ALLOWED_METHODS)),
             ("Server", self.config.user_agent),
         ]
+        supported = self._supported()
+        if supported:
+            headers.append(("Supported", ", ".join(supported)))
+        headers.extend(extra)
         for value in request.headers.fields("Record-Route"):  # §12.1.1
             headers.append(("Record-Route", value))
         if sdp:
@@ -1217,13 +1933,29 @@ def _counted(method: str) -> str:
 
 
 def _call_deadline(call: Call) -> float | None:
-    """The call's own next deadline: a 2xx retransmission or give-up, or forgetting it."""
+    """The call's own next deadline: a 2xx retransmission or give-up, a glare retry, or
+    forgetting it."""
     deadlines = []
     if call.retransmit is not None:
         deadlines.append(min(call.retransmit.next_at, call.retransmit.give_up_at))
+    if call.retry is not None:
+        deadlines.append(call.retry.at)
+    if call.reliable is not None:
+        deadline = call.reliable.next_deadline()
+        if deadline is not None:
+            deadlines.append(deadline)
+    if call.session_timer is not None and call.state is CallState.CONFIRMED:
+        deadline = call.session_timer.next_deadline()
+        if deadline is not None:
+            deadlines.append(deadline)
     if call.forget_at is not None:
         deadlines.append(call.forget_at)
     return min(deadlines, default=None)
+
+
+def _allowed(message: SipMessage) -> frozenset[str]:
+    """The methods a message's Allow lists (§20.5), upper case."""
+    return frozenset(method.strip().upper() for method in message.headers.get_all("Allow"))
 
 
 def _hostport(address: Address) -> str:

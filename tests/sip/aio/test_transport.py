@@ -318,3 +318,49 @@ async def test_udp_response_without_route_follows_received_and_rport() -> None:
         assert data.startswith(b"SIP/2.0 200 OK\r\n")
     finally:
         await layer.close()
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+async def test_a_flow_is_the_connection_the_peer_opened(
+    pair: tuple[TransportLayer, Inbox, TransportLayer, Inbox], transport: str
+) -> None:
+    """RFC 5626 §5.3: the server reaches the client over the client's own connection (no
+    identity check: the client presents no certificate), and never opens a new one."""
+    client, client_inbox, server, server_inbox = pair
+    destination = Address(transport, "127.0.0.1", port_of(server, transport), "sip.example.test")
+    await client.send_request(options(), destination)
+    _, source = await server_inbox.get()
+    flow = dataclasses.replace(source, flow=True)
+    await server.send_request(options("sip:alice@127.0.0.1"), flow)
+    request, came_from = await client_inbox.get()
+    assert isinstance(request, SipRequest) and request.method == "OPTIONS"
+    assert came_from.port == destination.port  # over the connection the client opened
+    await client.close()
+    await asyncio.sleep(0.1)
+    with pytest.raises(TransportError, match=r"flow .* is gone"):
+        await server.send_request(options("sip:alice@127.0.0.1"), flow)
+
+
+async def test_ping_pong_keeps_a_flow_and_silence_fails_it(
+    pair: tuple[TransportLayer, Inbox, TransportLayer, Inbox],
+) -> None:
+    client, _, server, _ = pair
+    destination = Address("tcp", "127.0.0.1", port_of(server, "tcp"))
+    with pytest.raises(TransportError, match="no connection"):
+        await client.ping(destination)
+    await client.send_request(options(), destination)
+    for _ in range(3):  # each CRLFCRLF gets its CRLF pong; no pong is left half-framed
+        await client.ping(destination, timeout=TIMEOUT)
+    [stream] = [s for s in client._connections.values() if s.outbound]
+    assert stream.parser.buffered == 0
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)  # never answers
+    port = silent.sockets[0].getsockname()[1]
+    try:
+        quiet = Address("tcp", "127.0.0.1", port)
+        with contextlib.suppress(TransportError):
+            await client.send_request(options(), quiet)
+        with pytest.raises(TransportError, match="no pong"):
+            await client.ping(quiet, timeout=0.2)
+        assert not any(s.is_open for s in client._connections.values() if s.peer == quiet)
+    finally:
+        silent.close()

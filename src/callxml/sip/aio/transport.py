@@ -5,7 +5,10 @@ on streams via :class:`~callxml.sip.message.StreamParser`), the Via ``sent-by`` 
 request leaves (§18.1.1, with a bare ``rport``), the ``received``/``rport`` we add to requests that
 arrive (§18.2.1, RFC 3581 §4), dropping responses whose top Via is not ours (§18.1.2), and where a
 response goes (§18.2.2 + RFC 3581 §4: back over the connection the request came in on, else to
-``received``:``rport``). Connections are reused per peer address and bounded in number.
+``received``:``rport``). Connections are reused per peer address and bounded in number. A
+request for a flow (``Address.flow``, RFC 5626 §5.3) goes over the connection that peer opened or
+fails; :meth:`TransportLayer.ping` keeps a connection we opened alive (CRLFCRLF ping, CRLF pong,
+RFC 5626 §4.4.1).
 
 It does not know transactions or dialogs: it hands every message it accepts to one callback with
 the :class:`Address` it came from, and sends what it is given. Protocol errors from a peer never
@@ -208,6 +211,7 @@ class _Stream(asyncio.Protocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._message_started: float | None = None  # when the buffered partial message began
         self._lingering = False
+        self._heard: list[asyncio.Future[None]] = []  # pings waiting for bytes from the peer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         try:
@@ -236,6 +240,10 @@ class _Stream(asyncio.Protocol):
 
     def _receive(self, data: bytes) -> None:
         assert self.peer is not None
+        for waiter in self._heard:  # anything from the peer answers our ping (RFC 5626 §4.4.1)
+            if not waiter.done():
+                waiter.set_result(None)
+        pinged, self._heard = bool(self._heard), []
         pings = self.parser.keepalives
         framed: list[SipMessage] = []
         broken = False
@@ -261,6 +269,8 @@ class _Stream(asyncio.Protocol):
             break
         if self.parser.keepalives > pings and self.is_open:
             self.send(b"\r\n")  # RFC 5626 §4.4.1: a CRLF pong for each CRLFCRLF ping
+        if pinged:
+            self.parser.take_pong()  # our pong, not half a ping: do not wait for its rest
         for message in framed:
             self.layer._accept(message, self.peer, None, self)
         if broken:
@@ -312,8 +322,21 @@ class _Stream(asyncio.Protocol):
             self._deadline.cancel()
             self._deadline = None
 
+    def ping(self) -> asyncio.Future[None]:
+        """Send a CRLFCRLF ping (RFC 5626 §4.4.1); the future is done when the peer next sends
+        anything (its pong)."""
+        heard = asyncio.get_running_loop().create_future()
+        self._heard.append(heard)
+        self.send(b"\r\n\r\n")
+        return heard
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
+        for waiter in self._heard:
+            if not waiter.done():
+                waiter.set_exception(TransportError("the connection closed"))
+                waiter.exception()  # mark retrieved: the pinger may have given up
+        self._heard = []
         self.layer._unregister(self)
         if not self.closed.done():
             self.closed.set_result(None)
@@ -589,6 +612,8 @@ class TransportLayer:
             raise TransportError("request has no usable top Via")
         # Stamp a copy: the transaction keeps the request it made (and retransmits it through us).
         request = replace(request, headers=request.headers.copy())
+        if destination.flow and destination.transport != "udp":
+            return self._send_over_flow(request, via, destination)
         candidates = await resolve_target(destination, self._resolver)
         if destination.transport == "udp":
             target = candidates[0]
@@ -614,6 +639,36 @@ class TransportLayer:
             stream.send(bytes(request))
             return target
         raise TransportError("; ".join(errors))
+
+    def _send_over_flow(self, request: SipRequest, via: Via, destination: Address) -> Address:
+        """RFC 5626 §5.3: over the connection the peer opened (its REGISTER came over it), or
+        not at all: a new connection to a NATed source port would reach nobody."""
+        key = (destination.transport, destination.host, destination.port)
+        stream = self._connections.get(key)
+        if stream is None or not stream.is_open:
+            raise TransportError(f"the flow {label(destination)} is gone (RFC 5626 §5.3)")
+        listener = self._listener_for(destination.transport, destination.host)
+        sent_by = listener.sent_by if listener is not None else stream.local
+        self._stamp_via(request, via, destination.transport.upper(), sent_by)
+        stream.send(bytes(request))
+        return destination
+
+    async def ping(self, destination: Address, timeout: float = 10.0) -> None:
+        """Keep the connection to ``destination`` alive: a CRLFCRLF ping, and a pong (any bytes)
+        within ``timeout`` seconds (RFC 5626 §4.4.1). Raises TransportError when there is no
+        open connection or no pong came (the connection is then closed: the flow failed)."""
+        key = (destination.transport, destination.host, destination.port)
+        stream = self._connections.get(key)
+        if stream is None or not stream.is_open:
+            raise TransportError(f"no connection to {label(destination)}")
+        try:
+            await asyncio.wait_for(stream.ping(), timeout)
+        except TimeoutError:
+            self.counters["timed_out"] += 1
+            stream.abort()
+            raise TransportError(
+                f"no pong from {label(destination)} within {timeout:g} s"
+            ) from None
 
     def _stamp_via(
         self, request: SipRequest, via: Via, token: str, sent_by: tuple[str, int]

@@ -11,7 +11,17 @@ events into per-call handles:
   result (:class:`CallResult`), the dialog; ``cancel()`` / ``bye()``;
 * :class:`UasCall` — given to the incoming-call callback: the INVITE, the transport it
   arrived over and the peer address; ``ring()`` / ``accept(sdp)`` / ``reject(status, reason,
-  warning=...)`` / ``bye()``.
+  warning=...)`` / ``bye()``;
+* :class:`RegisterRequest` — given to the ``on_register`` callback (a registrar): the REGISTER,
+  where it came from and the user its credentials proved; ``respond(status, headers)``.
+
+:meth:`UserAgent.request` sends an out-of-dialog request the caller owns (a REGISTER of
+:mod:`callxml.sip.register`) and returns its final response; :meth:`UserAgent.keepalive` pings
+a connection we opened (RFC 5626 §4.4.1).
+
+Both handles modify an established session with ``reinvite(sdp)`` / ``update(sdp)`` (answers
+come back through ``on_reoffer_answered`` / ``on_reoffer_failed``) and answer the peer's
+re-INVITEs and UPDATEs with the answerer installed by ``set_answerer`` (then ``on_reinvite``).
 
 SIP rules live in the core; this module only decides *when* (the clock) and *how* (sockets).
 SDP bodies are opaque bytes here.
@@ -45,15 +55,32 @@ from callxml.sip.events import (
     DialogConfirmed,
     Event,
     InviteReceived,
+    RegisterReceived,
+    ReofferAnswered,
+    ReofferFailed,
+    ResponseReceived,
+    TransactionKey,
+    TransactionTimedOut,
+    TransportErrorOccurred,
 )
 from callxml.sip.headers import warning_value
 from callxml.sip.message import SipMessage, SipRequest, SipResponse
+from callxml.sip.session_timer import DEFAULT_SESSION_TIMER, SessionTimerConfig
 from callxml.sip.timers import DEFAULT_TIMERS, TimerConfig
-from callxml.sip.ua import Admitter, AuthenticatorSelector, Call, UserAgentConfig, UserAgentCore
+from callxml.sip.ua import (
+    Admitter,
+    Answerer,
+    AuthenticatorSelector,
+    Call,
+    UserAgentConfig,
+    UserAgentCore,
+)
 
 __all__ = [
     "CallResult",
     "InviteHandler",
+    "RegisterHandler",
+    "RegisterRequest",
     "UacCall",
     "UasCall",
     "UserAgent",
@@ -88,8 +115,14 @@ class _Handle:
         self._ua = ua
         self.id = call_id
         self._ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        #: Told of each re-INVITE the peer sent and the core answered (hold, unhold...).
+        #: Told of each re-INVITE or UPDATE the peer sent and the core answered (hold, unhold,
+        #: new media, a refresh), after the 2xx was queued.
         self.on_reinvite: Callable[[SipRequest], None] | None = None
+        #: Told of the peer's answer ``(sdp, method)`` to our re-INVITE or UPDATE (``sdp`` empty
+        #: for a refresh without a body), or to the offer in our 2xx to its offer-less re-INVITE.
+        self.on_reoffer_answered: Callable[[bytes, str], None] | None = None
+        #: Told when our re-INVITE or UPDATE failed ``(status, method)``: the session is unchanged.
+        self.on_reoffer_failed: Callable[[int, str], None] | None = None
 
     @property
     def dialog(self) -> Dialog | None:
@@ -113,9 +146,19 @@ class _Handle:
         """End the call whatever its state: BYE, CANCEL, or 480 for an unanswered one."""
         self._ua._verb(lambda core, now: core.hangup(self.id, now))
 
-    def reinvite(self, sdp: bytes) -> None:
+    def reinvite(self, sdp: bytes, headers: Sequence[tuple[str, str]] = ()) -> None:
         """Send a re-INVITE with a new offer on the established call (hold, resume; §14.1)."""
-        self._ua._verb(lambda core, now: core.reinvite(self.id, sdp, now))
+        self._ua._verb(lambda core, now: core.reinvite(self.id, sdp, now, headers=headers))
+
+    def update(self, sdp: bytes = b"", headers: Sequence[tuple[str, str]] = ()) -> None:
+        """Send an UPDATE (RFC 3311): a new offer ``sdp``, or a refresh without one."""
+        self._ua._verb(lambda core, now: core.update(self.id, now, sdp=sdp, headers=headers))
+
+    def set_answerer(self, answerer: Answerer | None) -> None:
+        """Answer the peer's re-INVITEs and UPDATEs with ``answerer`` (see
+        :data:`~callxml.sip.ua.Answerer`): called synchronously with the offer and our current
+        SDP; it returns the answer or raises :class:`~callxml.sip.ua.OfferRefused`."""
+        self._ua._verb(lambda core, now: core.set_answerer(self.id, answerer))
 
     def _end(self, reason: str) -> None:
         if not self._ended.done():
@@ -204,6 +247,11 @@ class UasCall(_Handle):
         """A provisional response: 180 Ringing, or 183 with early-media ``sdp``."""
         self._ua._verb(lambda core, now: core.ring(self.id, now, status=status, sdp=sdp))
 
+    def keep_on_flow(self) -> None:
+        """The caller is a registered device calling over its flow: our BYE (and any other
+        in-dialog request) goes back over that connection (RFC 5626 §5.3)."""
+        self._ua._verb(lambda core, now: core.keep_on_flow(self.id))
+
     def accept(self, sdp: bytes) -> None:
         """200 OK with ``sdp``; retransmitted until the ACK arrives (see :meth:`confirmed`)."""
         self._ua._verb(lambda core, now: core.answer(self.id, sdp, now))
@@ -246,6 +294,51 @@ class UasCall(_Handle):
 InviteHandler = Callable[[UasCall], Awaitable[None] | None]
 
 
+class RegisterRequest:
+    """A REGISTER for the registrar (RFC 3261 §10.3): ``request``, ``source`` (the flow it came
+    over) and ``auth_user`` (the username its digest credentials proved, None if it was not
+    challenged). Answer once with :meth:`respond`."""
+
+    def __init__(
+        self,
+        ua: UserAgent,
+        key: TransactionKey,
+        request: SipRequest,
+        source: Address,
+        user: str | None,
+    ) -> None:
+        self._ua = ua
+        self._key = key
+        self.request = request
+        self.source = source
+        self.auth_user = user
+        self.answered = False
+
+    def respond(
+        self,
+        status: int,
+        reason: str | None = None,
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        warning: str | None = None,
+    ) -> None:
+        """The final response; ``warning`` adds ``Warning: 399 <our host> "<warning>"``."""
+        if self.answered:
+            return
+        self.answered = True
+        extra = list(headers)
+        if warning is not None:
+            extra.append(
+                ("Warning", warning_value(self._ua.warn_agent(self.source.transport), warning))
+            )
+        self._ua._verb(
+            lambda core, now: core.respond(self._key, status, now, reason=reason, headers=extra)
+        )
+
+
+RegisterHandler = Callable[[RegisterRequest], Awaitable[None] | None]
+
+
 class UserAgent:
     """A SIP user agent on asyncio.
 
@@ -258,7 +351,8 @@ class UserAgent:
 
     Without ``on_incoming``, incoming calls are refused with 480. Every transport used for a
     call needs a listener (its address is our Via and Contact); a listener bound to a wildcard
-    address needs ``advertise``.
+    address needs ``advertise``. ``session_timer`` configures RFC 4028 session timers (None:
+    off).
     """
 
     def __init__(
@@ -274,8 +368,10 @@ class UserAgent:
         timers: TimerConfig = DEFAULT_TIMERS,
         outbound_proxy: str | None = None,
         authenticator: DigestServer | AuthenticatorSelector | None = None,
-        answer_reinvite: Callable[[bytes, bytes], bytes | None] | None = None,
+        answer_reinvite: Answerer | None = None,
         admit: Admitter | None = None,
+        on_register: RegisterHandler | None = None,
+        session_timer: SessionTimerConfig | None = DEFAULT_SESSION_TIMER,
     ) -> None:
         if not listeners:
             raise ConfigError("sip.listeners: at least one listener is needed")
@@ -293,7 +389,11 @@ class UserAgent:
             authenticator=authenticator,
             answer_reinvite=answer_reinvite,
             admit=admit,
+            registrar=on_register is not None,
+            session_timer=session_timer,
         )
+        self._on_register = on_register
+        self._requests: dict[TransactionKey, asyncio.Future[CallResult]] = {}
         self._core: UserAgentCore | None = None
         self._handles: dict[str, UacCall | UasCall] = {}
         self._lanes: dict[tuple[str, ...], deque[tuple[SipMessage, Address]]] = {}
@@ -398,6 +498,26 @@ class UserAgent:
         self._handles[call.id] = handle
         self._pump()
         return handle
+
+    async def request(self, request: SipRequest, destination: Address) -> CallResult:
+        """Send ``request`` (out of any dialog, not an INVITE: a REGISTER) to ``destination`` in
+        a client transaction of its own and return its final response; a timeout (Timer F) is a
+        local 408, a transport failure a local 503 whose ``detail`` says why."""
+        core = self._require_core()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[CallResult] = loop.create_future()
+        key = core.send_request(request, destination, loop.time())
+        self._requests[key] = future
+        self._pump()
+        try:
+            return await asyncio.shield(future)
+        finally:
+            self._requests.pop(key, None)
+
+    async def keepalive(self, destination: Address, timeout: float = 10.0) -> None:
+        """Ping the connection to ``destination`` (CRLFCRLF) and wait for its pong (RFC 5626
+        §4.4.1); raises TransportError when the connection is gone or silent."""
+        await self._transport.ping(destination, timeout)
 
     def _verb(self, action: Callable[[UserAgentCore, float], None]) -> None:
         action(self._require_core(), asyncio.get_running_loop().time())
@@ -516,6 +636,14 @@ class UserAgent:
                 handle = self._handles.get(call_id)
                 if handle is not None and handle.on_reinvite is not None:
                     handle.on_reinvite(request)
+            case ReofferAnswered(call=call_id, sdp=sdp, method=method):
+                handle = self._handles.get(call_id)
+                if handle is not None and handle.on_reoffer_answered is not None:
+                    handle.on_reoffer_answered(sdp, method)
+            case ReofferFailed(call=call_id, status=status, method=method):
+                handle = self._handles.get(call_id)
+                if handle is not None and handle.on_reoffer_failed is not None:
+                    handle.on_reoffer_failed(status, method)
             case CallCancelled(call=call_id):
                 handle = self._handles.pop(call_id, None)
                 if handle is not None:
@@ -524,8 +652,46 @@ class UserAgent:
                 handle = self._handles.pop(call_id, None)
                 if handle is not None:
                     handle._end(reason or "ended")
+            case RegisterReceived(key=key, request=request, source=source, auth_user=user):
+                self._offer_register(RegisterRequest(self, key, request, source, user))
+            case ResponseReceived(key=key, response=response):
+                self._settle(key, CallResult(response.status, response.reason, response))
+            case TransactionTimedOut(key=key):
+                self._settle(key, CallResult(408, "Request Timeout", None, "no response"))
+            case TransportErrorOccurred(key=key, reason=reason):
+                self._settle(key, CallResult(503, "Service Unavailable", None, reason))
             case _:
                 pass
+
+    def _settle(self, key: TransactionKey, result: CallResult) -> None:
+        future = self._requests.get(key)
+        if future is not None and not future.done():
+            future.set_result(result)
+
+    def _offer_register(self, register: RegisterRequest) -> None:
+        if self._on_register is None:
+            register.respond(405)
+            return
+        try:
+            result = self._on_register(register)
+        except Exception:
+            logger.exception("registrar failed on a REGISTER from %s", label(register.source))
+            register.respond(500, "Server Internal Error")
+            return
+        if inspect.isawaitable(result):
+            self._spawn(self._run_register(register, result), "sip-register")
+        elif not register.answered:
+            register.respond(500, "Server Internal Error")
+
+    async def _run_register(self, register: RegisterRequest, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception:
+            logger.exception("registrar failed on a REGISTER from %s", label(register.source))
+        finally:
+            if not register.answered:
+                with contextlib.suppress(LocalProtocolError):
+                    register.respond(500, "Server Internal Error")
 
     def _offer(self, inbound: UasCall) -> None:
         if self._on_incoming is None:

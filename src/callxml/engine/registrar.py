@@ -1,0 +1,260 @@
+"""The engine's registrar: devices register to our SIP domains, and calls find them there.
+
+Owns what the sans-IO :class:`~callxml.sip.register.Registrar` leaves to its application:
+
+* which REGISTERs it may see (RFC 3261 §10.3 steps 1-3): the Request-URI's domain must be one
+  of ours (404 otherwise), a domain takes registrations only when it has ``credentials`` (403
+  otherwise: an open registrar would let anyone take over a user's calls), a domain with
+  ``secure_media = true`` only over TLS (403 otherwise: its calls are TLS + SRTP only, and its
+  users' digest exchanges must not cross the network in the clear), and the user agent core
+  has already challenged it with the domain's digest realm (the same
+  :class:`~callxml.engine.server.DomainAuthenticator` as INVITEs);
+* keeping the bindings in the :class:`~callxml.engine.store.Store`: loaded at start (expired
+  ones ignored), each REGISTER's changes written as one transaction *before* the 200 is sent,
+  expired ones purged every minute;
+* finding a user's devices for a call (:class:`AccountDirectory`, the runtime's
+  :class:`~callxml.runtime.dial.Directory`): ``<Client>alice</Client>``, ``<Sip>`` to
+  ``alice@<our domain>`` and REST ``To=client:alice`` become a
+  :class:`~callxml.runtime.fork.Callee` whose branches are the current bindings: each called
+  at its Contact, over the flow its REGISTER came over (then, for a binding without RFC 5626
+  outbound, the Contact's own address), with SRTP when the domain requires secure media.
+
+It logs each binding change (never a credential) and answers every REGISTER, a store failure
+included (500).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from callxml.engine.config import AccountConfig, DomainConfig, EngineConfig
+from callxml.engine.store import BindingRecord, Store
+from callxml.errors import CallXmlError
+from callxml.runtime.fork import Branch, Callee
+from callxml.sip.aio.transport import label
+from callxml.sip.aio.useragent import RegisterRequest
+from callxml.sip.register import Binding, Registrar, RegistrarPolicy
+from callxml.sip.target import Target
+from callxml.sip.uri import parse_uri
+
+__all__ = ["PURGE_INTERVAL", "AccountDirectory", "RegistrarService", "policy_of"]
+
+log = logging.getLogger(__name__)
+
+#: How often expired bindings are dropped from memory and the store.
+PURGE_INTERVAL = 60.0
+
+
+def policy_of(config: EngineConfig) -> RegistrarPolicy:
+    """The ``[registrar]`` bounds as the sans-IO registrar's policy."""
+    return RegistrarPolicy(
+        min_expires=config.registrar_min_expires,
+        max_expires=config.registrar_max_expires,
+        default_expires=config.registrar_default_expires,
+        max_bindings=config.registrar_max_bindings,
+    )
+
+
+def _record(binding: Binding) -> BindingRecord:
+    return BindingRecord(
+        aor=binding.aor,
+        key=binding.key,
+        contact=binding.contact,
+        expires_at=binding.expires_at,
+        q=binding.q,
+        call_id=binding.call_id,
+        cseq=binding.cseq,
+        instance=binding.instance,
+        reg_id=binding.reg_id,
+        transport=binding.transport,
+        source_host=binding.source_host,
+        source_port=binding.source_port,
+        registered_at=binding.registered_at,
+        user_agent=binding.user_agent,
+    )
+
+
+def _binding(record: BindingRecord) -> Binding:
+    return Binding(
+        aor=record.aor,
+        contact=record.contact,
+        expires_at=record.expires_at,
+        q=record.q,
+        call_id=record.call_id,
+        cseq=record.cseq,
+        instance=record.instance,
+        reg_id=record.reg_id,
+        transport=record.transport,
+        source_host=record.source_host,
+        source_port=record.source_port,
+        registered_at=record.registered_at,
+        user_agent=record.user_agent,
+    )
+
+
+class RegistrarService:
+    """The registrar of every domain with ``credentials``: the user agent's ``on_register``
+    handler, and the directory calls look users up in. ``clock`` is wall-clock seconds (the
+    bindings' expiry survives a restart)."""
+
+    def __init__(
+        self, config: EngineConfig, store: Store, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        stored = [_binding(r) for r in store.list_bindings(now=clock())]
+        self.registrar = Registrar(policy_of(config), stored)
+        self._writes = asyncio.Lock()  # one REGISTER's changes reach the store before the next
+        self._purger: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._purger = asyncio.get_running_loop().create_task(self._purge(), name="registrar")
+
+    async def stop(self) -> None:
+        if self._purger is not None:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
+            self._purger = None
+
+    async def _purge(self) -> None:
+        while True:
+            await asyncio.sleep(PURGE_INTERVAL)
+            try:
+                await self.expire()
+            except Exception:
+                log.exception("registrar: purging expired bindings failed")
+
+    async def expire(self) -> None:
+        """Forget the bindings that lapsed, in memory and in the store."""
+        now = self.clock()
+        for binding in self.registrar.expire(now):
+            log.info("registrar: %s binding %s expired", binding.aor, binding.contact)
+        async with self._writes:
+            await asyncio.to_thread(self.store.purge_bindings, now)
+
+    # -- REGISTER ----------------------------------------------------------------------------
+
+    async def __call__(self, register: RegisterRequest) -> None:
+        """Answer one REGISTER (RFC 3261 §10.3)."""
+        request, source = register.request, register.source
+        try:
+            name = parse_uri(request.uri).bare_host.lower().rstrip(".")
+        except CallXmlError:
+            register.respond(400, warning="Request-URI: not a SIP URI")
+            return
+        domain = self.config.domain(name)
+        if domain is None:
+            register.respond(404, warning=f"no SIP domain {name!r}")
+            return
+        if not domain.credentials:
+            register.respond(403, warning=f"{domain.name} takes no registrations (no credentials)")
+            return
+        if domain.secure_media and source.transport != "tls":
+            register.respond(403, warning=f"{domain.name} takes registrations over TLS only")
+            return
+        result = self.registrar.register(
+            request, domain=domain.name, user=register.auth_user, source=source, now=self.clock()
+        )
+        if result.saved or result.removed:
+            try:
+                async with self._writes:
+                    await asyncio.to_thread(
+                        self.store.update_bindings,
+                        [_record(b) for b in result.saved],
+                        [(b.aor, b.key) for b in result.removed],
+                    )
+            except Exception:
+                log.exception("registrar: bindings of %s not stored", result.aor)
+                register.respond(500, warning="the binding could not be stored")
+                return
+        for binding in result.saved:
+            log.info(
+                "registrar: %s registered %s from %s for %d s",
+                binding.aor,
+                binding.contact,
+                label(binding.flow),
+                binding.expires_in(self.clock()),
+            )
+        for binding in result.removed:
+            log.info("registrar: %s removed %s", binding.aor, binding.contact)
+        if result.status >= 300:
+            log.info(
+                "registrar: REGISTER from %s refused %d: %s",
+                label(source),
+                result.status,
+                result.warning,
+            )
+        register.respond(result.status, headers=result.headers, warning=result.warning)
+
+    # -- calls -------------------------------------------------------------------------------
+
+    def registered_flow(self, transport: str, host: str, port: int) -> bool:
+        """Whether a TCP/TLS connection from ``host``:``port`` is the flow a current binding
+        came over (a registered device calling over it)."""
+        if transport == "udp":
+            return False
+        return bool(self.registrar.over_flow(transport, host, port, self.clock()))
+
+    def directory(self, account: AccountConfig) -> AccountDirectory:
+        """The users of ``account``'s registrar domains, for its calls."""
+        domains = tuple(
+            d for d in self.config.domains if d.account_sid == account.sid and d.credentials
+        )
+        return AccountDirectory(self, domains)
+
+    def callee(self, label_: str, users: list[tuple[DomainConfig, str]]) -> Callee:
+        """The current devices of ``users`` (domain, user name) as one callee."""
+        now = self.clock()
+        branches: list[Branch] = []
+        for domain, user in users:
+            for binding in self.registrar.lookup(f"{user}@{domain.name}", now):
+                branch = _branch(binding, domain)
+                if branch is not None:
+                    branches.append(branch)
+        return Callee(label_, tuple(branches))
+
+
+class AccountDirectory:
+    """Who is registered in one account's domains (a runtime
+    :class:`~callxml.runtime.dial.Directory`)."""
+
+    def __init__(self, service: RegistrarService, domains: tuple[DomainConfig, ...]) -> None:
+        self._service = service
+        self._domains = domains
+
+    def client(self, identity: str) -> Callee:
+        """``<Client>identity</Client>``: the user in every registrar domain of the account."""
+        return self._service.callee(f"client:{identity}", [(d, identity) for d in self._domains])
+
+    def sip(self, target: Target) -> Callee | None:
+        """A SIP URI naming a user of one of the account's registrar domains, else None."""
+        host = target.uri.bare_host.lower().rstrip(".")
+        user = target.uri.user_unescaped
+        domain = next((d for d in self._domains if d.name == host), None)
+        if domain is None or not user:
+            return None
+        return self._service.callee(str(target), [(domain, user)])
+
+
+def _branch(binding: Binding, domain: DomainConfig) -> Branch | None:
+    """How to call one binding: its Contact as the Request-URI (SRTP when the domain requires
+    secure media), sent over its flow (RFC 5626 §5.3), then — unless it registered with RFC 5626
+    outbound, which forbids new connections — to its Contact's own address (§10.3, §16.5)."""
+    try:
+        uri = parse_uri(binding.contact)
+        if domain.secure_media and not uri.secure:
+            uri = uri.with_params(secure="true")
+        target = Target.parse(uri)
+    except CallXmlError:
+        log.warning("registrar: %s has an unusable Contact %s", binding.aor, binding.contact)
+        return None
+    destinations = [binding.flow]
+    if binding.transport != "udp" and not binding.outbound:
+        destinations.append(target.next_hop)
+    return Branch(target, tuple(destinations))
