@@ -28,6 +28,7 @@ from callxml.engine.devcert import DevCertificate
 from callxml.runtime import Phone
 from callxml.sip.aio.tls import TlsConfig
 from callxml.sip.aio.transport import ListenerConfig
+from callxml.sip.auth import Credentials, DigestClient, select_challenge
 from callxml.sip.message import SipResponse
 from support.certs import dev_certificate
 from support.cluster import (
@@ -60,6 +61,11 @@ FLOWS = {
     "/hold": '<Response><Say>Hi</Say><Pause length="30"/></Response>',
     "/secure": "<Response><Say>Hi</Say><Hangup/></Response>",
 }
+#: A registrar domain (it has credentials): devices register to it through the proxy.
+REGISTRAR_DOMAIN = "reg.test"
+ALICE_PASSWORD = "alice-Secret-9"
+#: What a REST call to alice runs once she answers.
+ALICE_FLOW = '<Response><Pause length="1"/><Hangup/></Response>'
 
 
 @pytest.fixture(scope="session")
@@ -72,12 +78,18 @@ def cluster_cert(tmp_path_factory: pytest.TempPathFactory) -> DevCertificate:
 
 def domains(app: WebApp) -> str:
     """``cluster.test`` hangs up at once, ``hold.test`` answers and holds the call,
-    ``secure.test`` wants SRTP (SDES), answers, says hi and hangs up."""
+    ``secure.test`` wants SRTP (SDES), answers, says hi and hangs up; ``reg.test`` is a
+    registrar domain (alice may register)."""
     text = ""
     for name, path, extra in (
         ("cluster.test", "/hangup", ""),
         ("hold.test", "/hold", ""),
         ("secure.test", "/secure", 'media_encryption = "sdes"\n'),
+        (
+            REGISTRAR_DOMAIN,
+            "/hangup",
+            f'credentials = [{{username = "alice", password = "{ALICE_PASSWORD}"}}]\n',
+        ),
     ):
         text += (
             f'[[domains]]\nname = "{name}"\naccount = "{ACCOUNT_SID}"\n'
@@ -250,29 +262,102 @@ async def test_a_tls_call_stays_tls_to_the_engine_with_srtp_end_to_end(
     assert record["node"] in ("a", "b")
 
 
-async def test_register_and_keepalives(deployment: Deployment) -> None:
-    """REGISTER is dispatched to an engine, which answers it (cluster.test has no credentials,
-    so no registrar: 403 with a Warning saying so, which only callxml sends); OPTIONS to the
-    proxy itself is the proxy's to answer."""
+async def register_through(peer: RawPeer, user: str, password: str, contact: str) -> SipResponse:
+    """REGISTER ``user``@reg.test with ``contact`` through the proxy, answering the engine's
+    digest challenge (same Call-ID, next CSeq: the proxy's hash over the To URI sends both to
+    the same engine)."""
+    aor, call_id = f"sip:{user}@{REGISTRAR_DOMAIN}", f"register-{user}@127.0.0.1"
+    headers = [f"Contact: <{contact}>", "Expires: 120"]
+    peer.send(
+        request(
+            "REGISTER", f"sip:{REGISTRAR_DOMAIN}", port=peer.port, headers=headers,
+            call_id=call_id, cseq=1, to=aor,
+        )
+    )  # fmt: skip
+    challenge = await peer.response()
+    assert challenge.status == 401, challenge
+    authorization = DigestClient().authorize(
+        select_challenge(challenge.headers.get_all("WWW-Authenticate")),
+        Credentials(user, password),
+        "REGISTER",
+        f"sip:{REGISTRAR_DOMAIN}",
+    )
+    peer.send(
+        request(
+            "REGISTER", f"sip:{REGISTRAR_DOMAIN}", port=peer.port,
+            headers=[*headers, f"Authorization: {authorization}"],
+            call_id=call_id, cseq=2, to=aor,
+        )
+    )  # fmt: skip
+    return await peer.response()
+
+
+async def test_a_device_registered_through_one_engine_is_called_from_the_other(
+    deployment: Deployment, sipp: Sipp
+) -> None:
+    """REGISTER through the proxy reaches one engine, which challenges it in the domain's realm
+    and stores the binding in PostgreSQL; a REST call to ``client:alice`` placed on the *other*
+    engine finds that binding (the registrars share the store) and reaches the device through
+    the proxy, over the flow the REGISTER came by. A domain without credentials refuses
+    REGISTER (403 from an engine, through the proxy); OPTIONS to the proxy itself is the
+    proxy's to answer."""
     d = deployment
+    device = await sipp.uas(
+        "uas_answer", args=["-mp", str(free_media_port())], timeout=60, trace_messages=True
+    )
     async with RawPeer("udp", d.proxy.address, d.proxy.port) as peer:
+        registered = await register_through(
+            peer, "alice", ALICE_PASSWORD, f"sip:alice@127.0.0.1:{device.port}"
+        )
+        assert registered.status == 200, registered
+        assert f"127.0.0.1:{device.port}" in (registered.headers.get("Contact") or "")
+
         peer.send(
             request(
-                "REGISTER",
-                "sip:cluster.test",
-                port=peer.port,
-                contact=f"<sip:alice@127.0.0.1:{peer.port}>",
-                headers=["Expires: 60"],
+                "REGISTER", "sip:cluster.test", port=peer.port,
+                contact=f"<sip:bob@127.0.0.1:{peer.port}>", headers=["Expires: 60"],
             )
-        )
-        answer = await peer.response()
-        assert isinstance(answer, SipResponse)
-        assert answer.status == 403, answer
-        assert "no credentials" in (answer.headers.get("Warning") or "")
+        )  # fmt: skip
+        refused = await peer.response()
+        assert refused.status == 403 and "no credentials" in (refused.headers.get("Warning") or "")
         peer.send(request("OPTIONS", f"sip:{d.proxy.address}:{d.proxy.port}", port=peer.port))
         keepalive = await peer.response()
         assert keepalive.status == 200 and keepalive.headers.get("Allow") is None
-    assert "REGISTER sip:cluster.test from" in d.proxy.log()
+
+    sent = f"REGISTER sip:{REGISTRAR_DOMAIN} from"
+    [taken] = [line for line in d.proxy.log().splitlines() if sent in line][-1:]
+    registrar = next(e for e in d.engines if e.sip_uri() in taken)
+    other = d.b if registrar is d.a else d.a
+    [(aor, contact)] = d.server.sql(d.database, "SELECT aor, contact FROM bindings")
+    assert (aor, contact) == (f"alice@{REGISTRAR_DOMAIN}", f"sip:alice@127.0.0.1:{device.port}")
+
+    async with aiohttp.ClientSession(headers=API_AUTH) as http:
+
+        async def call_alice() -> str | None:
+            """A call to alice from the other engine: its sid once answered; None when that
+            engine had not yet read the binding (the call fails: alice is not registered)."""
+            form = {"To": "client:alice", "From": "sip:ivr@cluster.test", "Twiml": ALICE_FLOW}
+            async with http.post(other.calls_url(), data=form) as created:
+                assert created.status == 201, await created.text()
+                sid: str = (await created.json())["sid"]
+
+            async def settled() -> str | None:
+                async with http.get(other.calls_url(sid)) as resp:
+                    status: str = (await resp.json())["status"]
+                return status if status not in ("queued", "initiated", "ringing") else None
+
+            status = await until(settled, timeout=20, what="the call to alice settled")
+            return sid if status in ("in-progress", "completed") else None
+
+        sid = await until(call_alice, timeout=30, step=0.5, what="alice called from the other")
+    answered = await device.result(30)
+    assert answered.returncode == 0, answered.explain() + answered.messages + d.explain()
+    [record] = await until(
+        lambda: [r for r in d.rows(f"sid = '{sid}'") if r["status"] == "completed"],
+        what="the call to alice completed",
+    )
+    assert record["node"] == other.node
+    assert f"INVITE sip:alice@127.0.0.1:{device.port}" in d.proxy.log()
 
 
 async def test_a_killed_engine_leaves_the_rotation_and_its_calls_fail_once(
