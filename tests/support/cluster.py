@@ -31,6 +31,7 @@ import aiohttp
 
 from callxml.engine.devcert import DevCertificate
 from support.engine import serve_process
+from support.ports import free_media_port
 
 __all__ = [
     "ACCOUNT_SID",
@@ -77,28 +78,6 @@ def free_port_on(host: str, transport: str = "both") -> int:
                 continue
         return port
     raise RuntimeError(f"no port free on {host}")
-
-
-def free_media_port(host: str = "127.0.0.1") -> int:
-    """A port for SIPp's ``-mp``: SIPp binds it and the next three (audio and video, RTP and
-    RTCP), so all four must be free."""
-    for _ in range(50):
-        base = free_port_on(host, "udp")
-        if base % 2 or base > 65531:
-            continue
-        sockets: list[socket.socket] = []
-        try:
-            for port in range(base, base + 4):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                sockets.append(sock)
-                sock.bind((host, port))
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-        return base
-    raise RuntimeError(f"no four UDP ports free in a row on {host}")
 
 
 def cpu_seconds(pid: int) -> float:
