@@ -20,12 +20,13 @@ import pytest
 from callxml.engine.api import OutboundCall
 from callxml.engine.cluster import Cluster
 from callxml.engine.pgstore import PostgresStore
+from callxml.engine.registrar import RegistrarService
 from callxml.engine.server import Engine
-from callxml.engine.store import CallRecord, NodeRecord
+from callxml.engine.store import BindingRecord, CallRecord, NodeRecord
 from callxml.errors import ConfigError
 from callxml.runtime import IncomingCall, Phone
 from callxml.sip.aio.transport import ListenerConfig
-from support.engine import ACCOUNT_SID, API_AUTH, engine_config, running_engine
+from support.engine import ACCOUNT_SID, API_AUTH, engine_config, running_engine, web_app
 from support.waiting import until
 
 pytestmark = pytest.mark.peer
@@ -157,3 +158,96 @@ async def test_originate_through_the_python_api_stamps_the_node(
             OutboundCall(to=callee.uri, from_="sip:ivr@a.test", url=None, twiml="<Response/>"),
         )
         assert record.node == "a"
+
+
+async def test_registrars_sharing_the_store_follow_each_others_bindings(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """A binding engine a's registrar stored is found by engine b's after b's next sync, and
+    one a removed is gone from b's; a sync that raced a REGISTER of b's own is not applied
+    (the next one reads it back)."""
+    config = engine_config(tmp_path, [{"name": "reg.test", "voice_url": "http://127.0.0.1:9/v"}])
+    stores = [PostgresStore(postgres_url, node=n) for n in ("a", "b")]
+    try:
+        a, b = (RegistrarService(config, s, shared_sync=0.05) for s in stores)
+        binding = BindingRecord(
+            "alice@reg.test", "sip:alice@127.0.0.1:5099", "sip:alice@127.0.0.1:5099",
+            expires_at=time.time() + 60, transport="udp", source_host="127.0.0.1",
+            source_port=5060, registered_at=time.time(),
+        )  # fmt: skip
+        await asyncio.to_thread(a.store.update_bindings, [binding], [])
+        assert b.registrar.lookup("alice@reg.test", time.time()) == []
+        assert await b.sync()
+        [found] = b.registrar.lookup("alice@reg.test", time.time())
+        assert (found.contact, found.source_port) == (binding.contact, 5060)
+
+        await asyncio.to_thread(a.store.update_bindings, [], [(binding.aor, binding.key)])
+        reading = asyncio.create_task(b.sync())
+        await asyncio.sleep(0)  # the sync is reading the store...
+        b._changes += 1  # ...while a REGISTER at b changes its bindings (as __call__ counts)
+        assert not await reading
+        assert b.registrar.lookup("alice@reg.test", time.time()) != []
+        b.start()  # the follower: b's next sync takes the removal
+        try:
+            await until(lambda: b.registrar.lookup("alice@reg.test", time.time()) == [])
+        finally:
+            await b.stop()
+    finally:
+        for store in stores:
+            store.close()
+
+
+async def test_recordings_and_status_callbacks_whichever_engine_ran_the_call(
+    tmp_path: Path, postgres_url: str, callee: Callee
+) -> None:
+    """Engines sharing ``recordings_dir`` (as docs/deploy.md says they must) serve a recording
+    made on a through b's REST API, byte for byte; the status callbacks of a call created on b
+    and hung up through a (forwarded to b) reach the app once each, from b, the owner."""
+    shared = tmp_path / "shared-recordings"
+    async with (
+        web_app({"/status": lambda form: ""}) as app,
+        running_engine(node_config(tmp_path, postgres_url, "a", recordings_dir=shared)) as a,
+        running_engine(node_config(tmp_path, postgres_url, "b", recordings_dir=shared)) as b,
+        aiohttp.ClientSession(headers=API_AUTH) as http,
+    ):
+        form = {
+            "To": callee.uri,
+            "From": "sip:ivr@b.test",
+            "Twiml": HOLD,
+            "Record": "true",
+            "StatusCallback": app.url("/status"),
+            "StatusCallbackEvent": "initiated answered completed",
+        }
+        async with http.post(calls_url(b), data=form) as created:
+            assert created.status == 201, await created.text()
+            sid = (await created.json())["sid"]
+        await until(lambda: b.live(sid) is not None and callee.calls, what="the call answered")
+        await asyncio.sleep(1.0)  # a second of call to record
+        async with http.post(calls_url(a, sid), data={"Status": "completed"}) as hung:
+            assert hung.status == 200, await hung.text()
+        await until(lambda: b.live(sid) is None, what="engine b ending the call")
+
+        base = f"http://127.0.0.1:{a.http_port}/2010-04-01/Accounts/{ACCOUNT_SID}"
+
+        async def listed() -> list[dict[str, Any]] | None:
+            async with http.get(f"{base}/Recordings.json", params={"CallSid": sid}) as resp:
+                found: list[dict[str, Any]] = (await resp.json())["recordings"]
+            return found if found and found[0]["status"] == "completed" else None
+
+        [recording] = await until(listed, what="the recording listed through engine a")
+        async with http.get(f"{base}/Recordings/{recording['sid']}.wav") as audio:
+            assert audio.status == 200, await audio.text()
+            wav = await audio.read()
+        [stored] = [p for p in shared.rglob("*.wav") if recording["sid"] in p.name]
+        assert wav == stored.read_bytes() and len(wav) > 44
+
+        statuses = await until(
+            lambda: (
+                (s := [f["CallStatus"] for p, f in app.requests if p == "/status"])
+                and s[-1] == "completed"
+                and s
+            ),
+            what="the completed status callback",
+        )
+        assert statuses == ["initiated", "in-progress", "completed"]
+        assert {f["CallSid"] for p, f in app.requests if p == "/status"} == {sid}

@@ -669,7 +669,22 @@ def test_a_registered_caller_is_sent_our_bye_over_its_flow() -> None:
     [event] = [e for e in core.events() if isinstance(e, InviteReceived)]
     core.keep_on_flow(event.call)
     core.answer(event.call, b"", 0.1)
-    core.outgoing()
+    [ok] = [m for m, _ in core.outgoing() if isinstance(m, SipResponse) and m.status == 200]
+    # The device ACKs over its flow (our BYE may only follow the ACK, RFC 3261 §15).
+    ack = SipRequest(
+        "ACK",
+        "sip:callxml@127.0.0.1:5061;transport=tls",
+        Headers(
+            [
+                ("Via", "SIP/2.0/TLS 10.9.9.9:5061;branch=z9hG4bK-dev-ack;rport"),
+                ("From", "<sip:alice@example.test>;tag=dev"),
+                ("To", ok.headers.get("To") or ""),
+                ("Call-ID", "dev-call"),
+                ("CSeq", "1 ACK"),
+            ]
+        ),
+    )
+    core.receive(ack, source, 0.2)
     core.bye(event.call, 1.0)
     [(bye, destination)] = [(m, d) for m, d in core.outgoing() if isinstance(m, SipRequest)]
     assert bye.method == "BYE" and destination == Address("tls", "192.0.2.7", 40001, flow=True)

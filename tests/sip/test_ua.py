@@ -217,6 +217,55 @@ def test_no_ack_ends_the_call_with_bye() -> None:
     assert a.seen(CallEnded)  # A got the BYE
 
 
+def _hang_up_on_answer(b: Phone) -> None:
+    """B answers and hangs up at once, before any ACK can have arrived (a flow that is
+    ``<Hangup/>`` right after the answer)."""
+
+    def bob_app(event: Event, now: float) -> None:
+        if isinstance(event, InviteReceived):
+            b.ua.answer(event.call, SDP_B, now)
+            b.ua.hangup(event.call, now)
+            b.ua.hangup(event.call, now)  # twice: still one BYE
+
+    b.on_event = bob_app
+
+
+def test_a_callee_hanging_up_before_the_ack_sends_its_bye_after_it() -> None:
+    """§15: the callee MUST NOT send BYE before the ACK of its 2xx. The call ends for B's
+    application at once; the BYE leaves when the ACK arrives, so it can never overtake the 2xx
+    (as it could through a proxy relaying them in two processes)."""
+    net, a, b = make_pair(answer=False)
+    _hang_up_on_answer(b)
+    cid = call(net, a)
+    net.run(5)
+    [incoming] = b.seen(InviteReceived)
+    [ended] = b.seen(CallEnded)
+    assert not ended.by_peer and ended.reason == "local BYE"
+    labels = net.labels(B_UDP)
+    assert labels.count("BYE") == 1 and labels.index("200/INVITE") < labels.index("BYE")
+    sent = [(s.label, s.at) for s in net.log if s.label in ("ACK", "BYE")]
+    assert [label for label, _ in sent] == ["ACK", "BYE"]
+    assert len(a.seen(CallAnswered)) == 1 and a.ua.calls[cid].state is CallState.ENDED
+    [a_ended] = a.seen(CallEnded)
+    assert a_ended.by_peer
+    assert b.ua.calls[incoming.call].state is CallState.ENDED
+    assert not b.seen(DialogConfirmed)  # the application had hung up already
+    assert len(b.seen(CallEnded)) == 1
+
+
+def test_a_callee_hanging_up_before_an_ack_that_never_comes_sends_bye_at_the_give_up() -> None:
+    net, a, b = make_pair(answer=False)
+    _hang_up_on_answer(b)
+    net.drop = lambda m, s, d: describe(m) == "ACK"
+    call(net, a)
+    net.run(60)
+    labels = net.labels(B_UDP)
+    assert labels.count("BYE") == 1 and labels.count("200/INVITE") > 3
+    bye_at = next(s.at for s in net.log if s.label == "BYE")
+    assert bye_at >= 64 * 0.5  # §13.3.1.4: after the 2xx retransmissions gave up
+    assert a.seen(CallEnded)
+
+
 def test_reject_is_acked_inside_the_transaction() -> None:
     net, a, b = make_pair(answer=False)
     b.on_event = lambda e, now: (

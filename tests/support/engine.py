@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -24,6 +25,9 @@ from callxml.engine.server import Engine
 from support.ports import free_port
 from support.waiting import until
 from support.web import serve_app
+
+#: This checkout's package directory, put first on a ``callxml serve`` subprocess's path.
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 ACCOUNT_SID = "AC" + "a" * 32
 AUTH_TOKEN = "test-auth-token-0123456789"
@@ -166,7 +170,10 @@ def sip_port(engine: Engine, transport: str) -> int:
 
 async def serve_process(config: Path, **options: Any) -> asyncio.subprocess.Process:
     """``callxml serve --config <config>`` in a subprocess running this Python (and so this
-    checkout); ``options`` go to :func:`asyncio.create_subprocess_exec` (cwd, stdout...)."""
+    checkout, by an absolute ``PYTHONPATH``: a relative one would not resolve from another
+    ``cwd``, and the venv's own install, perhaps another checkout's, would run); ``options`` go
+    to :func:`asyncio.create_subprocess_exec` (cwd, stdout...)."""
+    options["env"] = {**options.get("env", os.environ), "PYTHONPATH": str(SRC)}
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "callxml.cli", "serve", "--config", str(config), **options
     )

@@ -13,7 +13,7 @@ from typing import Literal
 
 Transport = Literal["udp", "tcp"]
 
-__all__ = ["Transport", "free_port", "is_free"]
+__all__ = ["Transport", "free_media_port", "free_port", "is_free"]
 
 
 def _kind(transport: Transport) -> socket.SocketKind:
@@ -41,3 +41,27 @@ def free_port(transport: Literal["udp", "tcp", "both"] = "tcp") -> int:
         if transport != "both" or is_free(port, "udp"):
             return port
     raise RuntimeError(f"no port free for {transport} on 127.0.0.1")
+
+
+def free_media_port(host: str = "127.0.0.1") -> int:
+    """A port for SIPp's ``-mp``: SIPp binds it and the next three (audio and video, RTP and
+    RTCP), so all four must be free."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((host, 0))
+            base = int(probe.getsockname()[1])
+        if base % 2 or base > 65531:
+            continue
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(base, base + 4):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(sock)
+                sock.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return base
+    raise RuntimeError(f"no four UDP ports free in a row on {host}")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from support.ports import Transport, free_port
+from support.ports import Transport, free_media_port, free_port
 from support.waiting import until
 
 __all__ = ["SIPP", "SIPP_TIMEOUT", "Sipp", "SippResult", "SippRun", "bound", "scenario_dir"]
@@ -164,7 +164,7 @@ class Sipp:
     ) -> SippRun:
         """Start a SIPp server and wait (at most :data:`BIND_WAIT` s) until its socket is bound.
         ``media_port``: give SIPp a free media port (``-mp``) instead of its fixed default."""
-        extra = ["-mp", str(free_port("udp"))] if media_port else []
+        extra = ["-mp", str(free_media_port())] if media_port else []
         run = await self._start(scenario, transport, [*extra, *args], keys, trace_messages, timeout)
         with contextlib.suppress(TimeoutError):  # not bound yet: the scenario will say
             await until(

@@ -21,6 +21,14 @@ Owns what the sans-IO :class:`~callxml.sip.register.Registrar` leaves to its app
 
 It logs each binding change (never a credential) and answers every REGISTER, a store failure
 included (500).
+
+Engines sharing a PostgreSQL store (docs/deploy.md) share their bindings: a device's REGISTER
+reaches one engine (the proxy hashes REGISTERs over the To URI), which stores the binding before
+its 200; every engine reads the store's bindings again every :data:`SHARED_SYNC_INTERVAL`
+seconds, so a call placed on any engine finds the device within that time. Lookups stay in
+memory (a call's setup never waits on the database), and the device is called over the flow
+its REGISTER came over, which for a device behind the proxy is the proxy (it relays the INVITE
+by its Request-URI, the device's Contact).
 """
 
 from __future__ import annotations
@@ -41,12 +49,20 @@ from callxml.sip.register import Binding, Registrar, RegistrarPolicy
 from callxml.sip.target import Target
 from callxml.sip.uri import parse_uri
 
-__all__ = ["PURGE_INTERVAL", "AccountDirectory", "RegistrarService", "policy_of"]
+__all__ = [
+    "PURGE_INTERVAL",
+    "SHARED_SYNC_INTERVAL",
+    "AccountDirectory",
+    "RegistrarService",
+    "policy_of",
+]
 
 log = logging.getLogger(__name__)
 
 #: How often expired bindings are dropped from memory and the store.
 PURGE_INTERVAL = 60.0
+#: With a store other engines share: how often the bindings they took are read (seconds).
+SHARED_SYNC_INTERVAL = 1.0
 
 
 def policy_of(config: EngineConfig) -> RegistrarPolicy:
@@ -99,28 +115,59 @@ def _binding(record: BindingRecord) -> Binding:
 class RegistrarService:
     """The registrar of every domain with ``credentials``: the user agent's ``on_register``
     handler, and the directory calls look users up in. ``clock`` is wall-clock seconds (the
-    bindings' expiry survives a restart)."""
+    bindings' expiry survives a restart). ``shared_sync``: seconds between reads of the store's
+    bindings when other engines write them too (None: this engine is the store's only writer)."""
 
     def __init__(
-        self, config: EngineConfig, store: Store, *, clock: Callable[[], float] = time.time
+        self,
+        config: EngineConfig,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        shared_sync: float | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.clock = clock
+        self.shared_sync = shared_sync
         stored = [_binding(r) for r in store.list_bindings(now=clock())]
         self.registrar = Registrar(policy_of(config), stored)
         self._writes = asyncio.Lock()  # one REGISTER's changes reach the store before the next
-        self._purger: asyncio.Task[None] | None = None
+        self._changes = 0  # local changes to the bindings in memory (see sync)
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._purger = asyncio.get_running_loop().create_task(self._purge(), name="registrar")
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._purge(), name="registrar"))
+        if self.shared_sync is not None:
+            self._tasks.append(loop.create_task(self._follow(), name="registrar sync"))
 
     async def stop(self) -> None:
-        if self._purger is not None:
-            self._purger.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._purger
-            self._purger = None
+                await task
+        self._tasks.clear()
+
+    async def _follow(self) -> None:
+        assert self.shared_sync is not None
+        while True:
+            await asyncio.sleep(self.shared_sync)
+            try:
+                await self.sync()
+            except Exception:
+                log.exception("registrar: reading the shared bindings failed")
+
+    async def sync(self) -> bool:
+        """Take the store's current bindings as ours (the other engines' REGISTERs included);
+        False when a REGISTER here changed ours meanwhile (the next sync reads it back)."""
+        seen = self._changes
+        async with self._writes:
+            records = await asyncio.to_thread(self.store.list_bindings, now=self.clock())
+        if self._changes != seen:
+            return False
+        self.registrar = Registrar(policy_of(self.config), [_binding(r) for r in records])
+        return True
 
     async def _purge(self) -> None:
         while True:
@@ -133,6 +180,7 @@ class RegistrarService:
     async def expire(self) -> None:
         """Forget the bindings that lapsed, in memory and in the store."""
         now = self.clock()
+        self._changes += 1
         for binding in self.registrar.expire(now):
             log.info("registrar: %s binding %s expired", binding.aor, binding.contact)
         async with self._writes:
@@ -161,6 +209,7 @@ class RegistrarService:
         result = self.registrar.register(
             request, domain=domain.name, user=register.auth_user, source=source, now=self.clock()
         )
+        self._changes += 1
         if result.saved or result.removed:
             try:
                 async with self._writes:

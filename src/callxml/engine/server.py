@@ -57,7 +57,7 @@ from callxml.engine.devcert import ensure_dev_certificate
 from callxml.engine.health import StoreHealth
 from callxml.engine.metrics import EngineMetrics, metrics_handler
 from callxml.engine.queues import Queues
-from callxml.engine.registrar import RegistrarService
+from callxml.engine.registrar import SHARED_SYNC_INTERVAL, RegistrarService
 from callxml.engine.registrations import RegistrationService
 from callxml.engine.rooms_api import add_room_routes
 from callxml.engine.store import TERMINAL_STATUSES, CallRecord, SqliteStore, SqlStore, Store
@@ -291,7 +291,12 @@ class Engine:
             self._recover(node=config.node)
         else:
             self._recover()
-        self.registrar = RegistrarService(config, self.store)
+        # Engines sharing the store share their registrars' bindings (engine/registrar.py).
+        self.registrar = RegistrarService(
+            config,
+            self.store,
+            shared_sync=SHARED_SYNC_INTERVAL if self.cluster is not None else None,
+        )
         policy = NetworkPolicy(
             allow=parse_networks(config.webhook_allow_networks),
             deny=parse_networks(config.webhook_deny_networks),

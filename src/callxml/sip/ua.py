@@ -271,6 +271,7 @@ class Call:
     server: ServerInviteTransaction | None = None
     retransmit: _Retransmit | None = None
     acked: bool = False
+    bye_on_ack: bool = False  # hung up before the ACK: the BYE waits for it (§15)
     auth_user: str | None = None  # the username its digest credentials proved (§22.3)
     # both
     reinvite_key: TransactionKey | None = None
@@ -743,10 +744,22 @@ class UserAgentCore:
         self._pump(now)
 
     def bye(self, call_id: str, now: float) -> None:
-        """Hang up an established call with BYE (§15.1.1); the call ends at once."""
+        """Hang up an established call with BYE (§15.1.1); the call ends at once.
+
+        A call we answered whose ACK has not arrived yet ends for the application at once too,
+        but its BYE waits for the ACK (or for our 2xx retransmissions to give up): §15 says the
+        callee MUST NOT send BYE before, and a BYE overtaking the 2xx (two proxy processes
+        relaying them, say) makes the caller drop the call as a failure."""
         call = self._call(call_id)
         if call.dialog is None or call.state is not CallState.CONFIRMED:
             raise LocalProtocolError(f"cannot send BYE on {call.id} in state {call.state}")
+        if call.bye_on_ack:
+            return
+        if call.role is Role.UAS and not call.acked and call.retransmit is not None:
+            call.bye_on_ack = True
+            self._events.append(CallEnded(call.id, by_peer=False, reason="local BYE"))
+            self._pump(now)
+            return
         self._send_in_dialog(call, "BYE", now)
         self._end(call, now, "local BYE")
         self._events.append(CallEnded(call.id, by_peer=False, reason="local BYE"))
@@ -1133,6 +1146,10 @@ class UserAgentCore:
         call.acked = True
         if ack.body:
             call.remote_sdp = ack.body  # offer in the 2xx, answer in the ACK (§13.2.1)
+        if call.bye_on_ack:  # the application hung up before the ACK (see bye)
+            self._send_in_dialog(call, "BYE", now)
+            self._end(call, now, "local BYE")
+            return
         if first:
             self._events.append(DialogConfirmed(call.id, ack))
         elif call.offer_in_2xx:  # the answer to the offer of our 2xx to an offer-less re-INVITE
