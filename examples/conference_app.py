@@ -18,50 +18,22 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Awaitable, Callable
-from xml.sax.saxutils import escape, quoteattr
+import sys
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
 
 from aiohttp import web
 
-from callxml.signature import HEADER, validate
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from webhook_kit import params_of, say, signature_required, twiml
 
 DEFAULT_TOKEN = "example-auth-token"
 ROOM = "team-line"
 
-AUTH_TOKEN: web.AppKey[str] = web.AppKey("auth_token", str)
 HOST_PIN: web.AppKey[str] = web.AppKey("host_pin", str)
 #: The room's status callbacks and recording callbacks, as they arrived (form parameters).
 LOG: web.AppKey[list[dict[str, str]]] = web.AppKey("log", list)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def twiml(*verbs: str) -> web.Response:
-    body = '<?xml version="1.0" encoding="UTF-8"?>\n<Response>\n'
-    body += "".join(f"  {verb}\n" for verb in verbs) + "</Response>\n"
-    return web.Response(text=body, content_type="text/xml", charset="utf-8")
-
-
-def say(text: str) -> str:
-    return f"<Say>{escape(text)}</Say>"
-
-
-async def params_of(request: web.Request) -> dict[str, str]:
-    """The call parameters: the form body for POST, the query string for GET."""
-    if request.method == "POST":
-        return {name: str(value) for name, value in (await request.post()).items()}
-    return dict(request.query)
-
-
-@web.middleware
-async def require_signature(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """403 unless ``X-Twilio-Signature`` signs this URL and form (see examples/ivr_app.py)."""
-    form = list((await request.post()).items()) if request.method == "POST" else []
-    pairs = [(name, str(value)) for name, value in form]
-    signature = request.headers.get(HEADER, "")
-    if not signature or not validate(request.app[AUTH_TOKEN], str(request.url), pairs, signature):
-        raise web.HTTPForbidden(text="invalid or missing X-Twilio-Signature\n")
-    return await handler(request)
 
 
 async def welcome(request: web.Request) -> web.Response:
@@ -119,8 +91,7 @@ async def log_event(request: web.Request) -> web.Response:
 
 def make_app(auth_token: str = DEFAULT_TOKEN, *, host_pin: str = "4242") -> web.Application:
     """Build the conference line; ``auth_token`` must be the one callxml signs with."""
-    app = web.Application(middlewares=[require_signature])
-    app[AUTH_TOKEN] = auth_token
+    app = web.Application(middlewares=[signature_required(auth_token)])
     app[HOST_PIN] = host_pin
     app[LOG] = []
     for path, handler in (

@@ -18,39 +18,22 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Awaitable, Callable
+import sys
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 from aiohttp import web
 from yarl import URL
 
-from callxml.signature import HEADER, validate
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from webhook_kit import params_of, say, signature_required, twiml
 
 DEFAULT_TOKEN = "example-auth-token"
 JACK = "sip:jack@example.com;secure=true"
 
-AUTH_TOKEN: web.AppKey[str] = web.AppKey("auth_token", str)
 PUBLIC_URL: web.AppKey[str] = web.AppKey("public_url", str)  # origin, or "" for none
 DIAL_TARGET: web.AppKey[str] = web.AppKey("dial_target", str)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def twiml(*verbs: str) -> web.Response:
-    body = '<?xml version="1.0" encoding="UTF-8"?>\n<Response>\n'
-    body += "".join(f"  {verb}\n" for verb in verbs) + "</Response>\n"
-    return web.Response(text=body, content_type="text/xml", charset="utf-8")
-
-
-def say(text: str) -> str:
-    return f"<Say>{escape(text)}</Say>"
-
-
-async def params_of(request: web.Request) -> dict[str, str]:
-    """The call parameters: the form body for POST, the query string for GET."""
-    if request.method == "POST":
-        return {name: str(value) for name, value in (await request.post()).items()}
-    return dict(request.query)
 
 
 def signed_url(request: web.Request) -> str:
@@ -59,19 +42,6 @@ def signed_url(request: web.Request) -> str:
     if not public:
         return str(request.url)
     return str(URL(public).join(request.rel_url))
-
-
-@web.middleware
-async def require_signature(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """403 unless ``X-Twilio-Signature`` signs this URL and form (GET: the full URL only)."""
-    signature = request.headers.get(HEADER, "")
-    form = list((await request.post()).items()) if request.method == "POST" else []
-    pairs = [(name, str(value)) for name, value in form]
-    if not signature or not validate(
-        request.app[AUTH_TOKEN], signed_url(request), pairs, signature
-    ):
-        raise web.HTTPForbidden(text="invalid or missing X-Twilio-Signature\n")
-    return await handler(request)
 
 
 async def menu(request: web.Request) -> web.Response:
@@ -119,8 +89,7 @@ def make_app(
     auth_token: str = DEFAULT_TOKEN, *, public_url: str | None = None, dial_target: str = JACK
 ) -> web.Application:
     """Build the IVR app; ``auth_token`` must be the one callxml signs with."""
-    app = web.Application(middlewares=[require_signature])
-    app[AUTH_TOKEN] = auth_token
+    app = web.Application(middlewares=[signature_required(auth_token, signed_url)])
     app[PUBLIC_URL] = public_url or ""
     app[DIAL_TARGET] = dial_target
     for path, handler in (

@@ -27,35 +27,30 @@ import base64
 import contextlib
 import json
 import os
+import sys
 from collections import deque
-from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from aiohttp import WSMsgType, web
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from webhook_kit import signature_required, twiml
+
 from callxml.media.g711 import ulaw_encode
 from callxml.media.tone import sine
-from callxml.signature import HEADER, validate
 
 DEFAULT_TOKEN = "example-auth-token"
 ECHO_DELAY = 0.5  # seconds between hearing the caller and playing it back
 CHIME = ((660.0, 800), (880.0, 800))  # (Hz, ms): the greeting
 
-AUTH_TOKEN: web.AppKey[str] = web.AppKey("auth_token", str)
 #: Where callxml reaches the socket from outside (``wss://agent.example.com``), or "" for this
 #: server itself over ``ws://`` (fine on loopback; callxml warns ``insecure-stream``).
 STREAM_BASE: web.AppKey[str] = web.AppKey("stream_base", str)
 #: Every message callxml sent, per stream (streamSid -> messages), for a look afterwards.
 STREAMS: web.AppKey[dict[str, list[dict[str, Any]]]] = web.AppKey("streams", dict)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def twiml(*verbs: str) -> web.Response:
-    body = '<?xml version="1.0" encoding="UTF-8"?>\n<Response>\n'
-    body += "".join(f"  {verb}\n" for verb in verbs) + "</Response>\n"
-    return web.Response(text=body, content_type="text/xml", charset="utf-8")
 
 
 def stream_url(request: web.Request) -> str:
@@ -63,21 +58,6 @@ def stream_url(request: web.Request) -> str:
     behind a TLS proxy, else this server over ``ws://``."""
     base = request.app[STREAM_BASE] or f"ws://{request.host}"
     return base.rstrip("/") + "/media"
-
-
-@web.middleware
-async def require_signature(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """403 unless ``X-Twilio-Signature`` signs the request: the URL and form of a webhook, the
-    stream URL alone for the WebSocket handshake."""
-    signature = request.headers.get(HEADER, "")
-    if request.path == "/media":
-        url, pairs = stream_url(request), []
-    else:
-        form = list((await request.post()).items()) if request.method == "POST" else []
-        url, pairs = str(request.url), [(name, str(value)) for name, value in form]
-    if not signature or not validate(request.app[AUTH_TOKEN], url, pairs, signature):
-        raise web.HTTPForbidden(text="invalid or missing X-Twilio-Signature\n")
-    return await handler(request)
 
 
 async def voice(request: web.Request) -> web.Response:
@@ -192,8 +172,14 @@ async def media_socket(request: web.Request) -> web.WebSocketResponse:
 def make_app(auth_token: str = DEFAULT_TOKEN, *, stream_base: str = "") -> web.Application:
     """Build the echo agent; ``auth_token`` must be the one callxml signs with,
     ``stream_base`` the public ``wss://`` origin of the socket (see :data:`STREAM_BASE`)."""
-    app = web.Application(middlewares=[require_signature])
-    app[AUTH_TOKEN] = auth_token
+    # the WebSocket handshake is signed over the stream URL as written in the document
+    app = web.Application(
+        middlewares=[
+            signature_required(
+                auth_token, lambda r: stream_url(r) if r.path == "/media" else str(r.url)
+            )
+        ]
+    )
     app[STREAM_BASE] = stream_base
     app[STREAMS] = {}
     for path, handler in (("/voice", voice), ("/goodbye", goodbye)):

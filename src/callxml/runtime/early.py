@@ -127,14 +127,10 @@ class DialRingback:
 
     async def _play(self, country: str) -> None:
         with contextlib.suppress(CallXmlError):
-            await self.caller.play_frames(self._heard(ringback_frames(country)))
-
-    def _heard(self, frames: Iterator[bytes]) -> Iterator[bytes]:
-        """The ringback frames, each also given to ``on_audio`` as it is sent."""
-        for frame in frames:
+            frames = ringback_frames(country)
             if self.on_audio is not None:
-                self.on_audio("b", frame)
-            yield frame
+                frames = _heard(frames, self.on_audio)
+            await self.caller.play_frames(frames)
 
     def _stop_tone(self) -> None:
         if self._tone is not None:
@@ -155,3 +151,10 @@ class DialRingback:
         self._stop_relay()
         self._source = None
         self._ring()
+
+
+def _heard(frames: Iterator[bytes], on_audio: Callable[[str, bytes], None]) -> Iterator[bytes]:
+    """The ringback frames, each also given to ``on_audio`` (as side ``b``) as it is sent."""
+    for frame in frames:
+        on_audio("b", frame)
+        yield frame
