@@ -12,10 +12,21 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from callxml.engine.metrics import failure_reason
+from callxml.engine.store import CallRecord
 from callxml.errors import ConfigError
 from callxml.runtime import Phone
 from callxml.sip.aio.transport import ListenerConfig
-from support.engine import API_AUTH, engine_config, running_engine, sip_port, web_app
+from support.engine import (
+    ACCOUNT_SID,
+    API_AUTH,
+    engine_config,
+    running_engine,
+    sip_port,
+    wait_status,
+    web_app,
+)
+from support.sipp import Sipp
 
 pytestmark = pytest.mark.peer
 
@@ -117,3 +128,43 @@ async def test_metrics_can_be_turned_off(tmp_path: Path) -> None:
 def test_metrics_config_is_checked(tmp_path: Path, section: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         engine_config(tmp_path, [], extra={"metrics": section})
+
+
+async def test_failed_calls_are_counted_by_reason(tmp_path: Path, sipp: Sipp) -> None:
+    """A REST call to a busy SIPp callee counts under ``sip-486``; the reasons are bounded
+    labels (the final response code, never free text)."""
+    callee = await sipp.uas("uas_busy", media_port=True)
+    async with running_engine(engine_config(tmp_path, [])) as engine:
+        base = f"http://127.0.0.1:{engine.http_port}/2010-04-01/Accounts/{ACCOUNT_SID}"
+        form = {
+            "To": f"sip:bob@127.0.0.1:{callee.port}",
+            "From": "+15550100",
+            "Twiml": "<Response><Say>never</Say></Response>",
+        }
+        async with (
+            aiohttp.ClientSession(headers=API_AUTH) as http,
+            http.post(f"{base}/Calls.json", data=form) as resp,
+        ):
+            sid = (await resp.json())["sid"]
+        await wait_status(engine, sid, {"busy", "failed", "completed"})
+        for _ in range(100):  # the engine counts the call once it has forgotten it
+            if engine.live_statuses() == {}:
+                break
+            await asyncio.sleep(0.05)
+        after = samples((await scrape(engine.http_port, API_AUTH))[2])
+    assert (await callee.result()).returncode == 0
+    assert after["callxml_calls_ended_total", (("status", "busy"),)] == 1
+    assert after["callxml_call_failures_total", (("reason", "sip-486"),)] == 1
+
+
+def test_failure_reasons_are_few() -> None:
+    def record(status: str, code: int | None) -> CallRecord:
+        return CallRecord(
+            "CA1", ACCOUNT_SID, "outbound-api", "a", "b", status, sip_response_code=code
+        )
+
+    assert failure_reason(record("completed", 200)) is None
+    assert failure_reason(record("failed", 503)) == "sip-503"
+    assert failure_reason(record("no-answer", None)) == "no-answer"
+    assert failure_reason(record("failed", None)) == "error"
+    assert failure_reason(record("failed", 200)) == "error"  # answered, then our own failure

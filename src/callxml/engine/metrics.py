@@ -33,7 +33,7 @@ from callxml.engine.admission import Admission
 from callxml.engine.cluster import Cluster
 from callxml.engine.config import EngineConfig
 from callxml.engine.health import StoreHealth
-from callxml.engine.store import TERMINAL_STATUSES
+from callxml.engine.store import TERMINAL_STATUSES, CallRecord
 from callxml.runtime import Phone
 
 #: Webhook round trips (seconds): a fast app answers in milliseconds, the default timeout is 15 s.
@@ -104,6 +104,13 @@ class EngineMetrics:
             "callxml_calls_ended",
             "Calls over, by final status (completed, busy, no-answer, failed, canceled).",
             ["status"],
+            registry=self.registry,
+        )
+        self.call_failures = Counter(
+            "callxml_call_failures",
+            "Calls that did not end completed, by reason: sip-<final response code> (486, 487, "
+            "503...), or no-answer, error (callxml's own, see the call's notifications).",
+            ["reason"],
             registry=self.registry,
         )
         # Zero samples for the usual labels from the start, so a rate() has a baseline and a
@@ -284,3 +291,16 @@ def _allowed(config: EngineConfig, header: str) -> bool:
     return account is not None and hmac.compare_digest(
         account.auth_token.encode(), password.encode()
     )
+
+
+def failure_reason(record: CallRecord) -> str | None:
+    """Why a call did not complete, as a label with few values (a final SIP response code is
+    one of a few hundred; free-text errors would make a series per call): None when it did."""
+    if record.status == "completed":
+        return None
+    code = record.sip_response_code
+    if code is not None and 300 <= code <= 699:
+        return f"sip-{code}"
+    if record.status in ("no-answer", "canceled", "busy"):
+        return record.status
+    return "error"

@@ -55,7 +55,7 @@ from callxml.engine.config import AccountConfig, DomainConfig, EngineConfig
 from callxml.engine.control import EngineControl
 from callxml.engine.devcert import ensure_dev_certificate
 from callxml.engine.health import StoreHealth
-from callxml.engine.metrics import EngineMetrics, metrics_handler
+from callxml.engine.metrics import EngineMetrics, failure_reason, metrics_handler
 from callxml.engine.queues import Queues
 from callxml.engine.registrar import SHARED_SYNC_INTERVAL, RegistrarService
 from callxml.engine.registrations import RegistrationService
@@ -548,6 +548,8 @@ class Engine:
         live.ended.set()
         if self._calls.pop(live.sid, None) is not None:
             self.metrics.calls_ended.labels(live.record.status).inc()
+            if (reason := failure_reason(live.record)) is not None:
+                self.metrics.call_failures.labels(reason).inc()
         slot = self._slots.pop(live.sid, None)
         if slot is not None:
             slot.release()
