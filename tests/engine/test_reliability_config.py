@@ -63,7 +63,8 @@ def test_limits_and_webhook_network_defaults() -> None:
     config = parse_config({})
     assert config.limits == AdmissionLimits()
     assert (config.limits.max_calls, config.limits.max_setups) == (1000, 60)
-    assert (config.limits.invites_per_second, config.limits.creates_per_second) == (100, 50)
+    assert (config.limits.invites_per_second, config.limits.creates_per_second) == (1000, 50)
+    assert config.limits.invites_per_second_per_source == 500
     assert config.limits.max_webhook_fetches == 200 and config.limits.retry_after == 5
     assert config.webhook_allow_networks == config.webhook_deny_networks == ()
     assert config.multi_tenant is False
