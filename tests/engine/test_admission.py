@@ -5,6 +5,8 @@ ends with a final response and a final record."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,14 @@ from callxml.engine.admission import (
     TokenBucket,
 )
 from callxml.engine.server import Engine
-from support.engine import ACCOUNT_SID, API_AUTH, engine_config, running_engine, sip_port
+from support.engine import (
+    ACCOUNT_SID,
+    API_AUTH,
+    AUTH_TOKEN,
+    engine_config,
+    running_engine,
+    sip_port,
+)
 from support.rawsip import SDP, RawPeer, request
 from support.sipp import Sipp
 from support.waiting import until
@@ -197,3 +206,67 @@ async def test_offered_past_the_rate_every_call_still_gets_a_final_answer(
             refused = sum(v for k, v in engine.counters.items() if k.startswith("admission."))
         assert refused > 0 and taken + refused == 40
         assert len(answered) >= 5
+
+
+BURST_CLIENT = """
+import asyncio, sys, aiohttp
+
+async def main(url, user, password, count):
+    import base64
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    statuses = {}
+    async with aiohttp.ClientSession(headers={"Authorization": "Basic " + token}) as http:
+        async def create(i):
+            form = {"To": "sip:bob@127.0.0.1:9", "From": "sip:a@x.test", "Url": sys.argv[5]}
+            async with http.post(url, data=form) as r:
+                statuses[r.status] = statuses.get(r.status, 0) + 1
+        await asyncio.gather(*(create(i) for i in range(count)))
+    print(" ".join(f"{k}={v}" for k, v in sorted(statuses.items())))
+
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
+"""
+
+
+async def test_sip_is_answered_during_a_burst_of_rest_creates(tmp_path: Path) -> None:
+    # Issue 16 saw a UDP OPTIONS unanswered for ~4 s during a burst of 1,000 REST creates, every
+    # one of them taken and starting a call. Now creates past the limits get a cheap 429 and SIP
+    # is served all through the burst (each probe answered, none waiting past 2 s). The burst
+    # comes from another process, as it would in life.
+    async with GatedApp() as app:
+        app.gate.set()
+        voice = f"http://127.0.0.1:{app.port}/voice"
+        config = engine_config(tmp_path, [{"name": "plain.test", "voice_url": voice}])
+        async with running_engine(config) as engine:
+            url = (
+                f"http://127.0.0.1:{engine.http_port}/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json"
+            )
+            burst = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                BURST_CLIENT,
+                url,
+                ACCOUNT_SID,
+                AUTH_TOKEN,
+                "1000",
+                voice,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            waits: list[float] = []
+            port = sip_port(engine, "udp")
+            loop = asyncio.get_running_loop()
+            async with RawPeer("udp", "127.0.0.1", port) as probe:
+                while burst.returncode is None:
+                    started = loop.time()
+                    probe.send(request("OPTIONS", "sip:probe@plain.test", port=probe.port))
+                    answer = await probe.response(timeout=2.0)  # raises if unanswered
+                    assert answer.status == 200
+                    waits.append(loop.time() - started)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(burst.wait()), 0.05)
+            out, _ = await burst.communicate()
+            statuses = dict(part.split("=") for part in out.decode().split())
+            assert int(statuses.get("429", 0)) >= 800, statuses  # refused, cheaply
+            assert int(statuses.get("201", 0)) + int(statuses.get("429", 0)) == 1000, statuses
+            assert len(waits) >= 3, waits  # probed all through the burst
+            refused = sum(v for k, v in engine.counters.items() if k.startswith("admission."))
+            assert refused == int(statuses["429"]), (refused, statuses)
