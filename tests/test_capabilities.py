@@ -72,6 +72,9 @@ CANDIDATES = (
     "CA" + "1" * 32,
     "zrtp",
     "de",
+    "Enable",
+    "1500",
+    "2500",
 )
 
 

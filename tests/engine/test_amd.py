@@ -134,3 +134,59 @@ async def test_async_amd_posts_the_verdict_while_the_flow_runs(
     assert record is not None and record.answered_by == "machine_end_beep"
     voice = next(form for path, form in app.requests if path == "/voice")
     assert "AnsweredBy" not in voice
+
+
+async def test_dial_noun_machine_detection_posts_the_verdict_while_bridged(
+    tmp_path: Path, phone_boxes: PhoneFactory
+) -> None:
+    """``<Dial><Sip machineDetection amdStatusCallback>``: the called party is bridged at once
+    (no AnsweredBy in the dial's own requests) and the detector listening to it posts its
+    verdict, for the child call, to the relative callback URL; the child record keeps it."""
+    vm_uri, voicemail = await _answer_and_say(phone_boxes, silence(0.3) + speech(4.0))
+    caller = await phone_boxes()
+
+    async def pick_up() -> None:
+        leg: CallLeg = await (await caller.next_call()).accept(secure_media_enabled=False)
+        await leg.wait_ended(WAIT)
+
+    answering = asyncio.ensure_future(pick_up())
+    app = WebApp(
+        {
+            "/voice": lambda form: (
+                "<Response><Dial action='/after'><Sip machineDetection='Enable'"
+                f" amdStatusCallback='/amd'>{vm_uri}</Sip></Dial></Response>"
+            ),
+            "/amd": lambda form: "",
+            "/after": lambda form: "<Response><Hangup/></Response>",
+        }
+    )
+    await app.start()
+    try:
+        async with running_engine(engine_config(tmp_path, [])) as engine:
+            call = await asyncio.to_thread(
+                sdk(engine.http_port).calls.create,
+                to=caller.uri("alice"),
+                from_="sip:shop@example.com",
+                url=app.url("/voice"),
+            )
+            await until(
+                lambda: any(path == "/amd" for path, _ in app.requests), WAIT, what="the verdict"
+            )
+            [verdict] = [form for path, form in app.requests if path == "/amd"]
+            assert engine.store is not None
+            child = engine.store.get_call(verdict["CallSid"])
+            await asyncio.to_thread(
+                sdk(engine.http_port).calls(call.sid).update, status="completed"
+            )
+            await wait_status(engine, call.sid, {"completed"})
+    finally:
+        await app.stop()
+        voicemail.cancel()
+        answering.cancel()
+    assert verdict["AnsweredBy"] == "machine_start"
+    assert verdict["ParentCallSid"] == call.sid and verdict["AccountSid"] == ACCOUNT_SID
+    assert 2400 <= int(verdict["MachineDetectionDuration"]) <= 6000
+    assert child is not None and child.parent_call_sid == call.sid
+    assert child.answered_by == "machine_start"
+    voice = next(form for path, form in app.requests if path == "/voice")
+    assert "AnsweredBy" not in voice

@@ -6,7 +6,7 @@ import pytest
 
 from callxml.interpreter import actions as act
 from callxml.interpreter import events as ev
-from callxml.markup.verbs import Number, Sip
+from callxml.markup.verbs import Client, Number, Sip
 from support.interpreter import BASE, Harness, params
 
 MENU = "https://app.test/menu"
@@ -223,6 +223,26 @@ def test_dial_without_action_continues() -> None:
     h.send(ev.DialFinished("completed", "CA" + "3" * 32, 42))
     assert h.spoken() == ["after"]
     assert len(h.requests) == 1
+
+
+def test_dial_noun_urls_are_resolved_against_the_document() -> None:
+    h = Harness(
+        {
+            BASE: "<Dial><Number url='whisper' statusCallback='/child' amdStatusCallback='amd'"
+            " machineDetection='Enable'>+15551234</Number>"
+            "<Client url='/screen' statusCallback='https://cb.test/c'>alice</Client></Dial>"
+        }
+    ).start()
+    start = h.actions[-1]
+    assert isinstance(start, act.StartDial)
+    number, client = start.targets
+    assert isinstance(number, Number) and isinstance(client, Client)
+    assert (number.url, number.status_callback, number.amd_status_callback) == (
+        "https://app.test/whisper",
+        "https://app.test/child",
+        "https://app.test/amd",
+    )
+    assert (client.url, client.status_callback) == ("https://app.test/screen", "https://cb.test/c")
 
 
 def test_dial_with_action_posts_dial_parameters() -> None:

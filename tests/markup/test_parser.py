@@ -262,6 +262,35 @@ def test_number_noun_attributes() -> None:
     )
 
 
+def test_number_and_sip_machine_detection_attributes() -> None:
+    dial = only_verb(
+        '<Dial><Number machineDetection="DetectMessageEnd" machineDetectionTimeout="12" '
+        'machineDetectionSpeechThreshold="3000" machineDetectionSpeechEndThreshold="800" '
+        'machineDetectionSilenceTimeout="4000" amdStatusCallback="/amd" '
+        'amdStatusCallbackMethod="GET">+1</Number>'
+        '<Sip machineDetection="Enable" machineDetectionTimeout="61">sip:a@b.test</Sip></Dial>'
+    )
+    assert isinstance(dial, Dial)
+    number, sip = dial.targets
+    assert isinstance(number, Number) and isinstance(sip, Sip)
+    assert (
+        number.machine_detection,
+        number.machine_detection_timeout,
+        number.machine_detection_speech_threshold,
+        number.machine_detection_speech_end_threshold,
+        number.machine_detection_silence_timeout,
+        number.amd_status_callback,
+        number.amd_status_callback_method,
+    ) == ("DetectMessageEnd", 12, 3000, 800, 4000, "/amd", "GET")
+    # out of Twilio's range (3-60 s): a warning, and the default
+    assert (sip.machine_detection, sip.machine_detection_timeout) == ("Enable", 30)
+    document = parse('<Dial><Sip machineDetection="Always">sip:a@b.test</Sip></Dial>')
+    assert codes(document) == ["bad-value"]
+    verb = document.response.verbs[0]
+    assert isinstance(verb, Dial) and isinstance(verb.targets[0], Sip)
+    assert verb.targets[0].machine_detection is None
+
+
 def test_client_identity_and_parameters() -> None:
     dial = only_verb(
         '<Dial><Client><Identity>joey</Identity><Parameter name="a" value="b"/></Client></Dial>'

@@ -548,3 +548,43 @@ async def test_dial_record_taps_the_bridge_and_keeps_the_recording() -> None:
     assert kept == [("RE" + "1" * 32, 2, 1)]
     assert result.recording_url == "https://engine.test/Recordings/RE" + "1" * 32
     assert result.recording_duration == 1 and result.recording_channels == 2
+
+
+async def test_machine_detection_reports_unknown_when_the_callee_hangs_up_first() -> None:
+    """``machineDetection`` listens beside the bridge (an audio tap); a called party that hangs
+    up before any verdict is ``unknown``, reported for the child call with the noun's
+    ``amdStatusCallback``; the dial still ends ``completed``."""
+    uri = "sip:bob@x.test"
+    phone = FakePhone({uri: (0.0, "completed", 200)})
+    taps: list[Any] = []
+    verdicts: list[tuple[str, str, int, ChildCallback | None]] = []
+
+    class TappedBridges(Bridges):
+        def __call__(self, a: Any, b: Any, on_a_digit: Any = None, **kw: Any) -> Bridges:
+            taps.append(kw.get("on_audio"))
+            return super().__call__(a, b, on_a_digit, on_star=kw.get("on_star"))
+
+    async def report(sid: str, answered_by: str, took: int, callback: Any) -> None:
+        verdicts.append((sid, answered_by, took, callback))
+
+    async def hang_up() -> None:
+        await until(lambda: taps, step=0.005)
+        assert taps[0] is not None  # the detector needs the bridge's audio
+        taps[0]("b", b"\x00\x00" * 160)
+        phone.legs[uri].caller_hangs_up()
+
+    hanger = asyncio.create_task(hang_up())
+    noun = Sip(
+        uri=uri,
+        machine_detection="Enable",
+        amd_status_callback="https://app.test/amd",
+        amd_status_callback_method="GET",
+    )
+    result = await Dialer(phone, TappedBridges(), amd=report)(
+        dial_action(noun), FakeLeg(answered=True), answer_caller=no_answer, stop=asyncio.Event()
+    )
+    await hanger
+    assert result.status == "completed"
+    [(sid, answered_by, took, callback)] = verdicts
+    assert (sid, answered_by) == (result.call_sid, "unknown") and took >= 0
+    assert callback == ChildCallback("https://app.test/amd", "GET")

@@ -299,3 +299,39 @@ async def test_noun_url_whisper(whisper: str, status: str) -> None:
     assert whispered.params["Direction"] == "outbound-dial"
     assert result.requests[-1].params["DialCallStatus"] == status
     assert any(line.split("] ", 1)[-1].startswith("  whisper:") for line in result.transcript)
+
+
+@pytest.mark.parametrize(
+    ("mode", "outcome", "answered_by"),
+    [
+        ("Enable", "answered", "human"),
+        ("Enable", "machine", "machine_start"),
+        ("DetectMessageEnd", "machine", "machine_end_beep"),
+    ],
+)
+async def test_noun_machine_detection_posts_the_scripted_verdict(
+    mode: str, outcome: str, answered_by: str
+) -> None:
+    """``<Sip machineDetection>``: the ``machine`` dial outcome is an answering machine, any
+    other answer a person; the verdict goes to ``amdStatusCallback`` (relative to the document)
+    for the child call the dial reports, as in the engine."""
+    pages = {
+        URL: doc(
+            f"<Dial action='/after'><Sip machineDetection='{mode}' amdStatusCallback='/amd'>"
+            "sip:bob@example.com</Sip></Dial>"
+        ),
+        "https://app.test/after": doc("<Hangup/>"),
+        "https://app.test/amd": doc(""),
+    }
+    result = await run(pages, dial_outcomes={"sip:bob@example.com": outcome})
+    [verdict] = [dict(c.request.params) for c in result.callbacks if c.request.url.endswith("/amd")]
+    after = result.requests[-1].params
+    assert after["DialCallStatus"] == "completed"
+    assert verdict["AnsweredBy"] == answered_by
+    assert verdict["CallSid"] == after["DialCallSid"]
+    assert verdict["ParentCallSid"] == result.call_sid
+    assert int(verdict["MachineDetectionDuration"]) > 0
+    assert any(
+        f"machine detection on sip:bob@example.com: {answered_by}" in line
+        for line in result.transcript
+    )

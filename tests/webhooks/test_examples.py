@@ -13,6 +13,7 @@ from lxml import etree
 from callxml.errors import WebhookError
 from callxml.markup.parser import parse_document
 from callxml.signature import HEADER, sign
+from callxml.simulator import simulate
 from callxml.webhooks import (
     RETRIEVAL_FAILURE,
     FileFetcher,
@@ -283,3 +284,20 @@ async def test_the_agent_names_its_socket_under_the_public_wss_origin(
     root = await fetch_doc(client, public + "/voice")
     assert verbs(root) == ["Connect", "Say"]
     assert root.find("Connect/Stream").get("url") == "wss://agent.example.com/media"
+
+
+@pytest.mark.parametrize(
+    ("outcome", "answered_by"), [("answered", "human"), ("machine", "machine_start")]
+)
+async def test_the_machine_detection_flow_in_the_simulator(outcome: str, answered_by: str) -> None:
+    """examples/flows/dial-machine-detection.xml, as examples/README.md runs it: the dial
+    outcome ``machine`` is a voicemail, and the transcript says what the detector found."""
+    result = await simulate(
+        "dial-machine-detection.xml",
+        fetcher=FileFetcher(FLOWS),
+        dial_outcomes={"*": outcome},
+    )
+    assert result.ok and result.status == "completed"
+    assert any(
+        f"machine detection on {JACK}: {answered_by}" in line for line in result.transcript
+    ), result.transcript

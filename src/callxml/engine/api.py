@@ -921,15 +921,15 @@ def _amd_options(form: Mapping[str, str]) -> dict[str, Any]:
     if mode not in ("Enable", "DetectMessageEnd"):
         raise ApiError(400, 20001, "MachineDetection must be Enable or DetectMessageEnd")
 
-    def ms(name: str, default: int, low: int, high: int) -> float:
-        return _int(form.get(name, str(default)), name, low, high) / 1000
+    def number(name: str, default: int, low: int, high: int) -> int:
+        return _int(form.get(name, str(default)), name, low, high)
 
-    settings = AmdSettings(
-        detect_message_end=mode == "DetectMessageEnd",
-        timeout=_int(form.get("MachineDetectionTimeout", "30"), "MachineDetectionTimeout", 3, 59),
-        speech_threshold=ms("MachineDetectionSpeechThreshold", 2400, 1000, 6000),
-        speech_end_threshold=ms("MachineDetectionSpeechEndThreshold", 1200, 500, 5000),
-        silence_timeout=ms("MachineDetectionSilenceTimeout", 5000, 2000, 10000),
+    settings = AmdSettings.from_twilio(
+        mode,
+        number("MachineDetectionTimeout", 30, 3, 59),
+        number("MachineDetectionSpeechThreshold", 2400, 1000, 6000),
+        number("MachineDetectionSpeechEndThreshold", 1200, 500, 5000),
+        number("MachineDetectionSilenceTimeout", 5000, 2000, 10000),
     )
     async_amd = form.get("AsyncAmd", "false").strip().lower() or "false"
     if async_amd not in ("true", "false"):

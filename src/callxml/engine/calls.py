@@ -290,6 +290,17 @@ class CallBook:
             if self.callbacks is not None:
                 self.callbacks.notify(target, record)
 
+    async def child_update(self, sid: str, **changes: Any) -> None:
+        """Fields of a child call other than its status (a ``machineDetection``'s
+        ``answered_by``), written in the family's order like its status; no callback."""
+        stamp = time.time()
+        with contextlib.suppress(KeyError):
+            await self._write(
+                lambda: asyncio.to_thread(
+                    self.store.update_call, sid, date_updated=stamp, **changes
+                )
+            )
+
     async def child_status(self, sid: str, status: str, **changes: Any) -> None:
         stamp = time.time()
         try:

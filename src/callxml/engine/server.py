@@ -78,7 +78,7 @@ from callxml.media.zrtp import ZrtpResult
 from callxml.runtime import CallLeg, DialResult, IncomingCall, Phone, bridge
 from callxml.runtime.amd import AmdListener
 from callxml.runtime.amd import detect as detect_machine
-from callxml.runtime.dial import Dialer, resolve_targets
+from callxml.runtime.dial import ChildCallback, Dialer, resolve_targets
 from callxml.runtime.fork import dial_fork
 from callxml.runtime.leg import Leg
 from callxml.runtime.recorder import AudioTap, BridgeRecorder, Taps, save_recording
@@ -689,8 +689,9 @@ class Engine:
             health=self.store_health,
         )
 
-    def _dialer(self, book: CallBook, account: AccountConfig) -> Dialer:
+    def _dialer(self, live: LiveCall) -> Dialer:
         assert self.phone is not None
+        book, account = live.book, live.account
         services = self._runtime_services(account)
 
         async def whisper(
@@ -722,6 +723,24 @@ class Engine:
             )
             return await book.recording(sid, path, duration, channels=channels, source="DialVerb")
 
+        async def amd(
+            child_sid: str, answered_by: str, duration_ms: int, callback: ChildCallback | None
+        ) -> None:
+            """A noun's ``machineDetection`` verdict: on the child's record, and posted to its
+            ``amdStatusCallback`` (signed; the outcome is a ``callback`` event of the child)."""
+            await book.child_update(child_sid, answered_by=answered_by)
+            if callback is None:
+                return
+            params = (
+                ("AccountSid", account.sid),
+                ("CallSid", child_sid),
+                ("ParentCallSid", book.sid),
+                ("AnsweredBy", answered_by),
+                ("MachineDetectionDuration", str(duration_ms)),
+            )
+            request = WebhookRequest(callback.url, callback.method, params)
+            await self._post_callback(live, request, ChildBook(book, child_sid))
+
         assert self.registrar is not None
         return Dialer(
             self.phone,
@@ -732,6 +751,7 @@ class Engine:
             whisper=whisper,
             recordings=keep,
             directory=self.registrar.directory(account),
+            amd=amd,
         )
 
     async def _run_call(
@@ -749,7 +769,7 @@ class Engine:
         call_services = RuntimeServices(
             fetcher=services.fetcher,
             audio=services.audio,
-            dial=self._dialer(book, live.account),
+            dial=self._dialer(live),
             streams=services.streams,
             recordings_dir=services.recordings_dir,
         )
@@ -948,14 +968,17 @@ class Engine:
             live, WebhookRequest(url, call.recording_status_callback_method, params)
         )
 
-    async def _post_callback(self, live: LiveCall, request: WebhookRequest) -> None:
+    async def _post_callback(
+        self, live: LiveCall, request: WebhookRequest, log: ChildBook | None = None
+    ) -> None:
         """Send a callback of ``live``'s (signed by the account's webhook client); its outcome
-        is a ``callback`` event on the call."""
+        is a ``callback`` event on the call (or on ``log``'s: a child call's)."""
         outcome = await fetch_outcome(self._fetchers[live.account.sid], request)
+        book = log if log is not None else live.book
         if isinstance(outcome, WebhookError):
-            await live.book.event("callback", webhook_event(request, None, outcome, 0.0))
+            await book.event("callback", webhook_event(request, None, outcome, 0.0))
         else:
-            await live.book.event("callback", webhook_event(request, outcome, None, 0.0))
+            await book.event("callback", webhook_event(request, outcome, None, 0.0))
 
     async def _ring(
         self,

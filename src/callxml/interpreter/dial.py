@@ -15,6 +15,7 @@ verb runs. If the caller hangs up, the request is still made and its document is
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from callxml.errors import LocalProtocolError
 from callxml.interpreter import actions as act
@@ -23,7 +24,7 @@ from callxml.interpreter.events import DIAL_STATUSES, DialFinished, Event
 from callxml.interpreter.queue import dequeue_action
 from callxml.interpreter.tasks import Context, Continue, Navigate, Step, Task
 from callxml.markup.capabilities import Support, capability, message
-from callxml.markup.verbs import Conference, Dial, DialNoun, Number, Queue, Sip
+from callxml.markup.verbs import Client, Conference, Dial, DialNoun, Number, Queue, Sip
 from callxml.webhooks.base import WebhookRequest
 
 __all__ = ["NO_TRUNK", "DialTask", "trunk_uri"]
@@ -65,8 +66,8 @@ class DialTask(Task):
             if row.support is Support.UNSUPPORTED:
                 actions.append(act.Log("warning", f"Dial: {message(row)}"))
                 continue
-            if isinstance(noun, Number | Sip) and noun.url is not None:
-                noun = replace(noun, url=self._ctx.resolve(noun.url))  # the whisper document
+            if isinstance(noun, Number | Sip | Client):
+                noun = self._resolved(noun)
             targets.append(noun)
         if not targets:
             actions.append(act.Log("warning", "Dial: nothing to dial"))
@@ -89,6 +90,19 @@ class DialTask(Task):
             )
         )
         return Step(actions)
+
+    def _resolved(self, noun: Number | Sip | Client) -> Number | Sip | Client:
+        """The noun with its URLs (whisper document, status and AMD callbacks) absolute, like
+        every other URL of the document: relative to the document's own."""
+        resolve = self._ctx.resolve
+        changes: dict[str, Any] = {}
+        if noun.url is not None:
+            changes["url"] = resolve(noun.url)
+        if noun.status_callback is not None:
+            changes["status_callback"] = resolve(noun.status_callback)
+        if isinstance(noun, Number | Sip) and noun.amd_status_callback is not None:
+            changes["amd_status_callback"] = resolve(noun.amd_status_callback)
+        return replace(noun, **changes) if changes else noun
 
     def receive(self, event: Event, now: float) -> Step:
         if isinstance(event, DialFinished):

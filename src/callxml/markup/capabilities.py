@@ -78,6 +78,25 @@ WHISPER = (
     "(with ParentCallSid); a <Hangup> there ends the dial (no-answer)"
 )
 CHILD_CALLBACK = "the child call's status callbacks, signed, with ParentCallSid"
+#: ``<Number>`` and ``<Sip>`` answering machine detection: asynchronous, as on Twilio.
+MACHINE_DETECTION = (
+    (
+        "machineDetection",
+        "Enable or DetectMessageEnd: the detector listens to the called party once bridged "
+        "(after a whisper url, if any) and posts AnsweredBy to amdStatusCallback; the child "
+        "call's record keeps it. No speech recognition: a long spoken hello counts as a machine",
+    ),
+    ("machineDetectionTimeout", "3-60 s, then unknown"),
+    ("machineDetectionSpeechThreshold", "1000-6000 ms: longer speech is a machine"),
+    ("machineDetectionSpeechEndThreshold", "500-5000 ms of silence ends the speech"),
+    ("machineDetectionSilenceTimeout", "2000-10000 ms of silence at first: unknown"),
+    (
+        "amdStatusCallback",
+        "AccountSid, CallSid (the child), ParentCallSid, AnsweredBy, "
+        "MachineDetectionDuration; signed",
+    ),
+    ("amdStatusCallbackMethod", ""),
+)
 SPEECH = "speech recognition is not available; ignored with a warning"
 TASKROUTER = "TaskRouter is not available; ignored with a warning"
 CONNECT_NOUN = (
@@ -159,6 +178,7 @@ _ROWS: tuple[tuple[Any, ...], ...] = (
     ("Number", "statusCallbackEvent", R, "initiated, ringing, answered, completed"),
     ("Number", "statusCallbackMethod", R, ""),
     ("Number", "byoc", U, IGNORED),
+    *(("Number", name, R, detail) for name, detail in MACHINE_DETECTION),
     ("Sip", None, R, "UDP/TCP/TLS; ;secure=true or sips: means TLS and SRTP"),
     ("Sip/Uri", None, W, "the first <Uri> by priority is dialled; more are ignored with a warning"),
     ("Sip/Headers", None, R, "each <Header name value> is sent (X- headers only)"),
@@ -171,6 +191,7 @@ _ROWS: tuple[tuple[Any, ...], ...] = (
     ("Sip", "statusCallbackMethod", R, ""),
     ("Sip", "mediaEncryption", R, "callxml extension: sdes (default) or zrtp (RFC 6189)"),
     ("Sip", "srtpSuites", R, "callxml extension: the SDES suites a secure target offers"),
+    *(("Sip", name, R, detail) for name, detail in MACHINE_DETECTION),
     (
         "Client",
         None,

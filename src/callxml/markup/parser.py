@@ -271,6 +271,19 @@ _RECORDING_CALLBACK: AttributeTable = {
     "recordingStatusCallbackEvent": ("recording_status_callback_event", _RECORDING_EVENTS),
 }
 
+_MACHINE_DETECTION: AttributeTable = {  # Twilio's ranges: the timeout in s, the rest in ms
+    "machineDetection": ("machine_detection", _enum("Enable", "DetectMessageEnd")),
+    "machineDetectionTimeout": ("machine_detection_timeout", _int(3, 60)),
+    "machineDetectionSpeechThreshold": ("machine_detection_speech_threshold", _int(1000, 6000)),
+    "machineDetectionSpeechEndThreshold": (
+        "machine_detection_speech_end_threshold",
+        _int(500, 5000),
+    ),
+    "machineDetectionSilenceTimeout": ("machine_detection_silence_timeout", _int(2000, 10000)),
+    "amdStatusCallback": ("amd_status_callback", _url),
+    "amdStatusCallbackMethod": ("amd_status_callback_method", _method),
+}
+
 #: Markup attribute name -> (dataclass field, converter), per element. Twilio's defaults live in
 #: the dataclasses; an attribute missing here is unknown (a warning).
 ATTRIBUTES: dict[str, AttributeTable] = {
@@ -313,6 +326,7 @@ ATTRIBUTES: dict[str, AttributeTable] = {
     },
     "Number": {
         **_STATUS_CALLBACK,
+        **_MACHINE_DETECTION,
         "sendDigits": ("send_digits", _play_digits),
         "url": ("url", _url),
         "method": ("method", _method),
@@ -320,6 +334,7 @@ ATTRIBUTES: dict[str, AttributeTable] = {
     },
     "Sip": {
         **_STATUS_CALLBACK,
+        **_MACHINE_DETECTION,
         "username": ("username", _text),
         "password": ("password", _text),
         "url": ("url", _url),

@@ -311,7 +311,23 @@ class Connect:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Number:
+class MachineDetection:
+    """The answering machine detection attributes a ``<Number>`` or ``<Sip>`` shares with the
+    REST ``MachineDetection*`` parameters (thresholds in ms, the timeout in s, Twilio's
+    defaults). ``machine_detection`` is ``Enable``, ``DetectMessageEnd`` or None (off); the
+    verdict goes to ``amd_status_callback`` while the call is bridged."""
+
+    machine_detection: str | None = None
+    machine_detection_timeout: int = 30
+    machine_detection_speech_threshold: int = 2400
+    machine_detection_speech_end_threshold: int = 1200
+    machine_detection_silence_timeout: int = 5000
+    amd_status_callback: str | None = None
+    amd_status_callback_method: HttpMethod = "POST"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Number(MachineDetection):
     """A telephone number to dial (E.164 or national digits, kept as written)."""
 
     number: str
@@ -327,7 +343,7 @@ class Number:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Sip:
+class Sip(MachineDetection):
     """A SIP URI to dial.
 
     ``uri`` is the URI as written (the text, or the first ``<Uri>`` child by ``priority`` with

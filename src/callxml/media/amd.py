@@ -64,6 +64,20 @@ class AmdSettings:
     speech_end_threshold: float = 1.2
     silence_timeout: float = 5.0
 
+    @classmethod
+    def from_twilio(
+        cls, mode: str, timeout: int, speech_ms: int, speech_end_ms: int, silence_ms: int
+    ) -> AmdSettings:
+        """From Twilio's units (``MachineDetection`` mode, the timeout in s, the rest in ms),
+        as both the REST parameters and the ``<Number>``/``<Sip>`` attributes give them."""
+        return cls(
+            detect_message_end=mode == "DetectMessageEnd",
+            timeout=float(timeout),
+            speech_threshold=speech_ms / 1000,
+            speech_end_threshold=speech_end_ms / 1000,
+            silence_timeout=silence_ms / 1000,
+        )
+
 
 def frame_kind(pcm: bytes) -> tuple[str, float]:
     """``("silence" | "voice" | "tone", dominant Hz)`` for one PCM16 frame.

@@ -36,7 +36,9 @@ from callxml.interpreter import events as ev
 from callxml.interpreter.call import new_sid
 from callxml.interpreter.dial import NO_TRUNK, trunk_uri
 from callxml.markup.capabilities import capability, message
-from callxml.markup.verbs import Client, DialNoun, Number, Sip
+from callxml.markup.verbs import Client, DialNoun, MachineDetection, Number, Sip
+from callxml.media.amd import AmdSettings
+from callxml.runtime.amd import AmdListener
 from callxml.runtime.early import DialRingback
 from callxml.runtime.fork import Callee, CallPlacer, dial_fork
 from callxml.runtime.leg import CallLeg, Leg
@@ -46,6 +48,7 @@ from callxml.sip.auth import Credentials
 from callxml.sip.target import Target, client_headers
 
 __all__ = [
+    "AmdReporter",
     "CallPlacer",
     "ChildCallback",
     "ChildLog",
@@ -125,6 +128,19 @@ class WhisperRunner(Protocol):
     ) -> bool: ...
 
 
+class AmdReporter(Protocol):
+    """Where a dialled noun's answering machine verdict goes (``machineDetection``): the child
+    call's record, and ``callback`` (the noun's ``amdStatusCallback``) when it has one."""
+
+    async def __call__(
+        self,
+        child_sid: str,
+        answered_by: str,
+        duration_ms: int,
+        callback: ChildCallback | None,
+    ) -> None: ...
+
+
 class ChildLog(Protocol):
     """Records of the child calls a dial makes (``outbound-dial`` calls with a parent); a
     child with a ``callback`` gets status callbacks as its status changes."""
@@ -168,6 +184,20 @@ class DialTarget:
     @property
     def send_digits(self) -> str | None:
         return self.noun.send_digits if isinstance(self.noun, Number) else None
+
+    @property
+    def machine_detection(self) -> AmdSettings | None:
+        """The noun's ``machineDetection``, or None when it asks for none."""
+        noun = self.noun
+        if not isinstance(noun, MachineDetection) or noun.machine_detection is None:
+            return None
+        return AmdSettings.from_twilio(
+            noun.machine_detection,
+            noun.machine_detection_timeout,
+            noun.machine_detection_speech_threshold,
+            noun.machine_detection_speech_end_threshold,
+            noun.machine_detection_silence_timeout,
+        )
 
 
 def resolve_targets(
@@ -246,8 +276,10 @@ class Dialer:
         whisper: WhisperRunner | None = None,
         recordings: RecordingSink | None = None,
         directory: Directory | None = None,
+        amd: AmdReporter | None = None,
     ) -> None:
         self.phone = phone
+        self.amd = amd
         self.directory = directory
         self.bridge = bridge
         self.whisper = whisper
@@ -424,14 +456,22 @@ class Dialer:
         on_star = star.set if action.hangup_on_star else None
         if recorder is None:
             recorder = self._recorder(action)
-        if recorder is not None or call_audio is not None:
+        settings = winner.target.machine_detection
+        listener = verdict = None
+        if settings is not None:  # machineDetection: asynchronous, beside the bridge
+            listener = AmdListener(settings, asyncio.get_running_loop().time())
+            verdict = asyncio.ensure_future(self._machine_verdict(winner, child, listener))
+        if recorder is not None or call_audio is not None or listener is not None:
             tap = recorder  # bound for the closure below
+            loop = asyncio.get_running_loop()
 
             def on_audio(side: str, pcm: bytes) -> None:
                 if tap is not None:
                     tap.audio(side, pcm, self.now())
                 if call_audio is not None:
                     call_audio(side, pcm)
+                if listener is not None and side == "b":  # the called party is the far end
+                    listener.audio("a", pcm, loop.time())
 
             handle = self.bridge(caller, child, on_star=on_star, on_audio=on_audio)
         else:
@@ -451,6 +491,8 @@ class Dialer:
             if not child.ended.is_set():
                 with contextlib.suppress(CallXmlError, TimeoutError, OSError):
                     await asyncio.wait_for(child.hangup("dial ended"), 10)
+            if verdict is not None:  # decided by now, or "unknown" now that the child ended
+                await verdict
         duration = max(0, round(self.now() - bridged_at))
         await self._child_status(winner.sid, "completed", end_time=_wall(), duration=duration)
         url, seconds, channels = "", 0, 1
@@ -533,6 +575,27 @@ class Dialer:
         except Exception:
             log.exception("whisper for %s failed", winner.sid)
             return False
+
+    async def _machine_verdict(
+        self, winner: _Attempt, child: CallLeg, listener: AmdListener
+    ) -> None:
+        """Wait for ``listener``'s verdict on the called party (``unknown`` if the child
+        ends first) and hand it to the :class:`AmdReporter`; never raises."""
+        try:
+            answered_by, took = await listener.result(child.ended)
+            await self._note(
+                "media",
+                {"message": f"Dial {winner.target.label}: answered by {answered_by} ({took} ms)"},
+            )
+            if self.amd is None:
+                return
+            noun = winner.target.noun
+            callback = None
+            if isinstance(noun, MachineDetection) and noun.amd_status_callback is not None:
+                callback = ChildCallback(noun.amd_status_callback, noun.amd_status_callback_method)
+            await self.amd(winner.sid, answered_by, took, callback)
+        except Exception:
+            log.exception("machine detection for %s failed", winner.sid)
 
     async def _child_status(self, sid: str, status: str, **changes: Any) -> None:
         if self.children is not None:

@@ -46,8 +46,14 @@ __all__ = ["DIAL_OUTCOMES", "SimulatedCall", "estimate_speech"]
 
 log = logging.getLogger(__name__)
 
-#: Outcomes a scripted far end may have (``--dial-outcome URI=...``).
-DIAL_OUTCOMES = ("answered", "busy", "no-answer", "failed")
+#: Outcomes a scripted far end may have (``--dial-outcome URI=...``): ``machine`` answers like
+#: ``answered``, but with an answering machine (what a noun's ``machineDetection`` reports).
+DIAL_OUTCOMES = ("answered", "machine", "busy", "no-answer", "failed")
+#: How long the scripted detector takes: a person's hello and the silence after it; a
+#: machine's greeting past the speech threshold (then to its beep, for ``DetectMessageEnd``).
+HUMAN_DETECTION_MS = 1900
+MACHINE_DETECTION_MS = 3500
+MESSAGE_END_MS = 9000
 
 PLAY_SECONDS = 5.0  # nominal length of an audio URL
 SPEECH_CHARS_PER_SECOND = 15.0  # ~150 words a minute
@@ -974,10 +980,12 @@ class SimulatedCall:
                 say(now, f"  → {record.kind} {record.target}: {where}")
             else:
                 say(now, f"  → {record.kind} {record.target}")
-        winner = outcomes.index("answered") if "answered" in outcomes else None
+        answering = [i for i, outcome in enumerate(outcomes) if outcome in ("answered", "machine")]
+        winner = answering[0] if answering else None
         ring = min(RING_TIME, action.timeout)
         first_sip = next((r for r in records if r.kind == "sip"), None)
-        call_sid = new_sid("CA")
+        children = [new_sid("CA") for _ in records]  # each target's child call
+        call_sid = children[winner] if winner is not None else new_sid("CA")
         sip_call_id = f"{secrets.token_hex(8)}@simulator.callxml.invalid" if first_sip else None
         answer_at: float | None = None
         if winner is not None:
@@ -1015,7 +1023,9 @@ class SimulatedCall:
         self._dial = _Dial(answer_at, finish_at, event, action.answer_on_bridge)
         for i, (noun, record) in enumerate(zip(nouns, records, strict=True)):
             final = "completed" if i == winner else _CHILD_STATUS.get(outcomes[i], "canceled")
-            self._child_callbacks(noun, record, action.caller_id or "", final, i == winner)
+            self._child_callbacks(
+                noun, record, children[i], action.caller_id or "", final, i == winner
+            )
         answerer = nouns[winner] if winner is not None else None
         if isinstance(answerer, v.Number | v.Sip) and answerer.url and winner is not None:
             self._whisper = (answerer, records[winner].target, action.caller_id or "")
@@ -1023,19 +1033,59 @@ class SimulatedCall:
             say(now, f"  sends digits {answerer.send_digits} to {records[winner].target}")
         if answer_at is not None:
             say(now, f"  far end answers after {ring:g} s and talks {duration} s")
+            assert winner is not None
+            self._machine_detection(
+                nouns[winner], records[winner], children[winner], outcomes[winner]
+            )
             if action.answer_on_bridge and not self._session.answered:
                 self._schedule(answer_at, ev.Answered())
         self._schedule(finish_at, event)
 
-    def _child_callbacks(
-        self, noun: v.DialNoun, record: DialRecord, from_: str, final: str, answered: bool
+    def _machine_detection(
+        self, noun: v.DialNoun, record: DialRecord, child: str, outcome: str
     ) -> None:
-        """A noun's ``statusCallback``: the child call's callbacks, for the events asked for,
-        sent (like the engine's) once the dial has started."""
+        """A noun's ``machineDetection`` on the far end that answered: the scripted verdict
+        (``machine`` outcome: a greeting, else a person), in the transcript and, like the
+        engine's, posted to ``amdStatusCallback``."""
+        if not isinstance(noun, v.MachineDetection) or noun.machine_detection is None:
+            return
+        if outcome != "machine":
+            answered_by, took = "human", HUMAN_DETECTION_MS
+        elif noun.machine_detection == "DetectMessageEnd":
+            answered_by, took = "machine_end_beep", MESSAGE_END_MS
+        else:
+            answered_by, took = "machine_start", MACHINE_DETECTION_MS
+        self._transcript.add(
+            self._now, f"  machine detection on {record.target}: {answered_by} ({took} ms)"
+        )
+        if noun.amd_status_callback is None:
+            return
+        call = self._session.call
+        params = (
+            ("AccountSid", call.account_sid),
+            ("CallSid", child),
+            ("ParentCallSid", call.call_sid),
+            ("AnsweredBy", answered_by),
+            ("MachineDetectionDuration", str(took)),
+        )
+        url = resolve_url(self._session.current_url, noun.amd_status_callback)
+        request = WebhookRequest(url, noun.amd_status_callback_method, params)
+        self._queued.append(act.Callback(request))
+
+    def _child_callbacks(
+        self,
+        noun: v.DialNoun,
+        record: DialRecord,
+        child: str,
+        from_: str,
+        final: str,
+        answered: bool,
+    ) -> None:
+        """A noun's ``statusCallback``: the child call's (``child``) callbacks, for the events
+        asked for, sent (like the engine's) once the dial has started."""
         if not isinstance(noun, v.Number | v.Sip) or noun.status_callback is None:
             return
         call = self._session.call
-        child = new_sid("CA")
         statuses = ["initiated", "ringing"] + (["in-progress"] if answered else []) + [final]
         events = {"initiated": "initiated", "ringing": "ringing", "in-progress": "answered"}
         for sequence, status in enumerate(
