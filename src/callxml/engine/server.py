@@ -380,7 +380,7 @@ class Engine:
         return self._admit_source(source, now)
 
     def _admit_source(self, source: Address, now: float) -> tuple[str, int] | None:
-        """Admission of a new INVITE from ``source``: by the UDP transport's gate before
+        """Admission of a new INVITE from ``source``: by the transport's gate before
         parsing (:data:`~callxml.sip.triage.SourceAdmitter`), or by the core after it."""
         refused = self.admission.admit_invite(source.host, now)
         if refused is None:

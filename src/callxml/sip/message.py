@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from callxml.errors import LocalProtocolError, RemoteProtocolError
@@ -759,10 +759,20 @@ class StreamParser:
 
     ``keepalives`` counts CRLFCRLF pings seen between messages (RFC 5626 §4.4.1: answer each
     with a CRLF pong).
+
+    ``screen``, when given, sees each framed message's bytes before they are parsed and returns
+    False to take it away (it answered or dropped it): under overload a flood of new INVITEs
+    on a connection is refused without paying for the parser (:mod:`callxml.sip.triage`).
     """
 
-    def __init__(self, *, max_message_size: int = MAX_MESSAGE_SIZE) -> None:
+    def __init__(
+        self,
+        *,
+        max_message_size: int = MAX_MESSAGE_SIZE,
+        screen: Callable[[bytes], bool] | None = None,
+    ) -> None:
         self.max_message_size = max_message_size
+        self._screen = screen
         self.keepalives = 0
         self._buffer = bytearray()
         self._scan_from = 0  # where to resume the search for the end of the header section
@@ -852,6 +862,8 @@ class StreamParser:
         chunk = bytes(buf[: self._frame_size])
         del buf[: self._frame_size]
         self._frame_size = None
+        if self._screen is not None and not self._screen(chunk):
+            return True  # answered or dropped before parsing
         self._ready.append(parse_message(chunk))  # a bad one raises; the stream stays in sync
         return True
 

@@ -17,8 +17,9 @@ a classification, a verdict and response bytes out. Two parts:
   :func:`~callxml.sip.ua.header_problem` are known to accept. :func:`priority` orders a batch
   of datagrams: responses and in-dialog requests (ACK, BYE, CANCEL, PRACK, re-INVITE) first,
   new INVITEs last.
-- :class:`Gate` decides per datagram: an out-of-dialog, clean INVITE is offered to the
-  admitter; a refusal is a stateless ``503`` + ``Retry-After`` built straight from the raw
+- :class:`Gate` decides per message (a UDP datagram, or one framed on a TCP/TLS connection):
+  an out-of-dialog, clean INVITE is offered to the admitter; a refusal is a stateless
+  ``503`` + ``Retry-After`` built straight from the raw
   Via/From/To/Call-ID/CSeq lines (its To tag carries :data:`REFUSAL_TAG_PREFIX`), remembered
   by branch and source for a while so a retransmission gets the same bytes without work; ACKs
   whose To tag carries the prefix (the peer acknowledging our 503) are dropped.

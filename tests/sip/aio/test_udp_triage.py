@@ -152,6 +152,63 @@ async def test_the_gate_refuses_before_parsing_and_swallows_the_ack(
     assert transport.gate.counters == {"refused": 1, "replayed": 1, "acks": 1}
 
 
+async def test_the_gate_screens_tcp_messages_before_parsing() -> None:
+    """Over TCP the gate sees each framed message before the parser: a refused INVITE gets the
+    stateless 503 on its connection and never reaches the handler, the ACK of it is dropped,
+    and the messages around it on the same connection are delivered in order."""
+    inbox = Inbox()
+    transport = TransportLayer(inbox)
+    bound = await transport.listen(ListenerConfig("tcp", "127.0.0.1", 0))
+    asked: list[Address] = []
+
+    def admit(source: Address, now: float) -> tuple[str, int] | None:
+        asked.append(source)
+        return ("over capacity (max_setups)", 4) if len(asked) > 1 else None
+
+    transport.gate = Gate(admit, "127.0.0.1:5060")
+    try:
+        async with RawPeer("tcp", "127.0.0.1", bound.port) as peer:
+
+            def invite() -> bytes:
+                return request(
+                    "INVITE", "sip:a@127.0.0.1", port=peer.port, transport="tcp", body=SDP
+                )
+
+            refused_invite = invite()
+            # one write: an admitted INVITE, one to refuse, and an OPTIONS behind them
+            peer.send(
+                invite()
+                + refused_invite
+                + request("OPTIONS", "sip:a@127.0.0.1", port=peer.port, transport="tcp")
+            )
+            refused = await peer.response()
+            assert refused.status == 503 and refused.headers.get("Retry-After") == "4"
+            tag = refused.to.tag
+            assert tag is not None and tag.startswith(REFUSAL_TAG_PREFIX)
+            assert "max_setups" in (refused.headers.get("Warning") or "")
+            peer.send(
+                refused_invite.split(b"\r\n\r\n")[0]
+                .replace(b"INVITE sip", b"ACK sip")
+                .replace(b"CSeq: 1 INVITE", b"CSeq: 1 ACK")
+                .replace(b"To: <sip:a@127.0.0.1>", f"To: <sip:a@127.0.0.1>;tag={tag}".encode())
+                .replace(b"Content-Type: application/sdp\r\n", b"")
+                .replace(f"Content-Length: {len(SDP)}".encode(), b"Content-Length: 0")
+                + b"\r\n\r\n"
+            )
+            peer.send(request("OPTIONS", "sip:b@127.0.0.1", port=peer.port, transport="tcp"))
+            await until(lambda: len(inbox.messages) == 3)
+    finally:
+        await transport.close()
+    assert [(m.method, m.uri) for m in inbox.messages if isinstance(m, SipRequest)] == [
+        ("INVITE", "sip:a@127.0.0.1"),
+        ("OPTIONS", "sip:a@127.0.0.1"),
+        ("OPTIONS", "sip:b@127.0.0.1"),
+    ]  # neither the refused INVITE nor its ACK reached the parser
+    assert [s.transport for s in asked] == ["tcp", "tcp"]
+    assert transport.gate.counters == {"refused": 1, "acks": 1}
+    assert transport.counters == {}
+
+
 async def test_the_user_agent_counts_an_invite_admitted_by_the_gate_once() -> None:
     by_source: list[Address] = []
     by_core: list[SipRequest] = []
@@ -184,9 +241,10 @@ async def test_the_user_agent_counts_an_invite_admitted_by_the_gate_once() -> No
                 request("INVITE", "sip:a@127.0.0.1", port=peer.port, transport="tcp", body=SDP)
             )
             await until(lambda: len(incoming) == 2)
-        # UDP: admitted once, by the gate; TCP (no gate on streams): by the core.
-        assert len(by_source) == 1 and len(by_core) == 1
-        assert by_core[0].vias[0].transport == "TCP"
+        # Admitted once each, by the gate before parsing (UDP datagram, framed TCP message);
+        # the core does not count them again.
+        assert len(by_source) == 2 and by_core == []
+        assert [s.transport for s in by_source] == ["udp", "tcp"]
 
 
 async def test_a_refusal_is_counted_as_the_core_counted_it() -> None:

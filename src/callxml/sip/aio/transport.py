@@ -258,7 +258,7 @@ class _Stream(asyncio.Protocol):
     def __init__(self, layer: TransportLayer, name: str, *, outbound: bool = False) -> None:
         self.layer = layer
         self.name = name
-        self.parser = StreamParser()
+        self.parser = StreamParser(screen=self._screen)
         self.transport: asyncio.Transport | None = None
         self.peer: Address | None = None
         self.local: tuple[str, int] = ("", 0)
@@ -342,6 +342,27 @@ class _Stream(asyncio.Protocol):
         elif self._message_started is None:
             self._message_started = asyncio.get_running_loop().time()
         self._arm()
+
+    def _screen(self, data: bytes) -> bool:
+        """The layer's :class:`~callxml.sip.triage.Gate` on one framed message, before it is
+        parsed: False when the gate answered it (a stateless 503 to a new INVITE past
+        admission) or dropped it (the ACK of such a 503). A connection carries one peer's
+        messages in order, so unlike UDP there is nothing to reorder: only the parse is saved."""
+        gate, peer = self.layer.gate, self.peer
+        if gate is None or peer is None:
+            return True
+        try:
+            verdict = gate.decide(data, peer, asyncio.get_running_loop().time())
+            if verdict is Verdict.PARSE:
+                return True
+            if verdict is not Verdict.DROP:
+                self.send(verdict)
+        except TransportError:
+            pass  # the connection is gone or stalled (send aborted it): nothing to answer
+        except Exception:  # an asyncio entry point: a bug here must not lose the message
+            self.layer._fault(f"screening a message from {label(peer)}")
+            return True
+        return False
 
     def linger(self) -> None:
         """Stop reading and close after ``close_linger`` s: time for queued answers to leave."""
@@ -474,7 +495,8 @@ class TransportLayer:
         self._our_sent_by: set[tuple[str, int]] = set()
         self._client_ssl: ssl.SSLContext | None = None
         self._closed = False
-        #: Stateless admission of new UDP INVITEs before parsing (set by the user agent).
+        #: Stateless admission of new INVITEs before parsing, on every transport (set by the
+        #: user agent): each UDP datagram, each message framed on a TCP/TLS connection.
         self.gate: Gate | None = None
         #: What the transport refused or lost, by kind (``bad_message`` answered, ``dropped``
         #: unanswerable, ``refused`` over a connection limit, ``timed_out``, ``fault``...).

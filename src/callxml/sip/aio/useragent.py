@@ -426,7 +426,7 @@ class UserAgent:
             await self._transport.close()
             raise
         self._core = UserAgentCore(dataclasses.replace(self._core_config, local=dict(self._local)))
-        if self._admit_source is not None and "udp" in self._local:
+        if self._admit_source is not None and self._local:
             self._gate = Gate(self._admit_source, self.warn_agent("udp"))
             self._transport.gate = self._gate
 
