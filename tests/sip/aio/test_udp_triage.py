@@ -43,6 +43,19 @@ def in_dialog(method: str, port: int, n: int) -> bytes:
     )
 
 
+def ack_of(invite: bytes, tag: str) -> bytes:
+    """The caller's ACK of our refusal of ``invite`` (its To tag ``tag``, no body)."""
+    return (
+        invite.split(b"\r\n\r\n")[0]
+        .replace(b"INVITE sip", b"ACK sip")
+        .replace(b"CSeq: 1 INVITE", b"CSeq: 1 ACK")
+        .replace(b"To: <sip:a@127.0.0.1>", f"To: <sip:a@127.0.0.1>;tag={tag}".encode())
+        .replace(b"Content-Type: application/sdp\r\n", b"")
+        .replace(f"Content-Length: {len(SDP)}".encode(), b"Content-Length: 0")
+        + b"\r\n\r\n"
+    )
+
+
 def burst(port: int, datagrams: list[bytes]) -> socket.socket:
     """Send every datagram before the loop runs again: they queue in the socket together."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -132,15 +145,7 @@ async def test_the_gate_refuses_before_parsing_and_swallows_the_ack(
         peer.send(refused_invite)  # a retransmission: the same answer
         again = await peer.response()
         assert again.to.tag == tag
-        peer.send(
-            refused_invite.split(b"\r\n\r\n")[0]
-            .replace(b"INVITE sip", b"ACK sip")
-            .replace(b"CSeq: 1 INVITE", b"CSeq: 1 ACK")
-            .replace(b"To: <sip:a@127.0.0.1>", f"To: <sip:a@127.0.0.1>;tag={tag}".encode())
-            .replace(b"Content-Type: application/sdp\r\n", b"")
-            .replace(f"Content-Length: {len(SDP)}".encode(), b"Content-Length: 0")
-            + b"\r\n\r\n"
-        )
+        peer.send(ack_of(refused_invite, tag))
         peer.send(request("OPTIONS", "sip:a@127.0.0.1", port=peer.port))
         await until(lambda: len(inbox.messages) == 2)
     assert [type(m) for m in inbox.messages] == [SipRequest, SipRequest]
@@ -186,15 +191,7 @@ async def test_the_gate_screens_tcp_messages_before_parsing() -> None:
             tag = refused.to.tag
             assert tag is not None and tag.startswith(REFUSAL_TAG_PREFIX)
             assert "max_setups" in (refused.headers.get("Warning") or "")
-            peer.send(
-                refused_invite.split(b"\r\n\r\n")[0]
-                .replace(b"INVITE sip", b"ACK sip")
-                .replace(b"CSeq: 1 INVITE", b"CSeq: 1 ACK")
-                .replace(b"To: <sip:a@127.0.0.1>", f"To: <sip:a@127.0.0.1>;tag={tag}".encode())
-                .replace(b"Content-Type: application/sdp\r\n", b"")
-                .replace(f"Content-Length: {len(SDP)}".encode(), b"Content-Length: 0")
-                + b"\r\n\r\n"
-            )
+            peer.send(ack_of(refused_invite, tag))
             peer.send(request("OPTIONS", "sip:b@127.0.0.1", port=peer.port, transport="tcp"))
             await until(lambda: len(inbox.messages) == 3)
     finally:
