@@ -17,8 +17,10 @@ calls refused with 503, calls that got no final answer (SIPp's failed calls), an
 did not end ``completed`` although answered (the goal: none). Goodput counts records ``completed``
 per second of the SIPp run. Everything is measured in the same run, so the figures are ratios
 to this machine's own peak, not absolute numbers. Usage: ``python bench/overload.py
-[--seconds S] [--limits max_setups=60,...] [--peak R --factors 1,2,4]``; with
-``CALLXML_BENCH_PROFILE=file`` the engine runs under cProfile. Needs SIPp (Debian ``sip-tester``).
+[--seconds S] [--limits max_setups=60,...] [--peak R --factors 1,2,4] [--transport tcp]``; with
+``CALLXML_BENCH_PROFILE=file`` the engine runs under cProfile; ``--transport tcp`` sends every
+call over one TCP connection, as a proxy in front of the engine does. Needs SIPp (Debian
+``sip-tester``).
 """
 
 from __future__ import annotations
@@ -112,15 +114,16 @@ class Step:
 class Engine:
     """``callxml serve`` on a fresh store with ``limits`` (TOML lines of ``[limits]``)."""
 
-    def __init__(self, workdir: Path, webhook_port: int, limits: str) -> None:
+    def __init__(self, workdir: Path, webhook_port: int, limits: str, transport: str) -> None:
         self.dir = Path(tempfile.mkdtemp(dir=workdir))
+        self.transport = transport
         self.sip = free_port()
         self.http = free_port()
         config = self.dir / "callxml.toml"
         config.write_text(
             f"""
 [sip]
-listen = ["udp:127.0.0.1:{self.sip}"]
+listen = ["{transport}:127.0.0.1:{self.sip}"]
 [http]
 host = "127.0.0.1"
 port = {self.http}
@@ -196,7 +199,8 @@ def offer(engine: Engine, workdir: Path, label: str, rate: float, seconds: float
     command = [
         str(shutil.which("sipp")),
         "-sf", str(SCENARIO),
-        "-i", "127.0.0.1", "-p", str(free_port()), "-t", "u1",
+        "-i", "127.0.0.1", "-p", str(free_port()),
+        "-t", "u1" if engine.transport == "udp" else "t1",
         "-s", "ivr", "-key", "domain", "bench.test",
         "-r", f"{rate:g}", "-m", str(calls), "-l", "100000",
         "-recv_timeout", "10000", "-timeout", f"{int(seconds * 4 + 40)}s",
@@ -240,6 +244,12 @@ def main() -> None:
     parser.add_argument("--limits", default="", help="[limits] keys, e.g. max_setups=60")
     parser.add_argument("--peak", type=float, default=0.0, help="skip the ramp: use this peak")
     parser.add_argument("--factors", default="1,2,4", help="multiples of the peak to offer")
+    parser.add_argument(
+        "--transport",
+        choices=("udp", "tcp"),
+        default="udp",
+        help="how SIPp reaches the engine (tcp: every call over one connection, as a proxy does)",
+    )
     args = parser.parse_args()
     if shutil.which("sipp") is None:
         sys.exit("sipp is not installed (Debian package sip-tester)")
@@ -258,7 +268,7 @@ def main() -> None:
             if not peak:
                 print("peak: admission off, rising rates, 5 s each", flush=True)
             for rate in (float(r) for r in args.ramp.split(",") if not args.peak):
-                engine = Engine(workdir, hook_port, OFF)
+                engine = Engine(workdir, hook_port, OFF, args.transport)
                 try:
                     step = offer(engine, workdir, "ramp", rate, 5.0)
                 finally:
@@ -273,7 +283,7 @@ def main() -> None:
             print(f"peak goodput {peak:.1f} calls/s", flush=True)
             print(f"with admission limits ({limits or 'defaults'}):", flush=True)
             for factor in (float(f) for f in args.factors.split(",")):
-                engine = Engine(workdir, hook_port, limits)
+                engine = Engine(workdir, hook_port, limits, args.transport)
                 try:
                     show(offer(engine, workdir, f"{factor:g}x", peak * factor, args.seconds), peak)
                 finally:
