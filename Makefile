@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEBS := sip-tester baresip baresip-core espeak-ng dnsmasq kamailio kamailio-tls-modules linphone-cli postgresql
 STAMP := $(VENV)/.installed
 # Every benchmark prints its ratio against a reference measured in the same run, and its goal.
-BENCHES := srtp_relay bridged_calls cps conference overload webhook store markup cluster
+BENCHES := srtp_relay bridged_calls cps conference overload webhook store markup cluster bindings
 
 .PHONY: setup system-deps run demo test lint typecheck pytest bench clean $(addprefix bench-,$(BENCHES))
 

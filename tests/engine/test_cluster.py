@@ -26,7 +26,10 @@ from callxml.engine.store import BindingRecord, CallRecord, NodeRecord
 from callxml.errors import ConfigError
 from callxml.runtime import IncomingCall, Phone
 from callxml.sip.aio.transport import ListenerConfig
+from callxml.sip.events import Address
+from callxml.sip.register import contact_key
 from support.engine import ACCOUNT_SID, API_AUTH, engine_config, running_engine, web_app
+from support.registrar import Register
 from support.waiting import until
 
 pytestmark = pytest.mark.peer
@@ -170,8 +173,9 @@ async def test_registrars_sharing_the_store_follow_each_others_bindings(
     stores = [PostgresStore(postgres_url, node=n) for n in ("a", "b")]
     try:
         a, b = (RegistrarService(config, s, shared_sync=0.05) for s in stores)
+        contact = "sip:alice@127.0.0.1:5099"  # keyed as the registrar keys it
         binding = BindingRecord(
-            "alice@reg.test", "sip:alice@127.0.0.1:5099", "sip:alice@127.0.0.1:5099",
+            "alice@reg.test", "contact:" + contact_key(contact), contact,
             expires_at=time.time() + 60, transport="udp", source_host="127.0.0.1",
             source_port=5060, registered_at=time.time(),
         )  # fmt: skip
@@ -190,6 +194,77 @@ async def test_registrars_sharing_the_store_follow_each_others_bindings(
         b.start()  # the follower: b's next sync takes the removal
         try:
             await until(lambda: b.registrar.lookup("alice@reg.test", time.time()) == [])
+        finally:
+            await b.stop()
+        assert b.full_reads == 1  # the one at start: every sync since read the change log
+    finally:
+        for store in stores:
+            store.close()
+
+
+async def test_a_register_and_its_removal_reach_the_other_engine_through_the_change_log(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """alice REGISTERs at engine a, then removes her binding (Expires: 0): engine b, following
+    the store, finds her and then not, by reading the change log alone (no read of every
+    binding after its start). A write whose seq is lower than one b already read but which
+    commits later (two writers at once) reaches b too."""
+    domain = {
+        "name": "reg.test",
+        "voice_url": "http://127.0.0.1:9/v",
+        "credentials": [{"username": "alice", "password": "alice-Secret-9"}],
+    }
+    config = engine_config(tmp_path, [domain])
+    stores = [PostgresStore(postgres_url, node=n) for n in ("a", "b")]
+    try:
+        a, b = (RegistrarService(config, s, shared_sync=0.05) for s in stores)
+        b.start()
+        try:
+            flow = Address("udp", "127.0.0.1", 5099)
+            register = Register("alice", "reg.test", "sip:alice@127.0.0.1:5099", source=flow)
+            await a(register)
+            assert register.status == 200, register.warning
+            [found] = await until(lambda: b.registrar.lookup("alice@reg.test", time.time()))
+            assert (found.contact, found.source_port) == ("sip:alice@127.0.0.1:5099", 5099)
+            assert b.registrar.over_flow("udp", "127.0.0.1", 5099, time.time()) == [found]
+            removal = Register(
+                "alice", "reg.test", "sip:alice@127.0.0.1:5099", expires=0, cseq=2, source=flow
+            )
+            await a(removal)
+            assert removal.status == 200, removal.warning
+            await until(lambda: b.registrar.lookup("alice@reg.test", time.time()) == [])
+            assert b.registrar.over_flow("udp", "127.0.0.1", 5099, time.time()) == []
+            await b.stop()
+
+            # Two writers at once: the first takes its seq, the second a higher one and
+            # commits first; b reads the second, then the first commits.
+            late = BindingRecord(
+                "carol@reg.test",
+                "contact:late",
+                "sip:carol@127.0.0.1:5097",
+                expires_at=time.time() + 60,
+                registered_at=time.time(),
+            )
+            early = dataclasses.replace(late, aor="dave@reg.test", key="contact:early")
+            with stores[0].backend.transaction() as db:
+                db.execute(
+                    "INSERT INTO binding_changes (aor, key, changed_at) VALUES (?, ?, ?)",
+                    (late.aor, late.key, time.time()),
+                )
+                db.execute(
+                    "INSERT INTO bindings (aor, key, contact, expires_at, q, call_id, cseq,"
+                    " transport, source_host, source_port, registered_at, user_agent)"
+                    " VALUES (?, ?, ?, ?, 1.0, '', 0, 'udp', '', 0, ?, '')",
+                    (late.aor, late.key, late.contact, late.expires_at, late.registered_at),
+                )
+                await asyncio.to_thread(a.store.update_bindings, [early], [])
+                assert await b.sync()
+                assert b.registrar.lookup("dave@reg.test", time.time()) != []
+                assert b.registrar.lookup("carol@reg.test", time.time()) == []
+            assert await b.sync()  # the lower seq, committed now, is asked for again
+            [carol] = b.registrar.lookup("carol@reg.test", time.time())
+            assert carol.contact == late.contact
+            assert b.full_reads == 1 and b.log_reads >= 4
         finally:
             await b.stop()
     finally:

@@ -477,3 +477,97 @@ def test_bindings_are_written_together_and_expire(stores: Stores) -> None:
     store.close()
     again = stores.open()  # durable across a restart
     assert again.list_bindings(now=0.0) == [moved]
+
+
+def _binding(contact: str, expires_at: float, aor: str = "alice@d.test") -> BindingRecord:
+    return BindingRecord(aor, f"contact:{contact}", f"sip:{contact}", expires_at=expires_at)
+
+
+def test_the_change_log_names_every_key_saved_deleted_or_purged(stores: Stores) -> None:
+    """Each write to the bindings logs the keys it touched, in its transaction; reading the log
+    past a position gives each such key's binding as it is now, or its absence."""
+    store = stores.open()
+    empty = store.binding_changes(0, now=0.0)
+    assert (empty.last_seq, empty.seqs, empty.present, empty.absent) == (0, frozenset(), (), ())
+    a, b, c = _binding("a", 100.0), _binding("b", 100.0), _binding("c", 50.0)
+    store.update_bindings([a, b], [], now=10.0)
+    first = store.binding_changes(0, now=0.0)
+    assert len(first.seqs) == 2 and first.last_seq == max(first.seqs)
+    assert set(first.present) == {a, b} and first.absent == () and not first.behind
+
+    moved = BindingRecord(a.aor, a.key, "sip:a-moved", expires_at=200.0, source_port=5070)
+    store.update_bindings([moved, c], [(b.aor, b.key)], now=20.0)
+    second = store.binding_changes(first.last_seq, now=0.0)
+    assert len(second.seqs) == 3 and min(second.seqs) > first.last_seq
+    assert set(second.present) == {moved, c} and second.absent == ((b.aor, b.key),)
+    # Read from the start, a key changed twice is named once, as it is now.
+    again = store.binding_changes(0, now=0.0)
+    assert set(again.present) == {moved, c} and again.absent == ((b.aor, b.key),)
+    # An expired binding reads as absent; the holes asked for are read again.
+    late = store.binding_changes(second.last_seq, holes=[min(second.seqs)], now=60.0)
+    assert late.seqs == {min(second.seqs)} and late.last_seq == second.last_seq
+    assert store.binding_changes(first.last_seq, now=60.0).absent == (
+        (b.aor, b.key),
+        (c.aor, c.key),
+    )
+
+    assert store.purge_bindings(60.0) == 1  # c
+    purged = store.binding_changes(second.last_seq, now=0.0)
+    assert len(purged.seqs) == 1 and purged.present == () and purged.absent == ((c.aor, c.key),)
+
+
+def test_the_change_log_is_pruned_from_its_oldest_and_a_reader_behind_it_knows(
+    stores: Stores,
+) -> None:
+    store = stores.open()
+    for at in (10.0, 20.0, 30.0):
+        store.update_bindings([_binding(f"x{at:.0f}", 1000.0)], [], now=at)
+    seqs = sorted(store.binding_changes(0, now=0.0).seqs)
+    assert store.binding_log_head(settled_before=0.0) == 0  # nothing settled: read it all
+    assert store.binding_log_head(settled_before=25.0) == seqs[1]  # the newest settled
+    assert store.binding_log_head(settled_before=100.0) == seqs[2]
+    assert store.prune_binding_changes(5.0) == 0
+    assert store.prune_binding_changes(25.0) == 2
+    assert store.binding_changes(seqs[0], now=0.0).behind  # seqs[1] is gone: missed
+    kept = store.binding_changes(seqs[1], now=0.0)
+    assert not kept.behind and kept.seqs == {seqs[2]}
+    assert store.binding_log_head(settled_before=0.0) == seqs[1]  # never below the mark
+    assert store.prune_binding_changes(100.0) == 1
+    assert store.binding_changes(seqs[1], now=0.0).behind
+    assert not store.binding_changes(seqs[2], now=0.0).behind
+    assert store.binding_log_head(settled_before=100.0) == seqs[2]
+    assert store.prune_binding_changes(5.0) == 0  # an older prune does not lower the mark
+    assert store.binding_changes(seqs[1], now=0.0).behind
+
+
+def test_migration_6_adds_the_change_log_to_a_database_with_bindings(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database at version 5 (bindings stored before the log existed) gets 0006 alone, keeps
+    its bindings, and logs from then on, with seqs that grow."""
+    from callxml.engine import migrations
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:5])
+    old = stores.open()
+    assert old.migrated == [1, 2, 3, 4, 5]
+    a = _binding("a", 100.0)
+    with old.backend.transaction() as db:  # as a callxml of schema 5 wrote it: no log
+        db.execute(
+            "INSERT INTO bindings (aor, key, contact, expires_at, q, call_id, cseq, transport,"
+            " source_host, source_port, registered_at, user_agent)"
+            " VALUES (?, ?, ?, ?, 1.0, '', 0, 'udp', '', 0, 0.0, '')",
+            (a.aor, a.key, a.contact, a.expires_at),
+        )
+    old.close()
+    monkeypatch.undo()
+
+    store = stores.open()
+    assert store.migrated == [6] and store.schema_version == 6
+    assert store.list_bindings(now=0.0) == [a]
+    assert store.binding_changes(0, now=0.0).seqs == frozenset()
+    assert store.binding_log_head(settled_before=0.0) == 0
+    store.update_bindings([_binding("b", 100.0)], [(a.aor, a.key)], now=1.0)
+    store.update_bindings([_binding("c", 100.0)], [], now=2.0)
+    changes = store.binding_changes(0, now=0.0)
+    assert len(changes.seqs) == 3 and changes.absent == ((a.aor, a.key),)
+    assert sorted(changes.seqs) == list(range(min(changes.seqs), min(changes.seqs) + 3))

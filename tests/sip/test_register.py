@@ -10,6 +10,7 @@ instance/reg-id). Nothing sleeps: a one-hour registration costs nothing.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import pytest
@@ -644,6 +645,30 @@ def test_the_flows_of_current_bindings_are_indexed() -> None:
     apply(registrar, register(["<sip:alice@10.0.0.1>"], cseq=3), 5000.0, source=moved)
     apply(registrar, register(["*"], expires="0", cseq=4), 5000.0, source=moved)
     assert registrar._flows == {}
+
+
+def test_changes_read_back_from_another_registrar_are_applied_in_place() -> None:
+    """A shared store's changes (bindings another registrar saved or removed) change only the
+    keys they name, and the flow index follows: a binding moved to a new flow is found over
+    that one only, a removed one over none, and a new key past the bound is left out."""
+    registrar = Registrar(RegistrarPolicy(max_bindings=2))
+    apply(registrar, register(["<sip:alice@10.0.0.1>", "<sip:alice@10.0.0.2>"]))
+    [one, two] = sorted(registrar.lookup(AOR, 0.0), key=lambda b: b.contact)
+    bob = Binding("bob@" + DOMAIN, "sip:bob@10.0.0.3", 500.0, source_host="192.0.2.9")
+    moved = dataclasses.replace(one, source_port=40002, cseq=2, expires_at=900.0)
+    registrar.apply(saved=[moved, bob], removed=[(AOR, two.key), ("carol@" + DOMAIN, "gone")])
+    assert registrar.lookup(AOR, 0.0) == [moved]
+    assert registrar.lookup("bob@" + DOMAIN, 0.0) == [bob]
+    assert registrar.over_flow("tls", "192.0.2.7", 40001, 0.0) == []  # two left, one moved
+    assert registrar.over_flow("tls", "192.0.2.7", 40002, 0.0) == [moved]
+    assert registrar.over_flow("udp", "192.0.2.9", 0, 0.0) == [bob]
+    flood = [
+        Binding(AOR, f"sip:alice@10.1.0.{i}", 900.0, source_host="192.0.2.8") for i in range(3)
+    ]
+    registrar.apply(saved=flood)
+    assert [b.contact for b in registrar.lookup(AOR, 0.0)] == [moved.contact, flood[0].contact]
+    registrar.apply(removed=[(AOR, moved.key), (AOR, flood[0].key), ("bob@" + DOMAIN, bob.key)])
+    assert registrar.all(0.0) == [] and registrar._aors == {} and registrar._flows == {}
 
 
 def test_a_registered_caller_is_sent_our_bye_over_its_flow() -> None:

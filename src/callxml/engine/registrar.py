@@ -24,11 +24,26 @@ included (500).
 
 Engines sharing a PostgreSQL store (docs/deploy.md) share their bindings: a device's REGISTER
 reaches one engine (the proxy hashes REGISTERs over the To URI), which stores the binding before
-its 200; every engine reads the store's bindings again every :data:`SHARED_SYNC_INTERVAL`
-seconds, so a call placed on any engine finds the device within that time. Lookups stay in
-memory (a call's setup never waits on the database), and the device is called over the flow
-its REGISTER came over, which for a device behind the proxy is the proxy (it relays the INVITE
-by its Request-URI, the device's Contact).
+its 200; every engine follows the store every :data:`SHARED_SYNC_INTERVAL` seconds, so a call
+placed on any engine finds the device within that time. Lookups stay in memory (a call's setup
+never waits on the database), and the device is called over the flow its REGISTER came over,
+which for a device behind the proxy is the proxy (it relays the INVITE by its Request-URI, the
+device's Contact).
+
+Following the store reads its change log (``binding_changes``: each write to the bindings logs
+the keys it touched, with a sequence number, in the same transaction), not every binding: with
+10,000 registered devices, re-reading them all each second on every engine would be a full
+table scan and a rebuild of the registrar per engine per second, where the log costs a read by
+its index of what changed since the last sync (a few rows: 10,000 devices refreshing hourly
+make about three a second) and touches only those keys in memory. The log's sequence numbers
+are taken at insert but seen at commit, so a sync can see seq 11 before seq 10 commits, and a
+rolled-back write leaves a seq that never appears: a seq missing below the highest one read is
+asked for again at each sync until it shows up or :data:`HOLE_TIMEOUT` seconds have passed (no
+REGISTER's transaction lasts that long). As a safety net every binding is read again every
+:data:`FULL_SYNC_INTERVAL` seconds, and at once when this engine fell so far behind (its syncs
+failing) that the log was pruned past it (:data:`CHANGE_RETENTION`). Engines' clocks should
+agree within seconds (NTP): the log's times are its writers', and bindings expire by them
+already.
 """
 
 from __future__ import annotations
@@ -40,7 +55,7 @@ import time
 from collections.abc import Callable
 
 from callxml.engine.config import AccountConfig, DomainConfig, EngineConfig
-from callxml.engine.store import BindingRecord, Store
+from callxml.engine.store import BindingChanges, BindingRecord, Store
 from callxml.errors import CallXmlError
 from callxml.runtime.fork import Branch, Callee
 from callxml.sip.aio.transport import label
@@ -50,6 +65,10 @@ from callxml.sip.target import Target
 from callxml.sip.uri import parse_uri
 
 __all__ = [
+    "CHANGE_RETENTION",
+    "FULL_SYNC_INTERVAL",
+    "HOLE_TIMEOUT",
+    "MAX_HOLES",
     "PURGE_INTERVAL",
     "SHARED_SYNC_INTERVAL",
     "AccountDirectory",
@@ -63,6 +82,17 @@ log = logging.getLogger(__name__)
 PURGE_INTERVAL = 60.0
 #: With a store other engines share: how often the bindings they took are read (seconds).
 SHARED_SYNC_INTERVAL = 1.0
+#: How often a shared sync reads every binding anyway, should a change have slipped past the
+#: log (a write's transaction outliving HOLE_TIMEOUT, clocks far apart).
+FULL_SYNC_INTERVAL = 60.0
+#: How long a change log seq missing below the newest one read is asked for again (seconds):
+#: past it, its transaction is taken as rolled back.
+HOLE_TIMEOUT = 30.0
+#: More missing seqs than this at once (a sequence jump): read every binding instead.
+MAX_HOLES = 1000
+#: How long the store keeps the change log's rows (seconds); an engine whose syncs failed for
+#: longer reads every binding again.
+CHANGE_RETENTION = 300.0
 
 
 def policy_of(config: EngineConfig) -> RegistrarPolicy:
@@ -115,8 +145,9 @@ def _binding(record: BindingRecord) -> Binding:
 class RegistrarService:
     """The registrar of every domain with ``credentials``: the user agent's ``on_register``
     handler, and the directory calls look users up in. ``clock`` is wall-clock seconds (the
-    bindings' expiry survives a restart). ``shared_sync``: seconds between reads of the store's
-    bindings when other engines write them too (None: this engine is the store's only writer)."""
+    bindings' expiry survives a restart); ``monotonic`` times the shared sync's own intervals.
+    ``shared_sync``: seconds between reads of the store's bindings when other engines write
+    them too (None: this engine is the store's only writer)."""
 
     def __init__(
         self,
@@ -124,14 +155,22 @@ class RegistrarService:
         store: Store,
         *,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         shared_sync: float | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.clock = clock
+        self.monotonic = monotonic
         self.shared_sync = shared_sync
-        stored = [_binding(r) for r in store.list_bindings(now=clock())]
-        self.registrar = Registrar(policy_of(config), stored)
+        #: Reads of every binding (the one at start included) and of the change log only.
+        self.full_reads = 0
+        self.log_reads = 0
+        self._after, records = self._read_all(clock())
+        self.registrar = Registrar(policy_of(config), [_binding(r) for r in records])
+        self._holes: dict[int, float] = {}  # log seqs missing below _after -> when first missed
+        self._full_at = monotonic()
+        self._full_due = False
         self._writes = asyncio.Lock()  # one REGISTER's changes reach the store before the next
         self._changes = 0  # local changes to the bindings in memory (see sync)
         self._tasks: list[asyncio.Task[None]] = []
@@ -159,15 +198,71 @@ class RegistrarService:
                 log.exception("registrar: reading the shared bindings failed")
 
     async def sync(self) -> bool:
-        """Take the store's current bindings as ours (the other engines' REGISTERs included);
-        False when a REGISTER here changed ours meanwhile (the next sync reads it back)."""
+        """Take the store's changes to the bindings since the last sync as ours (the other
+        engines' REGISTERs included), or every binding when one is due; False when a REGISTER
+        here changed ours meanwhile: what was read may predate it, so nothing is applied and
+        the next sync reads from the same place again."""
         seen = self._changes
+        now = self.clock()
+        full = (
+            self._full_due
+            or len(self._holes) > MAX_HOLES
+            or self.monotonic() - self._full_at >= FULL_SYNC_INTERVAL
+        )
+        changes: BindingChanges | None = None
+        everything: tuple[int, list[BindingRecord]] | None = None
         async with self._writes:
-            records = await asyncio.to_thread(self.store.list_bindings, now=self.clock())
+            if not full:
+                changes = await asyncio.to_thread(
+                    self.store.binding_changes, self._after, holes=tuple(self._holes), now=now
+                )
+                self.log_reads += 1
+                if changes.behind:
+                    log.info("registrar: the bindings' change log was pruned past us: full read")
+            if changes is None or changes.behind:
+                everything = await asyncio.to_thread(self._read_all, now)
         if self._changes != seen:
             return False
-        self.registrar = Registrar(policy_of(self.config), [_binding(r) for r in records])
+        if everything is None:
+            assert changes is not None
+            self._take(changes)
+        else:
+            head, records = everything
+            self.registrar = Registrar(policy_of(self.config), [_binding(r) for r in records])
+            # A missing seq at or below the new position is not in the full read either (its
+            # transaction had not committed): keep asking for it.
+            self._holes = {seq: at for seq, at in self._holes.items() if seq <= head}
+            self._after = head
+            self._full_at = self.monotonic()
+            self._full_due = False
         return True
+
+    def _read_all(self, now: float) -> tuple[int, list[BindingRecord]]:
+        """Every binding, and the change log position to follow from after it. The position
+        is read first: a change logged between the two reads is then both in the bindings and
+        past the position, read twice (harmless: a change is a key to read again), never
+        missed."""
+        self.full_reads += 1
+        head = self.store.binding_log_head(settled_before=now - HOLE_TIMEOUT)
+        return head, self.store.list_bindings(now=now)
+
+    def _take(self, changes: BindingChanges) -> None:
+        t = self.monotonic()
+        for seq in changes.seqs:
+            self._holes.pop(seq, None)
+        missing = changes.last_seq - self._after - sum(1 for s in changes.seqs if s > self._after)
+        if missing > MAX_HOLES:
+            self._full_due = True  # a sequence jump: read everything rather than ask for each
+        else:
+            for seq in range(self._after + 1, changes.last_seq):
+                if seq not in changes.seqs:
+                    self._holes[seq] = t
+        for seq, at in list(self._holes.items()):
+            if t - at >= HOLE_TIMEOUT:
+                log.debug("registrar: change log seq %d never appeared (rolled back)", seq)
+                del self._holes[seq]
+        self._after = max(self._after, changes.last_seq)
+        self.registrar.apply([_binding(r) for r in changes.present], changes.absent)
 
     async def _purge(self) -> None:
         while True:
@@ -178,13 +273,15 @@ class RegistrarService:
                 log.exception("registrar: purging expired bindings failed")
 
     async def expire(self) -> None:
-        """Forget the bindings that lapsed, in memory and in the store."""
+        """Forget the bindings that lapsed, in memory and in the store, and the change log's
+        rows no sync needs any more."""
         now = self.clock()
         self._changes += 1
         for binding in self.registrar.expire(now):
             log.info("registrar: %s binding %s expired", binding.aor, binding.contact)
         async with self._writes:
             await asyncio.to_thread(self.store.purge_bindings, now)
+            await asyncio.to_thread(self.store.prune_binding_changes, now - CHANGE_RETENTION)
 
     # -- REGISTER ----------------------------------------------------------------------------
 
@@ -217,6 +314,7 @@ class RegistrarService:
                         self.store.update_bindings,
                         [_record(b) for b in result.saved],
                         [(b.aor, b.key) for b in result.removed],
+                        now=self.clock(),
                     )
             except Exception:
                 log.exception("registrar: bindings of %s not stored", result.aor)

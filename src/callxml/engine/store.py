@@ -10,7 +10,9 @@ Every state change is its own committed transaction, the database runs in WAL mo
 ``synchronous=FULL``, so a ``kill -9`` at any moment leaves every committed call readable after
 restart, and nothing half-written. The registrar's bindings (devices registered to our domains)
 live here too, so a restart does not forget who is registered: one REGISTER's changes are one
-transaction, and bindings past their expiry are never listed.
+transaction, and bindings past their expiry are never listed. Each write to the bindings also
+logs the keys it touched (``binding_changes``, in the same transaction), so that engines sharing
+the database can follow each other's REGISTERs without re-reading every binding.
 
 It must not know about SIP, media or HTTP: it stores plain records.
 """
@@ -21,7 +23,8 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -33,6 +36,7 @@ __all__ = [
     "CALL_STATUSES",
     "CONFERENCE_STATUSES",
     "TERMINAL_STATUSES",
+    "BindingChanges",
     "BindingRecord",
     "CallEvent",
     "CallRecord",
@@ -149,6 +153,21 @@ class BindingRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class BindingChanges:
+    """What the bindings' change log holds past a position: ``seqs`` the log rows read,
+    ``last_seq`` the highest of them and the position asked from, and for each key they
+    name, its binding as it is now (``present``) or its absence (``absent``: deleted, purged or
+    expired). ``behind``: rows past the position were pruned from the log, so the changes read
+    are not all of them (read every binding instead)."""
+
+    last_seq: int
+    seqs: frozenset[int] = frozenset()
+    present: tuple[BindingRecord, ...] = ()
+    absent: tuple[tuple[str, str], ...] = ()
+    behind: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ConferenceRecord:
     """A conference room, as Twilio's Conference resource describes it: ``status`` is ``init``
     (waiting for a participant who starts it), ``in-progress`` or ``completed``."""
@@ -258,10 +277,15 @@ class Store(Protocol):
     def put_zrtp_peer(self, record: ZrtpPeerRecord) -> None: ...
 
     def update_bindings(
-        self, save: Sequence[BindingRecord], delete: Sequence[tuple[str, str]]
+        self,
+        save: Sequence[BindingRecord],
+        delete: Sequence[tuple[str, str]],
+        *,
+        now: float | None = None,
     ) -> None:
         """Write one REGISTER's changes at once: ``save`` (insert or replace by aor and key)
-        and ``delete`` (``(aor, key)`` pairs)."""
+        and ``delete`` (``(aor, key)`` pairs), each key logged as changed at ``now`` (default:
+        the current time)."""
         ...
 
     def list_bindings(self, *, now: float) -> list[BindingRecord]:
@@ -269,7 +293,25 @@ class Store(Protocol):
         ...
 
     def purge_bindings(self, now: float) -> int:
-        """Delete the bindings expired by ``now``; returns how many."""
+        """Delete the bindings expired by ``now``, each logged as changed; returns how many."""
+        ...
+
+    def binding_changes(
+        self, after: int, *, holes: Collection[int] = (), now: float
+    ) -> BindingChanges:
+        """The keys the change log names past seq ``after`` (and at the seqs ``holes``, which
+        were missing from an earlier read), with their bindings as of ``now``."""
+        ...
+
+    def binding_log_head(self, *, settled_before: float) -> int:
+        """The log position to follow from after a full read of the bindings made next: the
+        newest change older than ``settled_before`` (the newer ones are read again, so that a
+        lower seq committing late among them shows as missing)."""
+        ...
+
+    def prune_binding_changes(self, before: float) -> int:
+        """Drop the log's changes up to the newest one older than ``before``, and mark that
+        seq pruned (a reader below it has missed changes); returns how many."""
         ...
 
     def create_conference(self, record: ConferenceRecord) -> None: ...
@@ -338,6 +380,8 @@ _BINDING_COLUMNS = tuple(f.name for f in fields(BindingRecord))
 _CONFERENCE_COLUMNS = tuple(f.name for f in fields(ConferenceRecord))
 _QUEUE_COLUMNS = tuple(f.name for f in fields(QueueRecord))
 _KEYS = ("aor", "key")
+_LOG_CHANGE = "INSERT INTO binding_changes (aor, key, changed_at) VALUES (?, ?, ?)"
+_PRUNED = "SELECT seq FROM binding_changes_pruned WHERE id = 1"
 
 
 def _quoted(column: str) -> str:
@@ -902,8 +946,14 @@ class SqlStore:
     # -- registrar bindings ---------------------------------------------------------------------
 
     def update_bindings(
-        self, save: Sequence[BindingRecord], delete: Sequence[tuple[str, str]]
+        self,
+        save: Sequence[BindingRecord],
+        delete: Sequence[tuple[str, str]],
+        *,
+        now: float | None = None,
     ) -> None:
+        at = time.time() if now is None else now
+        changed = dict.fromkeys([*delete, *((r.aor, r.key) for r in save)])
         names = ", ".join(_quoted(c) for c in _BINDING_COLUMNS)
         marks = ", ".join("?" for _ in _BINDING_COLUMNS)
         updates = ", ".join(
@@ -919,6 +969,8 @@ class SqlStore:
                     f" ON CONFLICT (aor, key) DO UPDATE SET {updates}",
                     [values[c] for c in _BINDING_COLUMNS],
                 )
+            for aor, key in changed:
+                db.execute(_LOG_CHANGE, (aor, key, at))
 
     def list_bindings(self, *, now: float) -> list[BindingRecord]:
         with self.backend.read() as db:
@@ -929,7 +981,78 @@ class SqlStore:
 
     def purge_bindings(self, now: float) -> int:
         with self.backend.transaction() as db:
-            return int(db.execute("DELETE FROM bindings WHERE expires_at <= ?", (now,)).rowcount)
+            gone = db.execute(
+                "DELETE FROM bindings WHERE expires_at <= ? RETURNING aor, key", (now,)
+            ).fetchall()
+            for row in gone:
+                db.execute(_LOG_CHANGE, (row["aor"], row["key"], now))
+        return len(gone)
+
+    def binding_changes(
+        self, after: int, *, holes: Collection[int] = (), now: float
+    ) -> BindingChanges:
+        # One statement, so one snapshot: a change row is seen together with the binding its
+        # transaction wrote (or deleted). The key's row as it is now stands for every change
+        # of that key, so applying it twice, or late, is harmless.
+        columns = ", ".join(f"b.{_quoted(c)}" for c in _BINDING_COLUMNS if c not in _KEYS)
+        where, args = "c.seq > ?", [now, after]
+        if holes:
+            where += f" OR c.seq IN ({', '.join('?' for _ in holes)})"
+            args.extend(holes)
+        with self.backend.read() as db:
+            rows = db.execute(
+                f"SELECT c.seq, c.aor, c.key, {columns} FROM binding_changes c"
+                " LEFT JOIN bindings b ON b.aor = c.aor AND b.key = c.key AND b.expires_at > ?"
+                f" WHERE {where} ORDER BY c.seq",
+                args,
+            ).fetchall()
+            # After the changes, not before: a prune between the two then reads as behind
+            # (a full read too many), never as a change lost.
+            pruned = int(db.execute(_PRUNED).fetchone()["seq"])
+        current: dict[tuple[str, str], BindingRecord | None] = {}
+        for row in rows:
+            aor, key = row["aor"], row["key"]
+            current[(aor, key)] = (
+                None
+                if row["contact"] is None
+                else BindingRecord(
+                    aor=aor, key=key, **{c: row[c] for c in _BINDING_COLUMNS if c not in _KEYS}
+                )
+            )
+        seqs = frozenset(int(row["seq"]) for row in rows)
+        return BindingChanges(
+            last_seq=max(seqs | {after}),
+            seqs=seqs,
+            present=tuple(r for r in current.values() if r is not None),
+            absent=tuple(k for k, r in current.items() if r is None),
+            behind=after < pruned,
+        )
+
+    def binding_log_head(self, *, settled_before: float) -> int:
+        with self.backend.read() as db:
+            row = db.execute(
+                "SELECT MAX(seq) AS seq FROM binding_changes WHERE changed_at < ?",
+                (settled_before,),
+            ).fetchone()
+            pruned = int(db.execute(_PRUNED).fetchone()["seq"])
+        # Never below the pruned mark: the reader would take itself for behind.
+        return max(int(row["seq"] or 0), pruned)
+
+    def prune_binding_changes(self, before: float) -> int:
+        # A prefix of the log by seq, up to the newest old change, whatever the other rows'
+        # times (engines' clocks differ a little): the mark then says exactly which positions
+        # lost rows.
+        with self.backend.transaction() as db:
+            row = db.execute(
+                "SELECT MAX(seq) AS seq FROM binding_changes WHERE changed_at < ?", (before,)
+            ).fetchone()
+            if row["seq"] is None:
+                return 0
+            upto = int(row["seq"])
+            db.execute(
+                "UPDATE binding_changes_pruned SET seq = ? WHERE id = 1 AND seq < ?", (upto, upto)
+            )
+            return int(db.execute("DELETE FROM binding_changes WHERE seq <= ?", (upto,)).rowcount)
 
     def close(self) -> None:
         self.backend.close()

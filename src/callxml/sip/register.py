@@ -652,6 +652,29 @@ class Registrar:
                 del self._aors[aor]
         return gone
 
+    def apply(self, saved: Iterable[Binding] = (), removed: Iterable[tuple[str, str]] = ()) -> None:
+        """Take bindings another registrar changed (read back from a shared store): ``saved``
+        replace ours of the same address of record and key, ``removed`` (``(aor, key)``
+        pairs) go. Changes only what they name, so that following another registrar costs
+        what it changed, not what we hold; a new key beyond the policy's bound for its address
+        of record is left out, as at construction."""
+        for aor, key in removed:
+            table = self._aors.get(aor)
+            old = table.pop(key, None) if table is not None else None
+            if old is not None:
+                self._unindex(old)
+            if table is not None and not table:
+                del self._aors[aor]
+        for binding in saved:
+            table = self._aors.setdefault(binding.aor, {})
+            old = table.get(binding.key)
+            if old is None and len(table) >= self.policy.max_bindings:
+                continue
+            if old is not None:
+                self._unindex(old)
+            table[binding.key] = binding
+            self._index(binding)
+
     # --- REGISTER ------------------------------------------------------------------------
 
     def register(
